@@ -1,0 +1,2 @@
+"""ksnoop: show the arguments and return values of Linux kernel functions as they run."""
+__version__ = "0.1.0"

@@ -1,0 +1,12 @@
+"""Entry point for `ksnoop` and `python -m ksnoop`."""
+from __future__ import annotations
+
+
+def main() -> None:
+    from .cli import run
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

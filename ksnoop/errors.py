@@ -1,0 +1,31 @@
+"""ksnoop's errors: usage errors exit 2, runtime failures exit 1; the CLI prints one line for each."""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class KsnoopError(Exception):
+    """Base of every error ksnoop reports to the user as one line."""
+
+    exit_status = 1
+
+
+class UsageError(KsnoopError):
+    """The command line asks for something that does not exist or does not fit."""
+
+    exit_status = 2
+
+
+class UnknownTarget(UsageError):
+    """A function, tracepoint or type that the BTF does not have; `suggestions` are the closest real ones."""
+
+    def __init__(self, message: str, suggestions: Sequence[str] = ()):
+        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(message + hint)
+        self.suggestions = tuple(suggestions)
+
+
+class RuntimeFailure(KsnoopError):
+    """The request was sound but the system could not carry it out (permissions, kernel, corrupt data)."""
+
+    exit_status = 1
