@@ -1,0 +1,291 @@
+"""Plan -> BPF programs, one per probe, assembled from the templates in templates.py.
+
+`generate(plan, index)` picks templates for the probe's filters, predicates and captures,
+fills their holes with numbers from the plan, resolves jump labels and checks no hole is left.
+It is pure: the same plan gives the same instructions. Map fds are bound at load time
+(`Program.bind_maps`), since they exist only then.
+"""
+from __future__ import annotations
+
+import enum
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Tuple, Union
+
+from . import templates as tpl
+from . import uapi
+from .insn import Insn
+from .plan import (
+    COMM_OFFSET,
+    COMM_SIZE,
+    MAX_CAPTURES,
+    MAX_STRING_PREDICATE,
+    Capture,
+    CompareOp,
+    Plan,
+    Predicate,
+    Probe,
+    ProbeKind,
+    RecordLayout,
+)
+from .uapi import AttachType, Helper, ProgType
+
+
+class MapRole(enum.Enum):
+    EVENTS = "events"  # the RINGBUF records go to
+    DROPS = "drops"  # a PERCPU_ARRAY of one u64: records lost to a full ringbuf
+
+
+class CodegenError(ValueError):
+    """A plan the generator cannot express (too many captures, a string too long...)."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """A generated program: instructions, where map fds go, and what it attaches to."""
+
+    name: str  # at most BPF_OBJ_NAME_LEN - 1 characters
+    insns: Tuple[Insn, ...]
+    map_slots: Tuple[Tuple[int, MapRole], ...]  # (index of an ld_imm64, the map it loads)
+    prog_type: ProgType
+    expected_attach_type: AttachType
+    attach_btf_id: int
+    module: str
+    layout: RecordLayout
+    sections: Tuple[Tuple[int, str], ...]  # (first instruction, template name), for listings
+
+    def bind_maps(self, fds: Mapping[MapRole, int]) -> List[Insn]:
+        """The instructions with each map's fd in its ld_imm64 (BPF_PSEUDO_MAP_FD)."""
+        out = list(self.insns)
+        for index, role in self.map_slots:
+            first = out[index]
+            out[index] = Insn(first.code, first.dst, uapi.BPF_PSEUDO_MAP_FD, first.off, fds[role])
+        return out
+
+
+_ATTACH = {
+    ProbeKind.FENTRY: AttachType.TRACE_FENTRY,
+    ProbeKind.FEXIT: AttachType.TRACE_FEXIT,
+    ProbeKind.TP_BTF: AttachType.TRACE_RAW_TP,
+}
+
+# The jump that leaves when the test fails: the inverse of the operator, unsigned or signed.
+_FAIL_JUMP = {
+    (CompareOp.EQ, False): uapi.BPF_JNE, (CompareOp.EQ, True): uapi.BPF_JNE,
+    (CompareOp.NE, False): uapi.BPF_JEQ, (CompareOp.NE, True): uapi.BPF_JEQ,
+    (CompareOp.GT, False): uapi.BPF_JLE, (CompareOp.GT, True): uapi.BPF_JSLE,
+    (CompareOp.GE, False): uapi.BPF_JLT, (CompareOp.GE, True): uapi.BPF_JSLT,
+    (CompareOp.LT, False): uapi.BPF_JGE, (CompareOp.LT, True): uapi.BPF_JSGE,
+    (CompareOp.LE, False): uapi.BPF_JGT, (CompareOp.LE, True): uapi.BPF_JSGT,
+}
+_SIZE_CODES = {1: uapi.BPF_B, 2: uapi.BPF_H, 4: uapi.BPF_W, 8: uapi.BPF_DW}
+_READ_HELPERS = {
+    (False, False): Helper.probe_read_kernel, (True, False): Helper.probe_read_kernel_str,
+    (False, True): Helper.probe_read_user, (True, True): Helper.probe_read_user_str,
+}
+
+
+@dataclass
+class _Jump:
+    """An instruction whose `off` is a label, resolved once every label has a position."""
+
+    insn: Insn
+    label: str
+
+
+class _Assembler:
+    def __init__(self) -> None:
+        self.items: List[Union[Insn, _Jump]] = []
+        self.labels: Dict[str, int] = {}
+        self.map_slots: List[Tuple[int, MapRole]] = []
+        self.sections: List[Tuple[int, str]] = []
+
+    def label(self, name: str) -> None:
+        assert name not in self.labels, f"label {name} placed twice"
+        self.labels[name] = len(self.items)
+
+    def emit(self, template: tpl.Template, **values: Union[int, str]) -> None:
+        missing = set(template.hole_names) - set(values) - {r.value for r in MapRole}
+        assert not missing, f"{template.name}: holes left unfilled: {sorted(missing)}"
+        self.sections.append((len(self.items), template.name))
+        high_word: Optional[int] = None  # an ld_imm64's upper half, for the pair's second slot
+        for t in template.insns:
+            insn = t.insn
+            if high_word is not None:
+                insn = Insn(insn.code, insn.dst, insn.src, insn.off, _s32(high_word))
+                high_word = None
+            label: Optional[str] = None
+            for hole in t.holes:
+                if hole.field == "map":
+                    self.map_slots.append((len(self.items), MapRole(hole.name)))
+                    continue
+                value = values[hole.name]
+                if hole.field == "off" and isinstance(value, str):
+                    label = value
+                    continue
+                assert isinstance(value, int), f"{template.name}: hole {hole.name} wants a number, got {value!r}"
+                if hole.field == "imm64":
+                    value &= (1 << 64) - 1
+                    high_word = value >> 32
+                insn = _patch(insn, hole, value)
+            self.items.append(insn if label is None else _Jump(insn, label))
+
+    def assemble(self) -> Tuple[Insn, ...]:
+        out = []
+        for pos, item in enumerate(self.items):
+            if isinstance(item, _Jump):
+                target = self.labels[item.label]
+                item = Insn(item.insn.code, item.insn.dst, item.insn.src, target - pos - 1, item.insn.imm)
+            out.append(item)
+        return tuple(out)
+
+
+def _patch(insn: Insn, hole: tpl.Hole, value: int) -> Insn:
+    if hole.field == "off":
+        return Insn(insn.code, insn.dst, insn.src, value, insn.imm)
+    if hole.field in ("imm", "imm64"):
+        return Insn(insn.code, insn.dst, insn.src, insn.off, _s32(value))
+    if hole.field == "code":
+        if hole.name == "size":  # a width in bytes, into the BPF_SIZE bits
+            return Insn((insn.code & ~0x18) | _SIZE_CODES[value], insn.dst, insn.src, insn.off, insn.imm)
+        return Insn((insn.code & 0x0F) | value, insn.dst, insn.src, insn.off, insn.imm)  # BPF_OP bits
+    raise AssertionError(f"unknown hole field {hole.field}")
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+# ---- the program ------------------------------------------------------------------------------
+
+def generate(plan: Plan, probe_index: int) -> Program:
+    """The BPF program for plan.probes[probe_index]; CodegenError if the plan cannot be expressed."""
+    probe = plan.probes[probe_index]
+    if len(probe.captures) > MAX_CAPTURES:
+        raise CodegenError(f"{probe.target}: {len(probe.captures)} values to capture; at most {MAX_CAPTURES}")
+    layout = RecordLayout.of(probe, plan.with_comm)
+    asm = _Assembler()
+    asm.emit(tpl.PROLOGUE)
+    if plan.filters.pid is not None:
+        asm.emit(tpl.PID_FILTER, pid=plan.filters.pid, out="out")
+    if plan.filters.comm is not None:
+        lo, hi = _words(plan.filters.comm.ljust(COMM_SIZE, b"\0")[:COMM_SIZE])
+        asm.emit(tpl.COMM_FILTER, comm_lo=lo, comm_hi=hi, out="out")
+    for n, test in enumerate(probe.tests):
+        _emit_test(asm, test.value, test.predicate, f"test{n}")
+    asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped")
+    asm.emit(tpl.HEADER, probe=probe_index)
+    if plan.with_comm:
+        asm.emit(tpl.HEADER_COMM, rec_offset=COMM_OFFSET)
+    for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
+        _emit_capture(asm, capture, rec_offset, n)
+    asm.emit(tpl.SUBMIT, wakeup=min(plan.wakeup_bytes, 0x7FFFFFFF))
+    asm.label("out")
+    asm.emit(tpl.EXIT)
+    asm.label("dropped")
+    asm.emit(tpl.COUNT_DROP)
+    asm.emit(tpl.GOTO, target="out")
+    name = "ksnoop_" + "".join(c if c.isalnum() or c == "_" else "_" for c in probe.target)
+    return Program(
+        name=name[: uapi.BPF_OBJ_NAME_LEN - 1],
+        insns=asm.assemble(),
+        map_slots=tuple(asm.map_slots),
+        prog_type=ProgType.TRACING,
+        expected_attach_type=_ATTACH[probe.kind],
+        attach_btf_id=probe.attach_btf_id,
+        module=probe.module,
+        layout=layout,
+        sections=tuple(asm.sections),
+    )
+
+
+def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:
+    """r9 = the slot's value, then each hop's pointer followed."""
+    asm.emit(tpl.LOAD_ARG, slot_offset=8 * capture.slot)
+    for offset in capture.hops:
+        asm.emit(tpl.FOLLOW_POINTER, offset=offset, fail=fail)
+
+
+def _emit_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: str) -> None:
+    """Leave for `out` unless the predicate holds; a value that cannot be read fails the test."""
+    _emit_locate(asm, capture, "out")
+    if isinstance(predicate.constant, bytes):
+        _emit_string_test(asm, capture, predicate, name)
+        return
+    size = capture.size
+    if size not in _SIZE_CODES:
+        raise CodegenError(f"{capture.label}: cannot compare a {size}-byte value with a number")
+    if capture.in_memory:
+        asm.emit(tpl.READ_VALUE, size=size, offset=capture.offset, fail="out")
+    bits = 8 * size
+    if capture.bitfield is not None:
+        low_bit = capture.bitfield.bit_offset
+        if sys.byteorder == "big":  # big-endian compilers number bitfields from the top
+            low_bit = bits - capture.bitfield.bit_offset - capture.bitfield.bit_size
+        left, right = 64 - low_bit - capture.bitfield.bit_size, 64 - capture.bitfield.bit_size
+    else:
+        left = right = 64 - bits  # an argument's upper bits are not defined: drop them
+    if right:
+        shift_op = uapi.BPF_ARSH if predicate.signed else uapi.BPF_RSH
+        asm.emit(tpl.EXTRACT_BITS, left=left, right=right, shift_op=shift_op)
+    constant = predicate.constant
+    jmp_op = _FAIL_JUMP[(predicate.op, predicate.signed)]
+    if -(1 << 31) <= constant < (1 << 31) and (predicate.signed or constant >= 0):
+        asm.emit(tpl.COMPARE_IMM, jmp_op=jmp_op, constant=constant, out="out")
+    else:
+        asm.emit(tpl.COMPARE_IMM64, jmp_op=jmp_op, constant=constant, out="out")
+
+
+def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: str) -> None:
+    assert isinstance(predicate.constant, bytes)
+    if predicate.op not in (CompareOp.EQ, CompareOp.NE):
+        raise CodegenError(f"{capture.label}: strings compare only with == and !=")
+    if not capture.in_memory:
+        raise CodegenError(f"{capture.label}: a string comparison needs a char array or char pointer")
+    literal = predicate.constant + b"\0"
+    if len(literal) > MAX_STRING_PREDICATE:
+        raise CodegenError(f"{capture.label}: string of {len(literal) - 1} bytes; at most "
+                           f"{MAX_STRING_PREDICATE - 1} compare")
+    # One byte past the literal's NUL, when the value has room, tells "lo" from "loopback".
+    read_size = len(literal) + 1 if capture.string else min(len(literal) + 1, capture.size)
+    read_size = min(read_size, MAX_STRING_PREDICATE)
+    words = (read_size + 7) // 8
+    for w in range(words):
+        asm.emit(tpl.ZERO_STACK_WORD, stack_off=tpl.STACK_STRING + 8 * w)
+    helper = _READ_HELPERS[(capture.string, capture.user_memory)]
+    asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset, helper=int(helper), fail="out")
+    expected = literal[:read_size].ljust(8 * words, b"\0")
+    differ = "out" if predicate.op is CompareOp.EQ else f"{name}_differs"
+    for w, word in enumerate(_words(expected)):
+        asm.emit(tpl.COMPARE_STACK_WORD, stack_off=tpl.STACK_STRING + 8 * w, constant=word, differ=differ)
+    if predicate.op is CompareOp.NE:
+        asm.emit(tpl.GOTO, target="out")  # every word matched: equal, so != fails
+        asm.label(differ)
+
+
+def _emit_capture(asm: _Assembler, capture: Capture, rec_offset: int, n: int) -> None:
+    fail, done = f"fail{n}", f"done{n}"
+    _emit_locate(asm, capture, fail)
+    if not capture.in_memory:
+        if capture.size not in _SIZE_CODES:
+            raise CodegenError(f"{capture.label}: a {capture.size}-byte value cannot come from one register")
+        asm.emit(tpl.STORE_REGISTER, size=capture.size, rec_offset=rec_offset)
+        if not capture.hops:
+            return  # nothing could fail
+    else:
+        helper = _READ_HELPERS[(capture.string, capture.user_memory)]
+        asm.emit(tpl.COPY_TO_RECORD, rec_offset=rec_offset, size=capture.size, offset=capture.offset,
+                 helper=int(helper), fail=fail)
+    asm.emit(tpl.GOTO, target=done)
+    asm.label(fail)
+    if n < 31:
+        asm.emit(tpl.MARK_FAILED, bit=1 << n)
+    else:
+        asm.emit(tpl.MARK_FAILED_HIGH, bit=1 << n)
+    asm.label(done)
+
+
+def _words(data: bytes) -> List[int]:
+    """8-byte chunks as the u64s a load from memory would give on this host."""
+    return [int.from_bytes(data[k : k + 8], sys.byteorder) for k in range(0, len(data), 8)]

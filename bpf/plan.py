@@ -1,0 +1,143 @@
+"""The plan: plain data the resolver fills in from BTF and the code generator turns into BPF.
+
+Everything here is numbers (context slots, offsets, sizes, constants); bpf/ never sees a BTF
+object. RecordLayout is the one place a record's byte offsets are defined: the generated
+program writes records by it and the decoder reads them by it.
+"""
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import Optional, Tuple, Union
+
+# A whole struct copied into a record is cut at this size, and the cut is flagged.
+MAX_CAPTURE_SIZE = 4096
+# The failed-read mask is one u64 in the header.
+MAX_CAPTURES = 64
+# String predicates compare in a stack buffer of this size (the literal plus its NUL).
+MAX_STRING_PREDICATE = 128
+COMM_SIZE = 16  # TASK_COMM_LEN
+
+
+class ProbeKind(enum.Enum):
+    FENTRY = "fentry"
+    FEXIT = "fexit"
+    TP_BTF = "tp_btf"
+
+
+class CompareOp(enum.Enum):
+    EQ = "=="
+    NE = "!="
+    GT = ">"
+    GE = ">="
+    LT = "<"
+    LE = "<="
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """Keep the event only if `value <op> constant`. A bytes constant compares a string
+    (char array or char pointer) for equality up to and including its terminating NUL."""
+
+    op: CompareOp
+    constant: Union[int, bytes]
+    signed: bool = False
+
+
+@dataclass(frozen=True)
+class Bitfield:
+    bit_offset: int  # within the `size` bytes read, counted as the target's compiler counts them
+    bit_size: int
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One value to read: from context slot `slot`, follow `hops`, then read `size` bytes.
+
+    If `in_memory` is False the value is the slot itself (an argument or the return value).
+    Otherwise the slot holds a pointer: for each offset in `hops`, load the pointer stored
+    at that offset and follow it; then read `size` bytes at `offset` (a NUL-terminated
+    string of at most `size` bytes if `string`).
+    """
+
+    label: str  # the expression as the user wrote it, for display only
+    slot: int
+    hops: Tuple[int, ...] = ()
+    in_memory: bool = False
+    offset: int = 0
+    size: int = 8
+    bitfield: Optional[Bitfield] = None
+    string: bool = False
+    user_memory: bool = False  # the final read is of user memory (a __user pointer)
+    full_size: int = 0  # the value's real size when `size` was capped below it; 0 if not capped
+    type_id: int = 0  # the value's BTF type, for the decoder; the generator ignores it
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_size > self.size
+
+
+@dataclass(frozen=True)
+class Test:
+    """A predicate on a value: the event is dropped, before anything is copied, unless it holds."""
+
+    value: Capture
+    predicate: Predicate
+
+
+@dataclass(frozen=True)
+class Probe:
+    kind: ProbeKind
+    target: str  # function or tracepoint name, for messages and listings
+    attach_btf_id: int  # the FUNC (fentry/fexit) or btf_trace_<tp> TYPEDEF (tp_btf)
+    module: str = "vmlinux"  # whose BTF attach_btf_id is in
+    tests: Tuple[Test, ...] = ()  # all must hold (ANDed)
+    captures: Tuple[Capture, ...] = ()  # what each record carries
+
+
+@dataclass(frozen=True)
+class Filters:
+    pid: Optional[int] = None  # a process (tgid), as upstream ksnoop's -p
+    comm: Optional[bytes] = None  # at most COMM_SIZE - 1 bytes
+
+
+@dataclass(frozen=True)
+class Plan:
+    probes: Tuple[Probe, ...]
+    filters: Filters = field(default_factory=Filters)
+    with_comm: bool = True  # copy the task's comm into every record header
+    ringbuf_size: int = 1 << 22  # bytes; a power of two and a multiple of the page size
+    # Submit without waking the reader until this much is pending; the reader also polls.
+    wakeup_bytes: int = 1 << 16
+
+
+# ---- records ----------------------------------------------------------------------------------
+# Header: u64 ktime_ns, u64 pid_tgid, u32 cpu, u32 probe index, u64 failed-read mask (bit i =
+# capture i), then the comm when the plan asks for it. Host byte order, as the program writes.
+HEADER = struct.Struct("=QQIIQ")
+HEADER_SIZE = HEADER.size
+TS_OFFSET, PID_TGID_OFFSET, CPU_OFFSET, PROBE_OFFSET, FAILED_OFFSET = 0, 8, 16, 20, 24
+COMM_OFFSET = HEADER_SIZE
+
+
+@dataclass(frozen=True)
+class RecordLayout:
+    """Byte offsets of one probe's records: the header, the comm if any, each capture."""
+
+    capture_offsets: Tuple[int, ...]
+    size: int
+    with_comm: bool
+
+    @classmethod
+    def of(cls, probe: Probe, with_comm: bool) -> "RecordLayout":
+        offset = HEADER_SIZE + (COMM_SIZE if with_comm else 0)
+        offsets = []
+        for capture in probe.captures:
+            offsets.append(offset)
+            offset += _align8(capture.size)
+        return cls(tuple(offsets), offset, with_comm)
+
+
+def _align8(size: int) -> int:
+    return (size + 7) & ~7

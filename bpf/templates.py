@@ -1,0 +1,265 @@
+"""Named instruction templates: short BPF sequences with typed holes the code generator fills.
+
+A hole stands in one field of one instruction (an offset, a size, a constant, a jump target,
+a map) and is filled from the plan, so every number the program uses is an immediate and
+nothing in the kernel interprets a description of the trace.
+
+Register roles, fixed across all templates:
+  r6 = ctx (the u64 argument array)   r7 = the reserved record   r8 = failed-read mask
+  r9 = the pointer being followed, or the value just read        r1-r5, r0 = helper calls
+Stack (below r10): STACK_PTR scratch for a followed pointer, STACK_VALUE for a value under
+test, STACK_COMM for the comm filter, STACK_STRING for string predicates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+from . import insn as i
+from . import uapi
+from .uapi import Helper
+
+R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
+CTX, RECORD, FAILED, CURSOR = R6, R7, R8, R9
+
+STACK_PTR = -8
+STACK_VALUE = -16
+STACK_COMM = -32
+STACK_STRING = -32 - 128  # MAX_STRING_PREDICATE bytes, ending at STACK_COMM
+
+
+@dataclass(frozen=True)
+class Hole:
+    """A field left open in a template instruction, filled by name from the plan.
+
+    `field` says what the value patches: "off" and "imm" take an int ("off" also takes a label,
+    a str, for jumps), "imm64" an int for an ld_imm64 pair, "map" a map role for an ld_imm64
+    pair, and "code" patches the opcode: a width in bytes for a load or store, or the operation
+    bits of a jump or shift.
+    """
+
+    field: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TInsn:
+    """One template instruction: a real Insn with the fields named in `holes` left open."""
+
+    insn: i.Insn
+    holes: Tuple[Hole, ...] = ()
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    contract: str  # the registers and stack it reads and writes, and where it jumps
+    insns: Tuple[TInsn, ...]
+
+    @property
+    def hole_names(self) -> Tuple[str, ...]:
+        return tuple(dict.fromkeys(h.name for t in self.insns for h in t.holes))
+
+
+def T(insn: i.Insn, **holes: str) -> TInsn:  # noqa: N802 - reads as a table row
+    """A template instruction; each keyword is a field (code, off, imm, imm64, map), its value the hole's name."""
+    return TInsn(insn, tuple(Hole(field, name) for field, name in holes.items()))
+
+
+def _pair(insns: Tuple[i.Insn, i.Insn], **holes: str) -> Tuple[TInsn, TInsn]:
+    return T(insns[0], **holes), T(insns[1])
+
+
+ADD, OR, LSH, RSH, ARSH = uapi.BPF_ADD, uapi.BPF_OR, uapi.BPF_LSH, uapi.BPF_RSH, uapi.BPF_ARSH
+JEQ, JNE = uapi.BPF_JEQ, uapi.BPF_JNE
+LDX_MEM = uapi.BPF_LDX | uapi.BPF_MEM
+STX_MEM = uapi.BPF_STX | uapi.BPF_MEM
+JMP_K = uapi.BPF_JMP | uapi.BPF_K
+JMP_X = uapi.BPF_JMP | uapi.BPF_X
+
+PROLOGUE = Template("prologue", "r6 = r1 (ctx); r8 = 0 (no read failed yet)", (
+    T(i.mov64_reg(CTX, R1)),
+    T(i.mov64_imm(FAILED, 0)),
+))
+
+PID_FILTER = Template("pid_filter", "drops the event unless the current tgid == CONST; clobbers r0-r5", (
+    T(i.call(Helper.get_current_pid_tgid)),
+    T(i.alu64_imm(RSH, R0, 32)),
+    T(i.jmp_imm(JNE, R0, 0, 0), imm="pid", off="out"),
+))
+
+COMM_FILTER = Template("comm_filter", "drops the event unless the current comm == CONST64 x2; "
+                       "uses STACK_COMM; clobbers r0-r5", (
+    T(i.mov64_reg(R1, R10)),
+    T(i.alu64_imm(ADD, R1, STACK_COMM)),
+    T(i.mov64_imm(R2, 16)),
+    T(i.call(Helper.get_current_comm)),
+    T(i.ldx_mem(8, R1, R10, STACK_COMM)),
+    *_pair(i.ld_imm64(R2, 0), imm64="comm_lo"),
+    T(i.jmp_reg(JNE, R1, R2, 0), off="out"),
+    T(i.ldx_mem(8, R1, R10, STACK_COMM + 8)),
+    *_pair(i.ld_imm64(R2, 0), imm64="comm_hi"),
+    T(i.jmp_reg(JNE, R1, R2, 0), off="out"),
+))
+
+LOAD_ARG = Template("load_arg", "r9 = the u64 at ctx + slot_offset (one argument or the return value)", (
+    T(i.ldx_mem(8, CURSOR, CTX, 0), off="slot_offset"),
+))
+
+FOLLOW_POINTER = Template("follow_pointer", "r9 = *(u64 *)(r9 + offset) read with probe_read_kernel "
+                          "through STACK_PTR; a failed read jumps to `fail`; clobbers r0-r5", (
+    T(i.mov64_reg(R1, R10)),
+    T(i.alu64_imm(ADD, R1, STACK_PTR)),
+    T(i.mov64_imm(R2, 8)),
+    T(i.mov64_reg(R3, CURSOR)),
+    T(i.alu64_imm(ADD, R3, 0), imm="offset"),
+    T(i.call(Helper.probe_read_kernel)),
+    T(i.jmp_imm(JNE, R0, 0, 0), off="fail"),
+    T(i.ldx_mem(8, CURSOR, R10, STACK_PTR)),
+))
+
+READ_VALUE = Template("read_value", "r9 = the `size`-byte value at r9 + offset, read with "
+                      "probe_read_kernel through STACK_VALUE, zero-extended; a failed read jumps to `fail`", (
+    T(i.mov64_imm(R1, 0)),
+    T(i.stx_mem(8, R10, R1, STACK_VALUE)),
+    T(i.mov64_reg(R1, R10)),
+    T(i.alu64_imm(ADD, R1, STACK_VALUE)),
+    T(i.mov64_imm(R2, 8), imm="size"),
+    T(i.mov64_reg(R3, CURSOR)),
+    T(i.alu64_imm(ADD, R3, 0), imm="offset"),
+    T(i.call(Helper.probe_read_kernel)),
+    T(i.jmp_imm(JNE, R0, 0, 0), off="fail"),
+    T(i.ldx_mem(8, CURSOR, R10, STACK_VALUE), code="size"),
+))
+
+EXTRACT_BITS = Template("extract_bits", "r9 = bits of r9: shifted left by `left`, then right by "
+                        "`right`, arithmetically when signed (sign-extends narrow signed values too)", (
+    T(i.alu64_imm(LSH, CURSOR, 0), imm="left"),
+    T(i.alu64_imm(RSH, CURSOR, 0), imm="right", code="shift_op"),
+))
+
+COMPARE_IMM = Template("compare_imm", "jumps to `out` when r9 <inverse op> imm32 (the test fails)", (
+    T(i.jmp_imm(JEQ, CURSOR, 0, 0), code="jmp_op", imm="constant", off="out"),
+))
+
+COMPARE_IMM64 = Template("compare_imm64", "jumps to `out` when r9 <inverse op> a 64-bit constant; "
+                         "clobbers r1", (
+    *_pair(i.ld_imm64(R1, 0), imm64="constant"),
+    T(i.jmp_reg(JEQ, CURSOR, R1, 0), code="jmp_op", off="out"),
+))
+
+ZERO_STACK_WORD = Template("zero_stack_word", "*(u64 *)(r10 + off) = 0", (
+    T(i.st_mem(8, R10, 0, 0), off="stack_off"),
+))
+
+READ_STRING_TO_STACK = Template("read_string_to_stack", "copies `size` bytes at r9 + offset to "
+                                "STACK_STRING (probe_read_kernel, or the _str/_user helper named by "
+                                "`helper`); a failed read jumps to `fail`", (
+    T(i.mov64_reg(R1, R10)),
+    T(i.alu64_imm(ADD, R1, STACK_STRING)),
+    T(i.mov64_imm(R2, 0), imm="size"),
+    T(i.mov64_reg(R3, CURSOR)),
+    T(i.alu64_imm(ADD, R3, 0), imm="offset"),
+    T(i.call(Helper.probe_read_kernel), imm="helper"),
+    T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="fail"),
+))
+
+COMPARE_STACK_WORD = Template("compare_stack_word", "jumps to `differ` when the u64 at r10 + off "
+                              "!= a 64-bit constant; clobbers r1, r2", (
+    T(i.ldx_mem(8, R1, R10, 0), off="stack_off"),
+    *_pair(i.ld_imm64(R2, 0), imm64="constant"),
+    T(i.jmp_reg(JNE, R1, R2, 0), off="differ"),
+))
+
+RESERVE = Template("reserve", "r7 = a `size`-byte record reserved in the ringbuf; jumps to "
+                   "`dropped` when it is full; clobbers r0-r5", (
+    *_pair(i.ld_map_fd(R1, 0), map="events"),
+    T(i.mov64_imm(R2, 0), imm="size"),
+    T(i.mov64_imm(R3, 0)),
+    T(i.call(Helper.ringbuf_reserve)),
+    T(i.jmp_imm(JEQ, R0, 0, 0), off="dropped"),
+    T(i.mov64_reg(RECORD, R0)),
+))
+
+HEADER = Template("header", "fills the record header: ktime, pid_tgid, cpu, probe index; clobbers r0-r5", (
+    T(i.call(Helper.ktime_get_ns)),
+    T(i.stx_mem(8, RECORD, R0, 0)),
+    T(i.call(Helper.get_current_pid_tgid)),
+    T(i.stx_mem(8, RECORD, R0, 8)),
+    T(i.call(Helper.get_smp_processor_id)),
+    T(i.stx_mem(4, RECORD, R0, 16)),
+    T(i.st_mem(4, RECORD, 20, 0), imm="probe"),
+))
+
+HEADER_COMM = Template("header_comm", "copies the current comm into the record at `rec_offset`; "
+                       "clobbers r0-r5", (
+    T(i.mov64_reg(R1, RECORD)),
+    T(i.alu64_imm(ADD, R1, 0), imm="rec_offset"),
+    T(i.mov64_imm(R2, 16)),
+    T(i.call(Helper.get_current_comm)),
+))
+
+STORE_REGISTER = Template("store_register", "*(u<size> *)(r7 + rec_offset) = r9", (
+    T(i.stx_mem(8, RECORD, CURSOR, 0), code="size", off="rec_offset"),
+))
+
+COPY_TO_RECORD = Template("copy_to_record", "copies `size` bytes at r9 + offset into the record at "
+                          "`rec_offset` with `helper` (probe_read_kernel or a _str/_user variant); a "
+                          "failed read jumps to `fail`; clobbers r0-r5", (
+    T(i.mov64_reg(R1, RECORD)),
+    T(i.alu64_imm(ADD, R1, 0), imm="rec_offset"),
+    T(i.mov64_imm(R2, 0), imm="size"),
+    T(i.mov64_reg(R3, CURSOR)),
+    T(i.alu64_imm(ADD, R3, 0), imm="offset"),
+    T(i.call(Helper.probe_read_kernel), imm="helper"),
+    T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="fail"),
+))
+
+MARK_FAILED = Template("mark_failed", "r8 |= bit (a capture below bit 31)", (
+    T(i.alu64_imm(OR, FAILED, 0), imm="bit"),
+))
+
+MARK_FAILED_HIGH = Template("mark_failed_high", "r8 |= bit (bit 31 and up need 64 bits); clobbers r1", (
+    *_pair(i.ld_imm64(R1, 0), imm64="bit"),
+    T(i.alu64_reg(OR, FAILED, R1)),
+))
+
+GOTO = Template("goto", "jumps to `target`", (
+    T(i.ja(0), off="target"),
+))
+
+SUBMIT = Template("submit", "stores the failed mask and submits r7, waking the reader only once "
+                  "`wakeup` bytes are pending (BPF_RB_NO_WAKEUP, else BPF_RB_FORCE_WAKEUP); clobbers r0-r5", (
+    T(i.stx_mem(8, RECORD, FAILED, 24)),
+    *_pair(i.ld_map_fd(R1, 0), map="events"),
+    T(i.mov64_imm(R2, uapi.BPF_RB_AVAIL_DATA)),
+    T(i.call(Helper.ringbuf_query)),
+    T(i.mov64_imm(R2, uapi.BPF_RB_NO_WAKEUP)),
+    T(i.jmp_imm(uapi.BPF_JLT, R0, 0, 1), imm="wakeup"),
+    T(i.mov64_imm(R2, uapi.BPF_RB_FORCE_WAKEUP)),
+    T(i.mov64_reg(R1, RECORD)),
+    T(i.call(Helper.ringbuf_submit)),
+))
+
+COUNT_DROP = Template("count_drop", "adds one to this CPU's drop counter (PERCPU_ARRAY `drops`, "
+                      "key 0); uses STACK_PTR; clobbers r0-r5", (
+    T(i.st_mem(4, R10, STACK_PTR, 0)),
+    *_pair(i.ld_map_fd(R1, 0), map="drops"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PTR)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.jmp_imm(JEQ, R0, 0, 3)),
+    T(i.ldx_mem(8, R1, R0, 0)),
+    T(i.alu64_imm(ADD, R1, 1)),
+    T(i.stx_mem(8, R0, R1, 0)),
+))
+
+EXIT = Template("exit", "returns 0", (
+    T(i.mov64_imm(R0, 0)),
+    T(i.exit_()),
+))
+
+ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, FOLLOW_POINTER, READ_VALUE,
+       EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
+       RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
+       SUBMIT, COUNT_DROP, EXIT)

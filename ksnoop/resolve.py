@@ -1,0 +1,274 @@
+"""Parsed specs + BTF -> a Plan: the only place BTF knowledge turns into numbers.
+
+Each value expression becomes a Capture (context slot, pointer hops, offset, size); each
+predicate becomes a Test whose literal is checked against the value's type. Pointers to
+structs are followed and the whole struct copied; char pointers are read as strings.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from bpf.plan import (
+    MAX_CAPTURE_SIZE,
+    MAX_CAPTURES,
+    MAX_STRING_PREDICATE,
+    Bitfield,
+    Capture,
+    CompareOp,
+    Filters,
+    Plan,
+    Predicate,
+    Probe,
+    ProbeKind,
+    Test,
+)
+from btf import BTF, BTFError, Enum, Enum64, Float, Int, MemberPath, MemberPathError, Ptr, Struct, Union
+from btf import Array as ArrayType
+from btf import TypeTag
+from btf.members import Step, resolve as resolve_members
+from btf.values import is_char
+
+from .spec import RETURN, Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr
+from .errors import UnknownTarget
+from .targets import KernelBTF, Target, TargetKind
+
+# How much of a string a char pointer's capture reads, NUL included.
+STRING_SIZE = 128
+
+
+@dataclass(frozen=True)
+class ResolvedTrace:
+    """A plan, and for each of its probes the Target whose BTF decodes that probe's records."""
+
+    plan: Plan
+    targets: Tuple[Target, ...]
+
+
+@dataclass(frozen=True)
+class _Located:
+    """A value expression resolved against a target: where it lives and its BTF type."""
+
+    expr_text: str
+    slot: int
+    path: MemberPath
+    btf: BTF
+
+
+def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Filters(), *,
+            with_comm: bool = True, ringbuf_size: int = 1 << 22) -> ResolvedTrace:
+    """Resolve every spec; SpecError (usage, exit 2) pointing into the spec that does not fit."""
+    probes: List[Probe] = []
+    targets: List[Target] = []
+    for spec in specs:
+        try:
+            target = kernel.find_target(spec.target)
+        except UnknownTarget as err:
+            raise SpecError(str(err), spec.text, spec.target_position) from None
+        for probe in _probes(spec, target):
+            probes.append(probe)
+            targets.append(target)
+    plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size)
+    return ResolvedTrace(plan, tuple(targets))
+
+
+def _probes(spec: TraceSpec, target: Target) -> List[Probe]:
+    items = spec.items or _default_items(spec, target)
+    entry_tests: List[Test] = []
+    entry_captures: List[Capture] = []
+    exit_tests: List[Test] = []
+    exit_captures: List[Capture] = []
+    for item in items:
+        at_return = item.value.base == RETURN
+        if at_return and target.kind is TargetKind.TRACEPOINT:
+            raise SpecError("a tracepoint has no return value", spec.text, item.value.position)
+        located = _locate(spec, target, item.value)
+        (exit_captures if at_return else entry_captures).append(_capture(spec, item.value, located))
+        if item.op is not None:
+            assert item.literal is not None
+            test = _test(spec, located, item)
+            (exit_tests if at_return else entry_tests).append(test)
+    for captures in (entry_captures, exit_captures):
+        if len(captures) > MAX_CAPTURES:
+            raise SpecError(f"{len(captures)} values in one probe; at most {MAX_CAPTURES}", spec.text, 0)
+    if target.kind is TargetKind.TRACEPOINT:
+        return [Probe(ProbeKind.TP_BTF, target.name, target.attach_btf_id, target.module,
+                      tuple(entry_tests), tuple(entry_captures))]
+    probes = []
+    if entry_captures or not exit_captures:
+        probes.append(Probe(ProbeKind.FENTRY, target.name, target.attach_btf_id, target.module,
+                            tuple(entry_tests), tuple(entry_captures)))
+    if exit_captures:
+        probes.append(Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,
+                            tuple(exit_tests + entry_tests), tuple(exit_captures)))
+    return probes
+
+
+def _default_items(spec: TraceSpec, target: Target) -> Tuple[Item, ...]:
+    """No items: every argument at entry and the return value (unless void) at exit."""
+    names = [a.name for a in target.args]
+    if target.kind is TargetKind.FUNCTION and target.return_type_id != 0:
+        names.append(RETURN)
+    return tuple(Item(ValueExpr(name, (), spec.target_position, spec.target_position)) for name in names)
+
+
+def _slots(target: Target) -> Dict[str, Tuple[int, int]]:
+    """Each argument's (first u64 context slot, type id); a struct passed by value may take two."""
+    out = {}
+    slot = 0
+    for arg in target.args:
+        out[arg.name] = (slot, arg.type_id)
+        try:
+            size = target.btf.resolve_size(arg.type_id)
+        except BTFError:
+            size = 8
+        slot += max(1, (size + 7) // 8)
+    out[RETURN] = (slot, target.return_type_id)
+    return out
+
+
+def _locate(spec: TraceSpec, target: Target, expr: ValueExpr) -> _Located:
+    slots = _slots(target)
+    if expr.base == RETURN and target.return_type_id == 0:
+        raise SpecError(f"{target.label} returns void", spec.text, expr.position)
+    if expr.base not in slots:
+        names = [a.name for a in target.args]
+        close = difflib.get_close_matches(expr.base, names, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        listed = ", ".join(names) if names else "none"
+        raise SpecError(f"{target.label} has no argument '{expr.base}'; {hint}its arguments are: {listed}",
+                        spec.text, expr.position)
+    slot, type_id = slots[expr.base]
+    steps = [Step(a.op, a.name, a.index, a.position) for a in expr.accesses]
+    try:
+        path = resolve_members(target.btf, type_id, steps)
+    except MemberPathError as err:
+        raise SpecError(str(err), spec.text, err.position) from None
+    except BTFError as err:
+        raise SpecError(f"{expr.text}: {err}", spec.text, expr.position) from None
+    return _Located(expr.text, slot, path, target.btf)
+
+
+def _followed(path: MemberPath) -> Tuple[Tuple[int, ...], bool]:
+    """Hops that end at the object a pointer-valued path points to."""
+    if path.in_memory:
+        return path.hops + (path.offset,), True
+    return path.hops, True
+
+
+def _user_pointer(btf: BTF, ptr: Ptr) -> bool:
+    type_id = ptr.type_id
+    for _ in range(16):
+        typ = btf.type_by_id(type_id)
+        if isinstance(typ, TypeTag) and typ.name == "user":
+            return True
+        if not hasattr(typ, "type_id") or isinstance(typ, (Ptr, ArrayType)):
+            return False
+        type_id = typ.type_id  # type: ignore[union-attr]
+    return False
+
+
+def _capture(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
+    """What the record carries for a value: followed and whole for struct pointers, text for char pointers."""
+    btf, path = located.btf, located.path
+    final = btf.skip_modifiers(path.type_id)
+    base = Capture(label=located.expr_text, slot=located.slot, hops=path.hops, in_memory=path.in_memory,
+                   offset=path.offset, size=path.size, type_id=path.type_id)
+    if path.bitfield_size:
+        return replace(base, bitfield=Bitfield(path.bit_offset, path.bitfield_size))
+    if isinstance(final, Ptr):
+        pointee = btf.skip_modifiers(final.type_id)
+        hops, _ = _followed(path)
+        if is_char(pointee):
+            return replace(base, hops=hops, in_memory=True, offset=0, size=STRING_SIZE, string=True,
+                           user_memory=_user_pointer(btf, final))
+        if isinstance(pointee, (Struct, Union)) and pointee.size:
+            size = min(pointee.size, MAX_CAPTURE_SIZE)
+            return replace(base, hops=hops, in_memory=True, offset=0, size=size,
+                           full_size=pointee.size if size < pointee.size else 0, type_id=pointee.id,
+                           user_memory=_user_pointer(btf, final))
+        return base
+    if isinstance(final, (Struct, Union, ArrayType)):
+        if not path.in_memory and path.size > 8:
+            raise SpecError(f"'{located.expr_text}' is a {path.size}-byte value passed in registers; "
+                            "name its members instead", spec.text, expr.position)
+        size = min(path.size, MAX_CAPTURE_SIZE)
+        return replace(base, size=size, full_size=path.size if size < path.size else 0)
+    return base
+
+
+_OPS = {op.value: op for op in CompareOp}
+
+
+def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
+    btf, path = located.btf, located.path
+    literal = item.literal
+    assert literal is not None and item.op is not None
+    op = _OPS[item.op]
+    final = btf.skip_modifiers(path.type_id)
+    type_name = btf.type_name(path.type_id)
+    value = Capture(label=located.expr_text, slot=located.slot, hops=path.hops, in_memory=path.in_memory,
+                    offset=path.offset, size=path.size, type_id=path.type_id,
+                    bitfield=Bitfield(path.bit_offset, path.bitfield_size) if path.bitfield_size else None)
+
+    def fail(message: str) -> SpecError:
+        return SpecError(message, spec.text, literal.position)
+
+    if literal.kind is LiteralKind.STRING:
+        assert isinstance(literal.value, str)
+        data = literal.value.encode()
+        if op not in (CompareOp.EQ, CompareOp.NE):
+            raise SpecError(f"strings compare only with == and !=, not {item.op}", spec.text,
+                            literal.position - 1 - len(item.op))
+        if len(data) + 1 > MAX_STRING_PREDICATE:
+            raise fail(f"string of {len(data)} bytes; at most {MAX_STRING_PREDICATE - 1} compare")
+        if isinstance(final, ArrayType) and is_char(btf.skip_modifiers(final.type_id)):
+            if len(data) > final.nelems:
+                raise fail(f"'{literal.value}' is longer than '{located.expr_text}' ({type_name}) can hold")
+            return Test(value, Predicate(op, data))
+        if isinstance(final, Ptr) and is_char(btf.skip_modifiers(final.type_id)):
+            hops, _ = _followed(path)
+            string = replace(value, hops=hops, in_memory=True, offset=0, size=STRING_SIZE, string=True,
+                             user_memory=_user_pointer(btf, final))
+            return Test(string, Predicate(op, data))
+        raise fail(f"cannot compare '{located.expr_text}' ({type_name}) with a string; strings compare with "
+                   "char arrays and char pointers")
+    if not isinstance(final, (Int, Enum, Enum64, Ptr)) or isinstance(final, Float):
+        raise fail(f"cannot compare '{located.expr_text}' ({type_name}) with {_describe(literal)}; "
+                   "name a member that is a number")
+    if literal.kind is LiteralKind.NAME:
+        constant = _name_constant(spec, btf, final, literal, located.expr_text, type_name)
+    else:
+        assert isinstance(literal.value, int)
+        constant = literal.value
+    if isinstance(final, Ptr) and not (literal.kind is LiteralKind.NAME or constant >= 0):
+        raise fail(f"a pointer compares with NULL or an address, not {constant}")
+    signed = isinstance(final, (Int, Enum, Enum64)) and final.signed
+    bits = path.bitfield_size or 8 * path.size
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if not low <= constant <= high:
+        raise fail(f"{constant} is out of range for '{located.expr_text}' ({type_name}: {low}..{high})")
+    return Test(value, Predicate(op, constant, signed))
+
+
+def _name_constant(spec: TraceSpec, btf: BTF, final: object, literal: Literal, expr: str, type_name: str) -> int:
+    name = literal.value
+    assert isinstance(name, str)
+    if name == "NULL":
+        if not isinstance(final, Ptr):
+            raise SpecError(f"NULL compares with pointers; '{expr}' is {type_name}", spec.text, literal.position)
+        return 0
+    if isinstance(final, (Enum, Enum64)):
+        for e in final.values:
+            if e.name == name:
+                return e.value
+        close = difflib.get_close_matches(name, [e.name for e in final.values], n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise SpecError(f"{type_name} has no enumerator '{name}'{hint}", spec.text, literal.position)
+    raise SpecError(f"'{name}' is not a value for '{expr}' ({type_name}): use a number, or NULL for a pointer",
+                    spec.text, literal.position)
+
+
+def _describe(literal: Literal) -> str:
+    return {LiteralKind.INTEGER: "a number", LiteralKind.STRING: "a string", LiteralKind.NAME: "a name"}[literal.kind]

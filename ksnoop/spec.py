@@ -1,0 +1,265 @@
+"""The trace spec language: text -> TraceSpec, with the source span of every part.
+
+    SPEC    := TARGET [ "(" ITEM { "," ITEM } ")" ]
+    TARGET  := function name | "tp:" tracepoint name
+    ITEM    := VALUE [ OP LITERAL ]
+    VALUE   := "return" | NAME { "->" NAME | "." NAME | "[" INTEGER "]" }
+    OP      := "==" | "!=" | ">" | ">=" | "<" | "<="
+    LITERAL := INTEGER | "string" | NAME (an enumerator, or NULL)
+
+This module knows nothing of BTF or the kernel; resolve.py gives the names meaning.
+"""
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
+
+from .errors import UsageError
+
+RETURN = "return"
+OPERATORS = ("==", "!=", ">=", "<=", ">", "<")
+
+
+class SpecError(UsageError):
+    """A spec that does not parse or does not fit the kernel's types, pointing at `position`."""
+
+    def __init__(self, message: str, text: str, position: int):
+        self.text = text
+        self.position = max(0, min(position, len(text)))
+        self.reason = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"{self.reason}\n  {self.text}\n  {' ' * self.position}^"
+
+
+@dataclass(frozen=True)
+class Access:
+    """One step after the base name: `->name`, `.name` or `[index]`."""
+
+    op: str  # "->", "." or "[]"
+    name: str
+    index: int
+    position: int  # in the spec text
+
+
+@dataclass(frozen=True)
+class ValueExpr:
+    base: str  # an argument's name, or "return"
+    accesses: Tuple[Access, ...]
+    position: int
+    end: int
+
+    @property
+    def text(self) -> str:
+        """The expression with spacing normalised: `skb->dev->name`, `a.b[2]`."""
+        out = [self.base]
+        for a in self.accesses:
+            out.append(f"[{a.index}]" if a.op == "[]" else a.op + a.name)
+        return "".join(out)
+
+
+class LiteralKind(enum.Enum):
+    INTEGER = "integer"
+    STRING = "string"
+    NAME = "name"  # an enumerator or NULL
+
+
+@dataclass(frozen=True)
+class Literal:
+    kind: LiteralKind
+    value: Union[int, str]
+    position: int
+
+
+@dataclass(frozen=True)
+class Item:
+    value: ValueExpr
+    op: Optional[str] = None
+    literal: Optional[Literal] = None
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    text: str
+    target: str  # "ip_send_skb" or "tp:net_dev_queue"
+    target_position: int
+    items: Tuple[Item, ...]  # empty: show everything
+
+
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<string>"(?:[^"\\]|\\.)*"?)
+  | (?P<number>-?(?:0[xX][0-9a-fA-F]+|\d+)[A-Za-z0-9_]*)
+  | (?P<name>(?:tp:)?[A-Za-z_][A-Za-z0-9_.]*)
+  | (?P<op>->|==|!=|>=|<=|>|<)
+  | (?P<punct>[(),.\[\]])
+""", re.VERBOSE)
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "0": "\0"}
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    position: int
+
+
+def _tokens(text: str) -> List[_Token]:
+    out = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise SpecError(f"unexpected character '{text[pos]}'", text, pos)
+        kind = m.lastgroup or ""
+        if kind != "space":
+            out.append(_Token(kind, m.group(), pos))
+        pos = m.end()
+    return out
+
+
+def parse_spec(text: str) -> TraceSpec:
+    """Parse one spec; SpecError (a usage error) with the position of the first problem."""
+    return _Parser(text).spec()
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = _tokens(text)
+        self.i = 0
+
+    def peek(self) -> Optional[_Token]:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def next(self, expected: str) -> _Token:
+        tok = self.peek()
+        if tok is None:
+            raise SpecError(f"expected {expected}, found the end of the spec", self.text, len(self.text))
+        self.i += 1
+        return tok
+
+    def fail(self, message: str, tok: Optional[_Token]) -> SpecError:
+        return SpecError(message, self.text, tok.position if tok else len(self.text))
+
+    def spec(self) -> TraceSpec:
+        if not self.text.strip():
+            raise SpecError("empty spec: expected a function name or tp:TRACEPOINT", self.text, 0)
+        tok = self.next("a function name or tp:TRACEPOINT")
+        if tok.kind != "name" or "." in tok.text or tok.text == "tp:":
+            raise self.fail(f"expected a function name or tp:TRACEPOINT, found '{tok.text}'", tok)
+        items: List[Item] = []
+        after = self.peek()
+        if after is not None:
+            if after.text != "(":
+                raise self.fail(f"expected '(' after '{tok.text}', found '{after.text}'", after)
+            self.i += 1
+            if self.peek() is not None and self.peek().text == ")":  # type: ignore[union-attr]
+                raise self.fail("empty '()': name the values to show, or leave out the parentheses",
+                                self.peek())
+            while True:
+                items.append(self.item())
+                sep = self.next("',' or ')'")
+                if sep.text == ")":
+                    break
+                if sep.text != ",":
+                    raise self.fail(f"expected ',' or ')', found '{sep.text}'", sep)
+            extra = self.peek()
+            if extra is not None:
+                raise self.fail(f"unexpected '{extra.text}' after ')'", extra)
+        return TraceSpec(self.text, tok.text, tok.position, tuple(items))
+
+    def item(self) -> Item:
+        value = self.value()
+        tok = self.peek()
+        if tok is None or tok.kind != "op" or tok.text == "->":
+            return Item(value)
+        self.i += 1
+        return Item(value, tok.text, self.literal())
+
+    def value(self) -> ValueExpr:
+        tok = self.next("an argument name or 'return'")
+        if tok.kind != "name" or tok.text.startswith("tp:"):
+            raise self.fail(f"expected an argument name or 'return', found '{tok.text}'", tok)
+        start = tok.position
+        # The name token swallows `.member` runs (`a.b.c`); split them back into accesses.
+        base, *members = tok.text.split(".")
+        accesses: List[Access] = []
+        pos = tok.position + len(base)
+        for member in members:
+            if not member:
+                raise SpecError("expected a member name after '.'", self.text, pos + 1)
+            accesses.append(Access(".", member, 0, pos))
+            pos += 1 + len(member)
+        end = tok.position + len(tok.text)
+        while True:
+            tok = self.peek()
+            if tok is None:
+                break
+            if tok.text in ("->", "."):
+                self.i += 1
+                name = self.next("a member name")
+                if name.kind != "name" or name.text.startswith("tp:"):
+                    raise self.fail(f"expected a member name after '{tok.text}', found '{name.text}'", name)
+                parts = name.text.split(".")
+                accesses.append(Access(tok.text, parts[0], 0, tok.position))
+                pos = name.position + len(parts[0])
+                for member in parts[1:]:
+                    if not member:
+                        raise SpecError("expected a member name after '.'", self.text, pos + 1)
+                    accesses.append(Access(".", member, 0, pos))
+                    pos += 1 + len(member)
+                end = name.position + len(name.text)
+            elif tok.text == "[":
+                self.i += 1
+                index = self.next("an index")
+                if index.kind != "number" or index.text.startswith("-"):
+                    raise self.fail(f"expected a non-negative index, found '{index.text}'", index)
+                close = self.next("']'")
+                if close.text != "]":
+                    raise self.fail(f"expected ']', found '{close.text}'", close)
+                accesses.append(Access("[]", "", _integer(index, self.text), tok.position))
+                end = close.position + 1
+            else:
+                break
+        if base == RETURN and accesses:
+            raise SpecError("'return' is a value, not a pointer or struct; it takes no members",
+                            self.text, accesses[0].position)
+        return ValueExpr(base, tuple(accesses), start, end)
+
+    def literal(self) -> Literal:
+        tok = self.next("a number, a \"string\", an enumerator or NULL")
+        if tok.kind == "number":
+            return Literal(LiteralKind.INTEGER, _integer(tok, self.text), tok.position)
+        if tok.kind == "string":
+            return Literal(LiteralKind.STRING, _string(tok, self.text), tok.position)
+        if tok.kind == "name" and "." not in tok.text and not tok.text.startswith("tp:"):
+            return Literal(LiteralKind.NAME, tok.text, tok.position)
+        raise self.fail(f"expected a number, a \"string\", an enumerator or NULL, found '{tok.text}'", tok)
+
+
+def _integer(tok: _Token, text: str) -> int:
+    try:
+        return int(tok.text, 0)
+    except ValueError:
+        raise SpecError(f"'{tok.text}' is not a number (decimal, or hex with 0x)", text, tok.position) from None
+
+
+def _string(tok: _Token, text: str) -> str:
+    body = tok.text
+    if len(body) < 2 or not body.endswith('"') or body.endswith('\\"') and not body.endswith('\\\\"'):
+        raise SpecError("string is not closed with '\"'", text, tok.position)
+    out = []
+    chars = iter(body[1:-1])
+    for ch in chars:
+        if ch == "\\":
+            esc = next(chars, "")
+            if esc not in _ESCAPES:
+                raise SpecError(f"unknown escape '\\{esc}' in string", text, tok.position)
+            out.append(_ESCAPES[esc])
+        else:
+            out.append(ch)
+    return "".join(out)
