@@ -27,6 +27,7 @@ from .plan import (
     Probe,
     ProbeKind,
     RecordLayout,
+    Stash,
 )
 from .uapi import AttachType, Helper, ProgType
 
@@ -34,6 +35,8 @@ from .uapi import AttachType, Helper, ProgType
 class MapRole(enum.Enum):
     EVENTS = "events"  # the RINGBUF records go to
     DROPS = "drops"  # a PERCPU_ARRAY of one u64: records lost to a full ringbuf
+    STASH = "stash"  # an LRU_HASH pid_tgid -> entry time or entry record, one per fentry/fexit pair
+    SCRATCH = "scratch"  # a PERCPU_ARRAY of one entry record, where an fentry builds what it stashes
 
 
 class CodegenError(ValueError):
@@ -130,6 +133,9 @@ class _Assembler:
                 insn = _patch(insn, hole, value)
             self.items.append(insn if label is None else _Jump(insn, label))
 
+    def jumps_to(self, label: str) -> bool:
+        return any(isinstance(item, _Jump) and item.label == label for item in self.items)
+
     def assemble(self) -> Tuple[Insn, ...]:
         out = []
         for pos, item in enumerate(self.items):
@@ -165,8 +171,11 @@ def generate(plan: Plan, probe_index: int) -> Program:
     if len(probe.captures) > MAX_CAPTURES:
         raise CodegenError(f"{probe.target}: {len(probe.captures)} values to capture; at most {MAX_CAPTURES}")
     layout = RecordLayout.of(probe, plan.with_comm)
+    fexit_stash = probe.kind is ProbeKind.FEXIT and probe.stash is not Stash.NONE
     asm = _Assembler()
     asm.emit(tpl.PROLOGUE)
+    if fexit_stash:
+        asm.emit(tpl.STASH_LOOKUP)  # first, so every way out can delete the entry
     if plan.filters.pid is not None:
         asm.emit(tpl.PID_FILTER, pid=plan.filters.pid, out="out")
     if plan.filters.comm is not None:
@@ -174,18 +183,37 @@ def generate(plan: Plan, probe_index: int) -> Program:
         asm.emit(tpl.COMM_FILTER, comm_lo=lo, comm_hi=hi, out="out")
     for n, test in enumerate(probe.tests):
         _emit_test(asm, test.value, test.predicate, f"test{n}")
-    asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped")
-    asm.emit(tpl.HEADER, probe=probe_index)
-    if plan.with_comm:
-        asm.emit(tpl.HEADER_COMM, rec_offset=COMM_OFFSET)
-    for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
-        _emit_capture(asm, capture, rec_offset, n)
-    asm.emit(tpl.SUBMIT, wakeup=min(plan.wakeup_bytes, 0x7FFFFFFF))
+    if probe.kind is ProbeKind.FENTRY and not probe.emits:
+        asm.emit(tpl.STASH_TIME_ONLY)
+    else:
+        if fexit_stash and probe.stash is Stash.RECORD:
+            asm.emit(tpl.EMIT_STASHED, size=_paired_entry_layout(plan, probe).size, dropped="dropped")
+        holds_record = probe.kind is ProbeKind.FENTRY and probe.stash is Stash.RECORD
+        if holds_record:
+            asm.emit(tpl.SCRATCH_RECORD, out="out")
+        else:
+            asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped")
+        asm.emit(tpl.HEADER, probe=probe_index)
+        if fexit_stash:
+            asm.emit(tpl.SET_ENTRY_TS)
+        if plan.with_comm:
+            asm.emit(tpl.HEADER_COMM, rec_offset=COMM_OFFSET)
+        for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
+            _emit_capture(asm, capture, rec_offset, n)
+        if holds_record:
+            asm.emit(tpl.STASH_RECORD)
+        else:
+            if probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME:
+                asm.emit(tpl.STASH_TIME)
+            asm.emit(tpl.SUBMIT, wakeup=min(plan.wakeup_bytes, 0x7FFFFFFF))
     asm.label("out")
+    if fexit_stash:
+        asm.emit(tpl.STASH_DELETE)
     asm.emit(tpl.EXIT)
-    asm.label("dropped")
-    asm.emit(tpl.COUNT_DROP)
-    asm.emit(tpl.GOTO, target="out")
+    if asm.jumps_to("dropped"):  # the verifier refuses code nothing reaches
+        asm.label("dropped")
+        asm.emit(tpl.COUNT_DROP)
+        asm.emit(tpl.GOTO, target="out")
     name = "ksnoop_" + "".join(c if c.isalnum() or c == "_" else "_" for c in probe.target)
     return Program(
         name=name[: uapi.BPF_OBJ_NAME_LEN - 1],
@@ -198,6 +226,13 @@ def generate(plan: Plan, probe_index: int) -> Program:
         layout=layout,
         sections=tuple(asm.sections),
     )
+
+
+def _paired_entry_layout(plan: Plan, probe: Probe) -> RecordLayout:
+    for other in plan.probes:
+        if other.kind is ProbeKind.FENTRY and other.stash_group == probe.stash_group and other.stash is probe.stash:
+            return RecordLayout.of(other, plan.with_comm)
+    raise CodegenError(f"{probe.target}: fexit probe stashes records but has no fentry pair")
 
 
 def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:

@@ -86,6 +86,14 @@ class Test:
     predicate: Predicate
 
 
+class Stash(enum.Enum):
+    """What an fentry probe leaves, per task, for the fexit probe of the same function."""
+
+    NONE = "none"  # no fexit pair
+    TIME = "time"  # the entry's ktime, so the return record carries duration_ns
+    RECORD = "record"  # the whole entry record, emitted by fexit only if its tests pass
+
+
 @dataclass(frozen=True)
 class Probe:
     kind: ProbeKind
@@ -94,6 +102,9 @@ class Probe:
     module: str = "vmlinux"  # whose BTF attach_btf_id is in
     tests: Tuple[Test, ...] = ()  # all must hold (ANDed)
     captures: Tuple[Capture, ...] = ()  # what each record carries
+    stash: Stash = Stash.NONE
+    stash_group: int = 0  # the fentry/fexit pair sharing a stash map
+    emits: bool = True  # False for an fentry that only stashes its time
 
 
 @dataclass(frozen=True)
@@ -114,11 +125,14 @@ class Plan:
 
 # ---- records ----------------------------------------------------------------------------------
 # Header: u64 ktime_ns, u64 pid_tgid, u32 cpu, u32 probe index, u64 failed-read mask (bit i =
-# capture i), then the comm when the plan asks for it. Host byte order, as the program writes.
-HEADER = struct.Struct("=QQIIQ")
+# capture i), u64 the matching entry's ktime_ns (return records; 0 if unknown), then the comm
+# when the plan asks for it. Host byte order, as the program writes.
+HEADER = struct.Struct("=QQIIQQ")
 HEADER_SIZE = HEADER.size
-TS_OFFSET, PID_TGID_OFFSET, CPU_OFFSET, PROBE_OFFSET, FAILED_OFFSET = 0, 8, 16, 20, 24
+TS_OFFSET, PID_TGID_OFFSET, CPU_OFFSET, PROBE_OFFSET, FAILED_OFFSET, ENTRY_TS_OFFSET = 0, 8, 16, 20, 24, 32
 COMM_OFFSET = HEADER_SIZE
+# Stash maps are LRU, so tasks that die inside a traced call cannot fill them.
+STASH_ENTRIES = 10240
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Register roles, fixed across all templates:
   r6 = ctx (the u64 argument array)   r7 = the reserved record   r8 = failed-read mask
   r9 = the pointer being followed, or the value just read        r1-r5, r0 = helper calls
 Stack (below r10): STACK_PTR scratch for a followed pointer, STACK_VALUE for a value under
-test, STACK_COMM for the comm filter, STACK_STRING for string predicates.
+test, STACK_COMM for the comm filter, STACK_STRING for string predicates, and in fexit
+programs STACK_ENTRY_TS and STACK_STASH_KEY for the entry's stash.
 """
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ from typing import Tuple
 
 from . import insn as i
 from . import uapi
+from .plan import (
+    COMM_SIZE,
+    CPU_OFFSET,
+    ENTRY_TS_OFFSET,
+    FAILED_OFFSET,
+    MAX_STRING_PREDICATE,
+    PID_TGID_OFFSET,
+    PROBE_OFFSET,
+    TS_OFFSET,
+)
 from .uapi import Helper
 
 R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
@@ -25,7 +36,9 @@ CTX, RECORD, FAILED, CURSOR = R6, R7, R8, R9
 STACK_PTR = -8
 STACK_VALUE = -16
 STACK_COMM = -32
-STACK_STRING = -32 - 128  # MAX_STRING_PREDICATE bytes, ending at STACK_COMM
+STACK_STRING = STACK_COMM - MAX_STRING_PREDICATE
+STACK_ENTRY_TS = STACK_STRING - 8  # fexit: the stashed entry time, 0 if none
+STACK_STASH_KEY = STACK_ENTRY_TS - 8  # fexit: this task's pid_tgid, the stash key
 
 
 @dataclass(frozen=True)
@@ -92,7 +105,7 @@ COMM_FILTER = Template("comm_filter", "drops the event unless the current comm =
                        "uses STACK_COMM; clobbers r0-r5", (
     T(i.mov64_reg(R1, R10)),
     T(i.alu64_imm(ADD, R1, STACK_COMM)),
-    T(i.mov64_imm(R2, 16)),
+    T(i.mov64_imm(R2, COMM_SIZE)),
     T(i.call(Helper.get_current_comm)),
     T(i.ldx_mem(8, R1, R10, STACK_COMM)),
     *_pair(i.ld_imm64(R2, 0), imm64="comm_lo"),
@@ -181,21 +194,23 @@ RESERVE = Template("reserve", "r7 = a `size`-byte record reserved in the ringbuf
     T(i.mov64_reg(RECORD, R0)),
 ))
 
-HEADER = Template("header", "fills the record header: ktime, pid_tgid, cpu, probe index; clobbers r0-r5", (
+HEADER = Template("header", "fills the record header: ktime, pid_tgid, cpu, probe index, no entry "
+                  "time; clobbers r0-r5", (
     T(i.call(Helper.ktime_get_ns)),
-    T(i.stx_mem(8, RECORD, R0, 0)),
+    T(i.stx_mem(8, RECORD, R0, TS_OFFSET)),
     T(i.call(Helper.get_current_pid_tgid)),
-    T(i.stx_mem(8, RECORD, R0, 8)),
+    T(i.stx_mem(8, RECORD, R0, PID_TGID_OFFSET)),
     T(i.call(Helper.get_smp_processor_id)),
-    T(i.stx_mem(4, RECORD, R0, 16)),
-    T(i.st_mem(4, RECORD, 20, 0), imm="probe"),
+    T(i.stx_mem(4, RECORD, R0, CPU_OFFSET)),
+    T(i.st_mem(4, RECORD, PROBE_OFFSET, 0), imm="probe"),
+    T(i.st_mem(8, RECORD, ENTRY_TS_OFFSET, 0)),
 ))
 
 HEADER_COMM = Template("header_comm", "copies the current comm into the record at `rec_offset`; "
                        "clobbers r0-r5", (
     T(i.mov64_reg(R1, RECORD)),
     T(i.alu64_imm(ADD, R1, 0), imm="rec_offset"),
-    T(i.mov64_imm(R2, 16)),
+    T(i.mov64_imm(R2, COMM_SIZE)),
     T(i.call(Helper.get_current_comm)),
 ))
 
@@ -230,7 +245,7 @@ GOTO = Template("goto", "jumps to `target`", (
 
 SUBMIT = Template("submit", "stores the failed mask and submits r7, waking the reader only once "
                   "`wakeup` bytes are pending (BPF_RB_NO_WAKEUP, else BPF_RB_FORCE_WAKEUP); clobbers r0-r5", (
-    T(i.stx_mem(8, RECORD, FAILED, 24)),
+    T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
     *_pair(i.ld_map_fd(R1, 0), map="events"),
     T(i.mov64_imm(R2, uapi.BPF_RB_AVAIL_DATA)),
     T(i.call(Helper.ringbuf_query)),
@@ -254,6 +269,101 @@ COUNT_DROP = Template("count_drop", "adds one to this CPU's drop counter (PERCPU
     T(i.stx_mem(8, R0, R1, 0)),
 ))
 
+SCRATCH_RECORD = Template("scratch_record", "r7 = this CPU's scratch record (PERCPU_ARRAY `scratch`, "
+                          "key 0), for an entry record to stash rather than emit; uses STACK_PTR; clobbers r0-r5", (
+    T(i.st_mem(4, R10, STACK_PTR, 0)),
+    *_pair(i.ld_map_fd(R1, 0), map="scratch"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PTR)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+    T(i.mov64_reg(RECORD, R0)),
+))
+
+STASH_TIME = Template("stash_time", "stash[pid_tgid] = the record's ktime (LRU_HASH `stash`); uses "
+                      "STACK_PTR, STACK_VALUE; clobbers r0-r5", (
+    T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
+    T(i.stx_mem(8, R10, R1, STACK_PTR)),
+    T(i.ldx_mem(8, R1, RECORD, TS_OFFSET)),
+    T(i.stx_mem(8, R10, R1, STACK_VALUE)),
+    *_pair(i.ld_map_fd(R1, 0), map="stash"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PTR)),
+    T(i.mov64_reg(R3, R10)),
+    T(i.alu64_imm(ADD, R3, STACK_VALUE)),
+    T(i.mov64_imm(R4, uapi.BPF_ANY)),
+    T(i.call(Helper.map_update_elem)),
+))
+
+STASH_TIME_ONLY = Template("stash_time_only", "stash[pid_tgid] = ktime now, for an fentry that emits "
+                           "nothing; uses STACK_PTR, STACK_VALUE; clobbers r0-r5", (
+    T(i.call(Helper.get_current_pid_tgid)),
+    T(i.stx_mem(8, R10, R0, STACK_PTR)),
+    T(i.call(Helper.ktime_get_ns)),
+    T(i.stx_mem(8, R10, R0, STACK_VALUE)),
+    *_pair(i.ld_map_fd(R1, 0), map="stash"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PTR)),
+    T(i.mov64_reg(R3, R10)),
+    T(i.alu64_imm(ADD, R3, STACK_VALUE)),
+    T(i.mov64_imm(R4, uapi.BPF_ANY)),
+    T(i.call(Helper.map_update_elem)),
+))
+
+STASH_RECORD = Template("stash_record", "stores the failed mask, then stash[pid_tgid] = the whole "
+                        "record at r7; uses STACK_PTR; clobbers r0-r5", (
+    T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
+    T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
+    T(i.stx_mem(8, R10, R1, STACK_PTR)),
+    *_pair(i.ld_map_fd(R1, 0), map="stash"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PTR)),
+    T(i.mov64_reg(R3, RECORD)),
+    T(i.mov64_imm(R4, uapi.BPF_ANY)),
+    T(i.call(Helper.map_update_elem)),
+))
+
+STASH_LOOKUP = Template("stash_lookup", "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed "
+                        "entry's ktime (the first u64 of either stash), or 0; clobbers r0-r5", (
+    T(i.st_mem(8, R10, STACK_ENTRY_TS, 0)),
+    T(i.call(Helper.get_current_pid_tgid)),
+    T(i.stx_mem(8, R10, R0, STACK_STASH_KEY)),
+    *_pair(i.ld_map_fd(R1, 0), map="stash"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.jmp_imm(JEQ, R0, 0, 2)),
+    T(i.ldx_mem(8, R1, R0, 0)),
+    T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
+))
+
+EMIT_STASHED = Template("emit_stashed", "copies the stashed entry record (`size` bytes) into the ringbuf "
+                        "`events`; a full ringbuf jumps to `dropped`; clobbers r0-r5", (
+    *_pair(i.ld_map_fd(R1, 0), map="stash"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.jmp_imm(JEQ, R0, 0, 6)),
+    *_pair(i.ld_map_fd(R1, 0), map="events"),
+    T(i.mov64_reg(R2, R0)),
+    T(i.mov64_imm(R3, 0), imm="size"),
+    T(i.mov64_imm(R4, uapi.BPF_RB_NO_WAKEUP)),
+    T(i.call(Helper.ringbuf_output)),
+    T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="dropped"),
+))
+
+SET_ENTRY_TS = Template("set_entry_ts", "the record's entry time = STACK_ENTRY_TS; clobbers r1", (
+    T(i.ldx_mem(8, R1, R10, STACK_ENTRY_TS)),
+    T(i.stx_mem(8, RECORD, R1, ENTRY_TS_OFFSET)),
+))
+
+STASH_DELETE = Template("stash_delete", "deletes stash[STACK_STASH_KEY]; clobbers r0-r5", (
+    *_pair(i.ld_map_fd(R1, 0), map="stash"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
+    T(i.call(Helper.map_delete_elem)),
+))
+
 EXIT = Template("exit", "returns 0", (
     T(i.mov64_imm(R0, 0)),
     T(i.exit_()),
@@ -262,4 +372,5 @@ EXIT = Template("exit", "returns 0", (
 ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, FOLLOW_POINTER, READ_VALUE,
        EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
        RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
-       SUBMIT, COUNT_DROP, EXIT)
+       SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_RECORD, STASH_LOOKUP, EMIT_STASHED,
+       SET_ENTRY_TS, STASH_DELETE, EXIT)

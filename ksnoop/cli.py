@@ -5,6 +5,7 @@ Usage errors exit 2, runtime failures 1; no traceback reaches the user.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import sys
@@ -101,17 +102,64 @@ def list_(
     with _reported_errors():
         kernel = KernelBTF.load(btf)
         for label, module in kernel.list_targets(pattern):
-            _write(label if module == "vmlinux" else f"{label} [{module}]")
+            # One line per name: a newline or tab inside a BTF name is escaped like any control character.
+            sys.stdout.write(sanitize(label if module == "vmlinux" else f"{label} [{module}]") + "\n")
+
+
+class OutputFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def trace(
+    specs: Annotated[List[str], typer.Argument(
+        metavar="SPEC...", help="FUNCTION or tp:TRACEPOINT, optionally with (ITEM, ...): values to show, "
+        "each optionally compared with a literal to filter, e.g. 'ip_send_skb(skb->len > 100, skb)'.")],
+    *,
+    pid: Annotated[Optional[int], typer.Option("--pid", "-p", help="Only this process (tgid).")] = None,
+    comm: Annotated[Optional[str], typer.Option("--comm", help="Only tasks with this command name.")] = None,
+    count: Annotated[Optional[int], typer.Option("--count", "-n", min=1, help="Stop after N records.")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", min=0.0,
+                                                      help="Stop after SECONDS.")] = None,
+    pages: Annotated[int, typer.Option("--pages", "-P", min=1,
+                                       help="Ring buffer size in pages (a power of two).")] = 1024,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text, or json (one object per "
+                                                 "line).")] = OutputFormat.text,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the "
+                                          "generated programs on stderr.")] = False,
+    btf: BTFOption = None,
+) -> None:
+    """Trace kernel functions and tracepoints: print their arguments and return values as they run."""
+    from .session import RunOptions, run as run_trace
+
+    options = RunOptions(
+        specs=tuple(specs), pid=pid, comm=comm, count=count, duration_s=duration, pages=pages,
+        output=output.value, color=output is OutputFormat.text and _use_color(), verbose=verbose, btf_path=btf,
+    )
+    with _reported_errors():
+        summary = run_trace(options, sys.stdout, sys.stderr)
+        lost = f", {summary.lost} lost (ring buffer full)" if summary.lost else ""
+        print(f"ksnoop: {summary.records} records{lost}", file=sys.stderr)
+
+
+def _use_color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
 def run() -> None:
-    """Run the app; a closed stdout (`| head`) ends it quietly."""
+    """Run the app; a closed stdout (`| head`) ends it quietly with status 1, as click does."""
     try:
-        app()
+        try:
+            app()
+        finally:
+            # Output still buffered when the app returns would otherwise meet the closed pipe only
+            # at interpreter exit, outside any handler.
+            sys.stdout.flush()
     except BrokenPipeError:
         # Python would complain again when it flushes stdout at exit; point it at /dev/null first.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

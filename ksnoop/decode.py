@@ -9,9 +9,9 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from bpf.plan import COMM_SIZE, HEADER_SIZE, Capture, Plan, RecordLayout
-from btf import BTF, Enum, Enum64, Int, Ptr
-from btf.values import TRUNCATED_KEY, bitfield_from, text_from
+from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, Capture, Plan, ProbeKind, RecordLayout
+from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
+from btf.values import bitfield_from, is_char, text_from
 
 
 class ReadFailed:
@@ -26,6 +26,14 @@ class ReadFailed:
 READ_FAILED = ReadFailed()
 
 
+class RawValue(NamedTuple):
+    """A struct, union or non-char array as copied: its bytes, for the output to decode or render."""
+
+    type_id: int
+    data: bytes
+    truncated: bool  # the type is bigger than what was copied
+
+
 class Event(NamedTuple):
     ts_ns: int
     pid: int  # the process (tgid)
@@ -33,7 +41,8 @@ class Event(NamedTuple):
     cpu: int
     probe: int  # index into plan.probes
     comm: str
-    values: Tuple[Any, ...]  # one per capture, READ_FAILED where the read failed
+    values: Tuple[Any, ...]  # one per capture: int, bool, str, RawValue, or READ_FAILED
+    duration_ns: Optional[int] = None  # return records whose entry was seen
 
 
 Decoder = Callable[[Any], Event]
@@ -45,7 +54,7 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
     """A function from one record (bytes or memoryview) of plan.probes[probe_index] to an Event."""
     probe = plan.probes[probe_index]
     layout = RecordLayout.of(probe, plan.with_comm)
-    fmt = ["=QQIIQ"]
+    fmt = [HEADER.format]
     if plan.with_comm:
         fmt.append(f"{COMM_SIZE}s")
     cursor = HEADER_SIZE + (COMM_SIZE if plan.with_comm else 0)
@@ -58,7 +67,8 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
         converters.append(convert)
         cursor = offset + struct.calcsize("=" + code)
     unpack = struct.Struct("".join(fmt)).unpack_from
-    first_value = 6 if plan.with_comm else 5
+    first_value = 7 if plan.with_comm else 6
+    is_return = probe.kind is ProbeKind.FEXIT
     with_comm = plan.with_comm
     comm_cache: Dict[bytes, str] = {}
     needs_conversion = any(c is not None for c in converters)
@@ -68,7 +78,7 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
         fields = unpack(record)
         pid_tgid = fields[1]
         if with_comm:
-            raw = fields[5]
+            raw = fields[6]
             comm = comm_cache.get(raw)
             if comm is None:
                 comm = comm_cache[raw] = text_from(raw)
@@ -81,7 +91,8 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
                 READ_FAILED if failed >> n & 1 else (v if convert is None else convert(v))
                 for (n, convert), v in zip(indexed, values)
             )
-        return Event(fields[0], pid_tgid >> 32, pid_tgid & 0xFFFFFFFF, fields[2], fields[3], comm, values)
+        duration = fields[0] - fields[5] if is_return and fields[5] else None
+        return Event(fields[0], pid_tgid >> 32, pid_tgid & 0xFFFFFFFF, fields[2], fields[3], comm, values, duration)
 
     return decode
 
@@ -112,18 +123,16 @@ def _field(btf: BTF, capture: Capture) -> Tuple[str, Optional[Callable[[Any], An
         if _is_bool(typ):
             return code, bool
         return code, None
+    if isinstance(typ, Float) and size in (4, 8):
+        return ("f" if size == 4 else "d"), None
     if typ is None:
         return f"{size}s", None
-    type_id = capture.type_id
-    truncated = capture.truncated
-
-    def typed(raw: bytes) -> Any:
-        value = btf.decode(type_id, raw)
-        if truncated and isinstance(value, dict):
-            value[TRUNCATED_KEY] = "truncated"
-        return value
-
-    return f"{size}s", typed
+    if isinstance(typ, (Struct, Union, Array)):
+        type_id, truncated = capture.type_id, capture.truncated
+        if isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id)):
+            return f"{size}s", text_from
+        return f"{size}s", lambda raw: RawValue(type_id, raw, truncated)
+    return f"{size}s", None
 
 
 def _enum_names(typ: Any) -> Dict[int, str]:

@@ -29,3 +29,15 @@ class RuntimeFailure(KsnoopError):
     """The request was sound but the system could not carry it out (permissions, kernel, corrupt data)."""
 
     exit_status = 1
+
+
+class NotPermitted(RuntimeFailure):
+    """Not root, or without CAP_BPF and CAP_PERFMON."""
+
+
+class NotTraceable(RuntimeFailure):
+    """The kernel will not attach to this target (no BTF, notrace, or fentry refused)."""
+
+
+class VerifierRejected(RuntimeFailure):
+    """The kernel's verifier refused a generated program; the message carries its last lines."""

@@ -22,6 +22,7 @@ from bpf.plan import (
     Predicate,
     Probe,
     ProbeKind,
+    Stash,
     Test,
 )
 from btf import BTF, BTFError, Enum, Enum64, Float, Int, MemberPath, MemberPathError, Ptr, Struct, Union
@@ -61,20 +62,23 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
     """Resolve every spec; SpecError (usage, exit 2) pointing into the spec that does not fit."""
     probes: List[Probe] = []
     targets: List[Target] = []
-    for spec in specs:
+    for group, spec in enumerate(specs):
         try:
             target = kernel.find_target(spec.target)
         except UnknownTarget as err:
             raise SpecError(str(err), spec.text, spec.target_position) from None
-        for probe in _probes(spec, target):
+        for probe in _probes(spec, target, group):
             probes.append(probe)
             targets.append(target)
     plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size)
     return ResolvedTrace(plan, tuple(targets))
 
 
-def _probes(spec: TraceSpec, target: Target) -> List[Probe]:
+def _probes(spec: TraceSpec, target: Target, group: int) -> List[Probe]:
     items = spec.items or _default_items(spec, target)
+    if target.kind is TargetKind.FUNCTION and all(item.value.base == RETURN for item in items):
+        # Only the return value named (`f(return != 0)`): the entry still shows every argument.
+        items = _default_items(spec, target, with_return=False) + items
     entry_tests: List[Test] = []
     entry_captures: List[Capture] = []
     exit_tests: List[Test] = []
@@ -95,20 +99,23 @@ def _probes(spec: TraceSpec, target: Target) -> List[Probe]:
     if target.kind is TargetKind.TRACEPOINT:
         return [Probe(ProbeKind.TP_BTF, target.name, target.attach_btf_id, target.module,
                       tuple(entry_tests), tuple(entry_captures))]
-    probes = []
-    if entry_captures or not exit_captures:
-        probes.append(Probe(ProbeKind.FENTRY, target.name, target.attach_btf_id, target.module,
-                            tuple(entry_tests), tuple(entry_captures)))
-    if exit_captures:
-        probes.append(Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,
-                            tuple(exit_tests + entry_tests), tuple(exit_captures)))
-    return probes
+    entry = Probe(ProbeKind.FENTRY, target.name, target.attach_btf_id, target.module,
+                  tuple(entry_tests), tuple(entry_captures))
+    if not exit_captures:
+        return [entry]
+    # A test on the return value holds the entry record back until the return passes it;
+    # otherwise the entry leaves its time so the return record carries duration_ns.
+    stash = Stash.RECORD if exit_tests else Stash.TIME
+    entry = replace(entry, stash=stash, stash_group=group, emits=bool(entry_captures) or stash is Stash.RECORD)
+    exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,
+                  tuple(exit_tests + entry_tests), tuple(exit_captures), stash=stash, stash_group=group)
+    return [entry, exit_]
 
 
-def _default_items(spec: TraceSpec, target: Target) -> Tuple[Item, ...]:
+def _default_items(spec: TraceSpec, target: Target, with_return: bool = True) -> Tuple[Item, ...]:
     """No items: every argument at entry and the return value (unless void) at exit."""
     names = [a.name for a in target.args]
-    if target.kind is TargetKind.FUNCTION and target.return_type_id != 0:
+    if with_return and target.kind is TargetKind.FUNCTION and target.return_type_id != 0:
         names.append(RETURN)
     return tuple(Item(ValueExpr(name, (), spec.target_position, spec.target_position)) for name in names)
 

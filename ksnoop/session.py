@@ -1,0 +1,244 @@
+"""One trace from start to finish: load and attach the programs, read records until told to
+stop, print them, report lost records, and detach everything on the way out.
+
+The only module that holds live kernel objects; an ExitStack closes links, then programs,
+then maps, whatever ends the run (a count, a time limit, Ctrl-C, SIGTERM, a closed stdout).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import mmap
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+
+from bpf.codegen import MapRole, Program, generate
+from bpf.features import check_privileges, probe_fentry
+from bpf.listing import format_insns
+from bpf.loader import VerifierError, attach_tracing, load_program
+from bpf.maps import Map
+from bpf.plan import STASH_ENTRIES, Filters, ProbeKind, Stash
+from bpf.ringbuf import RingBuffer
+from bpf.uapi import MapType
+
+from .decode import Event, build_decoder
+from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
+from .resolve import ResolvedTrace, resolve
+from .sanitize import sanitize
+from .spec import parse_spec
+from .targets import KernelBTF
+
+log = logging.getLogger(__name__)
+
+# How long the reader sleeps when no wake-up comes: records are submitted without waking it
+# until a backlog builds, so this bounds how late a quiet trace shows a record.
+POLL_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    specs: Tuple[str, ...]
+    pid: Optional[int] = None
+    comm: Optional[str] = None
+    count: Optional[int] = None  # stop after this many records
+    duration_s: Optional[float] = None
+    pages: int = 1024  # ringbuf size in pages; a power of two
+    output: str = "text"  # "text" or "json"
+    color: bool = False
+    verbose: bool = False
+    btf_path: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    records: int
+    lost: int
+
+
+def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
+    """Parse, resolve and generate: everything short of touching the kernel. Usage errors raise here."""
+    if options.pages <= 0 or options.pages & (options.pages - 1):
+        raise UsageError(f"--pages {options.pages}: the ring buffer size must be a power of two pages")
+    if options.comm is not None and len(options.comm.encode()) >= 16:
+        raise UsageError(f"--comm '{options.comm}': a task's comm has at most 15 bytes")
+    specs = [parse_spec(text) for text in options.specs]
+    kernel = KernelBTF.load(options.btf_path)
+    filters = Filters(pid=options.pid, comm=options.comm.encode() if options.comm is not None else None)
+    resolved = resolve(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE)
+    programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
+    return resolved, programs
+
+
+def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> List[str]:
+    """`-v`: one line per probe and per capture, then each program's listing."""
+    lines = []
+    for probe, program in zip(resolved.plan.probes, programs):
+        lines.append(f"probe {probe.kind.value}:{probe.target} attach_btf_id {probe.attach_btf_id} "
+                     f"({probe.module}), record {program.layout.size} bytes")
+        for test in probe.tests:
+            c = test.value
+            lines.append(f"  test {c.label} {test.predicate.op.value} {test.predicate.constant!r}: slot {c.slot} "
+                         f"hops {list(c.hops)} offset {c.offset} size {c.size}")
+        for c, offset in zip(probe.captures, program.layout.capture_offsets):
+            lines.append(f"  capture {c.label}: slot {c.slot} hops {list(c.hops)} "
+                         f"{'offset ' + str(c.offset) if c.in_memory else 'register'} size {c.size}"
+                         f"{' (of ' + str(c.full_size) + ')' if c.truncated else ''} -> record +{offset}")
+        lines.append(f"  program {program.name}: {len(program.insns)} instructions")
+        lines.extend("    " + line for line in format_insns(program.insns))
+    return lines
+
+
+def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
+    """Trace until the count, the time limit, SIGINT or SIGTERM; RuntimeFailure on kernel trouble."""
+    resolved, programs = prepare(options)
+    if options.verbose:
+        for line in describe_plan(resolved, programs):
+            err.write(sanitize(line) + "\n")
+    privileges = check_privileges()
+    if not privileges:
+        raise NotPermitted(privileges.reason)
+    formatter = _formatter(options, resolved)
+    decoders = [build_decoder(resolved.plan, i, t.btf) for i, t in enumerate(resolved.targets)]
+    stop = _StopFlag()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stop.installed())
+        events = stack.enter_context(Map.ringbuf(resolved.plan.ringbuf_size, name="ksnoop_events"))
+        drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="ksnoop_drops"))
+        shared = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd}
+        stash_fds = _stash_maps(stack, resolved, programs)
+        links = [stack.enter_context(_attach(program, {**shared, **stash_fds.get(probe.stash_group, {})}
+                                             if probe.stash is not Stash.NONE else shared))
+                 for probe, program in zip(resolved.plan.probes, programs)]
+        ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
+        log.debug("%d programs attached", len(links))
+        if options.output == "text":
+            out.write(formatter.header() + "\n")  # type: ignore[attr-defined]
+            out.flush()
+        return _read(ring, drops, decoders, formatter, options, stop, out, err)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _formatter(options: RunOptions, resolved: ResolvedTrace) -> Any:
+    if options.output == "json":
+        from .output_json import JsonFormatter
+
+        return JsonFormatter(resolved)
+    from .output_text import TextFormatter
+
+    return TextFormatter(resolved, color=options.color)
+
+
+def _stash_maps(stack: contextlib.ExitStack, resolved: ResolvedTrace,
+                programs: Tuple[Program, ...]) -> Dict[int, Dict[MapRole, int]]:
+    """Per fentry/fexit pair: the LRU stash, and the scratch record an fentry that holds its record builds in."""
+    fds: Dict[int, Dict[MapRole, int]] = {}
+    for probe, program in zip(resolved.plan.probes, programs):
+        if probe.kind is not ProbeKind.FENTRY or probe.stash is Stash.NONE:
+            continue
+        value_size = program.layout.size if probe.stash is Stash.RECORD else 8
+        stash = stack.enter_context(Map(MapType.LRU_HASH, 8, value_size, STASH_ENTRIES, name="ksnoop_stash"))
+        fds[probe.stash_group] = {MapRole.STASH: stash.fd}
+        if probe.stash is Stash.RECORD:
+            scratch = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, value_size, 1, name="ksnoop_scratch"))
+            fds[probe.stash_group][MapRole.SCRATCH] = scratch.fd
+    return fds
+
+
+@contextlib.contextmanager
+def _attach(program: Program, fds: Dict[MapRole, int]) -> Any:
+    insns = program.bind_maps(fds)
+    try:
+        loaded = load_program(insns, program.prog_type, program.expected_attach_type, program.attach_btf_id,
+                              name=program.name)
+    except VerifierError as err:
+        tail = "; ".join(line.strip() for line in err.log_tail[-3:])
+        raise VerifierRejected(f"the kernel's verifier rejected the program for {program.name[7:]}: {tail} "
+                               "(run with -v for the program listing)") from None
+    except PermissionError:
+        if program.expected_attach_type.name in ("TRACE_FENTRY", "TRACE_FEXIT"):
+            reason = probe_fentry(program.attach_btf_id).reason or "fentry/fexit programs are refused (EPERM)"
+            raise NotTraceable(f"cannot trace {program.name[7:]}: {reason}; "
+                               f"try a tracepoint (ksnoop list 'tp:*')") from None
+        raise NotPermitted(f"the kernel refused to load the program for {program.name[7:]} (EPERM)") from None
+    except OSError as err:
+        raise NotTraceable(f"cannot load the program for {program.name[7:]}: "
+                           f"{err.strerror or err}") from None
+    with loaded:
+        try:
+            link = attach_tracing(loaded)
+        except OSError as err:
+            raise NotTraceable(f"cannot attach to {program.name[7:]}: {err.strerror or err} (it may be "
+                               "inlined or marked notrace)") from None
+        with link:
+            yield link
+
+
+class _StopFlag:
+    """Set by SIGINT or SIGTERM, so the reader can drain what is buffered before it stops."""
+
+    def __init__(self) -> None:
+        self.signal: Optional[int] = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    @contextlib.contextmanager
+    def installed(self) -> Any:
+        def handler(signum: int, _frame: Any) -> None:
+            self.signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+class _Counted(Exception):
+    """Raised inside the drain callback when -n records have been printed."""
+
+
+def _read(ring: RingBuffer, drops: Map, decoders: List[Callable[[Any], Event]], formatter: Any,
+          options: RunOptions, stop: _StopFlag, out: TextIO, err: TextIO) -> Summary:
+    deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+    count_limit = options.count
+    printed = 0
+    lost_reported = 0
+    write = out.write
+    format_event = formatter.format
+
+    def on_record(record: memoryview) -> bool:
+        nonlocal printed
+        probe = int.from_bytes(record[20:24], sys.byteorder)
+        write(format_event(decoders[probe](record)) + "\n")
+        printed += 1
+        return count_limit is not None and printed >= count_limit
+
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        timeout = POLL_INTERVAL_S if remaining is None else max(0.0, min(POLL_INTERVAL_S, remaining))
+        limit = None if count_limit is None else count_limit - printed
+        ring.poll(on_record, timeout, limit)
+        out.flush()
+        lost = _lost(drops)
+        if lost > lost_reported:
+            err.write(f"ksnoop: lost {lost - lost_reported} records: the ring buffer was full "
+                      "(try a larger -P/--pages or a narrower spec)\n")
+            lost_reported = lost
+        if count_limit is not None and printed >= count_limit:
+            break
+        if stop or (deadline is not None and time.monotonic() >= deadline):
+            ring.drain(on_record, None if count_limit is None else count_limit - printed)
+            out.flush()
+            break
+    return Summary(printed, _lost(drops))
+
+
+def _lost(drops: Map) -> int:
+    values = drops.lookup_percpu(b"\0\0\0\0") or []
+    return sum(int.from_bytes(v[:8], sys.byteorder) for v in values)
