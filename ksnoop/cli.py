@@ -2,7 +2,8 @@
 
 Usage errors exit 2, runtime failures 1; no traceback reaches the user.
 """
-from __future__ import annotations
+# No `from __future__ import annotations` here: on Python 3.9 typer reads the parameters' annotations
+# unevaluated, as strings, and then loses every Annotated[..., typer.Option(...)] (`--json` became `--as-json`).
 
 import contextlib
 import enum
@@ -61,7 +62,7 @@ def _reported_errors() -> Iterator[None]:
 
 
 def _fail(message: str, status: int) -> None:
-    print(f"ksnoop: error: {sanitize(message)}", file=sys.stderr)
+    print(f"ksnoop: error: {sanitize(message)}", file=sys.stderr, flush=True)
     raise typer.Exit(status)
 
 

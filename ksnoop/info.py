@@ -1,6 +1,7 @@
 """What `ksnoop info` and `ksnoop list` say about targets and types, as text or JSON-ready dicts."""
 from __future__ import annotations
 
+import difflib
 from typing import Any, Dict
 
 from btf import Kind
@@ -8,6 +9,7 @@ from btf.cdecl import function_declaration
 
 from .layout import layout_json, layout_text
 from .errors import UnknownTarget
+from .sanitize import sanitize
 from .targets import KernelBTF, Target, TargetKind
 
 _TYPE_PREFIXES = ("struct ", "union ", "enum ")
@@ -25,7 +27,7 @@ def signature_text(target: Target) -> str:
     else:
         text = function_declaration(target.btf, target.name, target.return_type_id, params, target.variadic)
     suffix = f" [{target.module}]" if target.module != "vmlinux" else ""
-    return text + ";" + suffix
+    return sanitize(text + ";" + suffix)
 
 
 def signature_json(target: Target) -> Dict[str, Any]:
@@ -46,11 +48,13 @@ def describe(kernel: KernelBTF, text: str, as_json: bool) -> Any:
         return layout_json(btf, type_id) if as_json else layout_text(btf, type_id)
     try:
         target = kernel.find_target(text)
-    except UnknownTarget:
+    except UnknownTarget as err:
         if text.startswith("tp:"):
             raise
-        typedef = kernel.vmlinux.find(text)  # `info u32`: a typedef is a type too
-        if typedef is None or typedef.kind != Kind.TYPEDEF:
-            raise
+        typedef = kernel.vmlinux.find(text, Kind.TYPEDEF)  # `info u32`: a typedef is a type too
+        if typedef is None:
+            close = set(err.suggestions) | set(kernel.vmlinux.closest_names(text, [Kind.TYPEDEF]))
+            raise UnknownTarget(f"no kernel function or typedef '{text}' in BTF",
+                                difflib.get_close_matches(text, sorted(close), n=5, cutoff=0.0)) from None
         return layout_json(kernel.vmlinux, typedef.id) if as_json else layout_text(kernel.vmlinux, typedef.id)
     return signature_json(target) if as_json else signature_text(target)

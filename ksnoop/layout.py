@@ -8,10 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from btf import BTF, Enum, Enum64, Struct, Typedef, Union
+from btf import BTF, BTFError, Enum, Enum64, Struct, Typedef, Union
 from btf.cdecl import base_name
 
+from .sanitize import sanitize
+
 _CACHELINE = 64
+# Anonymous members nested deeper than this only come from loops in corrupt BTF.
+_MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class LayoutLine:
     bit_offset: Optional[int] = None  # of a bitfield, from `offset`
     bitfield_size: int = 0
     name: str = ""  # the member's name as C code uses it (anonymous ones flattened)
+    type_id: int = 0  # the member's type
 
 
 def type_layout(btf: BTF, type_id: int) -> List[LayoutLine]:
@@ -40,11 +45,14 @@ def type_layout(btf: BTF, type_id: int) -> List[LayoutLine]:
 
 
 def _members(btf: BTF, typ: Any, base_offset: int, depth: int, rows: List[LayoutLine]) -> None:
+    if depth > _MAX_DEPTH:
+        raise BTFError("anonymous members nest too deeply", type_id=typ.id)
     is_struct = isinstance(typ, Struct)
     cursor = base_offset  # the first byte after the previous member, for holes
     for m in typ.members:
         offset = base_offset + m.bit_offset // 8
-        if is_struct and offset > cursor and not m.bitfield_size:
+        # Whole unused bytes before a bitfield are a hole too.
+        if is_struct and offset > cursor:
             rows.append(LayoutLine("hole", depth, offset=cursor, size=offset - cursor))
         target = btf.skip_modifiers(m.type_id)
         if not m.name and isinstance(target, (Struct, Union)):
@@ -55,16 +63,17 @@ def _members(btf: BTF, typ: Any, base_offset: int, depth: int, rows: List[Layout
             size = target.size
         elif m.bitfield_size:
             size = btf.resolve_size(m.type_id)
-            storage = offset - offset % size
+            storage = offset - offset % size if size else offset  # size 0 only in corrupt BTF
             rows.append(LayoutLine("member", depth, btf.decl(m.type_id, m.name) + f":{m.bitfield_size}",
                                    storage, size, m.bit_offset + 8 * base_offset - 8 * storage, m.bitfield_size,
-                                   m.name))
+                                   m.name, m.type_id))
             end = base_offset + (m.bit_offset + m.bitfield_size + 7) // 8
             cursor = max(cursor, end) if is_struct else cursor
             continue
         else:
             size = _size(btf, m.type_id)
-            rows.append(LayoutLine("member", depth, btf.decl(m.type_id, m.name), offset, size, name=m.name))
+            rows.append(LayoutLine("member", depth, btf.decl(m.type_id, m.name), offset, size, name=m.name,
+                                   type_id=m.type_id))
         if is_struct:
             cursor = max(cursor, offset + size)
 
@@ -84,22 +93,22 @@ def layout_text(btf: BTF, type_id: int) -> str:
     """pahole-style text of a struct/union, enum or typedef definition."""
     typ = btf.skip_qualifiers(type_id)
     if isinstance(typ, Typedef):
-        return f"typedef {btf.decl(typ.type_id, typ.name)};"
+        return f"typedef {sanitize(btf.decl(typ.type_id, typ.name))};"
     if isinstance(typ, (Enum, Enum64)):
-        lines = [f"{base_name(typ)} {{"]
-        lines += [f"\t{e.name} = {e.value}," for e in typ.values]
+        lines = [f"{sanitize(base_name(typ))} {{"]
+        lines += [f"\t{sanitize(e.name)} = {e.value}," for e in typ.values]
         lines.append(f"}};\t/* size: {typ.size} */")
         return "\n".join(lines)
     assert isinstance(typ, (Struct, Union))
     rows = type_layout(btf, typ.id)
-    lines = [f"{base_name(typ)} {{"]
+    lines = [f"{sanitize(base_name(typ))} {{"]
     holes = [r for r in rows if r.kind == "hole"]
     for r in rows:
         tabs = "\t" * r.depth
         if r.kind == "member":
             where = (f"{r.offset:5d}:{r.bit_offset:2d} {r.size:4d}" if r.bit_offset is not None
                      else f"{r.offset:5d} {r.size:4d}")
-            lines.append(f"{tabs}{r.decl + ';':<{_column(r.depth)}s} /* {where} */")
+            lines.append(f"{tabs}{sanitize(r.decl) + ';':<{_column(r.depth)}s} /* {where} */")
         elif r.kind == "open":
             lines.append(f"{tabs}{r.decl} {{")
         elif r.kind == "close":
@@ -138,7 +147,7 @@ def layout_json(btf: BTF, type_id: int) -> Dict[str, Any]:
     for r in rows:
         if r.kind != "member":
             continue
-        entry: Dict[str, Any] = {"name": r.name, "type": btf.type_name(_member_type(btf, typ, r.name)),
+        entry: Dict[str, Any] = {"name": r.name, "type": btf.type_name(r.type_id),
                                  "offset": r.offset, "size": r.size}
         if r.bit_offset is not None:
             entry.update(bit_offset=r.bit_offset, bitfield_size=r.bitfield_size)
@@ -149,10 +158,3 @@ def layout_json(btf: BTF, type_id: int) -> Dict[str, Any]:
     padding = [r.size for r in rows if r.kind == "padding"]
     out["padding"] = padding[0] if padding else 0
     return out
-
-
-def _member_type(btf: BTF, typ: Any, name: str) -> int:
-    from btf.members import find_member
-
-    found = find_member(btf, typ, name)
-    return found[0].type_id if found else 0
