@@ -63,8 +63,89 @@ def bench_info(args: argparse.Namespace) -> Dict[str, Any]:
     }
 
 
+def _lines_per_s(format_one: Callable[[Any], str], events: Sequence[Any], rounds: int) -> float:
+    """Format `events` `rounds` times over; lines formatted per second."""
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for event in events:
+            format_one(event)
+    return rounds * len(events) / (time.perf_counter() - start)
+
+
+def bench_format(args: argparse.Namespace) -> Dict[str, Any]:
+    """Events -> lines in-process: JSON and text for a few scalars, JSON and text for a whole
+    struct sk_buff (this kernel's BTF if readable, else the mini kernel's). The reference is a
+    dict per record plus json.dumps, the obvious way to write the JSON formatter."""
+    import random
+
+    from btf import BTF, BTFError
+    from ksnoop.decode import build_decoder
+    from ksnoop.output_json import JsonFormatter
+    from ksnoop.output_text import TextFormatter
+    from ksnoop.resolve import resolve
+    from ksnoop.spec import parse_spec
+    from ksnoop.targets import KernelBTF
+    from tests.support import records
+
+    rng = random.Random(0)
+
+    def events(resolved: Any, count: int) -> List[Any]:
+        decode = build_decoder(resolved.plan, 0, resolved.targets[0].btf)
+        out = []
+        for n in range(count):
+            values = [rng.getrandbits(8 * c.size - 1) if c.size <= 8 else rng.randbytes(c.size)
+                      for c in resolved.plan.probes[0].captures]
+            out.append(decode(records.record(resolved, 0, *values, ts=records.TS + n)))
+        return out
+
+    scalars = records.trace("seven_args(a, b, g)")
+    scalar_events = events(scalars, 1000)
+    try:
+        kernel, struct_btf = KernelBTF(BTF.vmlinux(), []), "vmlinux"
+    except BTFError:
+        kernel, struct_btf = records.kernel(), "minikernel"
+    whole = resolve([parse_spec("ip_send_skb(skb)")], kernel)
+    struct_events = events(whole, 50)
+    scalar_json = JsonFormatter(scalars).format
+    scalar_text = TextFormatter(scalars, color=False).format
+    scalar_color = TextFormatter(scalars, color=True).format
+    struct_json = JsonFormatter(whole).format
+    struct_text = TextFormatter(whole, color=False).format
+    plan = scalars.plan
+
+    def reference(event: Any) -> str:
+        probe = plan.probes[event.probe]
+        return json.dumps({"ts": event.ts_ns, "cpu": event.cpu, "pid": event.pid, "tid": event.tid,
+                           "comm": event.comm, "func": probe.target, "probe": "entry",
+                           "args": {c.label: v for c, v in zip(probe.captures, event.values)}})
+
+    figures: Dict[str, List[float]] = {name: [] for name in (
+        "json_scalars", "dict_json_dumps_scalars", "text_scalars", "text_color_scalars", "json_struct",
+        "text_struct")}
+    for _ in range(args.runs):
+        figures["json_scalars"].append(_lines_per_s(scalar_json, scalar_events, 20))
+        figures["dict_json_dumps_scalars"].append(_lines_per_s(reference, scalar_events, 20))
+        figures["text_scalars"].append(_lines_per_s(scalar_text, scalar_events, 20))
+        figures["text_color_scalars"].append(_lines_per_s(scalar_color, scalar_events, 20))
+        figures["json_struct"].append(_lines_per_s(struct_json, struct_events, 10))
+        figures["text_struct"].append(_lines_per_s(struct_text, struct_events, 1))
+    medians = {name: round(statistics.median(values)) for name, values in figures.items()}
+    struct_size = whole.plan.probes[0].captures[0].size
+    return {
+        "benchmark": "format",
+        "runs": args.runs,
+        "scalars": "seven_args(a, b, g): int, long, u32 (minikernel)",
+        "struct": f"ip_send_skb(skb): struct sk_buff, {struct_size} bytes ({struct_btf})",
+        **{f"{name}_lines_per_s": value for name, value in medians.items()},
+        "json_scalars_vs_dict_json_dumps": round(
+            medians["json_scalars"] / medians["dict_json_dumps_scalars"], 2),
+        "target": "json_scalars >= 300000 lines/s",
+    }
+
+
 BENCHMARKS: Dict[str, Callable[[argparse.Namespace], Dict[str, Any]]] = {
     "info": bench_info,
+    "format": bench_format,
 }
 
 

@@ -141,7 +141,8 @@ def trace(
     with _reported_errors():
         summary = run_trace(options, sys.stdout, sys.stderr)
         lost = f", {summary.lost} lost (ring buffer full)" if summary.lost else ""
-        print(f"ksnoop: {summary.records} records{lost}", file=sys.stderr)
+        noun = "record" if summary.records == 1 else "records"
+        print(f"ksnoop: {summary.records} {noun}{lost}", file=sys.stderr)
 
 
 def _use_color() -> bool:

@@ -1,0 +1,341 @@
+"""Events -> text in upstream ksnoop's layout: `TIME CPU PID name(`, one `label = (type)value` line
+per value (structs nested and indented), then `);`.
+
+Each probe's record is compiled once into a %-template with the constant text (name, labels,
+`(type)` prefixes, colour codes) in place. Every string that came from the kernel is sanitised
+(control characters escaped). rich supplies the colour codes, and is imported only for colour.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from bpf.plan import Capture, Probe
+from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
+from btf.values import is_char
+
+from .decode import READ_FAILED, Event, RawValue
+from .resolve import ResolvedTrace
+from .sanitize import sanitize, sanitize_layout
+from .targets import Target
+
+INDENT = "    "  # before each value line, and added to every line of a nested struct
+READ_FAILED_TEXT = "<read failed>"
+_COMM_CACHE_SIZE = 4096
+
+# Styles (rich style names) for the parts of a record when colour is on.
+STYLE_HEADER = "bold"
+STYLE_TIME = "dim"
+STYLE_FUNC = "bold cyan"
+STYLE_COMM = "dim"
+STYLE_LABEL = "green"
+STYLE_TYPE = "blue"
+STYLE_VALUE = "yellow"
+STYLE_STRING = "magenta"
+STYLE_FAILED = "bold red"
+STYLE_NOTE = "dim"
+
+Converter = Callable[[Any], str]  # a decoded value (never READ_FAILED) -> its text after ` = `
+
+
+class _Markup:
+    """Plain text, or text with ANSI colours: how constant text and kernel text are made safe and styled.
+
+    With colour, each style's escape codes come from rich once, here; records are then plain
+    string concatenation, because asking rich to render markup costs ~0.5 ms a record. Kernel
+    text is sanitised, so the only escape sequences in the output are these colour codes.
+    """
+
+    def __init__(self, color: bool):
+        self.color = color
+        self._codes: Dict[str, Tuple[str, str]] = {}
+
+    def _sgr(self, style: str) -> Tuple[str, str]:
+        codes = self._codes.get(style)
+        if codes is None:
+            from rich.color import ColorSystem
+            from rich.style import Style
+
+            sample = Style.parse(style).render("\0", color_system=ColorSystem.STANDARD)
+            before, _, after = sample.partition("\0")
+            codes = self._codes[style] = (before, after)
+        return codes
+
+    def text(self, text: str) -> str:
+        """Kernel-derived text on one line: control characters escaped."""
+        return sanitize(text)
+
+    def style(self, style: str, markup: str) -> str:
+        """Already-safe text in a style (as is without colour)."""
+        if not self.color or not markup:
+            return markup
+        before, after = self._sgr(style)
+        return before + markup + after
+
+    def styled(self, style: str, text: str) -> str:
+        return self.style(style, self.text(text))
+
+    def layout(self, text: str) -> str:
+        """Multi-line text laid out by btf.render: tabs and newlines kept, the rest escaped."""
+        return sanitize_layout(text)
+
+
+class _ProbeFormat:
+    __slots__ = ("direct", "direct_template", "direct_duration_template", "template", "duration_template",
+                 "converters")
+
+    def __init__(self, target: Target, probe: Probe, with_comm: bool, m: _Markup):
+        btf = target.btf
+        # Without a comm in the records, the (empty) comm prints as nothing.
+        comm = " " + m.style(STYLE_COMM, "/* %s */") if with_comm else "%.0s"
+        name = _pct(m.styled(STYLE_FUNC, target.label))
+        first = m.style(STYLE_TIME, "%16d") + " %4d %8d " + name + "(" + comm
+        direct_lines: List[str] = [first]
+        lines: List[str] = [first]
+        converters: List[Converter] = []
+        direct = True
+        count = len(probe.captures)
+        for i, capture in enumerate(probe.captures):
+            comma = "," if i < count - 1 else ""
+            start = INDENT + _pct(m.styled(STYLE_LABEL, capture.label)) + " = "
+            code, convert = _capture_format(btf, capture, m)
+            if code is None:
+                direct = False
+                code = "%s"
+            direct_lines.append(start + code + comma)
+            lines.append(start + "%s" + comma)
+            converters.append(convert)
+        last = ");"
+        last_duration = ");" + m.style(STYLE_NOTE, " /* duration %d ns */")
+        self.direct = direct
+        self.direct_template = "\n".join(direct_lines + [last])
+        self.direct_duration_template = "\n".join(direct_lines + [last_duration])
+        self.template = "\n".join(lines + [last])
+        self.duration_template = "\n".join(lines + [last_duration])
+        self.converters = tuple(converters)
+
+
+class TextFormatter:
+    """Turns Events of one ResolvedTrace into ksnoop's text records.
+
+    ```
+                TIME  CPU      PID FUNCTION/ARGS
+     123456789012345    1     2813 ip_send_skb( /* curl */
+        skb->len = (unsigned int)228,
+        skb->dev = (struct net_device){
+          .name = (char[16])"lo",
+          .ifindex = (int)1,
+        }
+    );
+    ```
+    The first line has the time (ns), CPU, pid, the function (`tp:name` for a tracepoint) and
+    the task's comm (if the plan copies it); a return record's `);` is followed by
+    `/* duration N ns */` when the Event or the caller has it. A value that could not be read
+    shows `<read failed>`, a struct cut short a `...` line and `/* truncated: N of M bytes */`.
+    With `color`, the result is rich markup (print it with markup on, emoji and highlighting
+    off); without, plain text. Either way no control character from the kernel gets through.
+    """
+
+    def __init__(self, resolved: ResolvedTrace, *, color: bool):
+        self._markup = _Markup(color)
+        plan = resolved.plan
+        self._probes = tuple(_ProbeFormat(target, probe, plan.with_comm, self._markup)
+                             for target, probe in zip(resolved.targets, plan.probes))
+        self._comms: Dict[str, str] = {}
+        if color:
+            self._failed = self._markup.style(STYLE_FAILED, READ_FAILED_TEXT)
+        else:
+            self._failed = READ_FAILED_TEXT
+
+    def header(self) -> str:
+        """The column header, upstream ksnoop's."""
+        return self._markup.style(STYLE_HEADER, "%16s %4s %8s %s" % ("TIME", "CPU", "PID", "FUNCTION/ARGS"))
+
+    def format(self, event: Event, duration_ns: Optional[int] = None) -> str:
+        """The event's lines joined by newlines, without a final newline. `duration_ns` defaults to
+        the event's own."""
+        ts, pid, _tid, cpu, probe, comm, values, event_duration_ns = event
+        if duration_ns is None:
+            duration_ns = event_duration_ns
+        fmt = self._probes[probe]
+        comm_text = self._comms.get(comm)
+        if comm_text is None:
+            comm_text = self._comm(comm)
+        head = (ts, cpu, pid, comm_text)
+        if fmt.direct:
+            # Plain integers fill %d directly; anything else there (READ_FAILED, bytes of an
+            # odd-sized int) raises TypeError and takes the converters below.
+            try:
+                if duration_ns is None:
+                    return fmt.direct_template % (head + values)
+                return fmt.direct_duration_template % (head + values + (duration_ns,))
+            except TypeError:
+                pass
+        failed = self._failed
+        texts = tuple(failed if v is READ_FAILED else convert(v)
+                      for convert, v in zip(fmt.converters, values))
+        if duration_ns is None:
+            return fmt.template % (head + texts)
+        return fmt.duration_template % (head + texts + (int(duration_ns),))
+
+    def _comm(self, comm: str) -> str:
+        if len(self._comms) >= _COMM_CACHE_SIZE:
+            self._comms.clear()
+        # A %-argument, not template text: no %-escaping. Inside /* */, so "*/" is defused too.
+        text = self._comms[comm] = self._markup.text(comm).replace("*/", "*\\/")
+        return text
+
+
+def _pct(text: str) -> str:
+    """Constant text for a %-template."""
+    return text.replace("%", "%%")
+
+
+# ---- per-capture choice ---------------------------------------------------------------------------
+
+def _capture_format(btf: BTF, capture: Capture, m: _Markup) -> Tuple[Optional[str], Converter]:
+    """(the %-code taking the decoded value as is, or None; the converter for any value), each
+    including the `(type)` prefix."""
+    type_label = m.styled(STYLE_TYPE, "(" + btf.type_name(capture.type_id) + ")")
+    typ = btf.skip_modifiers(capture.type_id) if capture.type_id else None
+    untyped = _generic_converter(btf, m)
+
+    def generic(v: Any) -> str:
+        # What the capture's type did not promise still gets that type's label, unless it has its own.
+        return untyped(v) if v is READ_FAILED or isinstance(v, RawValue) else type_label + untyped(v)
+
+    def typed(value_text: Callable[[Any], Optional[str]], style: str = STYLE_VALUE) -> Converter:
+        def convert(v: Any) -> str:
+            text = value_text(v)
+            return generic(v) if text is None else type_label + m.style(style, text)
+        return convert
+
+    if capture.string or (isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id))):
+        return None, typed(lambda v: _string_literal(v, m) if type(v) is str else None, STYLE_STRING)
+    if isinstance(typ, Ptr):
+        return None, typed(lambda v: _pointer_text(v) if type(v) is int else None)
+    if isinstance(typ, Int):
+        if typ.is_bool:
+            return None, typed(lambda v: ("true" if v else "false") if type(v) is bool else None)
+        if typ.size == 1 and is_char(typ):
+            return None, typed(lambda v: _char_text(v) if type(v) is int else None)
+        direct_code = _pct(type_label) + m.style(STYLE_VALUE, "%d")
+        return direct_code, typed(lambda v: str(v) if type(v) is int else None)
+    if isinstance(typ, (Enum, Enum64)):
+        return None, typed(lambda v: m.text(v) if type(v) is str else (str(v) if type(v) is int else None))
+    if isinstance(typ, Float):
+        return None, typed(lambda v: repr(v) if type(v) is float else None)
+    if isinstance(typ, (Struct, Union, Array)):
+        return None, _raw_converter(btf, m, capture, untyped)
+    return None, generic
+
+
+def _generic_converter(btf: BTF, m: _Markup) -> Converter:
+    """Any decoded value whatever the capture's type said: the fallback of every converter."""
+
+    def convert(v: Any) -> str:
+        if isinstance(v, RawValue):
+            return _render_raw(btf, m, v, 0)
+        if v is READ_FAILED:
+            return m.style(STYLE_FAILED, READ_FAILED_TEXT)
+        if isinstance(v, bool):
+            text = "true" if v else "false"
+        elif isinstance(v, (int, float)):
+            text = repr(v)
+        elif isinstance(v, str):
+            return m.style(STYLE_STRING, _string_literal(v, m))
+        elif isinstance(v, (bytes, bytearray, memoryview)):
+            text = "<bytes " + bytes(v).hex() + ">"
+        else:
+            text = m.text(repr(v))
+        return m.style(STYLE_VALUE, text)
+
+    return convert
+
+
+def _raw_converter(btf: BTF, m: _Markup, capture: Capture, generic: Converter) -> Converter:
+    full_size = capture.full_size
+
+    def convert(v: Any) -> str:
+        if not isinstance(v, RawValue):
+            return generic(v)
+        return _render_raw(btf, m, v, full_size)
+    return convert
+
+
+def _render_raw(btf: BTF, m: _Markup, raw: RawValue, full_size: int) -> str:
+    """btf.render's lines, indented under the value line, styled when colour is on."""
+    text = m.layout(btf.render(raw.type_id, raw.data))
+    if m.color:
+        text = _colour_layout(text, m)
+    if raw.truncated:
+        of = f" of {full_size}" if full_size else ""
+        text += m.style(STYLE_NOTE, f" /* truncated: {len(raw.data)}{of} bytes */")
+    return text.replace("\n", "\n" + INDENT)
+
+
+# `.member = (type)value` lines of btf.render, after sanitising and markup escaping.
+_MEMBER_LINE = re.compile(r"^( *)\.([A-Za-z_][A-Za-z0-9_]*) = ", re.MULTILINE)
+
+
+def _colour_layout(text: str, m: _Markup) -> str:
+    out: List[str] = []
+    for line in text.split("\n"):
+        match = _MEMBER_LINE.match(line)
+        rest = line
+        if match:
+            out_line = match.group(1) + "." + m.style(STYLE_LABEL, match.group(2)) + " = "
+            rest = line[match.end():]
+        else:
+            out_line = line[: len(line) - len(line.lstrip(" "))]
+            rest = line[len(out_line):]
+        end = _type_end(rest)
+        value = rest[end:]
+        if end and value not in ("{", "["):
+            comma = "," if value.endswith(",") else ""
+            value = value[: len(value) - len(comma)]
+            out_line += m.style(STYLE_TYPE, rest[:end]) + m.style(STYLE_VALUE, value) + comma
+        elif end:
+            out_line += m.style(STYLE_TYPE, rest[:end]) + value
+        else:
+            out_line += rest
+        out.append(out_line)
+    return "\n".join(out)
+
+
+def _type_end(text: str) -> int:
+    """Length of the `(type)` prefix btf.render writes before a value (parentheses balanced); 0 if none."""
+    if not text.startswith("("):
+        return 0
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return 0
+
+
+def _pointer_text(v: int) -> str:
+    return f"0x{v:x}" if v else "NULL"
+
+
+def _char_text(v: int) -> str:
+    if 0x20 <= v < 0x7F and v not in (0x27, 0x5C):
+        return f"'{chr(v)}'"
+    return str(v)
+
+
+_STRING_ESCAPES = {ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+
+
+def _string_literal(text: str, m: _Markup) -> str:
+    """A char array or string as a C literal, as btf.render writes those inside structs: quotes
+    and \\n \\t \\r escaped, other control characters as \\xNN.
+
+    Bytes that were not UTF-8 already read `\\xNN` (the decoder's text_from), so backslashes
+    are left as they are rather than doubled.
+    """
+    return m.text('"' + text.translate(_STRING_ESCAPES) + '"')

@@ -1,0 +1,207 @@
+"""ksnoop/output_text.py: Events -> upstream ksnoop's text layout, plain or as rich markup, never unsafe."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bpf.plan import ProbeKind
+from ksnoop.decode import READ_FAILED
+from ksnoop.output_text import TextFormatter
+from tests.support.records import IDS, TS, event, golden_events, probe_index, sk_buff_bytes, trace
+from tests.support.records import with_captures
+
+REPO = Path(__file__).resolve().parents[3]
+GOLDEN = REPO / "tests" / "golden" / "output"
+FIRST = "      1000000123    1     2813 "  # time, cpu, pid of tests.support.records' default header
+
+
+def lines(resolved, probe, *values, duration_ns=None, color=False, **header):
+    return TextFormatter(resolved, color=color).format(event(resolved, probe, *values, **header),
+                                                       duration_ns).split("\n")
+
+
+SGR = re.compile("\x1b\\[[0-9;]*m")
+
+
+def rendered(coloured: str) -> str:
+    """What a terminal shows of colour output, colours aside: the text without its SGR codes."""
+    return SGR.sub("", coloured)
+
+
+def test_header_is_upstream_ksnoops():
+    t = trace("seven_args(a)")
+    # printf("%16s %4s %8s %s\n", "TIME", "CPU", "PID", "FUNCTION/ARGS") in libbpf-tools/ksnoop.c
+    assert TextFormatter(t, color=False).header() == "            TIME  CPU      PID FUNCTION/ARGS"
+    assert rendered(TextFormatter(t, color=True).header()) == TextFormatter(t, color=False).header()
+
+
+def test_scalars():
+    t = trace("seven_args(a, b, c, d, g)")
+    assert lines(t, 0, -1, -(1 << 40), 65, (1 << 64) - 1, 7) == [
+        FIRST + "seven_args( /* curl */",
+        "    a = (int)-1,",
+        "    b = (long int)-1099511627776,",
+        "    c = (char)'A',",
+        "    d = (long unsigned int)18446744073709551615,",
+        "    g = (u32)7",
+        ");",
+    ]
+
+
+def test_return_record_and_duration():
+    t = trace("seven_args(return)")
+    ret = probe_index(t, ProbeKind.FEXIT)
+    assert lines(t, ret, -22, entry_ts=TS - 1234) == [
+        FIRST + "seven_args( /* curl */",
+        "    return = (int)-22",
+        "); /* duration 1234 ns */",
+    ]
+    assert lines(t, ret, 0)[-1] == ");"
+    assert lines(t, ret, 0, duration_ns=99)[-1] == "); /* duration 99 ns */"
+
+
+def test_without_comm():
+    t = trace("seven_args(a)")
+    t = type(t)(dataclasses.replace(t.plan, with_comm=False), t.targets)
+    assert lines(t, 0, 5) == [FIRST + "seven_args(", "    a = (int)5", ");"]
+    assert rendered(TextFormatter(t, color=True).format(event(t, 0, 5))) == "\n".join(lines(t, 0, 5))
+
+
+def test_tracepoint_struct_nested_and_indented():
+    t = trace("tp:net_dev_queue(skb->dev, skb->sk)")
+    dev = b"lo".ljust(16, b"\0") + (1).to_bytes(4, "little") + bytes(4)
+    assert lines(t, 0, dev, 0) == [
+        FIRST + "tp:net_dev_queue( /* curl */",
+        "    skb->dev = (struct net_device){",
+        '      .name = (char[16])"lo",',
+        "      .ifindex = (int)1,",
+        "    },",
+        "    skb->sk = (struct sock *)NULL",
+        ");",
+    ]
+
+
+def test_read_failed():
+    t = trace("tp:net_dev_queue(skb->len, skb->dev->name, skb->dev)")
+    assert lines(t, 0, 228, b"lo", b"", failed=0b101)[1:4] == [
+        "    skb->len = <read failed>,",
+        '    skb->dev->name = (char[16])"lo",',
+        "    skb->dev = <read failed>",
+    ]
+
+
+def test_truncated_struct():
+    t = with_captures(trace("tp:net_dev_queue(skb)"), 0, skb={"size": 32, "full_size": 104})
+    assert lines(t, 0, sk_buff_bytes()[:32])[1:] == [
+        "    skb = (struct sk_buff){",
+        "      .next = (struct sk_buff *)0xffff888000001000,",
+        "      .prev = (struct sk_buff *)0xffff888000002000,",
+        "      .list = (struct list_head){",
+        "        .next = (struct list_head *)0xffff888000001000,",
+        "        .prev = (struct list_head *)0xffff888000002000,",
+        "      },",
+        "      .dev = (struct net_device *)0xffff888012345678,",
+        "      ...",
+        "    } /* truncated: 32 of 104 bytes */",
+        ");",
+    ]
+
+
+def test_enums_bools_floats():
+    t = with_captures(trace("seven_args(a, b, d, g)"), 0,
+                      a={"type_id": IDS["enum skb_drop_reason"]}, b={"type_id": IDS["enum mini_flags64"]},
+                      d={"type_id": IDS["double"]}, g={"type_id": IDS["bool"], "size": 1})
+    assert lines(t, 0, 3, 5, 0x4004000000000000, 1)[1:5] == [
+        "    a = (enum skb_drop_reason)SKB_DROP_REASON_NO_SOCKET,",
+        "    b = (enum mini_flags64)5,",
+        "    d = (double)2.5,",
+        "    g = (bool)true",
+    ]
+
+
+def test_char_array_invalid_utf8_and_control_characters():
+    t = trace("tp:net_dev_queue(skb->dev->name)")
+    got = lines(t, 0, b'e\xffth\x1b[31m\x07\x9b"\n')
+    assert got[1] == '    skb->dev->name = (char[16])"e\\xffth\\x1b[31m\\x07\\x9b\\"\\n"'
+
+
+def test_unexpected_values_still_make_text():
+    t = trace("seven_args(a, b)")
+    f = TextFormatter(t, color=False)
+    ev = event(t, 0, 1, 2)
+    odd = ev._replace(values=(b"\x01\x02", READ_FAILED))
+    assert f.format(odd).split("\n")[1:3] == ["    a = (int)<bytes 0102>,", "    b = <read failed>"]
+
+
+HOSTILE = [
+    b"\x1b]0;pwned\x07",  # sets the terminal's title
+    b"\x1b[2J\x1b[H",  # clears the screen
+    b"[bold]x[/]",  # rich markup
+    b"[link=http://x]y",
+    b"a\\",  # a trailing backslash would escape the closing tag after it
+    b"a\\\\\\",
+    b"\\[bold]x",
+    b":smile: [/]",
+    b"%s%d",
+    b"\xc2\x9b31m",  # C1 CSI, as UTF-8
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+@pytest.mark.parametrize("color", [False, True])
+def test_hostile_comm_and_strings_cannot_inject(hostile, color):
+    t = trace("tp:net_dev_queue(skb->dev->name, skb->dev)")
+    dev = hostile[:15].ljust(16, b"\0") + bytes(8)
+    text = TextFormatter(t, color=color).format(event(t, 0, hostile[:15], dev, comm=hostile))
+    assert "\x1b" not in rendered(text) and "\x07" not in text and "\x9b" not in text
+    plain = TextFormatter(t, color=False).format(event(t, 0, hostile[:15], dev, comm=hostile))
+    if color:
+        # Colour adds SGR codes and nothing else: without them it is exactly the plain text.
+        assert rendered(text) == plain
+    if hostile == b"[bold]x[/]":
+        assert "/* [bold]x[/] */" in plain.split("\n")[0]
+        assert '"[bold]x[/]"' in plain
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_colour_markup_renders_to_the_plain_text(index):
+    t, events = golden_events()
+    plain = TextFormatter(t, color=False).format(events[index])
+    markup = TextFormatter(t, color=True).format(events[index])
+    assert markup != plain
+    assert rendered(markup) == plain
+
+
+def test_rich_is_imported_only_for_colour():
+    code = (
+        "import sys\n"
+        "from ksnoop.output_text import TextFormatter\n"
+        "from ksnoop.output_json import JsonFormatter\n"
+        "from tests.support.records import trace, event\n"
+        "t = trace('seven_args(a)')\n"
+        "TextFormatter(t, color=False).format(event(t, 0, 1))\n"
+        "JsonFormatter(t).format(event(t, 0, 1))\n"
+        "assert 'rich' not in sys.modules, 'rich imported'\n"
+        "TextFormatter(t, color=True)\n"
+        "assert 'rich' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+def test_golden_text(request):
+    t, events = golden_events()
+    f = TextFormatter(t, color=False)
+    text = f.header() + "\n" + "".join(f.format(ev) + "\n" for ev in events)
+    path = GOLDEN / "trace.txt"
+    if os.environ.get("KSNOOP_UPDATE_GOLDEN") == "1" or request.config.getoption("--update-golden", False):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{path} differs; KSNOOP_UPDATE_GOLDEN=1 rewrites it"
