@@ -47,6 +47,7 @@ class Event(NamedTuple):
 
 Decoder = Callable[[Any], Event]
 _SCALAR_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_COMM_CACHE_SIZE = 4096
 _SIGNED_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 
 
@@ -81,6 +82,8 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
             raw = fields[6]
             comm = comm_cache.get(raw)
             if comm is None:
+                if len(comm_cache) >= _COMM_CACHE_SIZE:
+                    comm_cache.clear()  # tasks come and go; keep the cache from growing forever
                 comm = comm_cache[raw] = text_from(raw)
         else:
             comm = ""
@@ -136,9 +139,12 @@ def _field(btf: BTF, capture: Capture) -> Tuple[str, Optional[Callable[[Any], An
 
 
 def _enum_names(typ: Any) -> Dict[int, str]:
+    """Value -> name; of two enumerators with one value the first wins, as in btf.values."""
+    names: Dict[int, str] = {}
     if isinstance(typ, (Enum, Enum64)):
-        return {e.value: e.name for e in typ.values}
-    return {}
+        for e in typ.values:
+            names.setdefault(e.value, e.name)
+    return names
 
 
 def _is_bool(typ: Any) -> bool:
