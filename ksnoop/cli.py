@@ -62,7 +62,10 @@ def _reported_errors() -> Iterator[None]:
 
 
 def _fail(message: str, status: int) -> None:
-    print(f"ksnoop: error: {sanitize(message)}", file=sys.stderr, flush=True)
+    # A spec error adds the spec and a caret under the fault: lines of their own, each sanitised.
+    first, *rest = message.split("\n")
+    lines = [f"ksnoop: error: {sanitize(first)}"] + [sanitize(line) for line in rest]
+    print("\n".join(lines), file=sys.stderr, flush=True)
     raise typer.Exit(status)
 
 

@@ -110,7 +110,8 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
         drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="ksnoop_drops"))
         shared = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd}
         stash_fds = _stash_maps(stack, resolved, programs)
-        links = [stack.enter_context(_attach(program, {**shared, **stash_fds.get(probe.stash_group, {})}
+        links = [stack.enter_context(_attach(probe.target, program,
+                                             {**shared, **stash_fds.get(probe.stash_group, {})}
                                              if probe.stash is not Stash.NONE else shared))
                  for probe, program in zip(resolved.plan.probes, programs)]
         ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
@@ -149,29 +150,27 @@ def _stash_maps(stack: contextlib.ExitStack, resolved: ResolvedTrace,
 
 
 @contextlib.contextmanager
-def _attach(program: Program, fds: Dict[MapRole, int]) -> Any:
+def _attach(target: str, program: Program, fds: Dict[MapRole, int]) -> Any:
     insns = program.bind_maps(fds)
     try:
         loaded = load_program(insns, program.prog_type, program.expected_attach_type, program.attach_btf_id,
                               name=program.name)
     except VerifierError as err:
         tail = "; ".join(line.strip() for line in err.log_tail[-3:])
-        raise VerifierRejected(f"the kernel's verifier rejected the program for {program.name[7:]}: {tail} "
+        raise VerifierRejected(f"the kernel's verifier rejected the program for {target}: {tail} "
                                "(run with -v for the program listing)") from None
     except PermissionError:
         if program.expected_attach_type.name in ("TRACE_FENTRY", "TRACE_FEXIT"):
             reason = probe_fentry(program.attach_btf_id).reason or "fentry/fexit programs are refused (EPERM)"
-            raise NotTraceable(f"cannot trace {program.name[7:]}: {reason}; "
-                               f"try a tracepoint (ksnoop list 'tp:*')") from None
-        raise NotPermitted(f"the kernel refused to load the program for {program.name[7:]} (EPERM)") from None
+            raise NotTraceable(f"cannot trace {target}: {reason}; see ksnoop list 'tp:*'") from None
+        raise NotPermitted(f"the kernel refused to load the program for {target} (EPERM)") from None
     except OSError as err:
-        raise NotTraceable(f"cannot load the program for {program.name[7:]}: "
-                           f"{err.strerror or err}") from None
+        raise NotTraceable(f"cannot load the program for {target}: {err.strerror or err}") from None
     with loaded:
         try:
             link = attach_tracing(loaded)
         except OSError as err:
-            raise NotTraceable(f"cannot attach to {program.name[7:]}: {err.strerror or err} (it may be "
+            raise NotTraceable(f"cannot attach to {target}: {err.strerror or err} (it may be "
                                "inlined or marked notrace)") from None
         with link:
             yield link
