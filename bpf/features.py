@@ -1,0 +1,131 @@
+"""What this kernel and this process can do, found by trying: privileges, tp_btf, fentry, ringbuf.
+
+Each probe loads or creates the smallest thing that answers the question, closes it, and
+caches a `Feature(ok, reason)`. Nothing here looks at the kernel version.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import mmap
+import os
+from dataclasses import dataclass
+
+from .insn import exit_, mov64_imm
+from .loader import VerifierError, load_program
+from .maps import Map
+from .uapi import AttachType, ProgType
+
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+_RETURN_0 = (mov64_imm(0, 0), exit_())
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A probe's answer: `ok`, and in `reason` what failed and what to do about it."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def parse_cap_eff(status_text: str) -> int:
+    """The CapEff mask from the text of /proc/<pid>/status."""
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    raise ValueError("no CapEff line in /proc/self/status")
+
+
+def effective_capabilities() -> int:
+    """This process's effective capability mask (bit n = capability n)."""
+    with open("/proc/self/status") as f:
+        return parse_cap_eff(f.read())
+
+
+def privileges_from_caps(cap_eff: int) -> Feature:
+    """Enough to trace: CAP_BPF with CAP_PERFMON (v5.8+), or CAP_SYS_ADMIN, which covers both."""
+    if cap_eff >> CAP_SYS_ADMIN & 1:
+        return Feature(True)
+    if cap_eff >> CAP_BPF & 1 and cap_eff >> CAP_PERFMON & 1:
+        return Feature(True)
+    missing = [
+        name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")) if not cap_eff >> bit & 1
+    ]
+    return Feature(
+        False,
+        f"tracing needs root, or CAP_BPF and CAP_PERFMON; this process lacks {' and '.join(missing)}",
+    )
+
+
+@functools.cache
+def check_privileges() -> Feature:
+    """Are we root, or hold CAP_BPF + CAP_PERFMON (read from CapEff in /proc/self/status)?"""
+    return privileges_from_caps(effective_capabilities())
+
+
+@functools.cache
+def check_btf() -> Feature:
+    """Does the kernel expose its BTF at /sys/kernel/btf/vmlinux?"""
+    if os.path.exists("/sys/kernel/btf/vmlinux"):
+        return Feature(True)
+    return Feature(False, "this kernel has no /sys/kernel/btf/vmlinux (built without CONFIG_DEBUG_INFO_BTF)")
+
+
+def _describe(e: OSError) -> str:
+    if isinstance(e, VerifierError):
+        return e.message
+    code = e.errno or 0
+    return f"{errno.errorcode.get(code, str(code))}: {os.strerror(code)}"
+
+
+def _probe_load(
+    prog_type: ProgType, attach_type: AttachType, attach_btf_id: int, what: str
+) -> tuple[Feature, int]:
+    # (the answer, the load's errno or 0)
+    try:
+        with load_program(_RETURN_0, prog_type, attach_type, attach_btf_id, name="ksnoop_probe"):
+            return Feature(True), 0
+    except OSError as e:
+        if isinstance(e, PermissionError) and not check_privileges():
+            return check_privileges(), e.errno or 0
+        return Feature(False, f"{what} programs do not load here ({_describe(e)})"), e.errno or 0
+
+
+@functools.cache
+def probe_tp_btf(attach_btf_id: int) -> Feature:
+    """Can a tp_btf program load for the tracepoint whose `btf_trace_<tp>` typedef is `attach_btf_id`?"""
+    return _probe_load(ProgType.TRACING, AttachType.TRACE_RAW_TP, attach_btf_id, "tp_btf")[0]
+
+
+@functools.cache
+def probe_fentry(attach_btf_id: int) -> Feature:
+    """Can an fentry program load on the function (BTF FUNC) `attach_btf_id`?
+
+    Some kernels refuse every fentry/fexit load with EPERM before verifying anything
+    (this machine's 6.18 does); the reason then says so and that tp: tracepoints still work.
+    """
+    found, err = _probe_load(ProgType.TRACING, AttachType.TRACE_FENTRY, attach_btf_id, "fentry")
+    if err == errno.EPERM and check_privileges():
+        return Feature(
+            False,
+            "this kernel refuses fentry/fexit programs (EPERM before verification, even with full "
+            "privileges); tp: tracepoints still work",
+        )
+    return found
+
+
+@functools.cache
+def probe_ringbuf() -> Feature:
+    """Can we create a BPF_MAP_TYPE_RINGBUF map (v5.8+)?"""
+    try:
+        with Map.ringbuf(mmap.PAGESIZE, name="ksnoop_probe"):
+            return Feature(True)
+    except OSError as e:
+        return Feature(False, f"ring buffer maps are not available ({_describe(e)})")

@@ -1,0 +1,290 @@
+"""Load instructions into the kernel and attach them: `load_program()` -> LoadedProgram -> Link.
+
+A rejected load raises VerifierError with the tail of the verifier log and our listing.
+Programs and links own their fds and nothing is pinned, so closing them (or the process
+dying) detaches everything. Close links before programs, programs before maps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import syscall
+from .insn import Insn, decode, encode
+from .listing import MAP_REF_ID, format_insns
+from .uapi import AttachType, ProgType
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+log = logging.getLogger(__name__)
+
+LOG_SIZE_START = 64 * 1024
+LOG_SIZE_MAX = 16 * 1024 * 1024
+LOG_TAIL_LINES = 20
+
+# ENOTSUPP (524) is the kernel-internal "not supported" that leaks out of some bpf paths.
+_ENOTSUPP = 524
+_LINK_CREATE_UNSUPPORTED = frozenset((errno.EINVAL, errno.EOPNOTSUPP, _ENOTSUPP))
+
+
+class VerifierError(OSError):
+    """BPF_PROG_LOAD failed and the verifier said why.
+
+    `log` is the whole log we got (its tail if it outgrew LOG_SIZE_MAX), `log_tail` its last
+    lines, `listing` our program in bpftool notation. `errno` is the load's errno
+    (EACCES or EINVAL usually, ENOSPC when even the largest log was too small).
+    """
+
+    def __init__(self, errno_: int, message: str, log: str, listing: Sequence[str]) -> None:
+        super().__init__(errno_, message)
+        self.message = message
+        self.log = log
+        self.log_tail = log.rstrip("\n").splitlines()[-LOG_TAIL_LINES:]
+        self.listing = list(listing)
+
+    def __str__(self) -> str:
+        return f"{self.message}\n" + "\n".join(self.log_tail)
+
+
+def _log_reason(log_text: str) -> str:
+    # The verifier's last words are statistics ("processed N insns ..."); the reason sits above.
+    for line in reversed(log_text.splitlines()):
+        line = line.strip()
+        if line and not line.startswith(("processed ", "verification time", "stack depth")):
+            return line
+    return ""
+
+
+class _FdOwner:
+    _fd: int | None = None
+    _what = "object"
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"{self._what} is closed")
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class LoadedProgram(_FdOwner):
+    """A program that passed the verifier; owns its fd. Use it in a `with` block or close() it."""
+
+    _what = "program"
+
+    def __init__(
+        self,
+        fd: int,
+        insns: Sequence[Insn],
+        prog_type: ProgType,
+        expected_attach_type: AttachType,
+        attach_btf_id: int,
+        attach_btf_obj_fd: int | None,
+        name: str,
+    ) -> None:
+        self._fd = fd
+        self.insns = tuple(insns)
+        self.prog_type = prog_type
+        self.expected_attach_type = expected_attach_type
+        self.attach_btf_id = attach_btf_id
+        self.attach_btf_obj_fd = attach_btf_obj_fd
+        self.name = name
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd is None else f"fd={self._fd}"
+        return f"<LoadedProgram {self.name!r} {self.prog_type.name} {state}>"
+
+    def listing(self) -> list[str]:
+        """Our instructions in bpftool notation (map loads shown as map[fd:N])."""
+        return format_insns(self.insns)
+
+    def info(self) -> syscall.bpf_prog_info:
+        """struct bpf_prog_info from the kernel (id, tag, run_cnt...)."""
+        info = syscall.bpf_prog_info()
+        syscall.obj_get_info_by_fd(self.fd, info)
+        return info
+
+    @property
+    def prog_id(self) -> int:
+        return int(self.info().id)
+
+    def xlated_insns(self) -> list[Insn]:
+        """The instructions as the kernel holds them after verification (map fds became map ids)."""
+        size = int(self.info().xlated_prog_len)
+        buf = ctypes.create_string_buffer(size)
+        info = syscall.bpf_prog_info()
+        info.xlated_prog_len = size
+        info.xlated_prog_insns = ctypes.addressof(buf)
+        syscall.obj_get_info_by_fd(self.fd, info)
+        return decode(buf.raw[: int(info.xlated_prog_len)])
+
+    def xlated_listing(self) -> list[str]:
+        """xlated_insns() in bpftool notation (map loads shown as map[id:N])."""
+        return format_insns(self.xlated_insns(), map_ref=MAP_REF_ID)
+
+
+class Link(_FdOwner):
+    """An attachment of a program; owns its fd, and closing it detaches the program."""
+
+    _what = "link"
+
+    def __init__(self, fd: int, prog: LoadedProgram, via: str) -> None:
+        self._fd = fd
+        self.prog = prog
+        self.via = via  # "LINK_CREATE" or "RAW_TRACEPOINT_OPEN", for -v and tests
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd is None else f"fd={self._fd}"
+        return f"<Link {self.prog.name!r} via {self.via} {state}>"
+
+    def info(self) -> syscall.bpf_link_info:
+        """struct bpf_link_info from the kernel (type, id, prog_id)."""
+        info = syscall.bpf_link_info()
+        syscall.obj_get_info_by_fd(self.fd, info)
+        return info
+
+
+def load_program(
+    insns: Sequence[Insn],
+    prog_type: ProgType,
+    expected_attach_type: AttachType = AttachType.UNSPEC,
+    attach_btf_id: int = 0,
+    attach_btf_obj_fd: int | None = None,
+    license: str = "GPL",
+    name: str = "ksnoop",
+    log_size_max: int = LOG_SIZE_MAX,
+) -> LoadedProgram:
+    """BPF_PROG_LOAD `insns`; returns the program, which owns its fd.
+
+    The first try runs without a log. If it fails, the load is repeated with log level 1
+    and a buffer that doubles on ENOSPC up to `log_size_max` bytes. Raises VerifierError
+    when the kernel wrote a log, else OSError (PermissionError for EPERM...) naming the
+    program. `name` is cut to 15 characters of [A-Za-z0-9_.].
+    """
+    code = encode(insns)
+
+    def attempt(vlog: syscall.VerifierLog | None) -> int:
+        return syscall.prog_load(
+            prog_type,
+            code,
+            license=license,
+            name=name,
+            expected_attach_type=int(expected_attach_type),
+            attach_btf_id=attach_btf_id,
+            attach_btf_obj_fd=attach_btf_obj_fd or 0,
+            log=vlog,
+        )
+
+    def made(fd: int) -> LoadedProgram:
+        return LoadedProgram(
+            fd, insns, prog_type, expected_attach_type, attach_btf_id, attach_btf_obj_fd, name
+        )
+
+    try:
+        return made(attempt(None))
+    except OSError as e:
+        first = e
+
+    size = min(LOG_SIZE_START, log_size_max)
+    while True:
+        vlog = syscall.VerifierLog(size)
+        try:
+            fd = attempt(vlog)
+        except OSError as e:
+            if e.errno == errno.ENOSPC and size < log_size_max:
+                size = min(max(size * 2, vlog.true_size), log_size_max)
+                continue
+            err = e
+            break
+        # Loaded the second time round: the first failure was transient (EAGAIN when a
+        # signal interrupted verification, which libbpf retries too); keep the program.
+        log.debug("program %r loaded on the retry after %s", name, first)
+        return made(fd)
+
+    target = f"{prog_type.name}/{AttachType(expected_attach_type).name}"
+    if attach_btf_id:
+        target += f" attach_btf_id {attach_btf_id}"
+    text = vlog.text()
+    errno_ = err.errno if err.errno is not None else errno.EINVAL
+    if not text.strip():
+        raise OSError(
+            errno_,
+            f"{os.strerror(errno_)}: BPF_PROG_LOAD of {name!r} ({target}); the kernel wrote no verifier log",
+        ) from first
+    reason = _log_reason(text)
+    if err.errno == errno.ENOSPC:
+        reason = f"log outgrew {log_size_max} bytes; its tail: {reason}"
+    raise VerifierError(
+        errno_,
+        f"verifier rejected {name!r} ({target}, {os.strerror(errno_)}): {reason}",
+        text,
+        format_insns(insns),
+    ) from first
+
+
+def attach_tracing(prog: LoadedProgram) -> Link:
+    """Attach a BPF_PROG_TYPE_TRACING program (tp_btf, fentry, fexit) to the target it was loaded for.
+
+    Uses BPF_LINK_CREATE with the program's expected attach type. Where LINK_CREATE does not
+    take that attach type (EINVAL / EOPNOTSUPP: older kernels take fentry/fexit there but not
+    tp_btf), BPF_RAW_TRACEPOINT_OPEN with no name does the same. Returns a Link owning its fd.
+    """
+    if prog.prog_type != ProgType.TRACING:
+        raise ValueError(f"attach_tracing() of a {prog.prog_type.name} program; use attach_raw_tracepoint()")
+    try:
+        fd = syscall.link_create(prog.fd, int(prog.expected_attach_type))
+        return Link(fd, prog, "LINK_CREATE")
+    except OSError as e:
+        if e.errno not in _LINK_CREATE_UNSUPPORTED:
+            raise
+        log.debug("BPF_LINK_CREATE refused (%s); trying BPF_RAW_TRACEPOINT_OPEN", e)
+    fd = syscall.raw_tracepoint_open(prog.fd)
+    return Link(fd, prog, "RAW_TRACEPOINT_OPEN")
+
+
+def attach_raw_tracepoint(prog: LoadedProgram, tracepoint: str) -> Link:
+    """Attach a BPF_PROG_TYPE_RAW_TRACEPOINT program to `tracepoint` (e.g. "sys_enter")."""
+    if prog.prog_type not in (ProgType.RAW_TRACEPOINT, ProgType.RAW_TRACEPOINT_WRITABLE):
+        raise ValueError(f"attach_raw_tracepoint() of a {prog.prog_type.name} program")
+    fd = syscall.raw_tracepoint_open(prog.fd, tracepoint)
+    return Link(fd, prog, "RAW_TRACEPOINT_OPEN")

@@ -1,0 +1,182 @@
+"""BPF maps as context managers that own their fd: create, lookup, update, delete, iterate keys.
+
+Keys and values are bytes of exactly key_size / value_size. Per-CPU maps read back one
+value per possible CPU (the kernel pads each to 8 bytes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from collections.abc import Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import syscall
+from .uapi import BPF_ANY, MapType
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+_PERCPU_TYPES = frozenset((MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH))
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """CPU numbers from a sysfs cpu list such as "0-3,8,10-11"."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+@functools.cache
+def possible_cpus() -> tuple[int, ...]:
+    """The possible CPUs, in the order per-CPU map values come back (/sys/devices/system/cpu/possible)."""
+    with open("/sys/devices/system/cpu/possible") as f:
+        return tuple(parse_cpu_list(f.read()))
+
+
+def _round8(size: int) -> int:
+    return (size + 7) & ~7
+
+
+class Map:
+    """A BPF map owning its fd; close it (or leave the `with` block) to drop it.
+
+    `fd` stays valid until close(); programs that reference the map keep it alive in the
+    kernel after that. Raises OSError from BPF_MAP_CREATE (e.g. EINVAL for bad sizes).
+    """
+
+    def __init__(
+        self,
+        map_type: MapType,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        *,
+        map_flags: int = 0,
+        name: str = "",
+    ) -> None:
+        self.map_type = MapType(map_type)
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.name = name
+        self._fd: int | None = syscall.map_create(
+            self.map_type, key_size, value_size, max_entries, map_flags, name
+        )
+
+    @classmethod
+    def ringbuf(cls, size: int, name: str = "") -> Map:
+        """A BPF_MAP_TYPE_RINGBUF of `size` data bytes (a power of 2 and a multiple of the page size)."""
+        return cls(MapType.RINGBUF, 0, 0, size, name=name)
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"map {self.name!r} is closed")
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd is None else f"fd={self._fd}"
+        return f"<Map {self.map_type.name} {self.name!r} {state}>"
+
+    @property
+    def is_percpu(self) -> bool:
+        return self.map_type in _PERCPU_TYPES
+
+    def _key(self, key: bytes) -> ctypes.Array[ctypes.c_char]:
+        if len(key) != self.key_size:
+            raise ValueError(f"key is {len(key)} bytes, map {self.name!r} takes {self.key_size}")
+        return ctypes.create_string_buffer(key, len(key))
+
+    def _value_buffer_size(self) -> int:
+        if self.is_percpu:
+            return _round8(self.value_size) * len(possible_cpus())
+        return self.value_size
+
+    def lookup(self, key: bytes) -> bytes | None:
+        """The value for `key`, or None if absent. On a per-CPU map use lookup_percpu()."""
+        if self.is_percpu:
+            raise TypeError("lookup() of a per-CPU map: use lookup_percpu()")
+        value = ctypes.create_string_buffer(self.value_size)
+        try:
+            syscall.map_lookup_elem(self.fd, self._key(key), value)
+        except FileNotFoundError:
+            return None
+        return value.raw
+
+    def lookup_percpu(self, key: bytes) -> list[bytes] | None:
+        """One value per possible CPU (in possible_cpus() order), or None if absent."""
+        if not self.is_percpu:
+            raise TypeError("lookup_percpu() of a map that is not per-CPU")
+        stride = _round8(self.value_size)
+        value = ctypes.create_string_buffer(self._value_buffer_size())
+        try:
+            syscall.map_lookup_elem(self.fd, self._key(key), value)
+        except FileNotFoundError:
+            return None
+        raw = value.raw
+        return [raw[i : i + self.value_size] for i in range(0, len(raw), stride)]
+
+    def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+        """Set `key` to `value` (flags BPF_ANY, BPF_NOEXIST, BPF_EXIST from uapi).
+
+        On a per-CPU map, `value` is value_size bytes given to every CPU.
+        """
+        if len(value) != self.value_size:
+            raise ValueError(f"value is {len(value)} bytes, map {self.name!r} takes {self.value_size}")
+        if self.is_percpu:
+            padded = value.ljust(_round8(self.value_size), b"\0")
+            value = padded * len(possible_cpus())
+        syscall.map_update_elem(
+            self.fd, self._key(key), ctypes.create_string_buffer(value, len(value)), flags
+        )
+
+    def delete(self, key: bytes) -> bool:
+        """Remove `key`; False if it was not there. Array maps refuse with EINVAL."""
+        try:
+            syscall.map_delete_elem(self.fd, self._key(key))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def iter_keys(self) -> Iterator[bytes]:
+        """The keys, lazily (BPF_MAP_GET_NEXT_KEY). Keys deleted meanwhile may restart a hash walk."""
+        key: ctypes.Array[ctypes.c_char] | None = None
+        while True:
+            next_key = ctypes.create_string_buffer(self.key_size)
+            try:
+                syscall.map_get_next_key(self.fd, key, next_key)
+            except FileNotFoundError:
+                return
+            yield next_key.raw
+            key = next_key
