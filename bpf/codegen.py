@@ -236,8 +236,10 @@ def _paired_entry_layout(plan: Plan, probe: Probe) -> RecordLayout:
 
 
 def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:
-    """r9 = the slot's value, then each hop's pointer followed."""
+    """r9 = the slot's value, then each hop's pointer followed; a NULL argument goes to `fail`."""
     asm.emit(tpl.LOAD_ARG, slot_offset=8 * capture.slot)
+    if capture.in_memory:
+        asm.emit(tpl.NULL_CHECK, fail=fail)
     for offset in capture.hops:
         asm.emit(tpl.FOLLOW_POINTER, offset=offset, fail=fail)
 
@@ -282,9 +284,10 @@ def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, n
     if len(literal) > MAX_STRING_PREDICATE:
         raise CodegenError(f"{capture.label}: string of {len(literal) - 1} bytes; at most "
                            f"{MAX_STRING_PREDICATE - 1} compare")
-    # One byte past the literal's NUL, when the value has room, tells "lo" from "loopback".
-    read_size = len(literal) + 1 if capture.string else min(len(literal) + 1, capture.size)
-    read_size = min(read_size, MAX_STRING_PREDICATE)
+    # The _str helpers stop a byte short of the size and put a NUL there, so a char pointer is
+    # read one byte past the literal's NUL: "loopback" must not come back as "lo". A char array
+    # is read as it is, up to the literal's NUL: what lies after its own NUL is no part of it.
+    read_size = len(literal) + 1 if capture.string else min(len(literal), capture.size)
     words = (read_size + 7) // 8
     for w in range(words):
         asm.emit(tpl.ZERO_STACK_WORD, stack_off=tpl.STACK_STRING + 8 * w)

@@ -36,7 +36,8 @@ CTX, RECORD, FAILED, CURSOR = R6, R7, R8, R9
 STACK_PTR = -8
 STACK_VALUE = -16
 STACK_COMM = -32
-STACK_STRING = STACK_COMM - MAX_STRING_PREDICATE
+# A string predicate's literal and its NUL, plus a word for the byte past the NUL the _str helpers read.
+STACK_STRING = STACK_COMM - MAX_STRING_PREDICATE - 8
 STACK_ENTRY_TS = STACK_STRING - 8  # fexit: the stashed entry time, 0 if none
 STACK_STASH_KEY = STACK_ENTRY_TS - 8  # fexit: this task's pid_tgid, the stash key
 
@@ -101,8 +102,11 @@ PID_FILTER = Template("pid_filter", "drops the event unless the current tgid == 
     T(i.jmp_imm(JNE, R0, 0, 0), imm="pid", off="out"),
 ))
 
-COMM_FILTER = Template("comm_filter", "drops the event unless the current comm == CONST64 x2; "
-                       "uses STACK_COMM; clobbers r0-r5", (
+COMM_FILTER = Template("comm_filter", "drops the event unless the current comm == CONST64 x2; the "
+                       "buffer is zeroed first, since kernels 5.19 to 6.3 leave the bytes after the NUL as "
+                       "they were (strscpy, not strscpy_pad); uses STACK_COMM; clobbers r0-r5", (
+    T(i.st_mem(8, R10, STACK_COMM, 0)),
+    T(i.st_mem(8, R10, STACK_COMM + 8, 0)),
     T(i.mov64_reg(R1, R10)),
     T(i.alu64_imm(ADD, R1, STACK_COMM)),
     T(i.mov64_imm(R2, COMM_SIZE)),
@@ -117,6 +121,11 @@ COMM_FILTER = Template("comm_filter", "drops the event unless the current comm =
 
 LOAD_ARG = Template("load_arg", "r9 = the u64 at ctx + slot_offset (one argument or the return value)", (
     T(i.ldx_mem(8, CURSOR, CTX, 0), off="slot_offset"),
+))
+
+NULL_CHECK = Template("null_check", "jumps to `fail` when r9 is NULL; the verifier refuses arithmetic on an "
+                      "argument the kernel marks nullable (PTR_TO_BTF_ID_OR_NULL) until it is checked", (
+    T(i.jmp_imm(JEQ, CURSOR, 0, 0), off="fail"),
 ))
 
 FOLLOW_POINTER = Template("follow_pointer", "r9 = *(u64 *)(r9 + offset) read with probe_read_kernel "
@@ -369,7 +378,7 @@ EXIT = Template("exit", "returns 0", (
     T(i.exit_()),
 ))
 
-ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, FOLLOW_POINTER, READ_VALUE,
+ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, NULL_CHECK, FOLLOW_POINTER, READ_VALUE,
        EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
        RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
        SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_RECORD, STASH_LOOKUP, EMIT_STASHED,

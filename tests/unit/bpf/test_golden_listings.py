@@ -1,0 +1,110 @@
+"""Golden listings: one plan per template shape, from the mini kernel's BTF only, never the host's.
+
+Each tests/golden/listings/<case>.txt holds a header line (the spec and filters), then for each
+probe a line naming it and its listing in bpftool's xlated notation, template names as `;`
+lines the way bpftool shows source lines. Maps are bound to fixed stand-in fds (events 1,
+drops 2, stash 3, scratch 4) so a listing shows which map each load names.
+`pytest --update-golden` rewrites the files; review the diff like code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bpf.codegen import MapRole, Program, generate
+from bpf.insn import Insn, decode, encode
+from bpf.listing import format_insns
+from bpf.plan import Filters
+from ksnoop.resolve import resolve
+from ksnoop.spec import parse_spec
+from tests.support import records
+
+GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "listings"
+FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4}
+
+CASES = {
+    "plain_capture": ("tp:net_dev_queue(skb->len)", Filters()),
+    "pid_comm_filter": ("tp:net_dev_queue(skb->len)", Filters(pid=4242, comm=b"curl")),
+    "int_predicate": (
+        "tp:net_dev_queue(skb->len >= 100, skb->dev->ifindex < -1, skb->pkt_type == 5)",
+        Filters(),
+    ),
+    "string_predicate": ('seven_args(e->dev->name == "lo", f != "/etc/passwd")', Filters()),
+    "multi_hop": ("tp:net_dev_queue(skb->next->dev->name, skb->next->len, skb->dev)", Filters()),
+    "fentry_fexit_time": ("ip_send_skb(skb->len, return)", Filters()),
+    "fentry_fexit_record": ("ip_send_skb(skb->len > 5, return != 0)", Filters()),
+}
+
+
+def _header(spec: str, filters: Filters) -> str:
+    parts = []
+    if filters.pid is not None:
+        parts.append(f"pid {filters.pid}")
+    if filters.comm is not None:
+        parts.append(f"comm {filters.comm.decode()}")
+    return f"# {spec}" + (f"  ({', '.join(parts)})" if parts else "")
+
+
+def _listing(program: Program, insns: list[Insn]) -> list[str]:
+    """format_insns() with `; template` lines before each template's first instruction."""
+    starts = {}
+    for first, name in program.sections:
+        starts.setdefault(first, []).append(name)
+    out = []
+    for line in format_insns(insns):
+        slot = int(line.split(":", 1)[0])
+        out.extend(f"; {name}" for name in starts.get(slot, []))
+        out.append(line)
+    return out
+
+
+def render(case: str) -> str:
+    spec, filters = CASES[case]
+    plan = resolve([parse_spec(spec)], records.kernel(), filters).plan
+    lines = [_header(spec, filters)]
+    for index, probe in enumerate(plan.probes):
+        program = generate(plan, index)
+        roles = sorted({role for _, role in program.map_slots}, key=lambda r: FDS[r])
+        maps = ", ".join(f"{role.value} fd {FDS[role]}" for role in roles)
+        lines.append(
+            f"# probe {index}: {probe.kind.value} {probe.target}, record {program.layout.size} bytes, "
+            f"maps: {maps}"
+        )
+        lines.extend(_listing(program, program.bind_maps(FDS)))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_listing_matches_golden(case: str, request: pytest.FixtureRequest) -> None:
+    path = GOLDEN / f"{case}.txt"
+    text = render(case)
+    if request.config.getoption("--update-golden"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} is missing; `pytest --update-golden` writes it"
+    assert text == path.read_text(), (
+        f"{path} differs from the generated listing; review, then --update-golden"
+    )
+
+
+def test_no_stray_golden_listings() -> None:
+    assert sorted(p.stem for p in GOLDEN.glob("*.txt")) == sorted(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_listing_round_trips(case: str) -> None:
+    """The instructions survive encode/decode, and the decoded ones print as the golden file says."""
+    spec, filters = CASES[case]
+    plan = resolve([parse_spec(spec)], records.kernel(), filters).plan
+    golden = (GOLDEN / f"{case}.txt").read_text().splitlines()
+    listed = [line for line in golden if not line.startswith(("#", ";"))]
+    printed = []
+    for index in range(len(plan.probes)):
+        insns = generate(plan, index).bind_maps(FDS)
+        again = decode(encode(insns))
+        assert again == insns
+        printed.extend(format_insns(again))
+    assert printed == listed
+    assert golden[0] == _header(spec, filters)
