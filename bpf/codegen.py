@@ -176,6 +176,8 @@ def generate(plan: Plan, probe_index: int) -> Program:
     asm.emit(tpl.PROLOGUE)
     if fexit_stash:
         asm.emit(tpl.STASH_LOOKUP)  # first, so every way out can delete the entry
+        if probe.requires_entry:
+            asm.emit(tpl.REQUIRE_ENTRY, out="out")
     if plan.filters.pid is not None:
         asm.emit(tpl.PID_FILTER, pid=plan.filters.pid, out="out")
     if plan.filters.comm is not None:
@@ -292,7 +294,17 @@ def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, n
     for w in range(words):
         asm.emit(tpl.ZERO_STACK_WORD, stack_off=tpl.STACK_STRING + 8 * w)
     helper = _READ_HELPERS[(capture.string, capture.user_memory)]
-    asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset, helper=int(helper), fail="out")
+    if _retries_as_user(capture):
+        read = f"{name}_read"
+        asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset, helper=int(helper),
+                 fail=f"{name}_user")
+        asm.emit(tpl.GOTO, target=read)
+        asm.label(f"{name}_user")
+        asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset,
+                 helper=int(Helper.probe_read_user_str), fail="out")
+        asm.label(read)
+    else:
+        asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset, helper=int(helper), fail="out")
     expected = literal[:read_size].ljust(8 * words, b"\0")
     differ = "out" if predicate.op is CompareOp.EQ else f"{name}_differs"
     for w, word in enumerate(_words(expected)):
@@ -312,9 +324,15 @@ def _emit_capture(asm: _Assembler, capture: Capture, rec_offset: int, n: int) ->
         if not capture.hops:
             return  # nothing could fail
     else:
+        retry_user = _retries_as_user(capture)
         helper = _READ_HELPERS[(capture.string, capture.user_memory)]
         asm.emit(tpl.COPY_TO_RECORD, rec_offset=rec_offset, size=capture.size, offset=capture.offset,
-                 helper=int(helper), fail=fail)
+                 helper=int(helper), fail=f"user{n}" if retry_user else fail)
+        if retry_user:
+            asm.emit(tpl.GOTO, target=done)
+            asm.label(f"user{n}")
+            asm.emit(tpl.COPY_TO_RECORD, rec_offset=rec_offset, size=capture.size, offset=capture.offset,
+                     helper=int(Helper.probe_read_user_str), fail=fail)
     asm.emit(tpl.GOTO, target=done)
     asm.label(fail)
     if n < 31:
@@ -322,6 +340,13 @@ def _emit_capture(asm: _Assembler, capture: Capture, rec_offset: int, n: int) ->
     else:
         asm.emit(tpl.MARK_FAILED_HIGH, bit=1 << n)
     asm.label(done)
+
+
+def _retries_as_user(capture: Capture) -> bool:
+    """A char pointer not known to be __user (kernels built without BTF type tags say nothing)
+    is read as kernel memory first and, if that faults, as user memory: a syscall's path
+    argument is a user pointer whatever its BTF says."""
+    return capture.string and not capture.user_memory
 
 
 def _words(data: bytes) -> List[int]:

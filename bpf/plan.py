@@ -105,6 +105,9 @@ class Probe:
     stash: Stash = Stash.NONE
     stash_group: int = 0  # the fentry/fexit pair sharing a stash map
     emits: bool = True  # False for an fentry that only stashes its time
+    # An fexit whose fentry has tests: emit only for calls whose entry passed them (and left a
+    # stash), rather than testing arguments again when what they point to may be gone.
+    requires_entry: bool = False
 
 
 @dataclass(frozen=True)

@@ -346,6 +346,12 @@ STASH_LOOKUP = Template("stash_lookup", "STACK_STASH_KEY = pid_tgid; STACK_ENTRY
     T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
 ))
 
+REQUIRE_ENTRY = Template("require_entry", "jumps to `out` unless STACK_ENTRY_TS is set (the entry "
+                         "passed its tests and stashed); clobbers r1", (
+    T(i.ldx_mem(8, R1, R10, STACK_ENTRY_TS)),
+    T(i.jmp_imm(JEQ, R1, 0, 0), off="out"),
+))
+
 EMIT_STASHED = Template("emit_stashed", "copies the stashed entry record (`size` bytes) into the ringbuf "
                         "`events`; a full ringbuf jumps to `dropped`; clobbers r0-r5", (
     *_pair(i.ld_map_fd(R1, 0), map="stash"),
@@ -381,5 +387,5 @@ EXIT = Template("exit", "returns 0", (
 ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, NULL_CHECK, FOLLOW_POINTER, READ_VALUE,
        EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
        RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
-       SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_RECORD, STASH_LOOKUP, EMIT_STASHED,
+       SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_RECORD, STASH_LOOKUP, REQUIRE_ENTRY, EMIT_STASHED,
        SET_ENTRY_TS, STASH_DELETE, EXIT)

@@ -108,7 +108,8 @@ def _probes(spec: TraceSpec, target: Target, group: int) -> List[Probe]:
     stash = Stash.RECORD if exit_tests else Stash.TIME
     entry = replace(entry, stash=stash, stash_group=group, emits=bool(entry_captures) or stash is Stash.RECORD)
     exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,
-                  tuple(exit_tests + entry_tests), tuple(exit_captures), stash=stash, stash_group=group)
+                  tuple(exit_tests), tuple(exit_captures), stash=stash, stash_group=group,
+                  requires_entry=bool(entry_tests))
     return [entry, exit_]
 
 

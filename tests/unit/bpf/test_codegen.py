@@ -31,6 +31,7 @@ from bpf.plan import (
     Predicate,
     Probe,
     ProbeKind,
+    FAILED_OFFSET,
     RecordLayout,
     Stash,
 )
@@ -514,10 +515,32 @@ def test_string_predicate_on_a_char_pointer_uses_the_str_helper_and_several_word
         int.from_bytes(padded[:8], "little"),
         int.from_bytes(padded[8:], "little"),
     ]
-    assert _read_sizes(program) == [len(literal) + 1]  # the _str helper's forced NUL lands past the literal's
+    # The _str helper's forced NUL lands past the literal's; the second read is the user-memory retry.
+    assert _read_sizes(program) == [len(literal) + 1, len(literal) + 1]
     assert Helper.probe_read_kernel_str in _helper_calls(program)
+    assert Helper.probe_read_user_str in _helper_calls(program)
     user = generate(_trace('strncpy_from_user(src == "x")').plan, 0)
     assert Helper.probe_read_user_str in _helper_calls(user)
+    assert Helper.probe_read_kernel_str not in _helper_calls(user)
+
+
+def test_a_char_pointer_not_known_as_user_is_read_from_user_memory_when_the_kernel_read_faults() -> None:
+    value = Capture(label="s", slot=0, in_memory=True, size=16, string=True)
+    plan = _hand_plan(ValueTest(value, Predicate(CompareOp.EQ, b"lo")))
+    assert _kept(plan, [NAME_PTR], {NAME_PTR: b"lo\0"})
+    assert _kept(plan, [NAME_PTR], {}, user_memory={NAME_PTR: b"lo\0"})
+    assert not _kept(plan, [NAME_PTR], {}, user_memory={NAME_PTR: b"loo\0"})
+    assert not _kept(plan, [NAME_PTR], {})
+    shown = _hand_plan(captures=(value,))
+    run = VM({}, user_memory={NAME_PTR: b"hello\0"}).run(generate(shown, 0), [NAME_PTR])
+    (record,) = run.records
+    layout = RecordLayout.of(shown.probes[0], shown.with_comm)
+    offset = layout.capture_offsets[0]
+    assert bytes(record[offset : offset + 6]) == b"hello\0"
+    failed = int.from_bytes(record[FAILED_OFFSET : FAILED_OFFSET + 8], "little")
+    assert failed == 0
+    (nowhere,) = VM({}).run(generate(shown, 0), [NAME_PTR]).records
+    assert int.from_bytes(nowhere[FAILED_OFFSET : FAILED_OFFSET + 8], "little") == 1
 
 
 @pytest.mark.parametrize("op", [CompareOp.EQ, CompareOp.NE], ids=["eq", "ne"])
@@ -573,7 +596,7 @@ def test_string_literals_at_and_over_the_limit() -> None:
     value = Capture(label="s", slot=0, in_memory=True, size=128, string=True)
     longest = b"a" * 127
     plan = _hand_plan(ValueTest(value, Predicate(CompareOp.EQ, longest)))
-    assert len(_string_words(generate(plan, 0))) == 17 and _read_sizes(generate(plan, 0)) == [129]
+    assert len(_string_words(generate(plan, 0))) == 17 and _read_sizes(generate(plan, 0)) == [129, 129]
     assert _kept(plan, [NAME_PTR], {NAME_PTR: longest + b"\0"})
     assert not _kept(plan, [NAME_PTR], {NAME_PTR: longest + b"b\0"})
     assert not _kept(plan, [NAME_PTR], {NAME_PTR: longest[:-1] + b"\0"})
@@ -757,6 +780,20 @@ def test_stash_time_gives_the_return_record_its_entry_time() -> None:
     again = vm.run(fexit, [NET, SKB, 0])
     assert HEADER.unpack_from(again.records[-1])[5] == 0  # no entry seen: no entry time
     assert _decode(t, again.records[-1:])[0].duration_ns is None
+
+
+def test_a_return_whose_entry_failed_its_tests_is_not_shown() -> None:
+    t = _trace("ip_send_skb(skb->len > 500, return)")
+    entry, exit_ = t.plan.probes
+    assert exit_.requires_entry and exit_.tests == ()  # the arguments are not tested again at exit
+    fentry, fexit = generate(t.plan, 0), generate(t.plan, 1)
+    assert _sections(fexit)[:3] == ["prologue", "stash_lookup", "require_entry"]
+    vm = _vm(t)
+    assert vm.run(fentry, [NET, SKB, 0]).records == []  # skb->len is 242: the entry fails
+    assert vm.run(fexit, [NET, SKB, 0]).records == []  # and so its return is not shown
+    plain = _trace("ip_send_skb(skb->len, return)")
+    assert not plain.plan.probes[1].requires_entry
+    assert "require_entry" not in _sections(generate(plain.plan, 1))
 
 
 def test_stash_record_emits_the_entry_only_when_the_return_passes() -> None:
