@@ -1,0 +1,222 @@
+"""Guest side of test_trace_vm.py: run several `ksnoop trace` at once against UDP traffic made here.
+
+`python3 tests/vm/trace_driver.py PLAN.json` (cwd: the repo). The plan names the senders (each a
+forked child with its own comm that sends UDP datagrams on loopback to a receiver it bound) and the
+ksnoop instances (argv after `trace`, how many BPF links make it attached, how it is stopped, and
+optionally a command its stdout is piped through). The driver forks the senders, starts every
+instance, waits until each holds its links (read from /proc/PID/fdinfo, so ksnoop needs no ready
+signal), lets the senders send one after another, stops the instances, and writes the ground truth
+(pids, comms, ports, sizes, results) and each instance's exit status and timings to
+PLAN_DIR/manifest.json; each instance's stdout and stderr go to PLAN_DIR/NAME.out and NAME.err.
+
+Python starts slowly under TCG, so this is one interpreter for the whole scenario; the senders are
+forks of it. Stdlib only: it runs on the host's interpreter inside the guest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ATTACH_TIMEOUT = float(os.environ.get("KSNOOP_VM_ATTACH_TIMEOUT", "240"))
+EXIT_TIMEOUT = 60.0
+STOP_SIGNALS = {"term": signal.SIGTERM, "int": signal.SIGINT}
+
+
+def main(plan_path: str) -> int:
+    plan = json.loads(Path(plan_path).read_text())
+    out_dir = Path(plan_path).parent
+    started = time.monotonic()
+
+    def elapsed() -> float:
+        return round(time.monotonic() - started, 3)
+
+    senders = [_fork_sender(spec) for spec in plan["senders"]]
+    fill = {f"{s['name']}_{key}": str(s[key]) for s in senders for key in ("pid", "comm")}
+    instances = []
+    for spec in plan["instances"]:
+        argv = [sys.executable, "-m", "ksnoop", "trace", *(arg.format(**fill) for arg in spec["args"])]
+        stdout = (out_dir / f"{spec['name']}.out").open("wb")
+        stderr = (out_dir / f"{spec['name']}.err").open("wb")
+        if spec.get("pipe"):
+            ksnoop = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL)
+            assert ksnoop.stdout is not None
+            pipe = subprocess.Popen(spec["pipe"], stdin=ksnoop.stdout, stdout=stdout, stderr=stderr)
+            ksnoop.stdout.close()  # the pipe's reader holds it now; ksnoop sees EPIPE if it dies
+        else:
+            ksnoop = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+            pipe = None
+        stdout.close()
+        stderr.close()
+        instances.append({"spec": spec, "argv": argv[4:], "proc": ksnoop, "pipe": pipe, "attached_s": None})
+
+    # Wait until every instance holds its links: from then on its programs see every call.
+    deadline = time.monotonic() + ATTACH_TIMEOUT
+    waiting = list(instances)
+    while waiting and time.monotonic() < deadline:
+        for inst in list(waiting):
+            if inst["proc"].poll() is not None:
+                waiting.remove(inst)  # died before attaching; its stderr will say why
+            elif _links(inst["proc"].pid) >= inst["spec"]["links"]:
+                inst["attached_s"] = elapsed()
+                waiting.remove(inst)
+        time.sleep(0.1)
+    attached_all_s = elapsed()
+
+    sent = []
+    if not waiting:
+        for sender in senders:
+            sent.append(_run_sender(sender))
+    traffic_done_s = elapsed()
+
+    for inst in instances:
+        inst["max_rss_kb"] = _max_rss_kb(inst["proc"].pid)
+        stop = inst["spec"]["stop"]
+        if stop in STOP_SIGNALS and inst["proc"].poll() is None:
+            inst["proc"].send_signal(STOP_SIGNALS[stop])
+    for inst in instances:
+        inst["timed_out"] = False
+        for proc in (inst["proc"], inst["pipe"]):
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=max(1.0, EXIT_TIMEOUT - (time.monotonic() - started - traffic_done_s)))
+            except subprocess.TimeoutExpired:
+                inst["timed_out"] = True
+                proc.kill()
+                proc.wait()
+        inst["exited_s"] = elapsed()
+    for sender in senders:
+        if sender["process_pid"] is not None:
+            _reap(sender)
+
+    manifest = {
+        "senders": sent,
+        "attached_all_s": attached_all_s,
+        "traffic_done_s": traffic_done_s,
+        "finished_s": elapsed(),
+        "not_attached": [inst["spec"]["name"] for inst in waiting],
+        "instances": {
+            inst["spec"]["name"]: {
+                "argv": inst["argv"],
+                "pid": inst["proc"].pid,
+                "returncode": inst["proc"].returncode,
+                "pipe_returncode": inst["pipe"].returncode if inst["pipe"] is not None else None,
+                "timed_out": inst["timed_out"],
+                "attached_s": inst["attached_s"],
+                "exited_s": inst["exited_s"],
+                "max_rss_kb": inst["max_rss_kb"],
+            }
+            for inst in instances
+        },
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return 0
+
+
+def _links(pid: int) -> int:
+    """How many BPF links process `pid` holds: fdinfo of a link has a `link_type:` line."""
+    count = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                if "\nlink_type:" in f.read():
+                    count += 1
+        except OSError:
+            pass
+    return count
+
+
+def _max_rss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _fork_sender(spec: dict) -> dict:
+    """A child that sets its comm, binds a receiver and a sender, reports them, and waits for `go`.
+
+    Each datagram goes to the receiver (so no ICMP reply joins the traffic) unless its port is 0,
+    which udp_sendmsg refuses with EINVAL before any skb exists.
+    """
+    go_read, go_write = os.pipe()
+    report_read, report_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the sender
+        try:
+            os.close(go_write)
+            os.close(report_read)
+            Path("/proc/self/comm").write_text(spec["comm"])
+            receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            receiver.bind(("127.0.0.1", 0))
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            info = {"pid": os.getpid(), "sport": sock.getsockname()[1], "dport": receiver.getsockname()[1]}
+            os.write(report_write, (json.dumps(info) + "\n").encode())
+            if os.read(go_read, 1) != b"g":
+                return  # the driver gave up (an instance did not attach): send nothing
+            results = []
+            for send in spec["sends"]:
+                port = info["dport"] if send.get("port", "receiver") == "receiver" else int(send["port"])
+                try:
+                    sock.sendto(b"k" * send["size"], ("127.0.0.1", port))
+                    if port == info["dport"]:
+                        receiver.recv(65536)
+                    results.append({"size": send["size"], "port": port, "error": None})
+                except OSError as err:
+                    results.append({"size": send["size"], "port": port, "error": err.errno})
+            os.write(report_write, (json.dumps(results) + "\n").encode())
+        except BaseException as err:  # noqa: BLE001 (the parent reports it)
+            os.write(report_write, (json.dumps({"sender_error": repr(err)}) + "\n").encode())
+        finally:
+            os._exit(0)
+    os.close(go_read)
+    os.close(report_write)
+    report = os.fdopen(report_read)
+    info = json.loads(report.readline())
+    if "sender_error" in info:
+        raise RuntimeError(f"sender {spec['name']}: {info['sender_error']}")
+    return {
+        "name": spec["name"],
+        "comm": spec["comm"],
+        **info,
+        "process_pid": pid,
+        "go": go_write,
+        "report": report,
+    }
+
+
+def _run_sender(sender: dict) -> dict:
+    """Let one sender send and wait for its results; its datagrams have all been traced by then."""
+    os.write(sender["go"], b"g")
+    sends = json.loads(sender["report"].readline())
+    if "sender_error" in sends:
+        raise RuntimeError(f"sender {sender['name']}: {sends['sender_error']}")
+    _reap(sender)
+    return {key: sender[key] for key in ("name", "comm", "pid", "sport", "dport")} | {"sends": sends}
+
+
+def _reap(sender: dict) -> None:
+    if sender["process_pid"] is not None:
+        os.close(sender["go"])
+        os.waitpid(sender["process_pid"], 0)
+        sender["process_pid"] = None
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
