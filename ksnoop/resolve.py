@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from bpf.plan import (
     MAX_CAPTURE_SIZE,
@@ -173,7 +173,7 @@ def _user_pointer(btf: BTF, ptr: Ptr) -> bool:
             return True
         if not hasattr(typ, "type_id") or isinstance(typ, (Ptr, ArrayType)):
             return False
-        type_id = typ.type_id  # type: ignore[union-attr]
+        type_id = typ.type_id
     return False
 
 

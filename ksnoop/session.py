@@ -7,7 +7,6 @@ then maps, whatever ends the run (a count, a time limit, Ctrl-C, SIGTERM, a clos
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import mmap
 import signal
@@ -37,6 +36,8 @@ log = logging.getLogger(__name__)
 # How long the reader sleeps when no wake-up comes: records are submitted without waking it
 # until a backlog builds, so this bounds how late a quiet trace shows a record.
 POLL_INTERVAL_S = 0.05
+# The largest ring buffer the kernel takes: a power of two that fits BPF_MAP_CREATE's u32 max_entries.
+MAX_RINGBUF_SIZE = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     """Parse, resolve and generate: everything short of touching the kernel. Usage errors raise here."""
     if options.pages <= 0 or options.pages & (options.pages - 1):
         raise UsageError(f"--pages {options.pages}: the ring buffer size must be a power of two pages")
+    if options.pages * mmap.PAGESIZE > MAX_RINGBUF_SIZE:  # the map's max_entries is a u32
+        raise UsageError(f"--pages {options.pages}: at most {MAX_RINGBUF_SIZE // mmap.PAGESIZE} pages "
+                         f"({MAX_RINGBUF_SIZE >> 30} GiB)")
     if options.comm is not None and len(options.comm.encode()) >= 16:
         raise UsageError(f"--comm '{options.comm}': a task's comm has at most 15 bytes")
     specs = [parse_spec(text) for text in options.specs]
@@ -106,7 +110,11 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
     stop = _StopFlag()
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.installed())
-        events = stack.enter_context(Map.ringbuf(resolved.plan.ringbuf_size, name="ksnoop_events"))
+        try:
+            events = stack.enter_context(Map.ringbuf(resolved.plan.ringbuf_size, name="ksnoop_events"))
+        except OSError as error:  # ENOMEM, or a memory cgroup's limit
+            raise RuntimeFailure(f"cannot create a ring buffer of {options.pages} pages: "
+                                 f"{error.strerror or error} (try a smaller -P/--pages)") from None
         drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="ksnoop_drops"))
         shared = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd}
         stash_fds = _stash_maps(stack, resolved, programs)
@@ -117,7 +125,7 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
         ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
         log.debug("%d programs attached", len(links))
         if options.output == "text":
-            out.write(formatter.header() + "\n")  # type: ignore[attr-defined]
+            out.write(formatter.header() + "\n")
             out.flush()
         return _read(ring, drops, decoders, formatter, options, stop, out, err)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -196,9 +196,10 @@ class _Parser:
             pos += 1 + len(member)
         end = tok.position + len(tok.text)
         while True:
-            tok = self.peek()
-            if tok is None:
+            after = self.peek()
+            if after is None:
                 break
+            tok = after
             if tok.text in ("->", "."):
                 self.i += 1
                 name = self.next("a member name")

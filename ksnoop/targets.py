@@ -129,7 +129,7 @@ class KernelBTF:
         """
         tracepoints_only = pattern.startswith(TRACEPOINT_PREFIX)
         bare = pattern[len(TRACEPOINT_PREFIX):] if tracepoints_only else pattern
-        out = []
+        out: List[Tuple[str, str]] = []
         for module, btf in self.blobs():
             own = btf.start_id
             if not tracepoints_only:
