@@ -88,7 +88,9 @@ def _probes(spec: TraceSpec, target: Target, group: int) -> List[Probe]:
         if at_return and target.kind is TargetKind.TRACEPOINT:
             raise SpecError("a tracepoint has no return value", spec.text, item.value.position)
         located = _locate(spec, target, item.value)
-        (exit_captures if at_return else entry_captures).append(_capture(spec, item.value, located))
+        captures = exit_captures if at_return else entry_captures
+        if all(c.label != located.expr_text for c in captures):  # `f(x > 1, x)` shows x once
+            captures.append(_capture(spec, item.value, located))
         if item.op is not None:
             assert item.literal is not None
             test = _test(spec, located, item)
