@@ -34,6 +34,10 @@ _PLAIN_NAME_ORDER = (Kind.FUNC, Kind.TYPEDEF, Kind.INT, Kind.FLOAT, Kind.VAR, Ki
                      Kind.ENUM, Kind.ENUM64, Kind.DATASEC, Kind.FWD)
 _MODIFIERS = (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG)
 _QUALIFIERS = (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG)
+# How C spells `long`: gcc's DWARF (so pahole's BTF) says "long int", clang "long"; libbpf's long_aliases.
+_LONG_NAMES = ("long", "long int", "unsigned long", "long unsigned int", "unsigned long int", "int long",
+               "long unsigned", "unsigned int long", "long int unsigned", "int unsigned long",
+               "int long unsigned")
 
 
 class BTF:
@@ -159,23 +163,30 @@ class BTF:
         return self._index.types_file_offset + 4 * self._index.type_starts[type_id - self.start_id]
 
     def _build(self, type_id: int) -> t.Type:
+        try:
+            return self._build_record(type_id)
+        except BTFError as err:
+            if err.type_id is not None:
+                raise
+            # A bad name offset in a member, parameter or enumerator: say which record holds it.
+            raise BTFError(str(err), type_id=type_id, offset=self._record_offset(type_id)) from None
+
+    def _build_record(self, type_id: int) -> t.Type:
         pos, name_off, info, size_or_type = self._words(type_id)
         kind = (info >> 24) & 0x1F
         vlen = info & 0xFFFF
         kind_flag = bool(info >> 31)
         w = self._index.words
         extra = pos + 3
-        try:
-            name = self.string_at(name_off)
-        except BTFError as err:
-            raise BTFError(str(err), type_id=type_id, offset=self._record_offset(type_id)) from None
+        name = self.string_at(name_off)
         ref = self._ref
         if kind == Kind.INT:
             enc = w[extra]
             bits = int_bits(enc)
-            if size_or_type not in (1, 2, 4, 8, 16) or bits > size_or_type * 8:
-                raise BTFError(f"INT '{name}' has size {size_or_type} and {bits} bits", type_id=type_id,
-                               offset=self._record_offset(type_id))
+            # As the kernel's btf_int_check_meta: the encoding offset plus the bits must fit the size.
+            if size_or_type not in (1, 2, 4, 8, 16) or int_offset(enc) + bits > size_or_type * 8:
+                raise BTFError(f"INT '{name}' has size {size_or_type} and {bits} bits at bit "
+                               f"{int_offset(enc)}", type_id=type_id, offset=self._record_offset(type_id))
             e = int_encoding(enc)
             return t.Int(type_id, name, size_or_type, bits, int_offset(enc), bool(e & BTF_INT_SIGNED),
                          bool(e & BTF_INT_CHAR), bool(e & BTF_INT_BOOL))
@@ -268,10 +279,13 @@ class BTF:
         offsets = []
         btf: Optional[BTF] = self
         while btf is not None:
-            strings = btf._index.strings
+            # Split BTF strings need not start with "\0" (libbpf writes module BTF without it): give
+            # them one so the needle matches the first string too. A base's reader checked its own.
+            lead = 1 if btf._index.start_str_off else 0
+            strings = b"\0" + btf._index.strings if lead else btf._index.strings
             pos = strings.find(needle)
             while pos >= 0:
-                offsets.append(btf._index.start_str_off + pos + 1)
+                offsets.append(btf._index.start_str_off + pos + 1 - lead)
                 pos = strings.find(needle, pos + 1)
             btf = btf.base
         if not offsets:
@@ -316,7 +330,8 @@ class BTF:
         kinds, bare = _parse_type_name(name)
         if kind is not None:
             kinds = (kind,)
-        prefix = name.split()[0] + " " if " " in name.strip() else ""
+        parts = name.split()
+        prefix = parts[0] + " " if len(parts) == 2 and parts[0] in _TAG_KINDS else ""
         suggestions = [prefix + s for s in self.closest_names(bare, kinds)]
         what = name if kind is None else f"{kind.name} '{name}'"
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
@@ -382,7 +397,7 @@ class BTF:
             btf: BTF = self
             while btf.base is not None:
                 btf = btf.base
-            long_type = btf.find("long", Kind.INT) or btf.find("unsigned long", Kind.INT)
+            long_type = next(filter(None, (btf.find(name, Kind.INT) for name in _LONG_NAMES)), None)
             self._pointer_size = long_type.size if isinstance(long_type, t.Int) and long_type.size in (4, 8) else 8
         return self._pointer_size
 

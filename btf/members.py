@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from . import types as t
-from .errors import BTFLookupError
+from .errors import BTFError, BTFLookupError
 
 if TYPE_CHECKING:
     from .btf import BTF
+
+# Anonymous members nested deeper than this only come from loops in corrupt BTF.
+_MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,19 @@ def parse_path(text: str) -> List[Step]:
 
 def find_member(btf: "BTF", composite: t.Composite, name: str) -> Optional[Tuple[t.Member, int]]:
     """A member by name, looking inside anonymous members; (member, bit offset from `composite`)."""
+    return _find_member(btf, composite, name, (composite.id,))
+
+
+def _find_member(btf: "BTF", composite: t.Composite, name: str,
+                 outer: Tuple[int, ...]) -> Optional[Tuple[t.Member, int]]:
     for m in composite.members:
         if m.name == name:
             return m, m.bit_offset
     for m in composite.members:
         if not m.name:
-            inner = btf.skip_modifiers(m.type_id)
-            if isinstance(inner, (t.Struct, t.Union)):
-                found = find_member(btf, inner, name)
+            inner = _anonymous_composite(btf, m, outer)
+            if inner is not None:
+                found = _find_member(btf, inner, name, outer + (inner.id,))
                 if found is not None:
                     return found[0], m.bit_offset + found[1]
     return None
@@ -92,15 +100,29 @@ def find_member(btf: "BTF", composite: t.Composite, name: str) -> Optional[Tuple
 
 def member_names(btf: "BTF", composite: t.Composite) -> List[str]:
     """Names usable after `.`/`->`, anonymous members' own members included."""
+    return _member_names(btf, composite, (composite.id,))
+
+
+def _member_names(btf: "BTF", composite: t.Composite, outer: Tuple[int, ...]) -> List[str]:
     names = []
     for m in composite.members:
         if m.name:
             names.append(m.name)
         else:
-            inner = btf.skip_modifiers(m.type_id)
-            if isinstance(inner, (t.Struct, t.Union)):
-                names.extend(member_names(btf, inner))
+            inner = _anonymous_composite(btf, m, outer)
+            if inner is not None:
+                names.extend(_member_names(btf, inner, outer + (inner.id,)))
     return names
+
+
+def _anonymous_composite(btf: "BTF", m: t.Member, outer: Tuple[int, ...]) -> Optional[t.Composite]:
+    # `outer` holds the structs we are inside: corrupt BTF can make one its own anonymous member.
+    inner = btf.skip_modifiers(m.type_id)
+    if not isinstance(inner, (t.Struct, t.Union)):
+        return None
+    if inner.id in outer or len(outer) > _MAX_DEPTH:
+        raise BTFError("anonymous members nest in a loop", type_id=inner.id)
+    return inner
 
 
 def resolve(btf: "BTF", type_id: int, steps: Sequence[Step]) -> MemberPath:

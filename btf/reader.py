@@ -42,7 +42,10 @@ class Index:
 
 
 def parse_header(data: bytes) -> tuple[str, int, int, int, int, int]:
-    """Check the magic, version and section bounds; return (byteorder, hdr_len, type_off, type_len, str_off, str_len)."""
+    """Check the magic, version and section bounds.
+
+    Returns (byteorder, hdr_len, type_off, type_len, str_off, str_len).
+    """
     if len(data) < HEADER_SIZE:
         raise BTFError(f"BTF is {len(data)} bytes, shorter than its {HEADER_SIZE}-byte header", offset=0)
     for layout, order in ((HEADER_LE, "little"), (HEADER_BE, "big")):
@@ -83,11 +86,11 @@ def index(data: bytes, *, start_id: int = 1, start_str_off: int = 0) -> Index:
     words.frombytes(data[hdr_len + type_off : hdr_len + type_off + type_len])
     if order != sys.byteorder:
         words.byteswap()
-    type_starts, kinds = _walk(words, hdr_len + type_off)
+    type_starts, kinds = _walk(words, hdr_len + type_off, start_id)
     return Index(order, words, type_starts, kinds, strings, hdr_len + type_off, start_id, start_str_off)
 
 
-def _walk(words: "array.array[int]", file_offset: int) -> tuple["array.array[int]", bytes]:
+def _walk(words: "array.array[int]", file_offset: int, start_id: int) -> tuple["array.array[int]", bytes]:
     starts = array.array("I")
     kinds = bytearray()
     add_start = starts.append
@@ -101,7 +104,8 @@ def _walk(words: "array.array[int]", file_offset: int) -> tuple["array.array[int
         info = words[i + 1]
         kind = (info >> 24) & 0x1F
         if kind > KIND_MAX or kind == 0:
-            raise BTFError(f"unknown BTF kind {kind}", offset=file_offset + 4 * i, type_id=len(starts) + 1)
+            raise BTFError(f"unknown BTF kind {kind}", offset=file_offset + 4 * i,
+                           type_id=start_id + len(starts))
         add_start(i)
         add_kind(kind)
         i += TYPE_WORDS + fixed[kind] + per_vlen[kind] * (info & 0xFFFF)
@@ -109,6 +113,6 @@ def _walk(words: "array.array[int]", file_offset: int) -> tuple["array.array[int
         raise BTFError(
             f"last type record runs {4 * (i - n)} bytes past the type section",
             offset=file_offset + 4 * starts[-1],
-            type_id=len(starts),
+            type_id=start_id + len(starts) - 1,
         )
     return starts, bytes(kinds)

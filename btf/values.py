@@ -6,7 +6,7 @@ still yields what fits: decode marks the cut with a TRUNCATED_KEY entry, render 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import types as t
 from .cdecl import declaration
@@ -36,6 +36,8 @@ def bitfield_from(data: bytes, bit_offset: int, bitfield_size: int, signed: bool
     BTF counts bit offsets from the first byte's least significant bit on little-endian targets
     and from its most significant bit on big-endian ones, as compilers lay bitfields out.
     """
+    if bitfield_size == 0:
+        return 0  # an INT of 0 bits: the kernel's btf_int_check_meta lets it through
     raw = int.from_bytes(data, byteorder)  # type: ignore[arg-type]
     if byteorder == "little":
         value = (raw >> bit_offset) & ((1 << bitfield_size) - 1)
@@ -80,6 +82,8 @@ def _decode(btf: "BTF", type_id: int, data: bytes, depth: int) -> Any:
         if is_char(elem):
             return text_from(data[: typ.nelems])
         size = btf.resolve_size(typ.type_id)
+        if size == 0:
+            return []  # elements without size hold no data, and the count alone could be 2**32
         items = []
         for i in range(typ.nelems):
             chunk = data[i * size : (i + 1) * size]
@@ -119,6 +123,8 @@ def _decode(btf: "BTF", type_id: int, data: bytes, depth: int) -> Any:
 def _decode_members(btf: "BTF", typ: t.Composite, data: bytes, depth: int, out: Dict[str, Any],
                     base_bit: int = 0) -> bool:
     """Fill `out`; False once the data ran out (and TRUNCATED_KEY is set)."""
+    if depth > _MAX_DEPTH:
+        raise BTFError("type nests too deeply to decode", type_id=typ.id)
     for m in typ.members:
         bit = base_bit + m.bit_offset
         if not m.name:
@@ -127,12 +133,12 @@ def _decode_members(btf: "BTF", typ: t.Composite, data: bytes, depth: int, out: 
                 if not _decode_members(btf, inner, data, depth + 1, out, bit):
                     return False
                 continue
-        value = _member_value(btf, m, bit, data, depth)
+        value, whole = _member_value(btf, m, bit, data, depth)
         if value is TRUNCATED:
             out[TRUNCATED_KEY] = TRUNCATED
             return False
         out[m.name] = value
-        if _is_truncated(value):
+        if not whole or _is_truncated(value):
             out[TRUNCATED_KEY] = TRUNCATED
             return False
     return True
@@ -146,7 +152,8 @@ def _is_truncated(value: Any) -> bool:
     return False
 
 
-def _member_value(btf: "BTF", m: t.Member, bit: int, data: bytes, depth: int) -> Any:
+def _member_value(btf: "BTF", m: t.Member, bit: int, data: bytes, depth: int) -> Tuple[Any, bool]:
+    """(value, whether all its bytes were there): a char array cut short still reads as text."""
     bitfield_size = m.bitfield_size
     target = btf.skip_modifiers(m.type_id)
     if not bitfield_size and isinstance(target, t.Int) and target.bits < 8 * target.size:
@@ -155,20 +162,20 @@ def _member_value(btf: "BTF", m: t.Member, bit: int, data: bytes, depth: int) ->
         start = bit // 8
         span = (bit % 8 + bitfield_size + 7) // 8
         if start + span > len(data):
-            return TRUNCATED
+            return TRUNCATED, False
         signed = isinstance(target, (t.Int, t.Enum, t.Enum64)) and target.signed
         value = bitfield_from(data[start : start + span], bit % 8, bitfield_size, signed, btf.byteorder)
         if isinstance(target, t.Int) and target.is_bool:
-            return bool(value)
+            return bool(value), True
         if isinstance(target, (t.Enum, t.Enum64)):
             name = enum_name(target, value)
-            return value if name is None else name
-        return value
+            return (value if name is None else name), True
+        return value, True
     start = bit // 8
     size = _size_or_zero(btf, m.type_id)
     if start >= len(data) and size:
-        return TRUNCATED
-    return _decode(btf, m.type_id, data[start : start + size], depth + 1)
+        return TRUNCATED, False
+    return _decode(btf, m.type_id, data[start : start + size], depth + 1), start + size <= len(data)
 
 
 def _size_or_zero(btf: "BTF", type_id: int) -> int:
@@ -200,7 +207,7 @@ class _Renderer:
         return "(" + declaration(self.btf, type_id, "") + ")"
 
     def value(self, type_id: int, data: bytes, level: int, prefix: str, lines: List[str],
-              bitfield: Optional[tuple] = None) -> None:
+              bitfield: Optional[Tuple[int]] = None) -> None:
         """Append the lines of one value; `prefix` (`.len = `) goes before its first line."""
         if level > _MAX_DEPTH:
             raise BTFError("type nests too deeply to render", type_id=type_id)
@@ -231,8 +238,8 @@ class _Renderer:
             return "..."
         if isinstance(typ, t.Ptr):
             return f"0x{value:x}" if value else "NULL"
-        if isinstance(value, bool):
-            return "true" if value else "false"
+        if isinstance(typ, t.Int) and typ.is_bool:
+            return "true" if value else "false"  # a bool bitfield's value arrives as an int
         if isinstance(typ, t.Int) and is_char(typ):
             return _char_literal(value)
         if isinstance(value, float):
@@ -241,14 +248,18 @@ class _Renderer:
             return "{}"
         return str(value)
 
-    def members(self, typ: t.Composite, data: bytes, level: int, base_bit: int, lines: List[str]) -> bool:
+    def members(self, typ: t.Composite, data: bytes, level: int, base_bit: int, lines: List[str],
+                depth: int = 0) -> bool:
+        # `depth` counts anonymous members, which render at their parent's level.
+        if level + depth > _MAX_DEPTH:
+            raise BTFError("type nests too deeply to render", type_id=typ.id)
         btf = self.btf
         pad = self.indent * level
         for m in typ.members:
             bit = base_bit + m.bit_offset
             target = btf.skip_modifiers(m.type_id)
             if not m.name and isinstance(target, (t.Struct, t.Union)):
-                if not self.members(target, data, level, bit, lines):
+                if not self.members(target, data, level, bit, lines, depth + 1):
                     return False
                 continue
             bitfield_size = m.bitfield_size
