@@ -12,16 +12,12 @@ import errno
 import logging
 import os
 from collections.abc import Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING
 
 from . import syscall
+from .fd import FdOwner
 from .insn import Insn, decode, encode
 from .listing import MAP_REF_ID, format_insns
 from .uapi import AttachType, ProgType
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 
@@ -62,30 +58,7 @@ def _log_reason(log_text: str) -> str:
     return ""
 
 
-class _FdOwner:
-    _fd: int | None = None
-    _what = "object"
-
-    @property
-    def fd(self) -> int:
-        if self._fd is None:
-            raise ValueError(f"{self._what} is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        return self._fd is None
-
-    def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-
-    def __del__(self) -> None:
-        self.close()
-
-
-class LoadedProgram(_FdOwner):
+class LoadedProgram(FdOwner):
     """A program that passed the verifier; owns its fd. Use it in a `with` block or close() it."""
 
     _what = "program"
@@ -107,17 +80,6 @@ class LoadedProgram(_FdOwner):
         self.attach_btf_id = attach_btf_id
         self.attach_btf_obj_fd = attach_btf_obj_fd
         self.name = name
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._fd is None else f"fd={self._fd}"
@@ -152,7 +114,7 @@ class LoadedProgram(_FdOwner):
         return format_insns(self.xlated_insns(), map_ref=MAP_REF_ID)
 
 
-class Link(_FdOwner):
+class Link(FdOwner):
     """An attachment of a program; owns its fd, and closing it detaches the program."""
 
     _what = "link"
@@ -161,17 +123,6 @@ class Link(_FdOwner):
         self._fd = fd
         self.prog = prog
         self.via = via  # "LINK_CREATE" or "RAW_TRACEPOINT_OPEN", for -v and tests
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._fd is None else f"fd={self._fd}"

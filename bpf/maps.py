@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 from collections.abc import Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING
 
 from . import syscall
+from .fd import FdOwner
 from .uapi import BPF_ANY, MapType
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 _PERCPU_TYPES = frozenset((MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH))
 
@@ -44,12 +39,14 @@ def _round8(size: int) -> int:
     return (size + 7) & ~7
 
 
-class Map:
+class Map(FdOwner):
     """A BPF map owning its fd; close it (or leave the `with` block) to drop it.
 
     `fd` stays valid until close(); programs that reference the map keep it alive in the
     kernel after that. Raises OSError from BPF_MAP_CREATE (e.g. EINVAL for bad sizes).
     """
+
+    _what = "map"
 
     def __init__(
         self,
@@ -66,7 +63,7 @@ class Map:
         self.value_size = value_size
         self.max_entries = max_entries
         self.name = name
-        self._fd: int | None = syscall.map_create(
+        self._fd = syscall.map_create(
             self.map_type, key_size, value_size, max_entries, map_flags, name
         )
 
@@ -74,36 +71,6 @@ class Map:
     def ringbuf(cls, size: int, name: str = "") -> Map:
         """A BPF_MAP_TYPE_RINGBUF of `size` data bytes (a power of 2 and a multiple of the page size)."""
         return cls(MapType.RINGBUF, 0, 0, size, name=name)
-
-    @property
-    def fd(self) -> int:
-        if self._fd is None:
-            raise ValueError(f"map {self.name!r} is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        return self._fd is None
-
-    def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None:
-            self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._fd is None else f"fd={self._fd}"
