@@ -187,6 +187,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
         _emit_test(asm, test.value, test.predicate, f"test{n}")
     if probe.kind is ProbeKind.FENTRY and not probe.emits:
         asm.emit(tpl.STASH_TIME_ONLY)
+        asm.emit(tpl.STASH_PUT)
     else:
         if fexit_stash and probe.stash is Stash.RECORD:
             asm.emit(tpl.EMIT_STASHED, size=_paired_entry_layout(plan, probe).size, dropped="dropped")
@@ -207,6 +208,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
         else:
             if probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME:
                 asm.emit(tpl.STASH_TIME)
+                asm.emit(tpl.STASH_PUT)
             asm.emit(tpl.SUBMIT, wakeup=min(plan.wakeup_bytes, 0x7FFFFFFF))
     asm.label("out")
     if fexit_stash:

@@ -289,27 +289,23 @@ SCRATCH_RECORD = Template("scratch_record", "r7 = this CPU's scratch record (PER
     T(i.mov64_reg(RECORD, R0)),
 ))
 
-STASH_TIME = Template("stash_time", "stash[pid_tgid] = the record's ktime (LRU_HASH `stash`); uses "
-                      "STACK_PTR, STACK_VALUE; clobbers r0-r5", (
+STASH_TIME = Template("stash_time", "STACK_PTR = the record's pid_tgid, STACK_VALUE = its ktime: a key "
+                      "and value for stash_put; clobbers r1", (
     T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
     T(i.stx_mem(8, R10, R1, STACK_PTR)),
     T(i.ldx_mem(8, R1, RECORD, TS_OFFSET)),
     T(i.stx_mem(8, R10, R1, STACK_VALUE)),
-    *_pair(i.ld_map_fd(R1, 0), map="stash"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PTR)),
-    T(i.mov64_reg(R3, R10)),
-    T(i.alu64_imm(ADD, R3, STACK_VALUE)),
-    T(i.mov64_imm(R4, uapi.BPF_ANY)),
-    T(i.call(Helper.map_update_elem)),
 ))
 
-STASH_TIME_ONLY = Template("stash_time_only", "stash[pid_tgid] = ktime now, for an fentry that emits "
-                           "nothing; uses STACK_PTR, STACK_VALUE; clobbers r0-r5", (
+STASH_TIME_ONLY = Template("stash_time_only", "STACK_PTR = pid_tgid, STACK_VALUE = ktime now, for an "
+                           "fentry that emits nothing: a key and value for stash_put; clobbers r0-r5", (
     T(i.call(Helper.get_current_pid_tgid)),
     T(i.stx_mem(8, R10, R0, STACK_PTR)),
     T(i.call(Helper.ktime_get_ns)),
     T(i.stx_mem(8, R10, R0, STACK_VALUE)),
+))
+
+STASH_PUT = Template("stash_put", "stash[STACK_PTR] = STACK_VALUE (LRU_HASH `stash`); clobbers r0-r5", (
     *_pair(i.ld_map_fd(R1, 0), map="stash"),
     T(i.mov64_reg(R2, R10)),
     T(i.alu64_imm(ADD, R2, STACK_PTR)),
@@ -387,5 +383,5 @@ EXIT = Template("exit", "returns 0", (
 ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, NULL_CHECK, FOLLOW_POINTER, READ_VALUE,
        EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
        RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
-       SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_RECORD, STASH_LOOKUP,
+       SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_PUT, STASH_RECORD, STASH_LOOKUP,
        REQUIRE_ENTRY, EMIT_STASHED, SET_ENTRY_TS, STASH_DELETE, EXIT)
