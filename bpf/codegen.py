@@ -19,6 +19,7 @@ from .plan import (
     COMM_OFFSET,
     COMM_SIZE,
     MAX_CAPTURES,
+    MAX_KSTACK_DEPTH,
     MAX_STRING_PREDICATE,
     Capture,
     CompareOp,
@@ -170,6 +171,9 @@ def generate(plan: Plan, probe_index: int) -> Program:
     probe = plan.probes[probe_index]
     if len(probe.captures) > MAX_CAPTURES:
         raise CodegenError(f"{probe.target}: {len(probe.captures)} values to capture; at most {MAX_CAPTURES}")
+    if not 0 <= probe.kstack_depth <= MAX_KSTACK_DEPTH:
+        raise CodegenError(f"{probe.target}: a kernel stack of {probe.kstack_depth} frames; at most "
+                           f"{MAX_KSTACK_DEPTH}")
     layout = RecordLayout.of(probe, plan.with_comm)
     fexit_stash = probe.kind is ProbeKind.FEXIT and probe.stash is not Stash.NONE
     asm = _Assembler()
@@ -203,6 +207,9 @@ def generate(plan: Plan, probe_index: int) -> Program:
             asm.emit(tpl.HEADER_COMM, rec_offset=COMM_OFFSET)
         for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
             _emit_capture(asm, capture, rec_offset, n)
+        if layout.kstack_depth:
+            asm.emit(tpl.CAPTURE_STACK, rec_offset=layout.kstack_frames_offset, size=8 * layout.kstack_depth,
+                     len_offset=layout.kstack_offset)
         if holds_record:
             asm.emit(tpl.STASH_RECORD)
         else:

@@ -18,6 +18,10 @@ MAX_CAPTURES = 64
 # String predicates compare in a stack buffer of this size (the literal plus its NUL).
 MAX_STRING_PREDICATE = 128
 COMM_SIZE = 16  # TASK_COMM_LEN
+# Kernel stacks: frames a record holds unless told otherwise, and at most (the default of the
+# kernel.perf_event_max_stack sysctl, PERF_MAX_STACK_DEPTH, which bpf_get_stack also obeys).
+DEFAULT_KSTACK_DEPTH = 32
+MAX_KSTACK_DEPTH = 127
 
 
 class ProbeKind(enum.Enum):
@@ -108,6 +112,8 @@ class Probe:
     # An fexit whose fentry has tests: emit only for calls whose entry passed them (and left a
     # stash), rather than testing arguments again when what they point to may be gone.
     requires_entry: bool = False
+    # Frames of the kernel stack (bpf_get_stack) each record carries; 0 for none.
+    kstack_depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,11 +146,15 @@ STASH_ENTRIES = 10240
 
 @dataclass(frozen=True)
 class RecordLayout:
-    """Byte offsets of one probe's records: the header, the comm if any, each capture."""
+    """Byte offsets of one probe's records: the header, the comm if any, each capture, then the
+    kernel stack if the probe wants one: an s64 (bpf_get_stack's result: bytes written, or a
+    negative error) at `kstack_offset`, then room for `kstack_depth` u64 frames."""
 
     capture_offsets: Tuple[int, ...]
     size: int
     with_comm: bool
+    kstack_offset: int = 0  # 0: no stack
+    kstack_depth: int = 0
 
     @classmethod
     def of(cls, probe: Probe, with_comm: bool) -> "RecordLayout":
@@ -153,7 +163,14 @@ class RecordLayout:
         for capture in probe.captures:
             offsets.append(offset)
             offset += _align8(capture.size)
-        return cls(tuple(offsets), offset, with_comm)
+        if not probe.kstack_depth:
+            return cls(tuple(offsets), offset, with_comm)
+        return cls(tuple(offsets), offset + 8 + 8 * probe.kstack_depth, with_comm, offset, probe.kstack_depth)
+
+    @property
+    def kstack_frames_offset(self) -> int:
+        """Where the first frame (the innermost return address) goes."""
+        return self.kstack_offset + 8
 
 
 def _align8(size: int) -> int:

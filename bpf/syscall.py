@@ -116,6 +116,12 @@ class prog_load_attr(ctypes.Structure):
     ]
 
 
+class get_id_attr(ctypes.Structure):
+    """bpf_attr for BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID (start_id shares its slot with btf_id...)."""
+
+    _fields_ = [("start_id", _u32), ("next_id", _u32), ("open_flags", _u32)]
+
+
 class obj_info_attr(ctypes.Structure):
     """bpf_attr.info for BPF_OBJ_GET_INFO_BY_FD."""
 
@@ -176,6 +182,7 @@ class bpf_attr(ctypes.Union):
         ("map_create", map_create_attr),
         ("map_elem", map_elem_attr),
         ("prog_load", prog_load_attr),
+        ("get_id", get_id_attr),
         ("info", obj_info_attr),
         ("raw_tracepoint", raw_tracepoint_attr),
         ("link_create", link_create_attr),
@@ -266,7 +273,20 @@ class bpf_link_info(ctypes.Structure):
     ]
 
 
-InfoStruct = Union[bpf_prog_info, bpf_map_info, bpf_link_info]
+class bpf_btf_info(ctypes.Structure):
+    """struct bpf_btf_info with name and kernel_btf (v5.11): `name` points at a buffer of `name_len` bytes."""
+
+    _fields_ = [
+        ("btf", _u64),
+        ("btf_size", _u32),
+        ("id", _u32),
+        ("name", _u64),
+        ("name_len", _u32),
+        ("kernel_btf", _u32),
+    ]
+
+
+InfoStruct = Union[bpf_prog_info, bpf_map_info, bpf_link_info, bpf_btf_info]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -466,7 +486,7 @@ def prog_load(
 
 
 def obj_get_info_by_fd(fd: int, info: InfoStruct) -> int:
-    """BPF_OBJ_GET_INFO_BY_FD into `info` (bpf_prog_info, bpf_map_info or bpf_link_info).
+    """BPF_OBJ_GET_INFO_BY_FD into `info` (bpf_prog_info, bpf_map_info, bpf_link_info or bpf_btf_info).
 
     Pointer fields set in `info` beforehand (e.g. xlated_prog_insns) are filled as well.
     Returns the number of bytes the kernel wrote.
@@ -478,6 +498,28 @@ def obj_get_info_by_fd(fd: int, info: InfoStruct) -> int:
     a.info = ctypes.addressof(info)
     bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
     return int(a.info_len)
+
+
+def btf_get_next_id(start_id: int) -> int:
+    """BPF_BTF_GET_NEXT_ID: the id of the first BTF object after `start_id` (0 for the first one).
+
+    Raises FileNotFoundError (ENOENT) past the last; needs CAP_SYS_ADMIN (PermissionError).
+    """
+    attr = bpf_attr()
+    attr.get_id.start_id = start_id
+    bpf(Cmd.BTF_GET_NEXT_ID, attr)
+    return int(attr.get_id.next_id)
+
+
+def btf_get_fd_by_id(btf_id: int) -> int:
+    """BPF_BTF_GET_FD_BY_ID; returns an fd of that BTF object (the caller closes it).
+
+    Raises FileNotFoundError (ENOENT) for an id that is gone (a module unloaded since the id was
+    listed); needs CAP_SYS_ADMIN (PermissionError).
+    """
+    attr = bpf_attr()
+    attr.get_id.start_id = btf_id
+    return bpf(Cmd.BTF_GET_FD_BY_ID, attr)
 
 
 def raw_tracepoint_open(prog_fd: int, name: str | None = None) -> int:

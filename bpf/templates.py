@@ -239,6 +239,22 @@ COPY_TO_RECORD = Template("copy_to_record", "copies `size` bytes at r9 + offset 
     T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="fail"),
 ))
 
+# bpf_get_stack's flags: without BPF_F_USER_STACK the kernel stack, no frames skipped
+# (BPF_F_SKIP_FIELD_MASK), no build ids.
+KSTACK_FLAGS = 0
+
+CAPTURE_STACK = Template("capture_stack", "the kernel stack into the record: bpf_get_stack(ctx, r7 + "
+                         "rec_offset, size, KSTACK_FLAGS), then its result (bytes written, or a negative "
+                         "error) stored as a u64 at `len_offset`; clobbers r0-r5", (
+    T(i.mov64_reg(R1, CTX)),
+    T(i.mov64_reg(R2, RECORD)),
+    T(i.alu64_imm(ADD, R2, 0), imm="rec_offset"),
+    T(i.mov64_imm(R3, 0), imm="size"),
+    T(i.mov64_imm(R4, KSTACK_FLAGS)),
+    T(i.call(Helper.get_stack)),
+    T(i.stx_mem(8, RECORD, R0, 0), off="len_offset"),
+))
+
 MARK_FAILED = Template("mark_failed", "r8 |= bit (a capture below bit 31)", (
     T(i.alu64_imm(OR, FAILED, 0), imm="bit"),
 ))
@@ -382,6 +398,6 @@ EXIT = Template("exit", "returns 0", (
 
 ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, NULL_CHECK, FOLLOW_POINTER, READ_VALUE,
        EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
-       RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
+       RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, CAPTURE_STACK, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
        SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_PUT, STASH_RECORD, STASH_LOOKUP,
        REQUIRE_ENTRY, EMIT_STASHED, SET_ENTRY_TS, STASH_DELETE, EXIT)

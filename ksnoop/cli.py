@@ -15,6 +15,7 @@ from typing import Annotated, Iterator, List, Optional
 import typer
 
 
+from bpf.plan import DEFAULT_KSTACK_DEPTH, MAX_KSTACK_DEPTH
 from btf import BTFError
 
 from . import __version__
@@ -132,6 +133,11 @@ def trace(
                                                  "line).")] = OutputFormat.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the "
                                           "generated programs on stderr.")] = False,
+    kstack: Annotated[bool, typer.Option("--kstack", help="Show the kernel stack of each entry and tracepoint "
+                                         "record, named from /proc/kallsyms.")] = False,
+    kstack_depth: Annotated[Optional[int], typer.Option(
+        "--kstack-depth", metavar="N", min=1, max=MAX_KSTACK_DEPTH,
+        help=f"Frames of kernel stack to keep (implies --kstack; default {DEFAULT_KSTACK_DEPTH}).")] = None,
     btf: BTFOption = None,
 ) -> None:
     """Trace kernel functions and tracepoints: print their arguments and return values as they run."""
@@ -140,6 +146,7 @@ def trace(
     options = RunOptions(
         specs=tuple(specs), pid=pid, comm=comm, count=count, duration_s=duration, pages=pages,
         output=output.value, color=output is OutputFormat.text and _use_color(), verbose=verbose, btf_path=btf,
+        kstack_depth=kstack_depth if kstack_depth is not None else (DEFAULT_KSTACK_DEPTH if kstack else 0),
     )
     with _reported_errors():
         summary = run_trace(options, sys.stdout, sys.stderr)

@@ -43,6 +43,9 @@ class Event(NamedTuple):
     comm: str
     values: Tuple[Any, ...]  # one per capture: int, bool, str, RawValue, or READ_FAILED
     duration_ns: Optional[int] = None  # return records whose entry was seen
+    # Return addresses, innermost first, when the probe captures the kernel stack; () if
+    # bpf_get_stack failed.
+    kstack: Optional[Tuple[int, ...]] = None
 
 
 Decoder = Callable[[Any], Event]
@@ -67,8 +70,14 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
         fmt.append(code)
         converters.append(convert)
         cursor = offset + struct.calcsize("=" + code)
+    kstack_depth = layout.kstack_depth
+    if kstack_depth:
+        if layout.kstack_offset > cursor:
+            fmt.append(f"{layout.kstack_offset - cursor}x")
+        fmt.append(f"q{kstack_depth}Q")
     unpack = struct.Struct("".join(fmt)).unpack_from
     first_value = 7 if plan.with_comm else 6
+    kstack_written = first_value + len(probe.captures)  # the field of bpf_get_stack's result
     is_return = probe.kind is ProbeKind.FEXIT
     with_comm = plan.with_comm
     comm_cache: Dict[bytes, str] = {}
@@ -87,7 +96,13 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
                 comm = comm_cache[raw] = text_from(raw)
         else:
             comm = ""
-        values = fields[first_value:]
+        kstack = None
+        if kstack_depth:
+            values = fields[first_value:kstack_written]
+            frames = min(max(0, fields[kstack_written]) // 8, kstack_depth)  # bytes written, or an error
+            kstack = fields[kstack_written + 1 : kstack_written + 1 + frames]
+        else:
+            values = fields[first_value:]
         failed = fields[4]
         if needs_conversion or failed:
             values = tuple(
@@ -95,7 +110,8 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
                 for (n, convert), v in zip(indexed, values)
             )
         duration = fields[0] - fields[5] if is_return and fields[5] else None
-        return Event(fields[0], pid_tgid >> 32, pid_tgid & 0xFFFFFFFF, fields[2], fields[3], comm, values, duration)
+        return Event(fields[0], pid_tgid >> 32, pid_tgid & 0xFFFFFFFF, fields[2], fields[3], comm, values, duration,
+                     kstack)
 
     return decode
 

@@ -17,6 +17,7 @@ from btf import BTF, Array, BTFError, Enum, Enum64, Float, Int, Ptr, Struct, Uni
 from btf.values import TRUNCATED, TRUNCATED_KEY, is_char, text_from
 
 from .decode import READ_FAILED, Event, RawValue
+from .kallsyms import Symbolizer
 from .resolve import ResolvedTrace
 from .targets import Target
 
@@ -25,6 +26,7 @@ PROBE_KINDS = {ProbeKind.FENTRY: "entry", ProbeKind.FEXIT: "return", ProbeKind.T
 READ_FAILED_JSON = '{"error": "read failed"}'
 # A process's comm rarely changes; their encodings are kept, up to this many.
 _COMM_CACHE_SIZE = 4096
+_KSTACK_CACHE_SIZE = 4096  # distinct stacks whose JSON is kept
 # Typedef/struct nesting deeper than this only comes from loops in corrupt BTF.
 _MAX_DEPTH = 64
 
@@ -80,10 +82,14 @@ class JsonFormatter:
     (inside structs too), structs as objects keyed by member name (anonymous members flattened,
     "...": "truncated" when cut), an unreadable value as {"error": "read failed"}. Output is
     pure ASCII. `duration_ns` appears only on records that have one (passed, or the Event's);
-    "comm" only when the plan copies it.
+    "comm" only when the plan copies it. A record with a kernel stack ends with
+    `"kstack": ["ip_send_skb+0x1d", "ipt_do_table+0x2c1 [ip_tables]", ...]`, innermost first, named by
+    `symbolizer` ("0x..." addresses without one); [] when it could not be read.
     """
 
-    def __init__(self, resolved: ResolvedTrace):
+    def __init__(self, resolved: ResolvedTrace, *, symbolizer: Optional[Symbolizer] = None):
+        self._symbolizer = symbolizer
+        self._kstacks: Dict[Tuple[int, ...], str] = {}
         plan = resolved.plan
         self._probes = tuple(_ProbeFormat(target, probe, plan.with_comm)
                              for target, probe in zip(resolved.targets, plan.probes))
@@ -91,7 +97,10 @@ class JsonFormatter:
 
     def format(self, event: Event, duration_ns: Optional[int] = None) -> str:
         """The event's line, without a newline. `duration_ns` defaults to the event's own."""
-        ts, pid, tid, cpu, probe, comm, values, event_duration_ns = event
+        ts, pid, tid, cpu, probe, comm, values, event_duration_ns, kstack = event
+        if kstack is not None:
+            line = self.format(event._replace(kstack=None), duration_ns)
+            return line[:-1] + ', "kstack": ' + self._kstack(kstack) + "}"
         if duration_ns is None:
             duration_ns = event_duration_ns
         fmt = self._probes[probe]
@@ -113,6 +122,19 @@ class JsonFormatter:
         if duration_ns is None:
             return fmt.template % (head + texts)
         return fmt.duration_template % (head + texts + (int(duration_ns),))
+
+    def _kstack(self, kstack: Tuple[int, ...]) -> str:
+        """The JSON list of the frames; kept per stack, since the same ones recur."""
+        text = self._kstacks.get(kstack)
+        if text is None:
+            if self._symbolizer is None:
+                frames = ['"0x%x"' % address for address in kstack]
+            else:
+                frames = [_enc(frame) for frame in self._symbolizer.frames(kstack)]
+            if len(self._kstacks) >= _KSTACK_CACHE_SIZE:
+                self._kstacks.clear()
+            text = self._kstacks[kstack] = "[" + ", ".join(frames) + "]"
+        return text
 
     def _comm(self, comm: str) -> str:
         if len(self._comms) >= _COMM_CACHE_SIZE:

@@ -15,13 +15,16 @@ from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
 from btf.values import is_char
 
 from .decode import READ_FAILED, Event, RawValue
+from .kallsyms import Symbolizer
 from .resolve import ResolvedTrace
 from .sanitize import sanitize, sanitize_layout
 from .targets import Target
 
 INDENT = "    "  # before each value line, and added to every line of a nested struct
 READ_FAILED_TEXT = "<read failed>"
+NO_KSTACK_TEXT = "<no kernel stack>"  # bpf_get_stack failed
 _COMM_CACHE_SIZE = 4096
+_KSTACK_CACHE_SIZE = 4096  # distinct stacks whose text is kept
 
 # Styles (rich style names) for the parts of a record when colour is on.
 STYLE_HEADER = "bold"
@@ -132,12 +135,17 @@ class TextFormatter:
     the task's comm (if the plan copies it); a return record's `);` is followed by
     `/* duration N ns */` when the Event or the caller has it. A value that could not be read
     shows `<read failed>`, a struct cut short a `...` line and `/* truncated: N of M bytes */`.
+    A record with a kernel stack has its frames after the `);`, innermost first, one a line,
+    indented: `function+0xoffset`, `[module]` after a module's, named by `symbolizer` (`0x...`
+    addresses without one).
     With `color`, the result is rich markup (print it with markup on, emoji and highlighting
     off); without, plain text. Either way no control character from the kernel gets through.
     """
 
-    def __init__(self, resolved: ResolvedTrace, *, color: bool):
+    def __init__(self, resolved: ResolvedTrace, *, color: bool, symbolizer: Optional[Symbolizer] = None):
         self._markup = _Markup(color)
+        self._symbolizer = symbolizer
+        self._kstacks: Dict[Tuple[int, ...], str] = {}
         plan = resolved.plan
         self._probes = tuple(_ProbeFormat(target, probe, plan.with_comm, self._markup)
                              for target, probe in zip(resolved.targets, plan.probes))
@@ -154,7 +162,9 @@ class TextFormatter:
     def format(self, event: Event, duration_ns: Optional[int] = None) -> str:
         """The event's lines joined by newlines, without a final newline. `duration_ns` defaults to
         the event's own."""
-        ts, pid, _tid, cpu, probe, comm, values, event_duration_ns = event
+        ts, pid, _tid, cpu, probe, comm, values, event_duration_ns, kstack = event
+        if kstack is not None:
+            return self.format(event._replace(kstack=None), duration_ns) + self._kstack(kstack)
         if duration_ns is None:
             duration_ns = event_duration_ns
         fmt = self._probes[probe]
@@ -177,6 +187,23 @@ class TextFormatter:
         if duration_ns is None:
             return fmt.template % (head + texts)
         return fmt.duration_template % (head + texts + (int(duration_ns),))
+
+    def _kstack(self, kstack: Tuple[int, ...]) -> str:
+        """The frames' lines, each after a newline; kept per stack, since the same ones recur."""
+        text = self._kstacks.get(kstack)
+        if text is not None:
+            return text
+        m = self._markup
+        if not kstack:
+            text = "\n" + INDENT + m.style(STYLE_FAILED, NO_KSTACK_TEXT)
+        elif self._symbolizer is None:
+            text = "".join(f"\n{INDENT}0x{address:x}" for address in kstack)
+        else:
+            text = "".join("\n" + INDENT + m.text(frame) for frame in self._symbolizer.frames(kstack))
+        if len(self._kstacks) >= _KSTACK_CACHE_SIZE:
+            self._kstacks.clear()
+        self._kstacks[kstack] = text
+        return text
 
     def _comm(self, comm: str) -> str:
         if len(self._comms) >= _COMM_CACHE_SIZE:

@@ -58,8 +58,9 @@ class _Located:
 
 
 def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Filters(), *,
-            with_comm: bool = True, ringbuf_size: int = 1 << 22) -> ResolvedTrace:
-    """Resolve every spec; SpecError (usage, exit 2) pointing into the spec that does not fit."""
+            with_comm: bool = True, ringbuf_size: int = 1 << 22, kstack_depth: int = 0) -> ResolvedTrace:
+    """Resolve every spec; SpecError (usage, exit 2) pointing into the spec that does not fit.
+    Entry and tracepoint records carry `kstack_depth` frames of the kernel stack (0: none)."""
     probes: List[Probe] = []
     targets: List[Target] = []
     for group, spec in enumerate(specs):
@@ -67,14 +68,14 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
             target = kernel.find_target(spec.target)
         except UnknownTarget as err:
             raise SpecError(str(err), spec.text, spec.target_position) from None
-        for probe in _probes(spec, target, group):
+        for probe in _probes(spec, target, group, kstack_depth):
             probes.append(probe)
             targets.append(target)
     plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size)
     return ResolvedTrace(plan, tuple(targets))
 
 
-def _probes(spec: TraceSpec, target: Target, group: int) -> List[Probe]:
+def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> List[Probe]:
     items = spec.items or _default_items(spec, target)
     if target.kind is TargetKind.FUNCTION and all(item.value.base == RETURN for item in items):
         # Only the return value named (`f(return != 0)`): the entry still shows every argument.
@@ -100,15 +101,16 @@ def _probes(spec: TraceSpec, target: Target, group: int) -> List[Probe]:
             raise SpecError(f"{len(captures)} values in one probe; at most {MAX_CAPTURES}", spec.text, 0)
     if target.kind is TargetKind.TRACEPOINT:
         return [Probe(ProbeKind.TP_BTF, target.name, target.attach_btf_id, target.module,
-                      tuple(entry_tests), tuple(entry_captures))]
+                      tuple(entry_tests), tuple(entry_captures), kstack_depth=kstack_depth)]
     entry = Probe(ProbeKind.FENTRY, target.name, target.attach_btf_id, target.module,
-                  tuple(entry_tests), tuple(entry_captures))
+                  tuple(entry_tests), tuple(entry_captures), kstack_depth=kstack_depth)
     if not exit_captures:
         return [entry]
     # A test on the return value holds the entry record back until the return passes it;
     # otherwise the entry leaves its time so the return record carries duration_ns.
     stash = Stash.RECORD if exit_tests else Stash.TIME
-    entry = replace(entry, stash=stash, stash_group=group, emits=bool(entry_captures) or stash is Stash.RECORD)
+    entry = replace(entry, stash=stash, stash_group=group,
+                    emits=bool(entry_captures) or stash is Stash.RECORD or kstack_depth > 0)
     exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,
                   tuple(exit_tests), tuple(exit_captures), stash=stash, stash_group=group,
                   requires_entry=bool(entry_tests))

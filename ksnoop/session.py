@@ -15,14 +15,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
+from bpf.btfobj import open_kernel_btf
 from bpf.codegen import MapRole, Program, generate
 from bpf.features import check_privileges, probe_fentry
 from bpf.listing import format_insns
 from bpf.loader import VerifierError, attach_tracing, load_program
 from bpf.maps import Map
-from bpf.plan import STASH_ENTRIES, Filters, ProbeKind, Stash
+from bpf.plan import MAX_KSTACK_DEPTH, STASH_ENTRIES, Filters, ProbeKind, Stash
 from bpf.ringbuf import RingBuffer
 from bpf.uapi import MapType
+from btf.sources import loaded_modules
 
 from .decode import Event, build_decoder
 from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
@@ -52,6 +54,7 @@ class RunOptions:
     color: bool = False
     verbose: bool = False
     btf_path: Optional[str] = None
+    kstack_depth: int = 0  # kernel stack frames in each entry and tracepoint record; 0 for none
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,13 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
                          f"({MAX_RINGBUF_SIZE >> 30} GiB)")
     if options.comm is not None and len(options.comm.encode()) >= 16:
         raise UsageError(f"--comm '{options.comm}': a task's comm has at most 15 bytes")
+    if not 0 <= options.kstack_depth <= MAX_KSTACK_DEPTH:
+        raise UsageError(f"--kstack-depth {options.kstack_depth}: at most {MAX_KSTACK_DEPTH} frames")
     specs = [parse_spec(text) for text in options.specs]
     kernel = KernelBTF.load(options.btf_path)
     filters = Filters(pid=options.pid, comm=options.comm.encode() if options.comm is not None else None)
-    resolved = resolve(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE)
+    resolved = resolve(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE,
+                       kstack_depth=options.kstack_depth)
     programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
     return resolved, programs
 
@@ -91,6 +97,8 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
             lines.append(f"  capture {c.label}: slot {c.slot} hops {list(c.hops)} "
                          f"{'offset ' + str(c.offset) if c.in_memory else 'register'} size {c.size}"
                          f"{' (of ' + str(c.full_size) + ')' if c.truncated else ''} -> record +{offset}")
+        if program.layout.kstack_depth:
+            lines.append(f"  kstack: {program.layout.kstack_depth} frames -> record +{program.layout.kstack_offset}")
         lines.append(f"  program {program.name}: {len(program.insns)} instructions")
         lines.extend("    " + line for line in format_insns(program.insns))
     return lines
@@ -105,11 +113,12 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
     privileges = check_privileges()
     if not privileges:
         raise NotPermitted(privileges.reason)
-    formatter = _formatter(options, resolved)
+    formatter = _formatter(options, resolved, err)
     decoders = [build_decoder(resolved.plan, i, t.btf) for i, t in enumerate(resolved.targets)]
     stop = _StopFlag()
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.installed())
+        btf_obj_fds = _module_btf_objects(stack, resolved)
         try:
             events = stack.enter_context(Map.ringbuf(resolved.plan.ringbuf_size, name="ksnoop_events"))
         except OSError as error:  # ENOMEM, or a memory cgroup's limit
@@ -120,7 +129,8 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
         stash_fds = _stash_maps(stack, resolved, programs)
         links = [stack.enter_context(_attach(probe.target, program,
                                              {**shared, **stash_fds.get(probe.stash_group, {})}
-                                             if probe.stash is not Stash.NONE else shared))
+                                             if probe.stash is not Stash.NONE else shared,
+                                             probe.module, btf_obj_fds.get(probe.module)))
                  for probe, program in zip(resolved.plan.probes, programs)]
         ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
         log.debug("%d programs attached", len(links))
@@ -131,14 +141,19 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _formatter(options: RunOptions, resolved: ResolvedTrace) -> Any:
+def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Any:
+    symbolizer = None
+    if options.kstack_depth:
+        from .kallsyms import Symbolizer
+
+        symbolizer = Symbolizer(lambda message: err.write(f"ksnoop: warning: {message}\n"))
     if options.output == "json":
         from .output_json import JsonFormatter
 
-        return JsonFormatter(resolved)
+        return JsonFormatter(resolved, symbolizer=symbolizer)
     from .output_text import TextFormatter
 
-    return TextFormatter(resolved, color=options.color)
+    return TextFormatter(resolved, color=options.color, symbolizer=symbolizer)
 
 
 def _stash_maps(stack: contextlib.ExitStack, resolved: ResolvedTrace,
@@ -157,27 +172,67 @@ def _stash_maps(stack: contextlib.ExitStack, resolved: ResolvedTrace,
     return fds
 
 
+def _module_btf_objects(stack: contextlib.ExitStack, resolved: ResolvedTrace) -> Dict[str, int]:
+    """module -> an fd of its kernel BTF object, opened once per module some probe's attach_btf_id is in.
+
+    For a module's id the kernel wants that module's BTF object as attach_btf_obj_fd (Linux kernel
+    commit 290248a5b7d8 ("bpf: Allow to specify kernel module BTFs when attaching BPF programs")
+    (in v5.11)); vmlinux's ids need none. Entered before the programs, so closed after them.
+    """
+    fds: Dict[str, int] = {}
+    for probe in resolved.plan.probes:
+        if probe.module == "vmlinux" or probe.module in fds:
+            continue
+        try:
+            fds[probe.module] = stack.enter_context(open_kernel_btf(probe.module)).fd
+        except FileNotFoundError:
+            raise RuntimeFailure(_module_gone(probe.module, probe.target)) from None
+        except PermissionError:
+            raise NotPermitted(f"cannot trace {probe.target}: opening the BTF object of module "
+                               f"{probe.module} needs CAP_SYS_ADMIN") from None
+        except OSError as err:
+            raise RuntimeFailure(f"cannot open the BTF object of module {probe.module}: "
+                                 f"{err.strerror or err}") from None
+    return fds
+
+
+def _module_gone(module: str, target: str) -> str:
+    return f"module {module} is not loaded anymore: cannot trace {target}"
+
+
+def _check_module_loaded(module: str, target: str) -> None:
+    # Unloaded after its BTF object was opened: the verifier finds no address for the function.
+    if module != "vmlinux" and module not in loaded_modules():
+        raise RuntimeFailure(_module_gone(module, target))
+
+
 @contextlib.contextmanager
-def _attach(target: str, program: Program, fds: Dict[MapRole, int]) -> Any:
+def _attach(target: str, program: Program, fds: Dict[MapRole, int], module: str = "vmlinux",
+            btf_obj_fd: Optional[int] = None) -> Any:
     insns = program.bind_maps(fds)
     try:
         loaded = load_program(insns, program.prog_type, program.expected_attach_type, program.attach_btf_id,
-                              name=program.name)
+                              attach_btf_obj_fd=btf_obj_fd, name=program.name)
     except VerifierError as err:
+        _check_module_loaded(module, target)
         tail = "; ".join(line.strip() for line in err.log_tail[-3:])
         raise VerifierRejected(f"the kernel's verifier rejected the program for {target}: {tail} "
                                "(run with -v for the program listing)") from None
     except PermissionError:
         if program.expected_attach_type.name in ("TRACE_FENTRY", "TRACE_FEXIT"):
-            reason = probe_fentry(program.attach_btf_id).reason or "fentry/fexit programs are refused (EPERM)"
+            # probe_fentry() loads against vmlinux's ids, so it would say nothing about a module's.
+            reason = probe_fentry(program.attach_btf_id).reason if module == "vmlinux" else ""
+            reason = reason or "fentry/fexit programs are refused (EPERM)"
             raise NotTraceable(f"cannot trace {target}: {reason}; see ksnoop list 'tp:*'") from None
         raise NotPermitted(f"the kernel refused to load the program for {target} (EPERM)") from None
     except OSError as err:
+        _check_module_loaded(module, target)
         raise NotTraceable(f"cannot load the program for {target}: {err.strerror or err}") from None
     with loaded:
         try:
             link = attach_tracing(loaded)
         except OSError as err:
+            _check_module_loaded(module, target)
             raise NotTraceable(f"cannot attach to {target}: {err.strerror or err} (it may be "
                                "inlined or marked notrace)") from None
         with link:

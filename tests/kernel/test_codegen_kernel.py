@@ -32,12 +32,14 @@ from bpf import features
 from bpf.codegen import MapRole, Program, generate
 from bpf.loader import LoadedProgram, attach_tracing, load_program
 from bpf.maps import Map, possible_cpus
-from bpf.plan import PROBE_OFFSET, STASH_ENTRIES, CompareOp, Filters, Plan, Predicate, Probe, ProbeKind, Stash
+from bpf.plan import DEFAULT_KSTACK_DEPTH, MAX_KSTACK_DEPTH, PROBE_OFFSET, STASH_ENTRIES, CompareOp, Filters, Plan
+from bpf.plan import Predicate, Probe, ProbeKind, Stash
 from bpf.plan import Test as ValueTest  # not named Test*, or pytest tries to collect it
 from bpf.ringbuf import RingBuffer
 from bpf.uapi import AttachType, MapType
 from btf.values import decode as decode_value
 from ksnoop.decode import READ_FAILED, Event, RawValue, build_decoder
+from ksnoop.kallsyms import Kallsyms
 from ksnoop.resolve import ResolvedTrace, resolve
 from ksnoop.spec import parse_spec
 from ksnoop.targets import KernelBTF
@@ -629,3 +631,73 @@ def test_fentry_fexit_stashes_on_a_tracepoint(kernel: KernelBTF) -> None:
     assert held.values == (size + 8, READ_FAILED) and passed.values == ("SKB_DROP_REASON_NO_SOCKET",)
     assert passed.duration_ns == passed.ts_ns - held.ts_ns > 0
     assert by_probe[4] == [] and by_probe[5] == []
+
+
+# ---- (c) kernel stacks ------------------------------------------------------------------------
+
+KSTACK_SPECS = [
+    "tp:net_dev_queue",
+    'tp:net_dev_queue(skb->len > 100, skb->dev->name == "lo", skb->dev->name)',
+    "tp:sched_process_exec(p, bprm->filename)",  # a whole task_struct before the stack
+]
+
+
+@pytest.mark.parametrize("depth", [1, DEFAULT_KSTACK_DEPTH, MAX_KSTACK_DEPTH])
+@pytest.mark.parametrize("spec", KSTACK_SPECS)
+def test_verifier_takes_kstack_programs(kernel: KernelBTF, spec: str, depth: int) -> None:
+    plan = resolve([parse_spec(spec)], kernel, Filters(comm=b"ksnoop"), kstack_depth=depth).plan
+    assert all(p.kstack_depth == depth for p in plan.probes)
+    _verify(plan)
+
+
+@pytest.mark.parametrize("spec", FUNC_SPECS[:2])  # Stash.TIME, and Stash.RECORD: the stack in the scratch map
+def test_verifier_takes_fentry_shaped_kstack_programs(kernel: KernelBTF, spec: str) -> None:
+    plan = resolve([parse_spec(spec)], kernel, kstack_depth=MAX_KSTACK_DEPTH).plan
+    _verify(plan, kernel.find_tracepoint("kfree_skb").attach_btf_id)
+
+
+def _names(kallsyms: Kallsyms, kstack: tuple[int, ...]) -> list[str]:
+    found = [kallsyms.find(address) for address in kstack]
+    assert None not in found, [hex(a) for a in kstack]
+    return [s.name for s in found if s is not None]
+
+
+def test_a_datagrams_stack_is_its_send_path(kernel: KernelBTF) -> None:
+    t = resolve([parse_spec(f"tp:net_dev_queue({PORT}, skb->len)")], kernel, Filters(pid=os.getpid()),
+                kstack_depth=DEFAULT_KSTACK_DEPTH)
+    with tracing(t) as session, udp_pair() as (rx, tx):
+        _send(tx, rx, 100)
+        events = _ours(session.events(), tx.getsockname()[1])
+        kallsyms = Kallsyms.load()  # while our program is loaded, so its own frame is named too
+    if kallsyms.hidden:
+        pytest.skip("/proc/kallsyms hides addresses here (kernel.kptr_restrict)")
+    (event,) = events
+    assert event.values[1] == 100 + UDP_OVERHEAD
+    assert event.kstack is not None and 5 <= len(event.kstack) <= DEFAULT_KSTACK_DEPTH
+    names = _names(kallsyms, event.kstack)
+    # Innermost first: the device queue, then IP output, then the UDP send and the syscall.
+    xmit = next(i for i, n in enumerate(names) if n in ("__dev_queue_xmit", "dev_queue_xmit"))
+    assert xmit < names.index("udp_sendmsg"), names
+    assert "ip_finish_output2" in names or "ip_send_skb" in names, names
+    assert any("sendto" in n for n in names[names.index("udp_sendmsg") :]), names
+
+
+def test_an_execs_stack_and_a_short_depth(kernel: KernelBTF, tmp_path: Any) -> None:
+    exe = tmp_path / "ksnoop_kstack_t"
+    shutil.copy(shutil.which("true") or "/bin/true", exe)
+    spec = f'tp:sched_process_exec(bprm->filename == "{exe}")'
+    deep = resolve([parse_spec(spec)], kernel, kstack_depth=MAX_KSTACK_DEPTH)
+    short = resolve([parse_spec(spec)], kernel, kstack_depth=2)
+    for t in (deep, short):
+        with tracing(t) as session:
+            assert subprocess.Popen([str(exe)]).wait(timeout=10) == 0
+            (event,) = session.events()
+            kallsyms = Kallsyms.load()
+        if kallsyms.hidden:
+            pytest.skip("/proc/kallsyms hides addresses here (kernel.kptr_restrict)")
+        assert event.kstack is not None
+        if t is short:
+            assert len(event.kstack) == 2
+        else:
+            names = _names(kallsyms, event.kstack)
+            assert any("execve" in n for n in names) and 5 <= len(names) < MAX_KSTACK_DEPTH, names

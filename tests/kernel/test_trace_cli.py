@@ -509,6 +509,80 @@ def test_exec_text_with_a_string_predicate_on_a_char_pointer(true_copy: Path) ->
     assert record.values == {"bprm->filename": f'(const char *)"{true_copy}"', "p->pid": f"(pid_t){pid}"}
 
 
+# ---- kernel stacks -------------------------------------------------------------------------------------------
+_FRAME = re.compile(r"^(\S+)\+0x[0-9a-f]+(?: \[(\S+)\])?$")
+SETPRIV = shutil.which("setpriv")
+
+
+def frame_names(frames: List[str]) -> List[str]:
+    """`function+0xoffset [module]` -> function, checking each frame's form."""
+    names = []
+    for frame in frames:
+        m = _FRAME.match(frame)
+        assert m, f"{frame!r} is not function+0xoffset"
+        names.append(m[1])
+    return names
+
+
+def assert_udp_send_path(names: List[str]) -> None:
+    """Innermost first: the device queue, IP output, the UDP send, the syscall."""
+    assert "__dev_queue_xmit" in names and "udp_sendmsg" in names, names
+    assert names.index("__dev_queue_xmit") < names.index("udp_sendmsg"), names
+    assert "ip_finish_output2" in names or "ip_send_skb" in names, names
+
+
+def test_kstack_text(udp: Loopback) -> None:
+    payload = 1151
+    with Trace("--kstack", "-p", str(os.getpid()), "tp:net_dev_queue(skb->len)") as t:
+        t.attached()
+        udp.send(payload)
+        assert t.stop() == 0, t.stderr
+    assert t.stderr == summary(1)  # readable kallsyms: no warning
+    lines = t.stdout.splitlines()
+    assert lines[0] == HEADER and _FIRST.match(lines[1]), lines
+    assert lines[2:4] == [f"    skb->len = (unsigned int){skb_len(payload)}", ");"]
+    frames = lines[4:]
+    assert 5 <= len(frames) <= 32 and all(f.startswith("    ") and f[4] != " " for f in frames), frames
+    assert_udp_send_path(frame_names([f[4:] for f in frames]))
+
+
+def test_kstack_json(udp: Loopback) -> None:
+    payload, marker = 1152, 1153
+    with Trace("-o", "json", "--kstack-depth", "24", "-p", str(os.getpid()), "tp:net_dev_queue(skb->len)") as t:
+        t.first_record(lambda: udp.send(marker), lambda r: r["args"]["skb->len"] == skb_len(marker))
+        udp.send(payload)
+        assert t.stop() == 0, t.stderr
+    records = t.json_records()
+    assert t.stderr == summary(len(records))
+    (record,) = [r for r in records if r["args"]["skb->len"] == skb_len(payload)]
+    assert list(record) == ["ts", "cpu", "pid", "tid", "comm", "func", "probe", "args", "kstack"]
+    assert 5 <= len(record["kstack"]) <= 24
+    assert_udp_send_path(frame_names(record["kstack"]))
+
+
+@pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux) is not installed")
+def test_kstack_without_cap_syslog_shows_addresses_and_warns_once(udp: Loopback) -> None:
+    """Without CAP_SYSLOG (and with perf_event_paranoid > 1) /proc/kallsyms lists every address as 0."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop CAP_SYSLOG alone")
+    with open("/proc/sys/kernel/perf_event_paranoid") as f:
+        if int(f.read()) <= 1:
+            pytest.skip("perf_event_paranoid <= 1: /proc/kallsyms shows addresses without CAP_SYSLOG too")
+    prefix = [SETPRIV, "--bounding-set", "-syslog"]  # type: ignore[list-item]
+    with Trace("-o", "json", "--kstack", "-p", str(os.getpid()), "tp:net_dev_queue(skb->len)", prefix=prefix) as t:
+        t.first_record(lambda: udp.send(1154), lambda r: True)
+        udp.send(1155, times=2)
+        assert t.stop() == 0, t.stderr
+    records = t.json_records()
+    assert len(records) >= 3
+    warning, summary_line = t.stderr.splitlines()
+    assert warning == ("ksnoop: warning: /proc/kallsyms hides kernel addresses (kernel.kptr_restrict, or no "
+                       "CAP_SYSLOG); kernel stacks show raw addresses")
+    assert summary_line + "\n" == summary(len(records))
+    for r in records:
+        assert r["kstack"] and all(re.fullmatch(r"0x[0-9a-f]{8,16}", f) for f in r["kstack"]), r["kstack"]
+
+
 # ---- predicates ---------------------------------------------------------------------------------------------
 PAYLOADS = (1000, 1001, 1002)  # skb->len 1042, 1043, 1044
 MARKER = 999  # skb->len 1041: passes the `== "lo"` spec, shows the trace is attached

@@ -84,12 +84,16 @@ class VM:
         scratch_value_size: int = 8,
         user_memory: Mapping[int, bytes] = (),
         comm_pads: bool = True,
+        kstack: Sequence[int] = (),
+        kstack_error: int = 0,
     ):
         self.kernel = [_Region(base, bytearray(data), False) for base, data in dict(memory).items()]
         self.user = [_Region(base, bytearray(data), False) for base, data in dict(user_memory).items()]
         self.pid_tgid, self.comm, self.cpu, self.ktime = pid_tgid, comm, cpu, ktime
         # bpf_get_current_comm pads with NULs, except on kernels 5.19 to 6.3 (strscpy, not strscpy_pad).
         self.comm_pads = comm_pads
+        # What bpf_get_stack finds: these return addresses, innermost first, or this errno.
+        self.kstack, self.kstack_error = tuple(kstack), kstack_error
         self.ringbuf_room = ringbuf_room  # records the ringbuf takes before it is full; None: unlimited
         self.maps = {
             _FDS[MapRole.DROPS]: _MapState(MapRole.DROPS, 8),
@@ -278,6 +282,18 @@ class VM:
                 self._write(a(1), bytes(a(2)))
                 return -EFAULT
             self._write(a(1), data)
+            return len(data)
+        if helper == Helper.get_stack:
+            if a(1) != CTX_BASE:
+                raise VMError(f"{pc}: get_stack wants the program's ctx in r1")
+            size, flags = a(3), a(4)
+            if flags != 0:
+                raise VMError(f"{pc}: get_stack flags {flags:#x}: only a kernel stack is modelled")
+            if self.kstack_error:  # the kernel zeroes the whole buffer on failure
+                self._write(a(2), bytes(size))
+                return -self.kstack_error
+            data = b"".join(address.to_bytes(8, "little") for address in self.kstack)[: size - size % 8]
+            self._write(a(2), data.ljust(size, b"\0"))
             return len(data)
         if helper == Helper.ringbuf_reserve:
             if a(1) != MAP_BASE + _FDS[MapRole.EVENTS]:

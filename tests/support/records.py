@@ -30,8 +30,8 @@ def kernel() -> KernelBTF:
     return KernelBTF(BTF.from_bytes(_BLOB), [])
 
 
-def trace(*specs: str) -> ResolvedTrace:
-    return resolve([parse_spec(s) for s in specs], kernel())
+def trace(*specs: str, kstack_depth: int = 0) -> ResolvedTrace:
+    return resolve([parse_spec(s) for s in specs], kernel(), kstack_depth=kstack_depth)
 
 
 def with_captures(resolved: ResolvedTrace, probe_index: int, **changes: dict[str, Any]) -> ResolvedTrace:
@@ -46,8 +46,10 @@ def with_captures(resolved: ResolvedTrace, probe_index: int, **changes: dict[str
 
 def record(resolved: ResolvedTrace, probe_index: int, *values: int | bytes, failed: int = 0,
            comm: bytes = b"curl", ts: int = TS, entry_ts: int = 0, pid: int = PID, tid: int = TID,
-           cpu: int = CPU) -> bytes:
-    """One record: each value an int (packed into the capture's size, host order) or bytes (padded)."""
+           cpu: int = CPU, kstack: tuple[int, ...] = (), kstack_written: int | None = None) -> bytes:
+    """One record: each value an int (packed into the capture's size, host order) or bytes (padded).
+    A probe with a kernel stack gets `kstack`'s addresses and, as bpf_get_stack's result,
+    `kstack_written` (default: their bytes)."""
     plan = resolved.plan
     probe = plan.probes[probe_index]
     layout = RecordLayout.of(probe, plan.with_comm)
@@ -63,6 +65,11 @@ def record(resolved: ResolvedTrace, probe_index: int, *values: int | bytes, fail
             data = value.ljust(capture.size, b"\0")
         assert len(data) == capture.size, (capture.label, len(data), capture.size)
         out[offset : offset + capture.size] = data
+    if layout.kstack_depth:
+        written = 8 * len(kstack) if kstack_written is None else kstack_written
+        struct.pack_into(f"=q{len(kstack)}Q", out, layout.kstack_offset, written, *kstack)
+    else:
+        assert not kstack, "the probe captures no kernel stack"
     return bytes(out)
 
 

@@ -18,11 +18,12 @@ import pytest
 from bpf import templates as tpl
 from bpf import uapi
 from bpf.codegen import CodegenError, MapRole, Program, _Assembler, generate
-from bpf.insn import Insn, decode, encode
+from bpf.insn import Insn, alu64_imm, call, decode, encode, mov64_imm, mov64_reg, stx_mem
 from bpf.plan import (
     ENTRY_TS_OFFSET,
     HEADER,
     MAX_CAPTURES,
+    MAX_KSTACK_DEPTH,
     Bitfield,
     Capture,
     CompareOp,
@@ -55,10 +56,14 @@ DESTRUCTOR, DATA = 0xFFFFFFFF81000000, 0xFFFF8880DEADBEEF
 
 
 def _trace(
-    *specs: str, pid: int | None = None, comm: bytes | None = None, with_comm: bool = True
+    *specs: str, pid: int | None = None, comm: bytes | None = None, with_comm: bool = True, kstack_depth: int = 0
 ) -> ResolvedTrace:
     return resolve(
-        [parse_spec(s) for s in specs], records.kernel(), Filters(pid=pid, comm=comm), with_comm=with_comm
+        [parse_spec(s) for s in specs],
+        records.kernel(),
+        Filters(pid=pid, comm=comm),
+        with_comm=with_comm,
+        kstack_depth=kstack_depth,
     )
 
 
@@ -149,6 +154,10 @@ CORPUS = [
     ("ip_send_skb(skb->len, return)", {}),
     ("ip_send_skb(skb->len > 5, return != 0)", {"pid": 1}),
     ("ip_send_skb(net->ifindex, skb->dev, return >= -1)", {"comm": b"ping"}),
+    ("tp:net_dev_queue(skb->len, skb->dev->name)", {"kstack_depth": 4}),
+    ("tp:net_dev_queue", {"kstack_depth": MAX_KSTACK_DEPTH, "with_comm": False}),
+    ("ip_send_skb(skb->len, return)", {"kstack_depth": 8}),
+    ("ip_send_skb(skb->len > 5, return != 0)", {"kstack_depth": 8, "pid": 1}),
 ]
 
 
@@ -852,3 +861,89 @@ def test_vm_catches_a_wrong_jump() -> None:
     broken = dataclasses.replace(program, insns=tuple(insns))
     with pytest.raises(VMError, match="outside the program|jump to"):
         VM({SKB: _sk_buff(length=1)}).run(broken, [SKB])
+
+
+# ---- kernel stacks ----------------------------------------------------------------------------
+
+STACK = (0xFFFFFFFF81A00010, 0xFFFFFFFF81B00020, 0xFFFFFFFFC0001234)
+
+
+def _stack_call(program: Program) -> list[Insn]:
+    """The capture_stack template's instructions in `program`."""
+    (start,) = [first for first, name in program.sections if name == "capture_stack"]
+    return list(program.insns[start : start + len(tpl.CAPTURE_STACK.insns)])
+
+
+@pytest.mark.parametrize("with_comm", [True, False])
+@pytest.mark.parametrize("depth", [1, 32, MAX_KSTACK_DEPTH])
+def test_capture_stack_writes_where_the_layout_says(depth: int, with_comm: bool) -> None:
+    t = _trace("tp:net_dev_queue(skb->len, skb->dev->name)", kstack_depth=depth, with_comm=with_comm)
+    program = generate(t.plan, 0)
+    layout = program.layout
+    assert layout.kstack_depth == depth
+    assert layout.kstack_offset == layout.capture_offsets[-1] + 16  # after the 16-byte name
+    assert layout.kstack_frames_offset == layout.kstack_offset + 8
+    assert layout.size == layout.kstack_offset + 8 + 8 * depth
+    sections = _sections(program)
+    assert sections.index("capture_stack") > max(i for i, n in enumerate(sections) if n == "copy_to_record")
+    assert sections.index("capture_stack") < sections.index("submit")
+    assert _stack_call(program) == [
+        mov64_reg(tpl.R1, tpl.CTX),
+        mov64_reg(tpl.R2, tpl.RECORD),
+        alu64_imm(uapi.BPF_ADD, tpl.R2, layout.kstack_frames_offset),
+        mov64_imm(tpl.R3, 8 * depth),
+        mov64_imm(tpl.R4, 0),
+        call(Helper.get_stack),
+        stx_mem(8, tpl.RECORD, tpl.R0, layout.kstack_offset),
+    ]
+    (reserve,) = [first for first, name in program.sections if name == "reserve"]
+    assert program.insns[reserve + 2] == mov64_imm(tpl.R2, layout.size)  # after the map's ld_imm64
+
+
+def test_without_kstack_nothing_changes() -> None:
+    plain, deep = _trace("tp:net_dev_queue(skb->len)"), _trace("tp:net_dev_queue(skb->len)", kstack_depth=8)
+    assert plain.plan.probes[0].kstack_depth == 0
+    layout = generate(plain.plan, 0).layout
+    assert (layout.kstack_offset, layout.kstack_depth) == (0, 0)
+    assert "capture_stack" not in _sections(generate(plain.plan, 0))
+    assert Helper.get_stack not in _helper_calls(generate(plain.plan, 0))
+    assert generate(deep.plan, 0).layout.capture_offsets == layout.capture_offsets
+
+
+def test_only_entry_and_tracepoint_records_carry_the_stack() -> None:
+    t = _trace("ip_send_skb(skb->len, return)", "tp:net_dev_queue", kstack_depth=8)
+    kinds = {p.kind: p.kstack_depth for p in t.plan.probes}
+    assert kinds == {ProbeKind.FENTRY: 8, ProbeKind.FEXIT: 0, ProbeKind.TP_BTF: 8}
+    assert "capture_stack" not in _sections(generate(t.plan, 1))
+    # An fentry with nothing else to show still emits its stack.
+    only_return = _trace("ip_send_skb(return)", kstack_depth=8)
+    assert only_return.plan.probes[0].emits
+
+
+@pytest.mark.parametrize("depth", [-1, MAX_KSTACK_DEPTH + 1])
+def test_a_stack_depth_out_of_range_is_refused(depth: int) -> None:
+    t = _trace("tp:net_dev_queue")
+    probe = dataclasses.replace(t.plan.probes[0], kstack_depth=depth)
+    with pytest.raises(CodegenError, match="kernel stack"):
+        generate(dataclasses.replace(t.plan, probes=(probe,)), 0)
+
+
+def test_the_stack_decodes_to_its_addresses() -> None:
+    t = _trace("tp:net_dev_queue(skb->len, skb->dev->ifindex)", kstack_depth=4)
+    (event,) = _events(t, 0, [SKB], _vm(kstack=STACK))
+    assert event.values == (242, -3) and event.kstack == STACK
+    (full,) = _events(t, 0, [SKB], _vm(kstack=STACK * 2))  # deeper than asked: cut at 4
+    assert full.kstack == (STACK * 2)[:4]
+    (failed,) = _events(t, 0, [SKB], _vm(kstack=STACK, kstack_error=14))  # -EFAULT
+    assert failed.kstack == () and failed.values == (242, -3)
+    (plain,) = _events(_trace("tp:net_dev_queue(skb->len)"), 0, [SKB], _vm(kstack=STACK))
+    assert plain.kstack is None
+
+
+def test_a_stashed_entry_record_keeps_its_stack() -> None:
+    t = _trace("ip_send_skb(skb->len > 5, return != 0)", kstack_depth=4)
+    vm = _vm(t, kstack=STACK)
+    assert _events(t, 0, [NET, SKB, 0], vm) == []
+    entry_event, ret = _events(t, 1, [NET, SKB, 1], vm)
+    assert entry_event.kstack == STACK and entry_event.values == (242,)
+    assert ret.kstack is None and ret.values == (1,)

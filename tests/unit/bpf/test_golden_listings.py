@@ -35,15 +35,24 @@ CASES = {
     "multi_hop": ("tp:net_dev_queue(skb->next->dev->name, skb->next->len, skb->dev)", Filters()),
     "fentry_fexit_time": ("ip_send_skb(skb->len, return)", Filters()),
     "fentry_fexit_record": ("ip_send_skb(skb->len > 5, return != 0)", Filters()),
+    "kstack": ("tp:net_dev_queue(skb->len)", Filters(), 8),
 }
 
 
-def _header(spec: str, filters: Filters) -> str:
+def _case(case: str) -> tuple[str, Filters, int]:
+    """(spec, filters, kernel stack depth) of a case; the depth is 0 unless the case names one."""
+    spec, filters, *depth = CASES[case]
+    return spec, filters, depth[0] if depth else 0
+
+
+def _header(spec: str, filters: Filters, kstack_depth: int = 0) -> str:
     parts = []
     if filters.pid is not None:
         parts.append(f"pid {filters.pid}")
     if filters.comm is not None:
         parts.append(f"comm {filters.comm.decode()}")
+    if kstack_depth:
+        parts.append(f"kstack {kstack_depth}")
     return f"# {spec}" + (f"  ({', '.join(parts)})" if parts else "")
 
 
@@ -61,9 +70,9 @@ def _listing(program: Program, insns: list[Insn]) -> list[str]:
 
 
 def render(case: str) -> str:
-    spec, filters = CASES[case]
-    plan = resolve([parse_spec(spec)], records.kernel(), filters).plan
-    lines = [_header(spec, filters)]
+    spec, filters, kstack_depth = _case(case)
+    plan = resolve([parse_spec(spec)], records.kernel(), filters, kstack_depth=kstack_depth).plan
+    lines = [_header(spec, filters, kstack_depth)]
     for index, probe in enumerate(plan.probes):
         program = generate(plan, index)
         roles = sorted({role for _, role in program.map_slots}, key=lambda r: FDS[r])
@@ -96,8 +105,8 @@ def test_no_stray_golden_listings() -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden_listing_round_trips(case: str) -> None:
     """The instructions survive encode/decode, and the decoded ones print as the golden file says."""
-    spec, filters = CASES[case]
-    plan = resolve([parse_spec(spec)], records.kernel(), filters).plan
+    spec, filters, kstack_depth = _case(case)
+    plan = resolve([parse_spec(spec)], records.kernel(), filters, kstack_depth=kstack_depth).plan
     golden = (GOLDEN / f"{case}.txt").read_text().splitlines()
     listed = [line for line in golden if not line.startswith(("#", ";"))]
     printed = []
@@ -107,4 +116,4 @@ def test_golden_listing_round_trips(case: str) -> None:
         assert again == insns
         printed.extend(format_insns(again))
     assert printed == listed
-    assert golden[0] == _header(spec, filters)
+    assert golden[0] == _header(spec, filters, kstack_depth)

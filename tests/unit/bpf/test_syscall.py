@@ -42,6 +42,13 @@ from bpf import syscall
         (syscall.bpf_map_info, "name", 24),
         (syscall.bpf_map_info, "btf_vmlinux_id", 76),
         (syscall.bpf_map_info, "map_extra", 80),
+        (syscall.get_id_attr, "next_id", 4),
+        (syscall.get_id_attr, "open_flags", 8),
+        (syscall.bpf_btf_info, "btf_size", 8),
+        (syscall.bpf_btf_info, "id", 12),
+        (syscall.bpf_btf_info, "name", 16),
+        (syscall.bpf_btf_info, "name_len", 24),
+        (syscall.bpf_btf_info, "kernel_btf", 28),
     ],
 )
 def test_field_offsets_follow_the_uapi(struct: type[ctypes.Structure], field: str, offset: int) -> None:
@@ -52,6 +59,7 @@ def test_sizes() -> None:
     assert ctypes.sizeof(syscall.prog_load_attr) == 144
     assert ctypes.sizeof(syscall.bpf_prog_info) == 232
     assert ctypes.sizeof(syscall.bpf_map_info) == 88
+    assert ctypes.sizeof(syscall.bpf_btf_info) == 32  # __attribute__((aligned(8))), no tail padding
     assert ctypes.sizeof(syscall.bpf_attr) == syscall.BPF_ATTR_SIZE
     assert syscall.link_create_attr.iter.offset + 8 == 24  # iter_info_len follows iter_info
 

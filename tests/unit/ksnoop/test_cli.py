@@ -764,3 +764,45 @@ def test_closed_stdout_large_output_is_quiet(write_btf):
     first, status, stderr = _closed_stdout(["list", "--btf", write_btf(b)])
     assert first == b"function_number_00000\n"
     assert (status, stderr) == (1, "")
+
+
+# ---- trace options ------------------------------------------------------------------------------------------
+@pytest.fixture
+def trace_options(monkeypatch):
+    """Runs of `trace` record their RunOptions here instead of tracing."""
+    from ksnoop import session
+
+    seen = []
+
+    def fake_run(options, out, err):
+        seen.append(options)
+        return session.Summary(0, 0)
+
+    monkeypatch.setattr(session, "run", fake_run)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "args, depth",
+    [([], 0), (["--kstack"], 32), (["--kstack-depth", "5"], 5), (["--kstack", "--kstack-depth", "127"], 127)],
+)
+def test_kstack_options(cli, mini_btf, trace_options, args, depth):
+    out = cli("trace", "--btf", mini_btf, *args, "tp:net_dev_queue")
+    assert out.exit_code == 0, out.stderr
+    (options,) = trace_options
+    assert options.kstack_depth == depth
+
+
+@pytest.mark.parametrize("depth", ["0", "128", "-1", "many"])
+def test_kstack_depth_out_of_range_is_a_usage_error(cli, mini_btf, trace_options, depth):
+    out = cli("trace", "--btf", mini_btf, "--kstack-depth", depth, "tp:net_dev_queue")
+    assert out.exit_code == 2 and trace_options == []
+    assert "--kstack-depth" in out.stderr
+
+
+def test_kstack_depth_is_checked_without_the_cli_too():
+    from ksnoop.errors import UsageError
+    from ksnoop.session import RunOptions, prepare
+
+    with pytest.raises(UsageError, match="--kstack-depth 128: at most 127 frames"):
+        prepare(RunOptions(specs=("tp:net_dev_queue",), kstack_depth=128))

@@ -15,6 +15,7 @@ from bpf.plan import ProbeKind
 from btf import BTF
 from ksnoop import output_json
 from ksnoop.decode import READ_FAILED, RawValue
+from ksnoop.kallsyms import Symbolizer
 from ksnoop.output_json import JsonFormatter
 from tests.support.btfbuilder import BTFBuilder
 from tests.support.records import CPU, IDS, PID, TID, TS, event, golden_events, probe_index, sk_buff_bytes
@@ -261,3 +262,33 @@ def test_golden_jsonl(request):
     for row in text.splitlines():
         json.loads(row)
     check_golden("trace.jsonl", text, request)
+
+
+# ---- kernel stacks ---------------------------------------------------------------------------------
+KALLSYMS = "ffffffff81001100 T ip_send_skb\nffffffff81001200 T udp_sendmsg\nffffffffc0a00000 t e1000_xmit\t[e1000]\n"
+STACK = (0xFFFFFFFF8100111D, 0xFFFFFFFF81001234, 0xFFFFFFFFC0A00010)
+
+
+def test_kernel_stack_is_a_list_after_everything_else(tmp_path):
+    path = tmp_path / "kallsyms"
+    path.write_text(KALLSYMS)
+    symbolizer = Symbolizer(lambda message: None, str(path))
+    t = trace("seven_args(a, return)", kstack_depth=4)
+    text = JsonFormatter(t, symbolizer=symbolizer).format(event(t, 0, 7, kstack=STACK), 99)
+    want = dict(HEADER, func="seven_args", probe="entry", args={"a": 7}, duration_ns=99,
+                kstack=["ip_send_skb+0x1d", "udp_sendmsg+0x34", "e1000_xmit+0x10 [e1000]"])
+    assert text == json.dumps(want)
+    # Without a symbolizer, addresses; a stack that could not be read, an empty list.
+    assert json.loads(JsonFormatter(t).format(event(t, 0, 7, kstack=STACK[:1])))["kstack"] == ["0xffffffff8100111d"]
+    assert json.loads(JsonFormatter(t).format(event(t, 0, 7, kstack=STACK, kstack_written=-14)))["kstack"] == []
+    # Records of probes without a stack have no key.
+    ret = probe_index(t, ProbeKind.FEXIT)
+    assert "kstack" not in json.loads(JsonFormatter(t).format(event(t, ret, 0)))
+
+
+def test_kernel_stack_json_is_ascii_whatever_the_names(tmp_path):
+    path = tmp_path / "kallsyms"
+    path.write_text("ffffffff81001100 T \u00e9vil\x1b\"\n")
+    t = trace("tp:net_dev_queue(skb->len)", kstack_depth=1)
+    text = JsonFormatter(t, symbolizer=Symbolizer(lambda m: None, str(path))).format(event(t, 0, 1, kstack=STACK[:1]))
+    assert text.isascii() and json.loads(text)["kstack"] == ["\u00e9vil\x1b\"+0x1d"]

@@ -13,6 +13,7 @@ import pytest
 
 from bpf.plan import ProbeKind
 from ksnoop.decode import READ_FAILED
+from ksnoop.kallsyms import Symbolizer
 from ksnoop.output_text import TextFormatter
 from tests.support.records import IDS, TS, event, golden_events, probe_index, sk_buff_bytes, trace
 from tests.support.records import with_captures
@@ -204,3 +205,52 @@ def test_golden_text(request):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     assert text == path.read_text(), f"{path} differs; KSNOOP_UPDATE_GOLDEN=1 rewrites it"
+
+
+# ---- kernel stacks ---------------------------------------------------------------------------------
+KALLSYMS = "ffffffff81001100 T ip_send_skb\nffffffff81001200 T udp_sendmsg\nffffffffc0a00000 t e1000_xmit\t[e1000]\n"
+STACK = (0xFFFFFFFF8100111D, 0xFFFFFFFF81001234, 0xFFFFFFFFC0A00010)
+
+
+def _symbolizer(tmp_path, text=KALLSYMS):
+    path = tmp_path / "kallsyms"
+    path.write_text(text)
+    warnings = []
+    return Symbolizer(warnings.append, str(path)), warnings
+
+
+def test_kernel_stack_frames_follow_the_record(tmp_path):
+    t = trace("tp:net_dev_queue(skb->len)", kstack_depth=4)
+    symbolizer, warnings = _symbolizer(tmp_path)
+    text = TextFormatter(t, color=False, symbolizer=symbolizer).format(event(t, 0, 228, kstack=STACK))
+    assert text.split("\n") == [
+        FIRST + "tp:net_dev_queue( /* curl */",
+        "    skb->len = (unsigned int)228",
+        ");",
+        "    ip_send_skb+0x1d",
+        "    udp_sendmsg+0x34",
+        "    e1000_xmit+0x10 [e1000]",
+    ]
+    assert warnings == []
+    # Without a symbolizer, and when the stack could not be read.
+    plain = TextFormatter(t, color=False).format(event(t, 0, 228, kstack=STACK[:1]))
+    assert plain.split("\n")[3:] == ["    0xffffffff8100111d"]
+    failed = TextFormatter(t, color=False).format(event(t, 0, 228, kstack=STACK, kstack_written=-14))
+    assert failed.split("\n")[3:] == ["    <no kernel stack>"]
+
+
+def test_kernel_stack_with_duration_and_colour(tmp_path):
+    t = trace("seven_args(a, return)", kstack_depth=2)
+    symbolizer, _ = _symbolizer(tmp_path)
+    ev = event(t, 0, 7, kstack=STACK[:2])
+    plain = TextFormatter(t, color=False, symbolizer=symbolizer).format(ev, 1234)
+    assert plain.split("\n")[-3:] == ["); /* duration 1234 ns */", "    ip_send_skb+0x1d", "    udp_sendmsg+0x34"]
+    coloured = TextFormatter(t, color=True, symbolizer=symbolizer).format(ev, 1234)
+    assert rendered(coloured) == plain
+
+
+def test_hostile_symbol_names_are_escaped(tmp_path):
+    t = trace("tp:net_dev_queue(skb->len)", kstack_depth=1)
+    symbolizer, _ = _symbolizer(tmp_path, "ffffffff81001100 T evil\x1b]0;x\x07\n")
+    text = TextFormatter(t, color=False, symbolizer=symbolizer).format(event(t, 0, 1, kstack=STACK[:1]))
+    assert "\x1b" not in text and "\x07" not in text and text.endswith("evil\\x1b]0;x\\x07+0x1d")

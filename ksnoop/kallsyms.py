@@ -1,0 +1,130 @@
+"""Kernel addresses -> `function+0xoffset [module]`, from /proc/kallsyms.
+
+`parse_kallsyms` turns the file's text into text symbols sorted by address, and `Kallsyms.find`
+looks an address up by bisection. `Symbolizer` reads the file only when the first stack needs
+it (after the programs are loaded, so their own `[bpf]` symbols are there too) and falls back to
+hex addresses, with one warning, when the kernel hides them (kptr_restrict) or the file is unreadable.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import re
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
+
+log = logging.getLogger(__name__)
+
+KALLSYMS_PATH = "/proc/kallsyms"
+# Frame texts kept; stacks repeat the same few thousand return addresses.
+_CACHE_SIZE = 1 << 16
+
+
+class Symbol(NamedTuple):
+    address: int
+    name: str
+    module: str  # "" for vmlinux
+
+
+class Kallsyms:
+    """Text symbols sorted by address.
+
+    `hidden` is True when every address read as zero: without CAP_SYSLOG, or with
+    kernel.kptr_restrict=2, the kernel prints the names but not where they are.
+    """
+
+    def __init__(self, symbols: Iterable[Tuple[int, str, str]], hidden: bool = False):
+        # Stable: of two names at one address (aliases), the first listed wins.
+        ordered = sorted(symbols, key=_address)
+        self._addresses = [s[0] for s in ordered]
+        self._symbols = ordered
+        self.hidden = hidden
+
+    def __len__(self) -> int:
+        return len(self._symbols)
+
+    def find(self, address: int) -> Optional[Symbol]:
+        """The symbol at or last below `address`; None below the first symbol or when hidden."""
+        if self.hidden:
+            return None
+        index = bisect.bisect_right(self._addresses, address) - 1
+        if index < 0:
+            return None
+        first = bisect.bisect_left(self._addresses, self._addresses[index])
+        return Symbol(*self._symbols[first])
+
+    def describe(self, address: int) -> str:
+        """`name+0xoffset`, `name+0xoffset [module]` for a module's symbol, or `0x...` when unknown."""
+        symbol = self.find(address)
+        if symbol is None:
+            return f"0x{address:x}"
+        text = f"{symbol.name}+0x{address - symbol.address:x}"
+        return f"{text} [{symbol.module}]" if symbol.module else text
+
+    @classmethod
+    def load(cls, path: str = KALLSYMS_PATH) -> "Kallsyms":
+        """Read and parse the file; OSError if it cannot be read."""
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return parse_kallsyms(f.read())
+
+
+def _address(symbol: Tuple[int, str, str]) -> int:
+    return symbol[0]
+
+
+# `ADDRESS TYPE NAME`, then `\t[MODULE]` for a module's (or a BPF program's, `[bpf]`) symbols.
+# Types of code: global and local text, and weak symbols; data symbols (D/d/B/b/R/r, listed only
+# with CONFIG_KALLSYMS_ALL) and absolute ones (A) are left out.
+_TEXT_LINE = re.compile(r"^([0-9a-fA-F]+) [TtWw] (\S+)(?:\t\[(\S+)\])?$", re.MULTILINE)
+
+
+def parse_kallsyms(text: str) -> Kallsyms:
+    """/proc/kallsyms text -> its text symbols; other lines (data symbols, anything odd) are skipped."""
+    symbols = [(int(address, 16), name, module) for address, name, module in _TEXT_LINE.findall(text)]
+    hidden = bool(symbols) and not any(s[0] for s in symbols)
+    return Kallsyms(symbols, hidden=hidden)
+
+
+class Symbolizer:
+    """Stacks of addresses -> frame texts, reading /proc/kallsyms once, when first needed.
+
+    When the addresses cannot be named (the file is hidden by kptr_restrict, unreadable or empty),
+    frames are `0x...` and `warn` is called once with the reason. Each address's text is cached.
+    """
+
+    def __init__(self, warn: Callable[[str], object], path: str = KALLSYMS_PATH):
+        self._warn = warn
+        self._path = path
+        self._kallsyms: Optional[Kallsyms] = None
+        self._cache: Dict[int, str] = {}
+
+    def _loaded(self) -> Kallsyms:
+        if self._kallsyms is None:
+            reason = None
+            try:
+                self._kallsyms = Kallsyms.load(self._path)
+            except OSError as err:
+                self._kallsyms = Kallsyms(())
+                reason = f"cannot read {self._path}: {err.strerror or err}"
+            else:
+                if self._kallsyms.hidden:
+                    reason = (f"{self._path} hides kernel addresses (kernel.kptr_restrict, or no "
+                              "CAP_SYSLOG)")
+                elif not len(self._kallsyms):
+                    reason = f"{self._path} lists no kernel functions"
+            if reason is not None:
+                self._warn(f"{reason}; kernel stacks show raw addresses")
+            log.debug("%d kernel text symbols from %s", len(self._kallsyms), self._path)
+        return self._kallsyms
+
+    def frames(self, addresses: Tuple[int, ...]) -> List[str]:
+        """One text per address, innermost first."""
+        cache = self._cache
+        out = []
+        for address in addresses:
+            text = cache.get(address)
+            if text is None:
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                text = cache[address] = self._loaded().describe(address)
+            out.append(text)
+        return out
