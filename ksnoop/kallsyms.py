@@ -117,7 +117,8 @@ class Symbolizer:
         return self._kallsyms
 
     def frames(self, addresses: Tuple[int, ...]) -> List[str]:
-        """One text per address, innermost first."""
+        """One text per address, innermost first, from the traced function on: the frames of
+        ksnoop's own program and the tracing glue that called it are left out."""
         cache = self._cache
         out = []
         for address in addresses:
@@ -126,5 +127,16 @@ class Symbolizer:
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
                 text = cache[address] = self._loaded().describe(address)
+            if not out and _is_tracing_glue(text):
+                continue
             out.append(text)
         return out
+
+
+# The innermost frames of a stack taken by a tracing program: the program itself ([bpf]), the
+# tracepoint's dispatch (bpf_trace_run<N>, __bpf_trace_<class>) or an fentry trampoline.
+_GLUE_PREFIXES = ("bpf_trace_run", "__bpf_trace_", "bpf_trampoline_", "__bpf_prog_enter", "__bpf_prog_exit")
+
+
+def _is_tracing_glue(frame: str) -> bool:
+    return frame.endswith(" [bpf]") or frame.startswith(_GLUE_PREFIXES)

@@ -131,3 +131,13 @@ def test_unnamed_addresses_show_as_hex_with_one_warning(tmp_path, text: str | No
     assert symbolizer.frames((0xFFFFFFFF81001200,)) == ["0xffffffff81001200"]
     (warning,) = warnings
     assert says in warning and path in warning and warning.endswith("kernel stacks show raw addresses")
+
+
+def test_frames_start_at_the_traced_code_not_at_the_tracing_program(tmp_path) -> None:
+    path = tmp_path / "kallsyms"
+    path.write_text(SAMPLE + "ffffffff81002000 T bpf_trace_run1\nffffffff81003000 T __bpf_trace_net_dev_xmit\n")
+    symbolizer = Symbolizer(lambda message: None, str(path))
+    stack = (0xFFFFFFFFC0025BB0, 0xFFFFFFFF81002010, 0xFFFFFFFF81003004, 0xFFFFFFFF81001210,
+             0xFFFFFFFF81002020, 0xFFFFFFFF81001104)
+    # Only the leading glue goes: a bpf_trace_run frame deeper in the stack is the kernel's own.
+    assert symbolizer.frames(stack) == ["udp_sendmsg+0x10", "bpf_trace_run1+0x20", "ip_send_skb+0x4"]
