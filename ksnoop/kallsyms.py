@@ -120,7 +120,7 @@ class Symbolizer:
         """One text per address, innermost first, from the traced function on: the frames of
         ksnoop's own program and the tracing glue that called it are left out."""
         cache = self._cache
-        out = []
+        out: List[str] = []
         for address in addresses:
             text = cache.get(address)
             if text is None:
