@@ -16,13 +16,16 @@ from . import templates as tpl
 from . import uapi
 from .insn import Insn
 from .plan import (
+    CALLS_OFFSET,
     COMM_OFFSET,
     COMM_SIZE,
+    ERRORS_OFFSET,
     MAX_CAPTURES,
     MAX_KSTACK_DEPTH,
     MAX_STRING_PREDICATE,
     Capture,
     CompareOp,
+    Count,
     Plan,
     Predicate,
     Probe,
@@ -38,6 +41,7 @@ class MapRole(enum.Enum):
     DROPS = "drops"  # a PERCPU_ARRAY of one u64: records lost to a full ringbuf
     STASH = "stash"  # an LRU_HASH pid_tgid -> entry time or entry record, one per fentry/fexit pair
     SCRATCH = "scratch"  # a PERCPU_ARRAY of one entry record, where an fentry builds what it stashes
+    COUNTS = "counts"  # summary mode: a PERCPU_ARRAY of COUNTERS per counted function
 
 
 class CodegenError(ValueError):
@@ -189,7 +193,9 @@ def generate(plan: Plan, probe_index: int) -> Program:
         asm.emit(tpl.COMM_FILTER, comm_lo=lo, comm_hi=hi, out="out")
     for n, test in enumerate(probe.tests):
         _emit_test(asm, test.value, test.predicate, f"test{n}")
-    if probe.kind is ProbeKind.FENTRY and not probe.emits:
+    if probe.count is not None:
+        _emit_count(asm, probe, probe.count)
+    elif probe.kind is ProbeKind.FENTRY and not probe.emits:
         asm.emit(tpl.STASH_TIME_ONLY)
         asm.emit(tpl.STASH_PUT)
     else:
@@ -216,7 +222,10 @@ def generate(plan: Plan, probe_index: int) -> Program:
             if probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME:
                 asm.emit(tpl.STASH_TIME)
                 asm.emit(tpl.STASH_PUT)
-            asm.emit(tpl.SUBMIT, wakeup=min(plan.wakeup_bytes, 0x7FFFFFFF))
+            # The backlog counts this record (and its 8-byte header) already: it crossed the
+            # threshold if it now lies in [wakeup, wakeup + record).
+            wakeup = min(plan.wakeup_bytes, 0x7FFFFFFF - layout.size - 8)
+            asm.emit(tpl.SUBMIT, wakeup=wakeup, wakeup_end=wakeup + ((layout.size + 8 + 7) & ~7))
     asm.label("out")
     if fexit_stash:
         asm.emit(tpl.STASH_DELETE)
@@ -237,6 +246,29 @@ def generate(plan: Plan, probe_index: int) -> Program:
         layout=layout,
         sections=tuple(asm.sections),
     )
+
+
+def _emit_count(asm: _Assembler, probe: Probe, count: Count) -> None:
+    """Summary mode: calls, errors and the latency bucket added to the function's counters."""
+    if count.latency and not (probe.kind is ProbeKind.FEXIT and probe.stash is Stash.TIME and probe.requires_entry):
+        raise CodegenError(f"{probe.target}: latency needs an fexit that requires its entry's stashed time")
+    asm.emit(tpl.COUNTERS, key=count.key, out="out")
+    asm.emit(tpl.COUNT_ONE, counter_offset=CALLS_OFFSET)
+    if count.errors is not None:
+        value = count.errors
+        if value.in_memory or value.size not in _SIZE_CODES:
+            raise CodegenError(f"{probe.target}: errors are counted on a return value in a register")
+        asm.emit(tpl.LOAD_ARG, slot_offset=8 * value.slot)
+        if value.size < 8:  # sign-extend; the upper bits of a narrow value are not defined
+            shift = 64 - 8 * value.size
+            asm.emit(tpl.EXTRACT_BITS, left=shift, right=shift, shift_op=uapi.BPF_ARSH)
+        asm.emit(tpl.SKIP_UNLESS_NEGATIVE, target="counted_error")
+        asm.emit(tpl.COUNT_ONE, counter_offset=ERRORS_OFFSET)
+        asm.label("counted_error")
+    if count.latency:
+        asm.emit(tpl.ELAPSED)
+        asm.emit(tpl.LOG2)
+        asm.emit(tpl.COUNT_BUCKET)
 
 
 def _paired_entry_layout(plan: Plan, probe: Probe) -> RecordLayout:

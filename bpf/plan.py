@@ -99,6 +99,19 @@ class Stash(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Count:
+    """Summary mode: the probe adds to its function's counters instead of writing a record.
+
+    Counters are slot `key` of a PERCPU_ARRAY of COUNTERS values: calls, errors, then one log2
+    bucket per bit of a duration in ns (bucket 0 holds 0 and 1 ns, bucket k [2**k, 2**(k+1)))."""
+
+    key: int
+    # The return value, counted as an error when negative: a signed integer in a register.
+    errors: Optional[Capture] = None
+    latency: bool = False  # bucket the time since the stashed entry (an fexit with Stash.TIME)
+
+
+@dataclass(frozen=True)
 class Probe:
     kind: ProbeKind
     target: str  # function or tracepoint name, for messages and listings
@@ -114,6 +127,7 @@ class Probe:
     requires_entry: bool = False
     # Frames of the kernel stack (bpf_get_stack) each record carries; 0 for none.
     kstack_depth: int = 0
+    count: Optional[Count] = None  # summary mode: count, emit nothing
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,14 @@ class Plan:
     ringbuf_size: int = 1 << 22  # bytes; a power of two and a multiple of the page size
     # Submit without waking the reader until this much is pending; the reader also polls.
     wakeup_bytes: int = 1 << 16
+
+
+# ---- summary counters -------------------------------------------------------------------------
+# One PERCPU_ARRAY value per counted function: u64 calls, u64 errors, then LATENCY_BUCKETS u64s.
+LATENCY_BUCKETS = 64
+CALLS_OFFSET, ERRORS_OFFSET, BUCKETS_OFFSET = 0, 8, 16
+COUNTERS = struct.Struct(f"=QQ{LATENCY_BUCKETS}Q")
+COUNTERS_SIZE = COUNTERS.size
 
 
 # ---- records ----------------------------------------------------------------------------------

@@ -19,10 +19,12 @@ from typing import Tuple
 from . import insn as i
 from . import uapi
 from .plan import (
+    BUCKETS_OFFSET,
     COMM_SIZE,
     CPU_OFFSET,
     ENTRY_TS_OFFSET,
     FAILED_OFFSET,
+    LATENCY_BUCKETS,
     MAX_STRING_PREDICATE,
     PID_TGID_OFFSET,
     PROBE_OFFSET,
@@ -268,14 +270,17 @@ GOTO = Template("goto", "jumps to `target`", (
     T(i.ja(0), off="target"),
 ))
 
-SUBMIT = Template("submit", "stores the failed mask and submits r7, waking the reader only once "
-                  "`wakeup` bytes are pending (BPF_RB_NO_WAKEUP, else BPF_RB_FORCE_WAKEUP); clobbers r0-r5", (
+SUBMIT = Template("submit", "stores the failed mask and submits r7 with BPF_RB_NO_WAKEUP, except the one "
+                  "record that takes the backlog past `wakeup` bytes (up to `wakeup_end`), which forces a "
+                  "wake-up: waking on every record of a backlog costs microseconds each and throttles the "
+                  "traced task; a crossing missed between CPUs waits for the reader's poll; clobbers r0-r5", (
     T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
     *_pair(i.ld_map_fd(R1, 0), map="events"),
     T(i.mov64_imm(R2, uapi.BPF_RB_AVAIL_DATA)),
     T(i.call(Helper.ringbuf_query)),
     T(i.mov64_imm(R2, uapi.BPF_RB_NO_WAKEUP)),
-    T(i.jmp_imm(uapi.BPF_JLT, R0, 0, 1), imm="wakeup"),
+    T(i.jmp_imm(uapi.BPF_JLT, R0, 0, 2), imm="wakeup"),
+    T(i.jmp_imm(uapi.BPF_JGE, R0, 0, 1), imm="wakeup_end"),
     T(i.mov64_imm(R2, uapi.BPF_RB_FORCE_WAKEUP)),
     T(i.mov64_reg(R1, RECORD)),
     T(i.call(Helper.ringbuf_submit)),
@@ -391,6 +396,68 @@ STASH_DELETE = Template("stash_delete", "deletes stash[STACK_STASH_KEY]; clobber
     T(i.call(Helper.map_delete_elem)),
 ))
 
+# ---- summary mode: counters in a PERCPU_ARRAY instead of records; here r7 = the counters ----
+
+COUNTERS = Template("counters", "r7 = this function's counters (PERCPU_ARRAY `counts`, key `key`); jumps "
+                    "to `out` if the lookup fails; uses STACK_PTR; clobbers r0-r5", (
+    T(i.st_mem(4, R10, STACK_PTR, 0), imm="key"),
+    *_pair(i.ld_map_fd(R1, 0), map="counts"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PTR)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+    T(i.mov64_reg(RECORD, R0)),
+))
+
+# A per-CPU value is only ever touched by programs on its own CPU, and tracing programs run with
+# migration disabled, so a plain load-add-store needs no atomic.
+COUNT_ONE = Template("count_one", "adds one to the u64 counter at r7 + counter_offset; clobbers r1", (
+    T(i.ldx_mem(8, R1, RECORD, 0), off="counter_offset"),
+    T(i.alu64_imm(ADD, R1, 1)),
+    T(i.stx_mem(8, RECORD, R1, 0), off="counter_offset"),
+))
+
+SKIP_UNLESS_NEGATIVE = Template("skip_unless_negative", "jumps to `target` unless r9 < 0 (signed)", (
+    T(i.jmp_imm(uapi.BPF_JSGE, CURSOR, 0, 0), off="target"),
+))
+
+ELAPSED = Template("elapsed", "r9 = ktime now - STACK_ENTRY_TS (ns since the stashed entry); clobbers r0-r5", (
+    T(i.call(Helper.ktime_get_ns)),
+    T(i.ldx_mem(8, R1, R10, STACK_ENTRY_TS)),
+    T(i.mov64_reg(CURSOR, R0)),
+    T(i.alu64_reg(uapi.BPF_SUB, CURSOR, R1)),
+))
+
+
+def _log2_step(shift: int) -> Tuple[TInsn, ...]:
+    # If r9 has a set bit at `shift` or above, drop the low `shift` bits and count them.
+    return (
+        T(i.mov64_reg(R2, CURSOR)),
+        T(i.alu64_imm(RSH, R2, shift)),
+        T(i.jmp_imm(JEQ, R2, 0, 2)),
+        T(i.mov64_reg(CURSOR, R2)),
+        T(i.alu64_imm(ADD, R1, shift)),
+    )
+
+
+LOG2 = Template("log2", "r1 = floor(log2(r9)), 0 for r9 = 0, by halving steps of 32, 16, 8, 4, 2 and 1 "
+                "bits with no loop; r9 is left at 0 or 1; clobbers r2", (
+    T(i.mov64_imm(R1, 0)),
+    *_log2_step(32), *_log2_step(16), *_log2_step(8), *_log2_step(4), *_log2_step(2), *_log2_step(1),
+))
+
+COUNT_BUCKET = Template("count_bucket", "adds one to latency bucket r1 of the counters at r7 (BUCKETS_OFFSET "
+                        "+ 8 * r1, r1 masked to LATENCY_BUCKETS - 1 so the verifier sees it in bounds); "
+                        "clobbers r1, r2", (
+    T(i.alu64_imm(uapi.BPF_AND, R1, LATENCY_BUCKETS - 1)),
+    T(i.alu64_imm(LSH, R1, 3)),
+    T(i.mov64_reg(R2, RECORD)),
+    T(i.alu64_reg(ADD, R2, R1)),
+    T(i.ldx_mem(8, R1, R2, BUCKETS_OFFSET)),
+    T(i.alu64_imm(ADD, R1, 1)),
+    T(i.stx_mem(8, R2, R1, BUCKETS_OFFSET)),
+))
+
 EXIT = Template("exit", "returns 0", (
     T(i.mov64_imm(R0, 0)),
     T(i.exit_()),
@@ -400,4 +467,5 @@ ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, NULL_CHECK, FOLLOW_POINTER, 
        EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
        RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, CAPTURE_STACK, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
        SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_PUT, STASH_RECORD, STASH_LOOKUP,
-       REQUIRE_ENTRY, EMIT_STASHED, SET_ENTRY_TS, STASH_DELETE, EXIT)
+       REQUIRE_ENTRY, EMIT_STASHED, SET_ENTRY_TS, STASH_DELETE, COUNTERS, COUNT_ONE, SKIP_UNLESS_NEGATIVE, ELAPSED,
+       LOG2, COUNT_BUCKET, EXIT)

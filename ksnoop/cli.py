@@ -20,6 +20,7 @@ from btf import BTFError
 
 from . import __version__
 from .errors import KsnoopError, RuntimeFailure
+from .resolve import DEFAULT_MAX_PROBES
 from .sanitize import sanitize, sanitize_layout
 
 app = typer.Typer(
@@ -138,18 +139,33 @@ def trace(
     kstack_depth: Annotated[Optional[int], typer.Option(
         "--kstack-depth", metavar="N", min=1, max=MAX_KSTACK_DEPTH,
         help=f"Frames of kernel stack to keep (implies --kstack; default {DEFAULT_KSTACK_DEPTH}).")] = None,
+    max_probes: Annotated[int, typer.Option(
+        "--max-probes", metavar="N", min=1,
+        help="Refuse to trace more than N functions and tracepoints (each a glob matches counts).",
+    )] = DEFAULT_MAX_PROBES,
+    summary_view: Annotated[bool, typer.Option(
+        "--summary", help="Instead of a record per call, count in the kernel and print per function at exit: "
+        "calls, errors (negative returns) and a log2 latency histogram; one JSON object with -o json.")] = False,
     btf: BTFOption = None,
 ) -> None:
-    """Trace kernel functions and tracepoints: print their arguments and return values as they run."""
+    """Trace kernel functions and tracepoints: print their arguments and return values as they run.
+
+    A SPEC's name may be a glob ('tcp_v4_*', 'tp:net_dev_*'): every function (or tracepoint) it matches
+    is traced, each with the values that fit it; functions the kernel will not attach to are left out
+    with a warning."""
     from .session import RunOptions, run as run_trace
 
     options = RunOptions(
         specs=tuple(specs), pid=pid, comm=comm, count=count, duration_s=duration, pages=pages,
         output=output.value, color=output is OutputFormat.text and _use_color(), verbose=verbose, btf_path=btf,
         kstack_depth=kstack_depth if kstack_depth is not None else (DEFAULT_KSTACK_DEPTH if kstack else 0),
+        max_probes=max_probes, summary=summary_view,
     )
     with _reported_errors():
         summary = run_trace(options, sys.stdout, sys.stderr)
+        if summary.calls is not None:
+            print(f"ksnoop: {summary.calls} call{'' if summary.calls == 1 else 's'} counted", file=sys.stderr)
+            return
         lost = f", {summary.lost} lost (ring buffer full)" if summary.lost else ""
         noun = "record" if summary.records == 1 else "records"
         print(f"ksnoop: {summary.records} {noun}{lost}", file=sys.stderr)

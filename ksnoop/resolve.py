@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from bpf.plan import (
     MAX_CAPTURE_SIZE,
@@ -31,12 +31,14 @@ from btf import TypeTag
 from btf.members import Step, resolve as resolve_members
 from btf.values import is_char
 
-from .spec import RETURN, Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr
-from .errors import UnknownTarget
-from .targets import KernelBTF, Target, TargetKind
+from .spec import GLOB_CHARS, RETURN, Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr
+from .errors import UnknownTarget, UsageError
+from .targets import TRACEPOINT_PREFIX, KernelBTF, Target, TargetKind
 
 # How much of a string a char pointer's capture reads, NUL included.
 STRING_SIZE = 128
+# How many functions and tracepoints one trace attaches to unless --max-probes says otherwise.
+DEFAULT_MAX_PROBES = 64
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class ResolvedTrace:
 
     plan: Plan
     targets: Tuple[Target, ...]
+    # Per probe, the index of the spec it came from; per spec, its target glob or None.
+    sources: Tuple[int, ...] = ()
+    globs: Tuple[Optional[str], ...] = ()
+    # Lines for stderr: how many targets each glob matched, and which it left out.
+    notes: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,21 +65,77 @@ class _Located:
 
 
 def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Filters(), *,
-            with_comm: bool = True, ringbuf_size: int = 1 << 22, kstack_depth: int = 0) -> ResolvedTrace:
+            with_comm: bool = True, ringbuf_size: int = 1 << 22, kstack_depth: int = 0,
+            max_probes: int = DEFAULT_MAX_PROBES) -> ResolvedTrace:
     """Resolve every spec; SpecError (usage, exit 2) pointing into the spec that does not fit.
-    Entry and tracepoint records carry `kstack_depth` frames of the kernel stack (0: none)."""
+    Entry and tracepoint records carry `kstack_depth` frames of the kernel stack (0: none).
+
+    A spec whose target is a glob (`tcp_v4_*`, `tp:net_dev_*`) stands for every function, or
+    every tracepoint, whose name matches; each gets its own probes and its own stash group.
+    Its items must fit each function on its own: a function they do not fit (no argument of
+    that name, no such member, a void return for `return`...) is left out, and the one note
+    naming those left out says why for the first. When they fit none, that first error is
+    raised. More than `max_probes` functions and tracepoints in all is a UsageError, as is a
+    glob matching nothing (UnknownTarget-style, with the closest names).
+    """
     probes: List[Probe] = []
     targets: List[Target] = []
-    for group, spec in enumerate(specs):
+    sources: List[int] = []
+    notes: List[str] = []
+    counts: List[Tuple[str, int]] = []
+    group = 0
+    for index, spec in enumerate(specs):
         try:
-            target = kernel.find_target(spec.target)
+            found = kernel.glob_targets(spec.target) if spec.is_glob else [kernel.find_target(spec.target)]
         except UnknownTarget as err:
             raise SpecError(str(err), spec.text, spec.target_position) from None
-        for probe in _probes(spec, target, group, kstack_depth):
-            probes.append(probe)
-            targets.append(target)
+        if spec.is_glob and not spec.items and len(found) > max_probes:  # fail before resolving them all
+            raise UsageError(_too_many(len(found), [(spec.target, len(found))], max_probes))
+        kept = 0
+        left_out: List[str] = []
+        first_error: Optional[SpecError] = None
+        for target in found:
+            try:
+                new = _probes(spec, target, group, kstack_depth)
+            except SpecError as err:
+                if not spec.is_glob:
+                    raise
+                left_out.append(target.label)
+                first_error = first_error or err
+                continue
+            group += 1
+            kept += 1
+            probes.extend(new)
+            targets.extend(target for _ in new)
+            sources.extend(index for _ in new)
+        counts.append((spec.target, kept))
+        if spec.is_glob:
+            noun = "tracepoint" if spec.target.startswith(TRACEPOINT_PREFIX) else "function"
+            if first_error is not None and not kept:
+                raise SpecError(f"none of the {len(found)} {noun}s matching '{spec.target}' fits: "
+                                f"{first_error.reason}", spec.text, first_error.position)
+            notes.append(f"ksnoop: tracing {kept} {noun}{'' if kept == 1 else 's'} matching '{spec.target}'")
+            if first_error is not None:
+                notes.append(f"ksnoop: warning: left out {len(left_out)} {noun}{'' if len(left_out) == 1 else 's'} "
+                             f"matching '{spec.target}' whose values cannot be shown as asked (the first: "
+                             f"{first_error.reason}): {', '.join(left_out)}")
+    total = sum(n for _, n in counts)
+    if total > max_probes:
+        raise UsageError(_too_many(total, counts, max_probes))
     plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size)
-    return ResolvedTrace(plan, tuple(targets))
+    return ResolvedTrace(plan, tuple(targets), tuple(sources),
+                         tuple(spec.target if spec.is_glob else None for spec in specs), tuple(notes))
+
+
+def _too_many(total: int, counts: List[Tuple[str, int]], max_probes: int) -> str:
+    globs = [(target, n) for target, n in counts if any(ch in target for ch in GLOB_CHARS)]
+    what = ", ".join(f"'{target}' matches {n}" for target, n in globs)
+    if len(counts) == 1 and globs:
+        noun = "tracepoints" if globs[0][0].startswith(TRACEPOINT_PREFIX) else "functions"
+        return (f"'{globs[0][0]}' matches {total} {noun}, more than --max-probes {max_probes}: "
+                "narrow the glob or raise --max-probes")
+    return (f"{total} functions and tracepoints to trace ({what or 'each spec names one'}), more than "
+            f"--max-probes {max_probes}: narrow the glob or raise --max-probes")
 
 
 def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> List[Probe]:

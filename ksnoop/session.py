@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import mmap
+import resource
 import signal
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -21,16 +23,17 @@ from bpf.features import check_privileges, probe_fentry
 from bpf.listing import format_insns
 from bpf.loader import VerifierError, attach_tracing, load_program
 from bpf.maps import Map
-from bpf.plan import MAX_KSTACK_DEPTH, STASH_ENTRIES, Filters, ProbeKind, Stash
+from bpf.plan import COUNTERS_SIZE, MAX_KSTACK_DEPTH, PROBE_OFFSET, STASH_ENTRIES, Filters, ProbeKind, Stash
 from bpf.ringbuf import RingBuffer
 from bpf.uapi import MapType
 from btf.sources import loaded_modules
 
 from .decode import Event, build_decoder
 from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
-from .resolve import ResolvedTrace, resolve
+from .resolve import DEFAULT_MAX_PROBES, ResolvedTrace, resolve
 from .sanitize import sanitize
 from .spec import parse_spec
+from .summary import count_calls, counted, sum_counters
 from .targets import KernelBTF
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 # How long the reader sleeps when no wake-up comes: records are submitted without waking it
 # until a backlog builds, so this bounds how late a quiet trace shows a record.
 POLL_INTERVAL_S = 0.05
+_BATCH_LINES = 512
 # The largest ring buffer the kernel takes: a power of two that fits BPF_MAP_CREATE's u32 max_entries.
 MAX_RINGBUF_SIZE = 1 << 31
 
@@ -55,12 +59,15 @@ class RunOptions:
     verbose: bool = False
     btf_path: Optional[str] = None
     kstack_depth: int = 0  # kernel stack frames in each entry and tracepoint record; 0 for none
+    max_probes: int = DEFAULT_MAX_PROBES  # functions and tracepoints, a glob's matches counted each
+    summary: bool = False  # count calls, errors and latency in the kernel; print totals at exit
 
 
 @dataclass(frozen=True)
 class Summary:
     records: int
     lost: int
+    calls: Optional[int] = None  # --summary: calls counted, over every function
 
 
 def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
@@ -74,11 +81,17 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         raise UsageError(f"--comm '{options.comm}': a task's comm has at most 15 bytes")
     if not 0 <= options.kstack_depth <= MAX_KSTACK_DEPTH:
         raise UsageError(f"--kstack-depth {options.kstack_depth}: at most {MAX_KSTACK_DEPTH} frames")
+    if options.summary and options.count is not None:
+        raise UsageError("--count stops after N records, and --summary prints none: use --duration or Ctrl-C")
+    if options.summary and options.kstack_depth:
+        raise UsageError("--kstack shows a stack per record, and --summary prints none")
     specs = [parse_spec(text) for text in options.specs]
     kernel = KernelBTF.load(options.btf_path)
     filters = Filters(pid=options.pid, comm=options.comm.encode() if options.comm is not None else None)
     resolved = resolve(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE,
-                       kstack_depth=options.kstack_depth)
+                       kstack_depth=options.kstack_depth, max_probes=options.max_probes)
+    if options.summary:
+        resolved = count_calls(resolved)
     programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
     return resolved, programs
 
@@ -99,6 +112,10 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
                          f"{' (of ' + str(c.full_size) + ')' if c.truncated else ''} -> record +{offset}")
         if program.layout.kstack_depth:
             lines.append(f"  kstack: {program.layout.kstack_depth} frames -> record +{program.layout.kstack_offset}")
+        if probe.count is not None:  # --summary: counters, no record
+            errors = f"errors of a {probe.count.errors.size}-byte return" if probe.count.errors else "no errors"
+            lines.append(f"  count: key {probe.count.key}, calls, {errors}"
+                         f"{', latency' if probe.count.latency else ''}")
         lines.append(f"  program {program.name}: {len(program.insns)} instructions")
         lines.extend("    " + line for line in format_insns(program.insns))
     return lines
@@ -107,12 +124,17 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
 def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
     """Trace until the count, the time limit, SIGINT or SIGTERM; RuntimeFailure on kernel trouble."""
     resolved, programs = prepare(options)
+    for note in resolved.notes:
+        err.write(sanitize(note) + "\n")
     if options.verbose:
         for line in describe_plan(resolved, programs):
             err.write(sanitize(line) + "\n")
     privileges = check_privileges()
     if not privileges:
         raise NotPermitted(privileges.reason)
+    if options.summary:
+        return _run_summary(resolved, programs, options, out, err)
+    _raise_open_files_limit(len(resolved.plan.probes))
     formatter = _formatter(options, resolved, err)
     decoders = [build_decoder(resolved.plan, i, t.btf) for i, t in enumerate(resolved.targets)]
     stop = _StopFlag()
@@ -127,18 +149,117 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
         drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="ksnoop_drops"))
         shared = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd}
         stash_fds = _stash_maps(stack, resolved, programs)
-        links = [stack.enter_context(_attach(probe.target, program,
-                                             {**shared, **stash_fds.get(probe.stash_group, {})}
-                                             if probe.stash is not Stash.NONE else shared,
-                                             probe.module, btf_obj_fds.get(probe.module)))
-                 for probe, program in zip(resolved.plan.probes, programs)]
-        ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
-        log.debug("%d programs attached", len(links))
+        _attach_all(stack, resolved, programs, shared, stash_fds, btf_obj_fds, err)
+        try:
+            ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
+        except OSError as error:  # mmap or epoll: EMFILE, ENOMEM
+            raise RuntimeFailure(f"cannot map the ring buffer: {error.strerror or error}") from None
         if options.output == "text":
             out.write(formatter.header() + "\n")
             out.flush()
         return _read(ring, drops, decoders, formatter, options, stop, out, err)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# fds a trace holds besides two per probe (its program and link): maps, BTF objects, stdio, Python's own.
+_SPARE_FDS = 256
+
+
+def _raise_open_files_limit(probes: int) -> None:
+    """Each probe holds two fds (program, link): a glob's hundreds of probes pass the usual soft
+    RLIMIT_NOFILE of 1024. Raise the soft limit towards the hard one; RuntimeFailure if that is short."""
+    needed = 2 * probes + _SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise RuntimeFailure(f"{probes} probes need about {needed} open files, but RLIMIT_NOFILE allows "
+                             f"{hard} (raise it with ulimit -n, or trace fewer functions)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def _attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: Tuple[Program, ...],
+                shared: Dict[MapRole, int], stash_fds: Dict[int, Dict[MapRole, int]],
+                btf_obj_fds: Dict[str, int], err: TextIO) -> List[Any]:
+    """Load and attach every probe, the links entering `stack`; returns the links.
+
+    A function a glob matched that the kernel refuses (EINVAL, ENOTSUPP, EPERM for that function,
+    a verifier rejection) is left out, its fentry and fexit together, with one warning line per
+    glob naming them all. When the kernel refuses every function of a glob, that is no single
+    function's fault (fentry refused machine-wide, say): the first error is raised, as for one
+    function named alone. NotPermitted always ends the run.
+    """
+    probes = resolved.plan.probes
+    links: List[Any] = []
+    tried: Dict[int, int] = {}
+    refused: Dict[int, List[Tuple[str, RuntimeFailure]]] = {}
+    start = time.monotonic()
+    i = 0
+    while i < len(probes):
+        # One function's probes (fentry, fexit) are adjacent and share one Target object.
+        end = i + 1
+        while end < len(probes) and resolved.targets[end] is resolved.targets[i]:
+            end += 1
+        source = resolved.sources[i] if resolved.sources else -1
+        is_glob = source >= 0 and resolved.globs[source] is not None
+        with contextlib.ExitStack() as function:
+            try:
+                attached = [function.enter_context(_attach(
+                    probe.target, program,
+                    {**shared, **stash_fds.get(probe.stash_group, {})} if probe.stash is not Stash.NONE else shared,
+                    probe.module, btf_obj_fds.get(probe.module)))
+                    for probe, program in zip(probes[i:end], programs[i:end])]
+            except NotPermitted:
+                raise
+            except RuntimeFailure as error:
+                if not is_glob:
+                    raise
+                refused.setdefault(source, []).append((resolved.targets[i].label, error))
+            else:
+                links.extend(attached)
+                stack.enter_context(function.pop_all())
+        if is_glob:
+            tried[source] = tried.get(source, 0) + 1
+        i = end
+    for source, failures in refused.items():
+        if len(failures) == tried[source]:
+            raise failures[0][1]
+    for source, failures in refused.items():
+        noun = "tracepoint" if failures[0][0].startswith("tp:") else "function"
+        err.write(sanitize(f"ksnoop: warning: the kernel refused {len(failures)} of {tried[source]} {noun}s "
+                           f"matching '{resolved.globs[source]}', left out ({failures[0][1]}): "
+                           f"{', '.join(label for label, _ in failures)}") + "\n")
+    log.debug("%d programs attached in %.3f s", len(links), time.monotonic() - start)
+    return links
+
+
+def _run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options: RunOptions, out: TextIO,
+                 err: TextIO) -> Summary:
+    """--summary: the programs count into a PERCPU_ARRAY (no ring buffer); at the time limit,
+    SIGINT or SIGTERM the counters are summed over CPUs and printed."""
+    stop = _StopFlag()
+    keys = len(counted(resolved))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stop.installed())
+        btf_obj_fds = _module_btf_objects(stack, resolved)
+        counts = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, COUNTERS_SIZE, max(keys, 1), name="ksnoop_counts"))
+        stash_fds = _stash_maps(stack, resolved, programs)
+        _attach_all(stack, resolved, programs, {MapRole.COUNTS: counts.fd}, stash_fds, btf_obj_fds, err)
+        noun = "function" if keys == 1 else "functions"
+        when = "at the time limit or Ctrl-C" if options.duration_s is not None else "at Ctrl-C"
+        err.write(f"ksnoop: counting calls of {keys} {noun}; the summary comes {when}\n")
+        err.flush()
+        deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+        while not stop and (deadline is None or time.monotonic() < deadline):
+            remaining = POLL_INTERVAL_S if deadline is None else deadline - time.monotonic()
+            time.sleep(max(0.0, min(POLL_INTERVAL_S, remaining)))
+        totals = sum_counters(resolved, {key: counts.lookup_percpu(key.to_bytes(4, sys.byteorder)) or []
+                                         for key in range(keys)})
+    from .output_summary import format_json, format_text
+
+    out.write((format_json(totals) if options.output == "json" else format_text(totals)) + "\n")
+    out.flush()
+    return Summary(0, 0, calls=sum(c.calls for c in totals))
 
 
 def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Any:
@@ -261,23 +382,28 @@ class _StopFlag:
                 signal.signal(s, h)
 
 
-class _Counted(Exception):
-    """Raised inside the drain callback when -n records have been printed."""
-
-
 def _read(ring: RingBuffer, drops: Map, decoders: List[Callable[[Any], Event]], formatter: Any,
           options: RunOptions, stop: _StopFlag, out: TextIO, err: TextIO) -> Summary:
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
     count_limit = options.count
     printed = 0
     lost_reported = 0
-    write = out.write
     format_event = formatter.format
+    probe_of = struct.Struct("=I").unpack_from
+    # Lines go out in batches: with PYTHONUNBUFFERED, or a tty, a write per record is a syscall each.
+    pending: List[str] = []
+
+    def flush() -> None:
+        if pending:
+            out.write("\n".join(pending) + "\n")
+            pending.clear()
+        out.flush()
 
     def on_record(record: memoryview) -> bool:
         nonlocal printed
-        probe = int.from_bytes(record[20:24], sys.byteorder)
-        write(format_event(decoders[probe](record)) + "\n")
+        pending.append(format_event(decoders[probe_of(record, PROBE_OFFSET)[0]](record)))
+        if len(pending) >= _BATCH_LINES:
+            flush()
         printed += 1
         return count_limit is not None and printed >= count_limit
 
@@ -286,7 +412,7 @@ def _read(ring: RingBuffer, drops: Map, decoders: List[Callable[[Any], Event]], 
         timeout = POLL_INTERVAL_S if remaining is None else max(0.0, min(POLL_INTERVAL_S, remaining))
         limit = None if count_limit is None else count_limit - printed
         ring.poll(on_record, timeout, limit)
-        out.flush()
+        flush()
         lost = _lost(drops)
         if lost > lost_reported:
             err.write(f"ksnoop: lost {lost - lost_reported} records: the ring buffer was full "
@@ -296,7 +422,7 @@ def _read(ring: RingBuffer, drops: Map, decoders: List[Callable[[Any], Event]], 
             break
         if stop or (deadline is not None and time.monotonic() >= deadline):
             ring.drain(on_record, None if count_limit is None else count_limit - printed)
-            out.flush()
+            flush()
             break
     return Summary(printed, _lost(drops))
 

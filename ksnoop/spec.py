@@ -1,7 +1,7 @@
 """The trace spec language: text -> TraceSpec, with the source span of every part.
 
     SPEC    := TARGET [ "(" ITEM { "," ITEM } ")" ]
-    TARGET  := function name | "tp:" tracepoint name
+    TARGET  := function name | "tp:" tracepoint name; either may be a glob with `*` and `?`
     ITEM    := VALUE [ OP LITERAL ]
     VALUE   := "return" | NAME { "->" NAME | "." NAME | "[" INTEGER "]" }
     OP      := "==" | "!=" | ">" | ">=" | "<" | "<="
@@ -19,6 +19,7 @@ from typing import List, Optional, Tuple, Union
 from .errors import UsageError
 
 RETURN = "return"
+GLOB_CHARS = "*?"
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<")
 
 
@@ -88,12 +89,17 @@ class TraceSpec:
     target_position: int
     items: Tuple[Item, ...]  # empty: show everything
 
+    @property
+    def is_glob(self) -> bool:
+        """The target is a shell glob (`tcp_v4_*`, `tp:net_dev_?ueue`) naming many targets."""
+        return any(ch in self.target for ch in GLOB_CHARS)
+
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<string>"(?:[^"\\]|\\.)*"?)
   | (?P<number>-?(?:0[xX][0-9a-fA-F]+|\d+)[A-Za-z0-9_]*)
-  | (?P<name>(?:tp:)?[A-Za-z_][A-Za-z0-9_.]*)
+  | (?P<name>(?:tp:)?[A-Za-z_*?][A-Za-z0-9_.*?]*)
   | (?P<op>->|==|!=|>=|<=|>|<)
   | (?P<punct>[(),.\[\]])
 """, re.VERBOSE)
@@ -145,6 +151,13 @@ class _Parser:
     def fail(self, message: str, tok: Optional[_Token]) -> SpecError:
         return SpecError(message, self.text, tok.position if tok else len(self.text))
 
+    def no_glob(self, tok: _Token) -> None:
+        """Glob characters belong to the target only; an item names one value."""
+        for i, ch in enumerate(tok.text):
+            if ch in GLOB_CHARS:
+                raise SpecError(f"'{ch}' is a wildcard for the target's name only, not for values",
+                                self.text, tok.position + i)
+
     def spec(self) -> TraceSpec:
         if not self.text.strip():
             raise SpecError("empty spec: expected a function name or tp:TRACEPOINT", self.text, 0)
@@ -184,6 +197,7 @@ class _Parser:
         tok = self.next("an argument name or 'return'")
         if tok.kind != "name" or tok.text.startswith("tp:"):
             raise self.fail(f"expected an argument name or 'return', found '{tok.text}'", tok)
+        self.no_glob(tok)
         start = tok.position
         # The name token swallows `.member` runs (`a.b.c`); split them back into accesses.
         base, *members = tok.text.split(".")
@@ -205,6 +219,7 @@ class _Parser:
                 name = self.next("a member name")
                 if name.kind != "name" or name.text.startswith("tp:"):
                     raise self.fail(f"expected a member name after '{tok.text}', found '{name.text}'", name)
+                self.no_glob(name)
                 parts = name.text.split(".")
                 accesses.append(Access(tok.text, parts[0], 0, tok.position))
                 pos = name.position + len(parts[0])
@@ -238,6 +253,7 @@ class _Parser:
         if tok.kind == "string":
             return Literal(LiteralKind.STRING, _string(tok, self.text), tok.position)
         if tok.kind == "name" and "." not in tok.text and not tok.text.startswith("tp:"):
+            self.no_glob(tok)
             return Literal(LiteralKind.NAME, tok.text, tok.position)
         raise self.fail(f"expected a number, a \"string\", an enumerator or NULL, found '{tok.text}'", tok)
 

@@ -121,6 +121,33 @@ class KernelBTF:
             found.extend(btf.closest_names(name, [kind], n=5))
         return difflib.get_close_matches(name, sorted(set(found)), n=5, cutoff=0.0)
 
+    def glob_targets(self, pattern: str) -> List[Target]:
+        """Every target a glob names, sorted by name: `tp:GLOB` over tracepoints, otherwise over
+        function names (FUNCs of vmlinux, then of each module; a name seen twice is taken once).
+        UnknownTarget with names close to the pattern when nothing matches."""
+        tracepoint = pattern.startswith(TRACEPOINT_PREFIX)
+        bare = pattern[len(TRACEPOINT_PREFIX):] if tracepoint else pattern
+        found: Dict[str, Target] = {}
+        for module, btf in self.blobs():
+            if tracepoint:
+                for n, i in btf.glob(_BTF_TRACE + bare, [Kind.TYPEDEF]):
+                    name = n[len(_BTF_TRACE):]
+                    if i >= btf.start_id and name not in found:
+                        found[name] = _tracepoint_target(btf, module, name, btf.type_by_id(i))  # type: ignore[arg-type]
+            else:
+                for n, i in btf.glob(bare, [Kind.FUNC]):
+                    if i >= btf.start_id and n not in found:
+                        found[n] = _function_target(btf, module, btf.type_by_id(i))  # type: ignore[arg-type]
+        if not found:
+            # Without its wildcards the pattern is a fair stand-in for the names it meant.
+            stem = "".join(ch for ch in bare if ch not in "*?")
+            if tracepoint:
+                close = [TRACEPOINT_PREFIX + n[len(_BTF_TRACE):]
+                         for n in self.closest(_BTF_TRACE + stem, Kind.TYPEDEF) if n.startswith(_BTF_TRACE)]
+                raise UnknownTarget(f"no tracepoint matches '{pattern}'", close)
+            raise UnknownTarget(f"no kernel function matches '{pattern}'", self.closest(stem, Kind.FUNC))
+        return [found[name] for name in sorted(found)]
+
     def list_targets(self, pattern: str = "*") -> List[Tuple[str, str]]:
         """(label, module) of functions and tracepoints matching a glob, sorted by label.
 

@@ -15,6 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from bpf import uapi
 from bpf.codegen import MapRole, Program
 from bpf.insn import Insn
+from bpf.plan import COUNTERS, COUNTERS_SIZE
 from bpf.uapi import Helper
 
 MASK64 = (1 << 64) - 1
@@ -26,7 +27,7 @@ RECORD_BASE = 0x5000_0000
 MAP_BASE = 0x4000_0000
 MAP_VALUE_BASE = 0x3000_0000
 MAX_STEPS = 100_000
-_FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4}
+_FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4, MapRole.COUNTS: 5}
 
 
 class VMError(AssertionError):
@@ -86,6 +87,7 @@ class VM:
         comm_pads: bool = True,
         kstack: Sequence[int] = (),
         kstack_error: int = 0,
+        ringbuf_backlog: int = 0,
     ):
         self.kernel = [_Region(base, bytearray(data), False) for base, data in dict(memory).items()]
         self.user = [_Region(base, bytearray(data), False) for base, data in dict(user_memory).items()]
@@ -95,13 +97,22 @@ class VM:
         # What bpf_get_stack finds: these return addresses, innermost first, or this errno.
         self.kstack, self.kstack_error = tuple(kstack), kstack_error
         self.ringbuf_room = ringbuf_room  # records the ringbuf takes before it is full; None: unlimited
+        # What bpf_ringbuf_query(BPF_RB_AVAIL_DATA) answers, and the flags each submit was given.
+        self.ringbuf_backlog = ringbuf_backlog
+        self.submit_flags: List[int] = []
         self.maps = {
             _FDS[MapRole.DROPS]: _MapState(MapRole.DROPS, 8),
             _FDS[MapRole.STASH]: _MapState(MapRole.STASH, stash_value_size),
             _FDS[MapRole.SCRATCH]: _MapState(MapRole.SCRATCH, scratch_value_size),
+            _FDS[MapRole.COUNTS]: _MapState(MapRole.COUNTS, COUNTERS_SIZE),
         }
         self.map_regions: List[_Region] = []
         self.records: List[bytes] = []
+
+    def counters(self, key: int) -> Tuple[int, ...]:
+        """Summary mode: slot `key` of the counts map (calls, errors, the buckets), zeros if untouched."""
+        address = self.maps[_FDS[MapRole.COUNTS]].values.get(key.to_bytes(4, "little"))
+        return COUNTERS.unpack(bytes(COUNTERS_SIZE) if address is None else self._read(address, COUNTERS_SIZE))
 
     # ---- running ------------------------------------------------------------------------------
     def run(self, program: Program, ctx: Sequence[int]) -> Run:
@@ -313,6 +324,7 @@ class VM:
                 raise VMError(f"{pc}: ringbuf_submit of something not reserved")
             self._reserved.remove(region)
             self.records.append(bytes(region.data))
+            self.submit_flags.append(a(2))
             return 0
         if helper == Helper.ringbuf_output:
             if a(1) != MAP_BASE + _FDS[MapRole.EVENTS]:
@@ -324,11 +336,13 @@ class VM:
             return 0
         if helper == Helper.ringbuf_query:
             a(1)
-            return 0
+            if a(2) != uapi.BPF_RB_AVAIL_DATA:
+                raise VMError(f"{pc}: ringbuf_query for something other than BPF_RB_AVAIL_DATA")
+            return self.ringbuf_backlog
         if helper == Helper.map_lookup_elem:
             m = self._map(args[0], pc)
             key = self._key(m, a(2))
-            if m.role in (MapRole.DROPS, MapRole.SCRATCH) and key not in m.values:
+            if m.role in (MapRole.DROPS, MapRole.SCRATCH, MapRole.COUNTS) and key not in m.values:
                 m.values[key] = self._new_value(m)  # an array: every index exists
             return m.values.get(key, 0)
         if helper == Helper.map_update_elem:

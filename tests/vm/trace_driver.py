@@ -2,7 +2,8 @@
 
 `python3 tests/vm/trace_driver.py PLAN.json` (cwd: the repo). The plan names the senders (each a
 forked child with its own comm that sends UDP datagrams on loopback to a receiver it bound) and the
-ksnoop instances (argv after `trace`, how many BPF links make it attached, how it is stopped, and
+ksnoop instances (argv after `trace`, how many BPF links make it attached, or `"ready": "stdout"`
+for the text header, how it is stopped, and
 optionally a command its stdout is piped through). The driver forks the senders, starts every
 instance, waits until each holds its links (read from /proc/PID/fdinfo, so ksnoop needs no ready
 signal), lets the senders send one after another, stops the instances, and writes the ground truth
@@ -54,7 +55,8 @@ def main(plan_path: str) -> int:
             pipe = None
         stdout.close()
         stderr.close()
-        instances.append({"spec": spec, "argv": argv[4:], "proc": ksnoop, "pipe": pipe, "attached_s": None})
+        instances.append({"spec": spec, "argv": argv[4:], "proc": ksnoop, "pipe": pipe, "attached_s": None,
+                          "first_link_s": None, "links_attached": None})
 
     # Wait until every instance holds its links: from then on its programs see every call.
     deadline = time.monotonic() + ATTACH_TIMEOUT
@@ -63,9 +65,19 @@ def main(plan_path: str) -> int:
         for inst in list(waiting):
             if inst["proc"].poll() is not None:
                 waiting.remove(inst)  # died before attaching; its stderr will say why
-            elif _links(inst["proc"].pid) >= inst["spec"]["links"]:
-                inst["attached_s"] = elapsed()
-                waiting.remove(inst)
+            else:
+                links = _links(inst["proc"].pid)
+                if links and inst["first_link_s"] is None:
+                    inst["first_link_s"] = elapsed()
+                if inst["spec"].get("ready") == "stdout":  # the text header: every program attached
+                    ready = (out_dir / f"{inst['spec']['name']}.out").stat().st_size > 0
+                    links = _links(inst["proc"].pid) if ready else links
+                else:
+                    ready = links >= inst["spec"]["links"]
+                if ready:
+                    inst["attached_s"] = elapsed()
+                    inst["links_attached"] = links
+                    waiting.remove(inst)
         time.sleep(0.1)
     attached_all_s = elapsed()
 
@@ -110,6 +122,8 @@ def main(plan_path: str) -> int:
                 "pipe_returncode": inst["pipe"].returncode if inst["pipe"] is not None else None,
                 "timed_out": inst["timed_out"],
                 "attached_s": inst["attached_s"],
+                "first_link_s": inst["first_link_s"],
+                "links_attached": inst["links_attached"],
                 "exited_s": inst["exited_s"],
                 "max_rss_kb": inst["max_rss_kb"],
             }

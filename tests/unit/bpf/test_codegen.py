@@ -947,3 +947,22 @@ def test_a_stashed_entry_record_keeps_its_stack() -> None:
     entry_event, ret = _events(t, 1, [NET, SKB, 1], vm)
     assert entry_event.kstack == STACK and entry_event.values == (242,)
     assert ret.kstack is None and ret.values == (1,)
+
+
+@pytest.mark.parametrize(
+    "backlog_past_threshold, flags",
+    [
+        (-1, uapi.BPF_RB_NO_WAKEUP),  # below the threshold: the reader's poll will come
+        (0, uapi.BPF_RB_FORCE_WAKEUP),  # this record took the backlog to the threshold
+        ("record", uapi.BPF_RB_FORCE_WAKEUP),  # still within this record: it crossed
+        ("past", uapi.BPF_RB_NO_WAKEUP),  # an earlier record crossed and woke the reader
+    ],
+)
+def test_only_the_record_crossing_the_wakeup_threshold_wakes_the_reader(backlog_past_threshold, flags) -> None:
+    plan = _hand_plan(captures=(Capture(label="x", slot=0),))
+    program = generate(plan, 0)
+    record = RecordLayout.of(plan.probes[0], plan.with_comm).size
+    step = {"record": record + 7, "past": record + 8}.get(backlog_past_threshold, backlog_past_threshold)
+    vm = VM({}, ringbuf_backlog=plan.wakeup_bytes + step)
+    assert len(vm.run(program, [7]).records) == 1
+    assert vm.submit_flags == [flags]

@@ -1,0 +1,100 @@
+"""Summary mode (`trace --summary`): count in the kernel instead of emitting a record per call.
+
+`count_calls` turns a resolved trace into counting probes (bpf.plan.Count); `sum_counters` turns
+the per-CPU counters read back at exit into one FunctionCounts per counted function.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from bpf.plan import COUNTERS, LATENCY_BUCKETS, Capture, Count, Probe, ProbeKind, Stash
+from btf import Int
+
+from .resolve import ResolvedTrace, _slots
+from .spec import RETURN
+from .targets import Target, TargetKind
+
+
+@dataclass(frozen=True)
+class FunctionCounts:
+    """One function's or tracepoint's totals over every CPU."""
+
+    label: str  # as the user writes it: `ip_send_skb`, `tp:net_dev_queue`
+    calls: int
+    errors: Optional[int]  # None: the return value is not a signed integer (or a tracepoint)
+    # Latency: bucket k counts durations in [2**k, 2**(k+1)) ns, bucket 0 also 0 ns; None for a tracepoint.
+    buckets: Optional[Tuple[int, ...]]
+
+
+def count_calls(resolved: ResolvedTrace) -> ResolvedTrace:
+    """The same trace counting instead of recording: one counter slot per function, keyed in order.
+
+    A tracepoint counts calls. A function becomes an fentry that stashes its time (after its tests)
+    and an fexit that, only for calls whose entry stashed, counts the call, a negative return (for
+    a signed integer return) and the latency bucket. Values to show are dropped: nothing is shown
+    per call. Filters and tests apply as they would to records.
+    """
+    probes, targets = resolved.plan.probes, resolved.targets
+    sources = resolved.sources
+    out_probes: List[Probe] = []
+    out_targets: List[Target] = []
+    out_sources: List[int] = []
+    n = 0
+    while n < len(probes):
+        probe, target = probes[n], targets[n]
+        paired = n + 1 < len(probes) and probes[n + 1].kind is ProbeKind.FEXIT and targets[n + 1] is target
+        key = sum(p.count is not None for p in out_probes)
+        made: List[Probe]
+        if target.kind is TargetKind.TRACEPOINT:
+            made = [replace(probe, captures=(), kstack_depth=0, count=Count(key))]
+        else:
+            entry = replace(probe, captures=(), kstack_depth=0, stash=Stash.TIME, stash_group=key, emits=False)
+            exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,
+                          probes[n + 1].tests if paired else (), stash=Stash.TIME, stash_group=key,
+                          emits=False, requires_entry=True,
+                          count=Count(key, _error_value(target), latency=True))
+            made = [entry, exit_]
+        out_probes.extend(made)
+        out_targets.extend(target for _ in made)
+        if sources:
+            out_sources.extend(sources[n] for _ in made)
+        n += 2 if paired else 1
+    plan = replace(resolved.plan, probes=tuple(out_probes))
+    if sources:
+        return replace(resolved, plan=plan, targets=tuple(out_targets), sources=tuple(out_sources))
+    return replace(resolved, plan=plan, targets=tuple(out_targets))
+
+
+def _error_value(target: Target) -> Optional[Capture]:
+    """The return value if it is a signed integer (an error when negative), else None."""
+    if target.return_type_id == 0:
+        return None
+    final = target.btf.skip_modifiers(target.return_type_id)
+    if not isinstance(final, Int) or not final.signed or final.is_bool or final.size not in (1, 2, 4, 8):
+        return None
+    return Capture(label=RETURN, slot=_slots(target)[RETURN][0], size=final.size, type_id=target.return_type_id)
+
+
+def counted(resolved: ResolvedTrace) -> List[Tuple[int, Probe, Target]]:
+    """(key, probe, target) of each probe that counts, in key order."""
+    out = [(p.count.key, p, t) for p, t in zip(resolved.plan.probes, resolved.targets) if p.count is not None]
+    return sorted(out, key=lambda row: row[0])
+
+
+def sum_counters(resolved: ResolvedTrace, per_cpu: Dict[int, Sequence[bytes]]) -> List[FunctionCounts]:
+    """Totals per counted function from each key's per-CPU values (COUNTERS layout; absent: zeros)."""
+    out = []
+    for key, probe, target in counted(resolved):
+        totals = [0] * (2 + LATENCY_BUCKETS)
+        for value in per_cpu.get(key, ()):
+            for k, n in enumerate(COUNTERS.unpack_from(value)):
+                totals[k] += n
+        assert probe.count is not None
+        out.append(FunctionCounts(
+            label=target.label,
+            calls=totals[0],
+            errors=totals[1] if probe.count.errors is not None else None,
+            buckets=tuple(totals[2:]) if probe.count.latency else None,
+        ))
+    return out
