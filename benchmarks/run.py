@@ -468,6 +468,8 @@ def bench_overhead(args: argparse.Namespace) -> Dict[str, Any]:
             "no_program": None,
             "smallest_hand": ("threshold", quiet, False),
             "generated_header_only": header_only(quiet),
+            # The comm costs a helper call (~40 ns here): a plan can leave it out of the header.
+            "generated_header_only_no_comm": dataclasses.replace(header_only(quiet), with_comm=False),
             "generated_1_register": plan("tp:sys_enter(id)"),
         }
         for n in (1, 2, 4):
@@ -543,6 +545,9 @@ def bench_overhead(args: argparse.Namespace) -> Dict[str, Any]:
         "loop_wall_ns_per_iteration_median": {n: round(statistics.median(v), 1) for n, v in wall_ns.items()},
         "per_event_ns": {n: round(v, 1) for n, v in per_event.items()},
         "header_only_vs_smallest": round(header / smallest, 2),
+        "header_only_no_comm_vs_smallest": round(per_event["generated_header_only_no_comm"] / smallest, 2),
+        "header_only_vs_smallest_wake_on_crossing": round(
+            per_event["generated_header_only_64k_wakeup"] / per_event["smallest_hand_64k_wake_on_crossing"], 2),
         "header_only_vs_smallest_64k_wakeup": round(
             per_event["generated_header_only_64k_wakeup"] / per_event["smallest_hand_64k_wakeup"], 2),
         "per_probe_read_ns_slope": round(_slope(probe_reads), 1),
