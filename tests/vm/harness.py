@@ -35,6 +35,7 @@ MODULES = (
 INITRAMFS_DIRS = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "modules", "newroot")
 ROOT_TAG = "hostroot"
 SHARED_TAG = "ksnoopshared"
+REPO_TAG = "ksnooprepo"
 BOOT_TIMEOUT = float(os.environ.get("KSNOOP_VM_BOOT_TIMEOUT", "120"))
 # -enable-kvm fails on nested hosts (see kernel-facts.md), so TCG is the default; CI with KVM may override.
 ACCEL = os.environ.get("KSNOOP_VM_ACCEL", "tcg,thread=multi")
@@ -167,7 +168,12 @@ mount -t proc proc proc && mount -t sysfs sysfs sys && mount -t devtmpfs devtmpf
   mkdir -p dev/pts dev/shm && mount -t devpts devpts dev/pts && mount -t tmpfs tmpfs dev/shm &&
   mount -t tmpfs tmpfs tmp && mount -t tmpfs tmpfs run &&
   mount -t bpf bpf sys/fs/bpf && mount -t tracefs tracefs sys/kernel/tracing || fail "mounts in the new root"
-# A host path under /tmp is hidden by the guest's tmpfs; elsewhere it exists already on the read-only root.
+# A host path under /tmp is hidden by the guest's tmpfs (a CI clone may live there), so the checkout
+# gets a share of its own at its own path; elsewhere this mounts it over the same files.
+repo=$(sed -n 's/.*ksnoop.repo=\([^ ]*\).*/\1/p' /proc/cmdline)
+[ -n "$repo" ] || fail "no ksnoop.repo= on the kernel command line"
+mkdir -p "/newroot$repo" 2>/dev/null
+mount -t 9p -o ro,cache=loose,$opts @REPO_TAG@ "/newroot$repo" || fail "mount of the checkout"
 mkdir -p "/newroot$shared" 2>/dev/null
 mount -t 9p -o rw,$opts @SHARED_TAG@ "/newroot$shared" || fail "mount of the shared directory"
 hostname ksnoop-vm
@@ -189,7 +195,7 @@ while :; do
     sleep 0.05
   fi
 done
-""".replace("@ROOT_TAG@", ROOT_TAG).replace("@SHARED_TAG@", SHARED_TAG)
+""".replace("@ROOT_TAG@", ROOT_TAG).replace("@SHARED_TAG@", SHARED_TAG).replace("@REPO_TAG@", REPO_TAG)
 
 
 def build_initramfs(kernel: Kernel) -> Path:
@@ -352,8 +358,9 @@ class VM:
             self._qemu_path, "-accel", ACCEL, "-cpu", "max", "-m", self._memory, "-smp", str(self._cpus),
             "-nographic", "-no-reboot", "-net", "none",
             "-kernel", str(self.kernel.vmlinuz), "-initrd", str(self._initramfs),
-            "-append", f"console=ttyS0 quiet panic=-1 ksnoop.shared={self.shared_dir}",
+            "-append", f"console=ttyS0 quiet panic=-1 ksnoop.shared={self.shared_dir} ksnoop.repo={REPO}",
             "-virtfs", f"local,path=/,mount_tag={ROOT_TAG},security_model=none,readonly=on,multidevs=remap",
+            "-virtfs", f"local,path={REPO},mount_tag={REPO_TAG},security_model=none,readonly=on,multidevs=remap",
             "-virtfs", f"local,path={self.shared_dir},mount_tag={SHARED_TAG},security_model=none",
         ]  # fmt: skip
         started = time.monotonic()
