@@ -432,11 +432,15 @@ def test_sys_enter_id_and_the_pid_filter(kernel: KernelBTF) -> None:
     code = "import os\nfor _ in range(50): os.getpid()\nprint(os.getpid())"
     for filters, child_seen in (({"pid": os.getpid()}, False), ({}, True)):
         t = _resolve(kernel, f"tp:sys_enter(id == {nr})", **filters)
-        with tracing(t) as session:
-            child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            for _ in range(50):
-                os.getpid()
-            events = session.events()
+        for _attempt in range(5):
+            with tracing(t) as session:
+                child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                for _ in range(50):
+                    os.getpid()
+                events = session.events()
+                lost = session.drops()
+            if not lost:
+                break  # unfiltered, another process's getpid() storm can fill the ring: try again
         child_pid = int(child.stdout)
         assert {e.values for e in events} == {(nr,)}
         by_pid = [e.pid for e in events]
