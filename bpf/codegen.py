@@ -280,7 +280,7 @@ def _paired_entry_layout(plan: Plan, probe: Probe) -> RecordLayout:
 
 def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:
     """r9 = the slot's value, then each hop's pointer followed; a NULL argument goes to `fail`."""
-    asm.emit(tpl.LOAD_ARG, slot_offset=8 * capture.slot)
+    asm.emit(tpl.COPY_ARG if capture.opaque_slot else tpl.LOAD_ARG, slot_offset=8 * capture.slot)
     if capture.in_memory:
         asm.emit(tpl.NULL_CHECK, fail=fail)
     for offset in capture.hops:

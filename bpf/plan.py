@@ -76,6 +76,9 @@ class Capture:
     user_memory: bool = False  # the final read is of user memory (a __user pointer)
     full_size: int = 0  # the value's real size when `size` was capped below it; 0 if not capped
     type_id: int = 0  # the value's BTF type, for the decoder; the generator ignores it
+    # The slot holds a pointer to something the verifier will not type (an enum, a pointer, a
+    # function...): it refuses a direct load from the context, so the slot is copied out instead.
+    opaque_slot: bool = False
 
     @property
     def truncated(self) -> bool:

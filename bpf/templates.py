@@ -125,6 +125,18 @@ LOAD_ARG = Template("load_arg", "r9 = the u64 at ctx + slot_offset (one argument
     T(i.ldx_mem(8, CURSOR, CTX, 0), off="slot_offset"),
 ))
 
+COPY_ARG = Template("copy_arg", "r9 = the u64 at ctx + slot_offset, copied with probe_read_kernel through "
+                    "STACK_PTR: for a slot the verifier will not let a program load (btf_ctx_access refuses "
+                    "pointers to anything but structs, ints and void); clobbers r0-r5", (
+    T(i.mov64_reg(R1, R10)),
+    T(i.alu64_imm(ADD, R1, STACK_PTR)),
+    T(i.mov64_imm(R2, 8)),
+    T(i.mov64_reg(R3, CTX)),
+    T(i.alu64_imm(ADD, R3, 0), imm="slot_offset"),
+    T(i.call(Helper.probe_read_kernel)),
+    T(i.ldx_mem(8, CURSOR, R10, STACK_PTR)),
+))
+
 NULL_CHECK = Template("null_check", "jumps to `fail` when r9 is NULL; the verifier refuses arithmetic on an "
                       "argument the kernel marks nullable (PTR_TO_BTF_ID_OR_NULL) until it is checked", (
     T(i.jmp_imm(JEQ, CURSOR, 0, 0), off="fail"),
@@ -463,7 +475,7 @@ EXIT = Template("exit", "returns 0", (
     T(i.exit_()),
 ))
 
-ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, NULL_CHECK, FOLLOW_POINTER, READ_VALUE,
+ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, COPY_ARG, NULL_CHECK, FOLLOW_POINTER, READ_VALUE,
        EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
        RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, CAPTURE_STACK, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
        SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_PUT, STASH_RECORD, STASH_LOOKUP,

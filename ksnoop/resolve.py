@@ -27,7 +27,7 @@ from bpf.plan import (
 )
 from btf import BTF, BTFError, Enum, Enum64, Float, Int, MemberPath, MemberPathError, Ptr, Struct, Union
 from btf import Array as ArrayType
-from btf import TypeTag
+from btf import TypeTag, Void
 from btf.members import Step, resolve as resolve_members
 from btf.values import is_char
 
@@ -62,6 +62,7 @@ class _Located:
     slot: int
     path: MemberPath
     btf: BTF
+    opaque_slot: bool  # see Capture.opaque_slot
 
 
 def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Filters(), *,
@@ -222,7 +223,17 @@ def _locate(spec: TraceSpec, target: Target, expr: ValueExpr) -> _Located:
         raise SpecError(str(err), spec.text, err.position) from None
     except BTFError as err:
         raise SpecError(f"{expr.text}: {err}", spec.text, expr.position) from None
-    return _Located(expr.text, slot, path, target.btf)
+    return _Located(expr.text, slot, path, target.btf, _opaque(target.btf, type_id))
+
+
+def _opaque(btf: BTF, type_id: int) -> bool:
+    """A pointer the verifier's btf_ctx_access will not let a program load from the context: one to
+    anything but a struct or union, an int or void (an enum, another pointer, a function...)."""
+    typ = btf.skip_modifiers(type_id)
+    if not isinstance(typ, Ptr):
+        return False
+    pointee = btf.skip_modifiers(typ.type_id)
+    return not isinstance(pointee, (Struct, Union, Int, Void))
 
 
 def _followed(path: MemberPath) -> Tuple[Tuple[int, ...], bool]:
@@ -248,7 +259,8 @@ def _capture(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
     """What the record carries for a value: followed and whole for struct pointers, text for char pointers."""
     btf, path = located.btf, located.path
     final = btf.skip_modifiers(path.type_id)
-    base = Capture(label=located.expr_text, slot=located.slot, hops=path.hops, in_memory=path.in_memory,
+    base = Capture(label=located.expr_text, slot=located.slot, opaque_slot=located.opaque_slot,
+                   hops=path.hops, in_memory=path.in_memory,
                    offset=path.offset, size=path.size, type_id=path.type_id)
     if path.bitfield_size:
         return replace(base, bitfield=Bitfield(path.bit_offset, path.bitfield_size))
@@ -283,7 +295,8 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
     op = _OPS[item.op]
     final = btf.skip_modifiers(path.type_id)
     type_name = btf.type_name(path.type_id)
-    value = Capture(label=located.expr_text, slot=located.slot, hops=path.hops, in_memory=path.in_memory,
+    value = Capture(label=located.expr_text, slot=located.slot, opaque_slot=located.opaque_slot,
+                    hops=path.hops, in_memory=path.in_memory,
                     offset=path.offset, size=path.size, type_id=path.type_id,
                     bitfield=Bitfield(path.bit_offset, path.bitfield_size) if path.bitfield_size else None)
 

@@ -236,6 +236,9 @@ TP_SPECS = [
     "tp:kfree_skb(rx_sk != NULL, rx_sk->__sk_common.skc_num, rx_sk->__sk_common.skc_reuse == 0)",
     "tp:kfree_skb(rx_sk == NULL, rx_sk > 4096)",
     "tp:net_dev_queue(skb->dev != NULL, skb->sk == NULL)",
+    # A function pointer in a slot: the verifier refuses a direct ctx load of it, so it is copied out.
+    "tp:workqueue_execute_end(function, work->func, function != NULL)",
+    "tp:sched_kthread_work_execute_end(function == 0, work)",
     pytest.param(
         "tp:net_dev_queue(" + ", ".join(["skb->dev->ifindex"] * 40) + ")", id="40 captures"
     ),  # bits above 31
@@ -705,3 +708,20 @@ def test_an_execs_stack_and_a_short_depth(kernel: KernelBTF, tmp_path: Any) -> N
         else:
             names = _names(kallsyms, event.kstack)
             assert any("execve" in n for n in names) and 5 <= len(names) < MAX_KSTACK_DEPTH, names
+
+
+def test_a_function_pointer_argument_reads_as_its_address(kernel: KernelBTF) -> None:
+    """workqueue_execute_end passes work->func again as `function`: the copied slot and the value
+    read through `work` must agree, record after record, and the kernel runs such work every second."""
+    t = _resolve(kernel, "tp:workqueue_execute_end(function, work->func)")
+    assert t.plan.probes[0].captures[0].opaque_slot and not t.plan.probes[0].captures[1].opaque_slot
+    deadline = time.monotonic() + 20
+    events: list = []
+    with tracing(t) as session:
+        while not events and time.monotonic() < deadline:
+            subprocess.run(["sync"], check=False)
+            time.sleep(0.2)
+            events = session.events()
+    assert events, "no workqueue item ran in 20 s"
+    for e in events:
+        assert e.values[0] == e.values[1] and e.values[0] > 0xFFFF000000000000

@@ -966,3 +966,12 @@ def test_only_the_record_crossing_the_wakeup_threshold_wakes_the_reader(backlog_
     vm = VM({}, ringbuf_backlog=plan.wakeup_bytes + step)
     assert len(vm.run(program, [7]).records) == 1
     assert vm.submit_flags == [flags]
+
+
+def test_a_slot_the_verifier_will_not_type_is_copied_out_of_the_context() -> None:
+    opaque = Capture(label="fn", slot=1, opaque_slot=True)
+    program = generate(_hand_plan(ValueTest(opaque, Predicate(CompareOp.NE, 0)), captures=(opaque,)), 0)
+    assert _sections(program).count("copy_arg") == 2 and "load_arg" not in _sections(program)
+    copy = next(i for i in program.insns if i.code == uapi.BPF_ALU64 | uapi.BPF_ADD | uapi.BPF_K
+                and i.dst == 3 and i.imm == 8)
+    assert copy  # r3 = ctx + 8 * slot
