@@ -280,7 +280,11 @@ def _paired_entry_layout(plan: Plan, probe: Probe) -> RecordLayout:
 
 def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:
     """r9 = the slot's value, then each hop's pointer followed; a NULL argument goes to `fail`."""
-    asm.emit(tpl.COPY_ARG if capture.opaque_slot else tpl.LOAD_ARG, slot_offset=8 * capture.slot)
+    if capture.opaque_slot:
+        asm.emit(tpl.COPY_ARG)
+        asm.emit(tpl.FOLLOW_POINTER, offset=8 * capture.slot, fail=fail)
+    else:
+        asm.emit(tpl.LOAD_ARG, slot_offset=8 * capture.slot)
     if capture.in_memory:
         asm.emit(tpl.NULL_CHECK, fail=fail)
     for offset in capture.hops:
@@ -362,7 +366,7 @@ def _emit_capture(asm: _Assembler, capture: Capture, rec_offset: int, n: int) ->
         if capture.size not in _SIZE_CODES:
             raise CodegenError(f"{capture.label}: a {capture.size}-byte value cannot come from one register")
         asm.emit(tpl.STORE_REGISTER, size=capture.size, rec_offset=rec_offset)
-        if not capture.hops:
+        if not capture.hops and not capture.opaque_slot:
             return  # nothing could fail
     else:
         retry_user = _retries_as_user(capture)

@@ -125,16 +125,10 @@ LOAD_ARG = Template("load_arg", "r9 = the u64 at ctx + slot_offset (one argument
     T(i.ldx_mem(8, CURSOR, CTX, 0), off="slot_offset"),
 ))
 
-COPY_ARG = Template("copy_arg", "r9 = the u64 at ctx + slot_offset, copied with probe_read_kernel through "
-                    "STACK_PTR: for a slot the verifier will not let a program load (btf_ctx_access refuses "
-                    "pointers to anything but structs, ints and void); clobbers r0-r5", (
-    T(i.mov64_reg(R1, R10)),
-    T(i.alu64_imm(ADD, R1, STACK_PTR)),
-    T(i.mov64_imm(R2, 8)),
-    T(i.mov64_reg(R3, CTX)),
-    T(i.alu64_imm(ADD, R3, 0), imm="slot_offset"),
-    T(i.call(Helper.probe_read_kernel)),
-    T(i.ldx_mem(8, CURSOR, R10, STACK_PTR)),
+COPY_ARG = Template("copy_arg", "r9 = ctx, so that follow_pointer at the slot's offset copies the slot out "
+                    "with probe_read_kernel: for a slot the verifier will not let a program load (btf_ctx_access "
+                    "refuses pointers to anything but structs, ints and void)", (
+    T(i.mov64_reg(CURSOR, CTX)),
 ))
 
 NULL_CHECK = Template("null_check", "jumps to `fail` when r9 is NULL; the verifier refuses arithmetic on an "
