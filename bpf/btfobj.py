@@ -31,8 +31,7 @@ class KernelBTFObject(FdOwner):
         self.name = name
 
     def __repr__(self) -> str:
-        state = "closed" if self._fd is None else f"fd={self._fd}"
-        return f"<KernelBTFObject {self.name!r} id={self.btf_obj_id} {state}>"
+        return f"<KernelBTFObject {self.name!r} id={self.btf_obj_id} {self._state}>"
 
 
 def iter_btf_obj_ids() -> Iterator[int]:

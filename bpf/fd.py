@@ -14,7 +14,25 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-class FdOwner:
+class Closing:
+    """A `with` block closes it: for anything with a close() that owns kernel resources."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class FdOwner(Closing):
     _fd: int | None = None
     _what = "object"  # for the message when a closed object is used
 
@@ -28,21 +46,15 @@ class FdOwner:
     def closed(self) -> bool:
         return self._fd is None
 
+    @property
+    def _state(self) -> str:
+        """For __repr__: `closed` or `fd=N`."""
+        return "closed" if self._fd is None else f"fd={self._fd}"
+
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         self.close()

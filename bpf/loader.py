@@ -82,8 +82,7 @@ class LoadedProgram(FdOwner):
         self.name = name
 
     def __repr__(self) -> str:
-        state = "closed" if self._fd is None else f"fd={self._fd}"
-        return f"<LoadedProgram {self.name!r} {self.prog_type.name} {state}>"
+        return f"<LoadedProgram {self.name!r} {self.prog_type.name} {self._state}>"
 
     def listing(self) -> list[str]:
         """Our instructions in bpftool notation (map loads shown as map[fd:N])."""
@@ -125,8 +124,7 @@ class Link(FdOwner):
         self.via = via  # "LINK_CREATE" or "RAW_TRACEPOINT_OPEN", for -v and tests
 
     def __repr__(self) -> str:
-        state = "closed" if self._fd is None else f"fd={self._fd}"
-        return f"<Link {self.prog.name!r} via {self.via} {state}>"
+        return f"<Link {self.prog.name!r} via {self.via} {self._state}>"
 
     def info(self) -> syscall.bpf_link_info:
         """struct bpf_link_info from the kernel (type, id, prog_id)."""

@@ -73,8 +73,7 @@ class Map(FdOwner):
         return cls(MapType.RINGBUF, 0, 0, size, name=name)
 
     def __repr__(self) -> str:
-        state = "closed" if self._fd is None else f"fd={self._fd}"
-        return f"<Map {self.map_type.name} {self.name!r} {state}>"
+        return f"<Map {self.map_type.name} {self.name!r} {self._state}>"
 
     @property
     def is_percpu(self) -> bool:

@@ -13,13 +13,10 @@ import logging
 import mmap
 import platform
 import select
-from types import TracebackType
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
+from .fd import Closing
 from .uapi import BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +201,7 @@ class _Default:
 DEFAULT_FENCE = _Default()  # RingBuffer's fence: default_fence() for this CPU
 
 
-class RingBuffer(Ring):
+class RingBuffer(Ring, Closing):
     """A RINGBUF map's pages mapped for reading, plus an epoll fd to wait on.
 
     Owns the mappings and the epoll fd, not the map fd: close this before the map.
@@ -240,17 +237,6 @@ class RingBuffer(Ring):
             default_fence() if isinstance(fence, _Default) else fence,
         )
         view.release()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def closed(self) -> bool:
