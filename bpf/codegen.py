@@ -23,9 +23,11 @@ from .plan import (
     MAX_CAPTURES,
     MAX_KSTACK_DEPTH,
     MAX_STRING_PREDICATE,
+    MAX_PATH_LENGTH,
     Capture,
     CompareOp,
     Count,
+    PathLayout,
     Plan,
     Predicate,
     Probe,
@@ -42,6 +44,8 @@ class MapRole(enum.Enum):
     STASH = "stash"  # an LRU_HASH pid_tgid -> entry time or entry record, one per fentry/fexit pair
     SCRATCH = "scratch"  # a PERCPU_ARRAY of one entry record, where an fentry builds what it stashes
     COUNTS = "counts"  # summary mode: a PERCPU_ARRAY of COUNTERS per counted function
+    PATH = "path"  # call-path mode: a HASH pid_tgid -> the task's path state (PathLayout)
+    PATH_ZERO = "path_zero"  # call-path mode: a one-entry ARRAY holding a zeroed path state to copy
 
 
 class CodegenError(ValueError):
@@ -179,6 +183,8 @@ def generate(plan: Plan, probe_index: int) -> Program:
         raise CodegenError(f"{probe.target}: a kernel stack of {probe.kstack_depth} frames; at most "
                            f"{MAX_KSTACK_DEPTH}")
     layout = RecordLayout.of(probe, plan.with_comm)
+    if probe.path is not None or probe.forgets_path:
+        return _program(_path_program(plan, probe_index, layout), probe, layout)
     fexit_stash = probe.kind is ProbeKind.FEXIT and probe.stash is not Stash.NONE
     asm = _Assembler()
     asm.emit(tpl.PROLOGUE)
@@ -186,11 +192,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
         asm.emit(tpl.STASH_LOOKUP)  # first, so every way out can delete the entry
         if probe.requires_entry:
             asm.emit(tpl.REQUIRE_ENTRY, out="out")
-    if plan.filters.pid is not None:
-        asm.emit(tpl.PID_FILTER, pid=plan.filters.pid, out="out")
-    if plan.filters.comm is not None:
-        lo, hi = _words(plan.filters.comm.ljust(COMM_SIZE, b"\0")[:COMM_SIZE])
-        asm.emit(tpl.COMM_FILTER, comm_lo=lo, comm_hi=hi, out="out")
+    _emit_filters(asm, plan)
     for n, test in enumerate(probe.tests):
         _emit_test(asm, test.value, test.predicate, f"test{n}")
     if probe.count is not None:
@@ -206,16 +208,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
             asm.emit(tpl.SCRATCH_RECORD, out="out")
         else:
             asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped")
-        asm.emit(tpl.HEADER, probe=probe_index)
-        if fexit_stash:
-            asm.emit(tpl.SET_ENTRY_TS)
-        if plan.with_comm:
-            asm.emit(tpl.HEADER_COMM, rec_offset=COMM_OFFSET)
-        for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
-            _emit_capture(asm, capture, rec_offset, n)
-        if layout.kstack_depth:
-            asm.emit(tpl.CAPTURE_STACK, rec_offset=layout.kstack_frames_offset, size=8 * layout.kstack_depth,
-                     len_offset=layout.kstack_offset)
+        _emit_record_body(asm, plan, probe, probe_index, layout, entry_ts=fexit_stash)
         if holds_record:
             asm.emit(tpl.STASH_RECORD)
         else:
@@ -230,10 +223,18 @@ def generate(plan: Plan, probe_index: int) -> Program:
     if fexit_stash:
         asm.emit(tpl.STASH_DELETE)
     asm.emit(tpl.EXIT)
+    _place_dropped(asm, "out")
+    return _program(asm, probe, layout)
+
+
+def _place_dropped(asm: _Assembler, then: str) -> None:
     if asm.jumps_to("dropped"):  # the verifier refuses code nothing reaches
         asm.label("dropped")
         asm.emit(tpl.COUNT_DROP)
-        asm.emit(tpl.GOTO, target="out")
+        asm.emit(tpl.GOTO, target=then)
+
+
+def _program(asm: _Assembler, probe: Probe, layout: RecordLayout) -> Program:
     name = "ksnoop_" + "".join(c if c.isalnum() or c == "_" else "_" for c in probe.target)
     return Program(
         name=name[: uapi.BPF_OBJ_NAME_LEN - 1],
@@ -246,6 +247,126 @@ def generate(plan: Plan, probe_index: int) -> Program:
         layout=layout,
         sections=tuple(asm.sections),
     )
+
+
+# ---- call-path mode ---------------------------------------------------------------------------
+
+def _path_program(plan: Plan, probe_index: int, layout: RecordLayout) -> _Assembler:
+    """A call-path probe. The fentry of level k goes on only when the task's path state shows levels
+    0..k-1 open; it writes its record into the state's slot k and pushes. The fexit pops; the
+    innermost's emits the entries not yet shown, its own entry and its return record; an outer
+    level's emits its return record if its entry was shown. Level 0 creates the state and its
+    return deletes it; a program on sched_process_exit deletes what a task dying inside a path left."""
+    probe = plan.probes[probe_index]
+    asm = _Assembler()
+    asm.emit(tpl.PROLOGUE)
+    if probe.forgets_path:
+        asm.emit(tpl.PATH_KEY)
+        asm.emit(tpl.PATH_FORGET)
+        asm.emit(tpl.EXIT)
+        return asm
+    step = probe.path
+    assert step is not None
+    if not 0 <= step.level < step.length <= MAX_PATH_LENGTH:
+        raise CodegenError(f"{probe.target}: level {step.level} of a call path of {step.length} functions; "
+                           f"at most {MAX_PATH_LENGTH} functions")
+    try:
+        state = PathLayout.of(plan)
+    except ValueError as error:
+        raise CodegenError(f"{probe.target}: {error}") from None
+    if len(state.slot_offsets) != step.length:
+        raise CodegenError(f"{probe.target}: the plan's call path has {len(state.slot_offsets)} levels, "
+                           f"not {step.length}")
+    if probe.kind is ProbeKind.FENTRY:
+        _emit_path_entry(asm, plan, probe, probe_index, layout, state)
+        asm.label("out")
+        asm.emit(tpl.EXIT)
+        _place_dropped(asm, "out")
+    elif probe.kind is ProbeKind.FEXIT:
+        _emit_path_return(asm, plan, probe, probe_index, layout, state)
+        asm.label("popped")
+        if step.level == 0:  # the outermost returned: the path is over for this task
+            asm.emit(tpl.PATH_FORGET)
+        asm.label("out")
+        asm.emit(tpl.EXIT)
+        _place_dropped(asm, "popped")
+    else:
+        raise CodegenError(f"{probe.target}: a call path is made of fentry and fexit probes")
+    return asm
+
+
+def _emit_filters(asm: _Assembler, plan: Plan) -> None:
+    if plan.filters.pid is not None:
+        asm.emit(tpl.PID_FILTER, pid=plan.filters.pid, out="out")
+    if plan.filters.comm is not None:
+        lo, hi = _words(plan.filters.comm.ljust(COMM_SIZE, b"\0")[:COMM_SIZE])
+        asm.emit(tpl.COMM_FILTER, comm_lo=lo, comm_hi=hi, out="out")
+
+
+def _emit_path_entry(asm: _Assembler, plan: Plan, probe: Probe, probe_index: int, layout: RecordLayout,
+                     state: PathLayout) -> None:
+    assert probe.path is not None
+    level = probe.path.level
+    _emit_filters(asm, plan)
+    asm.emit(tpl.PATH_LOOKUP)
+    # Level 0 makes the state, but only once its tests pass: most calls fail them.
+    asm.emit(tpl.JUMP_IF_NO_STATE, target="tests" if level == 0 else "out")
+    asm.emit(tpl.PATH_ENTER_CHECK, depth=level, depth_nested=level + 1,
+             nested_offset=PathLayout.nested_offset(level), out="out")
+    asm.label("tests")
+    for n, test in enumerate(probe.tests):
+        _emit_test(asm, test.value, test.predicate, f"test{n}")
+    if level == 0:
+        asm.emit(tpl.JUMP_IF_STATE, target="have_state")
+        asm.emit(tpl.PATH_CREATE, out="out", dropped="dropped")
+        asm.label("have_state")
+    slot = state.slot_offsets[level]
+    asm.emit(tpl.PATH_SLOT, slot_offset=slot)
+    _emit_record_body(asm, plan, probe, probe_index, layout)
+    asm.emit(tpl.PATH_PUSH, minus_slot_offset=-slot, depth=level + 1)
+
+
+def _emit_path_return(asm: _Assembler, plan: Plan, probe: Probe, probe_index: int, layout: RecordLayout,
+                      state: PathLayout) -> None:
+    assert probe.path is not None
+    level, innermost = probe.path.level, probe.path.level == probe.path.length - 1
+    asm.emit(tpl.PATH_LOOKUP)
+    asm.emit(tpl.JUMP_IF_NO_STATE, target="out")
+    asm.emit(tpl.PATH_RETURN_CHECK, depth=level + 1, nested_offset=PathLayout.nested_offset(level), out="out")
+    asm.emit(tpl.PATH_POP, depth=level)
+    if not innermost:
+        asm.emit(tpl.PATH_REQUIRE_SHOWN, bit=1 << level, target="popped")
+    for n, test in enumerate(probe.tests):
+        _emit_test(asm, test.value, test.predicate, f"test{n}", fail="popped")
+    if innermost:
+        for outer in range(level):
+            asm.emit(tpl.PATH_SKIP_SHOWN, bit=1 << outer, target=f"shown{outer}")
+            asm.emit(tpl.PATH_EMIT_ENTRY, slot_offset=state.slot_offsets[outer], size=state.slot_sizes[outer],
+                     dropped="dropped")
+            asm.label(f"shown{outer}")
+        asm.emit(tpl.PATH_EMIT_ENTRY, slot_offset=state.slot_offsets[level], size=state.slot_sizes[level],
+                 dropped="dropped")
+    asm.emit(tpl.PATH_ENTRY_TS, slot_offset=state.slot_offsets[level])
+    asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped")
+    _emit_record_body(asm, plan, probe, probe_index, layout, entry_ts=True)
+    wakeup = min(plan.wakeup_bytes, 0x7FFFFFFF - layout.size - 8)
+    asm.emit(tpl.SUBMIT, wakeup=wakeup, wakeup_end=wakeup + ((layout.size + 8 + 7) & ~7))
+
+
+def _emit_record_body(asm: _Assembler, plan: Plan, probe: Probe, probe_index: int, layout: RecordLayout,
+                      entry_ts: bool = False) -> None:
+    """The header (with STACK_ENTRY_TS as the entry time if `entry_ts`), the comm, every capture and
+    the kernel stack, into the record at r7."""
+    asm.emit(tpl.HEADER, probe=probe_index)
+    if entry_ts:
+        asm.emit(tpl.SET_ENTRY_TS)
+    if plan.with_comm:
+        asm.emit(tpl.HEADER_COMM, rec_offset=COMM_OFFSET)
+    for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
+        _emit_capture(asm, capture, rec_offset, n)
+    if layout.kstack_depth:
+        asm.emit(tpl.CAPTURE_STACK, rec_offset=layout.kstack_frames_offset, size=8 * layout.kstack_depth,
+                 len_offset=layout.kstack_offset)
 
 
 def _emit_count(asm: _Assembler, probe: Probe, count: Count) -> None:
@@ -291,17 +412,17 @@ def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:
         asm.emit(tpl.FOLLOW_POINTER, offset=offset, fail=fail)
 
 
-def _emit_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: str) -> None:
-    """Leave for `out` unless the predicate holds; a value that cannot be read fails the test."""
-    _emit_locate(asm, capture, "out")
+def _emit_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: str, fail: str = "out") -> None:
+    """Leave for `fail` unless the predicate holds; a value that cannot be read fails the test."""
+    _emit_locate(asm, capture, fail)
     if isinstance(predicate.constant, bytes):
-        _emit_string_test(asm, capture, predicate, name)
+        _emit_string_test(asm, capture, predicate, name, fail)
         return
     size = capture.size
     if size not in _SIZE_CODES:
         raise CodegenError(f"{capture.label}: cannot compare a {size}-byte value with a number")
     if capture.in_memory:
-        asm.emit(tpl.READ_VALUE, size=size, offset=capture.offset, fail="out")
+        asm.emit(tpl.READ_VALUE, size=size, offset=capture.offset, fail=fail)
     bits = 8 * size
     if capture.bitfield is not None:
         low_bit = capture.bitfield.bit_offset
@@ -316,12 +437,12 @@ def _emit_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: st
     constant = predicate.constant
     jmp_op = _FAIL_JUMP[(predicate.op, predicate.signed)]
     if -(1 << 31) <= constant < (1 << 31) and (predicate.signed or constant >= 0):
-        asm.emit(tpl.COMPARE_IMM, jmp_op=jmp_op, constant=constant, out="out")
+        asm.emit(tpl.COMPARE_IMM, jmp_op=jmp_op, constant=constant, out=fail)
     else:
-        asm.emit(tpl.COMPARE_IMM64, jmp_op=jmp_op, constant=constant, out="out")
+        asm.emit(tpl.COMPARE_IMM64, jmp_op=jmp_op, constant=constant, out=fail)
 
 
-def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: str) -> None:
+def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: str, fail: str) -> None:
     assert isinstance(predicate.constant, bytes)
     if predicate.op not in (CompareOp.EQ, CompareOp.NE):
         raise CodegenError(f"{capture.label}: strings compare only with == and !=")
@@ -346,16 +467,16 @@ def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, n
         asm.emit(tpl.GOTO, target=read)
         asm.label(f"{name}_user")
         asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset,
-                 helper=int(Helper.probe_read_user_str), fail="out")
+                 helper=int(Helper.probe_read_user_str), fail=fail)
         asm.label(read)
     else:
-        asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset, helper=int(helper), fail="out")
+        asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset, helper=int(helper), fail=fail)
     expected = literal[:read_size].ljust(8 * words, b"\0")
-    differ = "out" if predicate.op is CompareOp.EQ else f"{name}_differs"
+    differ = fail if predicate.op is CompareOp.EQ else f"{name}_differs"
     for w, word in enumerate(_words(expected)):
         asm.emit(tpl.COMPARE_STACK_WORD, stack_off=tpl.STACK_STRING + 8 * w, constant=word, differ=differ)
     if predicate.op is CompareOp.NE:
-        asm.emit(tpl.GOTO, target="out")  # every word matched: equal, so != fails
+        asm.emit(tpl.GOTO, target=fail)  # every word matched: equal, so != fails
         asm.label(differ)
 
 

@@ -115,6 +115,15 @@ class Count:
 
 
 @dataclass(frozen=True)
+class PathStep:
+    """Call-path mode: this function is step `level` (0 outermost) of a path of `length` functions,
+    shown only when each is called, directly or not, from the one before, in one task."""
+
+    level: int
+    length: int
+
+
+@dataclass(frozen=True)
 class Probe:
     kind: ProbeKind
     target: str  # function or tracepoint name, for messages and listings
@@ -131,6 +140,11 @@ class Probe:
     # Frames of the kernel stack (bpf_get_stack) each record carries; 0 for none.
     kstack_depth: int = 0
     count: Optional[Count] = None  # summary mode: count, emit nothing
+    # Call-path mode: the fentry holds its record in the task's path state, the fexit pops it.
+    path: Optional[PathStep] = None
+    # Call-path mode: a program on the sched_process_exit tracepoint that drops the exiting
+    # task's path state, for paths left open by a function that never returns (do_exit...).
+    forgets_path: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,6 +210,43 @@ class RecordLayout:
     def kstack_frames_offset(self) -> int:
         """Where the first frame (the innermost return address) goes."""
         return self.kstack_offset + 8
+
+
+# ---- call-path state ---------------------------------------------------------------------------
+# Per task (a HASH keyed by pid_tgid, allocated on use): u64 depth (path functions entered and not
+# yet returned), u64 a mask of levels whose entry record has been emitted, then per level a u64
+# count of calls to that function nested inside its own open call (recursion: their returns must
+# not pop), then per level the entry record the fentry wrote, held until the innermost returns.
+MAX_PATH_LENGTH = 16
+PATH_DEPTH_OFFSET, PATH_SHOWN_OFFSET, PATH_NESTED_OFFSET = 0, 8, 16
+# Tasks inside a path at one time; the state of each is deleted when its outermost call returns.
+PATH_TASKS = 4096
+
+
+@dataclass(frozen=True)
+class PathLayout:
+    slot_offsets: Tuple[int, ...]  # per level, where its entry record goes
+    slot_sizes: Tuple[int, ...]
+    size: int
+
+    @classmethod
+    def of(cls, plan: "Plan") -> "PathLayout":
+        """The layout for the plan's call path; ValueError if it has none or a level is missing."""
+        entries = {p.path.level: p for p in plan.probes if p.path is not None and p.kind is ProbeKind.FENTRY}
+        if not entries or sorted(entries) != list(range(len(entries))):
+            raise ValueError("the plan has no complete call path")
+        offset = PATH_NESTED_OFFSET + 8 * len(entries)
+        offsets, sizes = [], []
+        for level in range(len(entries)):
+            size = RecordLayout.of(entries[level], plan.with_comm).size
+            offsets.append(offset)
+            sizes.append(size)
+            offset += _align8(size)
+        return cls(tuple(offsets), tuple(sizes), offset)
+
+    @staticmethod
+    def nested_offset(level: int) -> int:
+        return PATH_NESTED_OFFSET + 8 * level
 
 
 def _align8(size: int) -> int:

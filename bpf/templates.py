@@ -26,6 +26,8 @@ from .plan import (
     FAILED_OFFSET,
     LATENCY_BUCKETS,
     MAX_STRING_PREDICATE,
+    PATH_DEPTH_OFFSET,
+    PATH_SHOWN_OFFSET,
     PID_TGID_OFFSET,
     PROBE_OFFSET,
     TS_OFFSET,
@@ -42,6 +44,7 @@ STACK_COMM = -32
 STACK_STRING = STACK_COMM - MAX_STRING_PREDICATE - 8
 STACK_ENTRY_TS = STACK_STRING - 8  # fexit: the stashed entry time, 0 if none
 STACK_STASH_KEY = STACK_ENTRY_TS - 8  # fexit: this task's pid_tgid, the stash key
+STACK_PATH_KEY = STACK_STASH_KEY  # call-path programs (which have no stash): the path state's key
 
 
 @dataclass(frozen=True)
@@ -464,6 +467,142 @@ COUNT_BUCKET = Template("count_bucket", "adds one to latency bucket r1 of the co
     T(i.stx_mem(8, R2, R1, BUCKETS_OFFSET)),
 ))
 
+# ---- call-path mode: per-task state in the HASH `path` (see PathLayout); r7 = the state ----
+
+PATH_LOOKUP = Template("path_lookup", "STACK_PATH_KEY = pid_tgid; r7 = this task's path state, or NULL "
+                       "(the caller tests it); clobbers r0-r5", (
+    T(i.call(Helper.get_current_pid_tgid)),
+    T(i.stx_mem(8, R10, R0, STACK_PATH_KEY)),
+    *_pair(i.ld_map_fd(R1, 0), map="path"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PATH_KEY)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.mov64_reg(RECORD, R0)),
+))
+
+JUMP_IF_NO_STATE = Template("jump_if_no_state", "jumps to `target` when r7 is NULL", (
+    T(i.jmp_imm(JEQ, RECORD, 0, 0), off="target"),
+))
+
+JUMP_IF_STATE = Template("jump_if_state", "jumps to `target` when r7 is not NULL", (
+    T(i.jmp_imm(JNE, RECORD, 0, 0), off="target"),
+))
+
+PATH_ENTER_CHECK = Template("path_enter_check", "goes on only if depth == `depth` (the levels before this "
+                            "one are open); if depth == `depth` + 1 this function is calling itself: counts "
+                            "the nested call, whose return must not pop, and jumps to `out`; any other depth "
+                            "jumps to `out`; clobbers r1", (
+    T(i.ldx_mem(8, R1, RECORD, PATH_DEPTH_OFFSET)),
+    T(i.jmp_imm(JEQ, R1, 0, 5), imm="depth"),
+    T(i.jmp_imm(JNE, R1, 0, 0), imm="depth_nested", off="out"),
+    T(i.ldx_mem(8, R1, RECORD, 0), off="nested_offset"),
+    T(i.alu64_imm(ADD, R1, 1)),
+    T(i.stx_mem(8, RECORD, R1, 0), off="nested_offset"),
+    T(i.ja(0), off="out"),
+))
+
+PATH_CREATE = Template("path_create", "r7 = a new zeroed path state for STACK_PATH_KEY (copied from the "
+                       "one-entry ARRAY `path_zero`); a full map jumps to `dropped`; uses STACK_PTR; clobbers r0-r5", (
+    T(i.st_mem(4, R10, STACK_PTR, 0)),
+    *_pair(i.ld_map_fd(R1, 0), map="path_zero"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PTR)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+    T(i.mov64_reg(R3, R0)),
+    *_pair(i.ld_map_fd(R1, 0), map="path"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PATH_KEY)),
+    T(i.mov64_imm(R4, uapi.BPF_NOEXIST)),
+    T(i.call(Helper.map_update_elem)),
+    T(i.jmp_imm(JNE, R0, 0, 0), off="dropped"),
+    *_pair(i.ld_map_fd(R1, 0), map="path"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PATH_KEY)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+    T(i.mov64_reg(RECORD, R0)),
+))
+
+PATH_SLOT = Template("path_slot", "r7 += slot_offset: the record is written into the state, at this level's slot", (
+    T(i.alu64_imm(ADD, RECORD, 0), imm="slot_offset"),
+))
+
+PATH_PUSH = Template("path_push", "stores the failed mask in the record at r7 (this level's slot), then the "
+                     "state's depth = `depth`; clobbers r1", (
+    T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
+    T(i.mov64_reg(R1, RECORD)),
+    T(i.alu64_imm(ADD, R1, 0), imm="minus_slot_offset"),
+    T(i.st_mem(8, R1, PATH_DEPTH_OFFSET, 0), imm="depth"),
+))
+
+PATH_RETURN_CHECK = Template("path_return_check", "goes on only if this call is the open one at this level: "
+                             "depth == `depth` and no nested call of the same function is open (if one is, "
+                             "this is its return: counts it off and jumps to `out`); clobbers r1", (
+    T(i.ldx_mem(8, R1, RECORD, PATH_DEPTH_OFFSET)),
+    T(i.jmp_imm(JNE, R1, 0, 0), imm="depth", off="out"),
+    T(i.ldx_mem(8, R1, RECORD, 0), off="nested_offset"),
+    T(i.jmp_imm(JEQ, R1, 0, 3)),
+    T(i.alu64_imm(uapi.BPF_SUB, R1, 1)),
+    T(i.stx_mem(8, RECORD, R1, 0), off="nested_offset"),
+    T(i.ja(0), off="out"),
+))
+
+PATH_POP = Template("path_pop", "the state's depth = `depth` (this level returned)", (
+    T(i.st_mem(8, RECORD, PATH_DEPTH_OFFSET, 0), imm="depth"),
+))
+
+PATH_REQUIRE_SHOWN = Template("path_require_shown", "an outer level's return: jumps to `target` unless its "
+                              "entry was emitted (`bit` of the shown mask), and clears the bit; clobbers r1, r2", (
+    T(i.ldx_mem(8, R1, RECORD, PATH_SHOWN_OFFSET)),
+    T(i.mov64_reg(R2, R1)),
+    T(i.alu64_imm(uapi.BPF_AND, R2, 0), imm="bit"),
+    T(i.jmp_imm(JEQ, R2, 0, 0), off="target"),
+    T(i.alu64_imm(uapi.BPF_XOR, R1, 0), imm="bit"),
+    T(i.stx_mem(8, RECORD, R1, PATH_SHOWN_OFFSET)),
+))
+
+PATH_SKIP_SHOWN = Template("path_skip_shown", "jumps to `target` if `bit` of the shown mask is set, else "
+                           "sets it (this level's entry is about to be emitted); clobbers r1, r2", (
+    T(i.ldx_mem(8, R1, RECORD, PATH_SHOWN_OFFSET)),
+    T(i.mov64_reg(R2, R1)),
+    T(i.alu64_imm(uapi.BPF_AND, R2, 0), imm="bit"),
+    T(i.jmp_imm(JNE, R2, 0, 0), off="target"),
+    T(i.alu64_imm(OR, R1, 0), imm="bit"),
+    T(i.stx_mem(8, RECORD, R1, PATH_SHOWN_OFFSET)),
+))
+
+PATH_EMIT_ENTRY = Template("path_emit_entry", "copies the entry record held at r7 + slot_offset (`size` "
+                           "bytes) into the ringbuf `events`; a full ringbuf jumps to `dropped`; clobbers r0-r5", (
+    *_pair(i.ld_map_fd(R1, 0), map="events"),
+    T(i.mov64_reg(R2, RECORD)),
+    T(i.alu64_imm(ADD, R2, 0), imm="slot_offset"),
+    T(i.mov64_imm(R3, 0), imm="size"),
+    T(i.mov64_imm(R4, uapi.BPF_RB_NO_WAKEUP)),
+    T(i.call(Helper.ringbuf_output)),
+    T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="dropped"),
+))
+
+PATH_ENTRY_TS = Template("path_entry_ts", "STACK_ENTRY_TS = the ktime of the entry record held at r7 + "
+                         "slot_offset; clobbers r1", (
+    T(i.mov64_reg(R1, RECORD)),
+    T(i.alu64_imm(ADD, R1, 0), imm="slot_offset"),
+    T(i.ldx_mem(8, R1, R1, TS_OFFSET)),
+    T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
+))
+
+PATH_KEY = Template("path_key", "STACK_PATH_KEY = pid_tgid; clobbers r0", (
+    T(i.call(Helper.get_current_pid_tgid)),
+    T(i.stx_mem(8, R10, R0, STACK_PATH_KEY)),
+))
+
+PATH_FORGET = Template("path_forget", "deletes path[STACK_PATH_KEY]; clobbers r0-r5", (
+    *_pair(i.ld_map_fd(R1, 0), map="path"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PATH_KEY)),
+    T(i.call(Helper.map_delete_elem)),
+))
+
 EXIT = Template("exit", "returns 0", (
     T(i.mov64_imm(R0, 0)),
     T(i.exit_()),
@@ -474,4 +613,6 @@ ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, COPY_ARG, NULL_CHECK, FOLLOW
        RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, CAPTURE_STACK, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
        SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_PUT, STASH_RECORD, STASH_LOOKUP,
        REQUIRE_ENTRY, EMIT_STASHED, SET_ENTRY_TS, STASH_DELETE, COUNTERS, COUNT_ONE, SKIP_UNLESS_NEGATIVE, ELAPSED,
-       LOG2, COUNT_BUCKET, EXIT)
+       LOG2, COUNT_BUCKET, PATH_LOOKUP, JUMP_IF_NO_STATE, JUMP_IF_STATE, PATH_ENTER_CHECK, PATH_CREATE, PATH_SLOT,
+       PATH_PUSH, PATH_RETURN_CHECK, PATH_POP, PATH_REQUIRE_SHOWN, PATH_SKIP_SHOWN, PATH_EMIT_ENTRY, PATH_ENTRY_TS,
+       PATH_KEY, PATH_FORGET, EXIT)

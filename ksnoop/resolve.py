@@ -13,11 +13,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from bpf.plan import (
     MAX_CAPTURE_SIZE,
     MAX_CAPTURES,
+    MAX_PATH_LENGTH,
     MAX_STRING_PREDICATE,
     Bitfield,
     Capture,
     CompareOp,
     Filters,
+    PathStep,
     Plan,
     Predicate,
     Probe,
@@ -128,6 +130,61 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
                          tuple(spec.target if spec.is_glob else None for spec in specs), tuple(notes))
 
 
+# The tracepoint every exiting task passes: call-path mode drops the task's state there.
+TASK_EXIT_TRACEPOINT = "sched_process_exit"
+
+
+def resolve_path(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Filters(), *,
+                 with_comm: bool = True, ringbuf_size: int = 1 << 22, kstack_depth: int = 0) -> ResolvedTrace:
+    """Call-path mode (`-s`): the specs name functions in call order, outermost first, and each is
+    shown only inside a call of the one before, in the same task. Every function gets an fentry
+    (its tests decide whether the call joins the path; its record is held in the task's state)
+    and an fexit (which pops, and emits a return record with the duration). One more probe, on
+    the sched_process_exit tracepoint, forgets the state of a task that dies inside a path.
+    Globs, tracepoints, repeats and more than MAX_PATH_LENGTH functions are usage errors."""
+    if len(specs) > MAX_PATH_LENGTH:
+        raise UsageError(f"a call path of {len(specs)} functions; at most {MAX_PATH_LENGTH}")
+    found: List[Target] = []
+    for spec in specs:
+        if spec.is_glob:
+            raise SpecError("a call path (-s) names functions one by one, not a glob", spec.text,
+                            spec.target_position)
+        try:
+            target = kernel.find_target(spec.target)
+        except UnknownTarget as err:
+            raise SpecError(str(err), spec.text, spec.target_position) from None
+        if target.kind is not TargetKind.FUNCTION:
+            raise SpecError("a call path (-s) is made of functions: a tracepoint has no return to end a call",
+                            spec.text, spec.target_position)
+        if any(t.name == target.name and t.module == target.module for t in found):
+            raise SpecError(f"{target.label} is already in the call path: each function can be one step",
+                            spec.text, spec.target_position)
+        found.append(target)
+    length = len(found)
+    levels: List[Tuple[int, Target, List[Probe]]] = []
+    for level, (spec, target) in enumerate(zip(specs, found)):
+        sides = _sides(spec, target)
+        step = PathStep(level, length)
+        entry = Probe(ProbeKind.FENTRY, target.name, target.attach_btf_id, target.module, sides.entry_tests,
+                      sides.entry_captures, kstack_depth=kstack_depth, path=step)
+        exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module, sides.exit_tests,
+                      sides.exit_captures, path=step)
+        levels.append((level, target, [exit_, entry]))
+    task_exit = kernel.find_target(TRACEPOINT_PREFIX + TASK_EXIT_TRACEPOINT)
+    probes = [Probe(ProbeKind.TP_BTF, task_exit.name, task_exit.attach_btf_id, task_exit.module, emits=False,
+                    forgets_path=True)]
+    targets = [task_exit]
+    sources = [-1]
+    # Attached in this order: the state forgotten at exit first, then the innermost function first,
+    # each return before its entry, so no path starts before every step of it is in place.
+    for level, target, pair in reversed(levels):
+        probes.extend(pair)
+        targets.extend(target for _ in pair)
+        sources.extend(level for _ in pair)
+    plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size)
+    return ResolvedTrace(plan, tuple(targets), tuple(sources), tuple(None for _ in specs))
+
+
 def _too_many(total: int, counts: List[Tuple[str, int]], max_probes: int) -> str:
     globs = [(target, n) for target, n in counts if any(ch in target for ch in GLOB_CHARS)]
     what = ", ".join(f"'{target}' matches {n}" for target, n in globs)
@@ -139,7 +196,17 @@ def _too_many(total: int, counts: List[Tuple[str, int]], max_probes: int) -> str
             f"--max-probes {max_probes}: narrow the glob or raise --max-probes")
 
 
-def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> List[Probe]:
+@dataclass(frozen=True)
+class _Sides:
+    """What a spec asks of one target, at entry (or the tracepoint) and at return."""
+
+    entry_tests: Tuple[Test, ...]
+    entry_captures: Tuple[Capture, ...]
+    exit_tests: Tuple[Test, ...]
+    exit_captures: Tuple[Capture, ...]
+
+
+def _sides(spec: TraceSpec, target: Target) -> _Sides:
     items = spec.items or _default_items(spec, target)
     if target.kind is TargetKind.FUNCTION and all(item.value.base == RETURN for item in items):
         # Only the return value named (`f(return != 0)`): the entry still shows every argument.
@@ -163,6 +230,13 @@ def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> L
     for captures in (entry_captures, exit_captures):
         if len(captures) > MAX_CAPTURES:
             raise SpecError(f"{len(captures)} values in one probe; at most {MAX_CAPTURES}", spec.text, 0)
+    return _Sides(tuple(entry_tests), tuple(entry_captures), tuple(exit_tests), tuple(exit_captures))
+
+
+def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> List[Probe]:
+    sides = _sides(spec, target)
+    entry_tests, entry_captures = sides.entry_tests, sides.entry_captures
+    exit_tests, exit_captures = sides.exit_tests, sides.exit_captures
     if target.kind is TargetKind.TRACEPOINT:
         return [Probe(ProbeKind.TP_BTF, target.name, target.attach_btf_id, target.module,
                       tuple(entry_tests), tuple(entry_captures), kstack_depth=kstack_depth)]

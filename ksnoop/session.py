@@ -23,14 +23,24 @@ from bpf.features import check_privileges, probe_fentry
 from bpf.listing import format_insns
 from bpf.loader import VerifierError, attach_tracing, load_program
 from bpf.maps import Map
-from bpf.plan import COUNTERS_SIZE, MAX_KSTACK_DEPTH, PROBE_OFFSET, STASH_ENTRIES, Filters, ProbeKind, Stash
+from bpf.plan import (
+    COUNTERS_SIZE,
+    MAX_KSTACK_DEPTH,
+    PATH_TASKS,
+    PROBE_OFFSET,
+    STASH_ENTRIES,
+    Filters,
+    PathLayout,
+    ProbeKind,
+    Stash,
+)
 from bpf.ringbuf import RingBuffer
-from bpf.uapi import MapType
+from bpf.uapi import BPF_F_NO_PREALLOC, MapType
 from btf.sources import loaded_modules
 
 from .decode import Event, build_decoder
 from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
-from .resolve import DEFAULT_MAX_PROBES, ResolvedTrace, resolve
+from .resolve import DEFAULT_MAX_PROBES, ResolvedTrace, resolve, resolve_path
 from .sanitize import sanitize
 from .spec import parse_spec
 from .summary import count_calls, counted, sum_counters
@@ -61,6 +71,7 @@ class RunOptions:
     kstack_depth: int = 0  # kernel stack frames in each entry and tracepoint record; 0 for none
     max_probes: int = DEFAULT_MAX_PROBES  # functions and tracepoints, a glob's matches counted each
     summary: bool = False  # count calls, errors and latency in the kernel; print totals at exit
+    call_path: bool = False  # -s: the specs are a call path, outermost first
 
 
 @dataclass(frozen=True)
@@ -85,11 +96,17 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         raise UsageError("--count stops after N records, and --summary prints none: use --duration or Ctrl-C")
     if options.summary and options.kstack_depth:
         raise UsageError("--kstack shows a stack per record, and --summary prints none")
+    if options.call_path and options.summary:
+        raise UsageError("-s shows the calls of one path, and --summary counts every call: use one")
     specs = [parse_spec(text) for text in options.specs]
     kernel = KernelBTF.load(options.btf_path)
     filters = Filters(pid=options.pid, comm=options.comm.encode() if options.comm is not None else None)
-    resolved = resolve(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE,
-                       kstack_depth=options.kstack_depth, max_probes=options.max_probes)
+    if options.call_path:
+        resolved = resolve_path(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE,
+                                kstack_depth=options.kstack_depth)
+    else:
+        resolved = resolve(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE,
+                           kstack_depth=options.kstack_depth, max_probes=options.max_probes)
     if options.summary:
         resolved = count_calls(resolved)
     programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
@@ -147,7 +164,7 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
             raise RuntimeFailure(f"cannot create a ring buffer of {options.pages} pages: "
                                  f"{error.strerror or error} (try a smaller -P/--pages)") from None
         drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="ksnoop_drops"))
-        shared = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd}
+        shared = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd, **_path_maps(stack, resolved)}
         stash_fds = _stash_maps(stack, resolved, programs)
         _attach_all(stack, resolved, programs, shared, stash_fds, btf_obj_fds, err)
         try:
@@ -275,6 +292,22 @@ def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Any
     from .output_text import TextFormatter
 
     return TextFormatter(resolved, color=options.color, symbolizer=symbolizer)
+
+
+def _path_maps(stack: contextlib.ExitStack, resolved: ResolvedTrace) -> Dict[MapRole, int]:
+    """Call-path mode: the per-task state (allocated as tasks enter a path, not all up front: each
+    holds an entry record per level) and the zeroed state new entries are copied from."""
+    if not any(probe.path is not None for probe in resolved.plan.probes):
+        return {}
+    size = PathLayout.of(resolved.plan).size
+    try:
+        state = stack.enter_context(Map(MapType.HASH, 8, size, PATH_TASKS, map_flags=BPF_F_NO_PREALLOC,
+                                        name="ksnoop_path"))
+        zero = stack.enter_context(Map(MapType.ARRAY, 4, size, 1, name="ksnoop_path0"))
+    except OSError as error:  # E2BIG: a state bigger than the kernel's largest map value
+        raise RuntimeFailure(f"cannot create the call-path state ({size} bytes a task): "
+                             f"{error.strerror or error} (capture less, or fewer functions)") from None
+    return {MapRole.PATH: state.fd, MapRole.PATH_ZERO: zero.fd}
 
 
 def _stash_maps(stack: contextlib.ExitStack, resolved: ResolvedTrace,

@@ -19,7 +19,7 @@ from bpf.plan import COUNTERS, COUNTERS_SIZE
 from bpf.uapi import Helper
 
 MASK64 = (1 << 64) - 1
-EFAULT, ENOSPC = 14, 28
+EFAULT, ENOSPC, EEXIST, E2BIG = 14, 28, 17, 7
 CTX_BASE = 0x1000_0000
 STACK_SIZE = 512
 STACK_BASE = 0x7FFF_0000
@@ -27,7 +27,11 @@ RECORD_BASE = 0x5000_0000
 MAP_BASE = 0x4000_0000
 MAP_VALUE_BASE = 0x3000_0000
 MAX_STEPS = 100_000
-_FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4, MapRole.COUNTS: 5}
+_FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4, MapRole.COUNTS: 5,
+        MapRole.PATH: 6, MapRole.PATH_ZERO: 7}
+# Maps keyed by a u64 (pid_tgid); the others are arrays, keyed by a u32 index.
+_U64_KEYS = (MapRole.STASH, MapRole.PATH)
+_ARRAYS = (MapRole.DROPS, MapRole.SCRATCH, MapRole.COUNTS, MapRole.PATH_ZERO)
 
 
 class VMError(AssertionError):
@@ -83,6 +87,8 @@ class VM:
         ringbuf_room: Optional[int] = None,
         stash_value_size: int = 8,
         scratch_value_size: int = 8,
+        path_value_size: int = 8,
+        path_room: Optional[int] = None,
         user_memory: Mapping[int, bytes] = (),
         comm_pads: bool = True,
         kstack: Sequence[int] = (),
@@ -105,9 +111,17 @@ class VM:
             _FDS[MapRole.STASH]: _MapState(MapRole.STASH, stash_value_size),
             _FDS[MapRole.SCRATCH]: _MapState(MapRole.SCRATCH, scratch_value_size),
             _FDS[MapRole.COUNTS]: _MapState(MapRole.COUNTS, COUNTERS_SIZE),
+            _FDS[MapRole.PATH]: _MapState(MapRole.PATH, path_value_size),
+            _FDS[MapRole.PATH_ZERO]: _MapState(MapRole.PATH_ZERO, path_value_size),
         }
+        self.path_room = path_room  # tasks the path map takes before it is full; None: unlimited
         self.map_regions: List[_Region] = []
         self.records: List[bytes] = []
+
+    def path_states(self) -> Dict[bytes, bytes]:
+        """Call-path mode: pid_tgid (8 bytes) -> the task's path state, for every task that has one."""
+        m = self.maps[_FDS[MapRole.PATH]]
+        return {k: self._read(a, m.value_size) for k, a in m.values.items()}
 
     def counters(self, key: int) -> Tuple[int, ...]:
         """Summary mode: slot `key` of the counts map (calls, errors, the buckets), zeros if untouched."""
@@ -342,14 +356,21 @@ class VM:
         if helper == Helper.map_lookup_elem:
             m = self._map(args[0], pc)
             key = self._key(m, a(2))
-            if m.role in (MapRole.DROPS, MapRole.SCRATCH, MapRole.COUNTS) and key not in m.values:
+            if m.role in _ARRAYS and key not in m.values:
                 m.values[key] = self._new_value(m)  # an array: every index exists
             return m.values.get(key, 0)
         if helper == Helper.map_update_elem:
             m = self._map(args[0], pc)
             key = self._key(m, a(2))
             value = self._read(a(3), m.value_size)
+            flags = a(4)
+            if flags == uapi.BPF_NOEXIST and key in m.values:
+                return -EEXIST
+            if flags == uapi.BPF_EXIST and key not in m.values:
+                return -2
             if key not in m.values:
+                if m.role is MapRole.PATH and self.path_room is not None and len(m.values) >= self.path_room:
+                    return -E2BIG
                 m.values[key] = self._new_value(m)
             self._write(m.values[key], value)
             return 0
@@ -367,7 +388,7 @@ class VM:
         return True
 
     def _key(self, m: _MapState, addr: int) -> bytes:
-        return self._read(addr, 8 if m.role is MapRole.STASH else 4)
+        return self._read(addr, 8 if m.role in _U64_KEYS else 4)
 
     def _new_value(self, m: _MapState) -> int:
         region = _Region(
@@ -399,6 +420,8 @@ def _alu64(op: int, dst: int, src: int, pc: int) -> int:
         return dst | src
     if op == uapi.BPF_AND:
         return dst & src
+    if op == uapi.BPF_XOR:
+        return dst ^ src
     if op in (uapi.BPF_LSH, uapi.BPF_RSH, uapi.BPF_ARSH):
         if not 0 <= src < 64:
             raise VMError(f"{pc}: shift by {src}")

@@ -14,8 +14,9 @@ from .btfbuilder import BTFBuilder
 MODULE_NAME = "nf_minimod"
 
 
-def make_builder() -> tuple[BTFBuilder, dict[str, int]]:
-    """The mini kernel as a builder, so a split module can be built on it."""
+def make_builder(task_exit: bool = False) -> tuple[BTFBuilder, dict[str, int]]:
+    """The mini kernel as a builder, so a split module can be built on it; with `task_exit`, also the
+    sched_process_exit tracepoint call-path mode needs (last, so the other ids stay put)."""
     b = BTFBuilder()
     ids: dict[str, int] = {}
     static = FuncLinkage.STATIC  # every FUNC in vmlinux BTF is static, as pahole writes them
@@ -186,12 +187,25 @@ def make_builder() -> tuple[BTFBuilder, dict[str, int]]:
     ids["volatile long unsigned int"] = b.volatile(ids["long unsigned int"])
     ids["jiffies"] = b.var("jiffies", ids["volatile long unsigned int"], VarLinkage.GLOBAL_ALLOCATED)
     ids[".data"] = b.datasec(".data", 8, [(ids["jiffies"], 0, 8)])
+    if not task_exit:
+        return b, ids
+    ids["btf_trace_sched_process_exit proto"] = b.func_proto(0, [("", ids["void *"]), ("", ids["void *"])])
+    ids["btf_trace_sched_process_exit *"] = b.ptr(ids["btf_trace_sched_process_exit proto"])
+    ids["btf_trace_sched_process_exit"] = b.typedef(
+        "btf_trace_sched_process_exit", ids["btf_trace_sched_process_exit *"]
+    )
+    ids["__probestub_sched_process_exit proto"] = b.func_proto(
+        0, [("__data", ids["void *"]), ("p", ids["void *"])]
+    )
+    ids["__probestub_sched_process_exit"] = b.func(
+        "__probestub_sched_process_exit", ids["__probestub_sched_process_exit proto"], static
+    )
     return b, ids
 
 
-def build(byteorder: str = "little") -> tuple[bytes, dict[str, int]]:
+def build(byteorder: str = "little", task_exit: bool = False) -> tuple[bytes, dict[str, int]]:
     """The mini kernel as a BTF blob, and its name -> id map."""
-    builder, ids = make_builder()
+    builder, ids = make_builder(task_exit)
     return builder.to_bytes(byteorder), ids
 
 

@@ -30,6 +30,12 @@ def kernel() -> KernelBTF:
     return KernelBTF(BTF.from_bytes(_BLOB), [])
 
 
+def path_kernel() -> KernelBTF:
+    """The mini kernel with the sched_process_exit tracepoint call-path mode attaches to."""
+    blob, _ = minikernel.build(task_exit=True)
+    return KernelBTF(BTF.from_bytes(blob), [])
+
+
 def trace(*specs: str, kstack_depth: int = 0) -> ResolvedTrace:
     return resolve([parse_spec(s) for s in specs], kernel(), kstack_depth=kstack_depth)
 

@@ -86,6 +86,8 @@ def main(plan_path: str) -> int:
         for sender in senders:
             sent.append(_run_sender(sender))
     traffic_done_s = elapsed()
+    # Maps whose entries the plan wants counted while every instance still runs (leak checks).
+    map_entries = {name: _map_entries(name) for name in plan.get("count_map_entries", [])}
 
     for inst in instances:
         inst["max_rss_kb"] = _max_rss_kb(inst["proc"].pid)
@@ -114,6 +116,7 @@ def main(plan_path: str) -> int:
         "traffic_done_s": traffic_done_s,
         "finished_s": elapsed(),
         "not_attached": [inst["spec"]["name"] for inst in waiting],
+        "map_entries": map_entries,
         "instances": {
             inst["spec"]["name"]: {
                 "argv": inst["argv"],
@@ -186,14 +189,7 @@ def _fork_sender(spec: dict) -> dict:
                 return  # the driver gave up (an instance did not attach): send nothing
             results = []
             for send in spec["sends"]:
-                port = info["dport"] if send.get("port", "receiver") == "receiver" else int(send["port"])
-                try:
-                    sock.sendto(b"k" * send["size"], ("127.0.0.1", port))
-                    if port == info["dport"]:
-                        receiver.recv(65536)
-                    results.append({"size": send["size"], "port": port, "error": None})
-                except OSError as err:
-                    results.append({"size": send["size"], "port": port, "error": err.errno})
+                results.append(_send(send, sock, receiver, info["dport"]))
             os.write(report_write, (json.dumps(results) + "\n").encode())
         except BaseException as err:  # noqa: BLE001 (the parent reports it)
             os.write(report_write, (json.dumps({"sender_error": repr(err)}) + "\n").encode())
@@ -213,6 +209,60 @@ def _fork_sender(spec: dict) -> dict:
         "go": go_write,
         "report": report,
     }
+
+
+def _send(send: dict, sock: socket.socket, receiver: socket.socket, dport: int) -> dict:
+    """One step of a sender: a datagram (to its receiver, to port 0, or to a port nobody listens on,
+    which draws an ICMP reply sent from inside the send), an ICMP echo on a raw socket (IP output
+    without udp_sendmsg), or `exits` children that exit at once with status 7."""
+    if send.get("icmp"):
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        raw.sendto(bytes([8, 0, 0xF7, 0xFF, 0, 0, 0, 0]), ("127.0.0.1", 0))  # type 8, checksum 0xf7ff
+        raw.close()
+        return {"icmp": True}
+    if send.get("exits"):
+        pids = []
+        for _ in range(send["exits"]):
+            child = os.fork()
+            if child == 0:
+                os._exit(7)
+            pids.append(child)
+        for child in pids:
+            os.waitpid(child, 0)
+        return {"exited": pids, "status": 7}
+    where = send.get("port", "receiver")
+    if where == "receiver":
+        port = dport
+    elif where == "closed":
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # free again: nobody listens there now
+    else:
+        port = int(where)
+    try:
+        sock.sendto(b"k" * send["size"], ("127.0.0.1", port))
+        if port == dport:
+            receiver.recv(65536)
+        return {"size": send["size"], "port": port, "error": None}
+    except OSError as err:
+        return {"size": send["size"], "port": port, "error": err.errno}
+
+
+def _map_entries(name: str) -> dict:
+    """Entries in every BPF map called `name`, by map id, read with bpftool (None if it cannot tell)."""
+    try:
+        shown = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
+                                          timeout=60, check=True).stdout)
+        out = {}
+        for m in shown:
+            if m.get("name") == name:
+                dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(m["id"])], capture_output=True,
+                                      text=True, timeout=60, check=True).stdout
+                out[str(m["id"])] = len(json.loads(dump))
+        return out
+    except (OSError, subprocess.SubprocessError, ValueError) as err:
+        return {"error": repr(err)}
 
 
 def _run_sender(sender: dict) -> dict:
