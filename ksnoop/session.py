@@ -129,6 +129,11 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
                          f"{' (of ' + str(c.full_size) + ')' if c.truncated else ''} -> record +{offset}")
         if program.layout.kstack_depth:
             lines.append(f"  kstack: {program.layout.kstack_depth} frames -> record +{program.layout.kstack_offset}")
+        if probe.path is not None:
+            lines.append(f"  call path: level {probe.path.level} of {probe.path.length}"
+                         f"{', the innermost' if probe.path.level == probe.path.length - 1 else ''}")
+        if probe.forgets_path:
+            lines.append("  forgets the call-path state of each exiting task")
         if probe.count is not None:  # --summary: counters, no record
             errors = f"errors of a {probe.count.errors.size}-byte return" if probe.count.errors else "no errors"
             lines.append(f"  count: key {probe.count.key}, calls, {errors}"

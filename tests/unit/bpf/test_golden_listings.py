@@ -16,13 +16,15 @@ import pytest
 from bpf.codegen import MapRole, Program, generate
 from bpf.insn import Insn, decode, encode
 from bpf.listing import format_insns
-from bpf.plan import Filters
-from ksnoop.resolve import resolve
+from bpf.plan import Filters, Plan
+from ksnoop.resolve import resolve, resolve_path
 from ksnoop.spec import parse_spec
 from tests.support import records
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "listings"
-FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4}
+FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4, MapRole.PATH: 6,
+       MapRole.PATH_ZERO: 7}
+CALL_PATH = "-s "  # a case whose spec starts so is a call path, its specs separated by " | "
 
 CASES = {
     "plain_capture": ("tp:net_dev_queue(skb->len)", Filters()),
@@ -36,6 +38,7 @@ CASES = {
     "fentry_fexit_time": ("ip_send_skb(skb->len, return)", Filters()),
     "fentry_fexit_record": ("ip_send_skb(skb->len > 5, return != 0)", Filters()),
     "kstack": ("tp:net_dev_queue(skb->len)", Filters(), 8),
+    "call_path": ("-s strncpy_from_user(count == 64) | ip_send_skb(skb->len, return < 0)", Filters(pid=4242)),
 }
 
 
@@ -69,9 +72,16 @@ def _listing(program: Program, insns: list[Insn]) -> list[str]:
     return out
 
 
+def _plan(spec: str, filters: Filters, kstack_depth: int) -> Plan:
+    if spec.startswith(CALL_PATH):
+        specs = [parse_spec(s) for s in spec[len(CALL_PATH):].split(" | ")]
+        return resolve_path(specs, records.path_kernel(), filters, kstack_depth=kstack_depth).plan
+    return resolve([parse_spec(spec)], records.kernel(), filters, kstack_depth=kstack_depth).plan
+
+
 def render(case: str) -> str:
     spec, filters, kstack_depth = _case(case)
-    plan = resolve([parse_spec(spec)], records.kernel(), filters, kstack_depth=kstack_depth).plan
+    plan = _plan(spec, filters, kstack_depth)
     lines = [_header(spec, filters, kstack_depth)]
     for index, probe in enumerate(plan.probes):
         program = generate(plan, index)
@@ -106,7 +116,7 @@ def test_no_stray_golden_listings() -> None:
 def test_golden_listing_round_trips(case: str) -> None:
     """The instructions survive encode/decode, and the decoded ones print as the golden file says."""
     spec, filters, kstack_depth = _case(case)
-    plan = resolve([parse_spec(spec)], records.kernel(), filters, kstack_depth=kstack_depth).plan
+    plan = _plan(spec, filters, kstack_depth)
     golden = (GOLDEN / f"{case}.txt").read_text().splitlines()
     listed = [line for line in golden if not line.startswith(("#", ";"))]
     printed = []
