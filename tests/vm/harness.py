@@ -261,7 +261,9 @@ class VM:
     long as the VM object; the names `ready` and `jobs` in it belong to the harness.
     """
 
-    def __init__(self, boot_timeout: float = BOOT_TIMEOUT, memory: str = "2G", cpus: int = 2) -> None:
+    def __init__(
+        self, boot_timeout: float = BOOT_TIMEOUT, memory: str = "2G", cpus: int = 2, kernel_args: Sequence[str] = ()
+    ) -> None:
         self._qemu_path = _check_qemu()
         _check_static_busybox()
         self.kernel = find_kernel()
@@ -273,6 +275,10 @@ class VM:
             )
         self._boot_timeout = boot_timeout
         self._memory, self._cpus = memory, cpus
+        # Appended to the kernel command line, e.g. tsc=reliable (benchmarks/vm_percall.py).
+        self._kernel_args = " ".join(kernel_args)
+        if any(any(c.isspace() for c in arg) for arg in kernel_args):
+            raise ValueError(f"kernel arguments must not contain spaces: {list(kernel_args)!r}")
         self._qemu: subprocess.Popen[bytes] | None = None
         self._console = bytearray()
         self._console_lock = threading.Lock()
@@ -358,7 +364,8 @@ class VM:
             self._qemu_path, "-accel", ACCEL, "-cpu", "max", "-m", self._memory, "-smp", str(self._cpus),
             "-nographic", "-no-reboot", "-net", "none",
             "-kernel", str(self.kernel.vmlinuz), "-initrd", str(self._initramfs),
-            "-append", f"console=ttyS0 quiet panic=-1 ksnoop.shared={self.shared_dir} ksnoop.repo={REPO}",
+            "-append", f"console=ttyS0 quiet panic=-1 ksnoop.shared={self.shared_dir} ksnoop.repo={REPO} "
+                       f"{self._kernel_args}".rstrip(),
             "-virtfs", f"local,path=/,mount_tag={ROOT_TAG},security_model=none,readonly=on,multidevs=remap",
             "-virtfs", f"local,path={REPO},mount_tag={REPO_TAG},security_model=none,readonly=on,multidevs=remap",
             "-virtfs", f"local,path={self.shared_dir},mount_tag={SHARED_TAG},security_model=none",
