@@ -22,7 +22,7 @@ from bpf.codegen import MapRole, Program, generate
 from bpf.features import check_privileges
 from bpf.iter import IterLink, IterReader, attach_iter, link_info_cgroup, link_info_map, link_info_task, max_record_size
 from bpf.loader import LoadedProgram, VerifierError, load_program
-from bpf.maps import Map
+from bpf.maps import Map, possible_cpus
 from bpf.uapi import CgroupIterOrder, MapType
 
 from .decode import Event, build_decoder
@@ -35,6 +35,7 @@ from .targets import KernelBTF
 log = logging.getLogger(__name__)
 
 _BATCH_LINES = 512
+_PERCPU_MAPS = frozenset((MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH))
 # Where the cgroup iterator walks when --cgroup-order is not given: every cgroup below the start
 # (the kernel's own default is the starting cgroup alone).
 DEFAULT_CGROUP_ORDER = "descendants-pre"
@@ -74,6 +75,10 @@ def prepare(options: DumpOptions) -> Tuple[ResolvedDump, Tuple[Program, ...]]:
     if not iters.all():
         raise RuntimeFailure(f"cannot dump: {no_iterators_reason(kernel.vmlinux)}")
     dump = resolve_dump(specs, iters, options.params, max_record_size=max_record_size())
+    if options.params.map_id is not None and any(t.params is ParamKind.MAP for t in dump.iters):
+        # Now that the map is known to be wanted: its elements' keys and values are that many bytes.
+        dump = resolve_dump(specs, iters, options.params, max_record_size=max_record_size(),
+                            element_sizes=map_element_sizes(options.params.map_id))
     programs = tuple(generate(dump.resolved.plan, i) for i in range(len(dump.iters)))
     return dump, programs
 
@@ -110,6 +115,35 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
         read_s += walked.read_s
     writer.flush()
     return DumpSummary(records, size, read_s, time.perf_counter() - start)
+
+
+def map_element_sizes(map_id: int) -> Tuple[int, int]:
+    """(key size, value size) of the map `map_id`'s elements as a map element iterator hands them
+    over: a per-CPU map's value is one (8-byte aligned) value per possible CPU."""
+    fd = _map_fd(map_id)
+    try:
+        info = syscall.bpf_map_info()
+        syscall.obj_get_info_by_fd(fd, info)
+    except OSError as error:
+        raise RuntimeFailure(f"--map-id {map_id}: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
+    value_size = int(info.value_size)
+    if info.type in _PERCPU_MAPS:
+        value_size = ((value_size + 7) & ~7) * len(possible_cpus())
+    return int(info.key_size), value_size
+
+
+def _map_fd(map_id: int) -> int:
+    """An fd of the map `map_id` (the caller closes it); UsageError when no map has that id."""
+    try:
+        return syscall.map_get_fd_by_id(map_id)
+    except FileNotFoundError:
+        raise UsageError(f"--map-id {map_id}: no BPF map has that id") from None
+    except PermissionError:
+        raise NotPermitted(f"--map-id {map_id}: opening a map by id needs CAP_SYS_ADMIN") from None
+    except OSError as error:
+        raise RuntimeFailure(f"--map-id {map_id}: {error.strerror or error}") from None
 
 
 def _formatter(options: DumpOptions, dump: ResolvedDump) -> Any:
@@ -238,14 +272,7 @@ def _link_info(stack: contextlib.ExitStack, target: IterTarget,
     """The packed bpf_iter_link_info for the target's parameters (fds it needs entering `stack`), and
     what the link should then report (`pid`: 1234...), to check the target took them."""
     if target.params is ParamKind.MAP and params.map_id is not None:
-        try:
-            fd = syscall.map_get_fd_by_id(params.map_id)
-        except FileNotFoundError:
-            raise UsageError(f"--map-id {params.map_id}: no BPF map has that id") from None
-        except PermissionError:
-            raise NotPermitted(f"--map-id {params.map_id}: opening a map by id needs CAP_SYS_ADMIN") from None
-        except OSError as error:
-            raise RuntimeFailure(f"--map-id {params.map_id}: {error.strerror or error}") from None
+        fd = _map_fd(params.map_id)
         stack.callback(os.close, fd)
         return link_info_map(fd), {"map_id": params.map_id}
     if target.params is ParamKind.TASK and (params.pid is not None or params.tid is not None):

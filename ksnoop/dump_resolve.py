@@ -12,8 +12,8 @@ import difflib
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from bpf.plan import Capture, CompareOp, Plan, Predicate, Probe, ProbeKind, RecordLayout, Test
-from btf import BTF, Array, Struct, Union
+from bpf.plan import MAX_CAPTURE_SIZE, Capture, CompareOp, Plan, Predicate, Probe, ProbeKind, RecordLayout, Test
+from btf import BTF, Array, Ptr, Struct, Union, Void
 from btf.values import is_char
 
 from .errors import RuntimeFailure, UnknownTarget, UsageError
@@ -70,10 +70,13 @@ def parse_dump_spec(text: str) -> TraceSpec:
 
 
 def resolve_dump(specs: Sequence[TraceSpec], iters: IterTargets, params: IterParams = IterParams(), *,
-                 max_record_size: int) -> ResolvedDump:
+                 max_record_size: int, element_sizes: Optional[Tuple[int, int]] = None) -> ResolvedDump:
     """One ITER probe per spec. SpecError (usage) for a spec that does not fit its target, UsageError
     for options the targets do not take or a target that needs one, RuntimeFailure for an option
-    this kernel's union bpf_iter_link_info lacks. Records are at most `max_record_size` bytes."""
+    this kernel's union bpf_iter_link_info lacks. Records are at most `max_record_size` bytes.
+
+    `element_sizes` are the (key, value) sizes of the --map-id map, when known: a map element's
+    `key` and `value` (void pointers in the context) are then copied as that many bytes."""
     probes: List[Probe] = []
     found: List[IterTarget] = []
     notes: List[str] = []
@@ -90,6 +93,8 @@ def resolve_dump(specs: Sequence[TraceSpec], iters: IterTargets, params: IterPar
         for item in items:
             _check_name(spec, target, item.value)
         tests, captures = resolve_items(spec, target.target, items)
+        if target.params is ParamKind.MAP and element_sizes is not None:
+            captures = _element_bytes(target, captures, element_sizes)
         captures, cut = fit_captures(captures, max_record_size, spec, target.target.btf)
         for label, size, full_size in cut:
             notes.append(f"ksnoop: {target.target.label}: '{label}' cut to {size} of {full_size} bytes, so that "
@@ -121,6 +126,25 @@ def _check_name(spec: TraceSpec, target: IterTarget, expr: ValueExpr) -> None:
     why = " (meta is the iterator's own bookkeeping)" if expr.base == META else ""
     raise SpecError(f"{target.target.label} has no member '{expr.base}'{why}; {hint}its context gives: "
                     f"{', '.join(names)}", spec.text, expr.position)
+
+
+def _element_bytes(target: IterTarget, captures: Tuple[Capture, ...],
+                   element_sizes: Tuple[int, int]) -> Tuple[Capture, ...]:
+    """`key` and `value`, void pointers to one map element's, as the bytes they point to: the map's
+    key_size and value_size of them (the iterator hands the program buffers that big)."""
+    btf = target.target.btf
+    sizes = dict(zip(("key", "value"), element_sizes))
+    out = []
+    for capture in captures:
+        size = sizes.get(capture.label, 0)
+        typ = btf.skip_modifiers(capture.type_id) if capture.type_id else None
+        void_pointer = isinstance(typ, Ptr) and isinstance(btf.skip_modifiers(typ.type_id), Void)
+        if size and not capture.in_memory and void_pointer:
+            kept = min(size, MAX_CAPTURE_SIZE)
+            capture = dataclasses.replace(capture, in_memory=True, hops=(), offset=0, size=kept, type_id=0,
+                                          full_size=size if kept < size else 0)
+        out.append(capture)
+    return tuple(out)
 
 
 def _object_test(target: IterTarget) -> Test:

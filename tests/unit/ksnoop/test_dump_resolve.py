@@ -19,8 +19,10 @@ def _iters() -> IterTargets:
     return IterTargets(miniiter.kernel())
 
 
-def _resolve(*specs: str, params: IterParams = IterParams(), limit: int = LIMIT, iters: IterTargets | None = None):
-    return resolve_dump([parse_dump_spec(s) for s in specs], iters or _iters(), params, max_record_size=limit)
+def _resolve(*specs: str, params: IterParams = IterParams(), limit: int = LIMIT, iters: IterTargets | None = None,
+             element_sizes: tuple[int, int] | None = None):
+    return resolve_dump([parse_dump_spec(s) for s in specs], iters or _iters(), params, max_record_size=limit,
+                        element_sizes=element_sizes)
 
 
 def _spec_error(spec: str, **kwargs) -> SpecError:
@@ -157,3 +159,13 @@ def test_fit_captures_leaves_small_records_alone() -> None:
     probe = _resolve("task(task, task->pid)").resolved.plan.probes[0]
     captures, cut = fit_captures(probe.captures, LIMIT, parse_dump_spec("task"), miniiter.kernel().vmlinux)
     assert captures == probe.captures and cut == []
+
+
+def test_map_element_key_and_value_are_bytes_once_the_map_is_known() -> None:
+    spec = "bpf_map_elem(map->id, key, value)"
+    params = IterParams(map_id=7)
+    addresses = _resolve(spec, params=params).resolved.plan.probes[0].captures
+    assert [(c.in_memory, c.size) for c in addresses[1:]] == [(False, 8), (False, 8)]  # void pointers
+    key, value = _resolve(spec, params=params, element_sizes=(4, 6000)).resolved.plan.probes[0].captures[1:]
+    assert (key.slot, key.in_memory, key.offset, key.size, key.type_id) == (2, True, 0, 4, 0)
+    assert (value.slot, value.size, value.full_size) == (3, 4096, 6000)  # a copy is at most 4 KiB, and says so
