@@ -58,6 +58,7 @@ class DumpSummary:
     bytes: int  # read from the iterators
     read_s: float  # in read(): the kernel walking its objects and running the program on each
     total_s: float  # from the first program load to the last line written
+    load_s: float = 0.0  # of total_s, loading the programs and linking them to their targets
 
 
 def prepare(options: DumpOptions) -> Tuple[ResolvedDump, Tuple[Program, ...]]:
@@ -72,7 +73,7 @@ def prepare(options: DumpOptions) -> Tuple[ResolvedDump, Tuple[Program, ...]]:
     specs = [parse_dump_spec(text) for text in options.specs]
     kernel = KernelBTF.load(options.btf_path)
     iters = IterTargets(kernel)
-    if not iters.all():
+    if not iters.exist():
         raise RuntimeFailure(f"cannot dump: {no_iterators_reason(kernel.vmlinux)}")
     dump = resolve_dump(specs, iters, options.params, max_record_size=max_record_size())
     if options.params.map_id is not None and any(t.params is ParamKind.MAP for t in dump.iters):
@@ -100,7 +101,7 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
     formatter = _formatter(options, dump)
     writer = _Writer(out)
     records = size = 0
-    read_s = 0.0
+    read_s = load_s = 0.0
     start = time.perf_counter()
     for index, (target, program) in enumerate(zip(dump.iters, programs)):
         limit = None if options.count is None else options.count - records
@@ -108,13 +109,15 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
             break
         decode = build_decoder(resolved.plan, index, target.target.btf)
         with contextlib.ExitStack() as stack:
+            opening = time.perf_counter()
             reader = _open_walk(stack, target, program, options.params)
+            load_s += time.perf_counter() - opening
             walked = _walk(reader, target, index, program.layout.size, decode, formatter.format, writer, limit)
         records += walked.records
         size += walked.bytes
         read_s += walked.read_s
     writer.flush()
-    return DumpSummary(records, size, read_s, time.perf_counter() - start)
+    return DumpSummary(records, size, read_s, time.perf_counter() - start, load_s)
 
 
 def map_element_sizes(map_id: int) -> Tuple[int, int]:

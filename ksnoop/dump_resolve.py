@@ -204,6 +204,8 @@ def check_params(target: IterTarget, params: IterParams, iters: IterTargets) -> 
         raise UsageError("--pid and --tid: give one (a process, or one of its threads)")
     if params.cgroup_id is not None and params.cgroup_path is not None:
         raise UsageError("--cgroup-id and --cgroup: give one (where the walk starts)")
+    if not given:
+        return
     link_info = iters.link_info
     wanted = {"--map-id": ("map", "map_fd"), "--pid": ("task", "pid"), "--tid": ("task", "tid"),
               "--cgroup-id": ("cgroup", "cgroup_id"), "--cgroup": ("cgroup", "cgroup_fd"),

@@ -82,6 +82,10 @@ class IterTargets:
         self._found: Optional[Dict[str, IterTarget]] = None
         self._link_info: Optional[LinkInfo] = None
 
+    def exist(self) -> bool:
+        """Does this kernel have BPF iterators at all (struct bpf_iter_meta in its BTF)?"""
+        return self.kernel.vmlinux.find("struct " + META_STRUCT) is not None
+
     def all(self) -> Dict[str, IterTarget]:
         """name -> target, every one this kernel has (a name in vmlinux and a module: vmlinux's)."""
         if self._found is None:
@@ -106,6 +110,14 @@ class IterTargets:
     def find(self, name: str) -> IterTarget:
         """The target `name` (`task`, or `dump:task`); UnknownTarget naming the closest real ones."""
         bare = name[len(ITER_PREFIX):] if name.startswith(ITER_PREFIX) else name
+        if self._found is None and bare:
+            # Two lookups by name, rather than every context in BTF: what a dump of one target needs.
+            for module, btf in self.kernel.blobs():
+                for context in btf.find_all(CONTEXT_PREFIX + bare, Kind.STRUCT):
+                    if context.id >= btf.start_id or module == "vmlinux":
+                        target = iter_target(btf, module, bare, context.id)
+                        if target is not None:
+                            return target
         found = self.all()
         if bare in found:
             return found[bare]
