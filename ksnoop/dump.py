@@ -319,6 +319,8 @@ def _attach_reason(error: OSError, params: IterParams) -> str:
         return f"{text} (this kernel's bpf_iter_link_info is smaller than the parameters given)"
     if error.errno == errno.EINVAL and (params.pid is not None or params.tid is not None):
         return f"{text} (the kernel refused the task parameters)"
-    if error.errno == errno.ENOENT and (params.cgroup_id is not None):
+    if error.errno == errno.ENOENT and params.cgroup_id is not None:
         return f"{text} (no cgroup with id {params.cgroup_id})"
+    if error.errno == errno.EBADF and params.cgroup_path is not None:
+        return f"{text} ({params.cgroup_path} is not a cgroup directory)"
     return text

@@ -250,6 +250,34 @@ def test_bpf_maps_lists_a_map_of_ours() -> None:
                                               "map->max_entries": 1}]
 
 
+# ---- cgroups --------------------------------------------------------------------------------------------------
+def _cgroup_mount() -> Optional[str]:
+    """The mounted cgroup hierarchy (v1 or v2) with the most child cgroups, or None."""
+    mounts = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            _source, path, fstype, *_ = line.split()
+            if fstype in ("cgroup", "cgroup2"):
+                with contextlib.suppress(OSError):
+                    mounts.append((sum(1 for e in os.scandir(path) if e.is_dir()), path))
+    return max(mounts)[1] if mounts else None
+
+
+def test_cgroups_below_a_path() -> None:
+    mount = _cgroup_mount()
+    if mount is None:
+        pytest.skip("no cgroup hierarchy is mounted")
+    children = sorted(e.name for e in os.scandir(mount) if e.is_dir())
+    records = dump_json("--cgroup", mount, "cgroup(cgroup->level, cgroup->kn->name)")
+    start = records[0]["args"]["cgroup->level"]  # descendants, pre-order: the start comes first
+    assert all(r["args"]["cgroup->level"] > start for r in records[1:])
+    assert sorted(r["args"]["cgroup->kn->name"] for r in records if r["args"]["cgroup->level"] == start + 1) == children
+    (only,) = dump_json("--cgroup", mount, "--cgroup-order", "self-only", "cgroup(cgroup->level)")
+    assert only["args"]["cgroup->level"] == start
+    (line,) = one_error(ksnoop("dump", "--cgroup", "/proc", "cgroup"), 1)
+    assert line.endswith("(/proc is not a cgroup directory)")
+
+
 # ---- records larger than the iterator's buffer ------------------------------------------------------------
 def test_a_record_too_large_for_the_buffer_is_cut_and_flagged() -> None:
     hops = ["real_parent", "parent", "group_leader"]
