@@ -390,3 +390,17 @@ def test_every_target_loads_and_walks(name: str) -> None:
         assert result.returncode == 0, result.stderr
         for line in result.stdout.splitlines():
             assert json.loads(line)["func"] == name
+
+
+def test_stdout_closed_by_head_ends_quietly() -> None:
+    """`ksnoop dump ... | head -1` on a long walk (every kernel symbol): exit 1, nothing on stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "ksnoop", "dump", "-o", "json", "ksym(ksym->name)"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=TIMEOUT) == 1
+    assert json.loads(first)["func"] == "ksym"
+    assert err == b""
