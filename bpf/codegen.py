@@ -79,6 +79,7 @@ _ATTACH = {
     ProbeKind.FENTRY: AttachType.TRACE_FENTRY,
     ProbeKind.FEXIT: AttachType.TRACE_FEXIT,
     ProbeKind.TP_BTF: AttachType.TRACE_RAW_TP,
+    ProbeKind.ITER: AttachType.TRACE_ITER,
 }
 
 # The jump that leaves when the test fails: the inverse of the operator, unsigned or signed.
@@ -177,6 +178,8 @@ def _s32(value: int) -> int:
 def generate(plan: Plan, probe_index: int) -> Program:
     """The BPF program for plan.probes[probe_index]; CodegenError if the plan cannot be expressed."""
     probe = plan.probes[probe_index]
+    if probe.kind is ProbeKind.ITER:
+        return _iter_program(plan, probe_index)
     if len(probe.captures) > MAX_CAPTURES:
         raise CodegenError(f"{probe.target}: {len(probe.captures)} values to capture; at most {MAX_CAPTURES}")
     if not 0 <= probe.kstack_depth <= MAX_KSTACK_DEPTH:
@@ -518,3 +521,50 @@ def _retries_as_user(capture: Capture) -> bool:
 def _words(data: bytes) -> List[int]:
     """8-byte chunks as the u64s a load from memory would give on this host."""
     return [int.from_bytes(data[k : k + 8], sys.byteorder) for k in range(0, len(data), 8)]
+
+
+# ---- iterator programs (ksnoop dump) ----------------------------------------------------------
+
+def _iter_program(plan: Plan, probe_index: int) -> Program:
+    """An iterator program: run once per object, it writes one record with bpf_seq_write.
+
+    The record is built in this CPU's scratch value (PERCPU_ARRAY `scratch`, one record), since an
+    iterator has no ring buffer and a record may be larger than the stack; iterator programs run
+    with migration disabled, so the value is the program's own while it runs. The kernel calls the
+    program once more after the last object, with the object NULL (the "stop" call): the plan's
+    first test is what skips that call (the object's slot != NULL), put there by the resolver,
+    which knows which slot holds the object.
+    """
+    probe = plan.probes[probe_index]
+    if len(probe.captures) > MAX_CAPTURES:
+        raise CodegenError(f"{probe.target}: {len(probe.captures)} values to capture; at most {MAX_CAPTURES}")
+    if probe.kstack_depth or probe.count is not None or probe.stash is not Stash.NONE:
+        raise CodegenError(f"{probe.target}: an iterator has no kernel stack, counters or stash of its own")
+    if plan.filters.pid is not None or plan.filters.comm is not None:
+        raise CodegenError(f"{probe.target}: an iterator runs in the reader's task: --pid and --comm filter nothing")
+    layout = RecordLayout.of(probe, plan.with_comm)
+    asm = _Assembler()
+    asm.emit(tpl.PROLOGUE)
+    for n, test in enumerate(probe.tests):
+        _emit_test(asm, test.value, test.predicate, f"test{n}")
+    asm.emit(tpl.SCRATCH_RECORD, out="out")
+    asm.emit(tpl.HEADER, probe=probe_index)
+    if plan.with_comm:
+        asm.emit(tpl.HEADER_COMM, rec_offset=COMM_OFFSET)
+    for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
+        _emit_capture(asm, capture, rec_offset, n)
+    asm.emit(tpl.SEQ_WRITE, size=layout.size)
+    asm.label("out")
+    asm.emit(tpl.EXIT)
+    name = "ksnoop_" + "".join(c if c.isalnum() or c == "_" else "_" for c in probe.target)
+    return Program(
+        name=name[: uapi.BPF_OBJ_NAME_LEN - 1],
+        insns=asm.assemble(),
+        map_slots=tuple(asm.map_slots),
+        prog_type=ProgType.TRACING,
+        expected_attach_type=_ATTACH[probe.kind],
+        attach_btf_id=probe.attach_btf_id,
+        module=probe.module,
+        layout=layout,
+        sections=tuple(asm.sections),
+    )

@@ -28,6 +28,10 @@ class ProbeKind(enum.Enum):
     FENTRY = "fentry"
     FEXIT = "fexit"
     TP_BTF = "tp_btf"
+    # A BPF iterator program (`ksnoop dump`): run once per kernel object, its context a struct
+    # bpf_iter__<target> whose u64 slots hold the object's pointers and scalars; records go to the
+    # iterator's seq_file (bpf_seq_write), not the ring buffer.
+    ITER = "iter"
 
 
 class CompareOp(enum.Enum):

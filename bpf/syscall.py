@@ -522,6 +522,16 @@ def btf_get_fd_by_id(btf_id: int) -> int:
     return bpf(Cmd.BTF_GET_FD_BY_ID, attr)
 
 
+def map_get_fd_by_id(map_id: int) -> int:
+    """BPF_MAP_GET_FD_BY_ID; returns an fd of that map (the caller closes it).
+
+    Raises FileNotFoundError (ENOENT) for an id no map has; needs CAP_SYS_ADMIN (PermissionError).
+    """
+    attr = bpf_attr()
+    attr.get_id.start_id = map_id
+    return bpf(Cmd.MAP_GET_FD_BY_ID, attr)
+
+
 def raw_tracepoint_open(prog_fd: int, name: str | None = None) -> int:
     """BPF_RAW_TRACEPOINT_OPEN; returns a link fd. `name` is None for tp_btf and fentry/fexit,
     whose target came with the program's attach_btf_id."""

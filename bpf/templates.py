@@ -319,6 +319,24 @@ SCRATCH_RECORD = Template("scratch_record", "r7 = this CPU's scratch record (PER
     T(i.mov64_reg(RECORD, R0)),
 ))
 
+# An iterator program's context is a struct bpf_iter__<target> whose first member is `meta`
+# (DEFINE_BPF_ITER_FUNC puts it there), and struct bpf_iter_meta's first member is `seq`.
+ITER_CTX_META_OFFSET = 0
+ITER_META_SEQ_OFFSET = 0
+
+SEQ_WRITE = Template("seq_write", "stores the failed mask, then bpf_seq_write(ctx->meta->seq, r7, size): an "
+                     "iterator's record goes to its seq_file, whose reader gets it with read(); one that does "
+                     "not fit the seq_file's buffer is not cut: the kernel takes back the object's output and "
+                     "shows the object again in the next read, or fails that read with E2BIG when the buffer "
+                     "was empty; clobbers r0-r5", (
+    T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
+    T(i.ldx_mem(8, R1, CTX, ITER_CTX_META_OFFSET)),
+    T(i.ldx_mem(8, R1, R1, ITER_META_SEQ_OFFSET)),
+    T(i.mov64_reg(R2, RECORD)),
+    T(i.mov64_imm(R3, 0), imm="size"),
+    T(i.call(Helper.seq_write)),
+))
+
 STASH_TIME = Template("stash_time", "STACK_PTR = the record's pid_tgid, STACK_VALUE = its ktime: a key "
                       "and value for stash_put; clobbers r1", (
     T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
@@ -615,4 +633,4 @@ ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, COPY_ARG, NULL_CHECK, FOLLOW
        REQUIRE_ENTRY, EMIT_STASHED, SET_ENTRY_TS, STASH_DELETE, COUNTERS, COUNT_ONE, SKIP_UNLESS_NEGATIVE, ELAPSED,
        LOG2, COUNT_BUCKET, PATH_LOOKUP, JUMP_IF_NO_STATE, JUMP_IF_STATE, PATH_ENTER_CHECK, PATH_CREATE, PATH_SLOT,
        PATH_PUSH, PATH_RETURN_CHECK, PATH_POP, PATH_REQUIRE_SHOWN, PATH_SKIP_SHOWN, PATH_EMIT_ENTRY, PATH_ENTRY_TS,
-       PATH_KEY, PATH_FORGET, EXIT)
+       PATH_KEY, PATH_FORGET, EXIT, SEQ_WRITE)

@@ -118,6 +118,16 @@ class LinkType(enum.IntEnum):
     ITER = 4
 
 
+class CgroupIterOrder(enum.IntEnum):
+    """enum bpf_cgroup_iter_order: how the cgroup iterator walks from its starting cgroup (v6.1)."""
+
+    ORDER_UNSPEC = 0
+    SELF_ONLY = 1
+    DESCENDANTS_PRE = 2
+    DESCENDANTS_POST = 3
+    ANCESTORS_UP = 4
+
+
 class StatsType(enum.IntEnum):
     """enum bpf_stats_type, for BPF_ENABLE_STATS."""
 

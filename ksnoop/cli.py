@@ -98,16 +98,23 @@ def info(
 @app.command("list")
 def list_(
     pattern: Annotated[str, typer.Argument(metavar="[GLOB]", help="Shell glob over names; 'tp:*' for "
-                                           "tracepoints only.")] = "*",
+                                           "tracepoints only, 'dump:*' for iterator targets.")] = "*",
     *,
     btf: BTFOption = None,
 ) -> None:
-    """List traceable kernel functions and tp: tracepoints matching a glob, sorted."""
-    from .targets import KernelBTF
+    """List traceable kernel functions and tp: tracepoints matching a glob, sorted; 'dump:*' lists the
+    iterator targets ksnoop dump can walk."""
+    from .targets import ITER_PREFIX, KernelBTF
 
     with _reported_errors():
         kernel = KernelBTF.load(btf)
-        for label, module in kernel.list_targets(pattern):
+        if pattern.startswith(ITER_PREFIX):
+            from .iter_targets import IterTargets
+
+            found = [(t.target.label, t.target.module) for t in IterTargets(kernel).glob(pattern)]
+        else:
+            found = kernel.list_targets(pattern)
+        for label, module in found:
             # One line per name: a newline or tab inside a BTF name is escaped like any control character.
             sys.stdout.write(sanitize(label if module == "vmlinux" else f"{label} [{module}]") + "\n")
 
@@ -173,6 +180,50 @@ def trace(
         lost = f", {summary.lost} lost (ring buffer full)" if summary.lost else ""
         noun = "record" if summary.records == 1 else "records"
         print(f"ksnoop: {summary.records} {noun}{lost}", file=sys.stderr)
+
+
+@app.command()
+def dump(
+    specs: Annotated[List[str], typer.Argument(
+        metavar="SPEC...", help="An iterator target (see ksnoop list 'dump:*'), optionally with (ITEM, ...) as "
+        "for trace, the names being its context's members, e.g. 'task_file(task->pid, fd, file)'.")],
+    *,
+    pid: Annotated[Optional[int], typer.Option("--pid", "-p", help="Task iterators: only this process's "
+                                               "tasks (task, task_file, task_vma).")] = None,
+    tid: Annotated[Optional[int], typer.Option("--tid", help="Task iterators: only this thread.")] = None,
+    map_id: Annotated[Optional[int], typer.Option("--map-id", help="Map element iterators: the map whose "
+                                                  "elements to walk (bpf_map_elem, sockmap...).")] = None,
+    cgroup_id: Annotated[Optional[int], typer.Option("--cgroup-id", help="The cgroup iterator: start at the "
+                                                     "cgroup with this id.")] = None,
+    cgroup: Annotated[Optional[str], typer.Option("--cgroup", metavar="PATH", help="The cgroup iterator: start "
+                                                  "at this cgroup directory.")] = None,
+    cgroup_order: Annotated[Optional[str], typer.Option(
+        "--cgroup-order", metavar="ORDER", help="The cgroup iterator's walk: self-only, descendants-pre (the "
+        "default), descendants-post or ancestors-up.")] = None,
+    count: Annotated[Optional[int], typer.Option("--count", "-n", help="Stop after N records.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text, or json (one object per "
+                                                 "line).")] = OutputFormat.text,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the "
+                                          "generated programs on stderr.")] = False,
+    btf: BTFOption = None,
+) -> None:
+    """Walk every kernel object of a kind with a BPF iterator and print each, as trace prints a call.
+
+    The values, comparisons and output are trace's; the names are the iterator context's members
+    (ksnoop info dump:TARGET shows them)."""
+    from .dump import DumpOptions, run as run_dump
+    from .dump_resolve import IterParams
+
+    options = DumpOptions(
+        specs=tuple(specs),
+        params=IterParams(map_id=map_id, pid=pid, tid=tid, cgroup_id=cgroup_id, cgroup_path=cgroup,
+                          cgroup_order=cgroup_order),
+        count=count, output=output.value, color=output is OutputFormat.text and _use_color(), verbose=verbose,
+        btf_path=btf,
+    )
+    with _reported_errors():
+        summary = run_dump(options, sys.stdout, sys.stderr)
+        print(f"ksnoop: {summary.records} record{'' if summary.records == 1 else 's'}", file=sys.stderr)
 
 
 def _use_color() -> bool:

@@ -10,7 +10,7 @@ from btf.cdecl import function_declaration
 from .layout import layout_json, layout_text
 from .errors import UnknownTarget
 from .sanitize import sanitize
-from .targets import KernelBTF, Target, TargetKind
+from .targets import ITER_PREFIX, KernelBTF, Target, TargetKind
 
 _TYPE_PREFIXES = ("struct ", "union ", "enum ")
 
@@ -43,6 +43,12 @@ def signature_json(target: Target) -> Dict[str, Any]:
 
 def describe(kernel: KernelBTF, text: str, as_json: bool) -> Any:
     """Text or a JSON-ready dict for one `info` argument: a function, `tp:NAME`, or a type."""
+    if text.startswith(ITER_PREFIX):
+        from .iter_targets import IterTargets, signature_json as iter_json, signature_text as iter_text
+
+        iters = IterTargets(kernel)
+        found = iters.find(text)
+        return iter_json(found, iters.link_info) if as_json else iter_text(found, iters.link_info)
     if is_type_name(text):
         module, btf, type_id = kernel.find_type(text)
         return layout_json(btf, type_id) if as_json else layout_text(btf, type_id)

@@ -22,7 +22,8 @@ from .resolve import ResolvedTrace
 from .targets import Target
 
 # The "probe" field: what kind of record this is.
-PROBE_KINDS = {ProbeKind.FENTRY: "entry", ProbeKind.FEXIT: "return", ProbeKind.TP_BTF: "tracepoint"}
+PROBE_KINDS = {ProbeKind.FENTRY: "entry", ProbeKind.FEXIT: "return", ProbeKind.TP_BTF: "tracepoint",
+               ProbeKind.ITER: "iter"}
 READ_FAILED_JSON = '{"error": "read failed"}'
 # A process's comm rarely changes; their encodings are kept, up to this many.
 _COMM_CACHE_SIZE = 4096
@@ -47,7 +48,9 @@ class _ProbeFormat:
     def __init__(self, target: Target, probe: Probe, with_comm: bool):
         btf = target.btf
         comm = ', "comm": %s' if with_comm else "%.0s"  # without: the (empty) comm prints as nothing
-        head = ('{"ts": %d, "cpu": %d, "pid": %d, "tid": %d' + comm + ', "func": '
+        # An iterator's program runs in the reader's task: pid and tid would be ksnoop's own.
+        task = "%.0s%.0s" if probe.kind is ProbeKind.ITER else ', "pid": %d, "tid": %d'
+        head = ('{"ts": %d, "cpu": %d' + task + comm + ', "func": '
                 + _pct(_enc(target.name)) + ', "probe": ' + _enc(PROBE_KINDS[probe.kind]) + ', "args": {')
         direct_parts: List[str] = []
         parts: List[str] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from bpf.plan import Capture, Probe
+from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
 from btf.values import is_char
 
@@ -93,6 +93,8 @@ class _ProbeFormat:
         comm = " " + m.style(STYLE_COMM, "/* %s */") if with_comm else "%.0s"
         name = _pct(m.styled(STYLE_FUNC, target.label))
         first = m.style(STYLE_TIME, "%16d") + " %4d %8d " + name + "(" + comm
+        if probe.kind is ProbeKind.ITER:  # an object, not an event: no time, CPU or (the reader's) pid
+            first = "%.0s%.0s%.0s" + name + "(" + comm
         direct_lines: List[str] = [first]
         lines: List[str] = [first]
         converters: List[Converter] = []

@@ -29,7 +29,7 @@ from bpf.plan import (
 )
 from btf import BTF, BTFError, Enum, Enum64, Float, Int, MemberPath, MemberPathError, Ptr, Struct, Union
 from btf import Array as ArrayType
-from btf import TypeTag, Void
+from btf import Const, TypeTag, Void, Volatile
 from btf.members import Step, resolve as resolve_members
 from btf.values import is_char
 
@@ -329,6 +329,21 @@ def _user_pointer(btf: BTF, ptr: Ptr) -> bool:
     return False
 
 
+def _is_text_bytes(btf: BTF, ptr: Ptr) -> bool:
+    """A `const unsigned char *` spelled so, not through a typedef such as u8 (which the kernel uses
+    for bytes): text, as struct qstr's name (a dentry's) is."""
+    typ = btf.type_by_id(ptr.type_id)
+    const = False
+    for _ in range(16):
+        if isinstance(typ, Int):
+            return typ.name == "unsigned char" and const
+        if not isinstance(typ, (Const, Volatile, TypeTag)):
+            return False
+        const = const or isinstance(typ, Const)
+        typ = btf.type_by_id(typ.type_id)
+    return False
+
+
 def _capture(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
     """What the record carries for a value: followed and whole for struct pointers, text for char pointers."""
     btf, path = located.btf, located.path
@@ -341,7 +356,7 @@ def _capture(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
     if isinstance(final, Ptr):
         pointee = btf.skip_modifiers(final.type_id)
         hops, _ = _followed(path)
-        if is_char(pointee):
+        if is_char(pointee) or _is_text_bytes(btf, final):
             return replace(base, hops=hops, in_memory=True, offset=0, size=STRING_SIZE, string=True,
                            user_memory=_user_pointer(btf, final))
         if isinstance(pointee, (Struct, Union)) and pointee.size:
@@ -389,7 +404,7 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
             if len(data) > final.nelems:
                 raise fail(f"'{literal.value}' is longer than '{located.expr_text}' ({type_name}) can hold")
             return Test(value, Predicate(op, data))
-        if isinstance(final, Ptr) and is_char(btf.skip_modifiers(final.type_id)):
+        if isinstance(final, Ptr) and (is_char(btf.skip_modifiers(final.type_id)) or _is_text_bytes(btf, final)):
             hops, _ = _followed(path)
             string = replace(value, hops=hops, in_memory=True, offset=0, size=STRING_SIZE, string=True,
                              user_memory=_user_pointer(btf, final))
@@ -434,3 +449,21 @@ def _name_constant(spec: TraceSpec, btf: BTF, final: object, literal: Literal, e
 
 def _describe(literal: Literal) -> str:
     return {LiteralKind.INTEGER: "a number", LiteralKind.STRING: "a string", LiteralKind.NAME: "a name"}[literal.kind]
+
+
+def resolve_items(spec: TraceSpec, target: Target,
+                  items: Sequence[Item]) -> Tuple[Tuple[Test, ...], Tuple[Capture, ...]]:
+    """The tests and captures `items` ask of `target`'s context slots, resolved as a tracepoint's are:
+    each value shown once however often it is named, each comparison a Test. For commands other
+    than trace (dump), which build their own probes; SpecError as from resolve()."""
+    tests: List[Test] = []
+    captures: List[Capture] = []
+    for item in items:
+        located = _locate(spec, target, item.value)
+        if all(c.label != located.expr_text for c in captures):
+            captures.append(_capture(spec, item.value, located))
+        if item.op is not None:
+            tests.append(_test(spec, located, item))
+    if len(captures) > MAX_CAPTURES:
+        raise SpecError(f"{len(captures)} values in one probe; at most {MAX_CAPTURES}", spec.text, 0)
+    return tuple(tests), tuple(captures)

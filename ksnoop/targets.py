@@ -17,6 +17,7 @@ from btf.sources import loaded_modules
 from .errors import RuntimeFailure, UnknownTarget
 
 TRACEPOINT_PREFIX = "tp:"
+ITER_PREFIX = "dump:"  # how list and info name an iterator target
 _BTF_TRACE = "btf_trace_"
 # Functions whose prototypes name a tracepoint's arguments, first choice first.
 _TP_NAME_SOURCES = ("__probestub_", "__traceiter_")
@@ -25,6 +26,7 @@ _TP_NAME_SOURCES = ("__probestub_", "__traceiter_")
 class TargetKind(enum.Enum):
     FUNCTION = "func"
     TRACEPOINT = "tracepoint"
+    ITER = "iter"  # a BPF iterator target (`ksnoop dump`); its arguments are its context's members
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class Target:
 
     @property
     def label(self) -> str:
-        """The name as the user writes it: `ip_send_skb` or `tp:net_dev_queue`."""
+        """The name as the user writes it: `ip_send_skb`, `tp:net_dev_queue` or `dump:task`."""
+        if self.kind is TargetKind.ITER:
+            return ITER_PREFIX + self.name
         return TRACEPOINT_PREFIX + self.name if self.kind is TargetKind.TRACEPOINT else self.name
 
 

@@ -66,6 +66,7 @@ def header() -> tuple[dict[str, int], dict[str, int]]:
         (uapi.AttachType, "BPF_"),
         (uapi.LinkType, "BPF_LINK_TYPE_"),
         (uapi.StatsType, "BPF_STATS_"),
+        (uapi.CgroupIterOrder, "BPF_CGROUP_ITER_"),
     ],
 )
 def test_enums(

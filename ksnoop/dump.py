@@ -1,0 +1,326 @@
+"""One dump from start to finish: per spec, load its iterator program, link it to its target, read
+the walk to EOF, and print the records as trace prints its own; close everything on the way out.
+
+The only module holding live kernel objects for `dump`: per spec an ExitStack closes the walk,
+the link, the program, then the scratch map, whatever ends it (EOF, a count, an error, Ctrl-C, a
+closed stdout). An iterator is linked to nothing that outlives its fds: a killed ksnoop leaves
+nothing behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+
+from bpf import syscall
+from bpf.btfobj import open_kernel_btf
+from bpf.codegen import MapRole, Program, generate
+from bpf.features import check_privileges
+from bpf.iter import IterLink, IterReader, attach_iter, link_info_cgroup, link_info_map, link_info_task, max_record_size
+from bpf.loader import LoadedProgram, VerifierError, load_program
+from bpf.maps import Map, possible_cpus
+from bpf.uapi import CgroupIterOrder, MapType
+
+from .decode import Event, build_decoder
+from .dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
+from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
+from .iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
+from .sanitize import sanitize
+from .targets import KernelBTF
+
+log = logging.getLogger(__name__)
+
+_BATCH_LINES = 512
+_PERCPU_MAPS = frozenset((MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH))
+# Where the cgroup iterator walks when --cgroup-order is not given: every cgroup below the start
+# (the kernel's own default is the starting cgroup alone).
+DEFAULT_CGROUP_ORDER = "descendants-pre"
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    specs: Tuple[str, ...]
+    params: IterParams = IterParams()
+    count: Optional[int] = None  # stop after this many records, over every spec
+    output: str = "text"  # "text" or "json"
+    color: bool = False
+    verbose: bool = False
+    btf_path: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DumpSummary:
+    records: int
+    bytes: int  # read from the iterators
+    read_s: float  # in read(): the kernel walking its objects and running the program on each
+    total_s: float  # from the first program load to the last line written
+    load_s: float = 0.0  # of total_s, loading the programs and linking them to their targets
+
+
+def prepare(options: DumpOptions) -> Tuple[ResolvedDump, Tuple[Program, ...]]:
+    """Parse, find the targets, resolve and generate: everything short of loading. Usage errors raise
+    here, and RuntimeFailure for a kernel without iterators."""
+    if options.count is not None and options.count < 1:
+        raise UsageError(f"--count {options.count}: at least 1")
+    for option, value in (("--pid", options.params.pid), ("--tid", options.params.tid),
+                          ("--map-id", options.params.map_id), ("--cgroup-id", options.params.cgroup_id)):
+        if value is not None and not 0 < value < 1 << (64 if option == "--cgroup-id" else 31):
+            raise UsageError(f"{option} {value}: not a valid id")
+    specs = [parse_dump_spec(text) for text in options.specs]
+    kernel = KernelBTF.load(options.btf_path)
+    iters = IterTargets(kernel)
+    if not iters.exist():
+        raise RuntimeFailure(f"cannot dump: {no_iterators_reason(kernel.vmlinux)}")
+    dump = resolve_dump(specs, iters, options.params, max_record_size=max_record_size())
+    if options.params.map_id is not None and any(t.params is ParamKind.MAP for t in dump.iters):
+        # Now that the map is known to be wanted: its elements' keys and values are that many bytes.
+        dump = resolve_dump(specs, iters, options.params, max_record_size=max_record_size(),
+                            element_sizes=map_element_sizes(options.params.map_id))
+    programs = tuple(generate(dump.resolved.plan, i) for i in range(len(dump.iters)))
+    return dump, programs
+
+
+def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
+    """Walk each spec's target in turn and print its objects; RuntimeFailure on kernel trouble."""
+    dump, programs = prepare(options)
+    resolved = dump.resolved
+    for note in resolved.notes:
+        err.write(sanitize(note) + "\n")
+    if options.verbose:
+        from .session import describe_plan
+
+        for line in describe_plan(resolved, programs):
+            err.write(sanitize(line) + "\n")
+    privileges = check_privileges()
+    if not privileges:
+        raise NotPermitted(privileges.reason.replace("tracing needs", "dumping needs"))
+    formatter = _formatter(options, dump)
+    writer = _Writer(out)
+    records = size = 0
+    read_s = load_s = 0.0
+    start = time.perf_counter()
+    for index, (target, program) in enumerate(zip(dump.iters, programs)):
+        limit = None if options.count is None else options.count - records
+        if limit is not None and limit <= 0:
+            break
+        decode = build_decoder(resolved.plan, index, target.target.btf)
+        with contextlib.ExitStack() as stack:
+            opening = time.perf_counter()
+            reader = _open_walk(stack, target, program, options.params)
+            load_s += time.perf_counter() - opening
+            walked = _walk(reader, target, index, program.layout.size, decode, formatter.format, writer, limit)
+        records += walked.records
+        size += walked.bytes
+        read_s += walked.read_s
+    writer.flush()
+    return DumpSummary(records, size, read_s, time.perf_counter() - start, load_s)
+
+
+def map_element_sizes(map_id: int) -> Tuple[int, int]:
+    """(key size, value size) of the map `map_id`'s elements as a map element iterator hands them
+    over: a per-CPU map's value is one (8-byte aligned) value per possible CPU."""
+    fd = _map_fd(map_id)
+    try:
+        info = syscall.bpf_map_info()
+        syscall.obj_get_info_by_fd(fd, info)
+    except OSError as error:
+        raise RuntimeFailure(f"--map-id {map_id}: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
+    value_size = int(info.value_size)
+    if info.type in _PERCPU_MAPS:
+        value_size = ((value_size + 7) & ~7) * len(possible_cpus())
+    return int(info.key_size), value_size
+
+
+def _map_fd(map_id: int) -> int:
+    """An fd of the map `map_id` (the caller closes it); UsageError when no map has that id."""
+    try:
+        return syscall.map_get_fd_by_id(map_id)
+    except FileNotFoundError:
+        raise UsageError(f"--map-id {map_id}: no BPF map has that id") from None
+    except PermissionError:
+        raise NotPermitted(f"--map-id {map_id}: opening a map by id needs CAP_SYS_ADMIN") from None
+    except OSError as error:
+        raise RuntimeFailure(f"--map-id {map_id}: {error.strerror or error}") from None
+
+
+def _formatter(options: DumpOptions, dump: ResolvedDump) -> Any:
+    if options.output == "json":
+        from .output_json import JsonFormatter
+
+        return JsonFormatter(dump.resolved)
+    from .output_text import TextFormatter
+
+    return TextFormatter(dump.resolved, color=options.color)
+
+
+class _Writer:
+    """Lines out in batches: with a tty or PYTHONUNBUFFERED a write per record is a syscall each."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.pending: List[str] = []
+
+    def add(self, line: str) -> None:
+        self.pending.append(line)
+        if len(self.pending) >= _BATCH_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.write("\n".join(self.pending) + "\n")
+            self.pending.clear()
+        self.out.flush()
+
+
+@dataclass(frozen=True)
+class _Walked:
+    records: int
+    bytes: int
+    read_s: float
+
+
+def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, decode: Callable[[Any], Event],
+          format_event: Callable[[Event], str], writer: _Writer, limit: Optional[int]) -> _Walked:
+    """Read the walk to EOF (or `limit` records), splitting the bytes into records of `record_size`:
+    every record in the stream comes from this one program, whose records all have one size."""
+    label = target.target.label
+    records = size = 0
+    read_s = 0.0
+    pending = b""
+    clock = time.perf_counter
+    add = writer.add
+    while True:
+        t0 = clock()
+        try:
+            chunk = reader.read()
+        except OSError as error:
+            if error.errno == errno.E2BIG:
+                raise RuntimeFailure(f"reading {label}: one object's record ({record_size} bytes) did not fit "
+                                     "the iterator's buffer") from None
+            raise RuntimeFailure(f"reading {label}: {error.strerror or error}") from None
+        read_s += clock() - t0
+        if not chunk:
+            break
+        size += len(chunk)
+        data = pending + chunk if pending else chunk
+        whole = len(data) - len(data) % record_size
+        view = memoryview(data)
+        for offset in range(0, whole, record_size):
+            event = decode(view[offset : offset + record_size])
+            if event.probe != index:
+                raise RuntimeFailure(f"reading {label}: a record of probe {event.probe} where probe {index}'s "
+                                     "were expected: the stream is not what the program writes")
+            add(format_event(event))
+            records += 1
+            if limit is not None and records >= limit:
+                return _Walked(records, size, read_s)
+        pending = data[whole:]
+    if pending:
+        raise RuntimeFailure(f"reading {label}: the walk ended inside a record ({len(pending)} of "
+                             f"{record_size} bytes)")
+    return _Walked(records, size, read_s)
+
+
+def _open_walk(stack: contextlib.ExitStack, target: IterTarget, program: Program, params: IterParams) -> IterReader:
+    """Scratch map, program, link and walk for one target, each entering `stack`."""
+    label = target.target.label
+    try:
+        scratch = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, program.layout.size, 1, name="ksnoop_scratch"))
+    except OSError as error:
+        raise RuntimeFailure(f"cannot create the scratch map for {label}: {error.strerror or error}") from None
+    btf_obj_fd = None
+    if program.module != "vmlinux":
+        try:
+            btf_obj_fd = stack.enter_context(open_kernel_btf(program.module)).fd
+        except OSError as error:
+            raise RuntimeFailure(f"cannot open the BTF object of module {program.module}: "
+                                 f"{error.strerror or error}") from None
+    prog = stack.enter_context(_load(label, program, {MapRole.SCRATCH: scratch.fd}, btf_obj_fd))
+    iter_info, expect = _link_info(stack, target, params)
+    try:
+        link = stack.enter_context(attach_iter(prog, iter_info))
+    except OSError as error:
+        raise RuntimeFailure(f"cannot link the iterator program to {label}: {_attach_reason(error, params)}") from None
+    if expect:
+        _check_link(link, label, expect)
+    try:
+        return stack.enter_context(link.open())
+    except OSError as error:
+        raise RuntimeFailure(f"cannot start walking {label}: {error.strerror or error}") from None
+
+
+def _load(label: str, program: Program, fds: Dict[MapRole, int], btf_obj_fd: Optional[int]) -> LoadedProgram:
+    try:
+        return load_program(program.bind_maps(fds), program.prog_type, program.expected_attach_type,
+                            program.attach_btf_id, attach_btf_obj_fd=btf_obj_fd, name=program.name)
+    except VerifierError as error:
+        tail = "; ".join(line.strip() for line in error.log_tail[-3:])
+        raise VerifierRejected(f"the kernel's verifier rejected the program for {label}: {tail} "
+                               "(run with -v for the program listing)") from None
+    except PermissionError:
+        raise NotPermitted(f"the kernel refused to load the iterator program for {label} (EPERM)") from None
+    except OSError as error:
+        hint = " (this kernel may not have BPF iterators)" if error.errno in (errno.EINVAL, errno.ENOTSUP) else ""
+        raise NotTraceable(f"cannot load the iterator program for {label}: {error.strerror or error}{hint}") from None
+
+
+def _link_info(stack: contextlib.ExitStack, target: IterTarget,
+               params: IterParams) -> Tuple[Optional[bytes], Dict[str, int]]:
+    """The packed bpf_iter_link_info for the target's parameters (fds it needs entering `stack`), and
+    what the link should then report (`pid`: 1234...), to check the target took them."""
+    if target.params is ParamKind.MAP and params.map_id is not None:
+        fd = _map_fd(params.map_id)
+        stack.callback(os.close, fd)
+        return link_info_map(fd), {"map_id": params.map_id}
+    if target.params is ParamKind.TASK and (params.pid is not None or params.tid is not None):
+        if params.tid is not None:
+            return link_info_task(tid=params.tid), {"tid": params.tid}
+        assert params.pid is not None
+        return link_info_task(pid=params.pid), {"pid": params.pid}
+    if target.params is ParamKind.CGROUP:
+        order = CgroupIterOrder[(params.cgroup_order or DEFAULT_CGROUP_ORDER).upper().replace("-", "_")]
+        expect = {"cgroup_order": int(order)}
+        if params.cgroup_path is not None:
+            try:
+                fd = os.open(params.cgroup_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as error:
+                raise UsageError(f"--cgroup {params.cgroup_path}: {error.strerror or error}") from None
+            stack.callback(os.close, fd)
+            return link_info_cgroup(order, cgroup_fd=fd), expect
+        if params.cgroup_id is not None:
+            expect["cgroup_id"] = params.cgroup_id
+        return link_info_cgroup(order, cgroup_id=params.cgroup_id or 0), expect
+    return None, {}
+
+
+def _check_link(link: IterLink, label: str, expect: Dict[str, int]) -> None:
+    """A target without an attach_target callback ignores bpf_iter_link_info without a word: make
+    sure it kept what it was given, rather than walk everything when asked for one process."""
+    try:
+        info = link.info()
+    except OSError as error:
+        log.debug("cannot read the link info of %s: %s", label, error)
+        return
+    for field, value in expect.items():
+        if getattr(info, field) != value:
+            raise RuntimeFailure(f"{label} did not take its parameter on this kernel ({field} {value}, the link "
+                                 f"says {getattr(info, field)}): it would walk every object")
+
+
+def _attach_reason(error: OSError, params: IterParams) -> str:
+    text = error.strerror or str(error)
+    if error.errno == errno.E2BIG:
+        return f"{text} (this kernel's bpf_iter_link_info is smaller than the parameters given)"
+    if error.errno == errno.EINVAL and (params.pid is not None or params.tid is not None):
+        return f"{text} (the kernel refused the task parameters)"
+    if error.errno == errno.ENOENT and params.cgroup_id is not None:
+        return f"{text} (no cgroup with id {params.cgroup_id})"
+    if error.errno == errno.EBADF and params.cgroup_path is not None:
+        return f"{text} ({params.cgroup_path} is not a cgroup directory)"
+    return text
