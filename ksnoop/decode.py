@@ -7,6 +7,7 @@ bitfields, enums) get a converter, so a stream of small records decodes at C spe
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, Capture, Plan, ProbeKind, RecordLayout
@@ -54,8 +55,21 @@ _COMM_CACHE_SIZE = 4096
 _SIGNED_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 
 
-def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
-    """A function from one record (bytes or memoryview) of plan.probes[probe_index] to an Event."""
+@dataclass(frozen=True)
+class RecordFields:
+    """How one probe's records unpack: `unpacker` (as long as a record) gives the header fields, the
+    comm if the plan copies it, the values from `first_value` on (each then through its converter,
+    if any), then bpf_get_stack's result and the frames if the probe takes a kernel stack."""
+
+    unpacker: struct.Struct
+    first_value: int
+    converters: Tuple[Optional[Callable[[Any], Any]], ...]
+    with_comm: bool
+    kstack_depth: int
+    is_return: bool
+
+
+def record_fields(plan: Plan, probe_index: int, btf: BTF) -> RecordFields:
     probe = plan.probes[probe_index]
     layout = RecordLayout.of(probe, plan.with_comm)
     fmt = [HEADER.format]
@@ -70,19 +84,33 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
         fmt.append(code)
         converters.append(convert)
         cursor = offset + struct.calcsize("=" + code)
-    kstack_depth = layout.kstack_depth
-    if kstack_depth:
+    if layout.kstack_depth:
         if layout.kstack_offset > cursor:
             fmt.append(f"{layout.kstack_offset - cursor}x")
-        fmt.append(f"q{kstack_depth}Q")
-    unpack = struct.Struct("".join(fmt)).unpack_from
-    first_value = 7 if plan.with_comm else 6
+        fmt.append(f"q{layout.kstack_depth}Q")
+        cursor = layout.size
+    if layout.size > cursor:  # the record's tail padding: one Struct per record, for iter_unpack
+        fmt.append(f"{layout.size - cursor}x")
+    return RecordFields(struct.Struct("".join(fmt)), 7 if plan.with_comm else 6, tuple(converters),
+                        plan.with_comm, layout.kstack_depth, probe.kind is ProbeKind.FEXIT)
+
+
+def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
+    """A function from one record (bytes or memoryview) of plan.probes[probe_index] to an Event."""
+    fields_of = record_fields(plan, probe_index, btf)
+    probe = plan.probes[probe_index]
+    converters = fields_of.converters
+    kstack_depth = fields_of.kstack_depth
+    unpack = fields_of.unpacker.unpack_from
+    first_value = fields_of.first_value
     kstack_written = first_value + len(probe.captures)  # the field of bpf_get_stack's result
-    is_return = probe.kind is ProbeKind.FEXIT
-    with_comm = plan.with_comm
+    is_return = fields_of.is_return
+    with_comm = fields_of.with_comm
     comm_cache: Dict[bytes, str] = {}
     needs_conversion = any(c is not None for c in converters)
     indexed = tuple(enumerate(converters))
+    # Only the captures with a converter are touched when no read failed: usually one or two.
+    conversions = tuple((n, convert) for n, convert in indexed if convert is not None)
 
     def decode(record: Any) -> Event:
         fields = unpack(record)
@@ -104,11 +132,16 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
         else:
             values = fields[first_value:]
         failed = fields[4]
-        if needs_conversion or failed:
+        if failed:
             values = tuple(
                 READ_FAILED if failed >> n & 1 else (v if convert is None else convert(v))
                 for (n, convert), v in zip(indexed, values)
             )
+        elif needs_conversion:
+            converted = list(values)
+            for n, convert in conversions:
+                converted[n] = convert(converted[n])
+            values = tuple(converted)
         duration = fields[0] - fields[5] if is_return and fields[5] else None
         # tuple.__new__ skips the NamedTuple's keyword-handling __new__: half the cost per record.
         return new_tuple(Event, (fields[0], pid_tgid >> 32, pid_tgid & 0xFFFFFFFF, fields[2], fields[3], comm,

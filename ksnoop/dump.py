@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
@@ -23,9 +24,10 @@ from bpf.features import check_privileges
 from bpf.iter import IterLink, IterReader, attach_iter, link_info_cgroup, link_info_map, link_info_task, max_record_size
 from bpf.loader import LoadedProgram, VerifierError, load_program
 from bpf.maps import Map, possible_cpus
+from bpf.plan import PROBE_OFFSET
 from bpf.uapi import CgroupIterOrder, MapType
 
-from .decode import Event, build_decoder
+from .decode import Event, build_decoder, record_fields
 from .dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
 from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
 from .iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
@@ -108,11 +110,15 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
         if limit is not None and limit <= 0:
             break
         decode = build_decoder(resolved.plan, index, target.target.btf)
+        batch = None
+        if hasattr(formatter, "batch"):  # JSON lines can come a chunk at a time
+            batch = formatter.batch(index, record_fields(resolved.plan, index, target.target.btf), decode)
         with contextlib.ExitStack() as stack:
             opening = time.perf_counter()
             reader = _open_walk(stack, target, program, options.params)
             load_s += time.perf_counter() - opening
-            walked = _walk(reader, target, index, program.layout.size, decode, formatter.format, writer, limit)
+            walked = _walk(reader, target, index, program.layout.size, decode, formatter.format, writer, limit,
+                           batch)
         records += walked.records
         size += walked.bytes
         read_s += walked.read_s
@@ -186,9 +192,11 @@ class _Walked:
 
 
 def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, decode: Callable[[Any], Event],
-          format_event: Callable[[Event], str], writer: _Writer, limit: Optional[int]) -> _Walked:
+          format_event: Callable[[Event], str], writer: _Writer, limit: Optional[int],
+          batch: Optional[Callable[[Any], List[str]]] = None) -> _Walked:
     """Read the walk to EOF (or `limit` records), splitting the bytes into records of `record_size`:
-    every record in the stream comes from this one program, whose records all have one size."""
+    every record in the stream comes from this one program, whose records all have one size. With
+    `batch`, whole chunks of records become lines in one call (see JsonFormatter.batch)."""
     label = target.target.label
     records = size = 0
     read_s = 0.0
@@ -211,6 +219,16 @@ def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, 
         data = pending + chunk if pending else chunk
         whole = len(data) - len(data) % record_size
         view = memoryview(data)
+        if batch is not None and (limit is None or records + whole // record_size <= limit):
+            first = view[:PROBE_OFFSET + 4]
+            if whole and int.from_bytes(first[PROBE_OFFSET:], sys.byteorder) != index:
+                raise RuntimeFailure(f"reading {label}: a record of another probe where probe {index}'s were "
+                                     "expected: the stream is not what the program writes")
+            for line in batch(view[:whole]):
+                add(line)
+            records += whole // record_size
+            pending = data[whole:]
+            continue
         for offset in range(0, whole, record_size):
             event = decode(view[offset : offset + record_size])
             if event.probe != index:

@@ -16,7 +16,7 @@ from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, BTFError, Enum, Enum64, Float, Int, Ptr, Struct, Union
 from btf.values import TRUNCATED, TRUNCATED_KEY, is_char, text_from
 
-from .decode import READ_FAILED, Event, RawValue
+from .decode import READ_FAILED, Event, RawValue, RecordFields
 from .kallsyms import Symbolizer
 from .resolve import ResolvedTrace
 from .targets import Target
@@ -43,29 +43,33 @@ class _ProbeFormat:
     """One probe's compiled line: the templates and, per capture, how its value becomes JSON."""
 
     __slots__ = ("direct", "direct_template", "direct_duration_template", "template", "duration_template",
-                 "converters")
+                 "converters", "mixed", "taskless")
 
     def __init__(self, target: Target, probe: Probe, with_comm: bool):
         btf = target.btf
         comm = ', "comm": %s' if with_comm else "%.0s"  # without: the (empty) comm prints as nothing
         # An iterator's program runs in the reader's task: pid and tid would be ksnoop's own.
-        task = "%.0s%.0s" if probe.kind is ProbeKind.ITER else ', "pid": %d, "tid": %d'
+        self.taskless = probe.kind is ProbeKind.ITER
+        task = "%.0s%.0s" if self.taskless else ', "pid": %d, "tid": %d'
         head = ('{"ts": %d, "cpu": %d' + task + comm + ', "func": '
                 + _pct(_enc(target.name)) + ', "probe": ' + _enc(PROBE_KINDS[probe.kind]) + ', "args": {')
         direct_parts: List[str] = []
         parts: List[str] = []
         converters: List[Converter] = []
-        direct = True
-        for capture in probe.captures:
+        # Captures with no %-code of their own (strings, enums, structs): (position, converter). The
+        # direct templates take these as converted text and every other value as it is.
+        mixed: List[Tuple[int, Converter]] = []
+        for n, capture in enumerate(probe.captures):
             key = _pct(_enc(capture.label)) + ": "
             code, convert = _capture_format(btf, capture)
             if code is None:
-                direct = False
+                mixed.append((n, convert))
                 code = "%s"
             direct_parts.append(key + code)
             parts.append(key + "%s")
             converters.append(convert)
-        self.direct = direct
+        self.direct = not mixed
+        self.mixed = tuple(mixed)
         self.direct_template = head + ", ".join(direct_parts) + "}}"
         self.direct_duration_template = head + ", ".join(direct_parts) + '}, "duration_ns": %d}'
         self.template = head + ", ".join(parts) + "}}"
@@ -120,11 +124,65 @@ class JsonFormatter:
                 return fmt.direct_duration_template % (head + values + (duration_ns,))
             except TypeError:
                 pass
+        else:
+            # Convert only what has no %-code; a READ_FAILED or odd value elsewhere raises TypeError.
+            mixed = list(values)
+            for n, convert in fmt.mixed:
+                mixed[n] = convert(mixed[n])
+            try:
+                if duration_ns is None:
+                    return fmt.direct_template % (head + tuple(mixed))
+                return fmt.direct_duration_template % (head + tuple(mixed) + (duration_ns,))
+            except TypeError:
+                pass
         texts = tuple(READ_FAILED_JSON if v is READ_FAILED else convert(v)
                       for convert, v in zip(fmt.converters, values))
         if duration_ns is None:
             return fmt.template % (head + texts)
         return fmt.duration_template % (head + texts + (int(duration_ns),))
+
+    def batch(self, probe_index: int, fields: RecordFields,
+              decode: Callable[[Any], Event]) -> Optional[Callable[[Any], List[str]]]:
+        """For a buffer of whole records of one probe (an iterator's stream): a function giving their
+        lines, each as format(decode(record)) would, unpacking the buffer in one pass and filling the
+        template straight from the unpacked fields. None where that shortcut does not apply (a comm,
+        a kernel stack or a duration in the records, or a task's pid and tid to show); a record with
+        a failed read, or a value the template does not take, goes the per-record way."""
+        fmt = self._probes[probe_index]
+        if not fmt.taskless or fields.with_comm or fields.kstack_depth or fields.is_return:
+            return None
+        json_of = dict(fmt.mixed)
+        steps: List[Tuple[int, Callable[[Any], Any]]] = []
+        for n, decoded in enumerate(fields.converters):
+            encoded = json_of.get(n)
+            if decoded is text_from and encoded is not None:  # names recur: keep their JSON by raw bytes
+                steps.append((n, _remembered(_then(decoded, encoded))))
+            elif decoded is not None and encoded is not None:
+                steps.append((n, _then(decoded, encoded)))
+            elif decoded is not None or encoded is not None:
+                steps.append((n, decoded or encoded))  # type: ignore[arg-type]
+        first, end = fields.first_value, fields.first_value + len(fields.converters)
+        template, size, slow = fmt.direct_template, fields.unpacker.size, self.format
+        iter_unpack = fields.unpacker.iter_unpack
+
+        def lines(buffer: Any) -> List[str]:
+            out: List[str] = []
+            append = out.append
+            for n, f in enumerate(iter_unpack(buffer)):
+                if not f[4]:  # no failed read
+                    values = list(f[first:end])
+                    for k, convert in steps:
+                        values[k] = convert(values[k])
+                    try:
+                        # ts, cpu, then pid, tid and comm, which an iterator's template prints as nothing
+                        append(template % ((f[0], f[2], 0, 0, "") + tuple(values)))
+                        continue
+                    except TypeError:
+                        pass
+                append(slow(decode(buffer[n * size:(n + 1) * size])))
+            return out
+
+        return lines
 
     def _kstack(self, kstack: Tuple[int, ...]) -> str:
         """The JSON list of the frames; kept per stack, since the same ones recur."""
@@ -145,6 +203,28 @@ class JsonFormatter:
         # A %-argument, not template text: no %-escaping.
         encoded = self._comms[comm] = _enc(comm)
         return encoded
+
+
+_REMEMBERED_TEXTS = 4096  # distinct strings whose JSON one batch converter keeps
+
+
+def _remembered(convert: Converter) -> Converter:
+    texts: Dict[Any, str] = {}
+
+    def remembered(raw: Any) -> str:
+        text = texts.get(raw)
+        if text is None:
+            if len(texts) >= _REMEMBERED_TEXTS:
+                texts.clear()
+            text = texts[raw] = convert(raw)
+        return text
+    return remembered
+
+
+def _then(first: Callable[[Any], Any], second: Converter) -> Converter:
+    def both(v: Any) -> str:
+        return second(first(v))
+    return both
 
 
 def _pct(text: str) -> str:

@@ -180,3 +180,30 @@ def test_the_generator_refuses_what_an_iterator_cannot_do() -> None:
 def test_generation_is_deterministic() -> None:
     dump = _dump('task_file(task->pid, fd > 2, file->f_path.dentry->d_name.name == "passwd")')
     assert generate(dump.resolved.plan, 0) == generate(dump.resolved.plan, 0)
+
+
+def test_json_lines_of_a_whole_buffer_equal_the_per_record_lines() -> None:
+    """JsonFormatter.batch, which dump uses for JSON, gives each record's line exactly as decoding
+    and formatting it alone would: names, ints, a failed read, text that needs escaping."""
+    from ksnoop.decode import record_fields
+    from ksnoop.output_json import JsonFormatter
+
+    dump = _dump("task_file(task->pid, fd, file->f_path.dentry->d_name.name, task->mm->total_vm)")
+    vm = _vm(dump)
+    program = generate(dump.resolved.plan, 0)
+    names = [b"passwd\0", b'quote"and\\back\0', b"tab\tnew\nline\0", "caf\u00e9".encode() + b"\0",
+             b"\xff\xfe bad utf-8\0", b"passwd\0"]
+    for n, name in enumerate(names):
+        vm.kernel[[r.base for r in vm.kernel].index(NAME)].data[:] = name.ljust(64, b"\0")
+        task = _task(100 + n, b"curl", mm=0 if n == 2 else MM)  # the third: total_vm unreadable
+        vm.kernel[[r.base for r in vm.kernel].index(TASK)].data[:] = task
+        vm.run(program, [META, TASK, n, FILE])
+    btf = dump.iters[0].target.btf
+    decode = build_decoder(dump.resolved.plan, 0, btf)
+    formatter = JsonFormatter(dump.resolved)
+    batch = formatter.batch(0, record_fields(dump.resolved.plan, 0, btf), decode)
+    assert batch is not None
+    one_by_one = [formatter.format(decode(record)) for record in vm.records]
+    assert batch(memoryview(b"".join(vm.records))) == one_by_one
+    assert '"fd": 2' in one_by_one[2] and '{"error": "read failed"}' in one_by_one[2]
+    assert '"quote\\"and\\\\back"' in one_by_one[1]
