@@ -192,7 +192,10 @@ def generate(plan: Plan, probe_index: int) -> Program:
     asm = _Assembler()
     asm.emit(tpl.PROLOGUE)
     if fexit_stash:
-        asm.emit(tpl.STASH_LOOKUP)  # first, so every way out can delete the entry
+        if probe.stash is Stash.TIME:
+            asm.emit(tpl.STASH_TAKE)  # first, so the entry time is used up whichever way out
+        else:
+            asm.emit(tpl.STASH_LOOKUP)  # first, so every way out can delete the entry
         if probe.requires_entry:
             asm.emit(tpl.REQUIRE_ENTRY, out="out")
     _emit_filters(asm, plan)
@@ -223,7 +226,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
             wakeup = min(plan.wakeup_bytes, 0x7FFFFFFF - layout.size - 8)
             asm.emit(tpl.SUBMIT, wakeup=wakeup, wakeup_end=wakeup + ((layout.size + 8 + 7) & ~7))
     asm.label("out")
-    if fexit_stash:
+    if fexit_stash and probe.stash is Stash.RECORD:
         asm.emit(tpl.STASH_DELETE)
     asm.emit(tpl.EXIT)
     _place_dropped(asm, "out")

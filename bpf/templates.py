@@ -353,7 +353,17 @@ STASH_TIME_ONLY = Template("stash_time_only", "STACK_PTR = pid_tgid, STACK_VALUE
     T(i.stx_mem(8, R10, R0, STACK_VALUE)),
 ))
 
-STASH_PUT = Template("stash_put", "stash[STACK_PTR] = STACK_VALUE (LRU_HASH `stash`); clobbers r0-r5", (
+STASH_PUT = Template("stash_put", "stash[STACK_PTR] = STACK_VALUE (LRU_HASH `stash`), written in place when "
+                     "the task has an entry already: a lookup and a store cost a fraction of an update, which "
+                     "takes a bucket lock and a free element each time; clobbers r0-r5", (
+    *_pair(i.ld_map_fd(R1, 0), map="stash"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_PTR)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.jmp_imm(JEQ, R0, 0, 3)),
+    T(i.ldx_mem(8, R1, R10, STACK_VALUE)),
+    T(i.stx_mem(8, R0, R1, 0)),
+    T(i.ja(8)),
     *_pair(i.ld_map_fd(R1, 0), map="stash"),
     T(i.mov64_reg(R2, R10)),
     T(i.alu64_imm(ADD, R2, STACK_PTR)),
@@ -388,6 +398,22 @@ STASH_LOOKUP = Template("stash_lookup", "STACK_STASH_KEY = pid_tgid; STACK_ENTRY
     T(i.jmp_imm(JEQ, R0, 0, 2)),
     T(i.ldx_mem(8, R1, R0, 0)),
     T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
+))
+
+STASH_TAKE = Template("stash_take", "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed entry time, "
+                      "or 0, which it leaves in the stash instead (entry time stashes are used once, and "
+                      "reused in place rather than deleted); clobbers r0-r5", (
+    T(i.st_mem(8, R10, STACK_ENTRY_TS, 0)),
+    T(i.call(Helper.get_current_pid_tgid)),
+    T(i.stx_mem(8, R10, R0, STACK_STASH_KEY)),
+    *_pair(i.ld_map_fd(R1, 0), map="stash"),
+    T(i.mov64_reg(R2, R10)),
+    T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
+    T(i.call(Helper.map_lookup_elem)),
+    T(i.jmp_imm(JEQ, R0, 0, 3)),
+    T(i.ldx_mem(8, R1, R0, 0)),
+    T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
+    T(i.st_mem(8, R0, 0, 0)),
 ))
 
 REQUIRE_ENTRY = Template("require_entry", "jumps to `out` unless STACK_ENTRY_TS is set (the entry "
@@ -629,7 +655,7 @@ EXIT = Template("exit", "returns 0", (
 ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, COPY_ARG, NULL_CHECK, FOLLOW_POINTER, READ_VALUE,
        EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
        RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, CAPTURE_STACK, MARK_FAILED, MARK_FAILED_HIGH, GOTO,
-       SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_PUT, STASH_RECORD, STASH_LOOKUP,
+       SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_PUT, STASH_RECORD, STASH_LOOKUP, STASH_TAKE,
        REQUIRE_ENTRY, EMIT_STASHED, SET_ENTRY_TS, STASH_DELETE, COUNTERS, COUNT_ONE, SKIP_UNLESS_NEGATIVE, ELAPSED,
        LOG2, COUNT_BUCKET, PATH_LOOKUP, JUMP_IF_NO_STATE, JUMP_IF_STATE, PATH_ENTER_CHECK, PATH_CREATE, PATH_SLOT,
        PATH_PUSH, PATH_RETURN_CHECK, PATH_POP, PATH_REQUIRE_SHOWN, PATH_SKIP_SHOWN, PATH_EMIT_ENTRY, PATH_ENTRY_TS,

@@ -775,8 +775,9 @@ def test_stash_time_gives_the_return_record_its_entry_time() -> None:
     assert (entry.stash, exit_.stash) == (Stash.TIME, Stash.TIME) and entry.emits
     fentry, fexit = generate(t.plan, 0), generate(t.plan, 1)
     assert _sections(fentry).index("stash_time") < _sections(fentry).index("submit")
-    assert _sections(fexit)[:2] == ["prologue", "stash_lookup"]
-    assert "set_entry_ts" in _sections(fexit) and "stash_delete" in _sections(fexit)
+    assert _sections(fexit)[:2] == ["prologue", "stash_take"]
+    # The entry time is used up in place, not deleted: the task's entry is rewritten next call.
+    assert "set_entry_ts" in _sections(fexit) and "stash_delete" not in _sections(fexit)
     vm = _vm(t)
     run = vm.run(fentry, [NET, SKB, 0])
     (first,) = _decode(t, run.records)
@@ -785,7 +786,7 @@ def test_stash_time_gives_the_return_record_its_entry_time() -> None:
     (ret,) = _decode(t, vm.run(fexit, [NET, SKB, (-22) & ((1 << 64) - 1)]).records[1:])
     assert ret.probe == 1 and ret.values == (-22,)
     assert ret.duration_ns == ret.ts_ns - first.ts_ns and ret.duration_ns > 0
-    assert vm.run(fexit, [NET, SKB, 0]).stash == {}
+    assert vm.run(fexit, [NET, SKB, 0]).stash == {(PID << 32 | TID).to_bytes(8, "little"): bytes(8)}
     again = vm.run(fexit, [NET, SKB, 0])
     assert HEADER.unpack_from(again.records[-1])[5] == 0  # no entry seen: no entry time
     assert _decode(t, again.records[-1:])[0].duration_ns is None
@@ -796,7 +797,7 @@ def test_a_return_whose_entry_failed_its_tests_is_not_shown() -> None:
     entry, exit_ = t.plan.probes
     assert exit_.requires_entry and exit_.tests == ()  # the arguments are not tested again at exit
     fentry, fexit = generate(t.plan, 0), generate(t.plan, 1)
-    assert _sections(fexit)[:3] == ["prologue", "stash_lookup", "require_entry"]
+    assert _sections(fexit)[:3] == ["prologue", "stash_take", "require_entry"]
     vm = _vm(t)
     assert vm.run(fentry, [NET, SKB, 0]).records == []  # skb->len is 242: the entry fails
     assert vm.run(fexit, [NET, SKB, 0]).records == []  # and so its return is not shown
