@@ -90,29 +90,55 @@ def index(data: bytes, *, start_id: int = 1, start_str_off: int = 0) -> Index:
     return Index(order, words, type_starts, kinds, strings, hdr_len + type_off, start_id, start_str_off)
 
 
+# Words each kind's record takes before its vlen entries; None for kind numbers that do not exist.
+_BASE_WORDS = [None] + [TYPE_WORDS + _FIXED[k] for k in range(1, KIND_MAX + 1)] + [None] * (31 - KIND_MAX)
+_VLEN_WORDS = _PER_VLEN + [0] * (31 - KIND_MAX)
+
+
 def _walk(words: "array.array[int]", file_offset: int, start_id: int) -> tuple["array.array[int]", bytes]:
+    """Where each type record starts, and its kind. The loop checks nothing it need not: a record
+    cut short or of no known kind makes it fail (IndexError, TypeError) or overrun, and then the
+    checking walk below finds what is wrong and says where."""
     starts = array.array("I")
     kinds = bytearray()
     add_start = starts.append
     add_kind = kinds.append
-    fixed, per_vlen = _FIXED, _PER_VLEN
+    base, per_vlen = _BASE_WORDS, _VLEN_WORDS
     n = len(words)
     i = 0
+    try:
+        while i < n:
+            info = words[i + 1]
+            kind = info >> 24 & 0x1F
+            add_start(i)
+            add_kind(kind)
+            i += base[kind] + per_vlen[kind] * (info & 0xFFFF)
+    except (IndexError, TypeError):
+        i = -1
+    if i != n:
+        _walk_checked(words, file_offset, start_id)
+        raise AssertionError("the checking walk found nothing wrong where the fast one failed")
+    return starts, bytes(kinds)
+
+
+def _walk_checked(words: "array.array[int]", file_offset: int, start_id: int) -> None:
+    """The walk with every check: raises BTFError for the first record that is wrong."""
+    fixed, per_vlen = _FIXED, _PER_VLEN
+    n = len(words)
+    i = count = 0
     while i < n:
         if i + TYPE_WORDS > n:
             raise BTFError("type record cut short", offset=file_offset + 4 * i)
         info = words[i + 1]
         kind = (info >> 24) & 0x1F
         if kind > KIND_MAX or kind == 0:
-            raise BTFError(f"unknown BTF kind {kind}", offset=file_offset + 4 * i,
-                           type_id=start_id + len(starts))
-        add_start(i)
-        add_kind(kind)
+            raise BTFError(f"unknown BTF kind {kind}", offset=file_offset + 4 * i, type_id=start_id + count)
+        last = i
+        count += 1
         i += TYPE_WORDS + fixed[kind] + per_vlen[kind] * (info & 0xFFFF)
     if i != n:
         raise BTFError(
             f"last type record runs {4 * (i - n)} bytes past the type section",
-            offset=file_offset + 4 * starts[-1],
-            type_id=start_id + len(starts) - 1,
+            offset=file_offset + 4 * last,
+            type_id=start_id + count - 1,
         )
-    return starts, bytes(kinds)
