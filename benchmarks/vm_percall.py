@@ -82,6 +82,8 @@ def tracers() -> List[Tracer]:
         Tracer("untraced", "", (), 0, "nothing"),
         Tracer("ksnoop_summary", "ksnoop", (*ksnoop, "--summary", FUNC), 2,
                "calls, errors, log2 latency histogram (fentry + fexit)"),
+        Tracer("ksnoop_calls", "ksnoop", (*ksnoop, "--summary", "--calls-only", FUNC), 1,
+               "calls (fentry), as bpftrace's count()"),
         Tracer("bpftrace_count", "bpftrace", ("bpftrace", "-e", f"kfunc:{FUNC} {{ @c = count(); }}"), 1,
                "calls (fentry)"),
         Tracer("bpftrace_summary", "bpftrace", ("bpftrace", "-e", counters), 2,
@@ -102,6 +104,7 @@ def tracers() -> List[Tracer]:
 
 # The pairs that give the same information (or the pair the comparison is usually made with).
 PAIRS = [
+    ("ksnoop_calls", "bpftrace_count", "--summary --calls-only vs count(): calls alone, each"),
     ("ksnoop_summary", "bpftrace_count", "--summary vs count(): ksnoop also counts errors and latency"),
     ("ksnoop_summary", "bpftrace_summary", "--summary vs bpftrace counting the same (calls, errors, latency)"),
     ("ksnoop_records", "bpftrace_printf", "a JSON record vs printf of the argument"),

@@ -153,6 +153,9 @@ def trace(
     summary_view: Annotated[bool, typer.Option(
         "--summary", help="Instead of a record per call, count in the kernel and print per function at exit: "
         "calls, errors (negative returns) and a log2 latency histogram; one JSON object with -o json.")] = False,
+    calls_only: Annotated[bool, typer.Option(
+        "--calls-only", help="With --summary: count calls alone, at entry (no errors, no latency, and no "
+        "return probe: the cheapest count).")] = False,
     call_path: Annotated[bool, typer.Option(
         "--stack", "-s", help="Call-path mode: the SPECs are functions in call order, outermost first; show "
         "their calls only when each runs inside the one before in the same task (not necessarily called "
@@ -171,6 +174,7 @@ def trace(
         output=output.value, color=output is OutputFormat.text and _use_color(), verbose=verbose, btf_path=btf,
         kstack_depth=kstack_depth if kstack_depth is not None else (DEFAULT_KSTACK_DEPTH if kstack else 0),
         max_probes=max_probes, summary=summary_view, call_path=call_path,
+        calls_only=calls_only,
     )
     with _reported_errors():
         summary = run_trace(options, sys.stdout, sys.stderr)

@@ -72,6 +72,7 @@ class RunOptions:
     max_probes: int = DEFAULT_MAX_PROBES  # functions and tracepoints, a glob's matches counted each
     summary: bool = False  # count calls, errors and latency in the kernel; print totals at exit
     call_path: bool = False  # -s: the specs are a call path, outermost first
+    calls_only: bool = False  # --summary counting calls alone, at entry (no fexit)
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,10 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     else:
         resolved = resolve(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE,
                            kstack_depth=options.kstack_depth, max_probes=options.max_probes)
+    if options.calls_only and not options.summary:
+        raise UsageError("--calls-only is a kind of --summary: add --summary")
     if options.summary:
-        resolved = count_calls(resolved)
+        resolved = count_calls(resolved, calls_only=options.calls_only)
     programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
     return resolved, programs
 

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from bpf.plan import COUNTERS, LATENCY_BUCKETS, Capture, Count, Probe, ProbeKind, Stash
 from btf import Int
 
+from .errors import UsageError
 from .resolve import ResolvedTrace, _slots
 from .spec import RETURN
 from .targets import Target, TargetKind
@@ -27,13 +28,15 @@ class FunctionCounts:
     buckets: Optional[Tuple[int, ...]]
 
 
-def count_calls(resolved: ResolvedTrace) -> ResolvedTrace:
+def count_calls(resolved: ResolvedTrace, calls_only: bool = False) -> ResolvedTrace:
     """The same trace counting instead of recording: one counter slot per function, keyed in order.
 
     A tracepoint counts calls. A function becomes an fentry that stashes its time (after its tests)
     and an fexit that, only for calls whose entry stashed, counts the call, a negative return (for
-    a signed integer return) and the latency bucket. Values to show are dropped: nothing is shown
-    per call. Filters and tests apply as they would to records.
+    a signed integer return) and the latency bucket; with `calls_only`, an fentry that counts calls
+    and nothing else (no fexit: the cheapest count, as bpftrace's `count()`), and a test on the
+    return value is a UsageError. Values to show are dropped: nothing is shown per call. Filters and
+    tests apply as they would to records.
     """
     probes, targets = resolved.plan.probes, resolved.targets
     sources = resolved.sources
@@ -48,6 +51,11 @@ def count_calls(resolved: ResolvedTrace) -> ResolvedTrace:
         made: List[Probe]
         if target.kind is TargetKind.TRACEPOINT:
             made = [replace(probe, captures=(), kstack_depth=0, count=Count(key))]
+        elif calls_only:
+            if paired and probes[n + 1].tests:
+                raise UsageError(f"{target.label}: --calls-only counts at entry, where the return value that "
+                                 "the spec tests is not known yet: drop --calls-only or the test")
+            made = [replace(probe, captures=(), kstack_depth=0, stash=Stash.NONE, emits=False, count=Count(key))]
         else:
             entry = replace(probe, captures=(), kstack_depth=0, stash=Stash.TIME, stash_group=key, emits=False)
             exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,

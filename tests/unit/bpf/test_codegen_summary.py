@@ -229,3 +229,25 @@ def test_the_corpus_structure_checks_hold_for_counting_programs() -> None:
         assert generate(r.plan, i) == generate(_summary("ip_send_skb(skb->len > 5, return != 0)",
                                                         "tp:net_dev_queue(skb->len > 1)", pid=1,
                                                         comm=b"x").plan, i)
+
+
+def test_calls_only_is_one_fentry_counting_calls_after_its_tests() -> None:
+    from tests.unit.bpf.test_codegen import _sk_buff
+
+    r = count_calls(_trace("ip_send_skb(skb->len > 100)", "tp:net_dev_queue"), calls_only=True)
+    (entry, tracepoint) = r.plan.probes
+    assert entry.kind is ProbeKind.FENTRY and entry.stash is Stash.NONE and entry.count is not None
+    assert entry.count.errors is None and not entry.count.latency
+    program = generate(r.plan, 0)
+    assert {role.value for _, role in program.map_slots} == {"counts"}  # no stash, no ring buffer
+    for length, kept in ((242, 1), (50, 0), (101, 1)):
+        vm = _vm(memory=_memory(skb=_sk_buff(length=length)))
+        vm.run(program, [NET, SKB])
+        assert vm.counters(0)[:2] == (kept, 0) and sum(vm.counters(0)[2:]) == 0
+
+
+def test_calls_only_refuses_a_test_on_the_return_value() -> None:
+    from ksnoop.errors import UsageError
+
+    with pytest.raises(UsageError, match="--calls-only counts at entry"):
+        count_calls(_trace("ip_send_skb(return != 0)"), calls_only=True)
