@@ -174,7 +174,8 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
         drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="ksnoop_drops"))
         shared = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd, **_path_maps(stack, resolved)}
         stash_fds = _stash_maps(stack, resolved, programs)
-        _attach_all(stack, resolved, programs, shared, stash_fds, btf_obj_fds, err)
+        links = _attach_all(stack, resolved, programs, shared, stash_fds, btf_obj_fds, err)
+        stack.callback(_say_detaching, links, err)  # runs first on the way out: before the links close
         try:
             ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
         except OSError as error:  # mmap or epoll: EMFILE, ENOMEM
@@ -201,6 +202,18 @@ def _raise_open_files_limit(probes: int) -> None:
         raise RuntimeFailure(f"{probes} probes need about {needed} open files, but RLIMIT_NOFILE allows "
                              f"{hard} (raise it with ulimit -n, or trace fewer functions)")
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+# Detaching takes the kernel a wait for each function (its ftrace hook is unregistered and the
+# trampoline drained, one at a time): say so when there are enough for the wait to show.
+_SAY_DETACHING_FROM = 32
+
+
+def _say_detaching(links: List[Any], err: TextIO) -> None:
+    functions = len(links)
+    if functions >= _SAY_DETACHING_FROM:
+        err.write(f"ksnoop: detaching {functions} programs; the kernel takes a while for each\n")
+        err.flush()
 
 
 def _attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: Tuple[Program, ...],
@@ -269,7 +282,8 @@ def _run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options
         btf_obj_fds = _module_btf_objects(stack, resolved)
         counts = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, COUNTERS_SIZE, max(keys, 1), name="ksnoop_counts"))
         stash_fds = _stash_maps(stack, resolved, programs)
-        _attach_all(stack, resolved, programs, {MapRole.COUNTS: counts.fd}, stash_fds, btf_obj_fds, err)
+        links = _attach_all(stack, resolved, programs, {MapRole.COUNTS: counts.fd}, stash_fds, btf_obj_fds, err)
+        stack.callback(_say_detaching, links, err)
         noun = "function" if keys == 1 else "functions"
         when = "at the time limit or Ctrl-C" if options.duration_s is not None else "at Ctrl-C"
         err.write(f"ksnoop: counting calls of {keys} {noun}; the summary comes {when}\n")
