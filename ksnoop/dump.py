@@ -177,6 +177,11 @@ class _Writer:
         if len(self.pending) >= _BATCH_LINES:
             self.flush()
 
+    def extend(self, lines: List[str]) -> None:
+        self.pending.extend(lines)
+        if len(self.pending) >= _BATCH_LINES:
+            self.flush()
+
     def flush(self) -> None:
         if self.pending:
             self.out.write("\n".join(self.pending) + "\n")
@@ -224,8 +229,7 @@ def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, 
             if whole and int.from_bytes(first[PROBE_OFFSET:], sys.byteorder) != index:
                 raise RuntimeFailure(f"reading {label}: a record of another probe where probe {index}'s were "
                                      "expected: the stream is not what the program writes")
-            for line in batch(view[:whole]):
-                add(line)
+            writer.extend(batch(view[:whole]))
             records += whole // record_size
             pending = data[whole:]
             continue
