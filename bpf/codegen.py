@@ -551,23 +551,8 @@ def _iter_program(plan: Plan, probe_index: int) -> Program:
     for n, test in enumerate(probe.tests):
         _emit_test(asm, test.value, test.predicate, f"test{n}")
     asm.emit(tpl.SCRATCH_RECORD, out="out")
-    asm.emit(tpl.HEADER, probe=probe_index)
-    if plan.with_comm:
-        asm.emit(tpl.HEADER_COMM, rec_offset=COMM_OFFSET)
-    for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
-        _emit_capture(asm, capture, rec_offset, n)
+    _emit_record_body(asm, plan, probe, probe_index, layout)  # kstack_depth is 0: checked above
     asm.emit(tpl.SEQ_WRITE, size=layout.size)
     asm.label("out")
     asm.emit(tpl.EXIT)
-    name = "ksnoop_" + "".join(c if c.isalnum() or c == "_" else "_" for c in probe.target)
-    return Program(
-        name=name[: uapi.BPF_OBJ_NAME_LEN - 1],
-        insns=asm.assemble(),
-        map_slots=tuple(asm.map_slots),
-        prog_type=ProgType.TRACING,
-        expected_attach_type=_ATTACH[probe.kind],
-        attach_btf_id=probe.attach_btf_id,
-        module=probe.module,
-        layout=layout,
-        sections=tuple(asm.sections),
-    )
+    return _program(asm, probe, layout)

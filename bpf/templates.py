@@ -386,35 +386,29 @@ STASH_RECORD = Template("stash_record", "stores the failed mask, then stash[pid_
     T(i.call(Helper.map_update_elem)),
 ))
 
+def _stash_read(take: bool) -> Tuple[TInsn, ...]:
+    """STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stash's first u64, or 0; with `take`, 0 left there."""
+    return (
+        T(i.st_mem(8, R10, STACK_ENTRY_TS, 0)),
+        T(i.call(Helper.get_current_pid_tgid)),
+        T(i.stx_mem(8, R10, R0, STACK_STASH_KEY)),
+        *_pair(i.ld_map_fd(R1, 0), map="stash"),
+        T(i.mov64_reg(R2, R10)),
+        T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
+        T(i.call(Helper.map_lookup_elem)),
+        T(i.jmp_imm(JEQ, R0, 0, 3 if take else 2)),
+        T(i.ldx_mem(8, R1, R0, 0)),
+        T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
+        *((T(i.st_mem(8, R0, 0, 0)),) if take else ()),
+    )
+
+
 STASH_LOOKUP = Template("stash_lookup", "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed "
-                        "entry's ktime (the first u64 of either stash), or 0; clobbers r0-r5", (
-    T(i.st_mem(8, R10, STACK_ENTRY_TS, 0)),
-    T(i.call(Helper.get_current_pid_tgid)),
-    T(i.stx_mem(8, R10, R0, STACK_STASH_KEY)),
-    *_pair(i.ld_map_fd(R1, 0), map="stash"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
-    T(i.call(Helper.map_lookup_elem)),
-    T(i.jmp_imm(JEQ, R0, 0, 2)),
-    T(i.ldx_mem(8, R1, R0, 0)),
-    T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
-))
+                        "entry's ktime (the first u64 of either stash), or 0; clobbers r0-r5", _stash_read(False))
 
 STASH_TAKE = Template("stash_take", "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed entry time, "
                       "or 0, which it leaves in the stash instead (entry time stashes are used once, and "
-                      "reused in place rather than deleted); clobbers r0-r5", (
-    T(i.st_mem(8, R10, STACK_ENTRY_TS, 0)),
-    T(i.call(Helper.get_current_pid_tgid)),
-    T(i.stx_mem(8, R10, R0, STACK_STASH_KEY)),
-    *_pair(i.ld_map_fd(R1, 0), map="stash"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
-    T(i.call(Helper.map_lookup_elem)),
-    T(i.jmp_imm(JEQ, R0, 0, 3)),
-    T(i.ldx_mem(8, R1, R0, 0)),
-    T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
-    T(i.st_mem(8, R0, 0, 0)),
-))
+                      "reused in place rather than deleted); clobbers r0-r5", _stash_read(True))
 
 REQUIRE_ENTRY = Template("require_entry", "jumps to `out` unless STACK_ENTRY_TS is set (the entry "
                          "passed its tests and stashed); clobbers r1", (

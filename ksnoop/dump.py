@@ -31,7 +31,6 @@ from .decode import Event, build_decoder, record_fields
 from .dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
 from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
 from .iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
-from .sanitize import sanitize
 from .targets import KernelBTF
 
 log = logging.getLogger(__name__)
@@ -90,13 +89,9 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
     """Walk each spec's target in turn and print its objects; RuntimeFailure on kernel trouble."""
     dump, programs = prepare(options)
     resolved = dump.resolved
-    for note in resolved.notes:
-        err.write(sanitize(note) + "\n")
-    if options.verbose:
-        from .session import describe_plan
+    from .session import write_notes
 
-        for line in describe_plan(resolved, programs):
-            err.write(sanitize(line) + "\n")
+    write_notes(resolved, programs, options.verbose, err)
     privileges = check_privileges()
     if not privileges:
         raise NotPermitted(privileges.reason.replace("tracing needs", "dumping needs"))

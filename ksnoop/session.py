@@ -146,14 +146,19 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
     return lines
 
 
+def write_notes(resolved: ResolvedTrace, programs: Tuple[Program, ...], verbose: bool, err: TextIO) -> None:
+    """The resolver's notes, and with `verbose` the plan and listings, on stderr, sanitised."""
+    for note in resolved.notes:
+        err.write(sanitize(note) + "\n")
+    if verbose:
+        for line in describe_plan(resolved, programs):
+            err.write(sanitize(line) + "\n")
+
+
 def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
     """Trace until the count, the time limit, SIGINT or SIGTERM; RuntimeFailure on kernel trouble."""
     resolved, programs = prepare(options)
-    for note in resolved.notes:
-        err.write(sanitize(note) + "\n")
-    if options.verbose:
-        for line in describe_plan(resolved, programs):
-            err.write(sanitize(line) + "\n")
+    write_notes(resolved, programs, options.verbose, err)
     privileges = check_privileges()
     if not privileges:
         raise NotPermitted(privileges.reason)

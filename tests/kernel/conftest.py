@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from bpf import features
+from ksnoop.targets import KernelBTF
 
 
 def _open_fds() -> dict[int, str]:
@@ -35,3 +36,13 @@ def bpf_kernel() -> Iterator[None]:
     yield
     leaked = {fd: target for fd, target in _open_fds().items() if before.get(fd) != target}
     assert not leaked, f"test left fds open: {leaked}"
+
+
+@pytest.fixture(scope="module")
+def kernel() -> KernelBTF:
+    """The running kernel's BTF, read once per module."""
+    # Module-scoped fixtures run before bpf_kernel's checks: skip here too when there is no BTF.
+    btf = features.check_btf()
+    if not btf.ok:
+        pytest.skip(btf.reason)
+    return KernelBTF.load()

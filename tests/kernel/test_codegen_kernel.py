@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 import pytest
 
-from bpf import features
 from bpf.codegen import MapRole, Program, generate
 from bpf.loader import LoadedProgram, attach_tracing, load_program
 from bpf.maps import Map, possible_cpus
@@ -53,15 +52,6 @@ GETPID = {"x86_64": 39, "aarch64": 172}
 SI_USER, SI_TKILL = 0, -6  # include/uapi/asm-generic/siginfo.h
 PR_SET_NAME = 15
 SO_NO_CHECK = 11  # include/uapi/asm-generic/socket.h; Python's socket module does not name it
-
-
-@pytest.fixture(scope="module")
-def kernel() -> KernelBTF:
-    # Module-scoped fixtures run before bpf_kernel's checks: skip here too when there is no BTF.
-    btf = features.check_btf()
-    if not btf.ok:
-        pytest.skip(btf.reason)
-    return KernelBTF.load()
 
 
 def _resolve(kernel: KernelBTF, *specs: str, **filters: Any) -> ResolvedTrace:

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from bpf import features
 from bpf.codegen import MapRole, generate
 from bpf.loader import attach_tracing, load_program
 from bpf.maps import Map
@@ -42,14 +41,6 @@ pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel")]
 SENDTO = {"x86_64": 44, "aarch64": 206}
 ETH_IP_UDP = 14 + 20 + 8
 RING_SIZE = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def kernel() -> KernelBTF:
-    btf = features.check_btf()
-    if not btf.ok:
-        pytest.skip(btf.reason)
-    return KernelBTF.load()
 
 
 def _captures(kernel: KernelBTF, spec: str) -> tuple[Target, Probe]:

@@ -26,7 +26,7 @@ from ksnoop.resolve import ResolvedTrace, resolve
 from ksnoop.spec import parse_spec
 from ksnoop.summary import count_calls, counted
 from ksnoop.targets import KernelBTF
-from tests.kernel.test_codegen_kernel import kernel, udp_pair  # noqa: F401  (kernel: a fixture)
+from tests.kernel.test_codegen_kernel import udp_pair
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel")]
 
