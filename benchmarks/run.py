@@ -148,7 +148,7 @@ def bench_format(args: argparse.Namespace) -> Dict[str, Any]:
 
 # ---- kernel benchmarks: a getpid() loop driving tp_btf/sys_enter ------------------------------
 # They need root and a kernel that attaches tp_btf programs. The event source is a tight loop
-# of getpid() system calls (benchmarks/getpid_loop.c, compiled now with cc -O2), pinned to one
+# of getpid() system calls (benchmarks/syscall_loop.c, compiled now with cc -O2), pinned to one
 # CPU while the reader runs on another; its cost is the loop's own CPU time per iteration
 # (CLOCK_THREAD_CPUTIME_ID), which a BPF program on sys_enter adds to and other tasks on a busy
 # machine do not.
@@ -162,7 +162,7 @@ _REGS = {"x86_64": ("di", "si", "dx", "r10", "r8", "r9", "ax", "orig_ax", "cx"),
 _OVERHEAD_RING = 1 << 25  # holds every record of one measurement even if the reader stalls
 _CONSUME_FILL_RING = 1 << 25
 
-# The fallback event source: the same protocol as getpid_loop.c, in Python.
+# The fallback event source: the same protocol as syscall_loop.c, in Python.
 _PY_GETPID_LOOP = r'''
 import os, sys, time
 def count(n):
@@ -198,7 +198,7 @@ def _getpid_loop_program() -> Iterator[Tuple[List[str], int, str]]:
     with tempfile.TemporaryDirectory(prefix="ksnoop-bench-") as tmp:
         if cc:
             exe = os.path.join(tmp, "getpid_loop")
-            subprocess.run([cc, "-O2", "-o", exe, os.path.join(ROOT, "benchmarks", "getpid_loop.c")],
+            subprocess.run([cc, "-O2", "-o", exe, os.path.join(ROOT, "benchmarks", "syscall_loop.c")],
                            check=True)
             nr = int(subprocess.run([exe, "nr"], check=True, capture_output=True, text=True).stdout)
             yield [exe], nr, f"C getpid loop ({os.path.basename(cc)} -O2)"

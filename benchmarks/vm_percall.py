@@ -3,8 +3,8 @@
 `python3 benchmarks/vm_percall.py` (or `python3 benchmarks/run.py vm`) boots one guest of
 tests/vm/harness.py (Debian's 6.1 kernel under qemu TCG: this machine's kernel refuses fentry) and
 runs this same file there with --guest. The guest side times a tight loop of close(-1)
-(benchmarks/close_loop.c: one call of `int close_fd(unsigned int fd)` per iteration) untraced and
-under each tracer below, one after another in an order that rotates every round:
+(benchmarks/syscall_loop.c built with -DCLOSE_LOOP: one call of `int close_fd(unsigned int fd)`
+per iteration) untraced and under each tracer below, one after another in an order that rotates every round:
 
   ksnoop trace --summary close_fd        vs  bpftrace 'kfunc:close_fd { @c = count(); }'
                                          and a bpftrace script counting what --summary counts
@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNC, ARG = "close_fd", "fd"
-LOOP_SOURCE = ROOT / "benchmarks" / "close_loop.c"
+LOOP_SOURCE = ROOT / "benchmarks" / "syscall_loop.c"
 LOOP_CPU, TRACER_CPU = 0, 1  # the guest has two vCPUs: the loop alone on one, the tracer's reader on the other
 ATTACH_TIMEOUT_S = 240.0  # ksnoop attaches in ~5-11 s under TCG, several times that on a busy host
 EXIT_TIMEOUT_S = 60.0
@@ -303,7 +303,7 @@ def run_benchmark(rounds: int = DEFAULT_ROUNDS, calls: int = DEFAULT_CALLS, chun
     started = time.monotonic()
     with harness.VM(kernel_args=kernel_args) as vm:
         loop = vm.shared_dir / "close_loop"  # compiled here: the guest runs this machine's binaries
-        subprocess.run(["cc", "-O2", "-o", str(loop), str(LOOP_SOURCE)], check=True)
+        subprocess.run(["cc", "-O2", "-DCLOSE_LOOP", "-o", str(loop), str(LOOP_SOURCE)], check=True)
         plan = {"loop": str(loop), "rounds": rounds, "calls": calls, "chunks": chunks, "flat_out_s": flat_out_s,
                 "tracers": names}
         plan_path = vm.shared_dir / "plan.json"
