@@ -724,28 +724,14 @@ _KSNOOP_NEVER_WAKE = (
     "from ksnoop.cli import run; sys.argv[0] = 'ksnoop'; run()")
 
 
-def _link_fds(pid: int) -> int:
-    """How many BPF link fds process `pid` holds (ksnoop has attached once it holds one)."""
-    count = 0
-    try:
-        names = os.listdir(f"/proc/{pid}/fdinfo")
-    except OSError:
-        return 0
-    for name in names:
-        try:
-            with open(f"/proc/{pid}/fdinfo/{name}") as f:
-                count += "link_type:" in f.read()
-        except OSError:
-            pass
-    return count
-
-
 def bench_trace(args: argparse.Namespace) -> Dict[str, Any]:
     """`python -m ksnoop trace -p PID --duration D SPEC` as a whole process, stdout to /dev/null,
     while the getpid loop (pid PID) runs flat out on the other CPU: records written per second,
     records lost, the loop's slowdown against an untraced run beside it, and ksnoop's CPU time.
     The loop starts once ksnoop holds its BPF link and runs for the trace's duration, so the
     records/s is the reader's rate whenever it cannot keep up (records are then lost)."""
+    from tests.vm.trace_driver import links_held  # the benchmark waits until ksnoop holds its links
+
     import re
 
     _require_bpf()
@@ -802,7 +788,7 @@ def bench_trace(args: argparse.Namespace) -> Dict[str, Any]:
                     if reader_cpu is not None:
                         os.sched_setaffinity(proc.pid, {reader_cpu})
                     deadline = time.monotonic() + 60
-                    while name != "startup" and not _link_fds(proc.pid):
+                    while name != "startup" and not links_held(proc.pid):
                         if proc.poll() is not None or time.monotonic() > deadline:
                             proc.kill()
                             proc.wait()

@@ -43,6 +43,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # both sides: the guest runs this file from the shared checkout
+
+from tests.vm.trace_driver import links_held  # noqa: E402 (after the path it needs)
+
 FUNC, ARG = "close_fd", "fd"
 LOOP_SOURCE = ROOT / "benchmarks" / "syscall_loop.c"
 LOOP_CPU, TRACER_CPU = 0, 1  # the guest has two vCPUs: the loop alone on one, the tracer's reader on the other
@@ -138,22 +142,6 @@ class CloseLoop:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait()
-
-
-def links_held(pid: int) -> int:
-    """BPF links process `pid` holds: a link's fdinfo has a `link_type:` line."""
-    count = 0
-    try:
-        fds = os.listdir(f"/proc/{pid}/fdinfo")
-    except OSError:
-        return 0
-    for fd in fds:
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                count += "\nlink_type:" in f.read()
-        except OSError:
-            pass
-    return count
 
 
 def cpu_ticks(pid: int) -> int:
@@ -294,7 +282,6 @@ def run_benchmark(rounds: int = DEFAULT_ROUNDS, calls: int = DEFAULT_CALLS, chun
                   flat_out_s: float = DEFAULT_FLAT_OUT_S, clock: str = "tsc",
                   only: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Boot one VM, run every tracer there `rounds` times; the summarised figures."""
-    sys.path.insert(0, str(ROOT))
     from tests.vm import harness
 
     version = bpftrace_version()
