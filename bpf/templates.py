@@ -89,6 +89,12 @@ def _pair(insns: Tuple[i.Insn, i.Insn], **holes: str) -> Tuple[TInsn, TInsn]:
     return T(insns[0], **holes), T(insns[1])
 
 
+def _keyed_call(helper: Helper, role: str, key_offset: int) -> Tuple[TInsn, ...]:
+    """helper(map `role`, r10 + key_offset): a map lookup or delete by the key on the stack; clobbers r0-r5."""
+    return (*_pair(i.ld_map_fd(R1, 0), map=role), T(i.mov64_reg(R2, R10)), T(i.alu64_imm(ADD, R2, key_offset)),
+            T(i.call(helper)))
+
+
 ADD, OR, LSH, RSH, ARSH = uapi.BPF_ADD, uapi.BPF_OR, uapi.BPF_LSH, uapi.BPF_RSH, uapi.BPF_ARSH
 JEQ, JNE = uapi.BPF_JEQ, uapi.BPF_JNE
 LDX_MEM = uapi.BPF_LDX | uapi.BPF_MEM
@@ -298,10 +304,7 @@ SUBMIT = Template("submit", "stores the failed mask and submits r7 with BPF_RB_N
 COUNT_DROP = Template("count_drop", "adds one to this CPU's drop counter (PERCPU_ARRAY `drops`, "
                       "key 0); uses STACK_PTR; clobbers r0-r5", (
     T(i.st_mem(4, R10, STACK_PTR, 0)),
-    *_pair(i.ld_map_fd(R1, 0), map="drops"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PTR)),
-    T(i.call(Helper.map_lookup_elem)),
+    *_keyed_call(Helper.map_lookup_elem, "drops", STACK_PTR),
     T(i.jmp_imm(JEQ, R0, 0, 3)),
     T(i.ldx_mem(8, R1, R0, 0)),
     T(i.alu64_imm(ADD, R1, 1)),
@@ -311,10 +314,7 @@ COUNT_DROP = Template("count_drop", "adds one to this CPU's drop counter (PERCPU
 SCRATCH_RECORD = Template("scratch_record", "r7 = this CPU's scratch record (PERCPU_ARRAY `scratch`, "
                           "key 0), for an entry record to stash rather than emit; uses STACK_PTR; clobbers r0-r5", (
     T(i.st_mem(4, R10, STACK_PTR, 0)),
-    *_pair(i.ld_map_fd(R1, 0), map="scratch"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PTR)),
-    T(i.call(Helper.map_lookup_elem)),
+    *_keyed_call(Helper.map_lookup_elem, "scratch", STACK_PTR),
     T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
     T(i.mov64_reg(RECORD, R0)),
 ))
@@ -356,10 +356,7 @@ STASH_TIME_ONLY = Template("stash_time_only", "STACK_PTR = pid_tgid, STACK_VALUE
 STASH_PUT = Template("stash_put", "stash[STACK_PTR] = STACK_VALUE (LRU_HASH `stash`), written in place when "
                      "the task has an entry already: a lookup and a store cost a fraction of an update, which "
                      "takes a bucket lock and a free element each time; clobbers r0-r5", (
-    *_pair(i.ld_map_fd(R1, 0), map="stash"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PTR)),
-    T(i.call(Helper.map_lookup_elem)),
+    *_keyed_call(Helper.map_lookup_elem, "stash", STACK_PTR),
     T(i.jmp_imm(JEQ, R0, 0, 3)),
     T(i.ldx_mem(8, R1, R10, STACK_VALUE)),
     T(i.stx_mem(8, R0, R1, 0)),
@@ -392,10 +389,7 @@ def _stash_read(take: bool) -> Tuple[TInsn, ...]:
         T(i.st_mem(8, R10, STACK_ENTRY_TS, 0)),
         T(i.call(Helper.get_current_pid_tgid)),
         T(i.stx_mem(8, R10, R0, STACK_STASH_KEY)),
-        *_pair(i.ld_map_fd(R1, 0), map="stash"),
-        T(i.mov64_reg(R2, R10)),
-        T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
-        T(i.call(Helper.map_lookup_elem)),
+        *_keyed_call(Helper.map_lookup_elem, "stash", STACK_STASH_KEY),
         T(i.jmp_imm(JEQ, R0, 0, 3 if take else 2)),
         T(i.ldx_mem(8, R1, R0, 0)),
         T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
@@ -418,10 +412,7 @@ REQUIRE_ENTRY = Template("require_entry", "jumps to `out` unless STACK_ENTRY_TS 
 
 EMIT_STASHED = Template("emit_stashed", "copies the stashed entry record (`size` bytes) into the ringbuf "
                         "`events`; a full ringbuf jumps to `dropped`; clobbers r0-r5", (
-    *_pair(i.ld_map_fd(R1, 0), map="stash"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
-    T(i.call(Helper.map_lookup_elem)),
+    *_keyed_call(Helper.map_lookup_elem, "stash", STACK_STASH_KEY),
     T(i.jmp_imm(JEQ, R0, 0, 6)),
     *_pair(i.ld_map_fd(R1, 0), map="events"),
     T(i.mov64_reg(R2, R0)),
@@ -437,10 +428,7 @@ SET_ENTRY_TS = Template("set_entry_ts", "the record's entry time = STACK_ENTRY_T
 ))
 
 STASH_DELETE = Template("stash_delete", "deletes stash[STACK_STASH_KEY]; clobbers r0-r5", (
-    *_pair(i.ld_map_fd(R1, 0), map="stash"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_STASH_KEY)),
-    T(i.call(Helper.map_delete_elem)),
+    *_keyed_call(Helper.map_delete_elem, "stash", STACK_STASH_KEY),
 ))
 
 # ---- summary mode: counters in a PERCPU_ARRAY instead of records; here r7 = the counters ----
@@ -448,10 +436,7 @@ STASH_DELETE = Template("stash_delete", "deletes stash[STACK_STASH_KEY]; clobber
 COUNTERS = Template("counters", "r7 = this function's counters (PERCPU_ARRAY `counts`, key `key`); jumps "
                     "to `out` if the lookup fails; uses STACK_PTR; clobbers r0-r5", (
     T(i.st_mem(4, R10, STACK_PTR, 0), imm="key"),
-    *_pair(i.ld_map_fd(R1, 0), map="counts"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PTR)),
-    T(i.call(Helper.map_lookup_elem)),
+    *_keyed_call(Helper.map_lookup_elem, "counts", STACK_PTR),
     T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
     T(i.mov64_reg(RECORD, R0)),
 ))
@@ -511,10 +496,7 @@ PATH_LOOKUP = Template("path_lookup", "STACK_PATH_KEY = pid_tgid; r7 = this task
                        "(the caller tests it); clobbers r0-r5", (
     T(i.call(Helper.get_current_pid_tgid)),
     T(i.stx_mem(8, R10, R0, STACK_PATH_KEY)),
-    *_pair(i.ld_map_fd(R1, 0), map="path"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PATH_KEY)),
-    T(i.call(Helper.map_lookup_elem)),
+    *_keyed_call(Helper.map_lookup_elem, "path", STACK_PATH_KEY),
     T(i.mov64_reg(RECORD, R0)),
 ))
 
@@ -542,10 +524,7 @@ PATH_ENTER_CHECK = Template("path_enter_check", "goes on only if depth == `depth
 PATH_CREATE = Template("path_create", "r7 = a new zeroed path state for STACK_PATH_KEY (copied from the "
                        "one-entry ARRAY `path_zero`); a full map jumps to `dropped`; uses STACK_PTR; clobbers r0-r5", (
     T(i.st_mem(4, R10, STACK_PTR, 0)),
-    *_pair(i.ld_map_fd(R1, 0), map="path_zero"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PTR)),
-    T(i.call(Helper.map_lookup_elem)),
+    *_keyed_call(Helper.map_lookup_elem, "path_zero", STACK_PTR),
     T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
     T(i.mov64_reg(R3, R0)),
     *_pair(i.ld_map_fd(R1, 0), map="path"),
@@ -554,10 +533,7 @@ PATH_CREATE = Template("path_create", "r7 = a new zeroed path state for STACK_PA
     T(i.mov64_imm(R4, uapi.BPF_NOEXIST)),
     T(i.call(Helper.map_update_elem)),
     T(i.jmp_imm(JNE, R0, 0, 0), off="dropped"),
-    *_pair(i.ld_map_fd(R1, 0), map="path"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PATH_KEY)),
-    T(i.call(Helper.map_lookup_elem)),
+    *_keyed_call(Helper.map_lookup_elem, "path", STACK_PATH_KEY),
     T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
     T(i.mov64_reg(RECORD, R0)),
 ))
@@ -635,10 +611,7 @@ PATH_KEY = Template("path_key", "STACK_PATH_KEY = pid_tgid; clobbers r0", (
 ))
 
 PATH_FORGET = Template("path_forget", "deletes path[STACK_PATH_KEY]; clobbers r0-r5", (
-    *_pair(i.ld_map_fd(R1, 0), map="path"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PATH_KEY)),
-    T(i.call(Helper.map_delete_elem)),
+    *_keyed_call(Helper.map_delete_elem, "path", STACK_PATH_KEY),
 ))
 
 EXIT = Template("exit", "returns 0", (
