@@ -11,13 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bpf.codegen import generate
-from bpf.insn import decode, encode
-from bpf.listing import format_insns
 from ksnoop.dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
 from ksnoop.iter_targets import IterTargets
 from tests.support import miniiter
-from tests.unit.bpf.test_golden_listings import FDS, _listing
+from tests.unit.bpf.test_golden_listings import check_golden, check_round_trip, render_plan
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "listings" / "dump"
 MAX_RECORD_SIZE = 32760
@@ -36,27 +33,12 @@ def _resolve(case: str) -> ResolvedDump:
 
 
 def render(case: str) -> str:
-    plan = _resolve(case).resolved.plan
-    lines = [f"# dump {CASES[case]}"]
-    for index, probe in enumerate(plan.probes):
-        program = generate(plan, index)
-        roles = sorted({role for _, role in program.map_slots}, key=lambda r: FDS[r])
-        maps = ", ".join(f"{role.value} fd {FDS[role]}" for role in roles)
-        lines.append(f"# probe {index}: {probe.kind.value} {probe.target}, record {program.layout.size} bytes, "
-                     f"maps: {maps}")
-        lines.extend(_listing(program, program.bind_maps(FDS)))
-    return "\n".join(lines) + "\n"
+    return render_plan(f"# dump {CASES[case]}", _resolve(case).resolved.plan)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_listing_matches_golden(case: str, request: pytest.FixtureRequest) -> None:
-    path = GOLDEN / f"{case}.txt"
-    text = render(case)
-    if request.config.getoption("--update-golden"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} is missing; `pytest --update-golden` writes it"
-    assert text == path.read_text(), f"{path} differs from the generated listing; review, then --update-golden"
+    check_golden(GOLDEN / f"{case}.txt", render(case), request)
 
 
 def test_no_stray_golden_listings() -> None:
@@ -65,13 +47,4 @@ def test_no_stray_golden_listings() -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden_listing_round_trips(case: str) -> None:
-    plan = _resolve(case).resolved.plan
-    golden = (GOLDEN / f"{case}.txt").read_text().splitlines()
-    listed = [line for line in golden if not line.startswith(("#", ";"))]
-    printed = []
-    for index in range(len(plan.probes)):
-        insns = generate(plan, index).bind_maps(FDS)
-        again = decode(encode(insns))
-        assert again == insns
-        printed.extend(format_insns(again))
-    assert printed == listed
+    check_round_trip(_resolve(case).resolved.plan, (GOLDEN / f"{case}.txt").read_text().splitlines())

@@ -79,10 +79,9 @@ def _plan(spec: str, filters: Filters, kstack_depth: int) -> Plan:
     return resolve([parse_spec(spec)], records.kernel(), filters, kstack_depth=kstack_depth).plan
 
 
-def render(case: str) -> str:
-    spec, filters, kstack_depth = _case(case)
-    plan = _plan(spec, filters, kstack_depth)
-    lines = [_header(spec, filters, kstack_depth)]
+def render_plan(header: str, plan: Plan) -> str:
+    """The golden text of a plan: `header`, then each probe's line and its listing."""
+    lines = [header]
     for index, probe in enumerate(plan.probes):
         program = generate(plan, index)
         roles = sorted({role for _, role in program.map_slots}, key=lambda r: FDS[r])
@@ -95,10 +94,13 @@ def render(case: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_listing_matches_golden(case: str, request: pytest.FixtureRequest) -> None:
-    path = GOLDEN / f"{case}.txt"
-    text = render(case)
+def render(case: str) -> str:
+    spec, filters, kstack_depth = _case(case)
+    return render_plan(_header(spec, filters, kstack_depth), _plan(spec, filters, kstack_depth))
+
+
+def check_golden(path: Path, text: str, request: pytest.FixtureRequest) -> None:
+    """`text` is what `path` holds; with --update-golden, write it there first."""
     if request.config.getoption("--update-golden"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -106,6 +108,23 @@ def test_listing_matches_golden(case: str, request: pytest.FixtureRequest) -> No
     assert text == path.read_text(), (
         f"{path} differs from the generated listing; review, then --update-golden"
     )
+
+
+def check_round_trip(plan: Plan, golden: list[str]) -> None:
+    """The plan's instructions survive encode/decode, and the decoded ones print as `golden` lists them."""
+    listed = [line for line in golden if not line.startswith(("#", ";"))]
+    printed = []
+    for index in range(len(plan.probes)):
+        insns = generate(plan, index).bind_maps(FDS)
+        again = decode(encode(insns))
+        assert again == insns
+        printed.extend(format_insns(again))
+    assert printed == listed
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_listing_matches_golden(case: str, request: pytest.FixtureRequest) -> None:
+    check_golden(GOLDEN / f"{case}.txt", render(case), request)
 
 
 def test_no_stray_golden_listings() -> None:
@@ -118,12 +137,5 @@ def test_golden_listing_round_trips(case: str) -> None:
     spec, filters, kstack_depth = _case(case)
     plan = _plan(spec, filters, kstack_depth)
     golden = (GOLDEN / f"{case}.txt").read_text().splitlines()
-    listed = [line for line in golden if not line.startswith(("#", ";"))]
-    printed = []
-    for index in range(len(plan.probes)):
-        insns = generate(plan, index).bind_maps(FDS)
-        again = decode(encode(insns))
-        assert again == insns
-        printed.extend(format_insns(again))
-    assert printed == listed
+    check_round_trip(plan, golden)
     assert golden[0] == _header(spec, filters, kstack_depth)
