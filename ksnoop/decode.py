@@ -107,7 +107,6 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
     is_return = fields_of.is_return
     with_comm = fields_of.with_comm
     comm_cache: Dict[bytes, str] = {}
-    needs_conversion = any(c is not None for c in converters)
     indexed = tuple(enumerate(converters))
     # Only the captures with a converter are touched when no read failed: usually one or two.
     conversions = tuple((n, convert) for n, convert in indexed if convert is not None)
@@ -137,7 +136,7 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
                 READ_FAILED if failed >> n & 1 else (v if convert is None else convert(v))
                 for (n, convert), v in zip(indexed, values)
             )
-        elif needs_conversion:
+        elif conversions:
             converted = list(values)
             for n, convert in conversions:
                 converted[n] = convert(converted[n])

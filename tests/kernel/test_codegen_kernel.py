@@ -13,7 +13,6 @@ import contextlib
 import ctypes
 import dataclasses
 import mmap
-import operator
 import os
 import platform
 import shutil
@@ -42,6 +41,7 @@ from ksnoop.kallsyms import Kallsyms
 from ksnoop.resolve import ResolvedTrace, resolve
 from ksnoop.spec import parse_spec
 from ksnoop.targets import KernelBTF
+from tests.unit.bpf.test_codegen import PY_OPS  # the operators as Python computes them
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel")]
 
@@ -185,14 +185,6 @@ def _be(value: int, size: int) -> int:
 
 
 PORT = "skb->sk->__sk_common.skc_num"
-PY_OPS = {
-    CompareOp.EQ: operator.eq,
-    CompareOp.NE: operator.ne,
-    CompareOp.GT: operator.gt,
-    CompareOp.GE: operator.ge,
-    CompareOp.LT: operator.lt,
-    CompareOp.LE: operator.le,
-}
 
 
 # ---- (a) the verifier takes every template shape ----------------------------------------------
