@@ -99,6 +99,8 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         raise UsageError("--kstack shows a stack per record, and --summary prints none")
     if options.call_path and options.summary:
         raise UsageError("-s shows the calls of one path, and --summary counts every call: use one")
+    if options.calls_only and not options.summary:
+        raise UsageError("--calls-only is a kind of --summary: add --summary")
     specs = [parse_spec(text) for text in options.specs]
     kernel = KernelBTF.load(options.btf_path)
     filters = Filters(pid=options.pid, comm=options.comm.encode() if options.comm is not None else None)
@@ -108,8 +110,6 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     else:
         resolved = resolve(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE,
                            kstack_depth=options.kstack_depth, max_probes=options.max_probes)
-    if options.calls_only and not options.summary:
-        raise UsageError("--calls-only is a kind of --summary: add --summary")
     if options.summary:
         resolved = count_calls(resolved, calls_only=options.calls_only)
     programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
@@ -215,9 +215,8 @@ _SAY_DETACHING_FROM = 32
 
 
 def _say_detaching(links: List[Any], err: TextIO) -> None:
-    functions = len(links)
-    if functions >= _SAY_DETACHING_FROM:
-        err.write(f"ksnoop: detaching {functions} programs; the kernel takes a while for each\n")
+    if len(links) >= _SAY_DETACHING_FROM:
+        err.write(f"ksnoop: detaching {len(links)} programs; the kernel takes a while for each\n")
         err.flush()
 
 
