@@ -199,8 +199,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
         if probe.requires_entry:
             asm.emit(tpl.REQUIRE_ENTRY, out="out")
     _emit_filters(asm, plan)
-    for n, test in enumerate(probe.tests):
-        _emit_test(asm, test.value, test.predicate, f"test{n}")
+    _emit_tests(asm, probe)
     if probe.count is not None:
         _emit_count(asm, probe, probe.count)
     elif probe.kind is ProbeKind.FENTRY and not probe.emits:
@@ -221,10 +220,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
             if probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME:
                 asm.emit(tpl.STASH_TIME)
                 asm.emit(tpl.STASH_PUT)
-            # The backlog counts this record (and its 8-byte header) already: it crossed the
-            # threshold if it now lies in [wakeup, wakeup + record).
-            wakeup = min(plan.wakeup_bytes, 0x7FFFFFFF - layout.size - 8)
-            asm.emit(tpl.SUBMIT, wakeup=wakeup, wakeup_end=wakeup + ((layout.size + 8 + 7) & ~7))
+            _emit_submit(asm, plan, layout)
     asm.label("out")
     if fexit_stash and probe.stash is Stash.RECORD:
         asm.emit(tpl.STASH_DELETE)
@@ -320,8 +316,7 @@ def _emit_path_entry(asm: _Assembler, plan: Plan, probe: Probe, probe_index: int
     asm.emit(tpl.PATH_ENTER_CHECK, depth=level, depth_nested=level + 1,
              nested_offset=PathLayout.nested_offset(level), out="out")
     asm.label("tests")
-    for n, test in enumerate(probe.tests):
-        _emit_test(asm, test.value, test.predicate, f"test{n}")
+    _emit_tests(asm, probe)
     if level == 0:
         asm.emit(tpl.JUMP_IF_STATE, target="have_state")
         asm.emit(tpl.PATH_CREATE, out="out", dropped="dropped")
@@ -342,8 +337,7 @@ def _emit_path_return(asm: _Assembler, plan: Plan, probe: Probe, probe_index: in
     asm.emit(tpl.PATH_POP, depth=level)
     if not innermost:
         asm.emit(tpl.PATH_REQUIRE_SHOWN, bit=1 << level, target="popped")
-    for n, test in enumerate(probe.tests):
-        _emit_test(asm, test.value, test.predicate, f"test{n}", fail="popped")
+    _emit_tests(asm, probe, fail="popped")
     if innermost:
         for outer in range(level):
             asm.emit(tpl.PATH_SKIP_SHOWN, bit=1 << outer, target=f"shown{outer}")
@@ -355,6 +349,12 @@ def _emit_path_return(asm: _Assembler, plan: Plan, probe: Probe, probe_index: in
     asm.emit(tpl.PATH_ENTRY_TS, slot_offset=state.slot_offsets[level])
     asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped")
     _emit_record_body(asm, plan, probe, probe_index, layout, entry_ts=True)
+    _emit_submit(asm, plan, layout)
+
+
+def _emit_submit(asm: _Assembler, plan: Plan, layout: RecordLayout) -> None:
+    # The backlog counts this record (and its 8-byte header) already: it crossed the
+    # threshold if it now lies in [wakeup, wakeup + record).
     wakeup = min(plan.wakeup_bytes, 0x7FFFFFFF - layout.size - 8)
     asm.emit(tpl.SUBMIT, wakeup=wakeup, wakeup_end=wakeup + ((layout.size + 8 + 7) & ~7))
 
@@ -416,6 +416,11 @@ def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:
         asm.emit(tpl.NULL_CHECK, fail=fail)
     for offset in capture.hops:
         asm.emit(tpl.FOLLOW_POINTER, offset=offset, fail=fail)
+
+
+def _emit_tests(asm: _Assembler, probe: Probe, fail: str = "out") -> None:
+    for n, test in enumerate(probe.tests):
+        _emit_test(asm, test.value, test.predicate, f"test{n}", fail)
 
 
 def _emit_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: str, fail: str = "out") -> None:
@@ -548,8 +553,7 @@ def _iter_program(plan: Plan, probe_index: int) -> Program:
     layout = RecordLayout.of(probe, plan.with_comm)
     asm = _Assembler()
     asm.emit(tpl.PROLOGUE)
-    for n, test in enumerate(probe.tests):
-        _emit_test(asm, test.value, test.predicate, f"test{n}")
+    _emit_tests(asm, probe)
     asm.emit(tpl.SCRATCH_RECORD, out="out")
     _emit_record_body(asm, plan, probe, probe_index, layout)  # kstack_depth is 0: checked above
     asm.emit(tpl.SEQ_WRITE, size=layout.size)
