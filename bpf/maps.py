@@ -39,6 +39,14 @@ def _round8(size: int) -> int:
     return (size + 7) & ~7
 
 
+def element_value_size(map_type: int, value_size: int) -> int:
+    """The bytes of one element's value as userspace (and a map element iterator) sees it: for a
+    per-CPU map, one value per possible CPU, each padded to 8 bytes."""
+    if map_type in _PERCPU_TYPES:
+        return _round8(value_size) * len(possible_cpus())
+    return value_size
+
+
 class Map(FdOwner):
     """A BPF map owning its fd; close it (or leave the `with` block) to drop it.
 
@@ -85,9 +93,7 @@ class Map(FdOwner):
         return ctypes.create_string_buffer(key, len(key))
 
     def _value_buffer_size(self) -> int:
-        if self.is_percpu:
-            return _round8(self.value_size) * len(possible_cpus())
-        return self.value_size
+        return element_value_size(self.map_type, self.value_size)
 
     def lookup(self, key: bytes) -> bytes | None:
         """The value for `key`, or None if absent. On a per-CPU map use lookup_percpu()."""

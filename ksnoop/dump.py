@@ -23,7 +23,7 @@ from bpf.codegen import MapRole, Program, generate
 from bpf.features import check_privileges
 from bpf.iter import IterLink, IterReader, attach_iter, link_info_cgroup, link_info_map, link_info_task, max_record_size
 from bpf.loader import LoadedProgram, VerifierError, load_program
-from bpf.maps import Map, possible_cpus
+from bpf.maps import Map, element_value_size
 from bpf.plan import PROBE_OFFSET
 from bpf.uapi import CgroupIterOrder, MapType
 
@@ -36,7 +36,6 @@ from .targets import KernelBTF
 log = logging.getLogger(__name__)
 
 _BATCH_LINES = 512
-_PERCPU_MAPS = frozenset((MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH))
 # Where the cgroup iterator walks when --cgroup-order is not given: every cgroup below the start
 # (the kernel's own default is the starting cgroup alone).
 DEFAULT_CGROUP_ORDER = "descendants-pre"
@@ -132,10 +131,7 @@ def map_element_sizes(map_id: int) -> Tuple[int, int]:
         raise RuntimeFailure(f"--map-id {map_id}: {error.strerror or error}") from None
     finally:
         os.close(fd)
-    value_size = int(info.value_size)
-    if info.type in _PERCPU_MAPS:
-        value_size = ((value_size + 7) & ~7) * len(possible_cpus())
-    return int(info.key_size), value_size
+    return int(info.key_size), element_value_size(int(info.type), int(info.value_size))
 
 
 def _map_fd(map_id: int) -> int:
