@@ -1,4 +1,5 @@
-"""What this kernel and this process can do, found by trying: privileges, tp_btf, fentry, ringbuf.
+"""What this kernel and this process can do, found by trying: privileges, tp_btf, fentry, ringbuf,
+each iterator target.
 
 Each probe loads or creates the smallest thing that answers the question, closes it, and
 caches a `Feature(ok, reason)`. Nothing here looks at the kernel version.
@@ -6,14 +7,16 @@ caches a `Feature(ok, reason)`. Nothing here looks at the kernel version.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import mmap
 import os
 from dataclasses import dataclass
 
+from .btfobj import open_kernel_btf
 from .insn import exit_, mov64_imm
-from .loader import VerifierError, load_program
+from .loader import LoadRefused, VerifierError, load_program
 from .maps import Map
 from .uapi import AttachType, ProgType
 
@@ -78,11 +81,18 @@ def check_btf() -> Feature:
     return Feature(False, "this kernel has no /sys/kernel/btf/vmlinux (built without CONFIG_DEBUG_INFO_BTF)")
 
 
+def errno_name(code: int) -> str:
+    """`EPERM` for 1: the name a kernel developer knows an errno by."""
+    return errno.errorcode.get(code, str(code))
+
+
 def _describe(e: OSError) -> str:
     if isinstance(e, VerifierError):
         return e.message
     code = e.errno or 0
-    return f"{errno.errorcode.get(code, str(code))}: {os.strerror(code)}"
+    if isinstance(e, LoadRefused):
+        return f"{errno_name(code)} before verification"
+    return f"{errno_name(code)}: {os.strerror(code)}"
 
 
 def _probe_load(
@@ -93,7 +103,7 @@ def _probe_load(
         with load_program(_RETURN_0, prog_type, attach_type, attach_btf_id, name="ksnoop_probe"):
             return Feature(True), 0
     except OSError as e:
-        if isinstance(e, PermissionError) and not check_privileges():
+        if e.errno == errno.EPERM and not check_privileges():
             return check_privileges(), e.errno or 0
         return Feature(False, f"{what} programs do not load here ({_describe(e)})"), e.errno or 0
 
@@ -119,6 +129,38 @@ def probe_fentry(attach_btf_id: int) -> Feature:
             "privileges); tp: tracepoints still work",
         )
     return found
+
+
+@functools.cache
+def probe_iter(attach_btf_id: int, module: str = "vmlinux") -> Feature:
+    """Can an iterator program load for the target whose FUNC bpf_iter_<name> is `attach_btf_id`
+    (an id in `module`'s BTF)? When not, `reason` says how the load failed ("EPERM before
+    verification"), for the caller to word.
+
+    Asked per target: a security module can refuse some targets and not others, and what it
+    refuses can change between machines with the same kernel version (this machine's 6.18 took
+    the map-element targets on 2026-11-22 and refused them, EPERM before verification, on
+    2026-12-04, while task, task_file, tcp and the rest still loaded).
+    """
+    privileges = check_privileges()
+    if not privileges:
+        return privileges
+    with contextlib.ExitStack() as stack:
+        try:
+            btf_obj_fd = None if module == "vmlinux" else stack.enter_context(open_kernel_btf(module)).fd
+            stack.enter_context(
+                load_program(
+                    _RETURN_0,
+                    ProgType.TRACING,
+                    AttachType.TRACE_ITER,
+                    attach_btf_id,
+                    attach_btf_obj_fd=btf_obj_fd,
+                    name="ksnoop_probe",
+                )
+            )
+        except OSError as e:
+            return Feature(False, _describe(e))
+    return Feature(True)
 
 
 @functools.cache

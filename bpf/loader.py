@@ -1,6 +1,7 @@
 """Load instructions into the kernel and attach them: `load_program()` -> LoadedProgram -> Link.
 
-A rejected load raises VerifierError with the tail of the verifier log and our listing.
+A rejected load raises VerifierError with the verifier's reason, its log and our listing; a load
+the kernel refused before the verifier judged any instruction raises LoadRefused.
 Programs and links own their fds and nothing is pinned, so closing them (or the process
 dying) detaches everything. Close links before programs, programs before maps.
 """
@@ -38,15 +39,34 @@ class VerifierError(OSError):
     (EACCES or EINVAL usually, ENOSPC when even the largest log was too small).
     """
 
-    def __init__(self, errno_: int, message: str, log: str, listing: Sequence[str]) -> None:
+    def __init__(self, errno_: int, message: str, log: str, listing: Sequence[str], reason: str = "") -> None:
         super().__init__(errno_, message)
         self.message = message
+        self.reason = reason  # the verifier's own line saying why, e.g. "R2 !read_ok"
         self.log = log
         self.log_tail = log.rstrip("\n").splitlines()[-LOG_TAIL_LINES:]
         self.listing = list(listing)
 
     def __str__(self) -> str:
         return f"{self.message}\n" + "\n".join(self.log_tail)
+
+
+class LoadRefused(OSError):
+    """BPF_PROG_LOAD failed before the verifier judged a single instruction: the kernel wrote no
+    log, or one of only the statistics line ("processed 0 insns ..."). `log` is what it wrote.
+
+    With EPERM while every privilege is held, that is the kernel's policy (a security module such
+    as the BPF LSM, or lockdown) refusing this kind of program or this target: no change to the
+    program's instructions would make it load.
+    """
+
+    def __init__(self, errno_: int, message: str, log: str) -> None:
+        super().__init__(errno_, message)
+        self.message = message
+        self.log = log
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _log_reason(log_text: str) -> str:
@@ -147,7 +167,7 @@ def load_program(
 
     The first try runs without a log. If it fails, the load is repeated with log level 1
     and a buffer that doubles on ENOSPC up to `log_size_max` bytes. Raises VerifierError
-    when the kernel wrote a log, else OSError (PermissionError for EPERM...) naming the
+    when the verifier said why, else LoadRefused (no log, or only its statistics) naming the
     program. `name` is cut to 15 characters of [A-Za-z0-9_.].
     """
     code = encode(insns)
@@ -195,12 +215,14 @@ def load_program(
         target += f" attach_btf_id {attach_btf_id}"
     text = vlog.text()
     errno_ = err.errno if err.errno is not None else errno.EINVAL
-    if not text.strip():
-        raise OSError(
-            errno_,
-            f"{os.strerror(errno_)}: BPF_PROG_LOAD of {name!r} ({target}); the kernel wrote no verifier log",
-        ) from first
     reason = _log_reason(text)
+    if not reason:
+        said = "the kernel wrote no verifier log" if not text.strip() else "its log holds only the statistics"
+        raise LoadRefused(
+            errno_,
+            f"{os.strerror(errno_)}: BPF_PROG_LOAD of {name!r} ({target}) refused before verification; {said}",
+            text,
+        ) from first
     if err.errno == errno.ENOSPC:
         reason = f"log outgrew {log_size_max} bytes; its tail: {reason}"
     raise VerifierError(
@@ -208,6 +230,7 @@ def load_program(
         f"verifier rejected {name!r} ({target}, {os.strerror(errno_)}): {reason}",
         text,
         format_insns(insns),
+        reason,
     ) from first
 
 

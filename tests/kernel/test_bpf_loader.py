@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from bpf import features, loader, syscall, uapi
 from bpf import insn as I
 from bpf.listing import format_insns
-from bpf.loader import VerifierError, load_program
+from bpf.loader import LoadRefused, VerifierError, load_program
 from bpf.maps import Map
 from tests.kernel.programs import sys_enter_to_ringbuf, vmlinux_type_id
 
@@ -88,10 +89,10 @@ def test_fentry_is_loaded_or_its_refusal_is_clear() -> None:
         prog = load_program(
             [I.mov64_imm(0, 0), I.exit_()], uapi.ProgType.TRACING, uapi.AttachType.TRACE_FENTRY, func_id
         )
-    except PermissionError as e:
+    except LoadRefused as e:
         # This machine: EPERM before verification, so no verifier log.
         assert e.errno == errno.EPERM
-        assert "BPF_PROG_LOAD" in str(e) and "TRACE_FENTRY" in str(e) and "no verifier log" in str(e)
+        assert "BPF_PROG_LOAD" in str(e) and "TRACE_FENTRY" in str(e) and "refused before verification" in str(e)
         assert not probe.ok
         assert "refuses fentry/fexit" in probe.reason and "tp: tracepoints still work" in probe.reason
     else:
@@ -107,6 +108,20 @@ def test_features_on_this_kernel(sys_enter_id: int) -> None:
     # A FUNC is not a tracepoint typedef: tp_btf refuses it, and says so.
     bad = features.probe_tp_btf(vmlinux_type_id("do_nanosleep", "FUNC"))
     assert not bad.ok and "tp_btf programs do not load here" in bad.reason
+
+
+def test_probe_iter_answers_as_a_load_does(iterator_refusals: dict[str, str]) -> None:
+    """features.probe_iter, for each iterator target, against the fixture's own loads; a target the
+    kernel refuses is refused before verification, which the loader reports as LoadRefused."""
+    from ksnoop.iter_targets import IterTargets
+    from ksnoop.targets import KernelBTF
+
+    for name, target in IterTargets(KernelBTF.load()).all().items():
+        probe = features.probe_iter(target.target.attach_btf_id)
+        assert (probe.ok, probe.reason) == (not iterator_refusals[name], iterator_refusals[name]), name
+    # Not an iterator's FUNC: refused (EINVAL here, before the verifier looks at the program).
+    wrong = features.probe_iter(vmlinux_type_id("do_nanosleep", "FUNC"))
+    assert not wrong.ok and re.match(r"E[A-Z]+\b", wrong.reason), wrong.reason
 
 
 def _bpftool() -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from bpf import insn as I
 from bpf import loader, syscall, uapi
-from bpf.loader import VerifierError, load_program
+from bpf.loader import LoadRefused, VerifierError, load_program
 
 PROG = [I.mov64_reg(0, 2), I.exit_()]
 LOG = "0: R1=ctx() R10=fp0\n0: (bf) r0 = r2\nR2 !read_ok\nprocessed 1 insns (limit 1000000) max_states_per_insn 0\n"
@@ -108,13 +108,31 @@ def test_log_stops_growing_at_the_cap(scripted: ScriptedLoad) -> None:
     assert e.value.log == LOG[-31:]
 
 
-def test_no_log_means_a_plain_oserror_naming_the_program(scripted: ScriptedLoad) -> None:
+def test_no_log_means_refused_before_verification(scripted: ScriptedLoad) -> None:
     scripted.err, scripted.log = errno.EPERM, ""
-    with pytest.raises(PermissionError) as e:
+    with pytest.raises(LoadRefused) as e:
         _load()
-    assert not isinstance(e.value, VerifierError)
-    assert "BPF_PROG_LOAD of 't' (TRACING/TRACE_RAW_TP attach_btf_id 11318)" in str(e.value)
-    assert "no verifier log" in str(e.value)
+    assert not isinstance(e.value, VerifierError) and e.value.errno == errno.EPERM
+    assert str(e.value) == ("Operation not permitted: BPF_PROG_LOAD of 't' (TRACING/TRACE_RAW_TP attach_btf_id 11318) "
+                            "refused before verification; the kernel wrote no verifier log")
+    assert e.value.log == ""
+
+
+def test_a_log_of_only_statistics_is_refused_before_verification(scripted: ScriptedLoad) -> None:
+    # What a BPF LSM's refusal looks like on this machine's 6.18: EPERM, and a log that says nothing
+    # of any instruction.
+    stats = "processed 0 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n"
+    scripted.err, scripted.log = errno.EPERM, stats
+    with pytest.raises(LoadRefused) as e:
+        _load()
+    assert e.value.errno == errno.EPERM and e.value.log == stats
+    assert str(e.value).endswith("refused before verification; its log holds only the statistics")
+
+
+def test_a_verifier_rejection_carries_its_reason(scripted: ScriptedLoad) -> None:
+    with pytest.raises(VerifierError) as e:
+        _load()
+    assert e.value.reason == "R2 !read_ok"
 
 
 def test_a_load_that_passes_on_the_retry_is_kept(scripted: ScriptedLoad) -> None:
