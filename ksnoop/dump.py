@@ -22,14 +22,14 @@ from bpf.btfobj import open_kernel_btf
 from bpf.codegen import MapRole, Program, generate
 from bpf.features import check_privileges
 from bpf.iter import IterLink, IterReader, attach_iter, link_info_cgroup, link_info_map, link_info_task, max_record_size
-from bpf.loader import LoadedProgram, VerifierError, load_program
 from bpf.maps import Map, element_value_size
 from bpf.plan import PROBE_OFFSET
 from bpf.uapi import CgroupIterOrder, MapType
 
 from .decode import Event, build_decoder, record_fields
 from .dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
-from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
+from .errors import NotPermitted, RuntimeFailure, UsageError
+from .load import load_generated
 from .iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
 from .targets import KernelBTF
 
@@ -254,7 +254,7 @@ def _open_walk(stack: contextlib.ExitStack, target: IterTarget, program: Program
         except OSError as error:
             raise RuntimeFailure(f"cannot open the BTF object of module {program.module}: "
                                  f"{error.strerror or error}") from None
-    prog = stack.enter_context(_load(label, program, {MapRole.SCRATCH: scratch.fd}, btf_obj_fd))
+    prog = stack.enter_context(load_generated(program, {MapRole.SCRATCH: scratch.fd}, label, btf_obj_fd))
     iter_info, expect = _link_info(stack, target, params)
     try:
         link = stack.enter_context(attach_iter(prog, iter_info))
@@ -266,21 +266,6 @@ def _open_walk(stack: contextlib.ExitStack, target: IterTarget, program: Program
         return stack.enter_context(link.open())
     except OSError as error:
         raise RuntimeFailure(f"cannot start walking {label}: {error.strerror or error}") from None
-
-
-def _load(label: str, program: Program, fds: Dict[MapRole, int], btf_obj_fd: Optional[int]) -> LoadedProgram:
-    try:
-        return load_program(program.bind_maps(fds), program.prog_type, program.expected_attach_type,
-                            program.attach_btf_id, attach_btf_obj_fd=btf_obj_fd, name=program.name)
-    except VerifierError as error:
-        tail = "; ".join(line.strip() for line in error.log_tail[-3:])
-        raise VerifierRejected(f"the kernel's verifier rejected the program for {label}: {tail} "
-                               "(run with -v for the program listing)") from None
-    except PermissionError:
-        raise NotPermitted(f"the kernel refused to load the iterator program for {label} (EPERM)") from None
-    except OSError as error:
-        hint = " (this kernel may not have BPF iterators)" if error.errno in (errno.EINVAL, errno.ENOTSUP) else ""
-        raise NotTraceable(f"cannot load the iterator program for {label}: {error.strerror or error}{hint}") from None
 
 
 def _link_info(stack: contextlib.ExitStack, target: IterTarget,

@@ -39,5 +39,10 @@ class NotTraceable(RuntimeFailure):
     """The kernel will not attach to this target (no BTF, notrace, or fentry refused)."""
 
 
+class Refused(RuntimeFailure):
+    """The kernel refused a program before verifying it, whatever the privileges: its policy (a
+    security module, lockdown) for that kind of program or that target."""
+
+
 class VerifierRejected(RuntimeFailure):
     """The kernel's verifier refused a generated program; the message carries its last lines."""

@@ -19,9 +19,9 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from bpf.btfobj import open_kernel_btf
 from bpf.codegen import MapRole, Program, generate
-from bpf.features import check_privileges, probe_fentry
+from bpf.features import check_privileges
 from bpf.listing import format_insns
-from bpf.loader import VerifierError, attach_tracing, load_program
+from bpf.loader import attach_tracing
 from bpf.maps import Map
 from bpf.plan import (
     COUNTERS_SIZE,
@@ -40,6 +40,7 @@ from btf.sources import loaded_modules
 
 from .decode import Event, build_decoder
 from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
+from .load import load_generated
 from .resolve import DEFAULT_MAX_PROBES, ResolvedTrace, resolve, resolve_path
 from .sanitize import sanitize
 from .spec import parse_spec
@@ -389,25 +390,11 @@ def _check_module_loaded(module: str, target: str) -> None:
 @contextlib.contextmanager
 def _attach(target: str, program: Program, fds: Dict[MapRole, int], module: str = "vmlinux",
             btf_obj_fd: Optional[int] = None) -> Any:
-    insns = program.bind_maps(fds)
     try:
-        loaded = load_program(insns, program.prog_type, program.expected_attach_type, program.attach_btf_id,
-                              attach_btf_obj_fd=btf_obj_fd, name=program.name)
-    except VerifierError as err:
+        loaded = load_generated(program, fds, target, btf_obj_fd)
+    except (VerifierRejected, NotTraceable):
         _check_module_loaded(module, target)
-        tail = "; ".join(line.strip() for line in err.log_tail[-3:])
-        raise VerifierRejected(f"the kernel's verifier rejected the program for {target}: {tail} "
-                               "(run with -v for the program listing)") from None
-    except PermissionError:
-        if program.expected_attach_type.name in ("TRACE_FENTRY", "TRACE_FEXIT"):
-            # probe_fentry() loads against vmlinux's ids, so it would say nothing about a module's.
-            reason = probe_fentry(program.attach_btf_id).reason if module == "vmlinux" else ""
-            reason = reason or "fentry/fexit programs are refused (EPERM)"
-            raise NotTraceable(f"cannot trace {target}: {reason}; see ksnoop list 'tp:*'") from None
-        raise NotPermitted(f"the kernel refused to load the program for {target} (EPERM)") from None
-    except OSError as err:
-        _check_module_loaded(module, target)
-        raise NotTraceable(f"cannot load the program for {target}: {err.strerror or err}") from None
+        raise
     with loaded:
         try:
             link = attach_tracing(loaded)
