@@ -103,20 +103,21 @@ def list_(
     btf: BTFOption = None,
 ) -> None:
     """List traceable kernel functions and tp: tracepoints matching a glob, sorted; 'dump:*' lists the
-    iterator targets ksnoop dump can walk."""
+    iterator targets ksnoop dump can walk, marking those this kernel refuses (asked when run as root)."""
     from .targets import ITER_PREFIX, KernelBTF
 
     with _reported_errors():
         kernel = KernelBTF.load(btf)
         if pattern.startswith(ITER_PREFIX):
-            from .iter_targets import IterTargets
+            from .iter_targets import IterTargets, refusal_note
 
-            found = [(t.target.label, t.target.module) for t in IterTargets(kernel).glob(pattern)]
+            iters = IterTargets(kernel)
+            found = [(t.target.label, t.target.module, refusal_note(iters.refusal(t))) for t in iters.glob(pattern)]
         else:
-            found = kernel.list_targets(pattern)
-        for label, module in found:
+            found = [(label, module, "") for label, module in kernel.list_targets(pattern)]
+        for label, module, note in found:
             # One line per name: a newline or tab inside a BTF name is escaped like any control character.
-            sys.stdout.write(sanitize(label if module == "vmlinux" else f"{label} [{module}]") + "\n")
+            sys.stdout.write(sanitize((label if module == "vmlinux" else f"{label} [{module}]") + note) + "\n")
 
 
 class OutputFormat(str, enum.Enum):

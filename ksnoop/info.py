@@ -48,7 +48,8 @@ def describe(kernel: KernelBTF, text: str, as_json: bool) -> Any:
 
         iters = IterTargets(kernel)
         found = iters.find(text)
-        return iter_json(found, iters.link_info) if as_json else iter_text(found, iters.link_info)
+        refused = iters.refusal(found)
+        return iter_json(found, iters.link_info, refused) if as_json else iter_text(found, iters.link_info, refused)
     if is_type_name(text):
         module, btf, type_id = kernel.find_type(text)
         return layout_json(btf, type_id) if as_json else layout_text(btf, type_id)

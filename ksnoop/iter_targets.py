@@ -128,6 +128,17 @@ class IterTargets:
             close = sorted(found)
         raise UnknownTarget(f"no iterator target '{bare}' in this kernel's BTF", close)
 
+    def refusal(self, target: IterTarget) -> str:
+        """How this kernel refuses an iterator program for `target` ("EPERM before verification"),
+        asked by loading the smallest one; "" where it takes it, where the BTF is not the running
+        kernel's (--btf FILE), and where this process may not ask (without privileges every load fails)."""
+        from bpf.features import check_privileges, probe_iter
+
+        if not self.kernel.running or not check_privileges():
+            return ""
+        found = probe_iter(target.target.attach_btf_id, target.target.module)
+        return "" if found else found.reason
+
     def glob(self, pattern: str) -> List[IterTarget]:
         """Targets whose name matches a shell glob (`dump:` prefix optional), sorted by name."""
         bare = pattern[len(ITER_PREFIX):] if pattern.startswith(ITER_PREFIX) else pattern
@@ -253,8 +264,14 @@ def options_of(target: IterTarget, link_info: LinkInfo) -> List[str]:
     return [option for member, field, option in PARAM_OPTIONS[target.params] if link_info.has(member, field)]
 
 
-def signature_text(target: IterTarget, link_info: LinkInfo) -> str:
-    """`dump:task_file(struct task_struct *task, u32 fd, struct file *file);`, then the options it takes."""
+def refusal_note(refused: str) -> str:
+    """` (refused by this kernel: EPERM before verification)` after a target's name in a list, or ""."""
+    return f" (refused by this kernel: {refused})" if refused else ""
+
+
+def signature_text(target: IterTarget, link_info: LinkInfo, refused: str = "") -> str:
+    """`dump:task_file(struct task_struct *task, u32 fd, struct file *file);`, then the options it takes,
+    and whether this kernel refuses it."""
     from btf.cdecl import function_declaration
 
     from .sanitize import sanitize
@@ -266,12 +283,14 @@ def signature_text(target: IterTarget, link_info: LinkInfo) -> str:
     if options:
         needs = " (required)" if target.params is ParamKind.MAP else ""
         text += f" /* options: {', '.join(options)}{needs} */"
+    if refused:
+        text += f" /* refused by this kernel: {refused} */"
     if t.module != "vmlinux":
         text += f" [{t.module}]"
     return sanitize(text)
 
 
-def signature_json(target: IterTarget, link_info: LinkInfo) -> Dict[str, Any]:
+def signature_json(target: IterTarget, link_info: LinkInfo, refused: str = "") -> Dict[str, Any]:
     t = target.target
     btf = t.btf
     return {
@@ -279,4 +298,5 @@ def signature_json(target: IterTarget, link_info: LinkInfo) -> Dict[str, Any]:
         "params": [{"name": a.name, "type": btf.type_name(a.type_id)} for a in target.members],
         "object": target.object_name,
         "options": [option.split()[0] for option in options_of(target, link_info)],
+        "refused": refused or None,  # null where it loads, or where nobody could ask
     }

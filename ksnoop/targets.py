@@ -59,10 +59,13 @@ class Target:
 class KernelBTF:
     """vmlinux BTF plus the modules' split BTF, opened on demand."""
 
-    def __init__(self, vmlinux: BTF, module_names: Optional[List[str]] = None):
+    def __init__(self, vmlinux: BTF, module_names: Optional[List[str]] = None, running: bool = False):
         self.vmlinux = vmlinux
         self._module_names = module_names
         self._modules: Dict[str, BTF] = {}
+        # Is this the running kernel's own BTF (not --btf FILE)? Only then may its ids be put to the
+        # kernel, as when asking which targets it refuses.
+        self.running = running
 
     @classmethod
     def load(cls, btf_path: Optional[str] = None) -> "KernelBTF":
@@ -70,7 +73,7 @@ class KernelBTF:
         try:
             if btf_path is not None:
                 return cls(BTF.from_file(btf_path), [])
-            return cls(BTF.vmlinux())
+            return cls(BTF.vmlinux(), running=True)
         except BTFError as err:
             hint = "" if btf_path else " (is the kernel built with CONFIG_DEBUG_INFO_BTF?)"
             raise RuntimeFailure(f"cannot read BTF: {err}{hint}") from None

@@ -106,5 +106,11 @@ def test_signature_text_and_json(iters: IterTargets) -> None:
         "name": "task_file", "kind": "iter", "module": "vmlinux",
         "params": [{"name": "task", "type": "struct task_struct *"}, {"name": "fd", "type": "u32"},
                    {"name": "file", "type": "struct file *"}],
-        "object": "file", "options": ["--pid", "--tid"],
+        "object": "file", "options": ["--pid", "--tid"], "refused": None,
     }
+    # The synthetic BTF is not the running kernel's: nothing is put to the kernel about it.
+    assert iters.refusal(iters.find("bpf_map_elem")) == ""
+    refused = "EPERM before verification"
+    assert signature_text(iters.find("tcp"), info, refused) == (
+        "dump:tcp(struct sock_common *sk_common, uid_t uid); /* refused by this kernel: EPERM before verification */")
+    assert signature_json(iters.find("tcp"), info, refused)["refused"] == refused
