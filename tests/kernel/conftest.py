@@ -8,12 +8,16 @@ that leaves an fd open.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 
 import pytest
 
 from bpf import features
+from bpf.insn import exit_, mov64_imm
+from bpf.loader import LoadRefused, VerifierError, load_program
+from bpf.uapi import AttachType, ProgType
 from ksnoop.targets import KernelBTF
 
 
@@ -46,3 +50,28 @@ def kernel() -> KernelBTF:
     if not btf.ok:
         pytest.skip(btf.reason)
     return KernelBTF.load()
+
+
+@pytest.fixture(scope="session")
+def iterator_refusals() -> dict[str, str]:
+    """Iterator target name -> "" where this kernel loads an iterator program for it, else how it
+    refused ("EPERM before verification"). Asked once per run by loading the smallest program
+    (return 0) for each target: what a kernel permits can change between machines with no version
+    change (a BPF LSM policy), so the tests never assume it from a list."""
+    from ksnoop.iter_targets import IterTargets
+
+    for check in (features.check_privileges(), features.check_btf()):
+        if not check.ok:
+            pytest.skip(check.reason)
+    refusals = {}
+    for name, target in IterTargets(KernelBTF.load()).all().items():
+        assert target.target.module == "vmlinux", f"{name}: a module's target; this fixture asks vmlinux's only"
+        try:
+            with load_program([mov64_imm(0, 0), exit_()], ProgType.TRACING, AttachType.TRACE_ITER,
+                              target.target.attach_btf_id, name="ksnoop_test"):
+                refusals[name] = ""
+        except LoadRefused as e:
+            refusals[name] = f"{errno.errorcode[e.errno or 0]} before verification"
+        except VerifierError as e:  # not expected of `return 0`: a test will say so
+            refusals[name] = e.message
+    return refusals

@@ -228,14 +228,34 @@ def test_task_file_predicates_on_fd_and_name(child: Child) -> None:
 
 
 # ---- maps ---------------------------------------------------------------------------------------------------
-def test_map_elements_by_map_id() -> None:
-    with Map(MapType.HASH, 4, 8, 16, name="ksnoop_dumptest") as m:
-        for key in range(5):
+def refused_line(name: str, refusal: str) -> str:
+    """What ksnoop says when this kernel refuses the iterator programs of `name`."""
+    return f"ksnoop: error: this kernel refuses iterator programs for dump:{name} ({refusal})"
+
+
+@contextlib.contextmanager
+def hash_map(name: str = "ksnoop_dumptest", elements: int = 5) -> Iterator[int]:
+    """A HASH map of ours holding `elements` u32 keys k with u64 values 1000 + k; yields its id."""
+    with Map(MapType.HASH, 4, 8, 16, name=name) as m:
+        for key in range(elements):
             m.update(key.to_bytes(4, sys.byteorder), (1000 + key).to_bytes(8, sys.byteorder))
         info = syscall.bpf_map_info()
         syscall.obj_get_info_by_fd(m.fd, info)
-        records = dump_json("--map-id", str(info.id), "bpf_map_elem(map->id, map->name, key, value)")
-    assert {r["args"]["map->id"] for r in records} == {info.id}
+        yield int(info.id)
+
+
+def test_map_elements_by_map_id(iterator_refusals: Dict[str, str]) -> None:
+    """Where this kernel takes bpf_map_elem programs, a map's keys and values; where it refuses them
+    (this machine's BPF LSM has since 2026-12-04), one line saying so, exit 1, nothing left loaded."""
+    spec = "bpf_map_elem(map->id, map->name, key, value)"
+    refusal = iterator_refusals["bpf_map_elem"]
+    with hash_map() as map_id:
+        if refusal:
+            assert one_error(ksnoop("dump", "--map-id", str(map_id), spec), 1) == [refused_line("bpf_map_elem",
+                                                                                                refusal)]
+            return
+        records = dump_json("--map-id", str(map_id), spec)
+    assert {r["args"]["map->id"] for r in records} == {map_id}
     assert {r["args"]["map->name"] for r in records} == {"ksnoop_dumptest"}
     pairs = {bytes.fromhex(r["args"]["key"]["bytes"]): bytes.fromhex(r["args"]["value"]["bytes"]) for r in records}
     assert pairs == {k.to_bytes(4, sys.byteorder): (1000 + k).to_bytes(8, sys.byteorder) for k in range(5)}
@@ -348,14 +368,31 @@ def test_count_stops_early_and_verbose_shows_the_program() -> None:
 
 
 # ---- list, info, and every target ---------------------------------------------------------------------------
-def test_list_and_info() -> None:
+def test_list_and_info(iterator_refusals: Dict[str, str]) -> None:
     listed = ksnoop("list", "dump:*")
     assert listed.returncode == 0, listed.stderr
     names = listed.stdout.splitlines()
-    assert {"dump:task", "dump:task_file", "dump:bpf_map", "dump:tcp"} <= set(names)
+    assert {"dump:task", "dump:task_file", "dump:bpf_map", "dump:tcp"} <= {n.split(" (")[0] for n in names}
+    # Each target this kernel refuses is marked with how, and only those.
+    assert names == [f"dump:{name}" + (f" (refused by this kernel: {refusal})" if refusal else "")
+                     for name, refusal in sorted(iterator_refusals.items())]
     info = ksnoop("info", "dump:task_file")
     assert info.stdout == ("dump:task_file(struct task_struct *task, u32 fd, struct file *file); "
                            "/* options: --pid PID, --tid TID */\n")
+    info_json = ksnoop("info", "--json", *(f"dump:{name}" for name in sorted(iterator_refusals)))
+    assert info_json.returncode == 0, info_json.stderr
+    assert {o["name"]: o["refused"] for o in map(json.loads, info_json.stdout.splitlines())} == {
+        name: refusal or None for name, refusal in iterator_refusals.items()}
+
+
+def test_list_as_nobody_marks_nothing(as_nobody: Tuple[Sequence[str], Dict[str, str], str]) -> None:  # noqa: F811
+    """Without the privileges to load, ksnoop cannot ask: it lists every target and marks none."""
+    prefix, env, cwd = as_nobody
+    if not prefix:
+        pytest.skip("already unprivileged")
+    listed = ksnoop("list", "dump:*", prefix=prefix, env=env, cwd=cwd)
+    assert listed.returncode == 0, listed.stderr
+    assert "dump:task" in listed.stdout.splitlines() and "refused" not in listed.stdout
 
 
 def _targets() -> List[str]:
@@ -366,9 +403,10 @@ def _targets() -> List[str]:
 
 
 @pytest.mark.parametrize("name", _targets() if os.path.exists("/sys/kernel/btf/vmlinux") else [])
-def test_every_target_loads_and_walks(name: str) -> None:
-    """The default spec (every member) of every target passes the verifier; each target that needs
-    no parameter walks to its end."""
+def test_every_target_loads_and_walks(name: str, iterator_refusals: Dict[str, str]) -> None:
+    """The default spec (every member) of every target this kernel takes passes the verifier, and
+    each such target that needs no parameter walks to its end. A target it refuses gets one line
+    from ksnoop dump saying so, exit 1, with nothing left loaded."""
     from bpf.codegen import MapRole, generate
     from bpf.iter import max_record_size
     from ksnoop.dump_resolve import IterParams, parse_dump_spec, resolve_dump
@@ -377,6 +415,13 @@ def test_every_target_loads_and_walks(name: str) -> None:
 
     iters = IterTargets(KernelBTF.load())
     needs_map = iters.find(name).params is ParamKind.MAP
+    refusal = iterator_refusals[name]
+    if refusal:
+        assert refusal.endswith("before verification"), f"a return-0 program for {name} did not verify: {refusal}"
+        with hash_map() as map_id:
+            args = ("--map-id", str(map_id)) if needs_map else ()
+            assert one_error(ksnoop("dump", *args, name), 1) == [refused_line(name, refusal)]
+        return
     params = IterParams(map_id=1) if needs_map else IterParams()  # resolved, never linked: any id does
     dump = resolve_dump([parse_dump_spec(name)], iters, params, max_record_size=max_record_size())
     program = generate(dump.resolved.plan, 0)
