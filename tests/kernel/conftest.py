@@ -52,6 +52,29 @@ def kernel() -> KernelBTF:
     return KernelBTF.load()
 
 
+def _refusal_of_return_0(attach_type: AttachType, attach_btf_id: int) -> str:
+    # "" where the kernel loads `return 0` for this attach type and id, else how it refused.
+    try:
+        with load_program([mov64_imm(0, 0), exit_()], ProgType.TRACING, attach_type, attach_btf_id,
+                          name="ksnoop_test"):
+            return ""
+    except LoadRefused as e:
+        return f"{errno.errorcode[e.errno or 0]} before verification"
+    except VerifierError as e:  # not expected of `return 0`: a test will say so
+        return e.message
+
+
+@pytest.fixture(scope="session")
+def fentry_refusal() -> str:
+    """"" where this kernel loads an fentry program on ip_send_skb, else how it refused: asked once
+    per run (this machine's kernel refuses fentry; the VM's kernels take it)."""
+    for check in (features.check_privileges(), features.check_btf()):
+        if not check.ok:
+            pytest.skip(check.reason)
+    func_id = KernelBTF.load().find_target("ip_send_skb").attach_btf_id
+    return _refusal_of_return_0(AttachType.TRACE_FENTRY, func_id)
+
+
 @pytest.fixture(scope="session")
 def iterator_refusals() -> dict[str, str]:
     """Iterator target name -> "" where this kernel loads an iterator program for it, else how it
@@ -66,12 +89,5 @@ def iterator_refusals() -> dict[str, str]:
     refusals = {}
     for name, target in IterTargets(KernelBTF.load()).all().items():
         assert target.target.module == "vmlinux", f"{name}: a module's target; this fixture asks vmlinux's only"
-        try:
-            with load_program([mov64_imm(0, 0), exit_()], ProgType.TRACING, AttachType.TRACE_ITER,
-                              target.target.attach_btf_id, name="ksnoop_test"):
-                refusals[name] = ""
-        except LoadRefused as e:
-            refusals[name] = f"{errno.errorcode[e.errno or 0]} before verification"
-        except VerifierError as e:  # not expected of `return 0`: a test will say so
-            refusals[name] = e.message
+        refusals[name] = _refusal_of_return_0(AttachType.TRACE_ITER, target.target.attach_btf_id)
     return refusals
