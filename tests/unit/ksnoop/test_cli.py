@@ -38,22 +38,29 @@ def one_error_line(outcome, status):
 _ROW = re.compile(r"^(\t+)(.*?);\s+/\*\s+(\d+)(?::\s*(\d+))?\s+(\d+) \*/$")
 _OPEN = re.compile(r"^(\t+)(struct|union) \{$")
 _HOLE = re.compile(r"^\t+/\* XXX (\d+) bytes? hole, try to pack \*/$")
-_PADDING = re.compile(r"^\t+/\* XXX (\d+) bytes? padding \*/$")
+_BIT_HOLE = re.compile(r"^\t+/\* XXX (\d+) bits? hole, try to pack \*/$")
+_TYPE_PADDING = re.compile(r"^\t+/\* XXX last struct has (\d+) bytes? of padding \*/$")
+_NOTE = re.compile(r"^\t+/\* (Bitfield combined with (?:next|previous) fields) \*/$")
 
 
 def parse_layout(text):
     """Rows of a layout: ("open", depth, word), (depth, decl, offset, bit_offset, size), ("hole", n),
-    ("padding", n); blank lines and the summary comments dropped; header and footer checked."""
+    ("bit_hole", n), ("type_padding", n), ("note", text); blank lines and the summary comments (the
+    lines after the last blank one) dropped; header and footer checked."""
     lines = text.split("\n")
     assert lines[0].endswith(" {") and lines[-1] == "};", text
     items = []
-    for line in lines[1:-1]:
-        if not line or line.startswith(("\t/* size:", "\t/* holes:", "\t/* padding:")):
+    for line in lines[1 : len(lines) - 1 - lines[::-1].index("")]:
+        if not line:
             continue
         if m := _HOLE.match(line):
             items.append(("hole", int(m[1])))
-        elif m := _PADDING.match(line):
-            items.append(("padding", int(m[1])))
+        elif m := _BIT_HOLE.match(line):
+            items.append(("bit_hole", int(m[1])))
+        elif m := _TYPE_PADDING.match(line):
+            items.append(("type_padding", int(m[1])))
+        elif m := _NOTE.match(line):
+            items.append(("note", m[1]))
         elif m := _OPEN.match(line):
             items.append(("open", len(m[1]), m[2]))
         elif m := _ROW.match(line):
@@ -65,7 +72,9 @@ def parse_layout(text):
 
 
 def summary(text):
-    return [line.strip() for line in text.split("\n") if re.match(r"^\t/\* (size|holes|padding):", line)]
+    """pahole's closing comments: the lines after the last blank one, before `};`."""
+    lines = text.split("\n")
+    return [line.strip() for line in lines[len(lines) - lines[::-1].index("") : -1]]
 
 
 # ---- functions ------------------------------------------------------------------------------------------
@@ -225,7 +234,8 @@ SK_BUFF_ROWS = [
     (1, "unsigned int len", 80, None, 4),
     (1, "__u8 pkt_type:3", 84, 0, 1),  # bits 672..674 of the struct
     (1, "__u8 ignore_df:1", 84, 3, 1),  # bit 675
-    (1, "__u8 cloned:1", 84, 4, 1),  # bit 676; byte 85 is unused
+    (1, "__u8 cloned:1", 84, 4, 1),  # bit 676; bits 677..679 and byte 85 are unused
+    ("bit_hole", 3),
     ("hole", 1),
     (1, "__u16 protocol", 86, None, 2),
     (1, "void (*destructor)(struct sk_buff *)", 88, None, 8),
@@ -239,7 +249,12 @@ def test_info_struct_layout_text(cli, mini_btf):
     text = out.stdout.rstrip("\n")
     assert text.split("\n")[0] == "struct sk_buff {"
     assert parse_layout(text) == SK_BUFF_ROWS
-    assert summary(text) == ["/* size: 104, cachelines: 2, members: 11 */", "/* holes: 1, sum holes: 1 */"]
+    assert summary(text) == [
+        "/* size: 104, cachelines: 2, members: 11 */",
+        "/* sum members: 102, holes: 1, sum holes: 1 */",
+        "/* sum bitfield members: 5 bits, bit holes: 1, sum bit holes: 3 bits */",
+        "/* last cacheline: 40 bytes */",
+    ]
 
 
 def test_info_struct_layout_json(cli, mini_btf):
@@ -278,8 +293,9 @@ def test_info_struct_layout_json(cli, mini_btf):
             {"name": "destructor", "type": "void (*)(struct sk_buff *)", "offset": 88, "size": 8},
             {"name": "data", "type": "unsigned char *", "offset": 96, "size": 8},
         ],
-        "holes": [{"offset": 85, "size": 1}],
+        "holes": [{"offset": 84, "bit_offset": 5, "bit_size": 3}, {"offset": 85, "size": 1}],
         "padding": 0,
+        "bit_padding": 0,
     }
 
 
@@ -299,7 +315,7 @@ def holes_btf():
             ("c", char, 64),  # 8, then 7 bytes hole
             ("d", long_, 128),  # 16, then 4 bytes hole before a bitfield
             ("f", u, 224, 4),  # 28 bit 0
-            ("g", u, 228, 3),  # 28 bit 4; members end at 32, size 40: 8 bytes padding
+            ("g", u, 228, 3),  # 28 bit 4; its unit ends at 32: 25 bits of bit padding, then 8 bytes padding
         ],
     )
     b.union("mixed", 8, [("i", i, 0), ("l", long_, 0), ("s", b.array(char, 3, i), 0)])
@@ -321,16 +337,18 @@ def test_info_struct_holes_padding_and_bitfields(cli, write_btf):
         ("hole", 4),
         (1, "unsigned int f:4", 28, 0, 4),
         (1, "unsigned int g:3", 28, 4, 4),
-        ("padding", 8),
     ]
     assert summary(text) == [
         "/* size: 40, cachelines: 1, members: 6 */",
-        "/* holes: 3, sum holes: 14 */",
+        "/* sum members: 14, holes: 3, sum holes: 14 */",
+        "/* sum bitfield members: 7 bits (0 bytes) */",
         "/* padding: 8 */",
+        "/* bit_padding: 25 bits */",
+        "/* last cacheline: 40 bytes */",
     ]
     data = json.loads(cli("info", "--json", "--btf", path, "struct pad_demo").stdout)
     assert data["holes"] == [{"offset": 1, "size": 3}, {"offset": 9, "size": 7}, {"offset": 24, "size": 4}]
-    assert data["padding"] == 8
+    assert (data["padding"], data["bit_padding"]) == (8, 25)
     assert data["members"][-1] == {
         "name": "g",
         "type": "unsigned int",
@@ -352,7 +370,7 @@ def test_info_union_layout(cli, write_btf):
         (1, "long int l", 0, None, 8),
         (1, "char s[3]", 0, None, 3),
     ]
-    assert summary(text) == ["/* size: 8, cachelines: 1, members: 3 */"]
+    assert summary(text) == ["/* size: 8, cachelines: 1, members: 3 */", "/* last cacheline: 8 bytes */"]
     data = json.loads(cli("info", "--json", "--btf", path, "union mixed").stdout)
     assert (data["kind"], data["size"], data["holes"], data["padding"]) == ("union", 8, [], 0)
 
@@ -469,8 +487,8 @@ def test_info_module_struct(cli, with_module):
     assert parse_layout(text) == [
         (1, "struct sk_buff *skb", 0, None, 8),
         (1, "unsigned int hook_calls", 8, None, 4),
-        ("padding", 4),
     ]
+    assert "/* padding: 4 */" in summary(text)
 
 
 def test_list_with_module(cli, with_module):
