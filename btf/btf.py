@@ -51,6 +51,9 @@ class BTF:
         self._type_bytes: Optional[bytes] = None
         self._names_by_kind: Dict[Tuple[int, ...], List[Tuple[str, int]]] = {}
         self._pointer_size: Optional[int] = None
+        # What btf.compiled and btf.values build once per type: readers and renderers, by a key
+        # whose first item says which.
+        self.compiled: Dict[Tuple[Any, ...], Any] = {}
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod

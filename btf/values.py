@@ -1,29 +1,26 @@
-"""Typed bytes -> values: `decode` gives plain Python, `render` gives ksnoop's text.
+"""Typed bytes -> values, over btf.compiled's readers: `decode` gives plain Python, `render` gives
+ksnoop's text (optionally styled). Neither reads bytes itself: the compiled reader does.
 
-One function per kind, as libbpf's btf_dump does for typed data. Data shorter than its type
-still yields what fits: decode marks the cut with a TRUNCATED_KEY entry, render with `...`.
+Data shorter than its type still yields what fits: decode marks the cut with a TRUNCATED_KEY
+entry (or a TRUNCATED list element), render with `...`.
 """
 from __future__ import annotations
 
-import struct
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import types as t
 from .cdecl import declaration
-from .errors import BTFError
+from .compiled import Elements, Leaf, Meaning, Missing, Node, Nothing, Record, compile_type, is_char, is_cut
 
 if TYPE_CHECKING:
     from .btf import BTF
 
+__all__ = ["TRUNCATED", "TRUNCATED_KEY", "Styles", "bitfield_from", "decode", "enum_name", "int_from", "is_char",
+           "leaf_value", "render", "string_literal", "text_from"]
+
 TRUNCATED_KEY = "..."
 TRUNCATED = "truncated"
-_MAX_DEPTH = 64
-_FLOATS = {4: "f", 8: "d"}
-
-
-def is_char(typ: t.Type) -> bool:
-    """A `char` (or signed/unsigned char) element, whose arrays read as text."""
-    return isinstance(typ, t.Int) and typ.size == 1 and (typ.is_char or typ.name in ("char", "signed char"))
 
 
 def int_from(data: bytes, signed: bool, byteorder: str) -> int:
@@ -31,7 +28,8 @@ def int_from(data: bytes, signed: bool, byteorder: str) -> int:
 
 
 def bitfield_from(data: bytes, bit_offset: int, bitfield_size: int, signed: bool, byteorder: str) -> int:
-    """A bitfield of `bitfield_size` bits starting `bit_offset` bits into `data`.
+    """A bitfield of `bitfield_size` bits starting `bit_offset` bits into `data` (a capture's bytes;
+    values inside a type are cut by its compiled reader).
 
     BTF counts bit offsets from the first byte's least significant bit on little-endian targets
     and from its most significant bit on big-endian ones, as compilers lay bitfields out.
@@ -61,280 +59,294 @@ def enum_name(typ: Any, value: int) -> Optional[str]:
     return None
 
 
+def leaf_value(leaf: Leaf, raw: Any, byteorder: str) -> Any:
+    """A leaf's plain Python value from its raw one (CompiledType.read()): int, bool, enumerator
+    name, str for text, float, or a "0x..." string for a float of a size Python has none for."""
+    meaning = leaf.meaning
+    if leaf.raw and meaning is not Meaning.TEXT:
+        if meaning is Meaning.FLOAT:
+            return "0x" + bytes(raw)[:: -1 if byteorder == "little" else 1].hex()
+        raw = int.from_bytes(raw, byteorder, signed=leaf.signed)  # type: ignore[arg-type]
+    if meaning is Meaning.ENUM:
+        assert leaf.names is not None
+        return leaf.names.get(raw, raw)
+    if meaning is Meaning.BOOL:
+        return bool(raw)
+    if meaning is Meaning.TEXT:
+        return text_from(raw)
+    return raw
+
+
 # ---- decode: bytes -> plain Python ---------------------------------------------------------------
 
 def decode(btf: "BTF", type_id: int, data: bytes) -> Any:
-    """The value of `data` as `type_id`; see the module docstring for truncation."""
-    return _decode(btf, type_id, bytes(data), 0)
+    """The value of `data` as `type_id`; see the module docstring for truncation. Raises BTFError
+    for a type values do not have, or for more data than the type holds."""
+    compiled = compile_type(btf, type_id, len(data))
+    values = compiled.read(data)
+    return _plain(compiled.root, values, btf.byteorder)
 
 
-def _decode(btf: "BTF", type_id: int, data: bytes, depth: int) -> Any:
-    if depth > _MAX_DEPTH:
-        raise BTFError("type nests too deeply to decode", type_id=type_id)
-    typ = btf.skip_modifiers(type_id)
-    order = btf.byteorder
-    if isinstance(typ, (t.Struct, t.Union)):
+def _plain(node: Node, values: Sequence[Any], byteorder: str) -> Any:
+    if isinstance(node, Leaf):
+        return leaf_value(node, values[node.index], byteorder)
+    if isinstance(node, Record):
         out: Dict[str, Any] = {}
-        _decode_members(btf, typ, data, depth, out)
+        for f in node.fields:
+            out[f.name] = _plain(f.node, values, byteorder)
+        if node.cut:
+            out[TRUNCATED_KEY] = TRUNCATED
         return out
-    if isinstance(typ, t.Array):
-        elem = btf.skip_modifiers(typ.type_id)
-        if is_char(elem):
-            return text_from(data[: typ.nelems])
-        size = btf.resolve_size(typ.type_id)
-        if size == 0:
-            return []  # elements without size hold no data, and the count alone could be 2**32
-        items = []
-        for i in range(typ.nelems):
-            chunk = data[i * size : (i + 1) * size]
-            if len(chunk) < size:
-                items.append(TRUNCATED)
-                break
-            items.append(_decode(btf, typ.type_id, chunk, depth + 1))
+    if isinstance(node, Elements):
+        items = [_plain(item, values, byteorder) for item in node.items]
+        if node.cut:
+            items.append(TRUNCATED)
         return items
-    if isinstance(typ, t.Int):
-        if len(data) < typ.size:
-            return TRUNCATED
-        chunk = data[: typ.size]
-        if typ.bits < 8 * typ.size or typ.bit_offset:
-            value = bitfield_from(chunk, typ.bit_offset, typ.bits, typ.signed, order)
-        else:
-            value = int_from(chunk, typ.signed, order)
-        return bool(value) if typ.is_bool else value
-    if isinstance(typ, t.Ptr):
-        size = btf.pointer_size
-        return int_from(data[:size], False, order) if len(data) >= size else TRUNCATED
-    if isinstance(typ, (t.Enum, t.Enum64)):
-        if len(data) < typ.size:
-            return TRUNCATED
-        value = int_from(data[: typ.size], typ.signed, order)
-        name = enum_name(typ, value)
-        return value if name is None else name
-    if isinstance(typ, t.Float):
-        if len(data) < typ.size:
-            return TRUNCATED
-        fmt = _FLOATS.get(typ.size)
-        if fmt is None:
-            return "0x" + data[: typ.size][:: -1 if order == "little" else 1].hex()
-        return struct.unpack(("<" if order == "little" else ">") + fmt, data[: typ.size])[0]
-    return None  # void, functions, forward declarations: nothing to show
-
-
-def _decode_members(btf: "BTF", typ: t.Composite, data: bytes, depth: int, out: Dict[str, Any],
-                    base_bit: int = 0) -> bool:
-    """Fill `out`; False once the data ran out (and TRUNCATED_KEY is set)."""
-    if depth > _MAX_DEPTH:
-        raise BTFError("type nests too deeply to decode", type_id=typ.id)
-    for m in typ.members:
-        bit = base_bit + m.bit_offset
-        if not m.name:
-            inner = btf.skip_modifiers(m.type_id)
-            if isinstance(inner, (t.Struct, t.Union)):
-                if not _decode_members(btf, inner, data, depth + 1, out, bit):
-                    return False
-                continue
-        value, whole = _member_value(btf, m, bit, data, depth)
-        if value is TRUNCATED:
-            out[TRUNCATED_KEY] = TRUNCATED
-            return False
-        out[m.name] = value
-        if not whole or _is_truncated(value):
-            out[TRUNCATED_KEY] = TRUNCATED
-            return False
-    return True
-
-
-def _is_truncated(value: Any) -> bool:
-    if isinstance(value, dict):
-        return value.get(TRUNCATED_KEY) == TRUNCATED
-    if isinstance(value, list):
-        return bool(value) and value[-1] == TRUNCATED
-    return False
-
-
-def _member_value(btf: "BTF", m: t.Member, bit: int, data: bytes, depth: int) -> Tuple[Any, bool]:
-    """(value, whether all its bytes were there): a char array cut short still reads as text."""
-    bitfield_size = m.bitfield_size
-    target = btf.skip_modifiers(m.type_id)
-    if not bitfield_size and isinstance(target, t.Int) and target.bits < 8 * target.size:
-        bitfield_size, bit = target.bits, bit + target.bit_offset
-    if bitfield_size:
-        start = bit // 8
-        span = (bit % 8 + bitfield_size + 7) // 8
-        if start + span > len(data):
-            return TRUNCATED, False
-        signed = isinstance(target, (t.Int, t.Enum, t.Enum64)) and target.signed
-        value = bitfield_from(data[start : start + span], bit % 8, bitfield_size, signed, btf.byteorder)
-        if isinstance(target, t.Int) and target.is_bool:
-            return bool(value), True
-        if isinstance(target, (t.Enum, t.Enum64)):
-            name = enum_name(target, value)
-            return (value if name is None else name), True
-        return value, True
-    start = bit // 8
-    size = _size_or_zero(btf, m.type_id)
-    if start >= len(data) and size:
-        return TRUNCATED, False
-    return _decode(btf, m.type_id, data[start : start + size], depth + 1), start + size <= len(data)
-
-
-def _size_or_zero(btf: "BTF", type_id: int) -> int:
-    try:
-        return btf.resolve_size(type_id)
-    except BTFError:
-        return 0
+    if isinstance(node, Missing):
+        return TRUNCATED
+    return None
 
 
 # ---- render: bytes -> ksnoop text ----------------------------------------------------------------
 
+def _plain_text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Styles:
+    """What goes around each part of a rendered value (a style's ANSI codes, say), and what cleans a
+    name that came from BTF (member, type and enumerator names) for where the text goes. The
+    default is plain text, names as they are."""
+
+    label: Tuple[str, str] = ("", "")
+    type: Tuple[str, str] = ("", "")
+    value: Tuple[str, str] = ("", "")
+    string: Tuple[str, str] = ("", "")
+    clean: Callable[[str], str] = _plain_text
+
+
+PLAIN = Styles()
+
+
 def render(btf: "BTF", type_id: int, data: bytes, *, indent: str = "  ", zeroes: bool = False,
-           max_elems: int = 16) -> str:
-    """`(unsigned int)228`; structs as `(struct x){` then one `.member = value,` per line."""
-    r = _Renderer(btf, indent, zeroes, max_elems)
-    lines: List[str] = []
-    r.value(type_id, bytes(data), 0, "", lines)
-    return "\n".join(lines)
+           max_elems: int = 16, styles: Styles = PLAIN) -> str:
+    """`(unsigned int)228`; structs as `(struct x){` then one `.member = value,` per line; members
+    that are all zero left out unless `zeroes`; arrays show their first `max_elems` elements."""
+    return "\n".join(text_renderer(btf, type_id, len(data), indent=indent, zeroes=zeroes, max_elems=max_elems,
+                                   styles=styles)(data))
 
 
-class _Renderer:
-    def __init__(self, btf: "BTF", indent: str, zeroes: bool, max_elems: int):
+def text_renderer(btf: "BTF", type_id: int, available: int, *, indent: str = "  ", zeroes: bool = False,
+                  max_elems: int = 16, styles: Styles = PLAIN) -> Callable[[Any], List[str]]:
+    """A function from `available` bytes of `type_id` to render()'s lines, built once and cached."""
+    key = ("text", type_id, available, indent, zeroes, max_elems, styles)
+    renderer: Optional[Callable[[Any], List[str]]] = btf.compiled.get(key)
+    if renderer is None:
+        compiled = compile_type(btf, type_id, available)
+        emit = _TextCompiler(btf, available, indent, zeroes, max_elems, styles).node(compiled.root, 0)
+        read = compiled.read
+
+        def render_lines(data: Any) -> List[str]:
+            lines: List[str] = []
+            emit(read(data), data, "", lines)
+            return lines
+
+        renderer = btf.compiled[key] = render_lines
+    return renderer
+
+
+Emit = Callable[[Sequence[Any], Any, str, List[str]], None]  # (values, data, prefix, lines)
+
+
+class _TextCompiler:
+    """Turns a compiled reader's tree into closures that append text lines: every label, type and
+    name is styled and cleaned once, here, so a record costs a lookup and a join per line."""
+
+    def __init__(self, btf: "BTF", available: int, indent: str, zeroes: bool, max_elems: int, styles: Styles):
         self.btf = btf
+        self.available = available
         self.indent = indent
         self.zeroes = zeroes
         self.max_elems = max_elems
+        self.styles = styles
+        self.order = btf.byteorder
 
-    def type_label(self, type_id: int) -> str:
-        return "(" + declaration(self.btf, type_id, "") + ")"
+    def style(self, part: Tuple[str, str], text: str) -> str:
+        return part[0] + text + part[1] if text and part[0] else text
 
-    def value(self, type_id: int, data: bytes, level: int, prefix: str, lines: List[str],
-              bitfield: Optional[Tuple[int]] = None) -> None:
-        """Append the lines of one value; `prefix` (`.len = `) goes before its first line."""
-        if level > _MAX_DEPTH:
-            raise BTFError("type nests too deeply to render", type_id=type_id)
-        btf = self.btf
+    def label(self, type_id: int) -> str:
+        return self.style(self.styles.type, "(" + self.styles.clean(declaration(self.btf, type_id, "")) + ")")
+
+    def node(self, node: Node, level: int) -> Emit:
+        """What appends the lines of `node` at `level`; `prefix` (`.len = `) goes before the first."""
         pad = self.indent * level
-        label = self.type_label(type_id)
-        typ = btf.skip_modifiers(type_id)
-        if bitfield is not None:
-            lines.append(f"{pad}{prefix}{label}{self.scalar_text(typ, bitfield_value=bitfield[0])}")
-            return
-        if isinstance(typ, (t.Struct, t.Union)):
-            lines.append(f"{pad}{prefix}{label}{{")
-            self.members(typ, data, level + 1, 0, lines)
-            lines.append(f"{pad}}}")
-            return
-        if isinstance(typ, t.Array):
-            self.array(typ, label, data, level, prefix, lines)
-            return
-        lines.append(f"{pad}{prefix}{label}{self.scalar_text(typ, data)}")
+        if isinstance(node, Record):
+            return self.record(node, level)
+        if isinstance(node, Elements) and not node.scalar:
+            return self.elements(node, level)
+        head = pad
+        label = self.label(node.type_id)
+        scalar = self.scalar(node)
 
-    def scalar_text(self, typ: t.Type, data: bytes = b"", bitfield_value: Optional[int] = None) -> str:
-        btf = self.btf
-        if bitfield_value is not None:
-            value: Any = bitfield_value
-        else:
-            value = _decode(btf, typ.id, data, 0)
-        if value is TRUNCATED:
-            return "..."
-        if isinstance(typ, t.Ptr):
-            return f"0x{value:x}" if value else "NULL"
-        if isinstance(typ, t.Int) and typ.is_bool:
-            return "true" if value else "false"  # a bool bitfield's value arrives as an int
-        if isinstance(typ, t.Int) and is_char(typ):
-            return _char_literal(value)
-        if isinstance(value, float):
-            return repr(value)
-        if value is None:
-            return "{}"
-        return str(value)
+        def emit(values: Sequence[Any], data: Any, prefix: str, lines: List[str]) -> None:
+            lines.append(head + prefix + label + scalar(values))
+        return emit
 
-    def members(self, typ: t.Composite, data: bytes, level: int, base_bit: int, lines: List[str],
-                depth: int = 0) -> bool:
-        # `depth` counts anonymous members, which render at their parent's level.
-        if level + depth > _MAX_DEPTH:
-            raise BTFError("type nests too deeply to render", type_id=typ.id)
-        btf = self.btf
+    def scalar(self, node: Node) -> Callable[[Sequence[Any]], str]:
+        """The text after a scalar's `(type)`: of a leaf, a cut value, nothing, or a scalar array."""
+        value_style, string_style = self.styles.value, self.styles.string
+        if isinstance(node, Leaf):
+            text = self.leaf_text(node)
+            index = node.index
+            style = string_style if node.meaning is Meaning.TEXT else value_style
+            if style[0]:
+                before, after = style
+                return lambda values: before + text(values[index]) + after
+            return lambda values: text(values[index])
+        if isinstance(node, Missing):
+            return lambda values: "..."
+        if isinstance(node, Nothing):
+            return lambda values: "{}"
+        assert isinstance(node, Elements)
+        shown = min(node.count, self.max_elems)
+        items = [self.scalar(item) for item in node.items[:shown]]
+        cut = len(node.items) < shown
+        count = node.count
+        more = f", ... {count - shown} more" if count > shown and len(items) + cut == shown else ""
+        tail = (["..."] if cut else [])
+
+        def array(values: Sequence[Any]) -> str:
+            return "[" + ", ".join([item(values) for item in items] + tail) + more + "]"
+        return array
+
+    def leaf_text(self, leaf: Leaf) -> Callable[[Any], str]:
+        meaning, order = leaf.meaning, self.order
+        if leaf.raw and meaning is not Meaning.TEXT:
+            return lambda raw: str(leaf_value(leaf, raw, order))
+        if meaning is Meaning.PTR:
+            return _pointer_text
+        if meaning is Meaning.BOOL:
+            return _bool_text
+        if meaning is Meaning.CHAR:
+            return char_literal
+        if meaning is Meaning.ENUM:
+            assert leaf.names is not None
+            names = {value: self.styles.clean(name) for value, name in leaf.names.items()}
+            return lambda raw: names.get(raw) or str(raw)
+        if meaning is Meaning.FLOAT:
+            return repr
+        if meaning is Meaning.TEXT:
+            typ = self.btf.skip_modifiers(leaf.type_id)
+            nelems = typ.nelems if isinstance(typ, t.Array) else leaf.size
+            if leaf.size < nelems:  # cut short: say so unless the text ended within what there is
+                return lambda raw: string_literal(raw) + ("" if b"\0" in raw else "...")
+            return string_literal
+        return str
+
+    def record(self, node: Record, level: int) -> Emit:
         pad = self.indent * level
-        for m in typ.members:
-            bit = base_bit + m.bit_offset
-            target = btf.skip_modifiers(m.type_id)
-            if not m.name and isinstance(target, (t.Struct, t.Union)):
-                if not self.members(target, data, level, bit, lines, depth + 1):
-                    return False
-                continue
-            bitfield_size = m.bitfield_size
-            fbit = bit
-            if not bitfield_size and isinstance(target, t.Int) and target.bits < 8 * target.size:
-                bitfield_size, fbit = target.bits, bit + target.bit_offset
-            if bitfield_size:
-                start, span = fbit // 8, (fbit % 8 + bitfield_size + 7) // 8
-                if start + span > len(data):
-                    lines.append(f"{pad}...")
-                    return False
-                signed = isinstance(target, (t.Int, t.Enum, t.Enum64)) and target.signed
-                value = bitfield_from(data[start : start + span], fbit % 8, bitfield_size, signed, btf.byteorder)
-                if value or self.zeroes:
-                    if isinstance(target, (t.Enum, t.Enum64)):
-                        value_text = enum_name(target, value) or str(value)
-                        lines.append(f"{pad}.{m.name} = {self.type_label(m.type_id)}{value_text},")
-                    else:
-                        self.value(m.type_id, b"", level, f".{m.name} = ", lines, bitfield=(value,))
-                        lines[-1] += ","
-                continue
-            start = bit // 8
-            size = _size_or_zero(btf, m.type_id)
-            chunk = data[start : start + size]
-            if len(chunk) < size:
-                lines.append(f"{pad}...")
-                return False
-            if not self.zeroes and not any(chunk):
-                continue
-            self.value(m.type_id, chunk, level, f".{m.name} = ", lines)
-            lines[-1] += ","
-        return True
+        label = self.label(node.type_id)
+        members = self.members(node, level + 1)
 
-    def array(self, typ: t.Array, label: str, data: bytes, level: int, prefix: str, lines: List[str]) -> None:
-        btf = self.btf
+        def emit(values: Sequence[Any], data: Any, prefix: str, lines: List[str]) -> None:
+            lines.append(pad + prefix + label + "{")
+            members(values, data, lines)
+            lines.append(pad + "}")
+        return emit
+
+    def members(self, node: Record, level: int) -> Callable[[Sequence[Any], Any, List[str]], None]:
+        """What appends a record's member lines: those all zero left out (unless `zeroes`), and `...`
+        where the data ended (in place of a member it cut). A scalar member's line is one join of
+        text made here and its value's text; anything else is its own emitter's lines."""
         pad = self.indent * level
-        elem = btf.skip_modifiers(typ.type_id)
-        if is_char(elem):
-            chunk = data[: typ.nelems]
-            text = _string_literal(chunk)
-            cut = "..." if len(chunk) < typ.nelems and b"\0" not in chunk else ""
-            lines.append(f"{pad}{prefix}{label}{text}{cut}")
-            return
-        size = _size_or_zero(btf, typ.type_id)
-        count = typ.nelems
-        shown = min(count, self.max_elems)
-        scalar = not isinstance(elem, (t.Struct, t.Union, t.Array))
-        if scalar:
-            items = []
-            for i in range(shown):
-                chunk = data[i * size : (i + 1) * size]
-                if len(chunk) < size:
-                    items.append("...")
-                    break
-                items.append(self.scalar_text(elem, chunk))
-            more = f", ... {count - shown} more" if count > shown and len(items) == shown else ""
-            lines.append(f"{pad}{prefix}{label}[{', '.join(items)}{more}]")
-            return
-        lines.append(f"{pad}{prefix}{label}[")
-        for i in range(shown):
-            chunk = data[i * size : (i + 1) * size]
-            if len(chunk) < size:
-                lines.append(f"{pad}{self.indent}...")
+        steps: List[_Step] = []
+        ended = node.cut
+        for f in node.fields:
+            prefix = "." + self.style(self.styles.label, self.styles.clean(f.name)) + " = "
+            child = f.node
+            if not f.bitfield and (is_cut(child) or (f.size and f.offset + f.size > self.available)):
+                ended = True
                 break
-            self.value(typ.type_id, chunk, level + 1, "", lines)
-            lines[-1] += ","
-        if count > shown:
-            lines.append(f"{pad}{self.indent}... {count - shown} more")
-        lines.append(f"{pad}]")
+            zero = bytes(f.size)
+            if isinstance(child, Leaf):
+                before, after = self.styles.string if child.meaning is Meaning.TEXT else self.styles.value
+                head = pad + prefix + self.label(child.type_id) + before
+                # An int, pointer, enum, bool or char is zero exactly when its bytes are.
+                how = _ZERO_VALUE if f.bitfield or (child.meaning in _ZERO_IS_FALSE and not child.raw) else _ZERO_BYTES
+                steps.append((how, child.index, f.offset, f.offset + f.size, zero, head, self.leaf_text(child),
+                              after + ",", None))
+            else:
+                steps.append((_NESTED, 0, f.offset, f.offset + f.size, zero, prefix, str, "", self.node(child, level)))
+        cut_line = pad + "..." if ended else None
+        zeroes = self.zeroes
+
+        def emit(values: Sequence[Any], data: Any, lines: List[str]) -> None:
+            append = lines.append
+            for how, index, start, end, zero, head, text, tail, nested in steps:
+                if how == _ZERO_VALUE:
+                    value = values[index]
+                    if value or zeroes:
+                        append(head + text(value) + tail)
+                    continue
+                if not zeroes and data[start:end] == zero:
+                    continue
+                if nested is None:
+                    append(head + text(values[index]) + tail)
+                else:
+                    nested(values, data, head, lines)
+                    lines[-1] += ","
+            if cut_line is not None:
+                append(cut_line)
+        return emit
+
+    def elements(self, node: Elements, level: int) -> Emit:
+        pad = self.indent * level
+        label = self.label(node.type_id)
+        shown = min(node.count, self.max_elems)
+        items = [self.node(item, level + 1) for item in node.items[:shown]]
+        cut = len(node.items) < shown
+        tail = [pad + self.indent + "..."] if cut else []
+        if node.count > shown:
+            tail.append(f"{pad}{self.indent}... {node.count - shown} more")
+        tail.append(pad + "]")
+
+        def emit(values: Sequence[Any], data: Any, prefix: str, lines: List[str]) -> None:
+            lines.append(pad + prefix + label + "[")
+            for item in items:
+                item(values, data, "", lines)
+                lines[-1] += ","
+            lines.extend(tail)
+        return emit
+
+
+_ZERO_VALUE = 0  # a scalar line, left out when its value is 0
+_ZERO_BYTES = 1  # a scalar line, left out when its bytes are all 0 (a float: -0.0 is not all zero)
+_NESTED = 2  # a struct or array's lines, left out when its bytes are all 0
+_ZERO_IS_FALSE = (Meaning.INT, Meaning.PTR, Meaning.ENUM, Meaning.BOOL, Meaning.CHAR)
+# (how, leaf index, first byte, end, zero bytes, line head, value text, line tail, nested emitter)
+_Step = Tuple[int, int, int, int, bytes, str, Callable[[Any], str], str, Optional["Emit"]]
+
+
+def _pointer_text(v: int) -> str:
+    return f"0x{v:x}" if v else "NULL"
+
+
+def _bool_text(v: int) -> str:
+    return "true" if v else "false"
+
+
+def char_literal(value: int) -> str:
+    """A char as C writes it (`'a'`), or its number when it is not printable or needs escaping."""
+    if 0x20 <= value < 0x7F and value not in (0x27, 0x5C):
+        return f"'{chr(value)}'"
+    return str(value)
 
 
 _ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
 
 
-def _string_literal(data: bytes) -> str:
+def string_literal(data: bytes) -> str:
     """A C string literal of the bytes up to the first NUL; anything unprintable as \\xNN."""
     end = data.find(b"\0")
     raw = data if end < 0 else data[:end]
@@ -352,8 +364,3 @@ def _string_literal(data: bytes) -> str:
             out.append(ch)
     return '"' + "".join(out) + '"'
 
-
-def _char_literal(value: int) -> str:
-    if 0x20 <= value < 0x7F and value not in (0x27, 0x5C):
-        return f"'{chr(value)}'"
-    return str(value)

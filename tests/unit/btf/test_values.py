@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from btf import BTF
+from btf import BTF, BTFError
 from btf.values import TRUNCATED, TRUNCATED_KEY
 from tests.support import minikernel
 
@@ -415,10 +415,24 @@ def test_truncated_bitfields(sample):
     assert text.endswith("  .sb = (int)-3,\n  .ub = (unsigned int)1500,\n  ...\n}")
 
 
+def test_types_without_values_are_an_error(mini):
+    # A forward declaration or a function has no bytes to decode: a BTFError naming the id, not None.
+    btf, ids = mini
+    for name in ("struct sock", "ip_send_skb"):
+        with pytest.raises(BTFError, match=r"not a type that values have \(\[%d\]\)" % ids[name]):
+            btf.decode(ids[name], b"")
+        with pytest.raises(BTFError):
+            btf.render(ids[name], b"")
+
+
+def test_more_bytes_than_the_type_is_an_error(mini):
+    btf, ids = mini
+    with pytest.raises(BTFError, match=r"5 bytes of a 4-byte type"):
+        btf.decode(ids["u32"], b"\0" * 5)
+
+
 def test_nothing_to_show(mini):
     btf, ids = mini
-    assert btf.decode(ids["struct sock"], b"") is None
-    assert btf.decode(ids["ip_send_skb"], b"") is None
     assert btf.decode(ids["struct net"], b"") == {TRUNCATED_KEY: TRUNCATED}
     assert btf.render(ids["struct net"], b"") == "(struct net){\n  ...\n}"
 
