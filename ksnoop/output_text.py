@@ -7,17 +7,16 @@ Each probe's record is compiled once into a %-template with the constant text (n
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
-from btf.values import is_char
+from btf.values import Styles, is_char, text_renderer
 
 from .decode import READ_FAILED, Event, RawValue
 from .kallsyms import Symbolizer
 from .resolve import ResolvedTrace
-from .sanitize import sanitize, sanitize_layout
+from .sanitize import sanitize
 from .targets import Target
 
 INDENT = "    "  # before each value line, and added to every line of a nested struct
@@ -52,6 +51,7 @@ class _Markup:
     def __init__(self, color: bool):
         self.color = color
         self._codes: Dict[str, Tuple[str, str]] = {}
+        self._value_styles: Optional[Styles] = None
 
     def _sgr(self, style: str) -> Tuple[str, str]:
         codes = self._codes.get(style)
@@ -78,9 +78,18 @@ class _Markup:
     def styled(self, style: str, text: str) -> str:
         return self.style(style, self.text(text))
 
-    def layout(self, text: str) -> str:
-        """Multi-line text laid out by btf.render: tabs and newlines kept, the rest escaped."""
-        return sanitize_layout(text)
+    @property
+    def value_styles(self) -> Styles:
+        """What btf.values' text renderer puts around the parts of a struct's lines, and how it
+        cleans BTF names: computed once per formatter."""
+        if self._value_styles is None:
+            if self.color:
+                self._value_styles = Styles(label=self._sgr(STYLE_LABEL), type=self._sgr(STYLE_TYPE),
+                                            value=self._sgr(STYLE_VALUE), string=self._sgr(STYLE_STRING),
+                                            clean=sanitize)
+            else:
+                self._value_styles = Styles(clean=sanitize)
+        return self._value_styles
 
 
 class _ProbeFormat:
@@ -293,58 +302,13 @@ def _raw_converter(btf: BTF, m: _Markup, capture: Capture, generic: Converter) -
 
 
 def _render_raw(btf: BTF, m: _Markup, raw: RawValue, full_size: int) -> str:
-    """btf.render's lines, indented under the value line, styled when colour is on."""
-    text = m.layout(btf.render(raw.type_id, raw.data))
-    if m.color:
-        text = _colour_layout(text, m)
+    """The value's lines from its type's compiled text renderer, indented under the value line,
+    styled while rendering when colour is on."""
+    text = "\n".join(text_renderer(btf, raw.type_id, len(raw.data), styles=m.value_styles)(raw.data))
     if raw.truncated:
         of = f" of {full_size}" if full_size else ""
         text += m.style(STYLE_NOTE, f" /* truncated: {len(raw.data)}{of} bytes */")
     return text.replace("\n", "\n" + INDENT)
-
-
-# `.member = (type)value` lines of btf.render, after sanitising and markup escaping.
-_MEMBER_LINE = re.compile(r"^( *)\.([A-Za-z_][A-Za-z0-9_]*) = ", re.MULTILINE)
-
-
-def _colour_layout(text: str, m: _Markup) -> str:
-    out: List[str] = []
-    for line in text.split("\n"):
-        match = _MEMBER_LINE.match(line)
-        rest = line
-        if match:
-            out_line = match.group(1) + "." + m.style(STYLE_LABEL, match.group(2)) + " = "
-            rest = line[match.end():]
-        else:
-            out_line = line[: len(line) - len(line.lstrip(" "))]
-            rest = line[len(out_line):]
-        end = _type_end(rest)
-        value = rest[end:]
-        if end and value not in ("{", "["):
-            comma = "," if value.endswith(",") else ""
-            value = value[: len(value) - len(comma)]
-            out_line += m.style(STYLE_TYPE, rest[:end]) + m.style(STYLE_VALUE, value) + comma
-        elif end:
-            out_line += m.style(STYLE_TYPE, rest[:end]) + value
-        else:
-            out_line += rest
-        out.append(out_line)
-    return "\n".join(out)
-
-
-def _type_end(text: str) -> int:
-    """Length of the `(type)` prefix btf.render writes before a value (parentheses balanced); 0 if none."""
-    if not text.startswith("("):
-        return 0
-    depth = 0
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return 0
 
 
 def _pointer_text(v: int) -> str:
