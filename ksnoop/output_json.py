@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from json.encoder import encode_basestring_ascii
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, BTFError, Enum, Enum64, Float, Int, Ptr, Struct, Union
-from btf.values import TRUNCATED, TRUNCATED_KEY, is_char, text_from
+from btf.compiled import Elements, Leaf, Meaning, Missing, Node, Record, compile_type, is_cut
+from btf.values import TRUNCATED, is_char, leaf_value, text_from
 
 from .decode import READ_FAILED, Event, RawValue, RecordFields
 from .kallsyms import Symbolizer
@@ -341,31 +341,22 @@ def _generic_converter(btf: BTF) -> Converter:
 
 
 def _raw_converter(btf: BTF, type_id: int, generic: Converter) -> Converter:
-    """A struct, union or array copied whole: btf.decode, pointers made hex, the cut marked.
-
-    Whole copies take the compiled encoder, whose text is the same; cut ones take btf.decode,
-    which owns what truncation looks like.
-    """
-    fix = _pointer_fixer(btf, type_id, {}, 0)
-    compiled = _compile(btf, type_id)
+    """A struct, union or array copied whole or in part: the JSON text of its type's compiled
+    reader's tree (pointers as "0x..." strings, the cut marked), built once per size."""
+    texts: Dict[Tuple[int, int, bool], Converter] = {}
 
     def convert(v: Any) -> str:
         if not isinstance(v, RawValue):
             return generic(v)
-        if compiled is not None and not v.truncated and v.type_id == type_id and len(v.data) == compiled.size:
-            return compiled.encode(v.data)
-        try:
-            value = btf.decode(v.type_id, v.data)
-        except BTFError as err:
-            return '{"error": %s}' % _enc(f"cannot decode: {err}")
-        if fix is not None:
-            value = fix(value)
-        if v.truncated:
-            if isinstance(value, dict):
-                value.setdefault(TRUNCATED_KEY, TRUNCATED)
-            elif isinstance(value, list) and (not value or value[-1] != TRUNCATED):
-                value.append(TRUNCATED)
-        return _dumps(value)
+        key = (v.type_id, len(v.data), v.truncated)
+        text = texts.get(key)
+        if text is None:
+            try:
+                text = texts[key] = _CompiledJson(btf, v.type_id, len(v.data), v.truncated).encode
+            except BTFError as err:
+                message = '{"error": %s}' % _enc(f"cannot decode: {err}")
+                text = texts[key] = lambda data: message
+        return text(v.data)
 
     return convert
 
@@ -387,305 +378,95 @@ def _finite(value: Any) -> Any:
     return value
 
 
-Fixer = Callable[[Any], Any]
+# ---- whole structs, over the compiled reader --------------------------------------------------------
 
-
-def _hex(v: Any) -> Any:
-    return "0x%x" % v if type(v) is int else v
-
-
-def _pointer_fixer(btf: BTF, type_id: int, memo: Dict[int, Optional[Fixer]], depth: int) -> Optional[Fixer]:
-    """What turns the pointers in btf.decode's value of `type_id` into "0x..." strings; None if none."""
-    if type_id in memo:
-        return memo[type_id]
-    if depth > _MAX_DEPTH:
-        return None
-    typ = btf.skip_modifiers(type_id) if type_id else None
-    fixer: Optional[Fixer] = None
-    if isinstance(typ, Ptr):
-        fixer = _hex
-    elif isinstance(typ, Array) and not is_char(btf.skip_modifiers(typ.type_id)):
-        elem = _pointer_fixer(btf, typ.type_id, memo, depth + 1)
-        if elem is not None:
-            fixer = _list_fixer(elem)
-    elif isinstance(typ, (Struct, Union)):
-        members: List[Tuple[str, Fixer]] = []
-        _member_fixers(btf, typ, memo, depth + 1, members)
-        if members:
-            fixer = _dict_fixer(tuple(members))
-    memo[type_id] = fixer
-    return fixer
-
-
-def _member_fixers(btf: BTF, typ: Any, memo: Dict[int, Optional[Fixer]], depth: int,
-                   out: List[Tuple[str, Fixer]]) -> None:
-    if depth > _MAX_DEPTH:
-        return
-    for m in typ.members:
-        if m.bitfield_size:
-            continue
-        if not m.name:
-            inner = btf.skip_modifiers(m.type_id)
-            if isinstance(inner, (Struct, Union)):  # flattened by btf.decode, so here too
-                _member_fixers(btf, inner, memo, depth + 1, out)
-            continue
-        fixer = _pointer_fixer(btf, m.type_id, memo, depth + 1)
-        if fixer is not None:
-            out.append((m.name, fixer))
-
-
-def _list_fixer(elem: Fixer) -> Fixer:
-    def fix(value: Any) -> Any:
-        return [elem(v) for v in value] if isinstance(value, list) else value
-    return fix
-
-
-def _dict_fixer(members: Tuple[Tuple[str, Fixer], ...]) -> Fixer:
-    def fix(value: Any) -> Any:
-        if isinstance(value, dict):
-            for name, member in members:
-                if name in value:
-                    value[name] = member(value[name])
-        return value
-    return fix
-
-
-# ---- whole structs, compiled ----------------------------------------------------------------------
-
-class _Unsupported(Exception):
-    """Something in the type the compiled encoder leaves to btf.decode."""
-
-
-# Types with more leaves than this (huge arrays) are left to btf.decode.
-_MAX_LEAVES = 1 << 16
-_INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
-
-
-def _compile(btf: BTF, type_id: int) -> Optional["_CompiledJson"]:
-    try:
-        return _CompiledJson(btf, type_id)
-    except (_Unsupported, BTFError):
-        return None
+_TRUNCATED_JSON = _enc(TRUNCATED)
 
 
 class _CompiledJson:
-    """The JSON text of a struct, union or array's bytes, compiled once per type.
+    """The JSON text of `available` bytes of a struct, union or array: a str.format template made
+    once from btf.compiled's tree, filled with the values its reader unpacks; only bools, enums,
+    floats, text and odd-sized values get a converter. `truncated`: the capture was cut (the
+    marker is added where the cut left the tree whole)."""
 
-    Its output is exactly `_dumps` of btf.decode's value with pointers made hex, for data of
-    the type's full size: the members become a str.format template, the scalars are read by a
-    few struct.Structs (one per layer of overlapping union members), bitfields are cut from
-    the bytes as one integer, and only bools, enums, floats and char arrays get a converter.
-    """
+    def __init__(self, btf: BTF, type_id: int, available: int, truncated: bool):
+        compiled = compile_type(btf, type_id, available)
+        self._read = compiled.read
+        self._order = btf.byteorder
+        self._converters: List[Tuple[int, Callable[[Any], str]]] = []
+        parts: List[str] = []
+        self._node(compiled.root, parts)
+        if truncated and not is_cut(compiled.root):
+            if isinstance(compiled.root, Record):
+                if compiled.root.fields:
+                    parts.insert(len(parts) - 1, ", ")
+                parts.insert(len(parts) - 1, '"...": ' + _literal(_TRUNCATED_JSON))
+            elif isinstance(compiled.root, Elements):
+                if compiled.root.items:
+                    parts.insert(len(parts) - 1, ", ")
+                parts.insert(len(parts) - 1, _literal(_TRUNCATED_JSON))
+        self._template = "".join(parts)
+        self._convert = tuple(self._converters)
 
-    def __init__(self, btf: BTF, type_id: int):
-        self._btf = btf
-        self._little = btf.byteorder == "little"
-        self.size = btf.resolve_size(type_id)
-        self._fields: List[Tuple[int, int, str, int]] = []  # (offset, size, struct code, leaf)
-        self._field_converters: Dict[int, Converter] = {}  # leaf -> converter
-        self._bits: List[Tuple[int, Callable[[int], str]]] = []  # (leaf, the whole bytes as int -> text)
-        self._leaves = 0
-        parts: List[Any] = []  # constant JSON text, or (leaf, format spec)
-        self._value(type_id, 0, self.size, 0, parts)
-
-        lanes: List[List[Tuple[int, int, str, int]]] = []
-        ends: List[int] = []
-        for field in sorted(self._fields):
-            offset, size = field[0], field[1]
-            i = next((n for n, end in enumerate(ends) if end <= offset), len(lanes))
-            if i == len(lanes):
-                lanes.append([])
-                ends.append(0)
-            lanes[i].append(field)
-            ends[i] = offset + size
-        position: Dict[int, int] = {}
-        unpackers = []
-        prefix = "<" if self._little else ">"
-        for lane in lanes:
-            codes = [prefix]
-            cursor = 0
-            for offset, size, code, leaf in lane:
-                if offset > cursor:
-                    codes.append(f"{offset - cursor}x")
-                codes.append(code)
-                cursor = offset + size
-                position[leaf] = len(position)
-            unpackers.append(struct.Struct("".join(codes)).unpack_from)
-        for leaf, _ in self._bits:
-            position[leaf] = len(position)
-        self._unpackers = tuple(unpackers)
-        self._converters = tuple(sorted((position[leaf], f) for leaf, f in self._field_converters.items()))
-        self._bit_readers = tuple(f for _, f in self._bits)
-        self._template = "".join(
-            part.replace("{", "{{").replace("}", "}}") if isinstance(part, str)
-            else "{%d%s}" % (position[part[0]], part[1])
-            for part in parts
-        )
-
-    def encode(self, data: bytes) -> str:
-        values: Any = ()
-        for unpack in self._unpackers:
-            values += unpack(data)
-        if self._converters or self._bit_readers:
+    def encode(self, data: Any) -> str:
+        values = self._read(data)
+        if self._convert:
             values = list(values)
-            for i, convert in self._converters:
-                values[i] = convert(values[i])
-            if self._bit_readers:
-                whole = int.from_bytes(data, "little" if self._little else "big")
-                values.extend(read(whole) for read in self._bit_readers)
+            for index, convert in self._convert:
+                values[index] = convert(values[index])
         return self._template.format(*values)
 
-    # ---- compiling: each mirrors btf.values._decode for full-size data --------------------------
-    def _leaf(self) -> int:
-        self._leaves += 1
-        if self._leaves > _MAX_LEAVES:
-            raise _Unsupported("too many values")
-        return self._leaves
-
-    def _field(self, offset: int, size: int, code: str, limit: int, parts: List[Any], spec: str = "",
-               converter: Optional[Converter] = None) -> None:
-        if offset + size > limit:
-            raise _Unsupported("a value outside its container")
-        leaf = self._leaf()
-        self._fields.append((offset, size, code, leaf))
-        if converter is not None:
-            self._field_converters[leaf] = converter
-        parts.append((leaf, spec))
-
-    def _value(self, type_id: int, offset: int, limit: int, depth: int, parts: List[Any]) -> None:
-        if depth > _MAX_DEPTH:
-            raise _Unsupported("nests too deeply")
-        btf = self._btf
-        typ = btf.skip_modifiers(type_id)
-        if isinstance(typ, (Struct, Union)):
-            pairs: List[Tuple[str, List[Any]]] = []
-            self._members(typ, offset * 8, limit, depth, pairs, set())
-            parts.append("{")
-            for i, (key, sub) in enumerate(pairs):
-                parts.append((", " if i else "") + key + ": ")
-                parts.extend(sub)
-            parts.append("}")
-        elif isinstance(typ, Array):
-            elem = btf.skip_modifiers(typ.type_id)
-            if is_char(elem):
-                n = typ.nelems
-                if n:
-                    self._field(offset, n, f"{n}s", limit, parts, converter=_char_array_json)
-                else:
-                    parts.append('""')
-                return
-            size = btf.resolve_size(typ.type_id)
-            if size == 0 or typ.nelems == 0:
-                parts.append("[]")
-                return
-            if typ.nelems > _MAX_LEAVES:
-                raise _Unsupported("too many elements")
+    def _node(self, node: Node, parts: List[str]) -> None:
+        if isinstance(node, Leaf):
+            self._leaf(node, parts)
+        elif isinstance(node, Record):
+            fields: Dict[str, Node] = {}
+            for f in node.fields:  # a dict's rule for a name given twice: first place, last value
+                fields[f.name] = f.node
+            items = [_literal(_enc(name)) + ": " for name in fields]
+            parts.append("{{")
+            for n, (prefix, child) in enumerate(zip(items, fields.values())):
+                parts.append((", " if n else "") + prefix)
+                self._node(child, parts)
+            if node.cut:
+                parts.append((", " if fields else "") + '"...": ' + _literal(_TRUNCATED_JSON))
+            parts.append("}}")
+        elif isinstance(node, Elements):
             parts.append("[")
-            for i in range(typ.nelems):
-                if i:
+            for n, item in enumerate(node.items):
+                if n:
                     parts.append(", ")
-                start = offset + i * size
-                self._value(typ.type_id, start, min(limit, start + size), depth + 1, parts)
+                self._node(item, parts)
+            if node.cut:
+                parts.append((", " if node.items else "") + _literal(_TRUNCATED_JSON))
             parts.append("]")
-        elif isinstance(typ, Int):
-            if typ.bits < 8 * typ.size or typ.bit_offset or typ.size not in _INT_CODES:
-                self._fallback(type_id, offset, typ.size, limit, parts)
-                return
-            code = _INT_CODES[typ.size] if typ.signed else _INT_CODES[typ.size].upper()
-            self._field(offset, typ.size, code, limit, parts, converter=_bool_json if typ.is_bool else None)
-        elif isinstance(typ, Ptr):
-            size = btf.pointer_size
-            self._field(offset, size, _INT_CODES[size].upper(), limit, parts, spec=":#x")
-            parts[-1:] = ['"', parts[-1], '"']
-        elif isinstance(typ, (Enum, Enum64)):
-            if typ.size not in _INT_CODES:
-                self._fallback(type_id, offset, typ.size, limit, parts)
-                return
-            code = _INT_CODES[typ.size] if typ.signed else _INT_CODES[typ.size].upper()
-            self._field(offset, typ.size, code, limit, parts, converter=_enum_json(typ))
-        elif isinstance(typ, Float):
-            if typ.size not in (4, 8):
-                self._fallback(type_id, offset, typ.size, limit, parts)
-                return
-            self._field(offset, typ.size, "f" if typ.size == 4 else "d", limit, parts, converter=_float_json)
+        elif isinstance(node, Missing):
+            parts.append(_literal(_TRUNCATED_JSON))
         else:
-            parts.append("null")  # void, functions, forward declarations, as btf.decode gives None
+            parts.append("null")
 
-    def _members(self, typ: Any, base_bit: int, limit: int, depth: int, pairs: List[Tuple[str, List[Any]]],
-                 keys: Set[str]) -> None:
-        if depth > _MAX_DEPTH:
-            raise _Unsupported("nests too deeply")
-        btf = self._btf
-        for m in typ.members:
-            bit = base_bit + m.bit_offset
-            target = btf.skip_modifiers(m.type_id)
-            if not m.name and isinstance(target, (Struct, Union)):
-                self._members(target, bit, limit, depth + 1, pairs, keys)
-                continue
-            if m.name in keys:  # a dict would keep one; never so in real C
-                raise _Unsupported("duplicate member names")
-            keys.add(m.name)
-            sub: List[Any] = []
-            bitfield_size = m.bitfield_size
-            if not bitfield_size and isinstance(target, Int) and target.bits < 8 * target.size:
-                bitfield_size, bit = target.bits, bit + target.bit_offset
-            if bitfield_size:
-                self._bitfield(target, bit, bitfield_size, limit, sub)
-            else:
-                start = bit // 8
-                try:
-                    size = btf.resolve_size(m.type_id)
-                except BTFError:
-                    size = 0
-                if size == 0:  # a flexible array, say: its value does not depend on the data
-                    sub.append(self._constant(m.type_id))
-                    pairs.append((_enc(m.name), sub))
-                    continue
-                if start + size > limit:
-                    raise _Unsupported("a member outside its container")
-                self._value(m.type_id, start, start + size, depth + 1, sub)
-            pairs.append((_enc(m.name), sub))
+    def _leaf(self, leaf: Leaf, parts: List[str]) -> None:
+        slot = "{%d}" % leaf.index
+        meaning = leaf.meaning
+        if leaf.raw and meaning is not Meaning.TEXT:
+            order = self._order
+            self._converters.append((leaf.index, lambda raw: _dumps(leaf_value(leaf, raw, order))))
+        elif meaning is Meaning.PTR:
+            slot = '"{%d:#x}"' % leaf.index
+        elif meaning is Meaning.BOOL:
+            self._converters.append((leaf.index, _bool_json))
+        elif meaning is Meaning.ENUM:
+            self._converters.append((leaf.index, _enum_json(leaf.names or {})))
+        elif meaning is Meaning.FLOAT:
+            self._converters.append((leaf.index, _float_json))
+        elif meaning is Meaning.TEXT:
+            self._converters.append((leaf.index, _char_array_json))
+        parts.append(slot)
 
-    def _bitfield(self, target: Any, bit: int, bit_size: int, limit: int, parts: List[Any]) -> None:
-        if bit // 8 + (bit % 8 + bit_size + 7) // 8 > limit:
-            raise _Unsupported("a bitfield outside its container")
-        signed = isinstance(target, (Int, Enum, Enum64)) and target.signed
-        shift = bit if self._little else 8 * self.size - bit - bit_size
-        mask = (1 << bit_size) - 1
-        sign = 1 << (bit_size - 1)
-        text: Callable[[int], str] = str
-        if isinstance(target, Int) and target.is_bool:
-            text = _bool_json
-        elif isinstance(target, (Enum, Enum64)):
-            text = _enum_json(target)
 
-        def read(whole: int) -> str:
-            v = (whole >> shift) & mask
-            if signed and v & sign:
-                v -= sign << 1
-            return text(v)
-
-        leaf = self._leaf()
-        self._bits.append((leaf, read))
-        parts.append((leaf, ""))
-
-    def _constant(self, type_id: int) -> str:
-        value = self._btf.decode(type_id, b"")
-        if value == TRUNCATED or (isinstance(value, dict) and TRUNCATED_KEY in value) or (
-                isinstance(value, list) and TRUNCATED in value):
-            raise _Unsupported("a member without size that btf.decode calls truncated")
-        return _dumps(value)
-
-    def _fallback(self, type_id: int, offset: int, size: int, limit: int, parts: List[Any]) -> None:
-        """A scalar the compiler does not read itself (a 16-byte int, say): btf.decode it."""
-        btf = self._btf
-        fix = _pointer_fixer(btf, type_id, {}, 0)
-
-        def convert(raw: bytes) -> str:
-            value = btf.decode(type_id, raw)
-            return _dumps(fix(value) if fix is not None else value)
-
-        self._field(offset, size, f"{size}s", limit, parts, converter=convert)
+def _literal(text: str) -> str:
+    """Constant text for a str.format template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _char_array_json(raw: bytes) -> str:
@@ -696,12 +477,10 @@ def _bool_json(v: int) -> str:
     return "true" if v else "false"
 
 
-def _enum_json(typ: Any) -> Converter:
-    names: Dict[int, str] = {}
-    for e in typ.values:
-        names.setdefault(e.value, _enc(e.name))  # the first of aliases, as btf.values.enum_name
+def _enum_json(names: Dict[int, str]) -> Converter:
+    encoded = {value: _enc(name) for value, name in names.items()}
 
     def convert(v: int) -> str:
-        text = names.get(v)
+        text = encoded.get(v)
         return str(v) if text is None else text
     return convert

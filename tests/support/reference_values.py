@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from btf import types as t
 from btf.cdecl import declaration
 from btf.errors import BTFError
+# The scalar helpers are btf.values' own: what is checked here is the walk over members and elements.
+from btf.values import bitfield_from, enum_name, int_from, is_char, text_from
 
 if TYPE_CHECKING:
     from btf.btf import BTF
@@ -20,46 +22,6 @@ TRUNCATED_KEY = "..."
 TRUNCATED = "truncated"
 _MAX_DEPTH = 64
 _FLOATS = {4: "f", 8: "d"}
-
-
-def is_char(typ: t.Type) -> bool:
-    """A `char` (or signed/unsigned char) element, whose arrays read as text."""
-    return isinstance(typ, t.Int) and typ.size == 1 and (typ.is_char or typ.name in ("char", "signed char"))
-
-
-def int_from(data: bytes, signed: bool, byteorder: str) -> int:
-    return int.from_bytes(data, byteorder, signed=signed)  # type: ignore[arg-type]
-
-
-def bitfield_from(data: bytes, bit_offset: int, bitfield_size: int, signed: bool, byteorder: str) -> int:
-    """A bitfield of `bitfield_size` bits starting `bit_offset` bits into `data`.
-
-    BTF counts bit offsets from the first byte's least significant bit on little-endian targets
-    and from its most significant bit on big-endian ones, as compilers lay bitfields out.
-    """
-    if bitfield_size == 0:
-        return 0  # an INT of 0 bits: the kernel's btf_int_check_meta lets it through
-    raw = int.from_bytes(data, byteorder)  # type: ignore[arg-type]
-    if byteorder == "little":
-        value = (raw >> bit_offset) & ((1 << bitfield_size) - 1)
-    else:
-        value = (raw >> (8 * len(data) - bit_offset - bitfield_size)) & ((1 << bitfield_size) - 1)
-    if signed and value >> (bitfield_size - 1):
-        value -= 1 << bitfield_size
-    return value
-
-
-def text_from(data: bytes) -> str:
-    """A char array's text: up to the first NUL, bytes that are not UTF-8 escaped as \\xNN."""
-    end = data.find(b"\0")
-    return (data if end < 0 else data[:end]).decode("utf-8", "backslashreplace")
-
-
-def enum_name(typ: Any, value: int) -> Optional[str]:
-    for e in typ.values:
-        if e.value == value:
-            return str(e.name)
-    return None
 
 
 # ---- decode: bytes -> plain Python ---------------------------------------------------------------
