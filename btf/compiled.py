@@ -146,9 +146,9 @@ class CompiledType:
         if not self._bitfields:
             return values
         out = list(values)
-        for unit, shift, mask, sign in self._bitfields:
-            v = (out[unit] >> shift) & mask
-            out.append(v - (sign << 1) if sign and v & sign else v)
+        extend = out.extend
+        for unit, table in self._bitfields:
+            extend(table[out[unit]])
         return out
 
     # ---- compiling -------------------------------------------------------------------------------
@@ -329,18 +329,57 @@ class CompiledType:
                 return tuple(values)
 
             self._unpackers = (unpack_wide,)
-        bitfields: List[Tuple[int, int, int, int]] = []  # (unit's position, shift, mask, sign bit or 0)
+        # Each storage unit's bitfields come from a table of its every value (a byte's 256, or a
+        # mapping that computes and keeps the values it meets), one lookup a unit, not a shift per field.
+        by_unit: Dict[int, List[Tuple[int, int, int, int, bool]]] = {}
+        for bitfield in self._bitfield_leaves:
+            by_unit.setdefault(bitfield[0], []).append(bitfield)
+        bitfields: List[Tuple[int, Any]] = []  # (unit's position, its table)
         renumber: Dict[int, int] = {}
-        for unit, leaf_index, shift, bits, signed in self._bitfield_leaves:
-            renumber[leaf_index] = len(position) + len(bitfields)
-            bitfields.append((position[-1 - unit], shift, (1 << bits) - 1, (1 << (bits - 1)) if signed else 0))
+        next_index = len(position)
+        for unit, members in by_unit.items():
+            cuts = []
+            for _, leaf_index, shift, bits, signed in members:
+                renumber[leaf_index] = next_index
+                next_index += 1
+                cuts.append((shift, (1 << bits) - 1, (1 << (bits - 1)) if signed else 0))
+            span = next(s for (_, s), u in self._units.items() if u == unit)
+            bitfields.append((position[-1 - unit], _BitTable(tuple(cuts), 1 << (8 * span) if span <= 1 else 0)))
         self._bitfields = tuple(bitfields)
         for leaf_index in range(len(self.leaves)):
             if leaf_index not in renumber:
                 renumber[leaf_index] = position[leaf_index]
         self.leaves = [_renumbered(leaf, renumber[leaf.index]) for leaf in self.leaves]
         self.root = _renumber_node(self.root, renumber)
-        self.width = len(position) + len(bitfields)
+        self.width = next_index
+
+
+class _BitTable(dict):  # type: ignore[type-arg]
+    """Unit value -> the tuple of its bitfields' values, each computed the first time it is asked
+    for (a one-byte unit's 256 up front)."""
+
+    def __init__(self, cuts: Tuple[Tuple[int, int, int], ...], prefill: int):
+        super().__init__()
+        self.cuts = cuts
+        for value in range(prefill):
+            self[value] = self._cut(value)
+
+    def _cut(self, value: int) -> Tuple[int, ...]:
+        out = []
+        for shift, mask, sign in self.cuts:
+            v = (value >> shift) & mask
+            out.append(v - (sign << 1) if sign and v & sign else v)
+        return tuple(out)
+
+    def __missing__(self, value: int) -> Tuple[int, ...]:
+        if len(self) >= _BIT_TABLE_LIMIT:
+            return self._cut(value)
+        cut = self[value] = self._cut(value)
+        return cut
+
+
+# Values a unit wider than a byte keeps in its table (flags words repeat; counters do not).
+_BIT_TABLE_LIMIT = 4096
 
 
 def _renumbered(leaf: Leaf, index: int) -> Leaf:

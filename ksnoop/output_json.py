@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from json.encoder import encode_basestring_ascii
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, BTFError, Enum, Enum64, Float, Int, Ptr, Struct, Union
@@ -384,37 +385,41 @@ _TRUNCATED_JSON = _enc(TRUNCATED)
 
 
 class _CompiledJson:
-    """The JSON text of `available` bytes of a struct, union or array: a str.format template made
-    once from btf.compiled's tree, filled with the values its reader unpacks; only bools, enums,
-    floats, text and odd-sized values get a converter. `truncated`: the capture was cut (the
-    marker is added where the cut left the tree whole)."""
+    """The JSON text of `available` bytes of a struct, union or array: a %-template made once from
+    btf.compiled's tree, filled with the values its reader unpacks, gathered into the template's
+    order by one itemgetter; only bools, enums, floats, text and odd-sized values get a converter.
+    `truncated`: the capture was cut (the marker is added where the cut left the tree whole)."""
 
     def __init__(self, btf: BTF, type_id: int, available: int, truncated: bool):
         compiled = compile_type(btf, type_id, available)
         self._read = compiled.read
         self._order = btf.byteorder
-        self._converters: List[Tuple[int, Callable[[Any], str]]] = []
+        self._slots: List[int] = []  # leaf index of each %-slot, in template order
+        self._converters: List[Tuple[int, Callable[[Any], str]]] = []  # (slot, converter)
         parts: List[str] = []
         self._node(compiled.root, parts)
         if truncated and not is_cut(compiled.root):
+            marker = _pct(_TRUNCATED_JSON)
             if isinstance(compiled.root, Record):
-                if compiled.root.fields:
-                    parts.insert(len(parts) - 1, ", ")
-                parts.insert(len(parts) - 1, '"...": ' + _literal(_TRUNCATED_JSON))
+                parts.insert(len(parts) - 1, (", " if compiled.root.fields else "") + '"...": ' + marker)
             elif isinstance(compiled.root, Elements):
-                if compiled.root.items:
-                    parts.insert(len(parts) - 1, ", ")
-                parts.insert(len(parts) - 1, _literal(_TRUNCATED_JSON))
+                parts.insert(len(parts) - 1, (", " if compiled.root.items else "") + marker)
         self._template = "".join(parts)
         self._convert = tuple(self._converters)
+        slots = tuple(self._slots)
+        if len(slots) > 1:
+            self._gather: Callable[[Sequence[Any]], Tuple[Any, ...]] = operator.itemgetter(*slots)
+        else:
+            self._gather = lambda values: tuple(values[i] for i in slots)
 
     def encode(self, data: Any) -> str:
-        values = self._read(data)
+        values = self._gather(self._read(data))
         if self._convert:
-            values = list(values)
-            for index, convert in self._convert:
-                values[index] = convert(values[index])
-        return self._template.format(*values)
+            converted = list(values)
+            for slot, convert in self._convert:
+                converted[slot] = convert(converted[slot])
+            return self._template % tuple(converted)
+        return self._template % values
 
     def _node(self, node: Node, parts: List[str]) -> None:
         if isinstance(node, Leaf):
@@ -423,14 +428,13 @@ class _CompiledJson:
             fields: Dict[str, Node] = {}
             for f in node.fields:  # a dict's rule for a name given twice: first place, last value
                 fields[f.name] = f.node
-            items = [_literal(_enc(name)) + ": " for name in fields]
-            parts.append("{{")
-            for n, (prefix, child) in enumerate(zip(items, fields.values())):
-                parts.append((", " if n else "") + prefix)
+            parts.append("{")
+            for n, (name, child) in enumerate(fields.items()):
+                parts.append((", " if n else "") + _pct(_enc(name)) + ": ")
                 self._node(child, parts)
             if node.cut:
-                parts.append((", " if fields else "") + '"...": ' + _literal(_TRUNCATED_JSON))
-            parts.append("}}")
+                parts.append((", " if fields else "") + '"...": ' + _pct(_TRUNCATED_JSON))
+            parts.append("}")
         elif isinstance(node, Elements):
             parts.append("[")
             for n, item in enumerate(node.items):
@@ -438,35 +442,37 @@ class _CompiledJson:
                     parts.append(", ")
                 self._node(item, parts)
             if node.cut:
-                parts.append((", " if node.items else "") + _literal(_TRUNCATED_JSON))
+                parts.append((", " if node.items else "") + _pct(_TRUNCATED_JSON))
             parts.append("]")
         elif isinstance(node, Missing):
-            parts.append(_literal(_TRUNCATED_JSON))
+            parts.append(_pct(_TRUNCATED_JSON))
         else:
             parts.append("null")
 
     def _leaf(self, leaf: Leaf, parts: List[str]) -> None:
-        slot = "{%d}" % leaf.index
+        slot = len(self._slots)
+        self._slots.append(leaf.index)
         meaning = leaf.meaning
+        code = "%d"
         if leaf.raw and meaning is not Meaning.TEXT:
             order = self._order
-            self._converters.append((leaf.index, lambda raw: _dumps(leaf_value(leaf, raw, order))))
+            self._converters.append((slot, lambda raw: _dumps(leaf_value(leaf, raw, order))))
+            code = "%s"
         elif meaning is Meaning.PTR:
-            slot = '"{%d:#x}"' % leaf.index
+            code = '"0x%x"'
         elif meaning is Meaning.BOOL:
-            self._converters.append((leaf.index, _bool_json))
+            self._converters.append((slot, _bool_json))
+            code = "%s"
         elif meaning is Meaning.ENUM:
-            self._converters.append((leaf.index, _enum_json(leaf.names or {})))
+            self._converters.append((slot, _enum_json(leaf.names or {})))
+            code = "%s"
         elif meaning is Meaning.FLOAT:
-            self._converters.append((leaf.index, _float_json))
+            self._converters.append((slot, _float_json))
+            code = "%s"
         elif meaning is Meaning.TEXT:
-            self._converters.append((leaf.index, _char_array_json))
-        parts.append(slot)
-
-
-def _literal(text: str) -> str:
-    """Constant text for a str.format template."""
-    return text.replace("{", "{{").replace("}", "}}")
+            self._converters.append((slot, _char_array_json))
+            code = "%s"
+        parts.append(code)
 
 
 def _char_array_json(raw: bytes) -> str:
