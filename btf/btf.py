@@ -32,6 +32,9 @@ _TAG_KINDS = {"struct": (Kind.STRUCT,), "union": (Kind.UNION,), "enum": (Kind.EN
 # A bare name means what C code means by it: a function, typedef or base type before a tag.
 _PLAIN_NAME_ORDER = (Kind.FUNC, Kind.TYPEDEF, Kind.INT, Kind.FLOAT, Kind.VAR, Kind.STRUCT, Kind.UNION,
                      Kind.ENUM, Kind.ENUM64, Kind.DATASEC, Kind.FWD)
+# include/uapi/linux/types.h: integers whose byte order is part of their type.
+_FIXED_ORDER_TYPEDEFS = {"__be16": "big", "__be32": "big", "__be64": "big",
+                         "__le16": "little", "__le32": "little", "__le64": "little"}
 _MODIFIERS = (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG)
 _QUALIFIERS = (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG)
 # How C spells `long`: gcc's DWARF (so pahole's BTF) says "long int", clang "long"; libbpf's long_aliases.
@@ -392,6 +395,19 @@ class BTF:
                 return typ
             type_id = typ.type_id  # type: ignore[union-attr]
         raise BTFError("qualifier chain loops", type_id=type_id)
+
+    def value_byteorder(self, type_id: int) -> str:
+        """The byte order a value of `type_id` is stored in: the BTF's own, but for the kernel's
+        fixed-order typedefs (`__be16`/`__be32`/`__be64`, network order, and `__le*`) met anywhere
+        in its chain of typedefs and qualifiers."""
+        for _ in range(MAX_CHAIN):
+            typ = self.type_by_id(type_id)
+            if typ.kind not in _MODIFIERS:
+                return self.byteorder
+            if typ.kind == Kind.TYPEDEF and typ.name in _FIXED_ORDER_TYPEDEFS:
+                return _FIXED_ORDER_TYPEDEFS[typ.name]
+            type_id = typ.type_id  # type: ignore[union-attr]
+        raise BTFError("typedef or qualifier chain loops", type_id=type_id)
 
     @property
     def pointer_size(self) -> int:

@@ -8,6 +8,7 @@ JSON in ksnoop) walk the tree, never the BTF, so a type's bytes are interpreted 
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import struct
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class Leaf:
     bit_offset: int = 0
     names: Optional[Dict[int, str]] = None  # enumerator names by value (the first of aliases)
     raw: bool = False  # the value arrives as bytes (no struct code fits its size)
+    foreign: bool = False  # stored in the other byte order than the BTF's (__be16 on x86), read as such
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,9 @@ class CompiledType:
         self.available = available
         self.leaves: List[Leaf] = []
         self._little = btf.byteorder == "little"
-        self._pending: List[Tuple[int, int, str, int]] = []  # (offset, size, code, unit) fixed reads
+        # Fixed reads: (offset, size, struct code, leaf index or -1 - unit, struct byte-order prefix).
+        self._pending: List[Tuple[int, int, str, int, str]] = []
+        self._prefix = "<" if self._little else ">"
         self._units: Dict[Tuple[int, int], int] = {}  # (offset, span) of a bitfield's storage -> unit
         self._bitfield_leaves: List[Tuple[int, int, int, int, bool]] = []  # (unit, leaf, shift, bits, signed)
         self._enum_names: Dict[int, Dict[int, str]] = {}
@@ -156,10 +160,14 @@ class CompiledType:
               names: Optional[Dict[int, str]] = None) -> Leaf:
         if len(self.leaves) >= MAX_LEAVES:
             raise BTFError(f"type has more than {MAX_LEAVES} values to read", type_id=self.type_id)
-        leaf = Leaf(len(self.leaves), type_id, meaning, offset, size, signed, names=names, raw=code.endswith("s"))
+        # __be16 and its kind are numbers in their own byte order, whatever the machine's.
+        foreign = meaning is Meaning.INT and self.btf.value_byteorder(type_id) != self.btf.byteorder
+        leaf = Leaf(len(self.leaves), type_id, meaning, offset, size, signed, names=names, raw=code.endswith("s"),
+                    foreign=foreign)
         self.leaves.append(leaf)
+        prefix = ("<" if self._prefix == ">" else ">") if foreign else self._prefix
         # A read of nothing (a flexible array's text) may sit past the data's end: read it at 0.
-        self._pending.append((offset if size else 0, size, code, leaf.index))
+        self._pending.append((offset if size else 0, size, code, leaf.index, prefix))
         return leaf
 
     def _bitfield(self, type_id: int, meaning: Meaning, offset: int, span: int, bit_offset: int,
@@ -174,7 +182,7 @@ class CompiledType:
         unit = self._units.get(key)
         if unit is None:
             unit = self._units[key] = len(self._units)
-            self._pending.append((offset, span, "", -1 - unit))
+            self._pending.append((offset, span, "", -1 - unit, self._prefix))
         shift = bit_offset if self._little else 8 * span - bit_offset - bitfield_size
         leaf = Leaf(len(self.leaves), type_id, meaning, offset, span, signed, bitfield_size, bit_offset, names)
         self.leaves.append(leaf)
@@ -248,6 +256,10 @@ class CompiledType:
         for m in typ.members:
             bit = base_bit + m.bit_offset
             target = btf.skip_modifiers(m.type_id)
+            if not m.name and isinstance(target, t.Union) and is_struct_group(btf, target):
+                # The kernel's struct_group(): the same members twice, as an anonymous struct and a
+                # named one over the same bytes. Shown once, as the first.
+                target = _first_member_only(target)
             if not m.name and isinstance(target, (t.Struct, t.Union)):
                 if not self._members(target, bit, limit, depth + 1, fields):
                     return False
@@ -289,23 +301,24 @@ class CompiledType:
     def _assemble(self) -> None:
         """One struct.Struct per lane of reads that do not overlap (a union's members, a bitfield's
         storage units next to the bitfields' neighbours); leaves then renumbered in read order."""
-        lanes: List[List[Tuple[int, int, str, int]]] = []
+        lanes: List[List[Tuple[int, int, str, int, str]]] = []
         ends: List[int] = []
+        prefixes: List[str] = []
         for pending in sorted(self._pending, key=lambda r: (r[0], r[1])):
-            start = pending[0]
-            lane = next((n for n, end in enumerate(ends) if end <= start), len(lanes))
+            start, prefix = pending[0], pending[4]
+            lane = next((n for n, end in enumerate(ends) if end <= start and prefixes[n] == prefix), len(lanes))
             if lane == len(lanes):
                 lanes.append([])
                 ends.append(0)
+                prefixes.append(prefix)
             lanes[lane].append(pending)
             ends[lane] = start + pending[1]
-        prefix = "<" if self._little else ">"
         position: Dict[int, int] = {}  # leaf index (>= 0) or -1 - unit -> position in the unpacked tuple
         unpackers: List[Callable[[Any], Tuple[Any, ...]]] = []
-        for reads in lanes:
+        for reads, prefix in zip(lanes, prefixes):
             codes = [prefix]
             cursor = 0
-            for offset, size, code, key in reads:
+            for offset, size, code, key, _ in reads:
                 if offset > cursor:
                     codes.append(f"{offset - cursor}x")
                 codes.append(code or _UNSIGNED_CODES.get(size, f"{size}s"))
@@ -383,8 +396,7 @@ _BIT_TABLE_LIMIT = 4096
 
 
 def _renumbered(leaf: Leaf, index: int) -> Leaf:
-    return Leaf(index, leaf.type_id, leaf.meaning, leaf.offset, leaf.size, leaf.signed, leaf.bitfield_size,
-                leaf.bit_offset, leaf.names, leaf.raw)
+    return dataclasses.replace(leaf, index=index)
 
 
 def _renumber_node(node: Node, renumber: Dict[int, int]) -> Node:
@@ -397,6 +409,23 @@ def _renumber_node(node: Node, renumber: Dict[int, int]) -> Node:
         return Elements(node.type_id, node.elem_type_id, tuple(_renumber_node(n, renumber) for n in node.items),
                         node.count, node.cut, node.scalar)
     return node
+
+
+def is_struct_group(btf: "BTF", union: t.Union) -> bool:
+    """Is `union` what the kernel's struct_group() makes (include/linux/stddef.h): structs, all at
+    its start, with the same members at the same places, so that they name the same bytes twice?"""
+    if len(union.members) < 2 or any(m.bit_offset for m in union.members):
+        return False
+    structs = [btf.skip_modifiers(m.type_id) for m in union.members]
+    if not all(isinstance(s, t.Struct) and s.members for s in structs):
+        return False
+    layouts = {tuple((m.name, m.bit_offset, m.bitfield_size, m.type_id) for m in s.members)  # type: ignore[union-attr]
+               for s in structs}
+    return len(layouts) == 1
+
+
+def _first_member_only(union: t.Union) -> t.Union:
+    return dataclasses.replace(union, members=union.members[:1])
 
 
 def is_cut(node: Node) -> bool:

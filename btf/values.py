@@ -6,6 +6,7 @@ entry (or a TRUNCATED list element), render with `...`.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -73,8 +74,30 @@ def leaf_value(leaf: Leaf, raw: Any, byteorder: str) -> Any:
     if meaning is Meaning.BOOL:
         return bool(raw)
     if meaning is Meaning.TEXT:
-        return text_from(raw)
+        return char_array_text(raw)
     return raw
+
+
+def is_string(data: bytes) -> bool:
+    """Does a char array hold a C string: a NUL, and nothing but NULs after it (libbpf btf_dump's
+    rule, tightened)? A port and address that start with a zero byte, say, do not."""
+    end = data.find(b"\0")
+    return end >= 0 and not data[end:].strip(b"\0")
+
+
+def char_array_text(data: bytes) -> str:
+    """A char array's value: its text when it holds a string (text_from), else every byte, escaped
+    (escape_bytes), so that bytes are not mistaken for an empty or cut string."""
+    return text_from(data) if is_string(data) else escape_bytes(data)
+
+
+_BYTE_ESCAPES = {0x5C: "\\\\", 0x22: '\\"'}
+
+
+def escape_bytes(data: bytes) -> str:
+    """Bytes as C writes them in a string literal: printable ASCII as itself (backslash and quote
+    escaped), every other byte as \\xNN."""
+    return "".join(_BYTE_ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in data)
 
 
 # ---- decode: bytes -> plain Python ---------------------------------------------------------------
@@ -123,6 +146,7 @@ class Styles:
     type: Tuple[str, str] = ("", "")
     value: Tuple[str, str] = ("", "")
     string: Tuple[str, str] = ("", "")
+    note: Tuple[str, str] = ("", "")  # `/* 3 zero members */`
     clean: Callable[[str], str] = _plain_text
 
 
@@ -220,10 +244,22 @@ class _TextCompiler:
             return "[" + ", ".join([item(values) for item in items] + tail) + more + "]"
         return array
 
-    def leaf_text(self, leaf: Leaf) -> Callable[[Any], str]:
+    def leaf_text(self, leaf: Leaf, name: str = "") -> Callable[[Any], str]:
+        """The text of a leaf's raw value; `name`, the member's, says whether it is a set of flags."""
         meaning, order = leaf.meaning, self.order
         if leaf.raw and meaning is not Meaning.TEXT:
             return lambda raw: str(leaf_value(leaf, raw, order))
+        if meaning is Meaning.INT and not leaf.bitfield_size:
+            if leaf.foreign:  # __be16 and its kind: the number as its bytes read, in hex
+                digits = 2 * leaf.size
+                if leaf.size == 4 and name.endswith("addr"):  # an IPv4 address, in network order
+                    return _ipv4_text
+                return lambda raw: f"0x{raw:0{digits}x}"
+            if _HEX_NAMES.search(name):  # flags, masks and feature sets read as bits
+                bits = (1 << (8 * leaf.size)) - 1
+                return lambda raw: f"0x{raw & bits:x}"
+            if leaf.size == 8 and not leaf.signed:  # a kernel address kept in an unsigned long
+                return _address_or_number
         if meaning is Meaning.PTR:
             return _pointer_text
         if meaning is Meaning.BOOL:
@@ -240,8 +276,8 @@ class _TextCompiler:
             typ = self.btf.skip_modifiers(leaf.type_id)
             nelems = typ.nelems if isinstance(typ, t.Array) else leaf.size
             if leaf.size < nelems:  # cut short: say so unless the text ended within what there is
-                return lambda raw: string_literal(raw) + ("" if b"\0" in raw else "...")
-            return string_literal
+                return lambda raw: (string_literal(raw) if b"\0" in raw else '"' + escape_bytes(raw) + '"...')
+            return char_array_literal
         return str
 
     def record(self, node: Record, level: int) -> Emit:
@@ -263,39 +299,51 @@ class _TextCompiler:
         steps: List[_Step] = []
         ended = node.cut
         for f in node.fields:
-            prefix = "." + self.style(self.styles.label, self.styles.clean(f.name)) + " = "
+            width = f":{f.node.bitfield_size}" if f.bitfield and isinstance(f.node, Leaf) else ""
+            prefix = "." + self.style(self.styles.label, self.styles.clean(f.name) + width) + " = "
             child = f.node
             if not f.bitfield and (is_cut(child) or (f.size and f.offset + f.size > self.available)):
                 ended = True
                 break
+            if not (f.bitfield or f.size or self.zeroes):
+                continue  # a member of no size (a flexible array, an empty struct): nothing to show or count
             zero = bytes(f.size)
             if isinstance(child, Leaf):
                 before, after = self.styles.string if child.meaning is Meaning.TEXT else self.styles.value
                 head = pad + prefix + self.label(child.type_id) + before
                 # An int, pointer, enum, bool or char is zero exactly when its bytes are.
                 how = _ZERO_VALUE if f.bitfield or (child.meaning in _ZERO_IS_FALSE and not child.raw) else _ZERO_BYTES
-                steps.append((how, child.index, f.offset, f.offset + f.size, zero, head, self.leaf_text(child),
-                              after + ",", None))
+                steps.append((how, child.index, f.offset, f.offset + f.size, zero, head,
+                              self.leaf_text(child, f.name), after + ",", None))
             else:
                 steps.append((_NESTED, 0, f.offset, f.offset + f.size, zero, prefix, str, "", self.node(child, level)))
         cut_line = pad + "..." if ended else None
         zeroes = self.zeroes
+        # Members left out for being zero are counted, so that nothing is hidden without a word.
+        left_out = [pad + self.style(self.styles.note, f"/* {n} zero member{'' if n == 1 else 's'} */")
+                    for n in range(len(steps) + 1)]
 
         def emit(values: Sequence[Any], data: Any, lines: List[str]) -> None:
             append = lines.append
+            zero_members = 0
             for how, index, start, end, zero, head, text, tail, nested in steps:
                 if how == _ZERO_VALUE:
                     value = values[index]
                     if value or zeroes:
                         append(head + text(value) + tail)
+                    else:
+                        zero_members += 1
                     continue
                 if not zeroes and data[start:end] == zero:
+                    zero_members += 1
                     continue
                 if nested is None:
                     append(head + text(values[index]) + tail)
                 else:
                     nested(values, data, head, lines)
                     lines[-1] += ","
+            if zero_members:
+                append(left_out[zero_members])
             if cut_line is not None:
                 append(cut_line)
         return emit
@@ -326,6 +374,25 @@ _NESTED = 2  # a struct or array's lines, left out when its bytes are all 0
 _ZERO_IS_FALSE = (Meaning.INT, Meaning.PTR, Meaning.ENUM, Meaning.BOOL, Meaning.CHAR)
 # (how, leaf index, first byte, end, zero bytes, line head, value text, line tail, nested emitter)
 _Step = Tuple[int, int, int, int, bytes, str, Callable[[Any], str], str, Optional["Emit"]]
+
+
+# Members whose name says they are sets of bits: shown in hex (flags, priv_flags, gfp_mask, features).
+_HEX_NAMES = re.compile(r"(flags|mask|features)$")
+# The lowest kernel address of 64-bit architectures' kernel halves (arm64's; x86-64's is above it).
+_KERNEL_ADDRESSES = 0xFFFF000000000000
+
+
+def _ipv4_text(v: int) -> str:
+    return f"0x{v:08x} /* {v >> 24}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255} */"
+
+
+def _address_or_number(v: int) -> str:
+    return f"0x{v:x}" if v >= _KERNEL_ADDRESSES else str(v)
+
+
+def char_array_literal(data: bytes) -> str:
+    """A char array in C: its string as a literal, or, when it holds no string, every byte escaped."""
+    return string_literal(data) if is_string(data) else '"' + escape_bytes(data) + '"'
 
 
 def _pointer_text(v: int) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, Capture, Plan, ProbeKind, RecordLayout
 from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
-from btf.values import bitfield_from, is_char, text_from
+from btf.values import bitfield_from, char_array_text, is_char, text_from
 
 
 class ReadFailed:
@@ -183,7 +183,7 @@ def _field(btf: BTF, capture: Capture) -> Tuple[str, Optional[Callable[[Any], An
     if isinstance(typ, (Struct, Union, Array)):
         type_id, truncated = capture.type_id, capture.truncated
         if isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id)):
-            return f"{size}s", text_from
+            return f"{size}s", char_array_text
         return f"{size}s", lambda raw: RawValue(type_id, raw, truncated)
     return f"{size}s", None
 

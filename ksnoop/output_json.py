@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, BTFError, Enum, Enum64, Float, Int, Ptr, Struct, Union
 from btf.compiled import Elements, Leaf, Meaning, Missing, Node, Record, compile_type, is_cut
-from btf.values import TRUNCATED, is_char, leaf_value, text_from
+from btf.values import TRUNCATED, char_array_text, is_char, leaf_value, text_from
 
 from .decode import READ_FAILED, Event, RawValue, RecordFields
 from .kallsyms import Symbolizer
@@ -156,7 +156,7 @@ class JsonFormatter:
         steps: List[Tuple[int, Callable[[Any], Any]]] = []
         for n, decoded in enumerate(fields.converters):
             encoded = json_of.get(n)
-            if decoded is text_from and encoded is not None:  # names recur: keep their JSON by raw bytes
+            if decoded in (text_from, char_array_text) and encoded is not None:  # names recur: keep their JSON
                 steps.append((n, _remembered(_then(decoded, encoded))))
             elif decoded is not None and encoded is not None:
                 steps.append((n, _then(decoded, encoded)))
@@ -242,13 +242,15 @@ def _capture_format(btf: BTF, capture: Capture) -> Tuple[Optional[str], Converte
         return None, _str_or(generic)
     typ = btf.skip_modifiers(capture.type_id) if capture.type_id else None
     if isinstance(typ, Ptr):
-        return '"0x%x"', _ptr_or(generic)
+        return None, _ptr_or(generic)
     if isinstance(typ, Int):
         if typ.is_bool:
             return None, _bool_or(generic)
+        if _wide(typ.size, capture.bitfield.bit_size if capture.bitfield else 0):
+            return '"%d"', _wide_int_or(generic)
         return "%d", _int_or(generic)
     if isinstance(typ, (Enum, Enum64)):
-        return None, _enum_or(generic)
+        return None, _enum_or(generic, _wide(typ.size, capture.bitfield.bit_size if capture.bitfield else 0))
     if isinstance(typ, Float):
         return None, _float_or(generic)
     if isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id)):
@@ -266,8 +268,25 @@ def _int_or(generic: Converter) -> Converter:
 
 def _ptr_or(generic: Converter) -> Converter:
     def convert(v: Any) -> str:
-        return '"0x%x"' % v if type(v) is int else generic(v)
+        return _ptr_json(v) if type(v) is int else generic(v)
     return convert
+
+
+def _wide_int_or(generic: Converter) -> Converter:
+    def convert(v: Any) -> str:
+        return '"%d"' % v if type(v) is int else generic(v)
+    return convert
+
+
+def _wide(size: int, bitfield_size: int = 0) -> bool:
+    """Is an integer of this size (bytes) or bitfield width (bits) written as a string? Integers of
+    more than 32 bits are, by type, whatever their value: jq 1.6 reads numbers as doubles and
+    rounds past 2**53, and the proto3 JSON mapping (Tetragon's, for one) does the same for int64."""
+    return bitfield_size > 32 if bitfield_size else size > 4
+
+
+def _ptr_json(v: int) -> str:
+    return '"0x%x"' % v if v else "null"
 
 
 def _bool_or(generic: Converter) -> Converter:
@@ -280,7 +299,7 @@ def _bool_or(generic: Converter) -> Converter:
     return convert
 
 
-def _enum_or(generic: Converter) -> Converter:
+def _enum_or(generic: Converter, wide: bool = False) -> Converter:
     names: Dict[str, str] = {}
 
     def convert(v: Any) -> str:
@@ -289,6 +308,8 @@ def _enum_or(generic: Converter) -> Converter:
             if text is None:
                 text = names[v] = _enc(v)
             return text
+        if wide and type(v) is int:  # a value no enumerator has, of a 64-bit enum
+            return '"%d"' % v
         return generic(v)
     return convert
 
@@ -456,15 +477,21 @@ class _CompiledJson:
         code = "%d"
         if leaf.raw and meaning is not Meaning.TEXT:
             order = self._order
-            self._converters.append((slot, lambda raw: _dumps(leaf_value(leaf, raw, order))))
+            if meaning is Meaning.INT:
+                self._converters.append((slot, lambda raw: '"%d"' % leaf_value(leaf, raw, order)))
+            else:
+                self._converters.append((slot, lambda raw: _dumps(leaf_value(leaf, raw, order))))
             code = "%s"
+        elif meaning is Meaning.INT and _wide(leaf.size if not leaf.bitfield_size else 0, leaf.bitfield_size):
+            code = '"%d"'
         elif meaning is Meaning.PTR:
-            code = '"0x%x"'
+            self._converters.append((slot, _ptr_json))
+            code = "%s"
         elif meaning is Meaning.BOOL:
             self._converters.append((slot, _bool_json))
             code = "%s"
         elif meaning is Meaning.ENUM:
-            self._converters.append((slot, _enum_json(leaf.names or {})))
+            self._converters.append((slot, _enum_json(leaf.names or {}, _wide(leaf.size, leaf.bitfield_size))))
             code = "%s"
         elif meaning is Meaning.FLOAT:
             self._converters.append((slot, _float_json))
@@ -476,17 +503,19 @@ class _CompiledJson:
 
 
 def _char_array_json(raw: bytes) -> str:
-    return _enc(text_from(raw))
+    return _enc(char_array_text(raw))
 
 
 def _bool_json(v: int) -> str:
     return "true" if v else "false"
 
 
-def _enum_json(names: Dict[int, str]) -> Converter:
+def _enum_json(names: Dict[int, str], wide: bool = False) -> Converter:
+    """An enum's name, or its number where no enumerator has it (a string for a 64-bit enum)."""
     encoded = {value: _enc(name) for value, name in names.items()}
+    number = '"%d"' if wide else "%d"
 
     def convert(v: int) -> str:
         text = encoded.get(v)
-        return str(v) if text is None else text
+        return number % v if text is None else text
     return convert

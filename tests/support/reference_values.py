@@ -6,6 +6,8 @@ fits: decode marks the cut with a TRUNCATED_KEY entry, render with `...`. Kept i
 """
 from __future__ import annotations
 
+import dataclasses
+
 import struct
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -13,7 +15,10 @@ from btf import types as t
 from btf.cdecl import declaration
 from btf.errors import BTFError
 # The scalar helpers are btf.values' own: what is checked here is the walk over members and elements.
-from btf.values import bitfield_from, enum_name, int_from, is_char, text_from
+from btf.compiled import is_struct_group
+from btf.values import bitfield_from, char_array_text, enum_name, escape_bytes, int_from, is_char, is_string
+
+_HEX_NAMES = ("flags", "mask", "features")
 
 if TYPE_CHECKING:
     from btf.btf import BTF
@@ -43,7 +48,7 @@ def _decode(btf: "BTF", type_id: int, data: bytes, depth: int) -> Any:
     if isinstance(typ, t.Array):
         elem = btf.skip_modifiers(typ.type_id)
         if is_char(elem):
-            return text_from(data[: typ.nelems])
+            return char_array_text(data[: typ.nelems])
         size = btf.resolve_size(typ.type_id)
         if size == 0:
             return []  # elements without size hold no data, and the count alone could be 2**32
@@ -62,7 +67,7 @@ def _decode(btf: "BTF", type_id: int, data: bytes, depth: int) -> Any:
         if typ.bits < 8 * typ.size or typ.bit_offset:
             value = bitfield_from(chunk, typ.bit_offset, typ.bits, typ.signed, order)
         else:
-            value = int_from(chunk, typ.signed, order)
+            value = int_from(chunk, typ.signed, btf.value_byteorder(type_id))
         return bool(value) if typ.is_bool else value
     if isinstance(typ, t.Ptr):
         size = btf.pointer_size
@@ -92,6 +97,8 @@ def _decode_members(btf: "BTF", typ: t.Composite, data: bytes, depth: int, out: 
         bit = base_bit + m.bit_offset
         if not m.name:
             inner = btf.skip_modifiers(m.type_id)
+            if isinstance(inner, t.Union) and is_struct_group(btf, inner):
+                inner = dataclasses.replace(inner, members=inner.members[:1])
             if isinstance(inner, (t.Struct, t.Union)):
                 if not _decode_members(btf, inner, data, depth + 1, out, bit):
                     return False
@@ -171,7 +178,7 @@ class _Renderer:
         return "(" + declaration(self.btf, type_id, "") + ")"
 
     def value(self, type_id: int, data: bytes, level: int, prefix: str, lines: List[str],
-              bitfield: Optional[Tuple[int]] = None) -> None:
+              bitfield: Optional[Tuple[int]] = None, name: str = "") -> None:
         """Append the lines of one value; `prefix` (`.len = `) goes before its first line."""
         if level > _MAX_DEPTH:
             raise BTFError("type nests too deeply to render", type_id=type_id)
@@ -184,20 +191,24 @@ class _Renderer:
             return
         if isinstance(typ, (t.Struct, t.Union)):
             lines.append(f"{pad}{prefix}{label}{{")
-            self.members(typ, data, level + 1, 0, lines)
+            ok, zero_members = self.members(typ, data, level + 1, 0, lines)
+            if zero_members:
+                lines.insert(len(lines) - (0 if ok else 1), f"{pad}{self.indent}/* {zero_members} zero member"
+                             f"{'' if zero_members == 1 else 's'} */")
             lines.append(f"{pad}}}")
             return
         if isinstance(typ, t.Array):
             self.array(typ, label, data, level, prefix, lines)
             return
-        lines.append(f"{pad}{prefix}{label}{self.scalar_text(typ, data)}")
+        lines.append(f"{pad}{prefix}{label}{self.scalar_text(typ, data, name=name, type_id=type_id)}")
 
-    def scalar_text(self, typ: t.Type, data: bytes = b"", bitfield_value: Optional[int] = None) -> str:
+    def scalar_text(self, typ: t.Type, data: bytes = b"", bitfield_value: Optional[int] = None, name: str = "",
+                    type_id: int = 0) -> str:
         btf = self.btf
         if bitfield_value is not None:
             value: Any = bitfield_value
         else:
-            value = _decode(btf, typ.id, data, 0)
+            value = _decode(btf, type_id or typ.id, data, 0)
         if value is TRUNCATED:
             return "..."
         if isinstance(typ, t.Ptr):
@@ -206,6 +217,17 @@ class _Renderer:
             return "true" if value else "false"  # a bool bitfield's value arrives as an int
         if isinstance(typ, t.Int) and is_char(typ):
             return _char_literal(value)
+        if (isinstance(typ, t.Int) and bitfield_value is None and typ.bits == 8 * typ.size and not typ.bit_offset
+                and typ.size in (1, 2, 4, 8)):
+            if btf.value_byteorder(type_id or typ.id) != btf.byteorder:
+                text = f"0x{value:0{2 * typ.size}x}"
+                if typ.size == 4 and name.endswith("addr"):
+                    text += f" /* {'.'.join(str(b) for b in value.to_bytes(4, 'big'))} */"
+                return text
+            if name.endswith(_HEX_NAMES):
+                return f"0x{value & ((1 << (8 * typ.size)) - 1):x}"
+            if typ.size == 8 and not typ.signed and value >= 0xFFFF000000000000:
+                return f"0x{value:x}"
         if isinstance(value, float):
             return repr(value)
         if value is None:
@@ -213,18 +235,24 @@ class _Renderer:
         return str(value)
 
     def members(self, typ: t.Composite, data: bytes, level: int, base_bit: int, lines: List[str],
-                depth: int = 0) -> bool:
+                depth: int = 0) -> Tuple[bool, int]:
+        """(whether the data lasted, how many members were left out for being zero)."""
         # `depth` counts anonymous members, which render at their parent's level.
         if level + depth > _MAX_DEPTH:
             raise BTFError("type nests too deeply to render", type_id=typ.id)
         btf = self.btf
         pad = self.indent * level
+        zero_members = 0
         for m in typ.members:
             bit = base_bit + m.bit_offset
             target = btf.skip_modifiers(m.type_id)
+            if not m.name and isinstance(target, t.Union) and is_struct_group(btf, target):
+                target = dataclasses.replace(target, members=target.members[:1])
             if not m.name and isinstance(target, (t.Struct, t.Union)):
-                if not self.members(target, data, level, bit, lines, depth + 1):
-                    return False
+                ok, inner_zeroes = self.members(target, data, level, bit, lines, depth + 1)
+                zero_members += inner_zeroes
+                if not ok:
+                    return False, zero_members
                 continue
             bitfield_size = m.bitfield_size
             fbit = bit
@@ -234,28 +262,33 @@ class _Renderer:
                 start, span = fbit // 8, (fbit % 8 + bitfield_size + 7) // 8
                 if start + span > len(data):
                     lines.append(f"{pad}...")
-                    return False
+                    return False, zero_members
                 signed = isinstance(target, (t.Int, t.Enum, t.Enum64)) and target.signed
                 value = bitfield_from(data[start : start + span], fbit % 8, bitfield_size, signed, btf.byteorder)
                 if value or self.zeroes:
                     if isinstance(target, (t.Enum, t.Enum64)):
                         value_text = enum_name(target, value) or str(value)
-                        lines.append(f"{pad}.{m.name} = {self.type_label(m.type_id)}{value_text},")
+                        lines.append(f"{pad}.{m.name}:{bitfield_size} = {self.type_label(m.type_id)}{value_text},")
                     else:
-                        self.value(m.type_id, b"", level, f".{m.name} = ", lines, bitfield=(value,))
+                        self.value(m.type_id, b"", level, f".{m.name}:{bitfield_size} = ", lines, bitfield=(value,))
                         lines[-1] += ","
+                else:
+                    zero_members += 1
                 continue
             start = bit // 8
             size = _size_or_zero(btf, m.type_id)
             chunk = data[start : start + size]
             if len(chunk) < size:
                 lines.append(f"{pad}...")
-                return False
+                return False, zero_members
+            if not self.zeroes and not size:
+                continue  # a member of no size: nothing to show or count
             if not self.zeroes and not any(chunk):
+                zero_members += 1
                 continue
-            self.value(m.type_id, chunk, level, f".{m.name} = ", lines)
+            self.value(m.type_id, chunk, level, f".{m.name} = ", lines, name=m.name)
             lines[-1] += ","
-        return True
+        return True, zero_members
 
     def array(self, typ: t.Array, label: str, data: bytes, level: int, prefix: str, lines: List[str]) -> None:
         btf = self.btf
@@ -263,9 +296,11 @@ class _Renderer:
         elem = btf.skip_modifiers(typ.type_id)
         if is_char(elem):
             chunk = data[: typ.nelems]
-            text = _string_literal(chunk)
-            cut = "..." if len(chunk) < typ.nelems and b"\0" not in chunk else ""
-            lines.append(f"{pad}{prefix}{label}{text}{cut}")
+            if len(chunk) < typ.nelems:
+                text = _string_literal(chunk) if b"\0" in chunk else '"' + escape_bytes(chunk) + '"...'
+            else:
+                text = _string_literal(chunk) if is_string(chunk) else '"' + escape_bytes(chunk) + '"'
+            lines.append(f"{pad}{prefix}{label}{text}")
             return
         size = _size_or_zero(btf, typ.type_id)
         count = typ.nelems
@@ -278,7 +313,7 @@ class _Renderer:
                 if len(chunk) < size:
                     items.append("...")
                     break
-                items.append(self.scalar_text(elem, chunk))
+                items.append(self.scalar_text(elem, chunk, type_id=typ.type_id))
             more = f", ... {count - shown} more" if count > shown and len(items) == shown else ""
             lines.append(f"{pad}{prefix}{label}[{', '.join(items)}{more}]")
             return

@@ -63,10 +63,11 @@ SK_BUFF_TEXT = """\
   .dev = (struct net_device *)0xffff888012345678,
   .cb = (char[48])"hello",
   .len = (unsigned int)228,
-  .pkt_type = (__u8)5,
-  .ignore_df = (__u8)1,
+  .pkt_type:3 = (__u8)5,
+  .ignore_df:1 = (__u8)1,
   .protocol = (__u16)2048,
   .data = (unsigned char *)0xffff8880deadbeef,
+  /* 3 zero members */
 }"""
 
 
@@ -191,10 +192,10 @@ SAMPLE_TEXT = """\
     .hash_mix = (unsigned int)7,
     .ifindex = (int)-1,
   },
-  .sb = (int)-3,
-  .ub = (unsigned int)1500,
-  .bb = (bool)true,
-  .eb = (enum skb_drop_reason)SKB_DROP_REASON_NO_SOCKET,
+  .sb:5 = (int)-3,
+  .ub:11 = (unsigned int)1500,
+  .bb:1 = (bool)true,
+  .eb:2 = (enum skb_drop_reason)SKB_DROP_REASON_NO_SOCKET,
   .name = (char[8])"eth0",
   .p = (void *)0xffff888000000001,
 }"""
@@ -242,7 +243,12 @@ def test_unknown_enum_values_stay_numbers(sample, byteorder):
             "(enum skb_drop_reason)SKB_DROP_REASON_NO_SOCKET",
         ),
         ("enum mini_flags64", b"\xff" * 8, "MINI_F_ALL", "(enum mini_flags64)MINI_F_ALL"),
-        ("char[16]", b"eth0\0junk\0\0\0\0\0\0\0", "eth0", '(char[16])"eth0"'),
+        # Bytes after the NUL that are not NUL: not a string but bytes, every one shown.
+        ("char[16]", b"eth0\0junk\0\0\0\0\0\0\0", "eth0\\x00junk" + "\\x00" * 7,
+         '(char[16])"eth0\\x00junk' + "\\x00" * 7 + '"'),
+        ("char[16]", b"eth0" + b"\0" * 12, "eth0", '(char[16])"eth0"'),
+        ("char[16]", b"\0\0P\x7f" + b"\1" * 12, "\\x00\\x00P\\x7f" + "\\x01" * 12,
+         '(char[16])"\\x00\\x00P\\x7f' + "\\x01" * 12 + '"'),
         ("char[16]", b"abcdefghijklmnop", "abcdefghijklmnop", '(char[16])"abcdefghijklmnop"'),
         ("char[16]", b"a\xffb\0" + b"\0" * 12, "a\\xffb", '(char[16])"a\\xffb"'),
         ("char[16]", "dé\0".encode() + b"\0" * 12, "dé", '(char[16])"dé"'),
@@ -276,7 +282,7 @@ def test_float(kernel, byteorder):
 
 def test_zeroes_option(mini):
     btf, ids = mini
-    assert btf.render(ids["struct net"], bytes(8)) == "(struct net){\n}"
+    assert btf.render(ids["struct net"], bytes(8)) == "(struct net){\n  /* 2 zero members */\n}"
     assert btf.render(ids["struct net"], bytes(8), zeroes=True) == (
         "(struct net){\n  .hash_mix = (unsigned int)0,\n  .ifindex = (int)0,\n}"
     )
@@ -344,7 +350,8 @@ def test_truncated_struct_keeps_what_fits(kernel, byteorder):
     # 84 bytes: everything up to len; the bitfield byte is missing.
     value = btf.decode(ids["struct sk_buff"], full[:84])
     assert list(value) == ["next", "prev", "list", "sk", "dev", "cb", "len", TRUNCATED_KEY]
-    assert btf.render(ids["struct sk_buff"], full[:84]).endswith("  .len = (unsigned int)228,\n  ...\n}")
+    assert btf.render(ids["struct sk_buff"], full[:84]).endswith(
+        "  .len = (unsigned int)228,\n  /* 1 zero member */\n  ...\n}")
 
 
 def test_truncated_nested_struct(kernel, byteorder):
@@ -412,7 +419,7 @@ def test_truncated_bitfields(sample):
     assert value["sb"] == -3 and value["ub"] == 1500  # bits 1024..1039 are all there
     assert list(value)[-1] == TRUNCATED_KEY and "bb" not in value
     text = btf.render(ids["struct sample"], data[:130])
-    assert text.endswith("  .sb = (int)-3,\n  .ub = (unsigned int)1500,\n  ...\n}")
+    assert text.endswith("  .sb:5 = (int)-3,\n  .ub:11 = (unsigned int)1500,\n  ...\n}")
 
 
 def test_types_without_values_are_an_error(mini):
@@ -495,5 +502,5 @@ def test_old_style_bitfields(byteorder):
     raw = word.to_bytes(4, byteorder)
     assert btf.decode(old, raw) == {"lo": 17, "hi": 9, "s": -2}
     assert btf.render(old, raw) == (
-        "(struct old){\n  .lo = (unsigned int)17,\n  .hi = (unsigned int)9,\n  .s = (int)-2,\n}"
+        "(struct old){\n  .lo:5 = (unsigned int)17,\n  .hi:5 = (unsigned int)9,\n  .s:3 = (int)-2,\n}"
     )

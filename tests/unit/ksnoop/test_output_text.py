@@ -109,6 +109,7 @@ def test_truncated_struct():
         "        .prev = (struct list_head *)0xffff888000002000,",
         "      },",
         "      .dev = (struct net_device *)0xffff888012345678,",
+        "      /* 1 zero member */",
         "      ...",
         "    } /* truncated: 32 of 104 bytes */",
         ");",
