@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from .btfobj import open_kernel_btf
+from .errnos import errno_name
 from .insn import exit_, mov64_imm
 from .loader import LoadRefused, VerifierError, load_program
 from .maps import Map
@@ -79,11 +80,6 @@ def check_btf() -> Feature:
     if os.path.exists("/sys/kernel/btf/vmlinux"):
         return Feature(True)
     return Feature(False, "this kernel has no /sys/kernel/btf/vmlinux (built without CONFIG_DEBUG_INFO_BTF)")
-
-
-def errno_name(code: int) -> str:
-    """`EPERM` for 1: the name a kernel developer knows an errno by."""
-    return errno.errorcode.get(code, str(code))
 
 
 def _describe(e: OSError) -> str:

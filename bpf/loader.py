@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 
 from . import syscall
+from .errnos import ENOTSUPP
 from .fd import FdOwner
 from .insn import Insn, decode, encode
 from .listing import MAP_REF_ID, format_insns
@@ -26,9 +27,8 @@ LOG_SIZE_START = 64 * 1024
 LOG_SIZE_MAX = 16 * 1024 * 1024
 LOG_TAIL_LINES = 20
 
-# ENOTSUPP (524) is the kernel-internal "not supported" that leaks out of some bpf paths.
-_ENOTSUPP = 524
-_LINK_CREATE_UNSUPPORTED = frozenset((errno.EINVAL, errno.EOPNOTSUPP, _ENOTSUPP))
+# ENOTSUPP is the kernel-internal "not supported" that leaks out of some bpf paths.
+_LINK_CREATE_UNSUPPORTED = frozenset((errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP))
 
 
 class VerifierError(OSError):

@@ -17,8 +17,10 @@ from .compiled import Elements, Leaf, Meaning, Missing, Node, Nothing, Record, c
 if TYPE_CHECKING:
     from .btf import BTF
 
-__all__ = ["TRUNCATED", "TRUNCATED_KEY", "Styles", "bitfield_from", "decode", "enum_name", "int_from", "is_char",
-           "leaf_value", "render", "string_literal", "text_from"]
+__all__ = ["HEX_NAMES", "TRUNCATED", "TRUNCATED_KEY", "Styles", "address_or_number", "bitfield_from",
+           "char_array_literal", "char_array_text", "char_literal", "decode", "enum_name", "escape_bytes", "int_from",
+           "ipv4_text", "is_char", "is_string", "leaf_value", "pointer_text", "render", "string_literal", "text_from",
+           "text_renderer"]
 
 TRUNCATED_KEY = "..."
 TRUNCATED = "truncated"
@@ -253,15 +255,15 @@ class _TextCompiler:
             if leaf.foreign:  # __be16 and its kind: the number as its bytes read, in hex
                 digits = 2 * leaf.size
                 if leaf.size == 4 and name.endswith("addr"):  # an IPv4 address, in network order
-                    return _ipv4_text
+                    return ipv4_text
                 return lambda raw: f"0x{raw:0{digits}x}"
-            if _HEX_NAMES.search(name):  # flags, masks and feature sets read as bits
+            if HEX_NAMES.search(name):  # flags, masks and feature sets read as bits
                 bits = (1 << (8 * leaf.size)) - 1
                 return lambda raw: f"0x{raw & bits:x}"
             if leaf.size == 8 and not leaf.signed:  # a kernel address kept in an unsigned long
-                return _address_or_number
+                return address_or_number
         if meaning is Meaning.PTR:
-            return _pointer_text
+            return pointer_text
         if meaning is Meaning.BOOL:
             return _bool_text
         if meaning is Meaning.CHAR:
@@ -377,16 +379,18 @@ _Step = Tuple[int, int, int, int, bytes, str, Callable[[Any], str], str, Optiona
 
 
 # Members whose name says they are sets of bits: shown in hex (flags, priv_flags, gfp_mask, features).
-_HEX_NAMES = re.compile(r"(flags|mask|features)$")
+HEX_NAMES = re.compile(r"(flags|mask|features)$")
 # The lowest kernel address of 64-bit architectures' kernel halves (arm64's; x86-64's is above it).
 _KERNEL_ADDRESSES = 0xFFFF000000000000
 
 
-def _ipv4_text(v: int) -> str:
+def ipv4_text(v: int) -> str:
+    """A __be32 IPv4 address (as a number in network order): `0x7f000001 /* 127.0.0.1 */`."""
     return f"0x{v:08x} /* {v >> 24}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255} */"
 
 
-def _address_or_number(v: int) -> str:
+def address_or_number(v: int) -> str:
+    """An unsigned 64-bit value: in hex where it is a kernel address, else its number."""
     return f"0x{v:x}" if v >= _KERNEL_ADDRESSES else str(v)
 
 
@@ -395,7 +399,8 @@ def char_array_literal(data: bytes) -> str:
     return string_literal(data) if is_string(data) else '"' + escape_bytes(data) + '"'
 
 
-def _pointer_text(v: int) -> str:
+def pointer_text(v: int) -> str:
+    """An address in hex, or NULL."""
     return f"0x{v:x}" if v else "NULL"
 
 

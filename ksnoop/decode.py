@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, Capture, Plan, ProbeKind, RecordLayout
 from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
+from btf.compiled import enum_names
 from btf.values import bitfield_from, char_array_text, is_char, text_from
 
 
@@ -167,6 +168,11 @@ def _field(btf: BTF, capture: Capture) -> Tuple[str, Optional[Callable[[Any], An
         return f"{size}s", bitfield
     if capture.string:
         return f"{size}s", text_from
+    if isinstance(typ, Int) and size in _SCALAR_CODES and btf.value_byteorder(capture.type_id) != btf.byteorder:
+        # __be16 and its kind: a number in its own byte order, whatever the machine's.
+        foreign = btf.value_byteorder(capture.type_id)
+        foreign_signed = typ.signed
+        return f"{size}s", lambda raw: int.from_bytes(raw, foreign, signed=foreign_signed)  # type: ignore[arg-type]
     if isinstance(typ, (Int, Enum, Enum64, Ptr)) and size in _SCALAR_CODES and not capture.truncated:
         signed = isinstance(typ, (Int, Enum, Enum64)) and typ.signed
         code = (_SIGNED_CODES if signed else _SCALAR_CODES)[size]
@@ -189,12 +195,7 @@ def _field(btf: BTF, capture: Capture) -> Tuple[str, Optional[Callable[[Any], An
 
 
 def _enum_names(typ: Any) -> Dict[int, str]:
-    """Value -> name; of two enumerators with one value the first wins, as in btf.values."""
-    names: Dict[int, str] = {}
-    if isinstance(typ, (Enum, Enum64)):
-        for e in typ.values:
-            names.setdefault(e.value, e.name)
-    return names
+    return enum_names(typ) if isinstance(typ, (Enum, Enum64)) else {}
 
 
 def _is_bool(typ: Any) -> bool:

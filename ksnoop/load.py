@@ -12,7 +12,7 @@ import os
 from typing import Dict, Optional
 
 from bpf.codegen import MapRole, Program
-from bpf.features import errno_name
+from bpf.errnos import errno_name
 from bpf.loader import LoadedProgram, LoadRefused, VerifierError, load_program
 from bpf.uapi import AttachType
 

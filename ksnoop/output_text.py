@@ -11,12 +11,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
-from btf.values import Styles, is_char, text_renderer
+from bpf.errnos import MAX_ERRNO, find_errno_name
+from btf.values import HEX_NAMES, Styles, address_or_number, char_literal, ipv4_text, is_char, pointer_text, \
+    text_renderer
 
 from .decode import READ_FAILED, Event, RawValue
 from .kallsyms import Symbolizer
 from .resolve import ResolvedTrace
 from .sanitize import sanitize
+from .spec import RETURN
 from .targets import Target
 
 INDENT = "    "  # before each value line, and added to every line of a nested struct
@@ -112,7 +115,8 @@ class _ProbeFormat:
         for i, capture in enumerate(probe.captures):
             comma = "," if i < count - 1 else ""
             start = INDENT + _pct(m.styled(STYLE_LABEL, capture.label)) + " = "
-            code, convert = _capture_format(btf, capture, m)
+            code, convert = _capture_format(btf, capture, m, is_return=probe.kind is ProbeKind.FEXIT
+                                            and capture.label == RETURN)
             if code is None:
                 direct = False
                 code = "%s"
@@ -231,9 +235,9 @@ def _pct(text: str) -> str:
 
 # ---- per-capture choice ---------------------------------------------------------------------------
 
-def _capture_format(btf: BTF, capture: Capture, m: _Markup) -> Tuple[Optional[str], Converter]:
+def _capture_format(btf: BTF, capture: Capture, m: _Markup, is_return: bool = False) -> Tuple[Optional[str], Converter]:
     """(the %-code taking the decoded value as is, or None; the converter for any value), each
-    including the `(type)` prefix."""
+    including the `(type)` prefix. `is_return`: the capture is a function's return value."""
     type_label = m.styled(STYLE_TYPE, "(" + btf.type_name(capture.type_id) + ")")
     typ = btf.skip_modifiers(capture.type_id) if capture.type_id else None
     untyped = _generic_converter(btf, m)
@@ -251,12 +255,15 @@ def _capture_format(btf: BTF, capture: Capture, m: _Markup) -> Tuple[Optional[st
     if capture.string or (isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id))):
         return None, typed(lambda v: _string_literal(v, m) if type(v) is str else None, STYLE_STRING)
     if isinstance(typ, Ptr):
-        return None, typed(lambda v: _pointer_text(v) if type(v) is int else None)
+        return None, typed(lambda v: pointer_text(v) if type(v) is int else None)
     if isinstance(typ, Int):
         if typ.is_bool:
             return None, typed(lambda v: ("true" if v else "false") if type(v) is bool else None)
         if typ.size == 1 and is_char(typ):
-            return None, typed(lambda v: _char_text(v) if type(v) is int else None)
+            return None, typed(lambda v: char_literal(v) if type(v) is int else None)
+        number = _number_text(btf, capture, typ, is_return)
+        if number is not None:
+            return None, typed(lambda v: number(v) if type(v) is int else None)
         direct_code = _pct(type_label) + m.style(STYLE_VALUE, "%d")
         return direct_code, typed(lambda v: str(v) if type(v) is int else None)
     if isinstance(typ, (Enum, Enum64)):
@@ -311,14 +318,28 @@ def _render_raw(btf: BTF, m: _Markup, raw: RawValue, full_size: int) -> str:
     return text.replace("\n", "\n" + INDENT)
 
 
-def _pointer_text(v: int) -> str:
-    return f"0x{v:x}" if v else "NULL"
+def _number_text(btf: BTF, capture: Capture, typ: Int, is_return: bool) -> Optional[Callable[[int], str]]:
+    """How an integer capture reads, where not as a plain number: btf.values' rules for struct
+    members (its own byte order in hex, flags in hex, kernel addresses in hex), and the errno
+    name of a function's negative return, as retsnoop shows it."""
+    if capture.bitfield is None and btf.value_byteorder(capture.type_id) != btf.byteorder:
+        if typ.size == 4 and capture.label.endswith("addr"):
+            return ipv4_text
+        digits = 2 * typ.size
+        return lambda v: f"0x{v:0{digits}x}"
+    if HEX_NAMES.search(capture.label):
+        bits = (1 << (8 * typ.size)) - 1
+        return lambda v: f"0x{v & bits:x}"
+    if typ.size == 8 and not typ.signed:
+        return address_or_number
+    if is_return and typ.signed:
+        return _with_errno_name
+    return None
 
 
-def _char_text(v: int) -> str:
-    if 0x20 <= v < 0x7F and v not in (0x27, 0x5C):
-        return f"'{chr(v)}'"
-    return str(v)
+def _with_errno_name(v: int) -> str:
+    name = find_errno_name(-v) if -MAX_ERRNO <= v < 0 else None
+    return f"{v} /* -{name} */" if name else str(v)
 
 
 _STRING_ESCAPES = {ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}

@@ -426,6 +426,17 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
     low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     if not low <= constant <= high:
         raise fail(f"{constant} is out of range for '{located.expr_text}' ({type_name}: {low}..{high})")
+    order = btf.value_byteorder(path.type_id)
+    if order != btf.byteorder and not path.bitfield_size:
+        # __be16 and its kind hold their number in their own byte order: the program compares the
+        # bytes as loaded, so the constant is swapped here, once (no swap in the kernel at run time),
+        # and only equality survives the swap.
+        if op not in (CompareOp.EQ, CompareOp.NE):
+            raise SpecError(f"'{located.expr_text}' ({type_name}) is in {'network' if order == 'big' else order}"
+                            f" byte order: compare it with == or !=, not {item.op}", spec.text,
+                            literal.position - 1 - len(item.op))
+        constant = int.from_bytes(constant.to_bytes(path.size, order, signed=signed), btf.byteorder,  # type: ignore[arg-type]
+                                  signed=signed)
     return Test(value, Predicate(op, constant, signed))
 
 

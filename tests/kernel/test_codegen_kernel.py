@@ -179,11 +179,6 @@ def _ours(events: list[Event], port: int, probe: int = 0) -> list[Event]:
     return [e for e in events if e.probe == probe and e.values[0] == port]
 
 
-def _be(value: int, size: int) -> int:
-    """A network-order field as the decoder shows it: its bytes read in host order."""
-    return int.from_bytes(value.to_bytes(size, "big"), sys.byteorder)
-
-
 PORT = "skb->sk->__sk_common.skc_num"
 
 
@@ -293,8 +288,8 @@ def test_udp_datagrams_decode_to_exactly_what_was_sent(kernel: KernelBTF) -> Non
             size + UDP_OVERHEAD,
             "lo",
             socket.if_nametoindex("lo"),
-            _be(rx_port, 2),
-            int.from_bytes(socket.inet_aton("127.0.0.1"), sys.byteorder),
+            rx_port,  # skc_dport and skc_daddr are __be16/__be32: numbers in network order, as sent
+            int.from_bytes(socket.inet_aton("127.0.0.1"), "big"),
             os.stat("/proc/self/ns/net").st_ino,
         )
         for size in sizes

@@ -458,7 +458,7 @@ def test_udp_json_output(udp: Loopback, pinned_cpu: int) -> None:
     assert args["skb->len"] == skb_len(payload) and args["skb->dev->name"] == "lo"
     skb = args["skb"]
     assert skb["len"] == skb_len(payload)
-    assert skb["data_len"] == 0 and skb["protocol"] == socket.htons(0x0800)  # ETH_P_IP, network order
+    assert skb["data_len"] == 0 and skb["protocol"] == 0x0800  # ETH_P_IP: a __be16, read in network order
     assert re.fullmatch(r"0x[0-9a-f]+", skb["dev"]) and skb["dev"] != "0x0"
     # Pure ASCII, one object per line.
     assert all(line.isascii() and line.endswith("}\n") for line in t._out)

@@ -50,7 +50,7 @@ def test_scalars():
         "    a = (int)-1,",
         "    b = (long int)-1099511627776,",
         "    c = (char)'A',",
-        "    d = (long unsigned int)18446744073709551615,",
+        "    d = (long unsigned int)0xffffffffffffffff,",  # an unsigned long in the kernel half: hex
         "    g = (u32)7",
         ");",
     ]
@@ -61,7 +61,7 @@ def test_return_record_and_duration():
     ret = probe_index(t, ProbeKind.FEXIT)
     assert lines(t, ret, -22, entry_ts=TS - 1234) == [
         FIRST + "seven_args( /* curl */",
-        "    return = (int)-22",
+        "    return = (int)-22 /* -EINVAL */",
         "); /* duration 1234 ns */",
     ]
     assert lines(t, ret, 0)[-1] == ");"
