@@ -287,6 +287,8 @@ class CompiledType:
                 size = btf.resolve_size(m.type_id)
             except BTFError:
                 size = 0
+            if not size and isinstance(target, t.Array):
+                continue  # a zero-length array (a flexible array, a cacheline marker) holds no bytes
             if start >= limit and size:
                 return False
             # A member of no size past the data's end still holds its nothing whole.

@@ -19,6 +19,7 @@ from btf.compiled import is_struct_group
 from btf.values import bitfield_from, char_array_text, enum_name, escape_bytes, int_from, is_char, is_string
 
 _HEX_NAMES = ("flags", "mask", "features")
+_LEFT_OUT = object()  # a zero-length array member: no bytes, no value
 
 if TYPE_CHECKING:
     from btf.btf import BTF
@@ -104,6 +105,8 @@ def _decode_members(btf: "BTF", typ: t.Composite, data: bytes, depth: int, out: 
                     return False
                 continue
         value, whole = _member_value(btf, m, bit, data, depth)
+        if value is _LEFT_OUT:
+            continue
         if value is TRUNCATED:
             out[TRUNCATED_KEY] = TRUNCATED
             return False
@@ -143,6 +146,8 @@ def _member_value(btf: "BTF", m: t.Member, bit: int, data: bytes, depth: int) ->
         return value, True
     start = bit // 8
     size = _size_or_zero(btf, m.type_id)
+    if not size and isinstance(target, t.Array):
+        return _LEFT_OUT, True
     if start >= len(data) and size:
         return TRUNCATED, False
     # A member of no size is never cut (a flexible array past the data's end holds nothing either way).

@@ -77,7 +77,8 @@ def test_udp_send_glob_sees_every_datagram_at_each_function(scenario: dict[str, 
     assert calls == expected * len(sizes), _explain(scenario, "udp_glob")
     sendmsg_returns = [r["args"]["return"] for r in records if r["func"] == "udp_sendmsg" and r["probe"] == "return"]
     assert sendmsg_returns == sizes
-    assert [r["args"]["len"] for r in records if r["func"] == "udp_sendmsg" and r["probe"] == "entry"] == sizes
+    # len is a size_t: a decimal string in JSON
+    assert [int(r["args"]["len"]) for r in records if r["func"] == "udp_sendmsg" and r["probe"] == "entry"] == sizes
     assert all(r["pid"] == sender["pid"] and r["comm"] == sender["comm"] for r in records)
 
 

@@ -110,7 +110,7 @@ def test_each_datagram_shows_its_whole_path_in_call_order_and_nothing_else(run: 
     for n, (pid, size) in enumerate(sizes):
         path = records[4 * n: 4 * n + 4]
         assert {(r["pid"], r["tid"]) for r in path} == {(pid, pid)}
-        assert path[0]["args"] == {"len": size}
+        assert path[0]["args"] == {"len": str(size)}  # a size_t: a decimal string in JSON
         # The datagram's own skb: not the ICMP reply the closed port drew from inside this send.
         assert path[1]["args"] == {"skb->len": size + HEADERS}
         assert path[2]["args"] == {"return": 0} and path[3]["args"] == {"return": size}
@@ -124,7 +124,7 @@ def test_each_datagram_shows_its_whole_path_in_call_order_and_nothing_else(run: 
 def test_an_entry_predicate_keeps_only_its_paths(run: Run) -> None:
     records = run.records("pred")
     assert _outline(records) == ONE_PATH, run.explain("pred")
-    assert records[0]["pid"] == run.sender("b")["pid"] and records[0]["args"] == {"len": 300}
+    assert records[0]["pid"] == run.sender("b")["pid"] and records[0]["args"] == {"len": "300"}
     assert records[1]["args"] == {"skb->len": 300 + HEADERS}
 
 
@@ -150,7 +150,7 @@ def test_a_path_in_a_task_that_dies_inside_it_is_shown_and_its_state_forgotten(r
         assert path is not None, f"child {child} exited unseen{run.explain('exits')}"
         # do_exit never returns: its entry and exit_signals' entry and return, nothing more.
         assert _outline(path) == [("do_exit", "entry"), ("exit_signals", "entry"), ("exit_signals", "return")]
-        assert path[0]["args"] == {"code": EXIT_CODE}
+        assert path[0]["args"] == {"code": str(EXIT_CODE)}  # a long: a decimal string in JSON
     # Every path has ended (each datagram's returned) or its task has exited (do_exit's never
     # return): the sched_process_exit hook must have left no entry behind in any instance.
     entries = run.manifest["map_entries"]["ksnoop_path"]

@@ -232,7 +232,7 @@ def test_return_predicate_shows_only_the_failed_call(scenario: Scenario) -> None
     _check_header(entry, "udp_sendmsg", "entry")
     _check_header(ret, "udp_sendmsg", "return")
     assert list(entry["args"]) == ["sk", "msg", "len"]
-    assert entry["args"]["len"] == d.size
+    assert entry["args"]["len"] == str(d.size)  # a size_t: 64 bits, a decimal string in JSON
     assert ret["args"] == {"return": EINVAL}  # signed: compared and shown as a negative int
     assert _pid_tid_comm(entry) == _pid_tid_comm(ret) == _who(d)
 
@@ -256,7 +256,7 @@ def test_two_functions_at_once(scenario: Scenario) -> None:
         udp_entry = next(stream)
         _check_header(udp_entry, "udp_sendmsg", "entry")
         assert list(udp_entry["args"]) == ["sk", "msg", "len"]
-        assert udp_entry["args"]["len"] == d.size
+        assert udp_entry["args"]["len"] == str(d.size)  # a size_t: a decimal string in JSON
         sock = udp_entry["args"]["sk"]["__sk_common"]
         assert (sock["skc_family"], sock["skc_num"]) == (2, d.sport)  # AF_INET, the sender's local port
         assert udp_entry["args"]["msg"]["msg_namelen"] == 16  # a sockaddr_in from sendto

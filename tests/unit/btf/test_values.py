@@ -456,7 +456,7 @@ def test_array_of_zero_size_elements(time_limit):
     holder = b.struct("holder", 4, [("keys", huge, 0), ("n", b.int_("int", 4), 0)])
     btf = BTF.from_bytes(b.to_bytes())
     assert btf.decode(huge, b"") == []
-    assert btf.decode(holder, struct.pack("<i", 3)) == {"keys": [], "n": 3}
+    assert btf.decode(holder, struct.pack("<i", 3)) == {"n": 3}  # an array of no bytes is left out
     assert btf.render(holder, struct.pack("<i", 3)) == "(struct holder){\n  .n = (int)3,\n}"
 
 

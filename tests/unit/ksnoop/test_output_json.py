@@ -245,7 +245,7 @@ def test_compiled_encoder_reads_what_it_should():
     assert (value["ax"], value["ay"], value["az"]) == (1, 2, 3) and value["p"] == "0x300020001"
     assert (value["fl"], value["db"], value["en"]) == (0.5, -1.25, "NEG")
     assert (value["sb"], value["ub"], value["bb"], value["eb"]) == (-3, 3, True, "NEG")
-    assert value["name"] == "eth0" and value["empty"] == [] and value["tail"] == ""
+    assert value["name"] == "eth0" and "empty" not in value and "tail" not in value  # arrays of no bytes
     assert value["grid"] == ["", ""] and value["ptrs"] == [None, None]  # signed char arrays read as text
 
 
