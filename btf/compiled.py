@@ -37,6 +37,7 @@ class Meaning(enum.Enum):
     CHAR = "char"  # a one-byte char: a number, shown as a character literal in text
     ENUM = "enum"  # an int whose enumerator names are in `Leaf.names`
     PTR = "ptr"  # an address
+    FUNC_PTR = "func_ptr"  # the address of a function (a pointer to a FUNC_PROTO)
     FLOAT = "float"  # a float (bytes for sizes other than 4 and 8: shown as hex)
     TEXT = "text"  # a char array's bytes: text up to the first NUL
 
@@ -235,7 +236,8 @@ class CompiledType:
             size = btf.pointer_size
             if available < size:
                 return Missing(type_id)
-            return self._leaf(type_id, Meaning.PTR, offset, size, _UNSIGNED_CODES.get(size, f"{size}s"))
+            meaning = Meaning.FUNC_PTR if isinstance(btf.skip_modifiers(typ.type_id), t.FuncProto) else Meaning.PTR
+            return self._leaf(type_id, meaning, offset, size, _UNSIGNED_CODES.get(size, f"{size}s"))
         if isinstance(typ, (t.Enum, t.Enum64)):
             if available < typ.size:
                 return Missing(type_id)

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from .btf import BTF
 
 __all__ = ["HEX_NAMES", "TRUNCATED", "TRUNCATED_KEY", "Styles", "address_or_number", "bitfield_from",
-           "char_array_literal", "char_array_text", "char_literal", "decode", "enum_name", "escape_bytes", "int_from",
-           "ipv4_text", "is_char", "is_string", "leaf_value", "pointer_text", "render", "string_literal", "text_from",
-           "text_renderer"]
+           "char_array_literal", "char_array_text", "char_literal", "decode", "enum_name", "escape_bytes",
+           "function_text", "int_from", "ipv4_text", "is_char", "is_string", "leaf_value", "pointer_text", "render",
+           "string_literal", "text_from", "text_renderer"]
 
 TRUNCATED_KEY = "..."
 TRUNCATED = "truncated"
@@ -149,6 +149,8 @@ class Styles:
     value: Tuple[str, str] = ("", "")
     string: Tuple[str, str] = ("", "")
     note: Tuple[str, str] = ("", "")  # `/* 3 zero members */`
+    # The kernel function at an address (/proc/kallsyms), for function pointers; None: addresses only.
+    symbol: Optional[Callable[[int], Optional[str]]] = None
     clean: Callable[[str], str] = _plain_text
 
 
@@ -264,6 +266,8 @@ class _TextCompiler:
                 return address_or_number
         if meaning is Meaning.PTR:
             return pointer_text
+        if meaning is Meaning.FUNC_PTR:
+            return function_text(self.styles.symbol)
         if meaning is Meaning.BOOL:
             return _bool_text
         if meaning is Meaning.CHAR:
@@ -373,7 +377,7 @@ class _TextCompiler:
 _ZERO_VALUE = 0  # a scalar line, left out when its value is 0
 _ZERO_BYTES = 1  # a scalar line, left out when its bytes are all 0 (a float: -0.0 is not all zero)
 _NESTED = 2  # a struct or array's lines, left out when its bytes are all 0
-_ZERO_IS_FALSE = (Meaning.INT, Meaning.PTR, Meaning.ENUM, Meaning.BOOL, Meaning.CHAR)
+_ZERO_IS_FALSE = (Meaning.INT, Meaning.PTR, Meaning.FUNC_PTR, Meaning.ENUM, Meaning.BOOL, Meaning.CHAR)
 # (how, leaf index, first byte, end, zero bytes, line head, value text, line tail, nested emitter)
 _Step = Tuple[int, int, int, int, bytes, str, Callable[[Any], str], str, Optional["Emit"]]
 
@@ -397,6 +401,17 @@ def address_or_number(v: int) -> str:
 def char_array_literal(data: bytes) -> str:
     """A char array in C: its string as a literal, or, when it holds no string, every byte escaped."""
     return string_literal(data) if is_string(data) else '"' + escape_bytes(data) + '"'
+
+
+def function_text(symbol: Optional[Callable[[int], Optional[str]]]) -> Callable[[int], str]:
+    """A function pointer's text: the function's name where `symbol` knows the address (C writes a
+    function's address as its name), else the address; NULL for 0."""
+    if symbol is None:
+        return pointer_text
+
+    def text(v: int) -> str:
+        return (symbol(v) or f"0x{v:x}") if v else "NULL"
+    return text
 
 
 def pointer_text(v: int) -> str:

@@ -52,6 +52,11 @@ class Kallsyms:
         first = bisect.bisect_left(self._addresses, self._addresses[index])
         return Symbol(*self._symbols[first])
 
+    def function_at(self, address: int) -> Optional[Symbol]:
+        """The symbol that starts exactly at `address` (a function pointer's target), or None."""
+        symbol = self.find(address)
+        return symbol if symbol is not None and symbol.address == address else None
+
     def describe(self, address: int) -> str:
         """`name+0xoffset`, `name+0xoffset [module]` for a module's symbol, or `0x...` when unknown."""
         symbol = self.find(address)
@@ -131,6 +136,28 @@ class Symbolizer:
                 continue
             out.append(text)
         return out
+
+
+class FunctionNames:
+    """Function pointers' targets by name, from /proc/kallsyms read when the first one is asked for
+    (a trace that shows none never reads it). Where it cannot be read or hides addresses, nothing
+    is named and the pointers show as addresses, without a word: they are still right."""
+
+    def __init__(self, path: str = KALLSYMS_PATH):
+        self._path = path
+        self._kallsyms: Optional[Kallsyms] = None
+
+    def __call__(self, address: int) -> Optional[str]:
+        """`tcp_v4_rcv`, `br_dev_xmit [bridge]`, or None when no function starts at `address`."""
+        if self._kallsyms is None:
+            try:
+                self._kallsyms = Kallsyms.load(self._path)
+            except OSError:
+                self._kallsyms = Kallsyms(())
+        symbol = self._kallsyms.function_at(address)
+        if symbol is None:
+            return None
+        return f"{symbol.name} [{symbol.module}]" if symbol.module else symbol.name
 
 
 # The innermost frames of a stack taken by a tracing program: the program itself ([bpf]), the

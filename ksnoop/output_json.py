@@ -484,7 +484,7 @@ class _CompiledJson:
             code = "%s"
         elif meaning is Meaning.INT and _wide(leaf.size if not leaf.bitfield_size else 0, leaf.bitfield_size):
             code = '"%d"'
-        elif meaning is Meaning.PTR:
+        elif meaning is Meaning.PTR or meaning is Meaning.FUNC_PTR:
             self._converters.append((slot, _ptr_json))
             code = "%s"
         elif meaning is Meaning.BOOL:

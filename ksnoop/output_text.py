@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from bpf.plan import Capture, Probe, ProbeKind
-from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
+from btf import BTF, Array, Enum, Enum64, Float, FuncProto, Int, Ptr, Struct, Union
 from bpf.errnos import MAX_ERRNO, find_errno_name
-from btf.values import HEX_NAMES, Styles, address_or_number, char_literal, ipv4_text, is_char, pointer_text, \
+from btf.values import HEX_NAMES, Styles, address_or_number, char_literal, function_text, ipv4_text, is_char, \
+    pointer_text, \
     text_renderer
 
 from .decode import READ_FAILED, Event, RawValue
-from .kallsyms import Symbolizer
+from .kallsyms import KALLSYMS_PATH, FunctionNames, Symbolizer
 from .resolve import ResolvedTrace
 from .sanitize import sanitize
 from .spec import RETURN
@@ -51,8 +52,9 @@ class _Markup:
     text is sanitised, so the only escape sequences in the output are these colour codes.
     """
 
-    def __init__(self, color: bool):
+    def __init__(self, color: bool, function_name: Optional[Callable[[int], Optional[str]]] = None):
         self.color = color
+        self.function_name = function_name  # a function pointer's target, by name
         self._codes: Dict[str, Tuple[str, str]] = {}
         self._value_styles: Optional[Styles] = None
 
@@ -89,9 +91,9 @@ class _Markup:
             if self.color:
                 self._value_styles = Styles(label=self._sgr(STYLE_LABEL), type=self._sgr(STYLE_TYPE),
                                             value=self._sgr(STYLE_VALUE), string=self._sgr(STYLE_STRING),
-                                            clean=sanitize)
+                                            note=self._sgr(STYLE_NOTE), clean=sanitize, symbol=self.function_name)
             else:
-                self._value_styles = Styles(clean=sanitize)
+                self._value_styles = Styles(clean=sanitize, symbol=self.function_name)
         return self._value_styles
 
 
@@ -157,8 +159,9 @@ class TextFormatter:
     off); without, plain text. Either way no control character from the kernel gets through.
     """
 
-    def __init__(self, resolved: ResolvedTrace, *, color: bool, symbolizer: Optional[Symbolizer] = None):
-        self._markup = _Markup(color)
+    def __init__(self, resolved: ResolvedTrace, *, color: bool, symbolizer: Optional[Symbolizer] = None,
+                 kallsyms_path: str = KALLSYMS_PATH):
+        self._markup = _Markup(color, FunctionNames(kallsyms_path))
         self._symbolizer = symbolizer
         self._kstacks: Dict[Tuple[int, ...], str] = {}
         plan = resolved.plan
@@ -255,6 +258,9 @@ def _capture_format(btf: BTF, capture: Capture, m: _Markup, is_return: bool = Fa
     if capture.string or (isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id))):
         return None, typed(lambda v: _string_literal(v, m) if type(v) is str else None, STYLE_STRING)
     if isinstance(typ, Ptr):
+        if isinstance(btf.skip_modifiers(typ.type_id), FuncProto):
+            function = function_text(m.function_name)
+            return None, typed(lambda v: m.text(function(v)) if type(v) is int else None)
         return None, typed(lambda v: pointer_text(v) if type(v) is int else None)
     if isinstance(typ, Int):
         if typ.is_bool:

@@ -255,3 +255,24 @@ def test_hostile_symbol_names_are_escaped(tmp_path):
     symbolizer, _ = _symbolizer(tmp_path, "ffffffff81001100 T evil\x1b]0;x\x07\n")
     text = TextFormatter(t, color=False, symbolizer=symbolizer).format(event(t, 0, 1, kstack=STACK[:1]))
     assert "\x1b" not in text and "\x07" not in text and text.endswith("evil\\x1b]0;x\\x07+0x1d")
+
+
+def test_function_pointers_read_as_the_function_they_point_to(tmp_path):
+    """A function pointer whose target starts a kallsyms symbol shows that function's name, as C
+    writes a function's address; anything else stays an address."""
+    path = tmp_path / "kallsyms"
+    path.write_text(KALLSYMS)
+    t = trace("tp:net_dev_queue(skb->destructor, skb)")
+    data = bytearray(sk_buff_bytes())
+    data[88:96] = (0xFFFFFFFF81001200).to_bytes(8, "little")  # destructor = udp_sendmsg
+    text = TextFormatter(t, color=False, kallsyms_path=str(path)).format(
+        event(t, 0, 0xFFFFFFFF81001200, bytes(data))).split("\n")
+    assert text[1] == "    skb->destructor = (void (*)(struct sk_buff *))udp_sendmsg,"
+    assert "      .destructor = (void (*)(struct sk_buff *))udp_sendmsg," in text
+    # Not the start of a function (or no kallsyms to read): the address.
+    elsewhere = TextFormatter(t, color=False, kallsyms_path=str(path)).format(
+        event(t, 0, 0xFFFFFFFF81001201, bytes(data))).split("\n")
+    assert elsewhere[1] == "    skb->destructor = (void (*)(struct sk_buff *))0xffffffff81001201,"
+    unreadable = TextFormatter(t, color=False, kallsyms_path=str(tmp_path / "missing")).format(
+        event(t, 0, 0xFFFFFFFF81001200, bytes(data))).split("\n")
+    assert unreadable[1] == "    skb->destructor = (void (*)(struct sk_buff *))0xffffffff81001200,"
