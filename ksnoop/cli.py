@@ -31,6 +31,10 @@ app = typer.Typer(
     help="Show the arguments and return values of Linux kernel functions as they run.",
 )
 
+ZerosOption = Annotated[bool, typer.Option(
+    "--zeros", help="Text: show struct members that are all zero (else they are left out and counted).")]
+CompactOption = Annotated[bool, typer.Option(
+    "--compact", help="Text: each record on one line, structs included.")]
 BTFOption = Annotated[
     Optional[str],
     typer.Option("--btf", metavar="PATH", help="Read BTF from this file (raw BTF or an ELF with .BTF) "
@@ -161,6 +165,8 @@ def trace(
         "--stack", "-s", help="Call-path mode: the SPECs are functions in call order, outermost first; show "
         "their calls only when each runs inside the one before in the same task (not necessarily called "
         "directly), all together, in call order with durations, when the innermost returns.")] = False,
+    zeros: ZerosOption = False,
+    compact: CompactOption = False,
     btf: BTFOption = None,
 ) -> None:
     """Trace kernel functions and tracepoints: print their arguments and return values as they run.
@@ -175,7 +181,7 @@ def trace(
         output=output.value, color=output is OutputFormat.text and _use_color(), verbose=verbose, btf_path=btf,
         kstack_depth=kstack_depth if kstack_depth is not None else (DEFAULT_KSTACK_DEPTH if kstack else 0),
         max_probes=max_probes, summary=summary_view, call_path=call_path,
-        calls_only=calls_only,
+        calls_only=calls_only, zeros=zeros, compact=compact,
     )
     with _reported_errors():
         summary = run_trace(options, sys.stdout, sys.stderr)
@@ -210,6 +216,8 @@ def dump(
                                                  "line).")] = OutputFormat.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the "
                                           "generated programs on stderr.")] = False,
+    zeros: ZerosOption = False,
+    compact: CompactOption = False,
     btf: BTFOption = None,
 ) -> None:
     """Walk every kernel object of a kind with a BPF iterator and print each, as trace prints a call.
@@ -224,7 +232,7 @@ def dump(
         params=IterParams(map_id=map_id, pid=pid, tid=tid, cgroup_id=cgroup_id, cgroup_path=cgroup,
                           cgroup_order=cgroup_order),
         count=count, output=output.value, color=output is OutputFormat.text and _use_color(), verbose=verbose,
-        btf_path=btf,
+        btf_path=btf, zeros=zeros, compact=compact,
     )
     with _reported_errors():
         summary = run_dump(options, sys.stdout, sys.stderr)

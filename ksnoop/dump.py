@@ -50,6 +50,8 @@ class DumpOptions:
     color: bool = False
     verbose: bool = False
     btf_path: Optional[str] = None
+    zeros: bool = False  # text: show struct members that are all zero
+    compact: bool = False  # text: one line per record
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,10 @@ def _formatter(options: DumpOptions, dump: ResolvedDump) -> Any:
         from .output_json import JsonFormatter
 
         return JsonFormatter(dump.resolved)
-    from .output_text import TextFormatter
+    from .output_text import TextFormatter, TextLayout
 
-    return TextFormatter(dump.resolved, color=options.color)
+    return TextFormatter(dump.resolved, color=options.color,
+                         layout=TextLayout(zeros=options.zeros, compact=options.compact))
 
 
 class _Writer:

@@ -7,6 +7,7 @@ Each probe's record is compiled once into a %-template with the constant text (n
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from bpf.plan import Capture, Probe, ProbeKind
@@ -24,6 +25,24 @@ from .spec import RETURN
 from .targets import Target
 
 INDENT = "    "  # before each value line, and added to every line of a nested struct
+STRUCT_INDENT = "  "  # a nested struct's members, under its value line
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """How records are laid out: `zeros` shows members that are all zero (else they are counted,
+    `/* 3 zero members */`); `compact` puts each record on one line (retsnoop's compact mode)."""
+
+    zeros: bool = False
+    compact: bool = False
+
+    @property
+    def newline(self) -> str:
+        return " " if self.compact else "\n"
+
+    @property
+    def indent(self) -> str:
+        return "" if self.compact else INDENT
 READ_FAILED_TEXT = "<read failed>"
 NO_KSTACK_TEXT = "<no kernel stack>"  # bpf_get_stack failed
 _COMM_CACHE_SIZE = 4096
@@ -52,8 +71,10 @@ class _Markup:
     text is sanitised, so the only escape sequences in the output are these colour codes.
     """
 
-    def __init__(self, color: bool, function_name: Optional[Callable[[int], Optional[str]]] = None):
+    def __init__(self, color: bool, function_name: Optional[Callable[[int], Optional[str]]] = None,
+                 layout: TextLayout = TextLayout()):
         self.color = color
+        self.layout = layout
         self.function_name = function_name  # a function pointer's target, by name
         self._codes: Dict[str, Tuple[str, str]] = {}
         self._value_styles: Optional[Styles] = None
@@ -116,7 +137,7 @@ class _ProbeFormat:
         count = len(probe.captures)
         for i, capture in enumerate(probe.captures):
             comma = "," if i < count - 1 else ""
-            start = INDENT + _pct(m.styled(STYLE_LABEL, capture.label)) + " = "
+            start = m.layout.indent + _pct(m.styled(STYLE_LABEL, capture.label)) + " = "
             code, convert = _capture_format(btf, capture, m, is_return=probe.kind is ProbeKind.FEXIT
                                             and capture.label == RETURN)
             if code is None:
@@ -128,10 +149,11 @@ class _ProbeFormat:
         last = ");"
         last_duration = ");" + m.style(STYLE_NOTE, " /* duration %d ns */")
         self.direct = direct
-        self.direct_template = "\n".join(direct_lines + [last])
-        self.direct_duration_template = "\n".join(direct_lines + [last_duration])
-        self.template = "\n".join(lines + [last])
-        self.duration_template = "\n".join(lines + [last_duration])
+        newline = m.layout.newline
+        self.direct_template = newline.join(direct_lines + [last])
+        self.direct_duration_template = newline.join(direct_lines + [last_duration])
+        self.template = newline.join(lines + [last])
+        self.duration_template = newline.join(lines + [last_duration])
         self.converters = tuple(converters)
 
 
@@ -160,8 +182,8 @@ class TextFormatter:
     """
 
     def __init__(self, resolved: ResolvedTrace, *, color: bool, symbolizer: Optional[Symbolizer] = None,
-                 kallsyms_path: str = KALLSYMS_PATH):
-        self._markup = _Markup(color, FunctionNames(kallsyms_path))
+                 kallsyms_path: str = KALLSYMS_PATH, layout: TextLayout = TextLayout()):
+        self._markup = _Markup(color, FunctionNames(kallsyms_path), layout)
         self._symbolizer = symbolizer
         self._kstacks: Dict[Tuple[int, ...], str] = {}
         plan = resolved.plan
@@ -213,11 +235,12 @@ class TextFormatter:
             return text
         m = self._markup
         if not kstack:
-            text = "\n" + INDENT + m.style(STYLE_FAILED, NO_KSTACK_TEXT)
+            text = m.layout.newline + m.layout.indent + m.style(STYLE_FAILED, NO_KSTACK_TEXT)
         elif self._symbolizer is None:
-            text = "".join(f"\n{INDENT}0x{address:x}" for address in kstack)
+            text = "".join(f"{m.layout.newline}{m.layout.indent}0x{address:x}" for address in kstack)
         else:
-            text = "".join("\n" + INDENT + m.text(frame) for frame in self._symbolizer.frames(kstack))
+            text = "".join(m.layout.newline + m.layout.indent + m.text(frame)
+                           for frame in self._symbolizer.frames(kstack))
         if len(self._kstacks) >= _KSTACK_CACHE_SIZE:
             self._kstacks.clear()
         self._kstacks[kstack] = text
@@ -317,11 +340,14 @@ def _raw_converter(btf: BTF, m: _Markup, capture: Capture, generic: Converter) -
 def _render_raw(btf: BTF, m: _Markup, raw: RawValue, full_size: int) -> str:
     """The value's lines from its type's compiled text renderer, indented under the value line,
     styled while rendering when colour is on."""
-    text = "\n".join(text_renderer(btf, raw.type_id, len(raw.data), styles=m.value_styles)(raw.data))
+    layout = m.layout
+    lines = text_renderer(btf, raw.type_id, len(raw.data), styles=m.value_styles, zeroes=layout.zeros,
+                          indent="" if layout.compact else STRUCT_INDENT)(raw.data)
+    text = layout.newline.join(lines)
     if raw.truncated:
         of = f" of {full_size}" if full_size else ""
         text += m.style(STYLE_NOTE, f" /* truncated: {len(raw.data)}{of} bytes */")
-    return text.replace("\n", "\n" + INDENT)
+    return text if layout.compact else text.replace("\n", "\n" + INDENT)
 
 
 def _number_text(btf: BTF, capture: Capture, typ: Int, is_return: bool) -> Optional[Callable[[int], str]]:

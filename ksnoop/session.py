@@ -74,6 +74,8 @@ class RunOptions:
     summary: bool = False  # count calls, errors and latency in the kernel; print totals at exit
     call_path: bool = False  # -s: the specs are a call path, outermost first
     calls_only: bool = False  # --summary counting calls alone, at entry (no fexit)
+    zeros: bool = False  # text: show struct members that are all zero
+    compact: bool = False  # text: one line per record
 
 
 @dataclass(frozen=True)
@@ -316,9 +318,10 @@ def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Any
         from .output_json import JsonFormatter
 
         return JsonFormatter(resolved, symbolizer=symbolizer)
-    from .output_text import TextFormatter
+    from .output_text import TextFormatter, TextLayout
 
-    return TextFormatter(resolved, color=options.color, symbolizer=symbolizer)
+    return TextFormatter(resolved, color=options.color, symbolizer=symbolizer,
+                         layout=TextLayout(zeros=options.zeros, compact=options.compact))
 
 
 def _path_maps(stack: contextlib.ExitStack, resolved: ResolvedTrace) -> Dict[MapRole, int]:

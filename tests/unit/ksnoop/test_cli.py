@@ -824,3 +824,14 @@ def test_kstack_depth_is_checked_without_the_cli_too():
 
     with pytest.raises(UsageError, match="--kstack-depth 128: at most 127 frames"):
         prepare(RunOptions(specs=("tp:net_dev_queue",), kstack_depth=128))
+
+
+@pytest.mark.parametrize("args, zeros, compact", [
+    ([], False, False), (["--zeros"], True, False), (["--compact"], False, True),
+    (["--zeros", "--compact"], True, True),
+])
+def test_layout_options(cli, mini_btf, trace_options, args, zeros, compact):
+    out = cli("trace", "--btf", mini_btf, *args, "tp:net_dev_queue")
+    assert out.exit_code == 0, out.stderr
+    (options,) = trace_options
+    assert (options.zeros, options.compact) == (zeros, compact)

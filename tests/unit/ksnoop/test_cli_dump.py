@@ -76,6 +76,9 @@ def test_dump_options_reach_the_session(cli, iter_btf, monkeypatch) -> None:
     assert out.stderr == "ksnoop: 3 records\n"
     assert seen["options"] == DumpOptions(specs=("task(task->pid)", "task_file"), params=IterParams(pid=42),
                                           count=5, output="json", color=False, verbose=False, btf_path=iter_btf)
+    out = cli("dump", "--btf", iter_btf, "--zeros", "--compact", "task")
+    assert out.exit_code == 0, out.stderr
+    assert (seen["options"].zeros, seen["options"].compact) == (True, True)
 
 
 @pytest.mark.parametrize("spec,says,caret_at", [

@@ -276,3 +276,24 @@ def test_function_pointers_read_as_the_function_they_point_to(tmp_path):
     unreadable = TextFormatter(t, color=False, kallsyms_path=str(tmp_path / "missing")).format(
         event(t, 0, 0xFFFFFFFF81001200, bytes(data))).split("\n")
     assert unreadable[1] == "    skb->destructor = (void (*)(struct sk_buff *))0xffffffff81001200,"
+
+
+def test_zeros_and_compact_layouts():
+    from ksnoop.output_text import TextLayout
+
+    t = trace("tp:net_dev_queue(skb->len, skb)")
+    record = event(t, 0, 228, sk_buff_bytes())
+    default = TextFormatter(t, color=False).format(record).split("\n")
+    assert "      /* 3 zero members */" in default and not any(".sk = " in line for line in default)
+    zeros = TextFormatter(t, color=False, layout=TextLayout(zeros=True)).format(record).split("\n")
+    assert "      .sk = (struct sock *)NULL," in zeros and not any("zero member" in line for line in zeros)
+    assert len(zeros) == len(default) - 1 + 3  # the count's line gives way to the 3 members
+    (compact,) = TextFormatter(t, color=False, layout=TextLayout(compact=True)).format(record).split("\n")
+    assert compact == (FIRST + "tp:net_dev_queue( /* curl */ skb->len = (unsigned int)228, skb = (struct sk_buff){ "
+                       ".next = (struct sk_buff *)0xffff888000001000, .prev = (struct sk_buff *)0xffff888000002000, "
+                       ".list = (struct list_head){ .next = (struct list_head *)0xffff888000001000, "
+                       ".prev = (struct list_head *)0xffff888000002000, }, "
+                       ".dev = (struct net_device *)0xffff888012345678, .cb = (char[48])\"hello\", "
+                       ".len = (unsigned int)228, .pkt_type:3 = (__u8)5, .ignore_df:1 = (__u8)1, "
+                       ".protocol = (__u16)2048, .data = (unsigned char *)0xffff8880deadbeef, "
+                       "/* 3 zero members */ } );")
