@@ -96,6 +96,31 @@ def record_fields(plan: Plan, probe_index: int, btf: BTF) -> RecordFields:
                         plan.with_comm, layout.kstack_depth, probe.kind is ProbeKind.FEXIT)
 
 
+BatchRecord = Tuple[int, int, Optional[Tuple[Any, ...]]]  # (ts_ns, cpu, values as unpacked, or None)
+
+
+def batch_reader(fields: RecordFields) -> Callable[[Any], List[BatchRecord]]:
+    """For a buffer of whole records of one probe, unpacked in one pass: per record (ts_ns, cpu, its
+    values as unpacked, before any converter), or (ts_ns, cpu, None) where a read failed (decode
+    that record for its READ_FAILED markers). The header's layout stays known here alone."""
+    first, end = fields.first_value, fields.first_value + len(fields.converters)
+    iter_unpack = fields.unpacker.iter_unpack
+
+    def read(buffer: Any) -> List[BatchRecord]:
+        return [(f[0], f[2], None if f[4] else f[first:end]) for f in iter_unpack(buffer)]
+    return read
+
+
+def per_record(fields: RecordFields, decode: Decoder,
+               format_event: Callable[[Event], str]) -> Callable[[Any], List[str]]:
+    """A batch function for a formatter without a shortcut: each whole record decoded and formatted."""
+    size = fields.unpacker.size
+
+    def lines(buffer: Any) -> List[str]:
+        return [format_event(decode(buffer[offset:offset + size])) for offset in range(0, len(buffer), size)]
+    return lines
+
+
 def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
     """A function from one record (bytes or memoryview) of plan.probes[probe_index] to an Event."""
     fields_of = record_fields(plan, probe_index, btf)

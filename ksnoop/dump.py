@@ -29,6 +29,7 @@ from bpf.uapi import CgroupIterOrder, MapType
 from .decode import Event, build_decoder, record_fields
 from .dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
 from .errors import NotPermitted, RuntimeFailure, UsageError
+from .formatter import Formatter
 from .load import load_generated
 from .iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
 from .targets import KernelBTF
@@ -106,9 +107,7 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
         if limit is not None and limit <= 0:
             break
         decode = build_decoder(resolved.plan, index, target.target.btf)
-        batch = None
-        if hasattr(formatter, "batch"):  # JSON lines can come a chunk at a time
-            batch = formatter.batch(index, record_fields(resolved.plan, index, target.target.btf), decode)
+        batch = formatter.batch(index, record_fields(resolved.plan, index, target.target.btf), decode)
         with contextlib.ExitStack() as stack:
             opening = time.perf_counter()
             reader = _open_walk(stack, target, program, options.params)
@@ -148,7 +147,7 @@ def _map_fd(map_id: int) -> int:
         raise RuntimeFailure(f"--map-id {map_id}: {error.strerror or error}") from None
 
 
-def _formatter(options: DumpOptions, dump: ResolvedDump) -> Any:
+def _formatter(options: DumpOptions, dump: ResolvedDump) -> Formatter:
     if options.output == "json":
         from .output_json import JsonFormatter
 

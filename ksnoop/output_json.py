@@ -17,7 +17,7 @@ from btf import BTF, Array, BTFError, Enum, Enum64, Float, Int, Ptr, Struct, Uni
 from btf.compiled import Elements, Leaf, Meaning, Missing, Node, Record, compile_type, is_cut
 from btf.values import TRUNCATED, char_array_text, is_char, leaf_value, text_from
 
-from .decode import READ_FAILED, Event, RawValue, RecordFields
+from .decode import READ_FAILED, Decoder, Event, RawValue, RecordFields, batch_reader, per_record
 from .kallsyms import Symbolizer
 from .resolve import ResolvedTrace
 from .targets import Target
@@ -142,16 +142,18 @@ class JsonFormatter:
             return fmt.template % (head + texts)
         return fmt.duration_template % (head + texts + (int(duration_ns),))
 
-    def batch(self, probe_index: int, fields: RecordFields,
-              decode: Callable[[Any], Event]) -> Optional[Callable[[Any], List[str]]]:
+    def header(self) -> str:
+        """JSON lines have no header."""
+        return ""
+
+    def batch(self, probe_index: int, fields: RecordFields, decode: Decoder) -> Callable[[Any], List[str]]:
         """For a buffer of whole records of one probe (an iterator's stream): a function giving their
-        lines, each as format(decode(record)) would, unpacking the buffer in one pass and filling the
-        template straight from the unpacked fields. None where that shortcut does not apply (a comm,
-        a kernel stack or a duration in the records, or a task's pid and tid to show); a record with
-        a failed read, or a value the template does not take, goes the per-record way."""
+        lines, each as format(decode(record)) would. Where the records have no comm, kernel stack,
+        duration or task to show, the template is filled straight from the batch's unpacked values;
+        a record with a failed read, or a value the template does not take, goes the per-record way."""
         fmt = self._probes[probe_index]
         if not fmt.taskless or fields.with_comm or fields.kstack_depth or fields.is_return:
-            return None
+            return per_record(fields, decode, self.format)
         json_of = dict(fmt.mixed)
         steps: List[Tuple[int, Callable[[Any], Any]]] = []
         for n, decoded in enumerate(fields.converters):
@@ -162,21 +164,20 @@ class JsonFormatter:
                 steps.append((n, _then(decoded, encoded)))
             elif decoded is not None or encoded is not None:
                 steps.append((n, decoded or encoded))  # type: ignore[arg-type]
-        first, end = fields.first_value, fields.first_value + len(fields.converters)
         template, size, slow = fmt.direct_template, fields.unpacker.size, self.format
-        iter_unpack = fields.unpacker.iter_unpack
+        read = batch_reader(fields)
 
         def lines(buffer: Any) -> List[str]:
             out: List[str] = []
             append = out.append
-            for n, f in enumerate(iter_unpack(buffer)):
-                if not f[4]:  # no failed read
-                    values = list(f[first:end])
+            for n, (ts, cpu, unpacked) in enumerate(read(buffer)):
+                if unpacked is not None:  # no failed read
+                    values = list(unpacked)
                     for k, convert in steps:
                         values[k] = convert(values[k])
                     try:
                         # ts, cpu, then pid, tid and comm, which an iterator's template prints as nothing
-                        append(template % ((f[0], f[2], 0, 0, "") + tuple(values)))
+                        append(template % ((ts, cpu, 0, 0, "") + tuple(values)))
                         continue
                     except TypeError:
                         pass

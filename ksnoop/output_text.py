@@ -17,7 +17,7 @@ from btf.values import HEX_NAMES, Styles, address_or_number, char_literal, funct
     pointer_text, \
     text_renderer
 
-from .decode import READ_FAILED, Event, RawValue
+from .decode import READ_FAILED, Decoder, Event, RawValue, RecordFields, per_record
 from .kallsyms import KALLSYMS_PATH, FunctionNames, Symbolizer
 from .resolve import ResolvedTrace
 from .sanitize import sanitize
@@ -194,6 +194,10 @@ class TextFormatter:
             self._failed = self._markup.style(STYLE_FAILED, READ_FAILED_TEXT)
         else:
             self._failed = READ_FAILED_TEXT
+
+    def batch(self, probe_index: int, fields: RecordFields, decode: Decoder) -> Callable[[Any], List[str]]:
+        """For a buffer of whole records of one probe: their texts, record by record."""
+        return per_record(fields, decode, self.format)
 
     def header(self) -> str:
         """The column header, upstream ksnoop's."""

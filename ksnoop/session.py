@@ -40,6 +40,7 @@ from btf.sources import loaded_modules
 
 from .decode import Event, build_decoder
 from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
+from .formatter import Formatter
 from .load import load_generated
 from .resolve import DEFAULT_MAX_PROBES, ResolvedTrace, resolve, resolve_path
 from .sanitize import sanitize
@@ -188,8 +189,9 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
             ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
         except OSError as error:  # mmap or epoll: EMFILE, ENOMEM
             raise RuntimeFailure(f"cannot map the ring buffer: {error.strerror or error}") from None
-        if options.output == "text":
-            out.write(formatter.header() + "\n")
+        header = formatter.header()
+        if header:
+            out.write(header + "\n")
             out.flush()
         return _read(ring, drops, decoders, formatter, options, stop, out, err)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -308,7 +310,7 @@ def _run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options
     return Summary(0, 0, calls=sum(c.calls for c in totals))
 
 
-def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Any:
+def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Formatter:
     symbolizer = None
     if options.kstack_depth:
         from .kallsyms import Symbolizer
@@ -431,7 +433,7 @@ class _StopFlag:
                 signal.signal(s, h)
 
 
-def _read(ring: RingBuffer, drops: Map, decoders: List[Callable[[Any], Event]], formatter: Any,
+def _read(ring: RingBuffer, drops: Map, decoders: List[Callable[[Any], Event]], formatter: Formatter,
           options: RunOptions, stop: _StopFlag, out: TextIO, err: TextIO) -> Summary:
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
     count_limit = options.count
