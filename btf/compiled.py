@@ -368,7 +368,6 @@ class CompiledType:
                 renumber[leaf_index] = position[leaf_index]
         self.leaves = [_renumbered(leaf, renumber[leaf.index]) for leaf in self.leaves]
         self.root = _renumber_node(self.root, renumber)
-        self.width = next_index
 
 
 class _BitTable(dict):  # type: ignore[type-arg]

@@ -16,7 +16,8 @@ from btf.cdecl import declaration
 from btf.errors import BTFError
 # The scalar helpers are btf.values' own: what is checked here is the walk over members and elements.
 from btf.compiled import is_struct_group
-from btf.values import bitfield_from, char_array_text, enum_name, escape_bytes, int_from, is_char, is_string
+from btf.values import (bitfield_from, char_array_text, enum_name, escape_bytes, int_from, is_char, is_string,
+                        char_literal, string_literal)
 
 _HEX_NAMES = ("flags", "mask", "features")
 _LEFT_OUT = object()  # a zero-length array member: no bytes, no value
@@ -221,7 +222,7 @@ class _Renderer:
         if isinstance(typ, t.Int) and typ.is_bool:
             return "true" if value else "false"  # a bool bitfield's value arrives as an int
         if isinstance(typ, t.Int) and is_char(typ):
-            return _char_literal(value)
+            return char_literal(value)
         if (isinstance(typ, t.Int) and bitfield_value is None and typ.bits == 8 * typ.size and not typ.bit_offset
                 and typ.size in (1, 2, 4, 8)):
             if btf.value_byteorder(type_id or typ.id) != btf.byteorder:
@@ -302,9 +303,9 @@ class _Renderer:
         if is_char(elem):
             chunk = data[: typ.nelems]
             if len(chunk) < typ.nelems:
-                text = _string_literal(chunk) if b"\0" in chunk else '"' + escape_bytes(chunk) + '"...'
+                text = string_literal(chunk) if b"\0" in chunk else '"' + escape_bytes(chunk) + '"...'
             else:
-                text = _string_literal(chunk) if is_string(chunk) else '"' + escape_bytes(chunk) + '"'
+                text = string_literal(chunk) if is_string(chunk) else '"' + escape_bytes(chunk) + '"'
             lines.append(f"{pad}{prefix}{label}{text}")
             return
         size = _size_or_zero(btf, typ.type_id)
@@ -333,31 +334,3 @@ class _Renderer:
         if count > shown:
             lines.append(f"{pad}{self.indent}... {count - shown} more")
         lines.append(f"{pad}]")
-
-
-_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
-
-
-def _string_literal(data: bytes) -> str:
-    """A C string literal of the bytes up to the first NUL; anything unprintable as \\xNN."""
-    end = data.find(b"\0")
-    raw = data if end < 0 else data[:end]
-    text = raw.decode("utf-8", "surrogateescape")
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, kept by surrogateescape
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code in _ESCAPES:
-            out.append(_ESCAPES[code])
-        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _char_literal(value: int) -> str:
-    if 0x20 <= value < 0x7F and value not in (0x27, 0x5C):
-        return f"'{chr(value)}'"
-    return str(value)

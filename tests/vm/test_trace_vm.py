@@ -59,6 +59,7 @@ INSTANCES = [
     _instance("comm_b", 1, "term", "-o", "json", "--comm", "{b_comm}", "ip_send_skb(skb->len)"),
     _instance("count3_jq", 1, "self", "-o", "json", "-n", "3", "ip_send_skb(skb->len)", pipe=JQ),
     _instance("text", 1, "int", "-o", "text", "ip_send_skb(skb->len > 100)"),
+    _instance("failed_text", 2, "term", "-o", "text", "udp_sendmsg(return < 0, sk)"),
 ]
 
 
@@ -319,7 +320,7 @@ def test_signal_drains_and_exits_0(scenario: Scenario, stop: str) -> None:
     names = [i["name"] for i in INSTANCES if i["stop"] == stop]
     assert names
     for name in names:
-        if name == "text":
+        if name.endswith("text"):
             scenario.check_exit(name)
         else:
             scenario.records(name)
@@ -338,3 +339,16 @@ def test_text_output(scenario: Scenario) -> None:
         assert (int(opener[3]), opener[4]) == (d.pid, d.comm)
         assert block[1:] == [f"    skb->len = (unsigned int){d.skb_len}", ");"]
     assert scenario.errors["text"] == f"ksnoop: {len(expected)} records\n", scenario.explain("text")
+
+
+def test_text_reads_as_the_kernel_writes_it(scenario: Scenario) -> None:
+    """The sendto to port 0 fails in udp_sendmsg with EINVAL: its return shows the errno's name,
+    and the socket it was given, shown whole, has sk_data_ready pointing at sock_def_readable
+    (sock_init_data's default), named from the guest's /proc/kallsyms."""
+    scenario.check_exit("failed_text")
+    out = scenario.outputs["failed_text"]
+    failed = [d for d in scenario.datagrams if d.error is not None]
+    assert out.count(f"    return = (int){EINVAL} /* -EINVAL */") == len(failed), scenario.explain("failed_text")
+    assert out.count("      .sk_data_ready = (void (*)(struct sock *))sock_def_readable,") == len(failed), (
+        scenario.explain("failed_text"))
+    assert "zero members */" in out  # the socket's zero members are counted, not shown
