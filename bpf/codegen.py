@@ -501,6 +501,11 @@ def _emit_capture(asm: _Assembler, capture: Capture, rec_offset: int, n: int) ->
         if not capture.hops and not capture.opaque_slot:
             return  # nothing could fail
     else:
+        if capture.address:  # r9 is the struct's address: it goes first, its bytes after it
+            if capture.offset:
+                raise CodegenError(f"{capture.label}: an address capture reads from its pointer's target itself")
+            asm.emit(tpl.STORE_REGISTER, size=8, rec_offset=rec_offset)
+            rec_offset += 8
         retry_user = _retries_as_user(capture)
         helper = _READ_HELPERS[(capture.string, capture.user_memory)]
         asm.emit(tpl.COPY_TO_RECORD, rec_offset=rec_offset, size=capture.size, offset=capture.offset,

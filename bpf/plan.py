@@ -83,10 +83,18 @@ class Capture:
     # The slot holds a pointer to something the verifier will not type (an enum, a pointer, a
     # function...): it refuses a direct load from the context, so the slot is copied out instead.
     opaque_slot: bool = False
+    # A struct followed from a pointer: the record holds that address (a u64) before the struct's
+    # bytes, for the output to say where the struct is, as upstream ksnoop does.
+    address: bool = False
 
     @property
     def truncated(self) -> bool:
         return self.full_size > self.size
+
+    @property
+    def record_size(self) -> int:
+        """The bytes the capture takes in a record: its value's, after the address if it has one."""
+        return self.size + 8 if self.address else self.size
 
 
 @dataclass(frozen=True)
@@ -205,7 +213,7 @@ class RecordLayout:
         offsets = []
         for capture in probe.captures:
             offsets.append(offset)
-            offset += _align8(capture.size)
+            offset += _align8(capture.record_size)
         if not probe.kstack_depth:
             return cls(tuple(offsets), offset, with_comm)
         return cls(tuple(offsets), offset + 8 + 8 * probe.kstack_depth, with_comm, offset, probe.kstack_depth)

@@ -7,6 +7,7 @@ bitfields, enums) get a converter, so a stream of small records decodes at C spe
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
@@ -34,6 +35,7 @@ class RawValue(NamedTuple):
     type_id: int
     data: bytes
     truncated: bool  # the type is bigger than what was copied
+    address: Optional[int] = None  # where it was, when it was followed from a pointer
 
 
 class Event(NamedTuple):
@@ -215,6 +217,9 @@ def _field(btf: BTF, capture: Capture) -> Tuple[str, Optional[Callable[[Any], An
         type_id, truncated = capture.type_id, capture.truncated
         if isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id)):
             return f"{size}s", char_array_text
+        if capture.address:  # the struct's address, then its bytes
+            return f"{capture.record_size}s", lambda raw: RawValue(type_id, raw[8:], truncated,
+                                                                   int.from_bytes(raw[:8], sys.byteorder))
         return f"{size}s", lambda raw: RawValue(type_id, raw, truncated)
     return f"{size}s", None
 

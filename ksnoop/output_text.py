@@ -347,6 +347,9 @@ def _render_raw(btf: BTF, m: _Markup, raw: RawValue, full_size: int) -> str:
     layout = m.layout
     lines = text_renderer(btf, raw.type_id, len(raw.data), styles=m.value_styles, zeroes=layout.zeros,
                           indent="" if layout.compact else STRUCT_INDENT)(raw.data)
+    if raw.address is not None:  # followed from a pointer: `*(struct sk_buff *)0xffff... {`, as upstream ksnoop
+        where = m.styled(STYLE_TYPE, f"*({btf.type_name(raw.type_id)} *)") + m.style(STYLE_VALUE, f"0x{raw.address:x}")
+        lines = [where + " {"] + lines[1:]
     text = layout.newline.join(lines)
     if raw.truncated:
         of = f" of {full_size}" if full_size else ""

@@ -363,7 +363,7 @@ def _capture(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
             size = min(pointee.size, MAX_CAPTURE_SIZE)
             return replace(base, hops=hops, in_memory=True, offset=0, size=size,
                            full_size=pointee.size if size < pointee.size else 0, type_id=pointee.id,
-                           user_memory=_user_pointer(btf, final))
+                           user_memory=_user_pointer(btf, final), address=True)
         return base
     if isinstance(final, (Struct, Union, ArrayType)):
         if not path.in_memory and path.size > 8:

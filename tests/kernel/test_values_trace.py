@@ -118,3 +118,19 @@ def test_64_bit_values_survive_jq_exactly() -> None:
     # The same value as a JSON number would not have survived: that is why it is a string.
     rounded = subprocess.run([jq, "-c", "."], input=f"{value}\n", capture_output=True, text=True, check=True).stdout
     assert rounded.strip() != str(value)
+
+
+def test_a_followed_struct_shows_where_it_is(connected: Connected) -> None:
+    """`skb->sk` followed shows its address: the same the kernel holds in skb's own sk member."""
+    with Trace("-p", str(os.getpid()), "tp:net_dev_queue(skb->protocol == 0x0800, skb->sk, skb)") as t:
+        t.attached()
+        connected.send(99)
+        assert t.stop() == 0, t.stderr
+    lines = t.stdout.splitlines()
+    followed = [line for line in lines if line.startswith("    skb->sk = *(struct sock *)0x")]
+    members = [line for line in lines if line.startswith("      .sk = (struct sock *)0x")]
+    assert followed and len(followed) == len(members), t.stdout[:2000]
+    for shown, member in zip(followed, members):
+        address = shown.split(")", 1)[1].split()[0]
+        assert member == f"      .sk = (struct sock *){address},"
+    assert any(line.startswith("    skb = *(struct sk_buff *)0xffff") and line.endswith(" {") for line in lines)

@@ -50,10 +50,15 @@ def with_captures(resolved: ResolvedTrace, probe_index: int, **changes: dict[str
     return ResolvedTrace(plan, resolved.targets)
 
 
-def record(resolved: ResolvedTrace, probe_index: int, *values: int | bytes, failed: int = 0,
+# Where a struct followed from a pointer was, unless a test gives (address, bytes) for it.
+STRUCT_ADDRESS = 0xFFFF888000C0FFEE
+
+
+def record(resolved: ResolvedTrace, probe_index: int, *values: int | bytes | tuple[int, bytes], failed: int = 0,
            comm: bytes = b"curl", ts: int = TS, entry_ts: int = 0, pid: int = PID, tid: int = TID,
            cpu: int = CPU, kstack: tuple[int, ...] = (), kstack_written: int | None = None) -> bytes:
-    """One record: each value an int (packed into the capture's size, host order) or bytes (padded).
+    """One record: each value an int (packed into the capture's size, host order) or bytes (padded);
+    a struct followed from a pointer is also at STRUCT_ADDRESS, or at `address` given as (address, bytes).
     A probe with a kernel stack gets `kstack`'s addresses and, as bpf_get_stack's result,
     `kstack_written` (default: their bytes)."""
     plan = resolved.plan
@@ -65,6 +70,10 @@ def record(resolved: ResolvedTrace, probe_index: int, *values: int | bytes, fail
     if plan.with_comm:
         out[COMM_OFFSET : COMM_OFFSET + COMM_SIZE] = comm[:COMM_SIZE].ljust(COMM_SIZE, b"\0")
     for capture, offset, value in zip(probe.captures, layout.capture_offsets, values):
+        if capture.address:  # a struct followed from a pointer: that pointer, then the struct's bytes
+            address, value = value if isinstance(value, tuple) else (STRUCT_ADDRESS, value)
+            out[offset : offset + 8] = address.to_bytes(8, sys.byteorder)
+            offset += 8
         if isinstance(value, int):
             data = value.to_bytes(capture.size, sys.byteorder, signed=value < 0)
         else:

@@ -705,8 +705,9 @@ def test_records_carry_exact_values_at_the_decoder_offsets() -> None:
     (length, name, ifindex, pkt_type, ignore_df, cloned, protocol, data, cb, dev, skb) = event.values
     assert (length, name, ifindex, pkt_type, ignore_df, cloned) == (242, "lo", -3, 5, 1, 1)
     assert protocol == 0x0008 and data == DATA and cb == "cb text"
-    assert dev == RawValue(records.IDS["struct net_device"], _net_device(), False)
-    assert skb == RawValue(records.IDS["struct sk_buff"], _sk_buff(), False)
+    # Structs followed from pointers come with where they were.
+    assert dev == RawValue(records.IDS["struct net_device"], _net_device(), False, DEV)
+    assert skb == RawValue(records.IDS["struct sk_buff"], _sk_buff(), False, SKB)
 
 
 def test_a_read_through_a_null_pointer_is_flagged_never_zero() -> None:

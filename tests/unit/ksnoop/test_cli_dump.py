@@ -166,7 +166,7 @@ def test_json_record_has_no_reader_pid_and_says_iter() -> None:
 
 def test_json_of_a_cut_struct_says_truncated() -> None:
     dump = resolve_dump([parse_dump_spec("task(task, task->real_parent)")], IterTargets(miniiter.kernel()),
-                        IterParams(), max_record_size=40 + 40 + 16)
+                        IterParams(), max_record_size=40 + (8 + 40) + (8 + 16))  # each with its address
     resolved = dump.resolved
     probe = resolved.plan.probes[0]
     assert probe.captures[1].truncated

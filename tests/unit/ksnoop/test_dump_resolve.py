@@ -144,7 +144,7 @@ def test_records_larger_than_the_buffer_cut_the_largest_structs_and_say_so() -> 
 
 def test_cuts_spread_over_structs_until_the_record_fits() -> None:
     spec = "task(task, task->real_parent, task->mm)"
-    dump = _resolve(spec, limit=40 + 8 + 8 + 8)  # the header, then 8 bytes each
+    dump = _resolve(spec, limit=40 + 16 + 16 + 16)  # the header, then each struct's address and 8 bytes
     captures = dump.resolved.plan.probes[0].captures
     assert [(c.size, c.full_size) for c in captures] == [(8, 40), (8, 40), (8, 0)]  # mm is 8 bytes whole
     assert len(dump.resolved.notes) == 2

@@ -80,7 +80,7 @@ def test_tracepoint_struct_nested_and_indented():
     dev = b"lo".ljust(16, b"\0") + (1).to_bytes(4, "little") + bytes(4)
     assert lines(t, 0, dev, 0) == [
         FIRST + "tp:net_dev_queue( /* curl */",
-        "    skb->dev = (struct net_device){",
+        "    skb->dev = *(struct net_device *)0xffff888000c0ffee {",  # where it was, as followed
         '      .name = (char[16])"lo",',
         "      .ifindex = (int)1,",
         "    },",
@@ -101,7 +101,7 @@ def test_read_failed():
 def test_truncated_struct():
     t = with_captures(trace("tp:net_dev_queue(skb)"), 0, skb={"size": 32, "full_size": 104})
     assert lines(t, 0, sk_buff_bytes()[:32])[1:] == [
-        "    skb = (struct sk_buff){",
+        "    skb = *(struct sk_buff *)0xffff888000c0ffee {",
         "      .next = (struct sk_buff *)0xffff888000001000,",
         "      .prev = (struct sk_buff *)0xffff888000002000,",
         "      .list = (struct list_head){",
@@ -289,7 +289,8 @@ def test_zeros_and_compact_layouts():
     assert "      .sk = (struct sock *)NULL," in zeros and not any("zero member" in line for line in zeros)
     assert len(zeros) == len(default) - 1 + 3  # the count's line gives way to the 3 members
     (compact,) = TextFormatter(t, color=False, layout=TextLayout(compact=True)).format(record).split("\n")
-    assert compact == (FIRST + "tp:net_dev_queue( /* curl */ skb->len = (unsigned int)228, skb = (struct sk_buff){ "
+    assert compact == (FIRST + "tp:net_dev_queue( /* curl */ skb->len = (unsigned int)228, "
+                       "skb = *(struct sk_buff *)0xffff888000c0ffee { "
                        ".next = (struct sk_buff *)0xffff888000001000, .prev = (struct sk_buff *)0xffff888000002000, "
                        ".list = (struct list_head){ .next = (struct list_head *)0xffff888000001000, "
                        ".prev = (struct list_head *)0xffff888000002000, }, "
