@@ -140,6 +140,9 @@ class CompiledType:
         self._enum_names: Dict[int, Dict[int, str]] = {}
         self.root: Node = self._value(type_id, 0, available, 0)
         self._assemble()
+        if len(self._unpackers) == 1 and not self._bitfields:
+            # One struct.Struct reads everything: read() is that Struct's own unpack_from.
+            self.read = self._unpackers[0]  # type: ignore[method-assign, assignment]
 
     # ---- reading ---------------------------------------------------------------------------------
     def read(self, data: Union[bytes, bytearray, memoryview]) -> Sequence[Any]:

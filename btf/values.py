@@ -93,13 +93,16 @@ def char_array_text(data: bytes) -> str:
     return text_from(data) if is_string(data) else escape_bytes(data)
 
 
-_BYTE_ESCAPES = {0x5C: "\\\\", 0x22: '\\"'}
+# Each byte's text in a C string literal: printable ASCII as itself (backslash and quote escaped),
+# every other byte as \xNN; applied to the bytes read as Latin-1 (one character a byte) by translate().
+_BYTE_TEXT = {b: "\\\\" if b == 0x5C else '\\"' if b == 0x22 else chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}"
+              for b in range(256)}
 
 
 def escape_bytes(data: bytes) -> str:
     """Bytes as C writes them in a string literal: printable ASCII as itself (backslash and quote
     escaped), every other byte as \\xNN."""
-    return "".join(_BYTE_ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in data)
+    return bytes(data).decode("latin-1").translate(_BYTE_TEXT)
 
 
 # ---- decode: bytes -> plain Python ---------------------------------------------------------------

@@ -257,7 +257,7 @@ def _capture_format(btf: BTF, capture: Capture) -> Tuple[Optional[str], Converte
     if isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id)):
         return None, _str_or(generic)
     if isinstance(typ, (Struct, Union, Array)):
-        return None, _raw_converter(btf, capture.type_id, generic)
+        return None, _raw_converter(btf, capture.type_id, generic, capture.size, capture.truncated)
     return None, generic
 
 
@@ -363,15 +363,25 @@ def _generic_converter(btf: BTF) -> Converter:
     return convert
 
 
-def _raw_converter(btf: BTF, type_id: int, generic: Converter) -> Converter:
+def _raw_converter(btf: BTF, type_id: int, generic: Converter, size: int = -1, truncated: bool = False) -> Converter:
     """A struct, union or array copied whole or in part: the JSON text of its type's compiled
-    reader's tree (pointers as "0x..." strings, the cut marked), built once per size."""
+    reader's tree (pointers as "0x..." strings, the cut marked), built once per size. A capture's
+    own (`size` bytes of `type_id`, `truncated` or not) is built up front: its every record takes it."""
     texts: Dict[Tuple[int, int, bool], Converter] = {}
+    expected: Optional[Converter] = None
+    if size >= 0:
+        try:
+            expected = texts[(type_id, size, truncated)] = _CompiledJson(btf, type_id, size, truncated).encode
+        except BTFError:
+            pass  # said when a value comes, below
 
     def convert(v: Any) -> str:
-        if not isinstance(v, RawValue):
+        if type(v) is not RawValue:
             return generic(v)
-        key = (v.type_id, len(v.data), v.truncated)
+        data = v.data
+        if expected is not None and v.type_id == type_id and len(data) == size and v.truncated == truncated:
+            return expected(data)
+        key = (v.type_id, len(data), v.truncated)
         text = texts.get(key)
         if text is None:
             try:
@@ -417,6 +427,7 @@ class _CompiledJson:
         self._read = compiled.read
         self._order = btf.byteorder
         self._slots: List[int] = []  # leaf index of each %-slot, in template order
+        self._nullable = False  # the template has pointers
         self._converters: List[Tuple[int, Callable[[Any], str]]] = []  # (slot, converter)
         parts: List[str] = []
         self._node(compiled.root, parts)
@@ -433,6 +444,10 @@ class _CompiledJson:
             self._gather: Callable[[Sequence[Any]], Tuple[Any, ...]] = operator.itemgetter(*slots)
         else:
             self._gather = lambda values: tuple(values[i] for i in slots)
+        if slots == tuple(range(len(slots))) and not self._convert and not self._nullable:
+            # The template takes the values as read, in the order read: one unpack and one %.
+            read, template = self._read, self._template
+            self.encode = lambda data: template % tuple(read(data))  # type: ignore[method-assign]
 
     def encode(self, data: Any) -> str:
         values = self._gather(self._read(data))
@@ -440,8 +455,12 @@ class _CompiledJson:
             converted = list(values)
             for slot, convert in self._convert:
                 converted[slot] = convert(converted[slot])
-            return self._template % tuple(converted)
-        return self._template % values
+            text = self._template % tuple(converted)
+        else:
+            text = self._template % values
+        # A NULL pointer printed "0x0"; no other value's JSON holds that text (strings that would
+        # are written with \u0078: _char_array_json), so one replace makes every one null.
+        return text.replace(_NULL_POINTER, "null") if self._nullable else text
 
     def _node(self, node: Node, parts: List[str]) -> None:
         if isinstance(node, Leaf):
@@ -486,8 +505,8 @@ class _CompiledJson:
         elif meaning is Meaning.INT and _wide(leaf.size if not leaf.bitfield_size else 0, leaf.bitfield_size):
             code = '"%d"'
         elif meaning is Meaning.PTR or meaning is Meaning.FUNC_PTR:
-            self._converters.append((slot, _ptr_json))
-            code = "%s"
+            code = _NULLABLE  # NULL is made null over the whole text at once: see encode
+            self._nullable = True
         elif meaning is Meaning.BOOL:
             self._converters.append((slot, _bool_json))
             code = "%s"
@@ -503,8 +522,14 @@ class _CompiledJson:
         parts.append(code)
 
 
+_NULLABLE = '"0x%x"'
+_NULL_POINTER = _NULLABLE % 0
+
+
 def _char_array_json(raw: bytes) -> str:
-    return _enc(char_array_text(raw))
+    text = _enc(char_array_text(raw))
+    # Never the text a NULL pointer prints (see _CompiledJson.encode): its x as \u0078, same string.
+    return text.replace("x", "\\u0078") if '0x0"' in text else text
 
 
 def _bool_json(v: int) -> str:

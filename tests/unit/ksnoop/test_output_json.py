@@ -305,3 +305,13 @@ def test_kernel_stack_json_is_ascii_whatever_the_names(tmp_path):
     t = trace("tp:net_dev_queue(skb->len)", kstack_depth=1)
     text = JsonFormatter(t, symbolizer=Symbolizer(lambda m: None, str(path))).format(event(t, 0, 1, kstack=STACK[:1]))
     assert text.isascii() and json.loads(text)["kstack"] == ["\u00e9vil\x1b\"+0x1d"]
+
+
+@pytest.mark.parametrize("cb", [b"0x0", b'a"0x0', b"0x0\"", b"x0x0"])
+def test_null_pointers_are_null_and_text_that_reads_like_one_stays_text(cb):
+    """Inside a struct, NULL pointers become null over the whole line at once; a char array whose
+    text would print as a NULL pointer does must come out as that text all the same."""
+    t = trace("tp:net_dev_queue(skb)")
+    skb = obj(t, 0, sk_buff_bytes(name=cb))["args"]["skb"]
+    assert skb["sk"] is None and skb["destructor"] is None and skb["next"] == "0xffff888000001000"
+    assert skb["cb"] == cb.decode()
