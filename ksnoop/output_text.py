@@ -101,6 +101,10 @@ class _Markup:
         before, after = self._sgr(style)
         return before + markup + after
 
+    def style_codes(self, style: str) -> Tuple[str, str]:
+        """What goes before and after text in `style`: ("", "") without colour."""
+        return self._sgr(style) if self.color else ("", "")
+
     def styled(self, style: str, text: str) -> str:
         return self.style(style, self.text(text))
 
@@ -304,16 +308,17 @@ def _capture_format(btf: BTF, capture: Capture, m: _Markup, is_return: bool = Fa
     if isinstance(typ, Float):
         return None, typed(lambda v: repr(v) if type(v) is float else None)
     if isinstance(typ, (Struct, Union, Array)):
-        return None, _raw_converter(btf, m, capture, untyped)
+        return None, _raw_converter(btf, m, capture.full_size, untyped)
     return None, generic
 
 
 def _generic_converter(btf: BTF, m: _Markup) -> Converter:
     """Any decoded value whatever the capture's type said: the fallback of every converter."""
+    raw_text = _raw_converter(btf, m, 0, str)  # only ever given RawValues, below
 
     def convert(v: Any) -> str:
         if isinstance(v, RawValue):
-            return _render_raw(btf, m, v, 0)
+            return raw_text(v)
         if v is READ_FAILED:
             return m.style(STYLE_FAILED, READ_FAILED_TEXT)
         if isinstance(v, bool):
@@ -331,30 +336,42 @@ def _generic_converter(btf: BTF, m: _Markup) -> Converter:
     return convert
 
 
-def _raw_converter(btf: BTF, m: _Markup, capture: Capture, generic: Converter) -> Converter:
-    full_size = capture.full_size
+def _raw_converter(btf: BTF, m: _Markup, full_size: int, generic: Converter) -> Converter:
+    """Structs, unions and arrays copied whole (or cut from `full_size` bytes): their text; anything
+    else: `generic`'s."""
+    texts: Dict[Tuple[int, int], Callable[[RawValue], str]] = {}  # by (type id, bytes copied)
 
     def convert(v: Any) -> str:
-        if not isinstance(v, RawValue):
+        if type(v) is not RawValue:
             return generic(v)
-        return _render_raw(btf, m, v, full_size)
+        key = (v.type_id, len(v.data))
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = _struct_text(btf, m, v.type_id, len(v.data), full_size)
+        return text(v)
     return convert
 
 
-def _render_raw(btf: BTF, m: _Markup, raw: RawValue, full_size: int) -> str:
-    """The value's lines from its type's compiled text renderer, indented under the value line,
-    styled while rendering when colour is on."""
+def _struct_text(btf: BTF, m: _Markup, type_id: int, size: int, full_size: int) -> Callable[[RawValue], str]:
+    """What renders a struct's bytes (`size` of them, of `type_id`): its type's compiled text renderer,
+    its lines indented under the value line, styled while rendering when colour is on; everything
+    but the values made here, once."""
     layout = m.layout
-    lines = text_renderer(btf, raw.type_id, len(raw.data), styles=m.value_styles, zeroes=layout.zeros,
-                          indent="" if layout.compact else STRUCT_INDENT)(raw.data)
-    if raw.address is not None:  # followed from a pointer: `*(struct sk_buff *)0xffff... {`, as upstream ksnoop
-        where = m.styled(STYLE_TYPE, f"*({btf.type_name(raw.type_id)} *)") + m.style(STYLE_VALUE, f"0x{raw.address:x}")
-        lines = [where + " {"] + lines[1:]
-    text = layout.newline.join(lines)
-    if raw.truncated:
-        of = f" of {full_size}" if full_size else ""
-        text += m.style(STYLE_NOTE, f" /* truncated: {len(raw.data)}{of} bytes */")
-    return text if layout.compact else text.replace("\n", "\n" + INDENT)
+    render = text_renderer(btf, type_id, size, styles=m.value_styles, zeroes=layout.zeros,
+                           indent="" if layout.compact else STRUCT_INDENT)
+    join = layout.newline if layout.compact else "\n" + INDENT
+    # Followed from a pointer: `*(struct sk_buff *)0xffff... {`, as upstream ksnoop writes it.
+    where = m.styled(STYLE_TYPE, f"*({btf.type_name(type_id)} *)")
+    before, after = m.style_codes(STYLE_VALUE)
+    of = f" of {full_size}" if full_size else ""
+    cut = m.style(STYLE_NOTE, f" /* truncated: {size}{of} bytes */")
+
+    def text(raw: RawValue) -> str:
+        lines = render(raw.data)
+        if raw.address is not None:
+            lines[0] = f"{where}{before}0x{raw.address:x}{after} {{"
+        return join.join(lines) + cut if raw.truncated else join.join(lines)
+    return text
 
 
 def _number_text(btf: BTF, capture: Capture, typ: Int, is_return: bool) -> Optional[Callable[[int], str]]:
