@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HEX_NAMES", "TRUNCATED", "TRUNCATED_KEY", "Styles", "address_or_number", "bitfield_from",
            "char_array_literal", "char_array_text", "char_literal", "decode", "enum_name", "escape_bytes",
-           "function_text", "int_from", "ipv4_text", "is_char", "is_string", "leaf_value", "pointer_text", "render",
-           "string_literal", "text_from", "text_renderer"]
+           "function_text", "int_from", "ipv4_text", "is_char", "is_string", "leaf_value", "number_text",
+           "pointer_text", "render", "string_literal", "text_from", "text_renderer"]
 
 TRUNCATED_KEY = "..."
 TRUNCATED = "truncated"
@@ -257,16 +257,9 @@ class _TextCompiler:
         if leaf.raw and meaning is not Meaning.TEXT:
             return lambda raw: str(leaf_value(leaf, raw, order))
         if meaning is Meaning.INT and not leaf.bitfield_size:
-            if leaf.foreign:  # __be16 and its kind: the number as its bytes read, in hex
-                digits = 2 * leaf.size
-                if leaf.size == 4 and name.endswith("addr"):  # an IPv4 address, in network order
-                    return ipv4_text
-                return lambda raw: f"0x{raw:0{digits}x}"
-            if HEX_NAMES.search(name):  # flags, masks and feature sets read as bits
-                bits = (1 << (8 * leaf.size)) - 1
-                return lambda raw: f"0x{raw & bits:x}"
-            if leaf.size == 8 and not leaf.signed:  # a kernel address kept in an unsigned long
-                return address_or_number
+            number = number_text(leaf.size, leaf.signed, leaf.foreign, name)
+            if number is not None:
+                return number
         if meaning is Meaning.PTR:
             return pointer_text
         if meaning is Meaning.FUNC_PTR:
@@ -389,6 +382,24 @@ _Step = Tuple[int, int, int, int, bytes, str, Callable[[Any], str], str, Optiona
 HEX_NAMES = re.compile(r"(flags|mask|features)$")
 # The lowest kernel address of 64-bit architectures' kernel halves (arm64's; x86-64's is above it).
 _KERNEL_ADDRESSES = 0xFFFF000000000000
+
+
+def number_text(size: int, signed: bool, foreign: bool, name: str) -> Optional[Callable[[int], str]]:
+    """How an integer of `size` bytes named `name` reads where not as its plain number (None): in its
+    own byte order (`foreign`, a __be16...) in hex, an IPv4 *addr with its dotted quad; a set of
+    bits (*flags, *mask, *features) in hex; an unsigned 64-bit kernel address in hex. Struct members
+    and trace's values alike follow these rules from here."""
+    if foreign:
+        if size == 4 and name.endswith("addr"):  # an IPv4 address, in network order
+            return ipv4_text
+        digits = 2 * size
+        return lambda v: f"0x{v:0{digits}x}"
+    if HEX_NAMES.search(name):
+        bits = (1 << (8 * size)) - 1
+        return lambda v: f"0x{v & bits:x}"
+    if size == 8 and not signed:  # a kernel address kept in an unsigned long
+        return address_or_number
+    return None
 
 
 def ipv4_text(v: int) -> str:

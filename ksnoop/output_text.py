@@ -13,8 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, Enum, Enum64, Float, FuncProto, Int, Ptr, Struct, Union
 from bpf.errnos import MAX_ERRNO, find_errno_name
-from btf.values import HEX_NAMES, Styles, address_or_number, char_literal, function_text, ipv4_text, is_char, \
-    pointer_text, \
+from btf.values import Styles, char_literal, function_text, is_char, number_text, pointer_text, \
     text_renderer
 
 from .decode import READ_FAILED, Decoder, Event, RawValue, RecordFields, per_record
@@ -376,18 +375,12 @@ def _struct_text(btf: BTF, m: _Markup, type_id: int, size: int, full_size: int) 
 
 def _number_text(btf: BTF, capture: Capture, typ: Int, is_return: bool) -> Optional[Callable[[int], str]]:
     """How an integer capture reads, where not as a plain number: btf.values' rules for struct
-    members (its own byte order in hex, flags in hex, kernel addresses in hex), and the errno
-    name of a function's negative return, as retsnoop shows it."""
-    if capture.bitfield is None and btf.value_byteorder(capture.type_id) != btf.byteorder:
-        if typ.size == 4 and capture.label.endswith("addr"):
-            return ipv4_text
-        digits = 2 * typ.size
-        return lambda v: f"0x{v:0{digits}x}"
-    if HEX_NAMES.search(capture.label):
-        bits = (1 << (8 * typ.size)) - 1
-        return lambda v: f"0x{v & bits:x}"
-    if typ.size == 8 and not typ.signed:
-        return address_or_number
+    members (number_text), and the errno name of a function's negative return, as retsnoop
+    shows it."""
+    foreign = capture.bitfield is None and btf.value_byteorder(capture.type_id) != btf.byteorder
+    number = number_text(typ.size, typ.signed, foreign, capture.label)
+    if number is not None:
+        return number
     if is_return and typ.signed:
         return _with_errno_name
     return None
