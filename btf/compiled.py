@@ -349,8 +349,8 @@ class CompiledType:
                 return tuple(values)
 
             self._unpackers = (unpack_wide,)
-        # Each storage unit's bitfields come from a table of its every value (a byte's 256, or a
-        # mapping that computes and keeps the values it meets), one lookup a unit, not a shift per field.
+        # Each storage unit's bitfields come from a table of the unit's values met so far, one lookup
+        # a unit, not a shift per field.
         by_unit: Dict[int, List[Tuple[int, int, int, int, bool]]] = {}
         for bitfield in self._bitfield_leaves:
             by_unit.setdefault(bitfield[0], []).append(bitfield)
@@ -363,8 +363,7 @@ class CompiledType:
                 renumber[leaf_index] = next_index
                 next_index += 1
                 cuts.append((shift, (1 << bits) - 1, (1 << (bits - 1)) if signed else 0))
-            span = next(s for (_, s), u in self._units.items() if u == unit)
-            bitfields.append((position[-1 - unit], _BitTable(tuple(cuts), 1 << (8 * span) if span <= 1 else 0)))
+            bitfields.append((position[-1 - unit], _BitTable(tuple(cuts))))
         self._bitfields = tuple(bitfields)
         for leaf_index in range(len(self.leaves)):
             if leaf_index not in renumber:
@@ -375,13 +374,11 @@ class CompiledType:
 
 class _BitTable(dict):  # type: ignore[type-arg]
     """Unit value -> the tuple of its bitfields' values, each computed the first time it is asked
-    for (a one-byte unit's 256 up front)."""
+    for and kept (up to _BIT_TABLE_LIMIT values: a byte's 256 all fit)."""
 
-    def __init__(self, cuts: Tuple[Tuple[int, int, int], ...], prefill: int):
+    def __init__(self, cuts: Tuple[Tuple[int, int, int], ...]):
         super().__init__()
         self.cuts = cuts
-        for value in range(prefill):
-            self[value] = self._cut(value)
 
     def _cut(self, value: int) -> Tuple[int, ...]:
         out = []
@@ -397,12 +394,14 @@ class _BitTable(dict):  # type: ignore[type-arg]
         return cut
 
 
-# Values a unit wider than a byte keeps in its table (flags words repeat; counters do not).
+# Values a unit keeps in its table (a byte's 256 all fit; flags words repeat, counters do not).
 _BIT_TABLE_LIMIT = 4096
 
 
 def _renumbered(leaf: Leaf, index: int) -> Leaf:
-    return dataclasses.replace(leaf, index=index)
+    # The constructor, not dataclasses.replace: this runs for every leaf of every compiled type.
+    return Leaf(index, leaf.type_id, leaf.meaning, leaf.offset, leaf.size, leaf.signed, leaf.bitfield_size,
+                leaf.bit_offset, leaf.names, leaf.raw, leaf.foreign)
 
 
 def _renumber_node(node: Node, renumber: Dict[int, int]) -> Node:
