@@ -83,7 +83,7 @@ def bench_format(args: argparse.Namespace) -> Dict[str, Any]:
     import random
 
     from btf import BTF, BTFError
-    from ksnoop.decode import build_decoder
+    from ksnoop.decode import build_decoder, record_fields
     from ksnoop.output_json import JsonFormatter
     from ksnoop.output_text import TextFormatter
     from ksnoop.resolve import resolve
@@ -109,12 +109,19 @@ def bench_format(args: argparse.Namespace) -> Dict[str, Any]:
     except BTFError:
         kernel, struct_btf = records.kernel(), "minikernel"
     whole = resolve([parse_spec("ip_send_skb(skb)")], kernel)
-    struct_events = events(whole, 50)
+    struct_values = [[rng.randbytes(c.size) for c in whole.plan.probes[0].captures] for _ in range(50)]
+    struct_records = [records.record(whole, 0, *values, ts=records.TS + n) for n, values in enumerate(struct_values)]
+    decode_struct = build_decoder(whole.plan, 0, whole.targets[0].btf)
+    struct_events = [decode_struct(r) for r in struct_records]
     scalar_json = JsonFormatter(scalars).format
     scalar_text = TextFormatter(scalars, color=False).format
     scalar_color = TextFormatter(scalars, color=True).format
     struct_json = JsonFormatter(whole).format
     struct_text = TextFormatter(whole, color=False).format
+    # What trace does with each record it reads: its line straight from its bytes.
+    struct_json_record = JsonFormatter(whole).record(0, record_fields(whole.plan, 0, whole.targets[0].btf),
+                                                     decode_struct)
+    kernel_skbs = _kernel_sk_buffs(kernel, 50) if struct_btf == "vmlinux" else None
     plan = scalars.plan
 
     def reference(event: Any) -> str:
@@ -125,26 +132,86 @@ def bench_format(args: argparse.Namespace) -> Dict[str, Any]:
 
     figures: Dict[str, List[float]] = {name: [] for name in (
         "json_scalars", "dict_json_dumps_scalars", "text_scalars", "text_color_scalars", "json_struct",
-        "text_struct")}
+        "json_struct_record", "text_struct")}
+    if kernel_skbs is not None:
+        figures.update({"json_struct_kernel_bytes": [], "json_struct_record_kernel_bytes": [],
+                        "text_struct_kernel_bytes": []})
     for _ in range(args.runs):
         figures["json_scalars"].append(_lines_per_s(scalar_json, scalar_events, 20))
         figures["dict_json_dumps_scalars"].append(_lines_per_s(reference, scalar_events, 20))
         figures["text_scalars"].append(_lines_per_s(scalar_text, scalar_events, 20))
         figures["text_color_scalars"].append(_lines_per_s(scalar_color, scalar_events, 20))
         figures["json_struct"].append(_lines_per_s(struct_json, struct_events, 10))
+        figures["json_struct_record"].append(_lines_per_s(struct_json_record, struct_records, 10))
         figures["text_struct"].append(_lines_per_s(struct_text, struct_events, 1))
+        if kernel_skbs is not None:
+            skb_records, skb_events, skb_json, skb_json_record, skb_text = kernel_skbs
+            figures["json_struct_kernel_bytes"].append(_lines_per_s(skb_json, skb_events, 10))
+            figures["json_struct_record_kernel_bytes"].append(_lines_per_s(skb_json_record, skb_records, 10))
+            figures["text_struct_kernel_bytes"].append(_lines_per_s(skb_text, skb_events, 1))
     medians = {name: round(statistics.median(values)) for name, values in figures.items()}
     struct_size = whole.plan.probes[0].captures[0].size
     return {
         "benchmark": "format",
         "runs": args.runs,
         "scalars": "seven_args(a, b, g): int, long, u32 (minikernel)",
-        "struct": f"ip_send_skb(skb): struct sk_buff, {struct_size} bytes ({struct_btf})",
+        "struct": f"ip_send_skb(skb): struct sk_buff, {struct_size} random bytes ({struct_btf}); "
+                  "json_struct formats the Event, json_struct_record the record's bytes (what trace does)",
+        "struct_kernel_bytes": ("tp:net_dev_queue(skb) records of UDP datagrams sent over loopback, read "
+                                "from this kernel" if kernel_skbs is not None else "not measured: needs BPF"),
         **{f"{name}_lines_per_s": value for name, value in medians.items()},
         "json_scalars_vs_dict_json_dumps": round(
             medians["json_scalars"] / medians["dict_json_dumps_scalars"], 2),
         "target": "json_scalars >= 300000 lines/s",
     }
+
+
+def _kernel_sk_buffs(kernel: Any, count: int) -> Optional[Tuple[List[bytes], List[Any], Any, Any, Any]]:
+    """Real sk_buffs for the format benchmark: `count` records of tp:net_dev_queue(skb) for UDP
+    datagrams this process sends over loopback, read from this kernel's ring; with their Events
+    and the JSON (Event and record) and text formatters. None where BPF or the tracepoint is not
+    to be had."""
+    import socket
+
+    from bpf.codegen import MapRole
+    from bpf.features import check_privileges
+    from bpf.maps import Map
+    from bpf.ringbuf import RingBuffer
+    from bpf.uapi import MapType
+    from ksnoop.decode import build_decoder, record_fields
+    from ksnoop.output_json import JsonFormatter
+    from ksnoop.output_text import TextFormatter
+    from ksnoop.resolve import resolve
+    from ksnoop.spec import parse_spec
+
+    if not check_privileges():
+        return None
+    resolved = resolve([parse_spec("tp:net_dev_queue(skb)")], kernel)
+    captured: List[bytes] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            events = stack.enter_context(Map.ringbuf(resolved.plan.ringbuf_size, name="bench_events"))
+            drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="bench_drops"))
+            _attach_generated(stack, resolved.plan, {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd})
+            ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
+            receiver = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            receiver.bind(("127.0.0.1", 0))
+            sender = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            for n in range(4 * count):
+                sender.sendto(bytes(64 + n % 1000), receiver.getsockname())
+                if n % 64 == 63:
+                    ring.drain(lambda record: captured.append(bytes(record)) or None)
+            ring.drain(lambda record: captured.append(bytes(record)) or None)
+    except OSError:
+        return None
+    if len(captured) < count:
+        return None
+    captured = captured[:count]
+    btf = resolved.targets[0].btf
+    decode = build_decoder(resolved.plan, 0, btf)
+    record_line = JsonFormatter(resolved).record(0, record_fields(resolved.plan, 0, btf), decode)
+    return (captured, [decode(r) for r in captured], JsonFormatter(resolved).format, record_line,
+            TextFormatter(resolved, color=False).format)
 
 
 # ---- kernel benchmarks: a getpid() loop driving tp_btf/sys_enter ------------------------------

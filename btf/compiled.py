@@ -12,10 +12,11 @@ import dataclasses
 import enum
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
 from . import types as t
 from .errors import BTFError
+from .pysource import PySource
 
 if TYPE_CHECKING:
     from .btf import BTF
@@ -126,7 +127,7 @@ def enum_names(typ: Union[t.Enum, t.Enum64]) -> Dict[int, str]:
 class CompiledType:
     """The compiled reader of one (BTF, type id, bytes available). Build it with `compile_type`."""
 
-    def __init__(self, btf: "BTF", type_id: int, available: int):
+    def __init__(self, btf: "BTF", type_id: int, available: int, bitfield: Optional[Tuple[int, int]] = None):
         self.btf = btf
         self.type_id = type_id
         self.available = available
@@ -138,7 +139,10 @@ class CompiledType:
         self._units: Dict[Tuple[int, int], int] = {}  # (offset, span) of a bitfield's storage -> unit
         self._bitfield_leaves: List[Tuple[int, int, int, int, bool]] = []  # (unit, leaf, shift, bits, signed)
         self._enum_names: Dict[int, Dict[int, str]] = {}
-        self.root: Node = self._value(type_id, 0, available, 0)
+        if bitfield is None:
+            self.root: Node = self._value(type_id, 0, available, 0)
+        else:  # one bitfield, `bitfield` = (bit offset, bits), alone in `available` bytes
+            self.root = self._bitfield_member(type_id, 0, available, *bitfield)
         self._assemble()
         if len(self._unpackers) == 1 and not self._bitfields:
             # One struct.Struct reads everything: read() is that Struct's own unpack_from.
@@ -158,6 +162,49 @@ class CompiledType:
         for unit, table in self._bitfields:
             extend(table[out[unit]])
         return out
+
+    @property
+    def units(self) -> Tuple["BitfieldUnit", ...]:
+        """The storage units bitfields are cut from, in read()'s order."""
+        units, first = [], self._values - sum(len(table.cuts) for _, table in self._bitfields)
+        for position, table in self._bitfields:
+            units.append(BitfieldUnit(position, first, len(table.cuts)))
+            first += len(table.cuts)
+        return tuple(units)
+
+    def read_source(self, source: PySource, data: str, offset: str, uncut: Sequence["BitfieldUnit"] = ()) -> List[str]:
+        """Add to `source` the statements that read, from `data` at byte `offset` (names in the
+        function being written), the values read() gives into locals; return their local names,
+        by position in read()'s result (a leaf's is names[leaf.index]). The bitfields of the units
+        in `uncut` are left unread (their unit's value is read: see cut_source)."""
+        names = [source.local() for _ in range(self._values)]
+        first = 0
+        for unpack, count in zip(self._lane_unpackers, self._lane_counts):
+            targets = "".join(name + ", " for name in names[first:first + count])
+            source.add(f"{targets}= {source.bind(unpack, 'unpack')}({data}, {offset})")
+            first += count
+        if self._wide_units:
+            from_bytes = source.bind(int.from_bytes, "from_bytes")
+            order = "'little'" if self._little else "'big'"
+            for p in self._wide_units:
+                source.add(f"{names[p]} = {from_bytes}({names[p]}, {order})")
+        for unit in self.units:
+            if unit not in uncut:
+                for name, statement in zip(names[unit.first:], self._cuts(unit, names[unit.position])):
+                    source.add(f"{name} = {statement}")
+        return names
+
+    def cut_source(self, unit: "BitfieldUnit", value: str) -> List[str]:
+        """Expressions, of the unit's value named `value`, for each of its bitfields in order."""
+        return list(self._cuts(unit, value))
+
+    def _cuts(self, unit: "BitfieldUnit", value: str) -> Iterator[str]:
+        # Cut inline, not looked up in the unit's table: values that do not repeat (counters,
+        # random bytes) would each cost the table a call of its own.
+        table = dict(self._bitfields)[unit.position]
+        for shift, mask, sign in table.cuts:
+            bits = f"({value} >> {shift}) & {mask:#x}" if shift else f"{value} & {mask:#x}"
+            yield f"(({bits}) ^ {sign:#x}) - {sign:#x}" if sign else bits
 
     # ---- compiling -------------------------------------------------------------------------------
     def _leaf(self, type_id: int, meaning: Meaning, offset: int, size: int, code: str, *, signed: bool = False,
@@ -192,6 +239,19 @@ class CompiledType:
         self.leaves.append(leaf)
         self._bitfield_leaves.append((unit, leaf.index, shift, bitfield_size, signed))
         return leaf
+
+    def _bitfield_member(self, type_id: int, offset: int, span: int, bit_offset: int, bitfield_size: int) -> Leaf:
+        """A bitfield member of `type_id` (an int, bool, char or enum), meaning what its type says."""
+        target = self.btf.skip_modifiers(type_id)
+        meaning, names = Meaning.INT, None
+        if isinstance(target, t.Int) and target.is_bool:
+            meaning = Meaning.BOOL
+        elif isinstance(target, t.Int) and is_char(target):
+            meaning = Meaning.CHAR
+        elif isinstance(target, (t.Enum, t.Enum64)):
+            meaning, names = Meaning.ENUM, self._names(target)
+        signed = isinstance(target, (t.Int, t.Enum, t.Enum64)) and target.signed
+        return self._bitfield(type_id, meaning, offset, span, bit_offset, bitfield_size, signed, names)
 
     def _names(self, typ: Union[t.Enum, t.Enum64]) -> Dict[int, str]:
         names = self._enum_names.get(typ.id)
@@ -276,15 +336,7 @@ class CompiledType:
                 start, span = bit // 8, (bit % 8 + bitfield_size + 7) // 8
                 if start + span > limit:
                     return False
-                meaning, names = Meaning.INT, None
-                if isinstance(target, t.Int) and target.is_bool:
-                    meaning = Meaning.BOOL
-                elif isinstance(target, t.Int) and is_char(target):
-                    meaning = Meaning.CHAR
-                elif isinstance(target, (t.Enum, t.Enum64)):
-                    meaning, names = Meaning.ENUM, self._names(target)
-                signed = isinstance(target, (t.Int, t.Enum, t.Enum64)) and target.signed
-                leaf = self._bitfield(m.type_id, meaning, start, span, bit % 8, bitfield_size, signed, names)
+                leaf = self._bitfield_member(m.type_id, start, span, bit % 8, bitfield_size)
                 fields.append(Field(m.name, leaf, start, span, bitfield=True))
                 continue
             start = bit // 8
@@ -322,6 +374,7 @@ class CompiledType:
             ends[lane] = start + pending[1]
         position: Dict[int, int] = {}  # leaf index (>= 0) or -1 - unit -> position in the unpacked tuple
         unpackers: List[Callable[[Any], Tuple[Any, ...]]] = []
+        counts: List[int] = []
         for reads, prefix in zip(lanes, prefixes):
             codes = [prefix]
             cursor = 0
@@ -332,10 +385,14 @@ class CompiledType:
                 cursor = offset + size
                 position[key] = len(position)
             unpackers.append(struct.Struct("".join(codes)).unpack_from)
+            counts.append(len(reads))
         self._unpackers = tuple(unpackers)
+        self._lane_counts = tuple(counts)
         # Units that are not 1, 2, 4 or 8 bytes arrive as bytes: make them ints as they arrive.
         wide_units = [position[-1 - unit] for (offset, span), unit in self._units.items()
                       if span not in _UNSIGNED_CODES]
+        self._lane_unpackers = self._unpackers
+        self._wide_units = tuple(wide_units)
         if wide_units:
             order: Literal["little", "big"] = "little" if self._little else "big"
             plain = self._unpackers
@@ -357,6 +414,7 @@ class CompiledType:
         bitfields: List[Tuple[int, Any]] = []  # (unit's position, its table)
         renumber: Dict[int, int] = {}
         next_index = len(position)
+        self._values = len(position) + len(self._bitfield_leaves)  # how many read() gives
         for unit, members in by_unit.items():
             cuts = []
             for _, leaf_index, shift, bits, signed in members:
@@ -370,6 +428,16 @@ class CompiledType:
                 renumber[leaf_index] = position[leaf_index]
         self.leaves = [_renumbered(leaf, renumber[leaf.index]) for leaf in self.leaves]
         self.root = _renumber_node(self.root, renumber)
+
+
+@dataclass(frozen=True)
+class BitfieldUnit:
+    """Bytes that bitfields share: read()'s value at `position`; its bitfields are the leaves
+    `first` .. `first + count - 1`, in the order they are cut."""
+
+    position: int
+    first: int
+    count: int
 
 
 class _BitTable(dict):  # type: ignore[type-arg]
@@ -459,4 +527,19 @@ def compile_type(btf: "BTF", type_id: int, available: int) -> CompiledType:
         if not 0 <= available <= size:
             raise BTFError(f"{available} bytes of a {size}-byte type", type_id=type_id)
         compiled = btf.compiled[key] = CompiledType(btf, type_id, available)
+    return compiled
+
+
+def compile_bitfield(btf: "BTF", type_id: int, span: int, bit_offset: int, bitfield_size: int) -> CompiledType:
+    """The compiled reader of one bitfield of `type_id` (an int or enum type), `bitfield_size` bits
+    at `bit_offset` bits into `span` bytes (a struct member's storage, copied alone), cached."""
+    key = ("bitfield", type_id, span, bit_offset, bitfield_size)
+    compiled: Optional[CompiledType] = btf.compiled.get(key)
+    if compiled is None:
+        if not isinstance(btf.skip_modifiers(type_id), (t.Int, t.Enum, t.Enum64)):
+            raise BTFError("a bitfield's type must be an integer or enum", type_id=type_id)
+        if not (0 < bitfield_size and bit_offset + bitfield_size <= 8 * span and span <= 16):
+            raise BTFError(f"a {bitfield_size}-bit field at bit {bit_offset} does not fit {span} bytes",
+                           type_id=type_id)
+        compiled = btf.compiled[key] = CompiledType(btf, type_id, span, (bit_offset, bitfield_size))
     return compiled

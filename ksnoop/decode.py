@@ -11,10 +11,11 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, Capture, Plan, ProbeKind, RecordLayout
+from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, PROBE_OFFSET, Capture, Plan, ProbeKind, RecordLayout
 from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
-from btf.compiled import enum_names
-from btf.values import bitfield_from, char_array_text, is_char, text_from
+from btf.compiled import compile_bitfield, enum_names
+from btf.pysource import PySource
+from btf.values import char_array_text, is_char, leaf_value, text_from
 
 
 class ReadFailed:
@@ -58,6 +59,15 @@ _COMM_CACHE_SIZE = 4096
 _SIGNED_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 
 
+_PROBE_INDEX = struct.Struct("=I").unpack_from
+
+
+def probe_of(record: Any, offset: int = 0) -> int:
+    """Which of the plan's probes wrote the record at `offset` in `record`."""
+    index: int = _PROBE_INDEX(record, offset + PROBE_OFFSET)[0]
+    return index
+
+
 @dataclass(frozen=True)
 class RecordFields:
     """How one probe's records unpack: `unpacker` (as long as a record) gives the header fields, the
@@ -70,6 +80,30 @@ class RecordFields:
     with_comm: bool
     kstack_depth: int
     is_return: bool
+    capture_offsets: Tuple[int, ...]  # where each capture's bytes start in the record
+
+
+@dataclass(frozen=True)
+class HeadNames:
+    """The locals holding one record's header fields in a function being written (head_source)."""
+
+    ts: str
+    cpu: str
+    pid: str  # expressions: the process and thread ids from pid_tgid
+    tid: str
+    failed: str  # the failed-read mask: nonzero where a capture could not be read
+    entry_ts: str  # a return record's entry time, 0 if unknown
+    comm: Optional[str]  # the comm's raw bytes, when the plan copies it
+
+
+def head_source(source: PySource, fields: RecordFields, record: str, offset: str) -> HeadNames:
+    """Add to `source` the read of the header (and comm) of the record in `record` at `offset`."""
+    head = struct.Struct(HEADER.format + (f"{COMM_SIZE}s" if fields.with_comm else ""))
+    ts, pid_tgid, cpu, probe, failed, entry_ts = (source.local("h") for _ in range(6))
+    comm = source.local("comm") if fields.with_comm else None
+    targets = ", ".join([ts, pid_tgid, cpu, probe, failed, entry_ts] + ([comm] if comm else []))
+    source.add(f"{targets} = {source.bind(head.unpack_from, 'head')}({record}, {offset})")
+    return HeadNames(ts, cpu, f"({pid_tgid} >> 32)", f"({pid_tgid} & 0xFFFFFFFF)", failed, entry_ts, comm)
 
 
 def record_fields(plan: Plan, probe_index: int, btf: BTF) -> RecordFields:
@@ -95,32 +129,8 @@ def record_fields(plan: Plan, probe_index: int, btf: BTF) -> RecordFields:
     if layout.size > cursor:  # the record's tail padding: one Struct per record, for iter_unpack
         fmt.append(f"{layout.size - cursor}x")
     return RecordFields(struct.Struct("".join(fmt)), 7 if plan.with_comm else 6, tuple(converters),
-                        plan.with_comm, layout.kstack_depth, probe.kind is ProbeKind.FEXIT)
-
-
-BatchRecord = Tuple[int, int, Optional[Tuple[Any, ...]]]  # (ts_ns, cpu, values as unpacked, or None)
-
-
-def batch_reader(fields: RecordFields) -> Callable[[Any], List[BatchRecord]]:
-    """For a buffer of whole records of one probe, unpacked in one pass: per record (ts_ns, cpu, its
-    values as unpacked, before any converter), or (ts_ns, cpu, None) where a read failed (decode
-    that record for its READ_FAILED markers). The header's layout stays known here alone."""
-    first, end = fields.first_value, fields.first_value + len(fields.converters)
-    iter_unpack = fields.unpacker.iter_unpack
-
-    def read(buffer: Any) -> List[BatchRecord]:
-        return [(f[0], f[2], None if f[4] else f[first:end]) for f in iter_unpack(buffer)]
-    return read
-
-
-def per_record(fields: RecordFields, decode: Decoder,
-               format_event: Callable[[Event], str]) -> Callable[[Any], List[str]]:
-    """A batch function for a formatter without a shortcut: each whole record decoded and formatted."""
-    size = fields.unpacker.size
-
-    def lines(buffer: Any) -> List[str]:
-        return [format_event(decode(buffer[offset:offset + size])) for offset in range(0, len(buffer), size)]
-    return lines
+                        plan.with_comm, layout.kstack_depth, probe.kind is ProbeKind.FEXIT,
+                        layout.capture_offsets)
 
 
 def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
@@ -182,17 +192,13 @@ def _field(btf: BTF, capture: Capture) -> Tuple[str, Optional[Callable[[Any], An
     """The struct code reading the capture's bytes, and what turns them into its value (None: as is)."""
     size = capture.size
     typ = btf.skip_modifiers(capture.type_id) if capture.type_id else None
-    if capture.bitfield is not None:
+    if capture.bitfield is not None and capture.bitfield.bit_size:
         bf = capture.bitfield
-        signed = isinstance(typ, (Int, Enum, Enum64)) and typ.signed
-        order = btf.byteorder
-        names = _enum_names(typ)
-
-        def bitfield(raw: bytes) -> Any:
-            value = bitfield_from(raw, bf.bit_offset, bf.bit_size, signed, order)
-            return names.get(value, value) if names else (bool(value) if _is_bool(typ) else value)
-
-        return f"{size}s", bitfield
+        compiled = compile_bitfield(btf, capture.type_id, size, bf.bit_offset, bf.bit_size)
+        leaf, read, order = compiled.leaves[0], compiled.read, btf.byteorder
+        return f"{size}s", lambda raw: leaf_value(leaf, read(raw)[leaf.index], order)
+    if capture.bitfield is not None:  # an int of no bits (the kernel lets BTF have them) reads as 0
+        return f"{size}s", lambda raw: 0
     if capture.string:
         return f"{size}s", text_from
     if isinstance(typ, Int) and size in _SCALAR_CODES and btf.value_byteorder(capture.type_id) != btf.byteorder:

@@ -12,7 +12,6 @@ import contextlib
 import errno
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
@@ -23,10 +22,9 @@ from bpf.codegen import MapRole, Program, generate
 from bpf.features import check_privileges
 from bpf.iter import IterLink, IterReader, attach_iter, link_info_cgroup, link_info_map, link_info_task, max_record_size
 from bpf.maps import Map, element_value_size
-from bpf.plan import PROBE_OFFSET
 from bpf.uapi import CgroupIterOrder, MapType
 
-from .decode import Event, build_decoder, record_fields
+from .decode import build_decoder, probe_of, record_fields
 from .dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
 from .errors import NotPermitted, RuntimeFailure, UsageError
 from .formatter import Formatter
@@ -107,13 +105,13 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
         if limit is not None and limit <= 0:
             break
         decode = build_decoder(resolved.plan, index, target.target.btf)
-        batch = formatter.batch(index, record_fields(resolved.plan, index, target.target.btf), decode)
+        fields = record_fields(resolved.plan, index, target.target.btf)
+        line, batch = formatter.record(index, fields, decode), formatter.batch(index, fields, decode)
         with contextlib.ExitStack() as stack:
             opening = time.perf_counter()
             reader = _open_walk(stack, target, program, options.params)
             load_s += time.perf_counter() - opening
-            walked = _walk(reader, target, index, program.layout.size, decode, formatter.format, writer, limit,
-                           batch)
+            walked = _walk(reader, target, index, program.layout.size, line, batch, writer, limit)
         records += walked.records
         size += walked.bytes
         read_s += walked.read_s
@@ -189,12 +187,11 @@ class _Walked:
     read_s: float
 
 
-def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, decode: Callable[[Any], Event],
-          format_event: Callable[[Event], str], writer: _Writer, limit: Optional[int],
-          batch: Optional[Callable[[Any], List[str]]] = None) -> _Walked:
+def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, line: Callable[[Any], str],
+          batch: Callable[[Any], List[str]], writer: _Writer, limit: Optional[int]) -> _Walked:
     """Read the walk to EOF (or `limit` records), splitting the bytes into records of `record_size`:
-    every record in the stream comes from this one program, whose records all have one size. With
-    `batch`, whole chunks of records become lines in one call (see JsonFormatter.batch)."""
+    every record in the stream comes from this one program, whose records all have one size. Whole
+    chunks of records become lines in one `batch` call; `line` takes the last ones up to `limit`."""
     label = target.target.label
     records = size = 0
     read_s = 0.0
@@ -217,21 +214,16 @@ def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, 
         data = pending + chunk if pending else chunk
         whole = len(data) - len(data) % record_size
         view = memoryview(data)
-        if batch is not None and (limit is None or records + whole // record_size <= limit):
-            first = view[:PROBE_OFFSET + 4]
-            if whole and int.from_bytes(first[PROBE_OFFSET:], sys.byteorder) != index:
-                raise RuntimeFailure(f"reading {label}: a record of another probe where probe {index}'s were "
-                                     "expected: the stream is not what the program writes")
+        if whole and probe_of(view) != index:
+            raise RuntimeFailure(f"reading {label}: a record of probe {probe_of(view)} where probe {index}'s "
+                                 "were expected: the stream is not what the program writes")
+        if limit is None or records + whole // record_size <= limit:
             writer.extend(batch(view[:whole]))
             records += whole // record_size
             pending = data[whole:]
             continue
         for offset in range(0, whole, record_size):
-            event = decode(view[offset : offset + record_size])
-            if event.probe != index:
-                raise RuntimeFailure(f"reading {label}: a record of probe {event.probe} where probe {index}'s "
-                                     "were expected: the stream is not what the program writes")
-            add(format_event(event))
+            add(line(view[offset : offset + record_size]))
             records += 1
             if limit is not None and records >= limit:
                 return _Walked(records, size, read_s)

@@ -16,7 +16,8 @@ from bpf.errnos import MAX_ERRNO, find_errno_name
 from btf.values import Styles, char_literal, function_text, is_char, number_text, pointer_text, \
     text_renderer
 
-from .decode import READ_FAILED, Decoder, Event, RawValue, RecordFields, per_record
+from .decode import READ_FAILED, Decoder, Event, RawValue, RecordFields
+from .formatter import each_record
 from .kallsyms import KALLSYMS_PATH, FunctionNames, Symbolizer
 from .resolve import ResolvedTrace
 from .sanitize import sanitize
@@ -198,9 +199,14 @@ class TextFormatter:
         else:
             self._failed = READ_FAILED_TEXT
 
+    def record(self, probe_index: int, fields: RecordFields, decode: Decoder) -> Callable[[Any], str]:
+        """One record's text: its Event's."""
+        format_event = self.format
+        return lambda record: format_event(decode(record))
+
     def batch(self, probe_index: int, fields: RecordFields, decode: Decoder) -> Callable[[Any], List[str]]:
         """For a buffer of whole records of one probe: their texts, record by record."""
-        return per_record(fields, decode, self.format)
+        return each_record(self.record(probe_index, fields, decode), fields.unpacker.size)
 
     def header(self) -> str:
         """The column header, upstream ksnoop's."""

@@ -11,7 +11,6 @@ import logging
 import mmap
 import resource
 import signal
-import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from bpf.plan import (
     COUNTERS_SIZE,
     MAX_KSTACK_DEPTH,
     PATH_TASKS,
-    PROBE_OFFSET,
     STASH_ENTRIES,
     Filters,
     PathLayout,
@@ -38,7 +36,7 @@ from bpf.ringbuf import RingBuffer
 from bpf.uapi import BPF_F_NO_PREALLOC, MapType
 from btf.sources import loaded_modules
 
-from .decode import Event, build_decoder
+from .decode import build_decoder, probe_of, record_fields
 from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
 from .formatter import Formatter
 from .load import load_generated
@@ -170,7 +168,9 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
         return _run_summary(resolved, programs, options, out, err)
     _raise_open_files_limit(len(resolved.plan.probes))
     formatter = _formatter(options, resolved, err)
-    decoders = [build_decoder(resolved.plan, i, t.btf) for i, t in enumerate(resolved.targets)]
+    plan = resolved.plan
+    lines = [formatter.record(i, record_fields(plan, i, t.btf), build_decoder(plan, i, t.btf))
+             for i, t in enumerate(resolved.targets)]
     stop = _StopFlag()
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.installed())
@@ -193,7 +193,7 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
         if header:
             out.write(header + "\n")
             out.flush()
-        return _read(ring, drops, decoders, formatter, options, stop, out, err)
+        return _read(ring, drops, lines, options, stop, out, err)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -433,14 +433,14 @@ class _StopFlag:
                 signal.signal(s, h)
 
 
-def _read(ring: RingBuffer, drops: Map, decoders: List[Callable[[Any], Event]], formatter: Formatter,
-          options: RunOptions, stop: _StopFlag, out: TextIO, err: TextIO) -> Summary:
+def _read(ring: RingBuffer, drops: Map, lines: List[Callable[[Any], str]], options: RunOptions, stop: _StopFlag,
+          out: TextIO, err: TextIO) -> Summary:
+    """Print each record's line (`lines`: one function per probe) until the count, the duration or a
+    signal ends the trace."""
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
     count_limit = options.count
     printed = 0
     lost_reported = 0
-    format_event = formatter.format
-    probe_of = struct.Struct("=I").unpack_from
     # Lines go out in batches: with PYTHONUNBUFFERED, or a tty, a write per record is a syscall each.
     pending: List[str] = []
 
@@ -452,7 +452,7 @@ def _read(ring: RingBuffer, drops: Map, decoders: List[Callable[[Any], Event]], 
 
     def on_record(record: memoryview) -> bool:
         nonlocal printed
-        pending.append(format_event(decoders[probe_of(record, PROBE_OFFSET)[0]](record)))
+        pending.append(lines[probe_of(record)](record))
         if len(pending) >= _BATCH_LINES:
             flush()
         printed += 1

@@ -14,11 +14,13 @@ import pytest
 from bpf.plan import ProbeKind
 from btf import BTF
 from ksnoop import output_json
+from ksnoop import json_compiled
+from ksnoop.json_compiled import struct_encoder
 from ksnoop.decode import READ_FAILED, RawValue
 from ksnoop.kallsyms import Symbolizer
 from ksnoop.output_json import JsonFormatter
 from tests.support.btfbuilder import BTFBuilder
-from tests.support.records import CPU, IDS, PID, TID, TS, event, golden_events, probe_index, sk_buff_bytes
+from tests.support.records import CPU, IDS, PID, TID, TS, event, golden_events, probe_index, record, sk_buff_bytes
 from tests.support.records import trace, with_captures
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "output"
@@ -208,11 +210,11 @@ def test_compiled_encoder_matches_btf_decode(byteorder):
     rng = random.Random(7)
     for btf, type_id in cases:
         size = btf.resolve_size(type_id)
-        compiled = output_json._CompiledJson(btf, type_id, size, False)
+        compiled = struct_encoder(btf, type_id, size, False)
         for data in [bytes(size), b"\xff" * size] + [rng.randbytes(size) for _ in range(20)]:
             # The same values as btf.decode, but pointers are "0x..." strings and NaNs strings too.
-            assert _plain_numbers(json.loads(compiled.encode(data))) == _plain_numbers(
-                output_json._finite(btf.decode(type_id, data))), btf.type_name(type_id)
+            assert _plain_numbers(json.loads(compiled(data))) == _plain_numbers(
+                json_compiled._finite(btf.decode(type_id, data))), btf.type_name(type_id)
 
 
 def _plain_numbers(value):
@@ -240,7 +242,7 @@ def test_compiled_encoder_reads_what_it_should():
     struct.pack_into("<i", data, 80, -2)
     struct.pack_into("<I", data, 96, 0b10_1_00000000011_11101)  # sb=-3, ub=3, bb=1, eb=0b10 (-2)
     data[100:104] = b"eth0"
-    value = json.loads(output_json._CompiledJson(btf, ids["everything"], 160, False).encode(bytes(data)))
+    value = json.loads(struct_encoder(btf, ids["everything"], 160, False)(bytes(data)))
     assert value["i"] == -5 and value["flag"] is True and value["sc"] == -3
     assert (value["ax"], value["ay"], value["az"]) == (1, 2, 3) and value["p"] == "0x300020001"
     assert (value["fl"], value["db"], value["en"]) == (0.5, -1.25, "NEG")
@@ -253,7 +255,7 @@ def test_enum_aliases_show_the_first_name():
     btf, ids = _everything("little")
     data = bytearray(160)
     struct.pack_into("<i", data, 80, 1)
-    value = json.loads(output_json._CompiledJson(btf, ids["everything"], 160, False).encode(bytes(data)))
+    value = json.loads(struct_encoder(btf, ids["everything"], 160, False)(bytes(data)))
     assert value["en"] == "B"
 
 
@@ -315,3 +317,61 @@ def test_null_pointers_are_null_and_text_that_reads_like_one_stays_text(cb):
     skb = obj(t, 0, sk_buff_bytes(name=cb))["args"]["skb"]
     assert skb["sk"] is None and skb["destructor"] is None and skb["next"] == "0xffff888000001000"
     assert skb["cb"] == cb.decode()
+
+
+# ---- a record's line from its bytes equals its Event's ----------------------------------------------
+
+_LINE_SPECS = [
+    ("seven_args(a, b, c, d, e, f, g, return)",),  # ints of each size, char, pointer, string, u32
+    ("tp:net_dev_queue(skb)",),  # a whole struct: union, bitfields, char array, function pointer
+    ("tp:net_dev_queue(skb->len, skb->dev->name, skb->pkt_type, skb->sk, skb->protocol, skb->cloned)",),
+    ("tp:net_dev_queue(skb->dev->name, skb->dev, skb->destructor)",),  # text, a followed struct, a function
+    ("seven_args(a)", "ip_send_skb(skb, return)"),  # several probes in one plan
+]
+
+
+@pytest.mark.parametrize("specs", _LINE_SPECS, ids=lambda specs: specs[0])
+@pytest.mark.parametrize("with_comm", [True, False])
+def test_a_records_line_from_its_bytes_equals_its_events(specs, with_comm):
+    """JsonFormatter.record and .batch (compiled from the record's bytes, what trace and dump use)
+    give exactly format(decode(record)) (the Event path held and stack records take), for random
+    values, failed reads, return records with and without their entry time, and hostile comms."""
+    resolved = trace(*specs)
+    if not with_comm:
+        resolved = dataclasses.replace(resolved, plan=dataclasses.replace(resolved.plan, with_comm=False))
+    _assert_lines_from_bytes_equal_events(resolved)
+
+
+def test_a_records_line_from_its_bytes_equals_its_events_for_enums_bools_and_floats():
+    resolved = with_captures(trace("seven_args(a, b, c, d)"), 0, a={"type_id": IDS["enum skb_drop_reason"]},
+                             b={"type_id": IDS["enum mini_flags64"]}, c={"type_id": IDS["bool"]},
+                             d={"type_id": IDS["double"]})
+    _assert_lines_from_bytes_equal_events(resolved)
+
+
+def _assert_lines_from_bytes_equal_events(resolved):
+    from ksnoop.decode import build_decoder, record_fields
+
+    rng = random.Random(11)
+    formatter = JsonFormatter(resolved)
+    comms = [b"curl", b"\x1b]0;pwned\x07", b'q"uo\\te', b"caf\xc3\xa9", b"\xff\xfe", b""]
+    for index, target in enumerate(resolved.targets):
+        probe = resolved.plan.probes[index]
+        decode = build_decoder(resolved.plan, index, target.btf)
+        fields = record_fields(resolved.plan, index, target.btf)
+        line, batch = formatter.record(index, fields, decode), formatter.batch(index, fields, decode)
+        assert formatter._liner(index, fields) is not None, "every capture here has a compiled line"
+        records = []
+        for n in range(200):
+            values = []
+            for capture in probe.captures:
+                data = rng.choice([bytes(capture.size), b"\xff" * capture.size, rng.randbytes(capture.size)])
+                values.append((rng.getrandbits(64), data) if capture.address else data)
+            failed = rng.getrandbits(len(probe.captures)) if n % 5 == 0 else 0
+            records.append(record(resolved, index, *values, failed=failed, comm=comms[n % len(comms)],
+                                  entry_ts=rng.choice([0, TS - 1000]), ts=TS + n))
+        expected = [formatter.format(decode(r)) for r in records]
+        assert [line(r) for r in records] == expected
+        assert batch(memoryview(b"".join(records))) == expected
+        for text in expected:
+            json.loads(text)
