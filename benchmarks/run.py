@@ -83,12 +83,12 @@ def bench_format(args: argparse.Namespace) -> Dict[str, Any]:
     import random
 
     from btf import BTF, BTFError
-    from ksnoop.decode import build_decoder, record_fields
-    from ksnoop.output_json import JsonFormatter
-    from ksnoop.output_text import TextFormatter
-    from ksnoop.resolve import resolve
-    from ksnoop.spec import parse_spec
-    from ksnoop.targets import KernelBTF
+    from ksnoop.output.decode import build_decoder, record_fields
+    from ksnoop.output.json_lines import JsonFormatter
+    from ksnoop.output.text import TextFormatter
+    from ksnoop.spec.resolve import resolve
+    from ksnoop.spec.language import parse_spec
+    from ksnoop.spec.targets import KernelBTF
     from tests.support import records
 
     rng = random.Random(0)
@@ -178,11 +178,11 @@ def _kernel_sk_buffs(kernel: Any, count: int) -> Optional[Tuple[List[bytes], Lis
     from bpf.maps import Map
     from bpf.ringbuf import RingBuffer
     from bpf.uapi import MapType
-    from ksnoop.decode import build_decoder, record_fields
-    from ksnoop.output_json import JsonFormatter
-    from ksnoop.output_text import TextFormatter
-    from ksnoop.resolve import resolve
-    from ksnoop.spec import parse_spec
+    from ksnoop.output.decode import build_decoder, record_fields
+    from ksnoop.output.json_lines import JsonFormatter
+    from ksnoop.output.text import TextFormatter
+    from ksnoop.spec.resolve import resolve
+    from ksnoop.spec.language import parse_spec
 
     if not check_privileges():
         return None
@@ -500,9 +500,9 @@ def bench_overhead(args: argparse.Namespace) -> Dict[str, Any]:
     from bpf.plan import Filters, RecordLayout
     from bpf.ringbuf import RingBuffer
     from bpf.uapi import AttachType, MapType, ProgType
-    from ksnoop.resolve import resolve
-    from ksnoop.spec import parse_spec
-    from ksnoop.targets import KernelBTF
+    from ksnoop.spec.resolve import resolve
+    from ksnoop.spec.language import parse_spec
+    from ksnoop.spec.targets import KernelBTF
 
     _require_bpf()
     iterations = 200_000
@@ -656,10 +656,10 @@ def bench_consume(args: argparse.Namespace) -> Dict[str, Any]:
     from bpf.plan import HEADER, COMM_SIZE, Filters, RecordLayout
     from bpf.ringbuf import RingBuffer
     from bpf.uapi import MapType
-    from ksnoop.decode import build_decoder
-    from ksnoop.resolve import resolve
-    from ksnoop.spec import parse_spec
-    from ksnoop.targets import KernelBTF
+    from ksnoop.output.decode import build_decoder
+    from ksnoop.spec.resolve import resolve
+    from ksnoop.spec.language import parse_spec
+    from ksnoop.spec.targets import KernelBTF
 
     _require_bpf()
     regs = _REGS.get(platform.machine())
@@ -787,7 +787,7 @@ def bench_consume(args: argparse.Namespace) -> Dict[str, Any]:
 # 50 ms and drains while records are there): what the reader can do when the producer is not
 # slowed by wake-ups. For diagnosis only: the trace benchmark reports it beside the real thing.
 _KSNOOP_NEVER_WAKE = (
-    "import sys, ksnoop.resolve as r; from bpf.plan import Plan; "
+    "import sys, ksnoop.spec.resolve as r; from bpf.plan import Plan; "
     "r.Plan = lambda **kw: Plan(wakeup_bytes=0x7FFFFFFF, **kw); "
     "from ksnoop.cli import run; sys.argv[0] = 'ksnoop'; run()")
 
@@ -1023,7 +1023,7 @@ def bench_dump(args: argparse.Namespace) -> Dict[str, Any]:
     (the kernel walking and running the program per file) apart from the rest (splitting, decoding,
     formatting, writing); and `python -m ksnoop dump` as a whole process."""
 
-    from ksnoop.dump import DumpOptions, run as run_dump
+    from ksnoop.run.dump import DumpOptions, run as run_dump
 
     _require_bpf()
     options = DumpOptions(specs=(DUMP_SPEC,), output="json")
@@ -1104,7 +1104,7 @@ def bench_dump_struct(args: argparse.Namespace) -> Dict[str, Any]:
     each (and every other task's), text and JSON written to a file, in-process (ksnoop.dump.run),
     alternating, medians. records_per_s counts what comes after the program is linked: the kernel's
     walk, splitting, decoding, formatting and writing."""
-    from ksnoop.dump import DumpOptions, run as run_dump
+    from ksnoop.run.dump import DumpOptions, run as run_dump
 
     _require_bpf()
     figures: Dict[str, List[float]] = {"text": [], "json": []}

@@ -25,7 +25,7 @@ def measure(glob: str) -> Dict[str, Any]:
     from bpf.loader import attach_tracing, load_program
     from bpf.maps import Map
     from bpf.uapi import MapType
-    from ksnoop.session import RunOptions, _stash_maps, prepare
+    from ksnoop.run.trace import RunOptions, _stash_maps, prepare
 
     start = time.perf_counter()
     resolved, programs = prepare(RunOptions(specs=(glob,), max_probes=10000))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from .cli import run
+    from ksnoop.cli import run
 
     run()
 

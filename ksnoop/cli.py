@@ -18,10 +18,10 @@ import typer
 from bpf.plan import DEFAULT_KSTACK_DEPTH, MAX_KSTACK_DEPTH
 from btf import BTFError
 
-from . import __version__
-from .errors import KsnoopError, RuntimeFailure
-from .resolve import DEFAULT_MAX_PROBES
-from .sanitize import sanitize, sanitize_layout
+from ksnoop import __version__
+from ksnoop.errors import KsnoopError, RuntimeFailure
+from ksnoop.spec.resolve import DEFAULT_MAX_PROBES
+from ksnoop.sanitize import sanitize, sanitize_layout
 
 app = typer.Typer(
     add_completion=False,
@@ -89,8 +89,8 @@ def info(
     btf: BTFOption = None,
 ) -> None:
     """Show a function's or tracepoint's signature, or a type's layout, from the kernel's BTF."""
-    from .info import describe
-    from .targets import KernelBTF
+    from ksnoop.info import describe
+    from ksnoop.spec.targets import KernelBTF
 
     with _reported_errors():
         kernel = KernelBTF.load(btf)
@@ -108,12 +108,12 @@ def list_(
 ) -> None:
     """List traceable kernel functions and tp: tracepoints matching a glob, sorted; 'dump:*' lists the
     iterator targets ksnoop dump can walk, marking those this kernel refuses (asked when run as root)."""
-    from .targets import ITER_PREFIX, KernelBTF
+    from ksnoop.spec.targets import ITER_PREFIX, KernelBTF
 
     with _reported_errors():
         kernel = KernelBTF.load(btf)
         if pattern.startswith(ITER_PREFIX):
-            from .iter_targets import IterTargets, refusal_note
+            from ksnoop.spec.iter_targets import IterTargets, refusal_note
 
             iters = IterTargets(kernel)
             found = [(t.target.label, t.target.module, refusal_note(iters.refusal(t))) for t in iters.glob(pattern)]
@@ -174,7 +174,7 @@ def trace(
     A SPEC's name may be a glob ('tcp_v4_*', 'tp:net_dev_*'): every function (or tracepoint) it matches
     is traced, each with the values that fit it; functions the kernel will not attach to are left out
     with a warning."""
-    from .session import RunOptions, run as run_trace
+    from ksnoop.run.trace import RunOptions, run as run_trace
 
     options = RunOptions(
         specs=tuple(specs), pid=pid, comm=comm, count=count, duration_s=duration, pages=pages,
@@ -224,8 +224,8 @@ def dump(
 
     The values, comparisons and output are trace's; the names are the iterator context's members
     (ksnoop info dump:TARGET shows them)."""
-    from .dump import DumpOptions, run as run_dump
-    from .dump_resolve import IterParams
+    from ksnoop.run.dump import DumpOptions, run as run_dump
+    from ksnoop.spec.resolve_dump import IterParams
 
     options = DumpOptions(
         specs=tuple(specs),

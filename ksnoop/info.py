@@ -7,10 +7,10 @@ from typing import Any, Dict
 from btf import Kind
 from btf.cdecl import function_declaration
 
-from .layout import layout_json, layout_text
-from .errors import UnknownTarget
-from .sanitize import sanitize
-from .targets import ITER_PREFIX, KernelBTF, Target, TargetKind
+from ksnoop.output.layout import layout_json, layout_text
+from ksnoop.errors import UnknownTarget
+from ksnoop.sanitize import sanitize
+from ksnoop.spec.targets import ITER_PREFIX, KernelBTF, Target, TargetKind
 
 _TYPE_PREFIXES = ("struct ", "union ", "enum ")
 
@@ -44,7 +44,7 @@ def signature_json(target: Target) -> Dict[str, Any]:
 def describe(kernel: KernelBTF, text: str, as_json: bool) -> Any:
     """Text or a JSON-ready dict for one `info` argument: a function, `tp:NAME`, or a type."""
     if text.startswith(ITER_PREFIX):
-        from .iter_targets import IterTargets, signature_json as iter_json, signature_text as iter_text
+        from ksnoop.spec.iter_targets import IterTargets, signature_json as iter_json, signature_text as iter_text
 
         iters = IterTargets(kernel)
         found = iters.find(text)

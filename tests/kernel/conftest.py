@@ -18,7 +18,7 @@ from bpf import features
 from bpf.insn import exit_, mov64_imm
 from bpf.loader import LoadRefused, VerifierError, load_program
 from bpf.uapi import AttachType, ProgType
-from ksnoop.targets import KernelBTF
+from ksnoop.spec.targets import KernelBTF
 
 
 def _open_fds() -> dict[int, str]:
@@ -81,7 +81,7 @@ def iterator_refusals() -> dict[str, str]:
     refused ("EPERM before verification"). Asked once per run by loading the smallest program
     (return 0) for each target: what a kernel permits can change between machines with no version
     change (a BPF LSM policy), so the tests never assume it from a list."""
-    from ksnoop.iter_targets import IterTargets
+    from ksnoop.spec.iter_targets import IterTargets
 
     for check in (features.check_privileges(), features.check_btf()):
         if not check.ok:

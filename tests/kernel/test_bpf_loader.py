@@ -113,8 +113,8 @@ def test_features_on_this_kernel(sys_enter_id: int) -> None:
 def test_probe_iter_answers_as_a_load_does(iterator_refusals: dict[str, str]) -> None:
     """features.probe_iter, for each iterator target, against the fixture's own loads; a target the
     kernel refuses is refused before verification, which the loader reports as LoadRefused."""
-    from ksnoop.iter_targets import IterTargets
-    from ksnoop.targets import KernelBTF
+    from ksnoop.spec.iter_targets import IterTargets
+    from ksnoop.spec.targets import KernelBTF
 
     for name, target in IterTargets(KernelBTF.load()).all().items():
         probe = features.probe_iter(target.target.attach_btf_id)

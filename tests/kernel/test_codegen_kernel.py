@@ -36,11 +36,11 @@ from bpf.plan import Test as ValueTest  # not named Test*, or pytest tries to co
 from bpf.ringbuf import RingBuffer
 from bpf.uapi import AttachType, MapType
 from btf.values import decode as decode_value
-from ksnoop.decode import READ_FAILED, Event, RawValue, build_decoder
-from ksnoop.kallsyms import Kallsyms
-from ksnoop.resolve import ResolvedTrace, resolve
-from ksnoop.spec import parse_spec
-from ksnoop.targets import KernelBTF
+from ksnoop.output.decode import READ_FAILED, Event, RawValue, build_decoder
+from ksnoop.output.kallsyms import Kallsyms
+from ksnoop.spec.resolve import ResolvedTrace, resolve
+from ksnoop.spec.language import parse_spec
+from ksnoop.spec.targets import KernelBTF
 from tests.unit.bpf.test_codegen import PY_OPS  # the operators as Python computes them
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel")]
@@ -88,7 +88,7 @@ class Session:
 
 
 def _stash_maps(stack: contextlib.ExitStack, plan: Plan, programs: Sequence[Program]) -> dict[int, dict]:
-    """As ksnoop/session.py makes them: an LRU stash per pair, and a scratch record for RECORD."""
+    """As ksnoop/run/trace.py makes them: an LRU stash per pair, and a scratch record for RECORD."""
     fds: dict[int, dict] = {}
     for probe, program in zip(plan.probes, programs):
         if probe.kind is ProbeKind.FENTRY and probe.stash is not Stash.NONE:

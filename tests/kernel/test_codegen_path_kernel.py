@@ -31,10 +31,10 @@ from bpf.plan import ProbeKind
 from bpf.plan import Test as ValueTest  # not named Test*, or pytest tries to collect it
 from bpf.ringbuf import RingBuffer
 from bpf.uapi import BPF_F_NO_PREALLOC, AttachType, MapType
-from ksnoop.decode import Event, build_decoder
-from ksnoop.resolve import TASK_EXIT_TRACEPOINT, resolve
-from ksnoop.spec import parse_spec
-from ksnoop.targets import KernelBTF, Target
+from ksnoop.output.decode import Event, build_decoder
+from ksnoop.spec.resolve import TASK_EXIT_TRACEPOINT, resolve
+from ksnoop.spec.language import parse_spec
+from ksnoop.spec.targets import KernelBTF, Target
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel")]
 

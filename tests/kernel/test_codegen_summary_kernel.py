@@ -22,10 +22,10 @@ from bpf.loader import LoadedProgram, attach_tracing, load_program
 from bpf.maps import Map
 from bpf.plan import COUNTERS, COUNTERS_SIZE, STASH_ENTRIES, Filters, Plan, ProbeKind, Stash
 from bpf.uapi import AttachType, MapType
-from ksnoop.resolve import ResolvedTrace, resolve
-from ksnoop.spec import parse_spec
-from ksnoop.summary import count_calls, counted
-from ksnoop.targets import KernelBTF
+from ksnoop.spec.resolve import ResolvedTrace, resolve
+from ksnoop.spec.language import parse_spec
+from ksnoop.run.summary import count_calls, counted
+from ksnoop.spec.targets import KernelBTF
 from tests.kernel.test_codegen_kernel import udp_pair
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel")]
@@ -37,7 +37,7 @@ def _summary(kernel: KernelBTF, *specs: str, **filters) -> ResolvedTrace:  # noq
 
 @contextlib.contextmanager
 def _counting(plan: Plan, on_tracepoint: int | None = None) -> Iterator[tuple[Map, list[LoadedProgram]]]:
-    """Every probe loaded with its counts and stash maps, as ksnoop/session.py makes them."""
+    """Every probe loaded with its counts and stash maps, as ksnoop/run/trace.py makes them."""
     with contextlib.ExitStack() as stack:
         keys = sum(p.count is not None for p in plan.probes)
         counts = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, COUNTERS_SIZE, max(keys, 1)))

@@ -396,8 +396,8 @@ def test_list_as_nobody_marks_nothing(as_nobody: Tuple[Sequence[str], Dict[str, 
 
 
 def _targets() -> List[str]:
-    from ksnoop.iter_targets import IterTargets
-    from ksnoop.targets import KernelBTF
+    from ksnoop.spec.iter_targets import IterTargets
+    from ksnoop.spec.targets import KernelBTF
 
     return sorted(IterTargets(KernelBTF.load()).all())
 
@@ -409,9 +409,9 @@ def test_every_target_loads_and_walks(name: str, iterator_refusals: Dict[str, st
     from ksnoop dump saying so, exit 1, with nothing left loaded."""
     from bpf.codegen import MapRole, generate
     from bpf.iter import max_record_size
-    from ksnoop.dump_resolve import IterParams, parse_dump_spec, resolve_dump
-    from ksnoop.iter_targets import IterTargets, ParamKind
-    from ksnoop.targets import KernelBTF
+    from ksnoop.spec.resolve_dump import IterParams, parse_dump_spec, resolve_dump
+    from ksnoop.spec.iter_targets import IterTargets, ParamKind
+    from ksnoop.spec.targets import KernelBTF
 
     iters = IterTargets(KernelBTF.load())
     needs_map = iters.find(name).params is ParamKind.MAP

@@ -1,6 +1,6 @@
 """`ksnoop info 'struct X'` against pahole (Debian's dwarves) on the running kernel's BTF, struct by struct.
 
-One `pahole -F btf /sys/kernel/btf/vmlinux` prints every named struct (in about 0.1 s); ksnoop.layout
+One `pahole -F btf /sys/kernel/btf/vmlinux` prints every named struct (in about 0.1 s); ksnoop.output.layout
 lays out the same structs from btf/. Every struct whose name is unique both in vmlinux and in pahole's
 output is compared (about 9,500 on a 6.x x86 kernel, in 2-3 s), on the lines that place members and
 account for their bytes:
@@ -30,7 +30,7 @@ import subprocess
 import pytest
 
 from btf import Kind
-from ksnoop.layout import layout_text, type_layout
+from ksnoop.output.layout import layout_text, type_layout
 from tests.unit.ksnoop.test_layout import unaccounted_bits
 
 pytestmark = pytest.mark.kernel

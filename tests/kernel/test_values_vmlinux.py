@@ -97,9 +97,9 @@ def _json_numbers(value: object) -> object:
 
 
 def test_every_struct_and_unions_json_is_the_reference_value(vmlinux: BTF) -> None:
-    """ksnoop's generated JSON encoders (ksnoop/json_compiled.py), one per type, whole and cut: the
+    """ksnoop's generated JSON encoders (ksnoop/output/json_compiled.py), one per type, whole and cut: the
     text parses to the reference walker's value, bitfields written a unit at a time included."""
-    from ksnoop.json_compiled import struct_encoder
+    from ksnoop.output.json_compiled import struct_encoder
 
     rng = random.Random(4)
     checked = 0

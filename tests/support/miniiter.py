@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from btf import BTF
 from btf.uapi import FuncLinkage
-from ksnoop.targets import KernelBTF
+from ksnoop.spec.targets import KernelBTF
 
 from . import minikernel
 from .btfbuilder import BTFBuilder

@@ -13,10 +13,10 @@ from typing import Any
 
 from bpf.plan import COMM_OFFSET, COMM_SIZE, HEADER, ProbeKind, RecordLayout
 from btf import BTF
-from ksnoop.decode import Event, build_decoder
-from ksnoop.resolve import ResolvedTrace, resolve
-from ksnoop.spec import parse_spec
-from ksnoop.targets import KernelBTF
+from ksnoop.output.decode import Event, build_decoder
+from ksnoop.spec.resolve import ResolvedTrace, resolve
+from ksnoop.spec.language import parse_spec
+from ksnoop.spec.targets import KernelBTF
 
 from . import minikernel
 

@@ -34,7 +34,8 @@ SIZES = (100, 300)
 # ksnoop's main with session.prepare wrapped: the target is resolved from veth's BTF, then veth goes.
 GONE = """
 import subprocess, sys
-from ksnoop import cli, session
+from ksnoop import cli
+from ksnoop.run import trace as session
 resolve = session.prepare
 def prepare(options):
     out = resolve(options)

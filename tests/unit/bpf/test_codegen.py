@@ -2,7 +2,7 @@
 
 Structure first (holes, labels, map slots, determinism), then meaning: each program runs in
 tests/support/bpfvm.py over memory laid out here, and its records are decoded with
-ksnoop.decode, so an operator, a shift, a string word or a record offset that is wrong shows up
+ksnoop.output.decode, so an operator, a shift, a string word or a record offset that is wrong shows up
 as a wrong value.
 """
 
@@ -38,9 +38,9 @@ from bpf.plan import (
 )
 from bpf.plan import Test as ValueTest  # not named Test*, or pytest tries to collect it
 from bpf.uapi import AttachType, Helper, ProgType
-from ksnoop.decode import READ_FAILED, RawValue, build_decoder
-from ksnoop.resolve import ResolvedTrace, resolve
-from ksnoop.spec import parse_spec
+from ksnoop.output.decode import READ_FAILED, RawValue, build_decoder
+from ksnoop.spec.resolve import ResolvedTrace, resolve
+from ksnoop.spec.language import parse_spec
 from tests.support import records
 from tests.support.bpfvm import VM, VMError
 

@@ -17,9 +17,9 @@ from bpf.codegen import CodegenError, generate
 from bpf.iter import max_record_size
 from bpf.plan import Filters, ProbeKind
 from bpf.uapi import AttachType, Helper, ProgType
-from ksnoop.decode import READ_FAILED, RawValue, build_decoder
-from ksnoop.dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
-from ksnoop.iter_targets import IterTargets
+from ksnoop.output.decode import READ_FAILED, RawValue, build_decoder
+from ksnoop.spec.resolve_dump import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
+from ksnoop.spec.iter_targets import IterTargets
 from tests.support import miniiter
 from tests.support.bpfvm_iter import EOVERFLOW, META, IterVM
 
@@ -185,8 +185,8 @@ def test_generation_is_deterministic() -> None:
 def test_json_lines_of_a_whole_buffer_equal_the_per_record_lines() -> None:
     """JsonFormatter.batch, which dump uses for JSON, gives each record's line exactly as decoding
     and formatting it alone would: names, ints, a failed read, text that needs escaping."""
-    from ksnoop.decode import record_fields
-    from ksnoop.output_json import JsonFormatter
+    from ksnoop.output.decode import record_fields
+    from ksnoop.output.json_lines import JsonFormatter
 
     dump = _dump("task_file(task->pid, fd, file->f_path.dentry->d_name.name, task->mm->total_vm)")
     vm = _vm(dump)

@@ -15,8 +15,8 @@ import pytest
 from bpf.codegen import CodegenError, generate
 from bpf.plan import HEADER, PATH_DEPTH_OFFSET, PathLayout, PathStep, ProbeKind
 from ksnoop.errors import UsageError
-from ksnoop.resolve import ResolvedTrace, resolve_path
-from ksnoop.spec import SpecError, parse_spec
+from ksnoop.spec.resolve import ResolvedTrace, resolve_path
+from ksnoop.spec.language import SpecError, parse_spec
 from tests.support import records
 from tests.support.bpfvm import VM
 

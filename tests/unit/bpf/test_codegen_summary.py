@@ -12,8 +12,8 @@ from bpf import templates as tpl
 from bpf.codegen import CodegenError, MapRole, generate
 from bpf.plan import LATENCY_BUCKETS, Count, ProbeKind, Stash
 from bpf.uapi import Helper
-from ksnoop.resolve import ResolvedTrace
-from ksnoop.summary import count_calls
+from ksnoop.spec.resolve import ResolvedTrace
+from ksnoop.run.summary import count_calls
 from tests.support.bpfvm import MASK64, VM
 from tests.unit.bpf.test_codegen import NET, PID, SKB, TID, _memory, _trace
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ksnoop.dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
-from ksnoop.iter_targets import IterTargets
+from ksnoop.spec.resolve_dump import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
+from ksnoop.spec.iter_targets import IterTargets
 from tests.support import miniiter
 from tests.unit.bpf.test_golden_listings import check_golden, check_round_trip, render_plan
 

@@ -17,8 +17,8 @@ from bpf.codegen import MapRole, Program, generate
 from bpf.insn import Insn, decode, encode
 from bpf.listing import format_insns
 from bpf.plan import Filters, Plan
-from ksnoop.resolve import resolve, resolve_path
-from ksnoop.spec import parse_spec
+from ksnoop.spec.resolve import resolve, resolve_path
+from ksnoop.spec.language import parse_spec
 from tests.support import records
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "listings"

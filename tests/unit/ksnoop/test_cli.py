@@ -788,7 +788,7 @@ def test_closed_stdout_large_output_is_quiet(write_btf):
 @pytest.fixture
 def trace_options(monkeypatch):
     """Runs of `trace` record their RunOptions here instead of tracing."""
-    from ksnoop import session
+    from ksnoop.run import trace as session
 
     seen = []
 
@@ -820,7 +820,7 @@ def test_kstack_depth_out_of_range_is_a_usage_error(cli, mini_btf, trace_options
 
 def test_kstack_depth_is_checked_without_the_cli_too():
     from ksnoop.errors import UsageError
-    from ksnoop.session import RunOptions, prepare
+    from ksnoop.run.trace import RunOptions, prepare
 
     with pytest.raises(UsageError, match="--kstack-depth 128: at most 127 frames"):
         prepare(RunOptions(specs=("tp:net_dev_queue",), kstack_depth=128))

@@ -9,13 +9,13 @@ import re
 
 import pytest
 
-from ksnoop import dump as dump_module
-from ksnoop.dump import DumpOptions, DumpSummary
-from ksnoop.dump_resolve import IterParams, parse_dump_spec, resolve_dump
-from ksnoop.iter_targets import IterTargets
-from ksnoop.output_json import JsonFormatter
-from ksnoop.output_text import TextFormatter
-from ksnoop.targets import KernelBTF
+from ksnoop.run import dump as dump_module
+from ksnoop.run.dump import DumpOptions, DumpSummary
+from ksnoop.spec.resolve_dump import IterParams, parse_dump_spec, resolve_dump
+from ksnoop.spec.iter_targets import IterTargets
+from ksnoop.output.json_lines import JsonFormatter
+from ksnoop.output.text import TextFormatter
+from ksnoop.spec.targets import KernelBTF
 from tests.support import miniiter, records
 from tests.support.btfbuilder import BTFBuilder
 

@@ -1,4 +1,4 @@
-"""ksnoop/decode.py: records packed by bpf.plan's RecordLayout, as programs write them, back into Events."""
+"""ksnoop/output/decode.py: records packed by bpf.plan's RecordLayout, as programs write them, back into Events."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import struct
 import pytest
 
 from bpf.plan import ProbeKind, RecordLayout
-from ksnoop.decode import READ_FAILED, Event, build_decoder
-from ksnoop.resolve import ResolvedTrace
+from ksnoop.output.decode import READ_FAILED, Event, build_decoder
+from ksnoop.spec.resolve import ResolvedTrace
 from tests.support.records import PID, TID, TS, event, probe_index, record, trace
 
 STACK = (0xFFFFFFFF81A0011D, 0xFFFFFFFF81B00420, 0xFFFFFFFFC0A00010)

@@ -1,4 +1,4 @@
-"""ksnoop.dump_resolve over the mini kernel's iterators: dump specs -> one ITER probe each; errors
+"""ksnoop.spec.resolve_dump over the mini kernel's iterators: dump specs -> one ITER probe each; errors
 point into the spec like trace's; options are checked against targets; records are cut to fit."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from bpf.plan import CompareOp, ProbeKind, RecordLayout
-from ksnoop.dump_resolve import IterParams, fit_captures, parse_dump_spec, resolve_dump
+from ksnoop.spec.resolve_dump import IterParams, fit_captures, parse_dump_spec, resolve_dump
 from ksnoop.errors import RuntimeFailure, UsageError
-from ksnoop.iter_targets import IterTargets, LinkInfo
-from ksnoop.spec import SpecError
+from ksnoop.spec.iter_targets import IterTargets, LinkInfo
+from ksnoop.spec.language import SpecError
 from tests.support import miniiter
 
 LIMIT = 32760

@@ -1,4 +1,4 @@
-"""ksnoop.iter_targets over synthetic BTF (tests/support/miniiter.py): which targets exist, what their
+"""ksnoop.spec.iter_targets over synthetic BTF (tests/support/miniiter.py): which targets exist, what their
 contexts give, which member is the object, which parameters they take, and how they are named."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from btf import BTF
 from ksnoop.errors import UnknownTarget
-from ksnoop.iter_targets import (
+from ksnoop.spec.iter_targets import (
     IterTargets,
     ParamKind,
     link_info_of,
@@ -15,7 +15,7 @@ from ksnoop.iter_targets import (
     signature_json,
     signature_text,
 )
-from ksnoop.targets import KernelBTF, TargetKind
+from ksnoop.spec.targets import KernelBTF, TargetKind
 from tests.support import minikernel, miniiter
 
 

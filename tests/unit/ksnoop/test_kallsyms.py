@@ -1,10 +1,10 @@
-"""ksnoop/kallsyms.py: /proc/kallsyms text -> sorted text symbols -> `function+0xoffset [module]`."""
+"""ksnoop/output/kallsyms.py: /proc/kallsyms text -> sorted text symbols -> `function+0xoffset [module]`."""
 
 from __future__ import annotations
 
 import pytest
 
-from ksnoop.kallsyms import Kallsyms, Symbol, Symbolizer, parse_kallsyms
+from ksnoop.output.kallsyms import Kallsyms, Symbol, Symbolizer, parse_kallsyms
 
 # As /proc/kallsyms writes it: out of order across vmlinux, modules and BPF programs; data and
 # absolute symbols mixed in; a module's name after a tab.

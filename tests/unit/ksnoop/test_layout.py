@@ -1,4 +1,4 @@
-"""ksnoop.layout's holes, bit holes and padding on BTF built here, one struct per pahole rule.
+"""ksnoop.output.layout's holes, bit holes and padding on BTF built here, one struct per pahole rule.
 
 The expected texts are what pahole 1.24 (`pahole -F btf FILE`) prints for the same BTF, less what
 ksnoop does not print: pahole's type column (ksnoop writes `decl;`, then the offset comment), its
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from btf import BTF, Kind, Struct
-from ksnoop.layout import layout_json, layout_text, type_layout
+from ksnoop.output.layout import layout_json, layout_text, type_layout
 from tests.support import minikernel
 from tests.support.btfbuilder import BTFBuilder
 

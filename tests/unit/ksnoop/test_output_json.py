@@ -1,4 +1,4 @@
-"""ksnoop/output_json.py: Events -> one JSON object per line, from records packed as programs write them."""
+"""ksnoop/output/json_lines.py: Events -> one JSON object per line, from records packed as programs write them."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ import pytest
 
 from bpf.plan import ProbeKind
 from btf import BTF
-from ksnoop import output_json
-from ksnoop import json_compiled
-from ksnoop.json_compiled import struct_encoder
-from ksnoop.decode import READ_FAILED, RawValue
-from ksnoop.kallsyms import Symbolizer
-from ksnoop.output_json import JsonFormatter
+from ksnoop.output import json_compiled
+from ksnoop.output.json_compiled import struct_encoder
+from ksnoop.output.decode import READ_FAILED, RawValue
+from ksnoop.output.kallsyms import Symbolizer
+from ksnoop.output.json_lines import JsonFormatter
 from tests.support.btfbuilder import BTFBuilder
 from tests.support.records import CPU, IDS, PID, TID, TS, event, golden_events, probe_index, record, sk_buff_bytes
 from tests.support.records import trace, with_captures
@@ -350,7 +349,7 @@ def test_a_records_line_from_its_bytes_equals_its_events_for_enums_bools_and_flo
 
 
 def _assert_lines_from_bytes_equal_events(resolved):
-    from ksnoop.decode import build_decoder, record_fields
+    from ksnoop.output.decode import build_decoder, record_fields
 
     rng = random.Random(11)
     formatter = JsonFormatter(resolved)

@@ -1,14 +1,14 @@
-"""ksnoop.summary.sum_counters and ksnoop.output_summary: per-CPU counters to text and JSON."""
+"""ksnoop.summary.sum_counters and ksnoop.output.summary_text: per-CPU counters to text and JSON."""
 
 from __future__ import annotations
 
 import json
 
 from bpf.plan import COUNTERS, LATENCY_BUCKETS
-from ksnoop.output_summary import BAR_WIDTH, bucket_bounds, format_json, format_text, histogram_lines
-from ksnoop.resolve import resolve
-from ksnoop.spec import parse_spec
-from ksnoop.summary import FunctionCounts, count_calls, sum_counters
+from ksnoop.output.summary_text import BAR_WIDTH, bucket_bounds, format_json, format_text, histogram_lines
+from ksnoop.spec.resolve import resolve
+from ksnoop.spec.language import parse_spec
+from ksnoop.run.summary import FunctionCounts, count_calls, sum_counters
 from tests.support import records
 
 

@@ -1,4 +1,4 @@
-"""ksnoop/output_text.py: Events -> upstream ksnoop's text layout, plain or as rich markup, never unsafe."""
+"""ksnoop/output/text.py: Events -> upstream ksnoop's text layout, plain or as rich markup, never unsafe."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bpf.plan import ProbeKind
-from ksnoop.decode import READ_FAILED
-from ksnoop.kallsyms import Symbolizer
-from ksnoop.output_text import TextFormatter
+from ksnoop.output.decode import READ_FAILED
+from ksnoop.output.kallsyms import Symbolizer
+from ksnoop.output.text import TextFormatter
 from tests.support.records import IDS, TS, event, golden_events, probe_index, sk_buff_bytes, trace
 from tests.support.records import with_captures
 
@@ -184,8 +184,8 @@ def test_colour_markup_renders_to_the_plain_text(index):
 def test_rich_is_imported_only_for_colour():
     code = (
         "import sys\n"
-        "from ksnoop.output_text import TextFormatter\n"
-        "from ksnoop.output_json import JsonFormatter\n"
+        "from ksnoop.output.text import TextFormatter\n"
+        "from ksnoop.output.json_lines import JsonFormatter\n"
         "from tests.support.records import trace, event\n"
         "t = trace('seven_args(a)')\n"
         "TextFormatter(t, color=False).format(event(t, 0, 1))\n"
@@ -279,7 +279,7 @@ def test_function_pointers_read_as_the_function_they_point_to(tmp_path):
 
 
 def test_zeros_and_compact_layouts():
-    from ksnoop.output_text import TextLayout
+    from ksnoop.output.text import TextLayout
 
     t = trace("tp:net_dev_queue(skb->len, skb)")
     record = event(t, 0, 228, sk_buff_bytes())

@@ -10,9 +10,9 @@ import pytest
 from bpf.plan import ProbeKind
 from btf import BTF
 from ksnoop.errors import UsageError
-from ksnoop.resolve import DEFAULT_MAX_PROBES, resolve
-from ksnoop.spec import SpecError, parse_spec
-from ksnoop.targets import KernelBTF
+from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, resolve
+from ksnoop.spec.language import SpecError, parse_spec
+from ksnoop.spec.targets import KernelBTF
 from tests.support import minikernel, records
 
 # Every FUNC of the mini kernel, sorted; `*` matches these and no tracepoint.
@@ -135,7 +135,7 @@ def test_cli_glob_over_the_limit_and_no_match(cli, tmp_path):
 
 def test_many_probes_raise_the_open_files_limit():
     from ksnoop.errors import RuntimeFailure
-    from ksnoop.session import _raise_open_files_limit
+    from ksnoop.run.trace import _raise_open_files_limit
 
     saved = resource.getrlimit(resource.RLIMIT_NOFILE)
     if saved[1] != resource.RLIM_INFINITY and saved[1] < 2000:

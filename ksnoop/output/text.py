@@ -16,13 +16,13 @@ from bpf.errnos import MAX_ERRNO, find_errno_name
 from btf.values import Styles, char_literal, function_text, is_char, number_text, pointer_text, \
     text_renderer
 
-from .decode import READ_FAILED, Decoder, Event, RawValue, RecordFields
-from .formatter import each_record
-from .kallsyms import KALLSYMS_PATH, FunctionNames, Symbolizer
-from .resolve import ResolvedTrace
-from .sanitize import sanitize
-from .spec import RETURN
-from .targets import Target
+from ksnoop.output.decode import READ_FAILED, Decoder, Event, RawValue, RecordFields
+from ksnoop.output.formatter import each_record
+from ksnoop.output.kallsyms import KALLSYMS_PATH, FunctionNames, Symbolizer
+from ksnoop.spec.resolve import ResolvedTrace
+from ksnoop.sanitize import sanitize
+from ksnoop.spec.language import RETURN
+from ksnoop.spec.targets import Target
 
 INDENT = "    "  # before each value line, and added to every line of a nested struct
 STRUCT_INDENT = "  "  # a nested struct's members, under its value line

@@ -33,9 +33,9 @@ from btf import Const, TypeTag, Void, Volatile
 from btf.members import Step, resolve as resolve_members
 from btf.values import is_char
 
-from .spec import GLOB_CHARS, RETURN, Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr
-from .errors import UnknownTarget, UsageError
-from .targets import TRACEPOINT_PREFIX, KernelBTF, Target, TargetKind
+from ksnoop.spec.language import GLOB_CHARS, RETURN, Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr
+from ksnoop.errors import UnknownTarget, UsageError
+from ksnoop.spec.targets import TRACEPOINT_PREFIX, KernelBTF, Target, TargetKind
 
 # How much of a string a char pointer's capture reads, NUL included.
 STRING_SIZE = 128

@@ -1,6 +1,6 @@
 """`trace --summary` output: each function's calls, errors and latency histogram, as text or JSON.
 
-Takes the FunctionCounts that ksnoop.summary sums at exit. Text draws log2 histograms the way
+Takes the FunctionCounts that ksnoop.run.summary sums at exit. Text draws log2 histograms the way
 bpftrace's hist() does; JSON is one object, `{"summary": [...]}`, independent of the terminal.
 """
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .sanitize import sanitize
-from .summary import FunctionCounts
+from ksnoop.sanitize import sanitize
+from ksnoop.run.summary import FunctionCounts
 
 BAR_WIDTH = 52  # as bpftrace's hist()
 _SUFFIXES = ("", "K", "M", "G", "T", "P", "E")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Protocol
 
-from .decode import Decoder, Event, RecordFields
+from ksnoop.output.decode import Decoder, Event, RecordFields
 
 
 class Formatter(Protocol):

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
-from .errors import UsageError
+from ksnoop.errors import UsageError
 
 RETURN = "return"
 GLOB_CHARS = "*?"

@@ -14,7 +14,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from btf import BTF, BTFError, Func, FuncProto, Kind, Ptr, Typedef
 from btf.sources import loaded_modules
 
-from .errors import RuntimeFailure, UnknownTarget
+from ksnoop.errors import RuntimeFailure, UnknownTarget
 
 TRACEPOINT_PREFIX = "tp:"
 ITER_PREFIX = "dump:"  # how list and info name an iterator target

@@ -1,7 +1,7 @@
 """Dump specs + iterator targets -> a Plan of one iterator probe per spec.
 
 The spec language is trace's (`task_file(task->pid, fd, file->f_path.dentry->d_name.name)`); its
-names are the context's members, resolved by ksnoop/resolve.py as a tracepoint's arguments are.
+names are the context's members, resolved by ksnoop/spec/resolve.py as a tracepoint's arguments are.
 Each probe's first test skips the kernel's call after the last object (the object NULL), and its
 captures are cut, and flagged as cut, until a record fits the iterator's seq_file buffer.
 """
@@ -16,11 +16,11 @@ from bpf.plan import MAX_CAPTURE_SIZE, Capture, CompareOp, Plan, Predicate, Prob
 from btf import BTF, Array, Ptr, Struct, Union, Void
 from btf.values import is_char
 
-from .errors import RuntimeFailure, UnknownTarget, UsageError
-from .iter_targets import META, IterTarget, IterTargets, ParamKind
-from .resolve import ResolvedTrace, resolve_items
-from .spec import RETURN, Item, SpecError, TraceSpec, ValueExpr, parse_spec
-from .targets import ITER_PREFIX
+from ksnoop.errors import RuntimeFailure, UnknownTarget, UsageError
+from ksnoop.spec.iter_targets import META, IterTarget, IterTargets, ParamKind
+from ksnoop.spec.resolve import ResolvedTrace, resolve_items
+from ksnoop.spec.language import RETURN, Item, SpecError, TraceSpec, ValueExpr, parse_spec
+from ksnoop.spec.targets import ITER_PREFIX
 
 # The smallest piece of a struct a cut leaves: one u64.
 MIN_CUT_SIZE = 8

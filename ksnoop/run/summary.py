@@ -11,10 +11,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from bpf.plan import COUNTERS, LATENCY_BUCKETS, Capture, Count, Probe, ProbeKind, Stash
 from btf import Int
 
-from .errors import UsageError
-from .resolve import ResolvedTrace, _slots
-from .spec import RETURN
-from .targets import Target, TargetKind
+from ksnoop.errors import UsageError
+from ksnoop.spec.resolve import ResolvedTrace, _slots
+from ksnoop.spec.language import RETURN
+from ksnoop.spec.targets import Target, TargetKind
 
 
 @dataclass(frozen=True)

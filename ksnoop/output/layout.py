@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from btf import BTF, BTFError, Enum, Enum64, Member, Struct, Typedef, Union
 from btf.cdecl import base_name
 
-from .sanitize import sanitize
+from ksnoop.sanitize import sanitize
 
 _CACHELINE = 64
 # Anonymous members nested deeper than this only come from loops in corrupt BTF.

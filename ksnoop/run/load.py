@@ -16,7 +16,7 @@ from bpf.errnos import errno_name
 from bpf.loader import LoadedProgram, LoadRefused, VerifierError, load_program
 from bpf.uapi import AttachType
 
-from .errors import NotPermitted, NotTraceable, Refused, VerifierRejected
+from ksnoop.errors import NotPermitted, NotTraceable, Refused, VerifierRejected
 
 # What a user calls each kind of program the kernel may refuse as a whole.
 _KIND_WORDS = {

@@ -21,7 +21,7 @@ from btf.compiled import (BitfieldUnit, CompiledType, Elements, Leaf, Meaning, M
 from btf.pysource import PySource
 from btf.values import TRUNCATED, escape_bytes, is_string, leaf_value, text_from
 
-from .decode import RecordFields, head_source
+from ksnoop.output.decode import RecordFields, head_source
 
 _KEPT_TEXTS = 4096  # distinct strings (comms, names) whose JSON one table keeps
 POINTER = '"0x%x"'  # a pointer not followed; NULL is null

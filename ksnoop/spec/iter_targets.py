@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from btf import BTF, Func, FuncProto, Kind, Ptr, Struct, Union
 
-from .errors import UnknownTarget
-from .targets import ITER_PREFIX, Argument, KernelBTF, Target, TargetKind
+from ksnoop.errors import UnknownTarget
+from ksnoop.spec.targets import ITER_PREFIX, Argument, KernelBTF, Target, TargetKind
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ def signature_text(target: IterTarget, link_info: LinkInfo, refused: str = "") -
     and whether this kernel refuses it."""
     from btf.cdecl import function_declaration
 
-    from .sanitize import sanitize
+    from ksnoop.sanitize import sanitize
 
     t = target.target
     params = [(a.name, a.type_id) for a in target.members]

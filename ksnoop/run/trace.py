@@ -36,15 +36,15 @@ from bpf.ringbuf import RingBuffer
 from bpf.uapi import BPF_F_NO_PREALLOC, MapType
 from btf.sources import loaded_modules
 
-from .decode import build_decoder, probe_of, record_fields
-from .errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
-from .formatter import Formatter
-from .load import load_generated
-from .resolve import DEFAULT_MAX_PROBES, ResolvedTrace, resolve, resolve_path
-from .sanitize import sanitize
-from .spec import parse_spec
-from .summary import count_calls, counted, sum_counters
-from .targets import KernelBTF
+from ksnoop.output.decode import build_decoder, probe_of, record_fields
+from ksnoop.errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
+from ksnoop.output.formatter import Formatter
+from ksnoop.run.load import load_generated
+from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, ResolvedTrace, resolve, resolve_path
+from ksnoop.sanitize import sanitize
+from ksnoop.spec.language import parse_spec
+from ksnoop.run.summary import count_calls, counted, sum_counters
+from ksnoop.spec.targets import KernelBTF
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def _run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options
             time.sleep(max(0.0, min(POLL_INTERVAL_S, remaining)))
         totals = sum_counters(resolved, {key: counts.lookup_percpu(key.to_bytes(4, sys.byteorder)) or []
                                          for key in range(keys)})
-    from .output_summary import format_json, format_text
+    from ksnoop.output.summary_text import format_json, format_text
 
     out.write((format_json(totals) if options.output == "json" else format_text(totals)) + "\n")
     out.flush()
@@ -313,14 +313,14 @@ def _run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options
 def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Formatter:
     symbolizer = None
     if options.kstack_depth:
-        from .kallsyms import Symbolizer
+        from ksnoop.output.kallsyms import Symbolizer
 
         symbolizer = Symbolizer(lambda message: err.write(f"ksnoop: warning: {message}\n"))
     if options.output == "json":
-        from .output_json import JsonFormatter
+        from ksnoop.output.json_lines import JsonFormatter
 
         return JsonFormatter(resolved, symbolizer=symbolizer)
-    from .output_text import TextFormatter, TextLayout
+    from ksnoop.output.text import TextFormatter, TextLayout
 
     return TextFormatter(resolved, color=options.color, symbolizer=symbolizer,
                          layout=TextLayout(zeros=options.zeros, compact=options.compact))

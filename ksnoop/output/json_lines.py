@@ -13,13 +13,13 @@ from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, BTFError, Enum, Enum64, Float, Int, Ptr, Struct, Union
 from btf.values import is_char
 
-from .decode import READ_FAILED, Decoder, Event, RawValue, RecordFields
-from .formatter import each_record
-from .json_compiled import (bytes_json, dumps, float_json, is_wide, json_string, pct, pointer_json,
+from ksnoop.output.decode import READ_FAILED, Decoder, Event, RawValue, RecordFields
+from ksnoop.output.formatter import each_record
+from ksnoop.output.json_compiled import (bytes_json, dumps, float_json, is_wide, json_string, pct, pointer_json,
                             record_liner, struct_encoder)
-from .kallsyms import Symbolizer
-from .resolve import ResolvedTrace
-from .targets import Target
+from ksnoop.output.kallsyms import Symbolizer
+from ksnoop.spec.resolve import ResolvedTrace
+from ksnoop.spec.targets import Target
 
 # The "probe" field: what kind of record this is.
 PROBE_KINDS = {ProbeKind.FENTRY: "entry", ProbeKind.FEXIT: "return", ProbeKind.TP_BTF: "tracepoint",

@@ -24,13 +24,13 @@ from bpf.iter import IterLink, IterReader, attach_iter, link_info_cgroup, link_i
 from bpf.maps import Map, element_value_size
 from bpf.uapi import CgroupIterOrder, MapType
 
-from .decode import build_decoder, probe_of, record_fields
-from .dump_resolve import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
-from .errors import NotPermitted, RuntimeFailure, UsageError
-from .formatter import Formatter
-from .load import load_generated
-from .iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
-from .targets import KernelBTF
+from ksnoop.output.decode import build_decoder, probe_of, record_fields
+from ksnoop.spec.resolve_dump import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
+from ksnoop.errors import NotPermitted, RuntimeFailure, UsageError
+from ksnoop.output.formatter import Formatter
+from ksnoop.run.load import load_generated
+from ksnoop.spec.iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
+from ksnoop.spec.targets import KernelBTF
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
     """Walk each spec's target in turn and print its objects; RuntimeFailure on kernel trouble."""
     dump, programs = prepare(options)
     resolved = dump.resolved
-    from .session import write_notes
+    from ksnoop.run.trace import write_notes
 
     write_notes(resolved, programs, options.verbose, err)
     privileges = check_privileges()
@@ -147,10 +147,10 @@ def _map_fd(map_id: int) -> int:
 
 def _formatter(options: DumpOptions, dump: ResolvedDump) -> Formatter:
     if options.output == "json":
-        from .output_json import JsonFormatter
+        from ksnoop.output.json_lines import JsonFormatter
 
         return JsonFormatter(dump.resolved)
-    from .output_text import TextFormatter, TextLayout
+    from ksnoop.output.text import TextFormatter, TextLayout
 
     return TextFormatter(dump.resolved, color=options.color,
                          layout=TextLayout(zeros=options.zeros, compact=options.compact))

@@ -1,0 +1,1 @@
+"""ksnoop.output: records into values and text: decoding records, text and JSON, symbols."""

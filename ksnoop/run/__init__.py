@@ -1,0 +1,1 @@
+"""ksnoop.run: the live part: loading and attaching programs, the record loop, the summary, the iterator walk."""
