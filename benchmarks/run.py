@@ -633,7 +633,7 @@ def bench_overhead(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def bench_consume(args: argparse.Namespace) -> Dict[str, Any]:
-    """Records drained from the ring and decoded into Events (ksnoop.decode.build_decoder), per
+    """Records drained from the ring and decoded into Events (ksnoop.output.decode.build_decoder), per
     second, for ~64-byte and ~300-byte records of tp:sys_enter filtered on the getpid loop's pid.
 
     "prefilled": the loop fills a 32 MiB ring with nobody reading, then one drain empties it,
@@ -1019,7 +1019,7 @@ def _proc_walk() -> int:
 def bench_dump(args: argparse.Namespace) -> Dict[str, Any]:
     """Every task's open files as (pid, fd, name), for N forked tasks holding M files each: `ksnoop
     dump` of DUMP_SPEC against a Python walk of /proc/*/fd with os.readlink, alternating, medians.
-    In-process for both (ksnoop.dump.run, JSON lines to /dev/null), with ksnoop's time in read()
+    In-process for both (ksnoop.run.dump.run, JSON lines to /dev/null), with ksnoop's time in read()
     (the kernel walking and running the program per file) apart from the rest (splitting, decoding,
     formatting, writing); and `python -m ksnoop dump` as a whole process."""
 
@@ -1093,7 +1093,7 @@ def bench_dump(args: argparse.Namespace) -> Dict[str, Any]:
         "runs": args.runs,
         "spec": DUMP_SPEC,
         "reference": "os.listdir('/proc'), then os.listdir and os.readlink of /proc/PID/fd/*, in-process",
-        "ksnoop_in_process": "ksnoop.dump.run, -o json to /dev/null = prepare (BTF, resolve, generate) + load_link "
+        "ksnoop_in_process": "ksnoop.run.dump.run, -o json to /dev/null = prepare (BTF, resolve, generate) + load_link "
                              "+ kernel_read (time in read() of the iterator) + decode_format_write",
         "scales": results,
     }
@@ -1101,7 +1101,7 @@ def bench_dump(args: argparse.Namespace) -> Dict[str, Any]:
 
 def bench_dump_struct(args: argparse.Namespace) -> Dict[str, Any]:
     """`ksnoop dump 'task_file(file)'`: a whole struct file per open file of 100 tasks holding 100 files
-    each (and every other task's), text and JSON written to a file, in-process (ksnoop.dump.run),
+    each (and every other task's), text and JSON written to a file, in-process (ksnoop.run.dump.run),
     alternating, medians. records_per_s counts what comes after the program is linked: the kernel's
     walk, splitting, decoding, formatting and writing."""
     from ksnoop.run.dump import DumpOptions, run as run_dump

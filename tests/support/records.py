@@ -1,7 +1,7 @@
 """Records as a generated program writes them, for decoder and output tests.
 
 `trace(*specs)` resolves specs against the mini kernel; `record(resolved, probe, *values)` packs
-one record by bpf.plan's HEADER and RecordLayout; `event(...)` decodes it with ksnoop.decode.
+one record by bpf.plan's HEADER and RecordLayout; `event(...)` decodes it with ksnoop.output.decode.
 """
 
 from __future__ import annotations

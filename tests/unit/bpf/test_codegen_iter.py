@@ -1,5 +1,5 @@
 """bpf.codegen for iterator probes (`ksnoop dump`): plans resolved over the mini kernel's iterators,
-run in tests/support/bpfvm_iter.py over memory laid out here, records decoded with ksnoop.decode.
+run in tests/support/bpfvm_iter.py over memory laid out here, records decoded with ksnoop.output.decode.
 
 What the kernel does around the program is modelled where it matters: the call after the last
 object passes it NULL, and bpf_seq_write fails (writing nothing) when the seq_file buffer is full.

@@ -1,6 +1,6 @@
 """bpf.codegen in summary mode (bpf.plan.Count): counting programs run in tests/support/bpfvm.py.
 
-The plans come from ksnoop.summary.count_calls over the mini kernel. Each test reads the
+The plans come from ksnoop.run.summary.count_calls over the mini kernel. Each test reads the
 counters the programs leave in the `counts` map: calls, errors, and the log2 latency bucket.
 """
 
