@@ -21,11 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 def measure(glob: str) -> Dict[str, Any]:
     """The guest side: every step timed once, in this process."""
     sys.path.insert(0, str(REPO))
-    from bpf.codegen import MapRole
     from bpf.loader import attach_tracing, load_program
-    from bpf.maps import Map
-    from bpf.uapi import MapType
-    from ksnoop.run.trace import RunOptions, _stash_maps, prepare
+    from bpf.maps import create_maps
+    from ksnoop.run.trace import RunOptions, prepare
 
     start = time.perf_counter()
     resolved, programs = prepare(RunOptions(specs=(glob,), max_probes=10000))
@@ -33,12 +31,10 @@ def measure(glob: str) -> Dict[str, Any]:
     load_s = attach_s = 0.0
     loaded = attached = 0
     with contextlib.ExitStack() as stack:
-        events = stack.enter_context(Map.ringbuf(1 << 22))
-        drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1))
-        stash = _stash_maps(stack, resolved, programs)
+        maps = create_maps(stack, programs)
         links = contextlib.ExitStack()
-        for probe, program in zip(resolved.plan.probes, programs):
-            fds = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd, **stash.get(probe.stash_group, {})}
+        for index, program in enumerate(programs):
+            fds = maps.fds(index)
             t0 = time.perf_counter()
             try:
                 prog = stack.enter_context(load_program(program.bind_maps(fds), program.prog_type,

@@ -19,6 +19,9 @@ from .plan import (
     CALLS_OFFSET,
     COMM_OFFSET,
     COMM_SIZE,
+    COUNTERS_SIZE,
+    PATH_TASKS,
+    STASH_ENTRIES,
     ERRORS_OFFSET,
     MAX_CAPTURES,
     MAX_KSTACK_DEPTH,
@@ -48,6 +51,30 @@ class MapRole(enum.Enum):
     PATH_ZERO = "path_zero"  # call-path mode: a one-entry ARRAY holding a zeroed path state to copy
 
 
+class Sharing(enum.Enum):
+    """Which programs of a plan use one map of a role."""
+
+    PLAN = "plan"  # all of them: the ring buffer, the drop counter, summary counters, call-path state
+    PAIR = "pair"  # one fentry/fexit pair (their Probe.stash_group): the stash, the entry's scratch record
+    PROGRAM = "program"  # this program alone (an iterator's scratch record)
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """A map a generated program relies on: the code below patches its fd into ld_imm64s and
+    its value size into the reads and writes, so it says here what it must be."""
+
+    role: MapRole
+    map_type: uapi.MapType
+    key_size: int
+    value_size: int
+    max_entries: int
+    sharing: Sharing
+    group: int = 0  # the stash group, for Sharing.PAIR
+    flags: int = 0
+    name: str = ""  # at most BPF_OBJ_NAME_LEN - 1 characters
+
+
 class CodegenError(ValueError):
     """A plan the generator cannot express (too many captures, a string too long...)."""
 
@@ -59,6 +86,7 @@ class Program:
     name: str  # at most BPF_OBJ_NAME_LEN - 1 characters
     insns: Tuple[Insn, ...]
     map_slots: Tuple[Tuple[int, MapRole], ...]  # (index of an ld_imm64, the map it loads)
+    maps: Tuple[MapSpec, ...]  # one per role in map_slots: what each map must be
     prog_type: ProgType
     expected_attach_type: AttachType
     attach_btf_id: int
@@ -187,7 +215,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
                            f"{MAX_KSTACK_DEPTH}")
     layout = RecordLayout.of(probe, plan.with_comm)
     if probe.path is not None or probe.forgets_path:
-        return _program(_path_program(plan, probe_index, layout), probe, layout)
+        return _program(_path_program(plan, probe_index, layout), plan, probe, layout)
     fexit_stash = probe.kind is ProbeKind.FEXIT and probe.stash is not Stash.NONE
     asm = _Assembler()
     asm.emit(tpl.PROLOGUE)
@@ -226,7 +254,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
         asm.emit(tpl.STASH_DELETE)
     asm.emit(tpl.EXIT)
     _place_dropped(asm, "out")
-    return _program(asm, probe, layout)
+    return _program(asm, plan, probe, layout)
 
 
 def _place_dropped(asm: _Assembler, then: str) -> None:
@@ -236,12 +264,14 @@ def _place_dropped(asm: _Assembler, then: str) -> None:
         asm.emit(tpl.GOTO, target=then)
 
 
-def _program(asm: _Assembler, probe: Probe, layout: RecordLayout) -> Program:
+def _program(asm: _Assembler, plan: Plan, probe: Probe, layout: RecordLayout) -> Program:
     name = "ksnoop_" + "".join(c if c.isalnum() or c == "_" else "_" for c in probe.target)
+    roles = list(dict.fromkeys(role for _, role in asm.map_slots))
     return Program(
         name=name[: uapi.BPF_OBJ_NAME_LEN - 1],
         insns=asm.assemble(),
         map_slots=tuple(asm.map_slots),
+        maps=tuple(_map_spec(plan, probe, layout, role) for role in roles),
         prog_type=ProgType.TRACING,
         expected_attach_type=_ATTACH[probe.kind],
         attach_btf_id=probe.attach_btf_id,
@@ -249,6 +279,37 @@ def _program(asm: _Assembler, probe: Probe, layout: RecordLayout) -> Program:
         layout=layout,
         sections=tuple(asm.sections),
     )
+
+
+def _map_spec(plan: Plan, probe: Probe, layout: RecordLayout, role: MapRole) -> MapSpec:
+    """What the map of `role` must be for this probe's program, as the templates use it."""
+    if role is MapRole.EVENTS:
+        return MapSpec(role, uapi.MapType.RINGBUF, 0, 0, plan.ringbuf_size, Sharing.PLAN, name="ksnoop_events")
+    if role is MapRole.DROPS:  # one u64 a CPU: records lost to a full ring buffer
+        return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, 8, 1, Sharing.PLAN, name="ksnoop_drops")
+    if role is MapRole.COUNTS:
+        keys = 1 + max((p.count.key for p in plan.probes if p.count is not None), default=0)
+        return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, COUNTERS_SIZE, keys, Sharing.PLAN, name="ksnoop_counts")
+    if role in (MapRole.PATH, MapRole.PATH_ZERO):
+        size = PathLayout.of(plan).size
+        if role is MapRole.PATH:  # allocated as tasks enter a path, not all up front
+            return MapSpec(role, uapi.MapType.HASH, 8, size, PATH_TASKS, Sharing.PLAN,
+                           flags=uapi.BPF_F_NO_PREALLOC, name="ksnoop_path")
+        return MapSpec(role, uapi.MapType.ARRAY, 4, size, 1, Sharing.PLAN, name="ksnoop_path0")
+    if role is MapRole.STASH:
+        if probe.stash is Stash.RECORD:  # the entry record, held for the fexit
+            entry = layout if probe.kind is ProbeKind.FENTRY else _paired_entry_layout(plan, probe)
+            value_size = entry.size
+        else:  # the entry's ktime
+            value_size = 8
+        return MapSpec(role, uapi.MapType.LRU_HASH, 8, value_size, STASH_ENTRIES, Sharing.PAIR,
+                       group=probe.stash_group, name="ksnoop_stash")
+    if role is MapRole.SCRATCH:  # one record a CPU, built before it is stashed or written
+        if probe.kind is ProbeKind.ITER:
+            return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, layout.size, 1, Sharing.PROGRAM, name="ksnoop_scratch")
+        return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, layout.size, 1, Sharing.PAIR, group=probe.stash_group,
+                       name="ksnoop_scratch")
+    raise AssertionError(f"no map spec for {role}")
 
 
 # ---- call-path mode ---------------------------------------------------------------------------
@@ -564,4 +625,4 @@ def _iter_program(plan: Plan, probe_index: int) -> Program:
     asm.emit(tpl.SEQ_WRITE, size=layout.size)
     asm.label("out")
     asm.emit(tpl.EXIT)
-    return _program(asm, probe, layout)
+    return _program(asm, plan, probe, layout)

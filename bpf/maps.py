@@ -6,13 +6,18 @@ value per possible CPU (the kernel pads each to 8 bytes).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from . import syscall
 from .fd import FdOwner
 from .uapi import BPF_ANY, MapType
+
+if TYPE_CHECKING:
+    from .codegen import MapRole, MapSpec, Program
 
 _PERCPU_TYPES = frozenset((MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH))
 
@@ -152,3 +157,75 @@ class Map(FdOwner):
                 return
             yield next_key.raw
             key = next_key
+
+
+class MapCreationFailed(OSError):
+    """BPF_MAP_CREATE refused a map a program needs: `spec` says which, the errno why."""
+
+    def __init__(self, spec: MapSpec, error: OSError):
+        super().__init__(error.errno, error.strerror)
+        self.spec = spec
+
+
+class ProgramMaps:
+    """The maps of a set of generated programs, created once each as their MapSpecs share them."""
+
+    def __init__(self, fds: list[dict[MapRole, int]], shared: dict[MapRole, Map]):
+        self._fds = fds
+        self._shared = shared
+
+    def fds(self, program_index: int) -> dict[MapRole, int]:
+        """Role -> fd of every map the program loads, for Program.bind_maps."""
+        return self._fds[program_index]
+
+    def shared(self, role: MapRole) -> Map:
+        """The one map of a role every program shares (the ring buffer, the drop counter...)."""
+        return self._shared[role]
+
+
+def create_maps(stack: contextlib.ExitStack, programs: Sequence[Program]) -> ProgramMaps:
+    """Create what the programs' MapSpecs ask for, each map entering `stack`: one per plan, per
+    fentry/fexit pair or per program, as the spec's Sharing says. Two specs of one shared map
+    must agree (a generator bug otherwise: ValueError). MapCreationFailed names the spec refused."""
+    from .codegen import Sharing
+
+    made: dict[tuple[object, ...], tuple[MapSpec, Map]] = {}
+    shared: dict[MapRole, Map] = {}
+    fds: list[dict[MapRole, int]] = []
+    for index, program in enumerate(programs):
+        mine: dict[MapRole, int] = {}
+        for spec in program.maps:
+            key: tuple[object, ...] = (spec.role,)
+            if spec.sharing is Sharing.PAIR:
+                key = (spec.role, spec.group)
+            elif spec.sharing is Sharing.PROGRAM:
+                key = (spec.role, "program", index)
+            if key in made:
+                if made[key][0] != spec:
+                    raise ValueError(f"programs disagree on the {spec.role.value} map: {made[key][0]} and {spec}")
+            else:
+                try:
+                    made[key] = (spec, stack.enter_context(Map(spec.map_type, spec.key_size, spec.value_size,
+                                                               spec.max_entries, map_flags=spec.flags,
+                                                               name=spec.name)))
+                except OSError as error:
+                    raise MapCreationFailed(spec, error) from None
+                if spec.sharing is Sharing.PLAN:
+                    shared[spec.role] = made[key][1]
+            mine[spec.role] = made[key][1].fd
+        fds.append(mine)
+    return ProgramMaps(fds, shared)
+
+
+def map_fd_by_id(map_id: int) -> int:
+    """An fd of the map with id `map_id` (the caller closes it). FileNotFoundError for an id no map
+    has, PermissionError without CAP_SYS_ADMIN."""
+    return syscall.map_get_fd_by_id(map_id)
+
+
+def map_shape(fd: int) -> tuple[int, int, int]:
+    """(type, key size, value size) of the map `fd` refers to (the type as a number: it may be
+    newer than MapType)."""
+    info = syscall.bpf_map_info()
+    syscall.obj_get_info_by_fd(fd, info)
+    return int(info.type), int(info.key_size), int(info.value_size)

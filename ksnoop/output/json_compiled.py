@@ -69,16 +69,17 @@ def dumps(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=True, allow_nan=False)
     except ValueError:  # a NaN or infinity somewhere inside
-        return json.dumps(_finite(value), ensure_ascii=True, allow_nan=False)
+        return json.dumps(finite(value), ensure_ascii=True, allow_nan=False)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """`value` with NaNs and infinities (which JSON lacks) as their repr strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 

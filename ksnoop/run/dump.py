@@ -16,19 +16,18 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
-from bpf import syscall
-from bpf.btfobj import open_kernel_btf
-from bpf.codegen import MapRole, Program, generate
+from bpf.codegen import Program, generate
+from bpf.plan import Probe
 from bpf.features import check_privileges
 from bpf.iter import IterLink, IterReader, attach_iter, link_info_cgroup, link_info_map, link_info_task, max_record_size
-from bpf.maps import Map, element_value_size
-from bpf.uapi import CgroupIterOrder, MapType
+from bpf.maps import element_value_size, map_fd_by_id, map_shape
+from bpf.uapi import CgroupIterOrder
 
 from ksnoop.output.decode import build_decoder, probe_of, record_fields
 from ksnoop.spec.resolve_dump import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
 from ksnoop.errors import NotPermitted, RuntimeFailure, UsageError
 from ksnoop.output.formatter import Formatter
-from ksnoop.run.load import load_generated
+from ksnoop.run.runner import create_maps, load_generated, module_btf_objects
 from ksnoop.spec.iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
 from ksnoop.spec.targets import KernelBTF
 
@@ -109,7 +108,7 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
         line, batch = formatter.record(index, fields, decode), formatter.batch(index, fields, decode)
         with contextlib.ExitStack() as stack:
             opening = time.perf_counter()
-            reader = _open_walk(stack, target, program, options.params)
+            reader = _open_walk(stack, target, resolved.plan.probes[index], program, options.params)
             load_s += time.perf_counter() - opening
             walked = _walk(reader, target, index, program.layout.size, line, batch, writer, limit)
         records += walked.records
@@ -124,19 +123,18 @@ def map_element_sizes(map_id: int) -> Tuple[int, int]:
     over: a per-CPU map's value is one (8-byte aligned) value per possible CPU."""
     fd = _map_fd(map_id)
     try:
-        info = syscall.bpf_map_info()
-        syscall.obj_get_info_by_fd(fd, info)
+        map_type, key_size, value_size = map_shape(fd)
     except OSError as error:
         raise RuntimeFailure(f"--map-id {map_id}: {error.strerror or error}") from None
     finally:
         os.close(fd)
-    return int(info.key_size), element_value_size(int(info.type), int(info.value_size))
+    return key_size, element_value_size(map_type, value_size)
 
 
 def _map_fd(map_id: int) -> int:
     """An fd of the map `map_id` (the caller closes it); UsageError when no map has that id."""
     try:
-        return syscall.map_get_fd_by_id(map_id)
+        return map_fd_by_id(map_id)
     except FileNotFoundError:
         raise UsageError(f"--map-id {map_id}: no BPF map has that id") from None
     except PermissionError:
@@ -234,21 +232,13 @@ def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, 
     return _Walked(records, size, read_s)
 
 
-def _open_walk(stack: contextlib.ExitStack, target: IterTarget, program: Program, params: IterParams) -> IterReader:
-    """Scratch map, program, link and walk for one target, each entering `stack`."""
+def _open_walk(stack: contextlib.ExitStack, target: IterTarget, probe: Probe, program: Program,
+               params: IterParams) -> IterReader:
+    """Maps, program, link and walk for one target, each entering `stack`."""
     label = target.target.label
-    try:
-        scratch = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, program.layout.size, 1, name="ksnoop_scratch"))
-    except OSError as error:
-        raise RuntimeFailure(f"cannot create the scratch map for {label}: {error.strerror or error}") from None
-    btf_obj_fd = None
-    if program.module != "vmlinux":
-        try:
-            btf_obj_fd = stack.enter_context(open_kernel_btf(program.module)).fd
-        except OSError as error:
-            raise RuntimeFailure(f"cannot open the BTF object of module {program.module}: "
-                                 f"{error.strerror or error}") from None
-    prog = stack.enter_context(load_generated(program, {MapRole.SCRATCH: scratch.fd}, label, btf_obj_fd))
+    maps = create_maps(stack, [program])
+    btf_obj_fd = module_btf_objects(stack, [probe]).get(probe.module)
+    prog = stack.enter_context(load_generated(program, maps.fds(0), label, btf_obj_fd))
     iter_info, expect = _link_info(stack, target, params)
     try:
         link = stack.enter_context(attach_iter(prog, iter_info))

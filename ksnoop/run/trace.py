@@ -9,37 +9,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import mmap
-import resource
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
-from bpf.btfobj import open_kernel_btf
 from bpf.codegen import MapRole, Program, generate
 from bpf.features import check_privileges
 from bpf.listing import format_insns
-from bpf.loader import attach_tracing
-from bpf.maps import Map
+from bpf.maps import Map, ProgramMaps
 from bpf.plan import (
-    COUNTERS_SIZE,
     MAX_KSTACK_DEPTH,
-    PATH_TASKS,
-    STASH_ENTRIES,
     Filters,
-    PathLayout,
-    ProbeKind,
-    Stash,
 )
 from bpf.ringbuf import RingBuffer
-from bpf.uapi import BPF_F_NO_PREALLOC, MapType
-from btf.sources import loaded_modules
 
 from ksnoop.output.decode import build_decoder, probe_of, record_fields
-from ksnoop.errors import NotPermitted, NotTraceable, RuntimeFailure, UsageError, VerifierRejected
+from ksnoop.errors import NotPermitted, RuntimeFailure, UsageError
 from ksnoop.output.formatter import Formatter
-from ksnoop.run.load import load_generated
+from ksnoop.run.runner import attach, create_maps, module_btf_objects, raise_open_files_limit
 from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, ResolvedTrace, resolve, resolve_path
 from ksnoop.sanitize import sanitize
 from ksnoop.spec.language import parse_spec
@@ -166,7 +155,7 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
         raise NotPermitted(privileges.reason)
     if options.summary:
         return _run_summary(resolved, programs, options, out, err)
-    _raise_open_files_limit(len(resolved.plan.probes))
+    raise_open_files_limit(len(resolved.plan.probes))
     formatter = _formatter(options, resolved, err)
     plan = resolved.plan
     lines = [formatter.record(i, record_fields(plan, i, t.btf), build_decoder(plan, i, t.btf))
@@ -174,16 +163,10 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
     stop = _StopFlag()
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.installed())
-        btf_obj_fds = _module_btf_objects(stack, resolved)
-        try:
-            events = stack.enter_context(Map.ringbuf(resolved.plan.ringbuf_size, name="ksnoop_events"))
-        except OSError as error:  # ENOMEM, or a memory cgroup's limit
-            raise RuntimeFailure(f"cannot create a ring buffer of {options.pages} pages: "
-                                 f"{error.strerror or error} (try a smaller -P/--pages)") from None
-        drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="ksnoop_drops"))
-        shared = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd, **_path_maps(stack, resolved)}
-        stash_fds = _stash_maps(stack, resolved, programs)
-        links = _attach_all(stack, resolved, programs, shared, stash_fds, btf_obj_fds, err)
+        btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
+        maps = create_maps(stack, programs)
+        events, drops = maps.shared(MapRole.EVENTS), maps.shared(MapRole.DROPS)
+        links = _attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
         stack.callback(_say_detaching, links, err)  # runs first on the way out: before the links close
         try:
             ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
@@ -195,23 +178,6 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
             out.flush()
         return _read(ring, drops, lines, options, stop, out, err)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-# fds a trace holds besides two per probe (its program and link): maps, BTF objects, stdio, Python's own.
-_SPARE_FDS = 256
-
-
-def _raise_open_files_limit(probes: int) -> None:
-    """Each probe holds two fds (program, link): a glob's hundreds of probes pass the usual soft
-    RLIMIT_NOFILE of 1024. Raise the soft limit towards the hard one; RuntimeFailure if that is short."""
-    needed = 2 * probes + _SPARE_FDS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        raise RuntimeFailure(f"{probes} probes need about {needed} open files, but RLIMIT_NOFILE allows "
-                             f"{hard} (raise it with ulimit -n, or trace fewer functions)")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 # Detaching takes the kernel a wait for each function (its ftrace hook is unregistered and the
@@ -226,8 +192,7 @@ def _say_detaching(links: List[Any], err: TextIO) -> None:
 
 
 def _attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: Tuple[Program, ...],
-                shared: Dict[MapRole, int], stash_fds: Dict[int, Dict[MapRole, int]],
-                btf_obj_fds: Dict[str, int], err: TextIO) -> List[Any]:
+                maps: ProgramMaps, btf_obj_fds: Dict[str, int], err: TextIO) -> List[Any]:
     """Load and attach every probe, the links entering `stack`; returns the links.
 
     A function a glob matched that the kernel refuses (EINVAL, ENOTSUPP, EPERM for that function,
@@ -251,11 +216,9 @@ def _attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: 
         is_glob = source >= 0 and resolved.globs[source] is not None
         with contextlib.ExitStack() as function:
             try:
-                attached = [function.enter_context(_attach(
-                    probe.target, program,
-                    {**shared, **stash_fds.get(probe.stash_group, {})} if probe.stash is not Stash.NONE else shared,
-                    probe.module, btf_obj_fds.get(probe.module)))
-                    for probe, program in zip(probes[i:end], programs[i:end])]
+                attached = [function.enter_context(attach(probe.target, programs[n], maps.fds(n), probe.module,
+                                                          btf_obj_fds.get(probe.module)))
+                            for n, probe in enumerate(probes[i:end], start=i)]
             except NotPermitted:
                 raise
             except RuntimeFailure as error:
@@ -288,10 +251,10 @@ def _run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options
     keys = len(counted(resolved))
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.installed())
-        btf_obj_fds = _module_btf_objects(stack, resolved)
-        counts = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, COUNTERS_SIZE, max(keys, 1), name="ksnoop_counts"))
-        stash_fds = _stash_maps(stack, resolved, programs)
-        links = _attach_all(stack, resolved, programs, {MapRole.COUNTS: counts.fd}, stash_fds, btf_obj_fds, err)
+        btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
+        maps = create_maps(stack, programs)
+        counts = maps.shared(MapRole.COUNTS)
+        links = _attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
         stack.callback(_say_detaching, links, err)
         noun = "function" if keys == 1 else "functions"
         when = "at the time limit or Ctrl-C" if options.duration_s is not None else "at Ctrl-C"
@@ -324,91 +287,6 @@ def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> For
 
     return TextFormatter(resolved, color=options.color, symbolizer=symbolizer,
                          layout=TextLayout(zeros=options.zeros, compact=options.compact))
-
-
-def _path_maps(stack: contextlib.ExitStack, resolved: ResolvedTrace) -> Dict[MapRole, int]:
-    """Call-path mode: the per-task state (allocated as tasks enter a path, not all up front: each
-    holds an entry record per level) and the zeroed state new entries are copied from."""
-    if not any(probe.path is not None for probe in resolved.plan.probes):
-        return {}
-    size = PathLayout.of(resolved.plan).size
-    try:
-        state = stack.enter_context(Map(MapType.HASH, 8, size, PATH_TASKS, map_flags=BPF_F_NO_PREALLOC,
-                                        name="ksnoop_path"))
-        zero = stack.enter_context(Map(MapType.ARRAY, 4, size, 1, name="ksnoop_path0"))
-    except OSError as error:  # E2BIG: a state bigger than the kernel's largest map value
-        raise RuntimeFailure(f"cannot create the call-path state ({size} bytes a task): "
-                             f"{error.strerror or error} (capture less, or fewer functions)") from None
-    return {MapRole.PATH: state.fd, MapRole.PATH_ZERO: zero.fd}
-
-
-def _stash_maps(stack: contextlib.ExitStack, resolved: ResolvedTrace,
-                programs: Tuple[Program, ...]) -> Dict[int, Dict[MapRole, int]]:
-    """Per fentry/fexit pair: the LRU stash, and the scratch record an fentry that holds its record builds in."""
-    fds: Dict[int, Dict[MapRole, int]] = {}
-    for probe, program in zip(resolved.plan.probes, programs):
-        if probe.kind is not ProbeKind.FENTRY or probe.stash is Stash.NONE:
-            continue
-        value_size = program.layout.size if probe.stash is Stash.RECORD else 8
-        stash = stack.enter_context(Map(MapType.LRU_HASH, 8, value_size, STASH_ENTRIES, name="ksnoop_stash"))
-        fds[probe.stash_group] = {MapRole.STASH: stash.fd}
-        if probe.stash is Stash.RECORD:
-            scratch = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, value_size, 1, name="ksnoop_scratch"))
-            fds[probe.stash_group][MapRole.SCRATCH] = scratch.fd
-    return fds
-
-
-def _module_btf_objects(stack: contextlib.ExitStack, resolved: ResolvedTrace) -> Dict[str, int]:
-    """module -> an fd of its kernel BTF object, opened once per module some probe's attach_btf_id is in.
-
-    For a module's id the kernel wants that module's BTF object as attach_btf_obj_fd (Linux kernel
-    commit 290248a5b7d8 ("bpf: Allow to specify kernel module BTFs when attaching BPF programs")
-    (in v5.11)); vmlinux's ids need none. Entered before the programs, so closed after them.
-    """
-    fds: Dict[str, int] = {}
-    for probe in resolved.plan.probes:
-        if probe.module == "vmlinux" or probe.module in fds:
-            continue
-        try:
-            fds[probe.module] = stack.enter_context(open_kernel_btf(probe.module)).fd
-        except FileNotFoundError:
-            raise RuntimeFailure(_module_gone(probe.module, probe.target)) from None
-        except PermissionError:
-            raise NotPermitted(f"cannot trace {probe.target}: opening the BTF object of module "
-                               f"{probe.module} needs CAP_SYS_ADMIN") from None
-        except OSError as err:
-            raise RuntimeFailure(f"cannot open the BTF object of module {probe.module}: "
-                                 f"{err.strerror or err}") from None
-    return fds
-
-
-def _module_gone(module: str, target: str) -> str:
-    return f"module {module} is not loaded anymore: cannot trace {target}"
-
-
-def _check_module_loaded(module: str, target: str) -> None:
-    # Unloaded after its BTF object was opened: the verifier finds no address for the function.
-    if module != "vmlinux" and module not in loaded_modules():
-        raise RuntimeFailure(_module_gone(module, target))
-
-
-@contextlib.contextmanager
-def _attach(target: str, program: Program, fds: Dict[MapRole, int], module: str = "vmlinux",
-            btf_obj_fd: Optional[int] = None) -> Any:
-    try:
-        loaded = load_generated(program, fds, target, btf_obj_fd)
-    except (VerifierRejected, NotTraceable):
-        _check_module_loaded(module, target)
-        raise
-    with loaded:
-        try:
-            link = attach_tracing(loaded)
-        except OSError as err:
-            _check_module_loaded(module, target)
-            raise NotTraceable(f"cannot attach to {target}: {err.strerror or err} (it may be "
-                               "inlined or marked notrace)") from None
-        with link:
-            yield link
 
 
 class _StopFlag:

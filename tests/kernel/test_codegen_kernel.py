@@ -22,19 +22,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
 
-from bpf.codegen import MapRole, Program, generate
+from bpf.codegen import MapRole, generate
 from bpf.loader import LoadedProgram, attach_tracing, load_program
-from bpf.maps import Map, possible_cpus
-from bpf.plan import DEFAULT_KSTACK_DEPTH, MAX_KSTACK_DEPTH, PROBE_OFFSET, STASH_ENTRIES, CompareOp, Filters, Plan
+from bpf.maps import Map, possible_cpus, create_maps
+from bpf.plan import DEFAULT_KSTACK_DEPTH, MAX_KSTACK_DEPTH, PROBE_OFFSET, CompareOp, Filters, Plan
 from bpf.plan import Predicate, Probe, ProbeKind, Stash
 from bpf.plan import Test as ValueTest  # not named Test*, or pytest tries to collect it
 from bpf.ringbuf import RingBuffer
-from bpf.uapi import AttachType, MapType
+from bpf.uapi import AttachType
 from btf.values import decode as decode_value
 from ksnoop.output.decode import READ_FAILED, Event, RawValue, build_decoder
 from ksnoop.output.kallsyms import Kallsyms
@@ -87,34 +87,18 @@ class Session:
         return sum(int.from_bytes(v, sys.byteorder) for v in per_cpu)
 
 
-def _stash_maps(stack: contextlib.ExitStack, plan: Plan, programs: Sequence[Program]) -> dict[int, dict]:
-    """As ksnoop/run/trace.py makes them: an LRU stash per pair, and a scratch record for RECORD."""
-    fds: dict[int, dict] = {}
-    for probe, program in zip(plan.probes, programs):
-        if probe.kind is ProbeKind.FENTRY and probe.stash is not Stash.NONE:
-            size = program.layout.size if probe.stash is Stash.RECORD else 8
-            fds[probe.stash_group] = {
-                MapRole.STASH: stack.enter_context(Map(MapType.LRU_HASH, 8, size, STASH_ENTRIES)).fd
-            }
-            if probe.stash is Stash.RECORD:
-                fds[probe.stash_group][MapRole.SCRATCH] = stack.enter_context(
-                    Map(MapType.PERCPU_ARRAY, 4, size, 1)
-                ).fd
-    return fds
-
-
 def _load_all(
     plan: Plan, stack: contextlib.ExitStack, ring_size: int = RING_SIZE, on_tracepoint: int | None = None
 ) -> tuple[Map, Map, list[LoadedProgram]]:
     """Every probe's program loaded, maps bound, all owned by `stack`; with `on_tracepoint`, loaded
     as tp_btf on that btf_trace_* id whatever the probe's kind."""
-    events = stack.enter_context(Map.ringbuf(ring_size))
-    drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1))
+    plan = dataclasses.replace(plan, ringbuf_size=ring_size)
     programs = [generate(plan, i) for i in range(len(plan.probes))]
-    stash = _stash_maps(stack, plan, programs)
+    maps = create_maps(stack, programs)  # as the programs declare them, as ksnoop makes them
+    events, drops = maps.shared(MapRole.EVENTS), maps.shared(MapRole.DROPS)
     loaded = []
-    for probe, program in zip(plan.probes, programs):
-        fds = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd, **stash.get(probe.stash_group, {})}
+    for index, program in enumerate(programs):
+        fds = maps.fds(index)
         attach_type = program.expected_attach_type if on_tracepoint is None else AttachType.TRACE_RAW_TP
         btf_id = program.attach_btf_id if on_tracepoint is None else on_tracepoint
         loaded.append(

@@ -25,12 +25,12 @@ import pytest
 
 from bpf.codegen import MapRole, generate
 from bpf.loader import attach_tracing, load_program
-from bpf.maps import Map
-from bpf.plan import PATH_TASKS, PROBE_OFFSET, CompareOp, Filters, PathLayout, PathStep, Plan, Predicate, Probe
+from bpf.maps import Map, create_maps
+from bpf.plan import PROBE_OFFSET, CompareOp, Filters, PathStep, Plan, Predicate, Probe
 from bpf.plan import ProbeKind
 from bpf.plan import Test as ValueTest  # not named Test*, or pytest tries to collect it
 from bpf.ringbuf import RingBuffer
-from bpf.uapi import BPF_F_NO_PREALLOC, AttachType, MapType
+from bpf.uapi import AttachType
 from ksnoop.output.decode import Event, build_decoder
 from ksnoop.spec.resolve import TASK_EXIT_TRACEPOINT, resolve
 from ksnoop.spec.language import parse_spec
@@ -78,20 +78,15 @@ def path_attached(kernel: KernelBTF, pid: int) -> Iterator[tuple[PathRun, RingBu
     plan = Plan(probes=probes, filters=Filters(pid=pid))
     targets = [exit_t, done_t, start_t, leave_t, enter_t]
     with contextlib.ExitStack() as stack:
-        events = stack.enter_context(Map.ringbuf(RING_SIZE))
-        drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1))
-        size = PathLayout.of(plan).size
-        state = stack.enter_context(Map(MapType.HASH, 8, size, PATH_TASKS, map_flags=BPF_F_NO_PREALLOC))
-        zero = stack.enter_context(Map(MapType.ARRAY, 4, size, 1))
-        fds = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd, MapRole.PATH: state.fd,
-               MapRole.PATH_ZERO: zero.fd}
-        for index, probe in enumerate(probes):  # attached in plan order, as ksnoop does
-            program = generate(plan, index)
-            loaded = stack.enter_context(load_program(program.bind_maps(fds), program.prog_type,
+        programs = [generate(plan, index) for index in range(len(probes))]
+        maps = create_maps(stack, programs)
+        events, state = maps.shared(MapRole.EVENTS), maps.shared(MapRole.PATH)
+        for index, (probe, program) in enumerate(zip(probes, programs)):  # attached in plan order, as ksnoop does
+            loaded = stack.enter_context(load_program(program.bind_maps(maps.fds(index)), program.prog_type,
                                                       AttachType.TRACE_RAW_TP, probe.attach_btf_id,
                                                       name=program.name))
             stack.enter_context(attach_tracing(loaded))
-        ring = stack.enter_context(RingBuffer(events.fd, RING_SIZE))
+        ring = stack.enter_context(RingBuffer(events.fd, plan.ringbuf_size))
         yield PathRun(plan, targets, state), ring
 
 

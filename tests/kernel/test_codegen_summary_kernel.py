@@ -19,9 +19,9 @@ import pytest
 
 from bpf.codegen import MapRole, generate
 from bpf.loader import LoadedProgram, attach_tracing, load_program
-from bpf.maps import Map
-from bpf.plan import COUNTERS, COUNTERS_SIZE, STASH_ENTRIES, Filters, Plan, ProbeKind, Stash
-from bpf.uapi import AttachType, MapType
+from bpf.maps import Map, create_maps
+from bpf.plan import COUNTERS, COUNTERS_SIZE, Filters, Plan, ProbeKind
+from bpf.uapi import AttachType
 from ksnoop.spec.resolve import ResolvedTrace, resolve
 from ksnoop.spec.language import parse_spec
 from ksnoop.run.summary import count_calls, counted
@@ -39,21 +39,16 @@ def _summary(kernel: KernelBTF, *specs: str, **filters) -> ResolvedTrace:  # noq
 def _counting(plan: Plan, on_tracepoint: int | None = None) -> Iterator[tuple[Map, list[LoadedProgram]]]:
     """Every probe loaded with its counts and stash maps, as ksnoop/run/trace.py makes them."""
     with contextlib.ExitStack() as stack:
-        keys = sum(p.count is not None for p in plan.probes)
-        counts = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, COUNTERS_SIZE, max(keys, 1)))
-        stash: dict[int, int] = {}
+        programs = [generate(plan, i) for i in range(len(plan.probes))]
+        maps = create_maps(stack, programs)
+        counts = maps.shared(MapRole.COUNTS)
         loaded = []
-        for i, probe in enumerate(plan.probes):
-            if probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME:
-                stash[probe.stash_group] = stack.enter_context(Map(MapType.LRU_HASH, 8, 8, STASH_ENTRIES)).fd
-            program = generate(plan, i)
-            fds = {MapRole.COUNTS: counts.fd}
-            if probe.stash is not Stash.NONE:
-                fds[MapRole.STASH] = stash[probe.stash_group]
+        for i, program in enumerate(programs):
             attach_type = program.expected_attach_type if on_tracepoint is None else AttachType.TRACE_RAW_TP
             btf_id = program.attach_btf_id if on_tracepoint is None else on_tracepoint
             loaded.append(stack.enter_context(
-                load_program(program.bind_maps(fds), program.prog_type, attach_type, btf_id, name=program.name)
+                load_program(program.bind_maps(maps.fds(i)), program.prog_type, attach_type, btf_id,
+                             name=program.name)
             ))
         yield counts, loaded
 

@@ -28,7 +28,7 @@ import pytest
 
 from bpf import syscall
 from bpf.loader import load_program
-from bpf.maps import Map
+from bpf.maps import Map, create_maps
 from bpf.uapi import MapType
 from tests.kernel.test_cli_kernel import as_nobody  # noqa: F401  (a fixture: uid 65534 with ksnoop's imports)
 from tests.kernel.test_trace_cli import nothing_left_loaded  # noqa: F401  (a fixture)
@@ -407,7 +407,7 @@ def test_every_target_loads_and_walks(name: str, iterator_refusals: Dict[str, st
     """The default spec (every member) of every target this kernel takes passes the verifier, and
     each such target that needs no parameter walks to its end. A target it refuses gets one line
     from ksnoop dump saying so, exit 1, with nothing left loaded."""
-    from bpf.codegen import MapRole, generate
+    from bpf.codegen import generate
     from bpf.iter import max_record_size
     from ksnoop.spec.resolve_dump import IterParams, parse_dump_spec, resolve_dump
     from ksnoop.spec.iter_targets import IterTargets, ParamKind
@@ -425,8 +425,8 @@ def test_every_target_loads_and_walks(name: str, iterator_refusals: Dict[str, st
     params = IterParams(map_id=1) if needs_map else IterParams()  # resolved, never linked: any id does
     dump = resolve_dump([parse_dump_spec(name)], iters, params, max_record_size=max_record_size())
     program = generate(dump.resolved.plan, 0)
-    with Map(MapType.PERCPU_ARRAY, 4, program.layout.size, 1, name="ksnoop_scratch") as scratch:
-        insns = program.bind_maps({MapRole.SCRATCH: scratch.fd})
+    with contextlib.ExitStack() as stack:
+        insns = program.bind_maps(create_maps(stack, [program]).fds(0))
         with load_program(insns, program.prog_type, program.expected_attach_type, program.attach_btf_id,
                           name=program.name):
             pass

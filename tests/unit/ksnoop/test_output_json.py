@@ -14,7 +14,7 @@ import pytest
 from bpf.plan import ProbeKind
 from btf import BTF
 from ksnoop.output import json_compiled
-from ksnoop.output.json_compiled import struct_encoder
+from ksnoop.output.json_compiled import record_liner, struct_encoder
 from ksnoop.output.decode import READ_FAILED, RawValue
 from ksnoop.output.kallsyms import Symbolizer
 from ksnoop.output.json_lines import JsonFormatter
@@ -213,7 +213,7 @@ def test_compiled_encoder_matches_btf_decode(byteorder):
         for data in [bytes(size), b"\xff" * size] + [rng.randbytes(size) for _ in range(20)]:
             # The same values as btf.decode, but pointers are "0x..." strings and NaNs strings too.
             assert _plain_numbers(json.loads(compiled(data))) == _plain_numbers(
-                json_compiled._finite(btf.decode(type_id, data))), btf.type_name(type_id)
+                json_compiled.finite(btf.decode(type_id, data))), btf.type_name(type_id)
 
 
 def _plain_numbers(value):
@@ -359,7 +359,8 @@ def _assert_lines_from_bytes_equal_events(resolved):
         decode = build_decoder(resolved.plan, index, target.btf)
         fields = record_fields(resolved.plan, index, target.btf)
         line, batch = formatter.record(index, fields, decode), formatter.batch(index, fields, decode)
-        assert formatter._liner(index, fields) is not None, "every capture here has a compiled line"
+        assert record_liner(target.btf, probe, fields, "", [""] * len(probe.captures), False) is not None, (
+            "every capture here has a compiled line")
         records = []
         for n in range(200):
             values = []

@@ -135,19 +135,19 @@ def test_cli_glob_over_the_limit_and_no_match(cli, tmp_path):
 
 def test_many_probes_raise_the_open_files_limit():
     from ksnoop.errors import RuntimeFailure
-    from ksnoop.run.trace import _raise_open_files_limit
+    from ksnoop.run.runner import raise_open_files_limit
 
     saved = resource.getrlimit(resource.RLIMIT_NOFILE)
     if saved[1] != resource.RLIM_INFINITY and saved[1] < 2000:
         pytest.skip(f"hard RLIMIT_NOFILE {saved[1]} is too low for this test")
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (300, saved[1]))
-        _raise_open_files_limit(500)  # two fds a probe and some to spare
+        raise_open_files_limit(500)  # two fds a probe and some to spare
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 1000
-        _raise_open_files_limit(10)  # never lowered
+        raise_open_files_limit(10)  # never lowered
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 1000
         if saved[1] != resource.RLIM_INFINITY:
             with pytest.raises(RuntimeFailure, match="ulimit -n"):
-                _raise_open_files_limit(saved[1])
+                raise_open_files_limit(saved[1])
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, saved)

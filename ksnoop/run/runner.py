@@ -1,0 +1,161 @@
+"""The runner: generated Programs into the kernel. It creates the maps their MapSpecs ask for,
+loads each program, attaches it, and says in one line what the kernel refused.
+
+In: Programs, the label the user wrote (`ip_send_skb`, `dump:task`). Out: maps, loaded programs
+and links entering the caller's ExitStack, or a KsnoopError: the verifier's own reason, a refusal
+before verification worded for the kind of program, or the errno's meaning. The record loop, the
+summary and the dump walk all run through here, so each refusal is worded once.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import mmap
+import os
+import resource
+from typing import Any, Dict, Optional, Sequence
+
+from bpf.btfobj import open_kernel_btf
+from bpf.codegen import MapRole, Program
+from bpf.errnos import errno_name
+from bpf.loader import LoadedProgram, LoadRefused, VerifierError, attach_tracing, load_program
+from bpf.maps import MapCreationFailed, ProgramMaps
+from bpf.maps import create_maps as create_program_maps
+from bpf.plan import Probe
+from bpf.uapi import AttachType
+from btf.sources import loaded_modules
+
+from ksnoop.errors import NotPermitted, NotTraceable, Refused, RuntimeFailure, VerifierRejected
+
+
+def create_maps(stack: contextlib.ExitStack, programs: Sequence[Program]) -> ProgramMaps:
+    """Every map the programs' MapSpecs ask for, entering `stack`; a refusal in ksnoop's words."""
+    try:
+        return create_program_maps(stack, programs)
+    except MapCreationFailed as error:
+        spec, why = error.spec, error.strerror or error
+        if spec.role is MapRole.EVENTS:  # ENOMEM, or a memory cgroup's limit
+            pages = spec.max_entries // mmap.PAGESIZE
+            raise RuntimeFailure(f"cannot create a ring buffer of {pages} pages: {why} "
+                                 "(try a smaller -P/--pages)") from None
+        if spec.role is MapRole.PATH:  # E2BIG: a state bigger than the kernel's largest map value
+            raise RuntimeFailure(f"cannot create the call-path state ({spec.value_size} bytes a task): {why} "
+                                 "(capture less, or fewer functions)") from None
+        raise RuntimeFailure(f"cannot create the {spec.role.value} map ({spec.map_type.name}, "
+                             f"{spec.value_size}-byte values): {why}") from None
+
+# What a user calls each kind of program the kernel may refuse as a whole.
+_KIND_WORDS = {
+    AttachType.TRACE_FENTRY: "fentry/fexit",
+    AttachType.TRACE_FEXIT: "fentry/fexit",
+    AttachType.TRACE_RAW_TP: "tp_btf",
+    AttachType.TRACE_ITER: "iterator",
+}
+
+
+def load_generated(program: Program, fds: Dict[MapRole, int], label: str,
+                   btf_obj_fd: Optional[int] = None) -> LoadedProgram:
+    """BPF_PROG_LOAD `program` with its maps bound to `fds`, for the target the user calls `label`.
+
+    Raises VerifierRejected (the verifier's reason line), Refused (the kernel said no before
+    verifying: its policy, not the program), NotPermitted (EPERM after all: privileges) or
+    NotTraceable (any other errno).
+    """
+    try:
+        return load_program(program.bind_maps(fds), program.prog_type, program.expected_attach_type,
+                            program.attach_btf_id, attach_btf_obj_fd=btf_obj_fd, name=program.name)
+    except VerifierError as error:
+        raise VerifierRejected(f"the kernel's verifier rejected the program for {label}: {error.reason} "
+                               "(run with -v for the program listing)") from None
+    except LoadRefused as error:
+        raise refusal(program.expected_attach_type, label, error.errno or errno.EPERM) from None
+    except PermissionError:
+        raise NotPermitted(f"the kernel refused to load the program for {label} (EPERM)") from None
+    except OSError as error:
+        raise NotTraceable(f"cannot load the program for {label}: {error.strerror or error}") from None
+
+
+def refusal(attach_type: AttachType, label: str, code: int) -> Refused:
+    """The error for a load the kernel refused before verification with errno `code`.
+
+    EPERM there, with the privileges checked before loading, is the kernel's policy (a security
+    module such as the BPF LSM, or lockdown) refusing this kind of program or this target.
+    """
+    kind = _KIND_WORDS.get(attach_type, "these")
+    how = f"{errno_name(code)} before verification"
+    if attach_type in (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT):
+        return Refused(f"cannot trace {label}: this kernel refuses {kind} programs ({how}, even with full "
+                       "privileges); tp: tracepoints still work; see ksnoop list 'tp:*'")
+    if code != errno.EPERM:
+        return Refused(f"cannot load the {kind} program for {label}: {os.strerror(code)} ({how})")
+    return Refused(f"this kernel refuses {kind} programs for {label} ({how})")
+
+
+def module_btf_objects(stack: contextlib.ExitStack, probes: Sequence[Probe]) -> Dict[str, int]:
+    """module -> an fd of its kernel BTF object, opened once per module some probe's attach_btf_id is in.
+
+    For a module's id the kernel wants that module's BTF object as attach_btf_obj_fd (Linux kernel
+    commit 290248a5b7d8 ("bpf: Allow to specify kernel module BTFs when attaching BPF programs")
+    (in v5.11)); vmlinux's ids need none. Entered before the programs, so closed after them.
+    """
+    fds: Dict[str, int] = {}
+    for probe in probes:
+        if probe.module == "vmlinux" or probe.module in fds:
+            continue
+        try:
+            fds[probe.module] = stack.enter_context(open_kernel_btf(probe.module)).fd
+        except FileNotFoundError:
+            raise RuntimeFailure(_module_gone(probe.module, probe.target)) from None
+        except PermissionError:
+            raise NotPermitted(f"cannot trace {probe.target}: opening the BTF object of module "
+                               f"{probe.module} needs CAP_SYS_ADMIN") from None
+        except OSError as err:
+            raise RuntimeFailure(f"cannot open the BTF object of module {probe.module}: "
+                                 f"{err.strerror or err}") from None
+    return fds
+
+
+def _module_gone(module: str, target: str) -> str:
+    return f"module {module} is not loaded anymore: cannot trace {target}"
+
+
+def _check_module_loaded(module: str, target: str) -> None:
+    # Unloaded after its BTF object was opened: the verifier finds no address for the function.
+    if module != "vmlinux" and module not in loaded_modules():
+        raise RuntimeFailure(_module_gone(module, target))
+
+
+@contextlib.contextmanager
+def attach(target: str, program: Program, fds: Dict[MapRole, int], module: str = "vmlinux",
+            btf_obj_fd: Optional[int] = None) -> Any:
+    try:
+        loaded = load_generated(program, fds, target, btf_obj_fd)
+    except (VerifierRejected, NotTraceable):
+        _check_module_loaded(module, target)
+        raise
+    with loaded:
+        try:
+            link = attach_tracing(loaded)
+        except OSError as err:
+            _check_module_loaded(module, target)
+            raise NotTraceable(f"cannot attach to {target}: {err.strerror or err} (it may be "
+                               "inlined or marked notrace)") from None
+        with link:
+            yield link
+
+
+# fds a trace holds besides two per probe (its program and link): maps, BTF objects, stdio, Python's own.
+_SPARE_FDS = 256
+
+
+def raise_open_files_limit(probes: int) -> None:
+    """Each probe holds two fds (program, link): a glob's hundreds of probes pass the usual soft
+    RLIMIT_NOFILE of 1024. Raise the soft limit towards the hard one; RuntimeFailure if that is short."""
+    needed = 2 * probes + _SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise RuntimeFailure(f"{probes} probes need about {needed} open files, but RLIMIT_NOFILE allows "
+                             f"{hard} (raise it with ulimit -n, or trace fewer functions)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
