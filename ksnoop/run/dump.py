@@ -88,7 +88,7 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
     """Walk each spec's target in turn and print its objects; RuntimeFailure on kernel trouble."""
     dump, programs = prepare(options)
     resolved = dump.resolved
-    from ksnoop.run.trace import write_notes
+    from ksnoop.run.describe import write_notes
 
     write_notes(resolved, programs, options.verbose, err)
     privileges = check_privileges()

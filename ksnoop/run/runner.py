@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import mmap
 import os
 import resource
-from typing import Any, Dict, Optional, Sequence
+import time
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from bpf.btfobj import open_kernel_btf
 from bpf.codegen import MapRole, Program
@@ -26,6 +28,10 @@ from bpf.uapi import AttachType
 from btf.sources import loaded_modules
 
 from ksnoop.errors import NotPermitted, NotTraceable, Refused, RuntimeFailure, VerifierRejected
+from ksnoop.sanitize import sanitize
+from ksnoop.spec.resolve import ResolvedTrace
+
+log = logging.getLogger(__name__)
 
 
 def create_maps(stack: contextlib.ExitStack, programs: Sequence[Program]) -> ProgramMaps:
@@ -159,3 +165,66 @@ def raise_open_files_limit(probes: int) -> None:
         raise RuntimeFailure(f"{probes} probes need about {needed} open files, but RLIMIT_NOFILE allows "
                              f"{hard} (raise it with ulimit -n, or trace fewer functions)")
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+# Detaching takes the kernel a wait for each function (its ftrace hook is unregistered and the
+# trampoline drained, one at a time): say so when there are enough for the wait to show.
+_SAY_DETACHING_FROM = 32
+
+
+def say_detaching(links: List[Any], err: TextIO) -> None:
+    if len(links) >= _SAY_DETACHING_FROM:
+        err.write(f"ksnoop: detaching {len(links)} programs; the kernel takes a while for each\n")
+        err.flush()
+
+
+def attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: Tuple[Program, ...],
+                maps: ProgramMaps, btf_obj_fds: Dict[str, int], err: TextIO) -> List[Any]:
+    """Load and attach every probe, the links entering `stack`; returns the links.
+
+    A function a glob matched that the kernel refuses (EINVAL, ENOTSUPP, EPERM for that function,
+    a verifier rejection) is left out, its fentry and fexit together, with one warning line per
+    glob naming them all. When the kernel refuses every function of a glob, that is no single
+    function's fault (fentry refused machine-wide, say): the first error is raised, as for one
+    function named alone. NotPermitted always ends the run.
+    """
+    probes = resolved.plan.probes
+    links: List[Any] = []
+    tried: Dict[int, int] = {}
+    refused: Dict[int, List[Tuple[str, RuntimeFailure]]] = {}
+    start = time.monotonic()
+    i = 0
+    while i < len(probes):
+        # One function's probes (fentry, fexit) are adjacent and share one Target object.
+        end = i + 1
+        while end < len(probes) and resolved.targets[end] is resolved.targets[i]:
+            end += 1
+        source = resolved.sources[i] if resolved.sources else -1
+        is_glob = source >= 0 and resolved.globs[source] is not None
+        with contextlib.ExitStack() as function:
+            try:
+                attached = [function.enter_context(attach(probe.target, programs[n], maps.fds(n), probe.module,
+                                                          btf_obj_fds.get(probe.module)))
+                            for n, probe in enumerate(probes[i:end], start=i)]
+            except NotPermitted:
+                raise
+            except RuntimeFailure as error:
+                if not is_glob:
+                    raise
+                refused.setdefault(source, []).append((resolved.targets[i].label, error))
+            else:
+                links.extend(attached)
+                stack.enter_context(function.pop_all())
+        if is_glob:
+            tried[source] = tried.get(source, 0) + 1
+        i = end
+    for source, failures in refused.items():
+        if len(failures) == tried[source]:
+            raise failures[0][1]
+    for source, failures in refused.items():
+        noun = "tracepoint" if failures[0][0].startswith("tp:") else "function"
+        err.write(sanitize(f"ksnoop: warning: the kernel refused {len(failures)} of {tried[source]} {noun}s "
+                           f"matching '{resolved.globs[source]}', left out ({failures[0][1]}): "
+                           f"{', '.join(label for label, _ in failures)}") + "\n")
+    log.debug("%d programs attached in %.3f s", len(links), time.monotonic() - start)
+    return links

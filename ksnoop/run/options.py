@@ -1,0 +1,36 @@
+"""What a trace was asked to do, and what it did: the plain data the CLI, the record loop and the
+summary loop share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ksnoop.spec.resolve import DEFAULT_MAX_PROBES
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    specs: Tuple[str, ...]
+    pid: Optional[int] = None
+    comm: Optional[str] = None
+    count: Optional[int] = None  # stop after this many records
+    duration_s: Optional[float] = None
+    pages: int = 1024  # ringbuf size in pages; a power of two
+    output: str = "text"  # "text" or "json"
+    color: bool = False
+    verbose: bool = False
+    btf_path: Optional[str] = None
+    kstack_depth: int = 0  # kernel stack frames in each entry and tracepoint record; 0 for none
+    max_probes: int = DEFAULT_MAX_PROBES  # functions and tracepoints, a glob's matches counted each
+    summary: bool = False  # count calls, errors and latency in the kernel; print totals at exit
+    call_path: bool = False  # -s: the specs are a call path, outermost first
+    calls_only: bool = False  # --summary counting calls alone, at entry (no fexit)
+    zeros: bool = False  # text: show struct members that are all zero
+    compact: bool = False  # text: one line per record
+
+
+@dataclass(frozen=True)
+class Summary:
+    records: int
+    lost: int
+    calls: Optional[int] = None  # --summary: calls counted, over every function

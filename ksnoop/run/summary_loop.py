@@ -1,0 +1,47 @@
+"""The summary loop: the programs count calls, errors and latency into per-CPU counters (no ring
+buffer); at the time limit, SIGINT or SIGTERM the counters are summed over CPUs and printed."""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import TextIO, Tuple
+
+from bpf.codegen import MapRole, Program
+
+from ksnoop.run.options import RunOptions, Summary
+from ksnoop.run.record_loop import POLL_INTERVAL_S
+from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, say_detaching
+from ksnoop.run.stopping import StopFlag
+from ksnoop.run.summary import counted, sum_counters
+from ksnoop.spec.resolve import ResolvedTrace
+
+
+def run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options: RunOptions, out: TextIO,
+                 err: TextIO) -> Summary:
+    """--summary: the programs count into a PERCPU_ARRAY (no ring buffer); at the time limit,
+    SIGINT or SIGTERM the counters are summed over CPUs and printed."""
+    stop = StopFlag()
+    keys = len(counted(resolved))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stop.installed())
+        btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
+        maps = create_maps(stack, programs)
+        counts = maps.shared(MapRole.COUNTS)
+        links = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
+        stack.callback(say_detaching, links, err)
+        noun = "function" if keys == 1 else "functions"
+        when = "at the time limit or Ctrl-C" if options.duration_s is not None else "at Ctrl-C"
+        err.write(f"ksnoop: counting calls of {keys} {noun}; the summary comes {when}\n")
+        err.flush()
+        deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+        while not stop and (deadline is None or time.monotonic() < deadline):
+            remaining = POLL_INTERVAL_S if deadline is None else deadline - time.monotonic()
+            time.sleep(max(0.0, min(POLL_INTERVAL_S, remaining)))
+        totals = sum_counters(resolved, {key: counts.lookup_percpu(key.to_bytes(4, sys.byteorder)) or []
+                                         for key in range(keys)})
+    from ksnoop.output.summary_text import format_json, format_text
+
+    out.write((format_json(totals) if options.output == "json" else format_text(totals)) + "\n")
+    out.flush()
+    return Summary(0, 0, calls=sum(c.calls for c in totals))
