@@ -1,0 +1,183 @@
+"""What more than one benchmark uses: timing a child process, the getpid() loop that drives
+tp_btf/sys_enter for the kernel benchmarks (with CPU pinning), loading and attaching a generated
+program. Imports only the standard library until a function needs more.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_child(argv: Sequence[str]) -> Tuple[float, int]:
+    """Run one process to completion with stdout to /dev/null; (wall seconds, peak RSS in KiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise SystemExit(f"benchmark child failed ({proc.returncode}): {' '.join(argv)}\n{err}")
+    if proc.stderr:
+        proc.stderr.close()
+    return elapsed, usage.ru_maxrss
+
+
+# ---- the kernel benchmarks' event source: a getpid() loop driving tp_btf/sys_enter -----------------
+# overhead, consume and trace need root and a kernel that attaches tp_btf programs. The event
+# source is a tight loop of getpid() system calls (benchmarks/syscall_loop.c, compiled now with
+# cc -O2), pinned to one CPU while the reader runs on another; its cost is the loop's own CPU time
+# per iteration (CLOCK_THREAD_CPUTIME_ID), which a BPF program on sys_enter adds to and other
+# tasks on a busy machine do not.
+
+# getpid's number where no compiler can say (the number tp:sys_enter reports as `id`).
+_GETPID_NR = {"x86_64": 39, "aarch64": 172, "riscv64": 172, "loongarch64": 172, "s390x": 20,
+              "ppc64le": 20, "ppc64": 20}
+# struct pt_regs members that hold syscall arguments and registers, to capture by name.
+_REGS = {"x86_64": ("di", "si", "dx", "r10", "r8", "r9", "ax", "orig_ax", "cx"),
+         "aarch64": tuple(f"regs[{n}]" for n in range(9))}
+
+# The fallback event source: the same protocol as syscall_loop.c, in Python.
+_PY_GETPID_LOOP = r'''
+import os, sys, time
+def count(n):
+    getpid = os.getpid
+    c, t = time.thread_time_ns(), time.perf_counter_ns()
+    for _ in range(n):
+        getpid()
+    return n, time.perf_counter_ns() - t, time.thread_time_ns() - c
+def timed(seconds):
+    getpid = os.getpid
+    c, t = time.thread_time_ns(), time.perf_counter_ns()
+    stop, done, now = t + int(seconds * 1e9), 0, t
+    while now < stop:
+        for _ in range(1024):
+            getpid()
+        done += 1024
+        now = time.perf_counter_ns()
+    return done, now - t, time.thread_time_ns() - c
+def command(mode, arg):
+    return count(int(arg)) if mode == "n" else timed(float(arg))
+if sys.argv[1] == "serve":
+    for line in sys.stdin:
+        print(*command(*line.split()), flush=True)
+else:
+    print(*command(sys.argv[1], sys.argv[2]), flush=True)
+'''
+
+
+@contextlib.contextmanager
+def getpid_loop_program() -> Iterator[Tuple[List[str], int, str]]:
+    """(argv of the getpid loop, SYS_getpid, a note on what the loop is), for the `with` block."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    with tempfile.TemporaryDirectory(prefix="ksnoop-bench-") as tmp:
+        if cc:
+            exe = os.path.join(tmp, "getpid_loop")
+            subprocess.run([cc, "-O2", "-o", exe, os.path.join(ROOT, "benchmarks", "syscall_loop.c")],
+                           check=True)
+            nr = int(subprocess.run([exe, "nr"], check=True, capture_output=True, text=True).stdout)
+            yield [exe], nr, f"C getpid loop ({os.path.basename(cc)} -O2)"
+            return
+        machine = platform.machine()
+        if machine not in _GETPID_NR:
+            raise SystemExit(f"no C compiler and no getpid number for {machine}")
+        script = os.path.join(tmp, "getpid_loop.py")
+        with open(script, "w") as f:
+            f.write(_PY_GETPID_LOOP)
+        yield ([sys.executable, script], _GETPID_NR[machine],
+               "no C compiler: a Python os.getpid loop; it adds interpreter time to every iteration, "
+               "so the per-event figures hold but slowdown ratios are diluted")
+
+
+class GetpidLoop:
+    """The loop in serve mode: its pid is known before it starts, so programs can filter on it."""
+
+    def __init__(self, argv: List[str], cpu: Optional[int]) -> None:
+        self.proc = subprocess.Popen(argv + ["serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.pid = self.proc.pid
+        if cpu is not None:
+            os.sched_setaffinity(self.pid, {cpu})
+
+    def __enter__(self) -> "GetpidLoop":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+    def start(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def result(self) -> Tuple[int, int, int]:
+        """(iterations, wall ns, CPU ns) of the command started last."""
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the getpid loop died (status {self.proc.wait()})")
+        iterations, wall, cpu = (int(x) for x in line.split())
+        return iterations, wall, cpu
+
+    def count(self, iterations: int) -> Tuple[int, int, int]:
+        self.start(f"n {iterations}")
+        return self.result()
+
+
+def two_cpus() -> Tuple[Optional[int], Optional[int]]:
+    """(the loop's CPU, the reader's CPU), or (None, None) with fewer than two CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
+
+
+def pin_this_thread(cpu: Optional[int]) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # on Linux, the calling thread only
+
+
+def pt_regs_members() -> Tuple[str, ...]:
+    """Names of struct pt_regs members holding syscall arguments and registers on this machine,
+    to capture by name; SystemExit where they are not known."""
+    regs = _REGS.get(platform.machine())
+    if regs is None:
+        raise SystemExit(f"no pt_regs member names for {platform.machine()} in benchmarks/common.py")
+    return regs
+
+
+# ---- BPF ------------------------------------------------------------------------------------------
+
+def require_bpf() -> None:
+    from bpf.features import check_privileges
+
+    privileges = check_privileges()
+    if not privileges:
+        raise SystemExit(f"this benchmark loads BPF programs: {privileges.reason}")
+
+
+def attach_generated(stack: contextlib.ExitStack, plan: Any, fds: Dict[Any, int]) -> Any:
+    """Generate probe 0 of `plan`, load and attach it; detached when `stack` closes. The Program."""
+    from bpf.codegen import generate
+    from bpf.loader import attach_tracing, load_program
+
+    program = generate(plan, 0)
+    loaded = stack.enter_context(load_program(program.bind_maps(fds), program.prog_type,
+                                              program.expected_attach_type, program.attach_btf_id,
+                                              name=program.name))
+    stack.enter_context(attach_tracing(loaded))
+    return program
+
+
+def count_drops(drops: Any) -> int:
+    """Records lost to a full ring so far: the drop counter map (one u64 per CPU), summed."""
+    return sum(int.from_bytes(v[:8], sys.byteorder) for v in drops.lookup_percpu(b"\0\0\0\0") or [])
