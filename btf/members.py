@@ -22,7 +22,8 @@ _MAX_DEPTH = 64
 
 @dataclass(frozen=True)
 class Step:
-    """One component of a path as written: `->name`, `.name` or `[index]`, at `position` in the text."""
+    """One component of a path as written: `->name`, `.name` or `[index]`, at `position` in the text.
+    parse_path() makes them from path text; a caller with a language of its own makes them itself."""
 
     op: str  # "->", "." or "[]"
     name: str  # the member name; "" for an index

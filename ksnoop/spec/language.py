@@ -7,7 +7,8 @@
     OP      := "==" | "!=" | ">" | ">=" | "<" | "<="
     LITERAL := INTEGER | "string" | NAME (an enumerator, or NULL)
 
-This module knows nothing of BTF or the kernel; resolve.py gives the names meaning.
+This module knows nothing of the kernel's types; resolve.py gives the names meaning. A value's
+steps are btf.members' Step, the path step btf resolves to offsets, so they go to it as they are.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import enum
 import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
+
+from btf.members import Step
 
 from ksnoop.errors import UsageError
 
@@ -37,19 +40,9 @@ class SpecError(UsageError):
 
 
 @dataclass(frozen=True)
-class Access:
-    """One step after the base name: `->name`, `.name` or `[index]`."""
-
-    op: str  # "->", "." or "[]"
-    name: str
-    index: int
-    position: int  # in the spec text
-
-
-@dataclass(frozen=True)
 class ValueExpr:
     base: str  # an argument's name, or "return"
-    accesses: Tuple[Access, ...]
+    steps: Tuple[Step, ...]  # after the base: `->name`, `.name`, `[index]`, each at its operator's position
     position: int
     end: int
 
@@ -57,8 +50,8 @@ class ValueExpr:
     def text(self) -> str:
         """The expression with spacing normalised: `skb->dev->name`, `a.b[2]`."""
         out = [self.base]
-        for a in self.accesses:
-            out.append(f"[{a.index}]" if a.op == "[]" else a.op + a.name)
+        for step in self.steps:
+            out.append(f"[{step.index}]" if step.op == "[]" else step.op + step.name)
         return "".join(out)
 
 
@@ -199,14 +192,14 @@ class _Parser:
             raise self.fail(f"expected an argument name or 'return', found '{tok.text}'", tok)
         self.no_glob(tok)
         start = tok.position
-        # The name token swallows `.member` runs (`a.b.c`); split them back into accesses.
+        # The name token swallows `.member` runs (`a.b.c`); split them back into steps.
         base, *members = tok.text.split(".")
-        accesses: List[Access] = []
+        steps: List[Step] = []
         pos = tok.position + len(base)
         for member in members:
             if not member:
                 raise SpecError("expected a member name after '.'", self.text, pos + 1)
-            accesses.append(Access(".", member, 0, pos))
+            steps.append(Step(".", member, 0, pos))
             pos += 1 + len(member)
         end = tok.position + len(tok.text)
         while True:
@@ -221,12 +214,12 @@ class _Parser:
                     raise self.fail(f"expected a member name after '{tok.text}', found '{name.text}'", name)
                 self.no_glob(name)
                 parts = name.text.split(".")
-                accesses.append(Access(tok.text, parts[0], 0, tok.position))
+                steps.append(Step(tok.text, parts[0], 0, tok.position))
                 pos = name.position + len(parts[0])
                 for member in parts[1:]:
                     if not member:
                         raise SpecError("expected a member name after '.'", self.text, pos + 1)
-                    accesses.append(Access(".", member, 0, pos))
+                    steps.append(Step(".", member, 0, pos))
                     pos += 1 + len(member)
                 end = name.position + len(name.text)
             elif tok.text == "[":
@@ -237,14 +230,14 @@ class _Parser:
                 close = self.next("']'")
                 if close.text != "]":
                     raise self.fail(f"expected ']', found '{close.text}'", close)
-                accesses.append(Access("[]", "", _integer(index, self.text), tok.position))
+                steps.append(Step("[]", "", _integer(index, self.text), tok.position))
                 end = close.position + 1
             else:
                 break
-        if base == RETURN and accesses:
+        if base == RETURN and steps:
             raise SpecError("'return' is a value, not a pointer or struct; it takes no members",
-                            self.text, accesses[0].position)
-        return ValueExpr(base, tuple(accesses), start, end)
+                            self.text, steps[0].position)
+        return ValueExpr(base, tuple(steps), start, end)
 
     def literal(self) -> Literal:
         tok = self.next("a number, a \"string\", an enumerator or NULL")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from btf.members import Step
 from ksnoop.errors import UsageError
-from ksnoop.spec.language import Access, Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr, parse_spec
+from ksnoop.spec.language import Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr, parse_spec
 
 # ---- errors ----------------------------------------------------------------------------------------------------------
 
@@ -154,7 +155,7 @@ def test_items_in_order_with_their_positions() -> None:
     spec = parse_spec("f(a, b->c, return)")
     assert spec.items == (
         Item(ValueExpr("a", (), 2, 3)),
-        Item(ValueExpr("b", (Access("->", "c", 0, 6),), 5, 9)),
+        Item(ValueExpr("b", (Step("->", "c", 0, 6),), 5, 9)),
         Item(ValueExpr("return", (), 11, 17)),
     )
 
@@ -162,22 +163,22 @@ def test_items_in_order_with_their_positions() -> None:
 def test_steps_arrows_dots_and_indexes() -> None:
     value = _value("f(skb->dev->name[0x1f])")
     assert value.base == "skb"
-    assert value.accesses == (Access("->", "dev", 0, 5), Access("->", "name", 0, 10), Access("[]", "", 31, 16))
+    assert value.steps == (Step("->", "dev", 0, 5), Step("->", "name", 0, 10), Step("[]", "", 31, 16))
     assert (value.position, value.end, value.text) == (2, 22, "skb->dev->name[31]")
 
 
 def test_a_dotted_name_is_split_into_steps_at_each_dot() -> None:
     # The lexer reads `a.b.c` as one name; each '.' step's position is its dot's.
-    assert _value("f(a.b.c)").accesses == (Access(".", "b", 0, 3), Access(".", "c", 0, 5))
-    assert _value("f(a->b.c.d)").accesses == (Access("->", "b", 0, 3), Access(".", "c", 0, 6), Access(".", "d", 0, 8))
-    assert _value("f(a[2].b)").accesses == (Access("[]", "", 2, 3), Access(".", "b", 0, 6))
+    assert _value("f(a.b.c)").steps == (Step(".", "b", 0, 3), Step(".", "c", 0, 5))
+    assert _value("f(a->b.c.d)").steps == (Step("->", "b", 0, 3), Step(".", "c", 0, 6), Step(".", "d", 0, 8))
+    assert _value("f(a[2].b)").steps == (Step("[]", "", 2, 3), Step(".", "b", 0, 6))
     assert _value("f(file->f_path.dentry->d_name.name)").text == "file->f_path.dentry->d_name.name"
 
 
 def test_spacing_is_normalised_in_the_label_but_positions_are_the_texts() -> None:
     value = _value("f(  skb -> dev -> name [ 3 ] )")
     assert value.text == "skb->dev->name[3]"
-    assert value.accesses == (Access("->", "dev", 0, 8), Access("->", "name", 0, 15), Access("[]", "", 3, 23))
+    assert value.steps == (Step("->", "dev", 0, 8), Step("->", "name", 0, 15), Step("[]", "", 3, 23))
     assert (value.position, value.end) == (4, 28)
     assert _value("f(x . y)").text == "x.y"
     assert _value("f(a[0] . b)").text == "a[0].b"
@@ -196,7 +197,7 @@ def test_every_operator(op: str) -> None:
 def test_a_predicate_on_a_member_and_on_return() -> None:
     spec = parse_spec("f(skb->len >= 100, return != 0)")
     assert spec.items == (
-        Item(ValueExpr("skb", (Access("->", "len", 0, 5),), 2, 10), ">=", Literal(LiteralKind.INTEGER, 100, 14)),
+        Item(ValueExpr("skb", (Step("->", "len", 0, 5),), 2, 10), ">=", Literal(LiteralKind.INTEGER, 100, 14)),
         Item(ValueExpr("return", (), 19, 25), "!=", Literal(LiteralKind.INTEGER, 0, 29)),
     )
 
