@@ -16,10 +16,8 @@ import time
 from typing import Any, Dict, List, Tuple
 
 from bpf.codegen import MapRole
-from bpf.maps import Map
 from bpf.plan import COMM_SIZE, HEADER, Filters, RecordLayout
 from bpf.ringbuf import RingBuffer
-from bpf.uapi import MapType
 from ksnoop.output.decode import build_decoder
 from ksnoop.spec.language import parse_spec
 from ksnoop.spec.resolve import resolve
@@ -85,10 +83,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             cpu_rates: Dict[str, List[float]] = {name: [] for name in callbacks}
             fill = int(0.9 * _CONSUME_FILL_RING / (layout.size + 8))
             with contextlib.ExitStack() as stack:
-                events = stack.enter_context(Map.ringbuf(_CONSUME_FILL_RING, name="bench_events"))
-                drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="bench_drops"))
-                attach_generated(stack, resolved.plan, {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd})
-                ring = stack.enter_context(RingBuffer(events.fd, _CONSUME_FILL_RING))
+                maps = attach_generated(stack, resolved.plan)  # its ring: _CONSUME_FILL_RING bytes
+                drops = maps.shared(MapRole.DROPS)
+                ring = stack.enter_context(RingBuffer(maps.shared(MapRole.EVENTS).fd, _CONSUME_FILL_RING))
                 names = list(callbacks)
                 counts = []
                 for round_ in range(args.runs + 1):
@@ -116,11 +113,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 for policy, name in live_configs[round_ % 4:] + live_configs[: round_ % 4]:
                     callback = callbacks[name]
                     with contextlib.ExitStack() as stack:
-                        events = stack.enter_context(Map.ringbuf(live_ring, name="bench_events"))
-                        drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="bench_drops"))
-                        attach_generated(stack, live_plans[policy], {MapRole.EVENTS: events.fd,
-                                                                      MapRole.DROPS: drops.fd})
-                        ring = stack.enter_context(RingBuffer(events.fd, live_ring))
+                        maps = attach_generated(stack, live_plans[policy])  # its ring: live_ring bytes
+                        drops = maps.shared(MapRole.DROPS)
+                        ring = stack.enter_context(RingBuffer(maps.shared(MapRole.EVENTS).fd, live_ring))
                         ring.drain(raw)
                         loop.start(f"t {live_seconds}")
                         start = time.perf_counter()

@@ -14,9 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from bpf.codegen import MapRole
 from bpf.features import check_privileges
-from bpf.maps import Map
 from bpf.ringbuf import RingBuffer
-from bpf.uapi import MapType
 from btf import BTF, BTFError
 from ksnoop.output.decode import build_decoder, record_fields
 from ksnoop.output.json_lines import JsonFormatter
@@ -130,10 +128,8 @@ def _kernel_sk_buffs(kernel: Any, count: int) -> Optional[Tuple[List[bytes], Lis
     captured: List[bytes] = []
     try:
         with contextlib.ExitStack() as stack:
-            events = stack.enter_context(Map.ringbuf(resolved.plan.ringbuf_size, name="bench_events"))
-            drops = stack.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="bench_drops"))
-            attach_generated(stack, resolved.plan, {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd})
-            ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
+            maps = attach_generated(stack, resolved.plan)
+            ring = stack.enter_context(RingBuffer(maps.shared(MapRole.EVENTS).fd, resolved.plan.ringbuf_size))
             receiver = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
             receiver.bind(("127.0.0.1", 0))
             sender = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))

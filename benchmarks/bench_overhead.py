@@ -17,9 +17,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bpf import insn as I
 from bpf import uapi
-from bpf.codegen import MapRole
+from bpf.codegen import MapRole, generate
 from bpf.loader import attach_tracing, load_program
-from bpf.maps import Map
+from bpf.maps import create_maps
 from bpf.plan import Filters, RecordLayout
 from bpf.ringbuf import RingBuffer
 from bpf.uapi import AttachType, Helper, MapType, ProgType
@@ -27,8 +27,8 @@ from ksnoop.spec.language import parse_spec
 from ksnoop.spec.resolve import resolve
 from ksnoop.spec.targets import KernelBTF
 
-from common import (GetpidLoop, attach_generated, count_drops, getpid_loop_program, pin_this_thread,
-                    pt_regs_members, require_bpf, two_cpus)
+from common import (GetpidLoop, count_drops, getpid_loop_program, load_and_attach, pin_this_thread, pt_regs_members,
+                    require_bpf, two_cpus)
 
 _OVERHEAD_RING = 1 << 25  # holds every record of one measurement even if the reader stalls
 
@@ -215,9 +215,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         })
         sizes = {name: header_size if not hasattr(p, "probes") else
                  RecordLayout.of(p.probes[0], p.with_comm).size for name, p in configs.items()}
-        events = outer.enter_context(Map.ringbuf(_OVERHEAD_RING, name="bench_events"))
-        drops = outer.enter_context(Map(MapType.PERCPU_ARRAY, 4, 8, 1, name="bench_drops"))
-        fds = {MapRole.EVENTS: events.fd, MapRole.DROPS: drops.fd}
+        # Every generated program shares one ring and one drop counter, as the maps they declare
+        # say (each plan's ring is _OVERHEAD_RING bytes). The hand-assembled program writes to the
+        # same two, so one reader drains every configuration.
+        programs = {name: generate(p, 0) for name, p in configs.items() if hasattr(p, "probes")}
+        maps = create_maps(outer, list(programs.values()))
+        program_fds = {name: maps.fds(index) for index, name in enumerate(programs)}
+        events, drops = maps.shared(MapRole.EVENTS), maps.shared(MapRole.DROPS)
+        # What _smallest_program takes for granted of them.
+        assert events.map_type is MapType.RINGBUF and events.max_entries == _OVERHEAD_RING
+        assert drops.map_type is MapType.PERCPU_ARRAY and (drops.key_size, drops.value_size) == (4, 8)
         ring = outer.enter_context(RingBuffer(events.fd, _OVERHEAD_RING))
         drainer = _Drainer(ring, reader_cpu)
         outer.callback(drainer.stop)
@@ -240,7 +247,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                             hand, ProgType.TRACING, AttachType.TRACE_RAW_TP, attach_btf_id, name="bench_smallest"))
                         stack.enter_context(attach_tracing(loaded))
                     elif p is not None:
-                        attach_generated(stack, p, fds)
+                        load_and_attach(stack, programs[name], program_fds[name])
                     drainer.wait_empty()
                     drops_before, records_before = count_drops(drops), drainer.records
                     drainer.paused = behind

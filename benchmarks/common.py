@@ -165,17 +165,28 @@ def require_bpf() -> None:
         raise SystemExit(f"this benchmark loads BPF programs: {privileges.reason}")
 
 
-def attach_generated(stack: contextlib.ExitStack, plan: Any, fds: Dict[Any, int]) -> Any:
-    """Generate probe 0 of `plan`, load and attach it; detached when `stack` closes. The Program."""
+def attach_generated(stack: contextlib.ExitStack, plan: Any) -> Any:
+    """Generate probe 0 of `plan`, create the maps its Program declares (bpf.maps.create_maps: the
+    ring of plan.ringbuf_size bytes, the drop counter), load and attach it; all closed with `stack`.
+    The ProgramMaps: `.shared(MapRole.EVENTS)` is the ring to read."""
     from bpf.codegen import generate
-    from bpf.loader import attach_tracing, load_program
+    from bpf.maps import create_maps
 
     program = generate(plan, 0)
+    maps = create_maps(stack, [program])
+    load_and_attach(stack, program, maps.fds(0))
+    return maps
+
+
+def load_and_attach(stack: contextlib.ExitStack, program: Any, fds: Dict[Any, int]) -> None:
+    """Load a generated `program` with its maps' `fds` (role -> fd) and attach it; detached and
+    unloaded when `stack` closes."""
+    from bpf.loader import attach_tracing, load_program
+
     loaded = stack.enter_context(load_program(program.bind_maps(fds), program.prog_type,
                                               program.expected_attach_type, program.attach_btf_id,
                                               name=program.name))
     stack.enter_context(attach_tracing(loaded))
-    return program
 
 
 def count_drops(drops: Any) -> int:
