@@ -1,6 +1,7 @@
 """What more than one benchmark uses: timing a child process, the getpid() loop that drives
 tp_btf/sys_enter for the kernel benchmarks (with CPU pinning), loading and attaching a generated
-program. Imports only the standard library until a function needs more.
+program, and where figures were measured (`environment`). Imports only the standard library until
+a function needs more: vm_percall.py imports it in the guest too.
 """
 from __future__ import annotations
 
@@ -30,6 +31,48 @@ def run_child(argv: Sequence[str]) -> Tuple[float, int]:
     if proc.stderr:
         proc.stderr.close()
     return elapsed, usage.ru_maxrss
+
+
+# ---- where the figures were measured -----------------------------------------------------------------
+
+def environment() -> Dict[str, Any]:
+    """Where figures are measured, for every benchmark's JSON: machine() and the commit()."""
+    return {**machine(), "commit": commit()}
+
+
+def machine() -> Dict[str, Any]:
+    """This machine: kernel release, CPU model and count (/proc/cpuinfo), Python version."""
+    models: List[str] = []
+    cpus = 0
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "processor":
+                    cpus += 1
+                elif key.strip() == "model name":
+                    models.append(value.strip())
+    except OSError:
+        pass
+    # Some architectures (arm64) give no model name; a hybrid CPU gives more than one.
+    model = " / ".join(dict.fromkeys(models)) or f"unknown ({platform.machine()})"
+    return {"kernel": os.uname().release, "cpu_model": model, "cpus": cpus or os.cpu_count(),
+            "python": platform.python_version()}
+
+
+def commit() -> str:
+    """The checkout's commit (`git rev-parse --short HEAD`), "-dirty" when `git status --porcelain`
+    lists anything; "unknown" outside git (or without it)."""
+    def git(*argv: str) -> str:
+        # --no-optional-locks: status must not take index.lock from under someone committing.
+        return subprocess.run(["git", "--no-optional-locks", *argv], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout
+    try:
+        head = git("rev-parse", "--short", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain").strip())
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
 
 
 # ---- the kernel benchmarks' event source: a getpid() loop driving tp_btf/sys_enter -----------------

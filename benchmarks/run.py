@@ -2,7 +2,8 @@
 
 Timings on a shared 2-core machine are noisy, so every benchmark measures ksnoop and its
 reference side by side, alternating runs, and reports medians and their ratio. Each benchmark
-lives in benchmarks/bench_NAME.py as `run(args) -> dict`; this file picks one and prints it.
+lives in benchmarks/bench_NAME.py as `run(args) -> dict`; this file picks one and prints its
+figures with where they were measured ("measured_on": kernel, CPU, Python, commit).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import importlib
 import json
 import sys
 
-from common import ROOT
+from common import ROOT, environment
 
 # name -> default --runs: 21, fewer where a round takes seconds (the kernel benchmarks) or a minute
 # and a half (the VM's).
@@ -41,7 +42,10 @@ def main() -> None:
         args.runs = BENCHMARKS[args.name]
     sys.path.insert(0, ROOT)  # ksnoop, bpf, btf and tests, from this checkout
     benchmark = importlib.import_module(f"bench_{args.name}")
-    print(json.dumps(benchmark.run(args)))
+    measured_on = environment()  # before the run: the commit measured, should the checkout change meanwhile
+    figures = benchmark.run(args)
+    figures.setdefault("measured_on", measured_on)  # unless the benchmark knows better (vm: the guest)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
