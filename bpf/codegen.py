@@ -215,7 +215,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
                            f"{MAX_KSTACK_DEPTH}")
     layout = RecordLayout.of(probe, plan.with_comm)
     if probe.path is not None or probe.forgets_path:
-        return _program(_path_program(plan, probe_index, layout), plan, probe, layout)
+        return _program(_path_program(plan, probe_index, layout), plan, probe_index, layout)
     fexit_stash = probe.kind is ProbeKind.FEXIT and probe.stash is not Stash.NONE
     asm = _Assembler()
     asm.emit(tpl.PROLOGUE)
@@ -235,7 +235,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
         asm.emit(tpl.STASH_PUT)
     else:
         if fexit_stash and probe.stash is Stash.RECORD:
-            asm.emit(tpl.EMIT_STASHED, size=_paired_entry_layout(plan, probe).size, dropped="dropped")
+            asm.emit(tpl.EMIT_STASHED, size=_paired_entry_layout(plan, probe_index).size, dropped="dropped")
         holds_record = probe.kind is ProbeKind.FENTRY and probe.stash is Stash.RECORD
         if holds_record:
             asm.emit(tpl.SCRATCH_RECORD, out="out")
@@ -254,7 +254,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
         asm.emit(tpl.STASH_DELETE)
     asm.emit(tpl.EXIT)
     _place_dropped(asm, "out")
-    return _program(asm, plan, probe, layout)
+    return _program(asm, plan, probe_index, layout)
 
 
 def _place_dropped(asm: _Assembler, then: str) -> None:
@@ -264,14 +264,15 @@ def _place_dropped(asm: _Assembler, then: str) -> None:
         asm.emit(tpl.GOTO, target=then)
 
 
-def _program(asm: _Assembler, plan: Plan, probe: Probe, layout: RecordLayout) -> Program:
+def _program(asm: _Assembler, plan: Plan, probe_index: int, layout: RecordLayout) -> Program:
+    probe = plan.probes[probe_index]
     name = "ksnoop_" + "".join(c if c.isalnum() or c == "_" else "_" for c in probe.target)
     roles = list(dict.fromkeys(role for _, role in asm.map_slots))
     return Program(
         name=name[: uapi.BPF_OBJ_NAME_LEN - 1],
         insns=asm.assemble(),
         map_slots=tuple(asm.map_slots),
-        maps=tuple(_map_spec(plan, probe, layout, role) for role in roles),
+        maps=tuple(_map_spec(plan, probe_index, layout, role) for role in roles),
         prog_type=ProgType.TRACING,
         expected_attach_type=_ATTACH[probe.kind],
         attach_btf_id=probe.attach_btf_id,
@@ -281,8 +282,9 @@ def _program(asm: _Assembler, plan: Plan, probe: Probe, layout: RecordLayout) ->
     )
 
 
-def _map_spec(plan: Plan, probe: Probe, layout: RecordLayout, role: MapRole) -> MapSpec:
+def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole) -> MapSpec:
     """What the map of `role` must be for this probe's program, as the templates use it."""
+    probe = plan.probes[probe_index]
     if role is MapRole.EVENTS:
         return MapSpec(role, uapi.MapType.RINGBUF, 0, 0, plan.ringbuf_size, Sharing.PLAN, name="ksnoop_events")
     if role is MapRole.DROPS:  # one u64 a CPU: records lost to a full ring buffer
@@ -298,7 +300,7 @@ def _map_spec(plan: Plan, probe: Probe, layout: RecordLayout, role: MapRole) -> 
         return MapSpec(role, uapi.MapType.ARRAY, 4, size, 1, Sharing.PLAN, name="ksnoop_path0")
     if role is MapRole.STASH:
         if probe.stash is Stash.RECORD:  # the entry record, held for the fexit
-            entry = layout if probe.kind is ProbeKind.FENTRY else _paired_entry_layout(plan, probe)
+            entry = layout if probe.kind is ProbeKind.FENTRY else _paired_entry_layout(plan, probe_index)
             value_size = entry.size
         else:  # the entry's ktime
             value_size = 8
@@ -459,11 +461,11 @@ def _emit_count(asm: _Assembler, probe: Probe, count: Count) -> None:
         asm.emit(tpl.COUNT_BUCKET)
 
 
-def _paired_entry_layout(plan: Plan, probe: Probe) -> RecordLayout:
-    for other in plan.probes:
-        if other.kind is ProbeKind.FENTRY and other.stash_group == probe.stash_group and other.stash is probe.stash:
-            return RecordLayout.of(other, plan.with_comm)
-    raise CodegenError(f"{probe.target}: fexit probe stashes records but has no fentry pair")
+def _paired_entry_layout(plan: Plan, probe_index: int) -> RecordLayout:
+    """The record layout of the fentry paired with fexit probe `probe_index` (Plan checks it has one)."""
+    entry = plan.partner(probe_index)
+    assert entry is not None, "Plan checks that a probe with a stash has a pair"
+    return RecordLayout.of(plan.probes[entry], plan.with_comm)
 
 
 def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:
@@ -612,8 +614,6 @@ def _iter_program(plan: Plan, probe_index: int) -> Program:
     probe = plan.probes[probe_index]
     if len(probe.captures) > MAX_CAPTURES:
         raise CodegenError(f"{probe.target}: {len(probe.captures)} values to capture; at most {MAX_CAPTURES}")
-    if probe.kstack_depth or probe.count is not None or probe.stash is not Stash.NONE:
-        raise CodegenError(f"{probe.target}: an iterator has no kernel stack, counters or stash of its own")
     if plan.filters.pid is not None or plan.filters.comm is not None:
         raise CodegenError(f"{probe.target}: an iterator runs in the reader's task: --pid and --comm filter nothing")
     layout = RecordLayout.of(probe, plan.with_comm)
@@ -625,4 +625,4 @@ def _iter_program(plan: Plan, probe_index: int) -> Program:
     asm.emit(tpl.SEQ_WRITE, size=layout.size)
     asm.label("out")
     asm.emit(tpl.EXIT)
-    return _program(asm, plan, probe, layout)
+    return _program(asm, plan, probe_index, layout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 # A whole struct copied into a record is cut at this size, and the cut is flagged.
 MAX_CAPTURE_SIZE = 4096
@@ -166,13 +166,93 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """One function traced at entry and at return: plan.probes[entry] is its FENTRY probe and
+    plan.probes[exit] its FEXIT probe. They are attached together (a function the kernel refuses
+    loses both) and share a stash when they have one."""
+
+    entry: int
+    exit: int
+
+
+class PlanError(ValueError):
+    """A plan whose probes say things that do not go together (a generator or resolver bug)."""
+
+
+@dataclass(frozen=True)
 class Plan:
+    """What to trace: the probes, which of them pair up, and what every record carries.
+
+    Probe flags combine only as follows (checked when a Plan is made; PlanError otherwise):
+    - `stash` (TIME or RECORD): an FENTRY or FEXIT probe in exactly one of `pairs`; both halves of
+      a pair have the same stash and stash_group.
+    - `requires_entry`: an FEXIT probe with a stash.
+    - `emits=False`: an FENTRY that only stashes its time, a counting probe, or the tracepoint
+      that forgets call-path state.
+    - `count`: no captures, no kernel stack, no call path.
+    - `path`: an FENTRY or FEXIT probe with no stash and no count.
+    - `forgets_path`: a TP_BTF probe that emits nothing.
+    - ITER probes: none of stash, count, path, forgets_path, kstack_depth.
+    """
+
     probes: Tuple[Probe, ...]
     filters: Filters = field(default_factory=Filters)
     with_comm: bool = True  # copy the task's comm into every record header
     ringbuf_size: int = 1 << 22  # bytes; a power of two and a multiple of the page size
     # Submit without waking the reader until this much is pending; the reader also polls.
     wakeup_bytes: int = 1 << 16
+    pairs: Tuple[Pair, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_plan(self)
+
+    def partner(self, index: int) -> Optional[int]:
+        """The other half of probe `index`'s pair, or None."""
+        for pair in self.pairs:
+            if pair.entry == index:
+                return pair.exit
+            if pair.exit == index:
+                return pair.entry
+        return None
+
+
+def _check_plan(plan: Plan) -> None:
+    probes = plan.probes
+    paired: Dict[int, Pair] = {}
+    for pair in plan.pairs:
+        if not (0 <= pair.entry < len(probes) and 0 <= pair.exit < len(probes)):
+            raise PlanError(f"{pair} names a probe the plan does not have")
+        entry, exit_ = probes[pair.entry], probes[pair.exit]
+        if entry.kind is not ProbeKind.FENTRY or exit_.kind is not ProbeKind.FEXIT:
+            raise PlanError(f"{pair}: an entry/return pair is an fentry and an fexit probe")
+        if (entry.attach_btf_id, entry.module) != (exit_.attach_btf_id, exit_.module):
+            raise PlanError(f"{pair}: {entry.target} and {exit_.target} are not one function")
+        if (entry.stash, entry.stash_group) != (exit_.stash, exit_.stash_group):
+            raise PlanError(f"{pair}: the two halves of {entry.target} disagree on their stash")
+        for index in (pair.entry, pair.exit):
+            if index in paired:
+                raise PlanError(f"probe {index} ({probes[index].target}) is in two pairs")
+            paired[index] = pair
+    for index, probe in enumerate(probes):
+        what = f"probe {index} ({probe.kind.value}:{probe.target})"
+        if probe.stash is not Stash.NONE and index not in paired:
+            other = "fentry" if probe.kind is ProbeKind.FEXIT else "fexit"
+            raise PlanError(f"{what} has a {probe.stash.value} stash but no {other} to pair with")
+        if probe.requires_entry and not (probe.kind is ProbeKind.FEXIT and probe.stash is not Stash.NONE):
+            raise PlanError(f"{what} requires its entry, which only an fexit with a stash can")
+        if not probe.emits and not (probe.count is not None or probe.forgets_path
+                                    or (probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME)):
+            raise PlanError(f"{what} emits nothing and neither counts, stashes its time nor forgets paths")
+        if probe.count is not None and (probe.captures or probe.kstack_depth or probe.path is not None):
+            raise PlanError(f"{what} counts, so it captures nothing, takes no stack and is on no call path")
+        if probe.path is not None and (probe.kind not in (ProbeKind.FENTRY, ProbeKind.FEXIT)
+                                       or probe.stash is not Stash.NONE or probe.count is not None):
+            raise PlanError(f"{what} is a call-path step: an fentry or fexit with no stash and no count")
+        if probe.forgets_path and (probe.kind is not ProbeKind.TP_BTF or probe.emits):
+            raise PlanError(f"{what} forgets call paths: a tracepoint probe that emits nothing")
+        if probe.kind is ProbeKind.ITER and (probe.stash is not Stash.NONE or probe.count is not None
+                                             or probe.path is not None or probe.forgets_path or probe.kstack_depth):
+            raise PlanError(f"{what}: an iterator program only tests and captures")
 
 
 # ---- summary counters -------------------------------------------------------------------------

@@ -193,19 +193,22 @@ def attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: T
     tried: Dict[int, int] = {}
     refused: Dict[int, List[Tuple[str, RuntimeFailure]]] = {}
     start = time.monotonic()
-    i = 0
-    while i < len(probes):
-        # One function's probes (fentry, fexit) are adjacent and share one Target object.
-        end = i + 1
-        while end < len(probes) and resolved.targets[end] is resolved.targets[i]:
-            end += 1
+    plan = resolved.plan
+    done: "set[int]" = set()
+    for i in range(len(probes)):
+        if i in done:
+            continue
+        # A function's fentry and fexit (the plan's pair) are attached together, in plan order.
+        partner = plan.partner(i)
+        function_probes = [i] if partner is None else [i, partner]
+        done.update(function_probes)
         source = resolved.sources[i] if resolved.sources else -1
         is_glob = source >= 0 and resolved.globs[source] is not None
         with contextlib.ExitStack() as function:
             try:
-                attached = [function.enter_context(attach(probe.target, programs[n], maps.fds(n), probe.module,
-                                                          btf_obj_fds.get(probe.module)))
-                            for n, probe in enumerate(probes[i:end], start=i)]
+                attached = [function.enter_context(attach(probes[n].target, programs[n], maps.fds(n),
+                                                          probes[n].module, btf_obj_fds.get(probes[n].module)))
+                            for n in function_probes]
             except NotPermitted:
                 raise
             except RuntimeFailure as error:
@@ -217,7 +220,6 @@ def attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: T
                 stack.enter_context(function.pop_all())
         if is_glob:
             tried[source] = tried.get(source, 0) + 1
-        i = end
     for source, failures in refused.items():
         if len(failures) == tried[source]:
             raise failures[0][1]

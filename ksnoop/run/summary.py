@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from bpf.plan import COUNTERS, LATENCY_BUCKETS, Capture, Count, Probe, ProbeKind, Stash
+from bpf.plan import COUNTERS, LATENCY_BUCKETS, Capture, Count, Pair, Probe, ProbeKind, Stash
 from btf import Int
 
 from ksnoop.errors import UsageError
@@ -38,37 +38,39 @@ def count_calls(resolved: ResolvedTrace, calls_only: bool = False) -> ResolvedTr
     return value is a UsageError. Values to show are dropped: nothing is shown per call. Filters and
     tests apply as they would to records.
     """
-    probes, targets = resolved.plan.probes, resolved.targets
+    plan = resolved.plan
+    probes, targets = plan.probes, resolved.targets
     sources = resolved.sources
     out_probes: List[Probe] = []
     out_targets: List[Target] = []
     out_sources: List[int] = []
-    n = 0
-    while n < len(probes):
-        probe, target = probes[n], targets[n]
-        paired = n + 1 < len(probes) and probes[n + 1].kind is ProbeKind.FEXIT and targets[n + 1] is target
+    out_pairs: List[Pair] = []
+    for n, (probe, target) in enumerate(zip(probes, targets)):
+        partner = plan.partner(n)
+        if probe.kind is ProbeKind.FEXIT and partner is not None:
+            continue  # counted with its fentry
+        exit_tests = probes[partner].tests if partner is not None else ()
         key = sum(p.count is not None for p in out_probes)
         made: List[Probe]
         if target.kind is TargetKind.TRACEPOINT:
             made = [replace(probe, captures=(), kstack_depth=0, count=Count(key))]
         elif calls_only:
-            if paired and probes[n + 1].tests:
+            if exit_tests:
                 raise UsageError(f"{target.label}: --calls-only counts at entry, where the return value that "
                                  "the spec tests is not known yet: drop --calls-only or the test")
             made = [replace(probe, captures=(), kstack_depth=0, stash=Stash.NONE, emits=False, count=Count(key))]
         else:
             entry = replace(probe, captures=(), kstack_depth=0, stash=Stash.TIME, stash_group=key, emits=False)
-            exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,
-                          probes[n + 1].tests if paired else (), stash=Stash.TIME, stash_group=key,
-                          emits=False, requires_entry=True,
+            exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module, exit_tests,
+                          stash=Stash.TIME, stash_group=key, emits=False, requires_entry=True,
                           count=Count(key, _error_value(target), latency=True))
             made = [entry, exit_]
+            out_pairs.append(Pair(len(out_probes), len(out_probes) + 1))
         out_probes.extend(made)
         out_targets.extend(target for _ in made)
         if sources:
             out_sources.extend(sources[n] for _ in made)
-        n += 2 if paired else 1
-    plan = replace(resolved.plan, probes=tuple(out_probes))
+    plan = replace(plan, probes=tuple(out_probes), pairs=tuple(out_pairs))
     if sources:
         return replace(resolved, plan=plan, targets=tuple(out_targets), sources=tuple(out_sources))
     return replace(resolved, plan=plan, targets=tuple(out_targets))

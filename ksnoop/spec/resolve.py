@@ -14,6 +14,7 @@ from bpf.plan import (
     MAX_CAPTURE_SIZE,
     MAX_CAPTURES,
     MAX_PATH_LENGTH,
+    Pair,
     MAX_STRING_PREDICATE,
     Bitfield,
     Capture,
@@ -86,6 +87,7 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
     sources: List[int] = []
     notes: List[str] = []
     counts: List[Tuple[str, int]] = []
+    pairs: List[Pair] = []
     group = 0
     for index, spec in enumerate(specs):
         try:
@@ -108,6 +110,8 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
                 continue
             group += 1
             kept += 1
+            if len(new) == 2:  # an fentry and its fexit
+                pairs.append(Pair(len(probes), len(probes) + 1))
             probes.extend(new)
             targets.extend(target for _ in new)
             sources.extend(index for _ in new)
@@ -125,7 +129,8 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
     total = sum(n for _, n in counts)
     if total > max_probes:
         raise UsageError(_too_many(total, counts, max_probes))
-    plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size)
+    plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size,
+                pairs=tuple(pairs))
     return ResolvedTrace(plan, tuple(targets), tuple(sources),
                          tuple(spec.target if spec.is_glob else None for spec in specs), tuple(notes))
 
@@ -177,11 +182,14 @@ def resolve_path(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters
     sources = [-1]
     # Attached in this order: the state forgotten at exit first, then the innermost function first,
     # each return before its entry, so no path starts before every step of it is in place.
-    for level, target, pair in reversed(levels):
-        probes.extend(pair)
-        targets.extend(target for _ in pair)
-        sources.extend(level for _ in pair)
-    plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size)
+    pairs: List[Pair] = []
+    for level, target, both in reversed(levels):
+        pairs.append(Pair(entry=len(probes) + 1, exit=len(probes)))  # the return goes in first
+        probes.extend(both)
+        targets.extend(target for _ in both)
+        sources.extend(level for _ in both)
+    plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size,
+                pairs=tuple(pairs))
     return ResolvedTrace(plan, tuple(targets), tuple(sources), tuple(None for _ in specs))
 
 

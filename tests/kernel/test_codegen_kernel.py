@@ -31,7 +31,7 @@ from bpf.codegen import MapRole, generate
 from bpf.loader import LoadedProgram, attach_tracing, load_program
 from bpf.maps import Map, possible_cpus, create_maps
 from bpf.plan import DEFAULT_KSTACK_DEPTH, MAX_KSTACK_DEPTH, PROBE_OFFSET, CompareOp, Filters, Plan
-from bpf.plan import Predicate, Probe, ProbeKind, Stash
+from bpf.plan import Pair, Predicate, Probe, ProbeKind, Stash
 from bpf.plan import Test as ValueTest  # not named Test*, or pytest tries to collect it
 from bpf.ringbuf import RingBuffer
 from bpf.uapi import AttachType
@@ -579,7 +579,8 @@ def test_fentry_fexit_stashes_on_a_tracepoint(kernel: KernelBTF) -> None:
             *pair(0, Stash.TIME),
             *pair(1, Stash.RECORD, ValueTest(ret, Predicate(CompareOp.EQ, no_socket))),
             *pair(2, Stash.RECORD, ValueTest(ret, Predicate(CompareOp.NE, no_socket))),
-        )
+        ),
+        pairs=(Pair(0, 1), Pair(2, 3), Pair(4, 5)),
     )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
         closed.bind(("127.0.0.1", 0))

@@ -270,7 +270,10 @@ def test_a_path_probe_without_its_path_is_refused_by_the_generator() -> None:
 
     resolved = _path("strncpy_from_user", "noargs")
     probes = tuple(p for p in resolved.plan.probes if not (p.path and p.path.level == 0))
-    plan = dataclasses.replace(resolved.plan, probes=probes)
+    kept = [i for i, p in enumerate(resolved.plan.probes) if not (p.path and p.path.level == 0)]
+    pairs = tuple(dataclasses.replace(pair, entry=kept.index(pair.entry), exit=kept.index(pair.exit))
+                  for pair in resolved.plan.pairs if pair.entry in kept and pair.exit in kept)
+    plan = dataclasses.replace(resolved.plan, probes=probes, pairs=pairs)
     index = next(i for i, p in enumerate(probes) if p.path is not None)
     with pytest.raises(CodegenError, match="no complete call path"):
         generate(plan, index)
