@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Any, Callable, List, TextIO, Tuple
+from typing import Any, Callable, List, Optional, Protocol, TextIO, Tuple
 
 from bpf.codegen import MapRole, Program
-from bpf.maps import Map
-from bpf.ringbuf import RingBuffer
+from bpf.ringbuf import RecordCallback, RingBuffer
 
 from ksnoop.errors import RuntimeFailure
 from ksnoop.output.decode import build_decoder, probe_of, record_fields
@@ -25,15 +24,28 @@ POLL_INTERVAL_S = 0.05
 _BATCH_LINES = 512
 
 
+class RecordSource(Protocol):
+    """Where read_records takes records from: a bpf.ringbuf.RingBuffer here, a ring in memory in
+    the unit tests (tests/support/memring.py), which hand it the records generated programs wrote."""
+
+    def poll(self, callback: RecordCallback, timeout: Optional[float], limit: Optional[int] = None) -> int: ...
+
+    def drain(self, callback: RecordCallback, limit: Optional[int] = None) -> int: ...
+
+
+class PerCPUValues(Protocol):
+    """A per-CPU map read back (bpf.maps.Map): one value per possible CPU, or None for a missing key."""
+
+    def lookup_percpu(self, key: bytes) -> Optional[List[bytes]]: ...
+
+
 def run_records(resolved: ResolvedTrace, programs: Tuple[Program, ...], options: RunOptions, out: TextIO,
                 err: TextIO) -> Summary:
     """Attach the programs and print each record as it comes, until the count, the time limit,
     SIGINT or SIGTERM; then drain, report lost records and detach."""
     raise_open_files_limit(len(resolved.plan.probes))
     formatter = _formatter(options, resolved, err)
-    plan = resolved.plan
-    lines = [formatter.record(i, record_fields(plan, i, t.btf), build_decoder(plan, i, t.btf))
-             for i, t in enumerate(resolved.targets)]
+    lines = _record_lines(formatter, resolved)
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.installed())
@@ -70,8 +82,15 @@ def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> For
                          layout=TextLayout(zeros=options.zeros, compact=options.compact))
 
 
-def read_records(ring: RingBuffer, drops: Map, lines: List[Callable[[Any], str]], options: RunOptions, stop: StopFlag,
-          out: TextIO, err: TextIO) -> Summary:
+def _record_lines(formatter: Formatter, resolved: ResolvedTrace) -> List[Callable[[Any], str]]:
+    # One function per probe from a whole record to its line, indexed by the record's probe.
+    plan = resolved.plan
+    return [formatter.record(i, record_fields(plan, i, t.btf), build_decoder(plan, i, t.btf))
+            for i, t in enumerate(resolved.targets)]
+
+
+def read_records(ring: RecordSource, drops: PerCPUValues, lines: List[Callable[[Any], str]], options: RunOptions,
+                 stop: StopFlag, out: TextIO, err: TextIO) -> Summary:
     """Print each record's line (`lines`: one function per probe) until the count, the duration or a
     signal ends the trace."""
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
@@ -115,6 +134,6 @@ def read_records(ring: RingBuffer, drops: Map, lines: List[Callable[[Any], str]]
     return Summary(printed, _lost(drops))
 
 
-def _lost(drops: Map) -> int:
+def _lost(drops: PerCPUValues) -> int:
     values = drops.lookup_percpu(b"\0\0\0\0") or []
     return sum(int.from_bytes(v[:8], sys.byteorder) for v in values)
