@@ -5,15 +5,15 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import TextIO, Tuple
+from typing import List, TextIO, Tuple
 
 from bpf.codegen import MapRole, Program
 
 from ksnoop.run.options import RunOptions, Summary
-from ksnoop.run.record_loop import POLL_INTERVAL_S
+from ksnoop.run.record_loop import POLL_INTERVAL_S, PerCPUValues
 from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, say_detaching
 from ksnoop.run.stopping import StopFlag
-from ksnoop.run.summary import counted, sum_counters
+from ksnoop.run.summary import FunctionCounts, counted, sum_counters
 from ksnoop.spec.resolve import ResolvedTrace
 
 
@@ -22,7 +22,6 @@ def run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options:
     """--summary: the programs count into a PERCPU_ARRAY (no ring buffer); at the time limit,
     SIGINT or SIGTERM the counters are summed over CPUs and printed."""
     stop = StopFlag()
-    keys = len(counted(resolved))
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.installed())
         btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
@@ -30,16 +29,29 @@ def run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options:
         counts = maps.shared(MapRole.COUNTS)
         links = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
         stack.callback(say_detaching, links, err)
-        noun = "function" if keys == 1 else "functions"
-        when = "at the time limit or Ctrl-C" if options.duration_s is not None else "at Ctrl-C"
-        err.write(f"ksnoop: counting calls of {keys} {noun}; the summary comes {when}\n")
-        err.flush()
-        deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
-        while not stop and (deadline is None or time.monotonic() < deadline):
-            remaining = POLL_INTERVAL_S if deadline is None else deadline - time.monotonic()
-            time.sleep(max(0.0, min(POLL_INTERVAL_S, remaining)))
-        totals = sum_counters(resolved, {key: counts.lookup_percpu(key.to_bytes(4, sys.byteorder)) or []
-                                         for key in range(keys)})
+        totals = count_until_stopped(resolved, counts, options, stop, err)
+    return report(totals, options, out)
+
+
+def count_until_stopped(resolved: ResolvedTrace, counts: PerCPUValues, options: RunOptions, stop: StopFlag,
+                        err: TextIO) -> List[FunctionCounts]:
+    """Say what is counted, wait for the time limit or `stop`, then sum each key's per-CPU counters
+    (`counts`: the COUNTS map while the programs are attached)."""
+    keys = len(counted(resolved))
+    noun = "function" if keys == 1 else "functions"
+    when = "at the time limit or Ctrl-C" if options.duration_s is not None else "at Ctrl-C"
+    err.write(f"ksnoop: counting calls of {keys} {noun}; the summary comes {when}\n")
+    err.flush()
+    deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+    while not stop and (deadline is None or time.monotonic() < deadline):
+        remaining = POLL_INTERVAL_S if deadline is None else deadline - time.monotonic()
+        time.sleep(max(0.0, min(POLL_INTERVAL_S, remaining)))
+    return sum_counters(resolved, {key: counts.lookup_percpu(key.to_bytes(4, sys.byteorder)) or []
+                                   for key in range(keys)})
+
+
+def report(totals: List[FunctionCounts], options: RunOptions, out: TextIO) -> Summary:
+    """The totals as text or JSON on `out`; run_summary prints them once everything is detached."""
     from ksnoop.output.summary_text import format_json, format_text
 
     out.write((format_json(totals) if options.output == "json" else format_text(totals)) + "\n")
