@@ -439,8 +439,9 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
         # bytes as loaded, so the constant is swapped here, once (no swap in the kernel at run time),
         # and only equality survives the swap.
         if op not in (CompareOp.EQ, CompareOp.NE):
-            raise SpecError(f"'{located.expr_text}' ({type_name}) is in {'network' if order == 'big' else order}"
-                            f" byte order: compare it with == or !=, not {item.op}", spec.text,
+            wording = "network" if order == "big" else "little-endian"
+            raise SpecError(f"'{located.expr_text}' ({type_name}) is in {wording} byte order: compare it with == "
+                            f"or !=, not {item.op}", spec.text,
                             literal.position - 1 - len(item.op))
         constant = int.from_bytes(constant.to_bytes(path.size, order, signed=signed), btf.byteorder,  # type: ignore[arg-type]
                                   signed=signed)

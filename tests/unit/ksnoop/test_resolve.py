@@ -580,9 +580,10 @@ def test_errors_of_types_the_mini_kernel_lacks(spec: str, message: str, column: 
 
 
 def test_an_ordering_on_little_endian_values_in_a_big_endian_kernel() -> None:
+    # Worded as __be16 on a little-endian kernel is ("in network byte order"), not "in little byte order".
     err = _trace_error("mini_rcv(hdr->len > 1)", more_kernel("big"))
     assert (err.reason, err.position) == (
-        "'hdr->len' (__le16) is in little byte order: compare it with == or !=, not >", 18)
+        "'hdr->len' (__le16) is in little-endian byte order: compare it with == or !=, not >", 18)
 
 
 # tests/kernel/test_trace_cli.py's SPEC_ERRORS, each spec mistake at unit level: the mini kernel (with
