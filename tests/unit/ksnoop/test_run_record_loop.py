@@ -164,3 +164,26 @@ def test_lines_go_out_in_batches_of_512() -> None:
     summary, lines, _ = _read(ring, out=out, count=1100)
     assert out.line_counts == [512, 512, 76] and out.flushes == 3
     assert lines == [ENTRY_TEXT.format(ts=1001000)] * 1100 and summary == Summary(1100, 0)
+
+
+def test_a_kernel_stack_the_program_could_not_take() -> None:
+    """With --kstack the formatter gets a symbolizer; a stack bpf_get_stack refused (EFAULT here)
+    shows as missing, with no warning."""
+    resolved = _trace("tp:net_dev_queue(skb->len)", kstack_depth=4)
+    vm = _vm(resolved, kstack_error=14)
+    vm.run(generate(resolved.plan, 0), [SKB])
+    err = io.StringIO()
+    for output, expected in (
+        ("text", "         1001000    1     4242 tp:net_dev_queue( /* curl */ skb->len = (unsigned int)242 ); "
+                 "<no kernel stack>"),
+        ("json", '{"ts": 1001000, "cpu": 1, "pid": 4242, "tid": 4243, "comm": "curl", "func": "net_dev_queue", '
+                 '"probe": "tracepoint", "args": {"skb->len": 242}, "kstack": []}'),
+    ):
+        options = RunOptions(specs=(), compact=True, kstack_depth=4, output=output, count=1)
+        lines = _record_lines(_formatter(options, resolved, err), resolved)
+        out = io.StringIO()
+        ring = MemoryRing()
+        ring.submit(*vm.records)
+        read_records(ring, PerCPUArray([vm], MapRole.DROPS), lines, options, StopFlag(), out, err)
+        assert out.getvalue() == expected + "\n"
+    assert err.getvalue() == ""
