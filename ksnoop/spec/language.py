@@ -73,6 +73,7 @@ class Item:
     value: ValueExpr
     op: Optional[str] = None
     literal: Optional[Literal] = None
+    op_position: int = 0  # where `op` starts in the spec's text (0 without one)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class _Parser:
         if tok is None or tok.kind != "op" or tok.text == "->":
             return Item(value)
         self.i += 1
-        return Item(value, tok.text, self.literal())
+        return Item(value, tok.text, self.literal(), tok.position)
 
     def value(self) -> ValueExpr:
         tok = self.next("an argument name or 'return'")

@@ -403,8 +403,7 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
         assert isinstance(literal.value, str)
         data = literal.value.encode()
         if op not in (CompareOp.EQ, CompareOp.NE):
-            raise SpecError(f"strings compare only with == and !=, not {item.op}", spec.text,
-                            literal.position - 1 - len(item.op))
+            raise SpecError(f"strings compare only with == and !=, not {item.op}", spec.text, item.op_position)
         if len(data) + 1 > MAX_STRING_PREDICATE:
             raise fail(f"string of {len(data)} bytes; at most {MAX_STRING_PREDICATE - 1} compare")
         if isinstance(final, ArrayType) and is_char(btf.skip_modifiers(final.type_id)):
@@ -441,8 +440,7 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
         if op not in (CompareOp.EQ, CompareOp.NE):
             wording = "network" if order == "big" else "little-endian"
             raise SpecError(f"'{located.expr_text}' ({type_name}) is in {wording} byte order: compare it with == "
-                            f"or !=, not {item.op}", spec.text,
-                            literal.position - 1 - len(item.op))
+                            f"or !=, not {item.op}", spec.text, item.op_position)
         constant = int.from_bytes(constant.to_bytes(path.size, order, signed=signed), btf.byteorder,  # type: ignore[arg-type]
                                   signed=signed)
     return Test(value, Predicate(op, constant, signed))

@@ -484,6 +484,9 @@ ERRORS = [
     # _test: a string with an ordering (the caret is on the operator)
     ('ip_send_skb(skb->dev->name > "lo")', "strings compare only with == and !=, not >", 27),
     ('seven_args(d >= "x")', "strings compare only with == and !=, not >=", 13),
+    # ... wherever the spacing puts it
+    ('ip_send_skb(skb->dev->name>"lo")', "strings compare only with == and !=, not >", 26),
+    ('seven_args(d<=   "x")', "strings compare only with == and !=, not <=", 12),
     # _test: a string longer than a predicate compares
     (f'seven_args(f == "{LONG_STRING}")', "string of 128 bytes; at most 127 compare", 16),
     # _test: a string longer than the char array
@@ -562,6 +565,9 @@ MORE_ERRORS = [
      20),
     ("mini_rcv(hdr->saddr <= 1)", "'hdr->saddr' (__be32) is in network byte order: compare it with == or !=, not "
      "<=", 20),
+    ("mini_rcv(hdr->proto>1)", "'hdr->proto' (__be16) is in network byte order: compare it with == or !=, not >", 19),
+    ("mini_rcv(hdr->saddr  >=  1)", "'hdr->saddr' (__be32) is in network byte order: compare it with == or !=, "
+     "not >=", 21),
     # _name_constant: NULL with an enum
     ("mini_rcv(reason == NULL)", "NULL compares with pointers; 'reason' is enum skb_drop_reason", 19),
     # _name_constant: no such enumerator, with the closest ones when there are

@@ -197,9 +197,18 @@ def test_every_operator(op: str) -> None:
 def test_a_predicate_on_a_member_and_on_return() -> None:
     spec = parse_spec("f(skb->len >= 100, return != 0)")
     assert spec.items == (
-        Item(ValueExpr("skb", (Step("->", "len", 0, 5),), 2, 10), ">=", Literal(LiteralKind.INTEGER, 100, 14)),
-        Item(ValueExpr("return", (), 19, 25), "!=", Literal(LiteralKind.INTEGER, 0, 29)),
+        Item(ValueExpr("skb", (Step("->", "len", 0, 5),), 2, 10), ">=", Literal(LiteralKind.INTEGER, 100, 14), 11),
+        Item(ValueExpr("return", (), 19, 25), "!=", Literal(LiteralKind.INTEGER, 0, 29), 26),
     )
+
+
+@pytest.mark.parametrize("spec,column", [
+    ("f(a>1)", 3), ("f(a >1)", 4), ("f(a  >=  1)", 5), ('f(a->b!="x")', 6), ("f(a[2] <= -1)", 7),
+])
+def test_an_operator_keeps_its_own_position(spec: str, column: int) -> None:
+    # The resolver puts carets on the operator: from where it is, not from the literal after it.
+    (item,) = parse_spec(spec).items
+    assert item.op_position == column and spec[column:].startswith(item.op or "?")
 
 
 @pytest.mark.parametrize("text,value", [
