@@ -8,12 +8,15 @@ the links), one step after another, the way `ksnoop trace` does them. Prints one
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
+
+from common import environment, machine  # this file's directory: both sides run it as a script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,17 +62,23 @@ def measure(glob: str) -> Dict[str, Any]:
             "attached": attached, "prepare_s": round(prepared - start, 3), "load_s": round(load_s, 3),
             "attach_s": round(attach_s, 3), "detach_s": round(detach_s, 3),
             "load_and_attach_s_per_100_functions": round((load_s + attach_s) / functions * 100, 2),
-            "with_prepare_s_per_100_functions": round((prepared - start + load_s + attach_s) / functions * 100, 2)}
+            "with_prepare_s_per_100_functions": round((prepared - start + load_s + attach_s) / functions * 100, 2),
+            "machine": machine()}
 
 
 def main(argv: List[str]) -> int:
-    if argv[:1] == ["--guest"]:
-        print(json.dumps(measure(argv[1])))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("glob", nargs="?", default="tcp_*", help="the functions to attach (default tcp_*)")
+    parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)  # the side that runs in the VM
+    args = parser.parse_args(argv)
+    if args.guest:
+        print(json.dumps(measure(args.glob)))
         return 0
     sys.path.insert(0, str(REPO))
     from tests.vm import harness
 
-    glob = argv[0] if argv else "tcp_*"
+    glob = args.glob
+    host = environment()  # before the run: the commit the guest runs, from the shared checkout
     with harness.VM() as vm:
         result = vm.run(["python3", str(Path(__file__).resolve()), "--guest", glob], timeout=1800,
                         cwd=str(REPO))
@@ -78,6 +87,9 @@ def main(argv: List[str]) -> int:
         return 1
     figures: Dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     figures["benchmark"] = "vm_attach"
+    # Measured in the guest (its kernel, its emulated CPU, its Python) from this checkout; qemu ran here.
+    figures["measured_on"] = {**figures.pop("machine", {}), "commit": host["commit"]}
+    figures["host"] = {k: v for k, v in host.items() if k != "commit"}
     print(json.dumps(figures, indent=1))
     return 0
 

@@ -45,6 +45,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # both sides: the guest runs this file from the shared checkout
 
+from common import environment, machine  # noqa: E402 (this file's directory: both sides run it as a script)
 from tests.vm.trace_driver import links_held  # noqa: E402 (after the path it needs)
 
 FUNC, ARG = "close_fd", "fd"
@@ -260,7 +261,7 @@ def guest_main(plan_path: str) -> int:
     finally:
         loop.close()
     clock = Path("/sys/devices/system/clocksource/clocksource0/current_clocksource").read_text().strip()
-    raw = {"kernel": os.uname().release, "clocksource": clock, "results": results}
+    raw = {"kernel": os.uname().release, "clocksource": clock, "machine": machine(), "results": results}
     Path(plan_path).with_name("raw.json").write_text(json.dumps(raw))
     return 0
 
@@ -284,6 +285,7 @@ def run_benchmark(rounds: int = DEFAULT_ROUNDS, calls: int = DEFAULT_CALLS, chun
     """Boot one VM, run every tracer there `rounds` times; the summarised figures."""
     from tests.vm import harness
 
+    host = environment()  # before the run: the commit the guest runs, from the shared checkout
     version = bpftrace_version()
     names = [t.name for t in tracers() if only is None or t.name in only or t.name == "untraced"]
     kernel_args = ["tsc=reliable"] if clock == "tsc" else []
@@ -302,11 +304,13 @@ def run_benchmark(rounds: int = DEFAULT_ROUNDS, calls: int = DEFAULT_CALLS, chun
                              f"{done.console_log[-3000:]}")
         raw = json.loads((vm.shared_dir / "raw.json").read_text())
         boot_s = vm.boot_seconds
-    return summarise(raw, plan, version, boot_s, time.monotonic() - started)
+    return summarise(raw, plan, version, boot_s, time.monotonic() - started, host)
 
 
 def summarise(raw: Dict[str, Any], plan: Dict[str, Any], version: str, boot_s: float,
-              total_s: float) -> Dict[str, Any]:
+              total_s: float, host: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The figures from the guest's raw samples. `host`: environment() of the machine running qemu;
+    "measured_on" is the guest's machine with the host's commit, "host" the rest of `host`."""
     results = raw["results"]
     untraced = _median_ns([s for r in results["untraced"] for s in r["samples"]])
     figures: Dict[str, Any] = {}
@@ -361,6 +365,9 @@ def summarise(raw: Dict[str, Any], plan: Dict[str, Any], version: str, boot_s: f
         "ratios_ksnoop_over_bpftrace": ratios,
         "boot_s": round(boot_s, 1),
         "total_s": round(total_s),
+        "measured_on": {**raw.get("machine", {"kernel": raw["kernel"]}),
+                        "commit": (host or {}).get("commit", "unknown")},
+        "host": {k: v for k, v in (host or {}).items() if k != "commit"},
     }
 
 
