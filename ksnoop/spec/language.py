@@ -156,7 +156,7 @@ class _Parser:
         if not self.text.strip():
             raise SpecError("empty spec: expected a function name or tp:TRACEPOINT", self.text, 0)
         tok = self.next("a function name or tp:TRACEPOINT")
-        if tok.kind != "name" or "." in tok.text or tok.text == "tp:":
+        if tok.kind != "name" or "." in tok.text:
             raise self.fail(f"expected a function name or tp:TRACEPOINT, found '{tok.text}'", tok)
         items: List[Item] = []
         after = self.peek()
@@ -182,7 +182,7 @@ class _Parser:
     def item(self) -> Item:
         value = self.value()
         tok = self.peek()
-        if tok is None or tok.kind != "op" or tok.text == "->":
+        if tok is None or tok.kind != "op":  # value() took every '->' after the value
             return Item(value)
         self.i += 1
         return Item(value, tok.text, self.literal(), tok.position)
