@@ -5,6 +5,7 @@ them and prints the totals as text or JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import time
 
 from bpf.codegen import MapRole, generate
 from ksnoop.run.options import RunOptions, Summary
+from ksnoop.run.record_loop import POLL_INTERVAL_S
 from ksnoop.run.stopping import StopFlag
 from ksnoop.run.summary import FunctionCounts, count_calls
 from ksnoop.run.summary_loop import count_until_stopped, report
@@ -104,8 +106,9 @@ def test_a_function_no_cpu_saw_counts_zero() -> None:
 
 
 def test_the_time_limit_ends_the_count() -> None:
+    cpus = _cpus()
     start = time.monotonic()
-    _count(_cpus(), duration_s=0.15)
+    _count(cpus, duration_s=0.15)
     assert 0.15 <= time.monotonic() - start < 0.6
 
 
@@ -136,13 +139,30 @@ def test_sigint_ends_the_count_and_calls_made_meanwhile_are_in_it() -> None:
 
 
 def test_without_a_time_limit_only_ctrl_c_ends_the_count() -> None:
+    cpus = _cpus()
     stop = StopFlag()
-    stop.signal = signal.SIGINT  # as the handler sets it: the loop ends at once
-    start = time.monotonic()
-    totals, err = _count(_cpus(), stop)
-    assert time.monotonic() - start < 0.04  # no poll interval slept
+    stop.signal = signal.SIGINT  # as the handler sets it: the loop ends without sleeping
+    with _watchdog(5.0):  # a loop that ignored the flag would never end
+        start = time.monotonic()
+        totals, err = _count(cpus, stop)
+        assert time.monotonic() - start < POLL_INTERVAL_S
     assert [t.calls for t in totals] == [4, 2, 1]
     assert err == "ksnoop: counting calls of 3 functions; the summary comes at Ctrl-C\n"
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: float):
+    """A failure instead of a hang: SIGALRM after `seconds` raises in the main thread."""
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_one_function_is_one_function() -> None:
