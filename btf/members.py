@@ -35,9 +35,11 @@ class Step:
 class MemberPath:
     """Where a path's value lives, starting from a base value held in a register.
 
-    If `in_memory` is False the value is the base itself (no `->` in the path). Otherwise the base
-    is a pointer: follow it, then for each offset in `hops` load the pointer stored at that offset
-    and follow that; the value is `size` bytes at `offset` in the last object reached.
+    If `in_memory` is False the value is in the base itself (no `->` in the path), `offset` bytes
+    into it. Otherwise the base holds a pointer `base_offset` bytes into it (0: the base is that
+    pointer; more: a member of a struct held by value, `s.ptr->x`): follow it, then for each offset
+    in `hops` load the pointer stored at that offset and follow that; the value is `size` bytes at
+    `offset` in the last object reached.
     """
 
     hops: Tuple[int, ...]
@@ -47,6 +49,7 @@ class MemberPath:
     bit_offset: int  # of a bitfield, within the `size` bytes read (little-endian bit numbering)
     bitfield_size: int  # 0 unless the value is a bitfield
     type_id: int
+    base_offset: int = 0  # in_memory only: where in the base the pointer followed first is
 
 
 class MemberPathError(BTFLookupError):
@@ -130,6 +133,7 @@ def resolve(btf: "BTF", type_id: int, steps: Sequence[Step]) -> MemberPath:
     """Resolve steps from a value of `type_id`; MemberPathError names the type and the closest members."""
     hops: List[int] = []
     in_memory = False
+    base_offset = 0
     bit_offset = 0  # within the current object (or the base value, before any dereference)
     current = type_id
     bitfield_size = 0
@@ -143,6 +147,8 @@ def resolve(btf: "BTF", type_id: int, steps: Sequence[Step]) -> MemberPath:
                     f"'->' on '{btf.type_name(current)}', which is not a pointer; use '.'", step.position)
             if in_memory:
                 hops.append(bit_offset // 8)
+            else:  # the pointer is the base, or a member of a base held by value
+                base_offset = bit_offset // 8
             in_memory = True
             bit_offset = 0
             current = typ.type_id
@@ -189,8 +195,8 @@ def resolve(btf: "BTF", type_id: int, steps: Sequence[Step]) -> MemberPath:
         bit_in_byte = bit_offset % 8
         span = (bit_in_byte + bitfield_size + 7) // 8
         size = 1 if span <= 1 else 2 if span <= 2 else 4 if span <= 4 else 8
-        return MemberPath(tuple(hops), in_memory, byte_offset, size, bit_in_byte, bitfield_size, current)
-    return MemberPath(tuple(hops), in_memory, bit_offset // 8, size, 0, 0, current)
+        return MemberPath(tuple(hops), in_memory, byte_offset, size, bit_in_byte, bitfield_size, current, base_offset)
+    return MemberPath(tuple(hops), in_memory, bit_offset // 8, size, 0, 0, current, base_offset)
 
 
 def _element_size(btf: "BTF", type_id: int, step: Step) -> int:

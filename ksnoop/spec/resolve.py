@@ -62,6 +62,8 @@ class _Located:
     """A value expression resolved against a target: where it lives and its BTF type."""
 
     expr_text: str
+    # The context slot holding the value, or the pointer `path` follows first: the argument's first
+    # slot, moved on by that value's or pointer's byte offset in a struct the argument holds by value.
     slot: int
     path: MemberPath
     btf: BTF
@@ -304,6 +306,14 @@ def _locate(spec: TraceSpec, target: Target, expr: ValueExpr) -> _Located:
         raise SpecError(str(err), spec.text, err.position) from None
     except BTFError as err:
         raise SpecError(f"{expr.text}: {err}", spec.text, expr.position) from None
+    # A struct passed by value fills consecutive slots, so a byte offset in it picks the slot.
+    if path.in_memory:
+        if path.base_offset % 8:
+            raise SpecError(f"'{expr.text}' follows a pointer at byte {path.base_offset} of '{expr.base}', which "
+                            "straddles two argument slots", spec.text, expr.position)
+        slot += path.base_offset // 8
+    else:
+        slot += path.offset // 8
     return _Located(expr.text, slot, path, target.btf, _opaque(target.btf, type_id))
 
 
@@ -317,11 +327,41 @@ def _opaque(btf: BTF, type_id: int) -> bool:
     return not isinstance(pointee, (Struct, Union, Int, Void))
 
 
-def _followed(path: MemberPath) -> Tuple[Tuple[int, ...], bool]:
-    """Hops that end at the object a pointer-valued path points to."""
+def _followed(path: MemberPath) -> Tuple[int, ...]:
+    """Hops that end at the object a pointer-valued path points to: the pointer's own load is one more
+    hop if it is in memory; in registers the pointer is the located slot itself."""
     if path.in_memory:
-        return path.hops + (path.offset,), True
-    return path.hops, True
+        return path.hops + (path.offset,)
+    return ()
+
+
+def _value(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
+    """The value's own bytes as they are: behind the slot's pointer, or in the located slot. In a slot
+    holding part of a struct passed by value, a member past the slot's first byte (or a bitfield) is
+    the slot read whole and the member's bits cut out of it: numbers only, and within the slot."""
+    btf, path = located.btf, located.path
+    value = Capture(label=located.expr_text, slot=located.slot, opaque_slot=located.opaque_slot,
+                    hops=path.hops, in_memory=path.in_memory, offset=path.offset, size=path.size,
+                    type_id=path.type_id,
+                    bitfield=Bitfield(path.bit_offset, path.bitfield_size) if path.bitfield_size else None)
+    if path.in_memory:
+        return value
+    within = path.offset % 8
+    if not within:
+        return replace(value, offset=0)
+    first_bit = 8 * within + path.bit_offset
+    bits = path.bitfield_size or 8 * path.size
+    type_name = btf.type_name(path.type_id)
+    if first_bit + bits > 64:
+        raise SpecError(f"'{located.expr_text}' ({type_name}) straddles two argument slots; show '{expr.base}' "
+                        "whole instead", spec.text, expr.position)
+    final = btf.skip_modifiers(path.type_id)
+    foreign = not path.bitfield_size and btf.value_byteorder(path.type_id) != btf.byteorder
+    if not isinstance(final, (Int, Enum, Enum64)) or foreign:
+        raise SpecError(f"'{located.expr_text}' ({type_name}) starts at byte {within} of an argument slot, where "
+                        f"only a number in the kernel's byte order is cut out; show '{expr.base}' whole instead",
+                        spec.text, expr.position)
+    return replace(value, offset=0, size=8, bitfield=Bitfield(first_bit, bits))
 
 
 def _user_pointer(btf: BTF, ptr: Ptr) -> bool:
@@ -355,14 +395,12 @@ def _capture(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
     """What the record carries for a value: followed and whole for struct pointers, text for char pointers."""
     btf, path = located.btf, located.path
     final = btf.skip_modifiers(path.type_id)
-    base = Capture(label=located.expr_text, slot=located.slot, opaque_slot=located.opaque_slot,
-                   hops=path.hops, in_memory=path.in_memory,
-                   offset=path.offset, size=path.size, type_id=path.type_id)
-    if path.bitfield_size:
-        return replace(base, bitfield=Bitfield(path.bit_offset, path.bitfield_size))
+    base = _value(spec, expr, located)
+    if base.bitfield is not None:
+        return base
     if isinstance(final, Ptr):
         pointee = btf.skip_modifiers(final.type_id)
-        hops, _ = _followed(path)
+        hops = _followed(path)
         if is_char(pointee) or _is_text_bytes(btf, final):
             return replace(base, hops=hops, in_memory=True, offset=0, size=STRING_SIZE, string=True,
                            user_memory=_user_pointer(btf, final))
@@ -391,10 +429,7 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
     op = _OPS[item.op]
     final = btf.skip_modifiers(path.type_id)
     type_name = btf.type_name(path.type_id)
-    value = Capture(label=located.expr_text, slot=located.slot, opaque_slot=located.opaque_slot,
-                    hops=path.hops, in_memory=path.in_memory,
-                    offset=path.offset, size=path.size, type_id=path.type_id,
-                    bitfield=Bitfield(path.bit_offset, path.bitfield_size) if path.bitfield_size else None)
+    value = _value(spec, item.value, located)
 
     def fail(message: str) -> SpecError:
         return SpecError(message, spec.text, literal.position)
@@ -411,8 +446,7 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
                 raise fail(f"'{literal.value}' is longer than '{located.expr_text}' ({type_name}) can hold")
             return Test(value, Predicate(op, data))
         if isinstance(final, Ptr) and (is_char(btf.skip_modifiers(final.type_id)) or _is_text_bytes(btf, final)):
-            hops, _ = _followed(path)
-            string = replace(value, hops=hops, in_memory=True, offset=0, size=STRING_SIZE, string=True,
+            string = replace(value, hops=_followed(path), in_memory=True, offset=0, size=STRING_SIZE, string=True,
                              user_memory=_user_pointer(btf, final))
             return Test(string, Predicate(op, data))
         raise fail(f"cannot compare '{located.expr_text}' ({type_name}) with a string; strings compare with "

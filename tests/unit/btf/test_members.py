@@ -87,7 +87,8 @@ def test_value_base_without_deref(mini):
     assert resolve(btf, ids["struct net_device"], ".name[2]") == MemberPath((), False, 2, 1, 0, 0, ids["char"])
     assert resolve(btf, ids["struct net_device"], ".ifindex") == MemberPath((), False, 16, 4, 0, 0, ids["int"])
     assert resolve(btf, ids["struct net_device"], "") == MemberPath((), False, 0, 24, 0, 0, ids["struct net_device"])
-    assert resolve(btf, ids["struct sk_buff"], ".dev->name") == MemberPath((), True, 0, 16, 0, 0, ids["char[16]"])
+    # the pointer followed is a member of the base: where it sits in the base is kept
+    assert resolve(btf, ids["struct sk_buff"], ".dev->name") == MemberPath((), True, 0, 16, 0, 0, ids["char[16]"], 24)
     assert resolve(btf, ids["char[16]"], "[3]") == MemberPath((), False, 3, 1, 0, 0, ids["char"])
 
 

@@ -5,20 +5,24 @@ byte-swapped constant), and every SpecError the types can provoke, with its mess
 from __future__ import annotations
 
 import functools
+import struct
 
 import pytest
 
+from bpf.codegen import generate
 from bpf.plan import MAX_CAPTURES, Bitfield, Capture, CompareOp, Predicate, Probe, ProbeKind, Stash
 from bpf.plan import Test as ValueTest  # not named Test*, or pytest tries to collect it
 from btf import BTF
 from btf.uapi import FuncLinkage
 from ksnoop.errors import RuntimeFailure, UsageError
+from ksnoop.output.decode import build_decoder
 from ksnoop.spec.iter_targets import IterTargets, LinkInfo
 from ksnoop.spec.language import SpecError, parse_spec
 from ksnoop.spec.resolve import STRING_SIZE, ResolvedTrace, resolve, resolve_path
 from ksnoop.spec.resolve_dump import IterParams, parse_dump_spec, resolve_dump
 from ksnoop.spec.targets import KernelBTF
 from tests.support import minikernel, miniiter, records
+from tests.support.bpfvm import VM
 from tests.support.btfbuilder import BTFBuilder
 
 IDS = records.IDS
@@ -81,6 +85,22 @@ def build_more(byteorder: str = "little") -> tuple[bytes, dict[str, int]]:
     _tracepoint(b, "mini_bare", [("skb", ids["struct sk_buff *"])], void_ptr, names_from=None)
     _tracepoint(b, "mini_iter", [("skb", ids["struct sk_buff *"]), ("len", ids["int"])], void_ptr,
                 names_from="__traceiter_")
+    # Structs passed by value, each filling consecutive slots; a member's byte offset picks its slot.
+    # struct mini_pair { int lo; __u16 id; __u16 flags:4, more:12; };       0 4 6 (bits 48, 52); size 8
+    ids["struct mini_pair"] = b.struct("mini_pair", 8, [
+        ("lo", ids["int"], 0), ("id", ids["__u16"], 32), ("flags", ids["__u16"], 48, 4),
+        ("more", ids["__u16"], 52, 12),
+    ])
+    # struct mini_packed { int tag; struct list_head *ptr; __be16 port; char code[2]; } __packed;  0 4 12 14; size 16
+    ids["char[2]"] = b.array(ids["char"], 2, ids["int"])
+    ids["struct mini_packed"] = b.struct("mini_packed", 16, [
+        ("tag", ids["int"], 0), ("ptr", ids["struct list_head *"], 32), ("port", ids["__be16"], 96),
+        ("code", ids["char[2]"], 112),
+    ])
+    # int mini_pairs(struct mini_pair p, struct mini_packed k, long after): slots 0, 1 and 2, 3
+    ids["mini_pairs"] = b.func("mini_pairs", b.func_proto(ids["int"], [
+        ("p", ids["struct mini_pair"]), ("k", ids["struct mini_packed"]), ("after", ids["long int"]),
+    ]), static)
     return b.to_bytes(byteorder), ids
 
 
@@ -213,12 +233,52 @@ MORE_VALUES = [
                                     type_id=MORE_IDS["__be16"])),
     ("mini_rcv(hdr->weight)", Capture("hdr->weight", 0, in_memory=True, offset=16, size=8,
                                       type_id=MORE_IDS["double"])),
+    # l, a struct list_head passed by value, fills slots 3 (next) and 4 (prev): each member is its own slot,
+    # and a pointer followed from it starts there
+    ("mini_rcv(l.prev)", Capture("l.prev", 4, in_memory=True, size=16, type_id=MORE_IDS["struct list_head"],
+                                 address=True)),
+    ("mini_rcv(l.prev->next)", Capture("l.prev->next", 4, hops=(0,), in_memory=True, size=16,
+                                       type_id=MORE_IDS["struct list_head"], address=True)),
+    ("mini_rcv(l.next->prev)", Capture("l.next->prev", 3, hops=(8,), in_memory=True, size=16,
+                                       type_id=MORE_IDS["struct list_head"], address=True)),
+    ("mini_rcv(l.prev->prev->next)", Capture("l.prev->prev->next", 4, hops=(8, 0), in_memory=True, size=16,
+                                             type_id=MORE_IDS["struct list_head"], address=True)),
+    # a member past the first byte of its slot is the slot, whole, with the member's bits cut out of it
+    ("mini_pairs(p.lo)", Capture("p.lo", 0, size=4, type_id=MORE_IDS["int"])),
+    ("mini_pairs(p.id)", Capture("p.id", 0, size=8, bitfield=Bitfield(32, 16), type_id=MORE_IDS["__u16"])),
+    ("mini_pairs(p.flags)", Capture("p.flags", 0, size=8, bitfield=Bitfield(48, 4), type_id=MORE_IDS["__u16"])),
+    ("mini_pairs(p.more)", Capture("p.more", 0, size=8, bitfield=Bitfield(52, 12), type_id=MORE_IDS["__u16"])),
+    ("mini_pairs(k.tag)", Capture("k.tag", 1, size=4, type_id=MORE_IDS["int"])),
+    ("mini_pairs(after)", Capture("after", 3, size=8, type_id=MORE_IDS["long int"])),
 ]
 
 
 @pytest.mark.parametrize("spec,capture", MORE_VALUES, ids=[s for s, _ in MORE_VALUES])
 def test_values_of_types_the_mini_kernel_lacks(spec: str, capture: Capture) -> None:
     assert _first_probe(spec, more_kernel()).captures == (capture,)
+
+
+def _entry_values(spec: str, ctx: list[int], memory: dict[int, bytes] | None = None) -> list[tuple]:
+    """Each record's values, decoded, when the spec's entry program runs over `ctx` in the BPF interpreter."""
+    resolved = _resolve(spec, kernel=more_kernel())
+    run = VM(memory or {}).run(generate(resolved.plan, 0), ctx)
+    decode = build_decoder(resolved.plan, 0, resolved.targets[0].btf)
+    return [decode(record).values for record in run.records]
+
+
+def test_the_members_of_a_struct_passed_by_value_are_read_from_their_own_slots() -> None:
+    # mini_rcv's l = {next = a, prev = b} fills slots 3 and 4: l.prev is the list_head at b, not l.next's at a.
+    a, b, c = 0x1000, 0x2000, 0x3000
+    memory = {a: struct.pack("<QQ", 0xA1, c), b: struct.pack("<QQ", 0xB1, 0xB2), c: struct.pack("<QQ", 0xC1, 0xC2)}
+    ctx = [0, 0, 0, a, b, 0, 0, 0, 0]
+    (values,) = _entry_values("mini_rcv(l.prev != 0x1000, l.prev, l.next->prev)", ctx, memory)
+    assert [(v.address, v.data) for v in values] == [(b, memory[b]), (c, memory[c])]
+    assert _entry_values("mini_rcv(l.prev != 0x2000)", ctx, memory) == []
+    # members inside one slot: p = {lo = -5, id = 7, flags = 3, more = 0xabc} in slot 0, k.tag in slot 1
+    slot0 = (-5 & 0xFFFFFFFF) | 7 << 32 | 3 << 48 | 0xABC << 52
+    spec = "mini_pairs(p.id == 7, p.lo, p.id, p.flags, p.more, k.tag)"
+    assert _entry_values(spec, [slot0, 9 | 0xDEAD << 32, 0, 0]) == [(7, -5, 3, 0xABC, 9)]  # p.id first: tested
+    assert _entry_values(spec, [slot0 + (1 << 32), 9, 0, 0]) == []  # p.id is 8
 
 
 def test_a_value_named_twice_is_shown_once_and_tested_once_per_comparison() -> None:
@@ -314,6 +374,12 @@ MORE_PREDICATES = [
     ("mini_rcv(hdr->proto == 0x0800)", "big", ValueTest(PROTO, Predicate(CompareOp.EQ, 0x0800))),
     ("mini_rcv(hdr->proto > 1)", "big", ValueTest(PROTO, Predicate(CompareOp.GT, 1))),
     ("mini_rcv(hdr->len == 0x1234)", "big", ValueTest(HDR_LEN, Predicate(CompareOp.EQ, 0x3412))),
+    # members of a struct passed by value, in the slot their offset picks
+    ("mini_rcv(l.prev != NULL)", "little", ValueTest(Capture("l.prev", 4, size=8,
+                                                             type_id=MORE_IDS["struct list_head *"]),
+                                                     Predicate(CompareOp.NE, 0))),
+    ("mini_pairs(p.id == 7)", "little", ValueTest(Capture("p.id", 0, size=8, bitfield=Bitfield(32, 16),
+                                                          type_id=MORE_IDS["__u16"]), Predicate(CompareOp.EQ, 7))),
 ]
 
 
@@ -548,6 +614,18 @@ MORE_ERRORS = [
     # _capture: a struct in registers wider than one slot
     ("mini_rcv(l)", "'l' is a 16-byte value passed in registers; name its members instead", 9),
     ("mini_rcv(n, l, w)", "'l' is a 16-byte value passed in registers; name its members instead", 12),
+    # _locate: a pointer followed from a struct passed by value, not within one slot (a packed struct)
+    ("mini_pairs(k.ptr->next)", "'k.ptr->next' follows a pointer at byte 4 of 'k', which straddles two argument "
+     "slots", 11),
+    # _value: a member of a struct passed by value that is not within one slot, or (past the slot's first byte)
+    # not a number in the kernel's byte order
+    ("mini_pairs(k.ptr)", "'k.ptr' (struct list_head *) straddles two argument slots; show 'k' whole instead", 11),
+    ("mini_pairs(k.port)", "'k.port' (__be16) starts at byte 4 of an argument slot, where only a number in the "
+     "kernel's byte order is cut out; show 'k' whole instead", 11),
+    ("mini_pairs(k.port == 80)", "'k.port' (__be16) starts at byte 4 of an argument slot, where only a number in "
+     "the kernel's byte order is cut out; show 'k' whole instead", 11),
+    ("mini_pairs(k.code)", "'k.code' (char[2]) starts at byte 6 of an argument slot, where only a number in the "
+     "kernel's byte order is cut out; show 'k' whole instead", 11),
     # _test: a number with a float
     ("mini_rcv(w > 1)", "cannot compare 'w' (double) with a number; name a member that is a number", 13),
     ("mini_rcv(hdr->weight == 1)", "cannot compare 'hdr->weight' (double) with a number; name a member that is a "
