@@ -554,13 +554,24 @@ def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, n
         asm.label(differ)
 
 
+def copies_from_registers(size: int) -> bool:
+    """Can a value of `size` bytes held in the context's slots (not in memory) be captured: 1, 2, 4 or
+    8 bytes of one slot, or a whole slot and 1, 2, 4 or 8 bytes of the next (a struct of up to 16
+    bytes passed by value fills two argument registers, so two slots)."""
+    return size in _SIZE_CODES or size - 8 in _SIZE_CODES
+
+
 def _emit_capture(asm: _Assembler, capture: Capture, rec_offset: int, n: int) -> None:
     fail, done = f"fail{n}", f"done{n}"
     _emit_locate(asm, capture, fail)
     if not capture.in_memory:
-        if capture.size not in _SIZE_CODES:
-            raise CodegenError(f"{capture.label}: a {capture.size}-byte value cannot come from one register")
-        asm.emit(tpl.STORE_REGISTER, size=capture.size, rec_offset=rec_offset)
+        if not copies_from_registers(capture.size) or (capture.opaque_slot and capture.size > 8):
+            two = " or two" if capture.size > 8 and not capture.opaque_slot else ""
+            raise CodegenError(f"{capture.label}: a {capture.size}-byte value cannot come from one register{two}")
+        asm.emit(tpl.STORE_REGISTER, size=min(capture.size, 8), rec_offset=rec_offset)
+        if capture.size > 8:  # the rest is in the next slot, stored after the first
+            asm.emit(tpl.LOAD_ARG, slot_offset=8 * (capture.slot + 1))
+            asm.emit(tpl.STORE_REGISTER, size=capture.size - 8, rec_offset=rec_offset + 8)
         if not capture.hops and not capture.opaque_slot:
             return  # nothing could fail
     else:

@@ -10,6 +10,7 @@ import difflib
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from bpf.codegen import copies_from_registers
 from bpf.plan import (
     MAX_CAPTURE_SIZE,
     MAX_CAPTURES,
@@ -101,9 +102,10 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
         kept = 0
         left_out: List[str] = []
         first_error: Optional[SpecError] = None
+        spec_notes: List[str] = []
         for target in found:
             try:
-                new = _probes(spec, target, group, kstack_depth)
+                new, new_notes = _probes(spec, target, group, kstack_depth)
             except SpecError as err:
                 if not spec.is_glob:
                     raise
@@ -112,6 +114,7 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
                 continue
             group += 1
             kept += 1
+            spec_notes.extend(new_notes)
             if len(new) == 2:  # an fentry and its fexit
                 pairs.append(Pair(len(probes), len(probes) + 1))
             probes.extend(new)
@@ -128,6 +131,7 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
                 notes.append(f"ksnoop: warning: left out {len(left_out)} {noun}{'' if len(left_out) == 1 else 's'} "
                              f"matching '{spec.target}' whose values cannot be shown as asked (the first: "
                              f"{first_error.reason}): {', '.join(left_out)}")
+        notes.extend(spec_notes)
     total = sum(n for _, n in counts)
     if total > max_probes:
         raise UsageError(_too_many(total, counts, max_probes))
@@ -169,8 +173,10 @@ def resolve_path(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters
         found.append(target)
     length = len(found)
     levels: List[Tuple[int, Target, List[Probe]]] = []
+    notes: List[str] = []
     for level, (spec, target) in enumerate(zip(specs, found)):
         sides = _sides(spec, target)
+        notes.extend(sides.notes)
         step = PathStep(level, length)
         entry = Probe(ProbeKind.FENTRY, target.name, target.attach_btf_id, target.module, sides.entry_tests,
                       sides.entry_captures, kstack_depth=kstack_depth, path=step)
@@ -192,7 +198,7 @@ def resolve_path(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters
         sources.extend(level for _ in both)
     plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size,
                 pairs=tuple(pairs))
-    return ResolvedTrace(plan, tuple(targets), tuple(sources), tuple(None for _ in specs))
+    return ResolvedTrace(plan, tuple(targets), tuple(sources), tuple(None for _ in specs), tuple(notes))
 
 
 def _too_many(total: int, counts: List[Tuple[str, int]], max_probes: int) -> str:
@@ -214,25 +220,35 @@ class _Sides:
     entry_captures: Tuple[Capture, ...]
     exit_tests: Tuple[Test, ...]
     exit_captures: Tuple[Capture, ...]
+    notes: Tuple[str, ...] = ()  # the values shown by default that are left out, and why
 
 
 def _sides(spec: TraceSpec, target: Target) -> _Sides:
-    items = spec.items or _default_items(spec, target)
-    if target.kind is TargetKind.FUNCTION and all(item.value.base == RETURN for item in items):
+    defaults = () if spec.items else _default_items(spec, target)
+    if target.kind is TargetKind.FUNCTION and spec.items and all(item.value.base == RETURN for item in spec.items):
         # Only the return value named (`f(return != 0)`): the entry still shows every argument.
-        items = _default_items(spec, target, with_return=False) + items
+        defaults = _default_items(spec, target, with_return=False)
     entry_tests: List[Test] = []
     entry_captures: List[Capture] = []
     exit_tests: List[Test] = []
     exit_captures: List[Capture] = []
-    for item in items:
+    notes: List[str] = []
+    for item, by_default in [(item, True) for item in defaults] + [(item, False) for item in spec.items]:
         at_return = item.value.base == RETURN
         if at_return and target.kind is TargetKind.TRACEPOINT:
             raise SpecError("a tracepoint has no return value", spec.text, item.value.position)
         located = _locate(spec, target, item.value)
         captures = exit_captures if at_return else entry_captures
         if all(c.label != located.expr_text for c in captures):  # `f(x > 1, x)` shows x once
-            captures.append(_capture(spec, item.value, located))
+            try:
+                captures.append(_capture(spec, item.value, located))
+            except SpecError as err:
+                if not by_default:
+                    raise
+                # Shown by default, not named: what the program cannot copy (a struct passed by value
+                # that registers do not hold whole) is left out, and a note says so.
+                notes.append(f"ksnoop: {target.label}: '{located.expr_text}' left out of the values shown: "
+                             f"{err.reason}")
         if item.op is not None:
             assert item.literal is not None
             test = _test(spec, located, item)
@@ -240,20 +256,21 @@ def _sides(spec: TraceSpec, target: Target) -> _Sides:
     for captures in (entry_captures, exit_captures):
         if len(captures) > MAX_CAPTURES:
             raise SpecError(f"{len(captures)} values in one probe; at most {MAX_CAPTURES}", spec.text, 0)
-    return _Sides(tuple(entry_tests), tuple(entry_captures), tuple(exit_tests), tuple(exit_captures))
+    return _Sides(tuple(entry_tests), tuple(entry_captures), tuple(exit_tests), tuple(exit_captures), tuple(notes))
 
 
-def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> List[Probe]:
+def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> Tuple[List[Probe], Tuple[str, ...]]:
+    """The target's probes for the spec, and the notes on what they leave out."""
     sides = _sides(spec, target)
     entry_tests, entry_captures = sides.entry_tests, sides.entry_captures
     exit_tests, exit_captures = sides.exit_tests, sides.exit_captures
     if target.kind is TargetKind.TRACEPOINT:
         return [Probe(ProbeKind.TP_BTF, target.name, target.attach_btf_id, target.module,
-                      tuple(entry_tests), tuple(entry_captures), kstack_depth=kstack_depth)]
+                      tuple(entry_tests), tuple(entry_captures), kstack_depth=kstack_depth)], sides.notes
     entry = Probe(ProbeKind.FENTRY, target.name, target.attach_btf_id, target.module,
                   tuple(entry_tests), tuple(entry_captures), kstack_depth=kstack_depth)
     if not exit_captures:
-        return [entry]
+        return [entry], sides.notes
     # A test on the return value holds the entry record back until the return passes it;
     # otherwise the entry leaves its time so the return record carries duration_ns.
     stash = Stash.RECORD if exit_tests else Stash.TIME
@@ -262,7 +279,7 @@ def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> L
     exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,
                   tuple(exit_tests), tuple(exit_captures), stash=stash, stash_group=group,
                   requires_entry=bool(entry_tests))
-    return [entry, exit_]
+    return [entry, exit_], sides.notes
 
 
 def _default_items(spec: TraceSpec, target: Target, with_return: bool = True) -> Tuple[Item, ...]:
@@ -410,13 +427,28 @@ def _capture(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
                            full_size=pointee.size if size < pointee.size else 0, type_id=pointee.id,
                            user_memory=_user_pointer(btf, final), address=True)
         return base
+    if not path.in_memory:
+        _check_registers(spec, expr, located)
+        return base
     if isinstance(final, (Struct, Union, ArrayType)):
-        if not path.in_memory and path.size > 8:
-            raise SpecError(f"'{located.expr_text}' is a {path.size}-byte value passed in registers; "
-                            "name its members instead", spec.text, expr.position)
         size = min(path.size, MAX_CAPTURE_SIZE)
         return replace(base, size=size, full_size=path.size if size < path.size else 0)
     return base
+
+
+def _check_registers(spec: TraceSpec, expr: ValueExpr, located: _Located) -> None:
+    """SpecError unless the program can copy a value held in the context's slots: a struct passed by
+    value may fill two (of up to 16 bytes, in two registers); a return value is one."""
+    size = located.path.size
+    if expr.base == RETURN:
+        if size not in (1, 2, 4, 8):
+            raise SpecError(f"'{RETURN}' is a {size}-byte value; ksnoop copies 1, 2, 4 or 8 bytes of a return value",
+                            spec.text, expr.position)
+    elif not copies_from_registers(size):
+        final = located.btf.skip_modifiers(located.path.type_id)
+        members = "; name its members instead" if isinstance(final, (Struct, Union)) else ""
+        raise SpecError(f"'{located.expr_text}' is a {size}-byte value passed in registers: ksnoop copies 1, 2, 4, 8, "
+                        f"9, 10, 12 or 16 bytes from them{members}", spec.text, expr.position)
 
 
 _OPS = {op.value: op for op in CompareOp}

@@ -602,6 +602,40 @@ def test_fentry_fexit_stashes_on_a_tracepoint(kernel: KernelBTF) -> None:
     assert by_probe[4] == [] and by_probe[5] == []
 
 
+def test_a_value_in_two_slots_is_copied_from_both(kernel: KernelBTF) -> None:
+    """A struct of up to 16 bytes passed by value fills two slots, copied one after the other. No
+    tracepoint here takes one, so kfree_skb(skb, location, reason, rx_sk)'s location and reason stand
+    in for one, 16 and 12 bytes of it, for a datagram to a closed port: the verifier takes both loads,
+    and the copies hold the two slots' bytes."""
+    size = 123
+    r = _resolve(kernel, "tp:kfree_skb(skb->len, location, reason)")
+    length, location, reason = r.plan.probes[0].captures
+    target = kernel.find_tracepoint("kfree_skb").attach_btf_id
+    mine = ValueTest(length, Predicate(CompareOp.EQ, size + 8))  # payload + UDP header, IP pulled
+    both = dataclasses.replace(location, label="both", size=16, type_id=0)
+    part = dataclasses.replace(location, label="part", size=12, type_id=0)
+    plan = Plan(probes=(Probe(ProbeKind.TP_BTF, "kfree_skb", target, tests=(mine,),
+                              captures=(location, reason, both, part)),))
+    # one slot each for location and reason, two each for both and part
+    assert [name for _, name in generate(plan, 0).sections].count("load_arg") == 1 + 1 + 1 + 2 + 2
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead_end = closed.getsockname()
+    with (
+        tracing(r, on_tracepoint=target, plan=plan) as session,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        tx.sendto(b"d" * size, dead_end)
+        time.sleep(0.05)  # the drop happens in softirq, maybe on another CPU
+        (event,) = session.events()
+    enum = kernel.vmlinux.lookup("enum skb_drop_reason")
+    no_socket = next(e.value for e in enum.values if e.name == "SKB_DROP_REASON_NO_SOCKET")
+    where, why, whole, cut = event.values
+    assert why == "SKB_DROP_REASON_NO_SOCKET" and where
+    assert len(whole) == 16 and whole[:12] == where.to_bytes(8, sys.byteorder) + no_socket.to_bytes(4, sys.byteorder)
+    assert cut == whole[:12]
+
+
 # ---- (c) kernel stacks ------------------------------------------------------------------------
 
 KSTACK_SPECS = [

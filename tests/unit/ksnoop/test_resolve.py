@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from ksnoop.spec.targets import KernelBTF
 from tests.support import minikernel, miniiter, records
 from tests.support.bpfvm import VM
 from tests.support.btfbuilder import BTFBuilder
+from tests.unit.bpf.test_golden_listings import check_golden, check_round_trip, render_plan
 
 IDS = records.IDS
 
@@ -101,6 +103,19 @@ def build_more(byteorder: str = "little") -> tuple[bytes, dict[str, int]]:
     ids["mini_pairs"] = b.func("mini_pairs", b.func_proto(ids["int"], [
         ("p", ids["struct mini_pair"]), ("k", ids["struct mini_packed"]), ("after", ids["long int"]),
     ]), static)
+    # Values in registers a program copies only in part or not at all: struct mini_rgb { __u8 r, g, b; }
+    # (3 bytes); struct mini_trio { int a, b, c; } (12 bytes: a slot and half of the next); and
+    # void mini_big(struct mini_hdr h, struct mini_rgb c, struct mini_trio t, int x): slots 0-2, 3, 4-5, 6
+    ids["struct mini_rgb"] = b.struct("mini_rgb", 3, [("r", ids["__u8"], 0), ("g", ids["__u8"], 8),
+                                                      ("b", ids["__u8"], 16)])
+    ids["struct mini_trio"] = b.struct("mini_trio", 12, [("a", ids["int"], 0), ("b", ids["int"], 32),
+                                                         ("c", ids["int"], 64)])
+    ids["mini_big"] = b.func("mini_big", b.func_proto(0, [
+        ("h", ids["struct mini_hdr"]), ("c", ids["struct mini_rgb"]), ("t", ids["struct mini_trio"]),
+        ("x", ids["int"]),
+    ]), static)
+    # struct list_head mini_pop(long n): a 16-byte return value
+    ids["mini_pop"] = b.func("mini_pop", b.func_proto(ids["struct list_head"], [("n", ids["long int"])]), static)
     return b.to_bytes(byteorder), ids
 
 
@@ -250,6 +265,11 @@ MORE_VALUES = [
     ("mini_pairs(p.more)", Capture("p.more", 0, size=8, bitfield=Bitfield(52, 12), type_id=MORE_IDS["__u16"])),
     ("mini_pairs(k.tag)", Capture("k.tag", 1, size=4, type_id=MORE_IDS["int"])),
     ("mini_pairs(after)", Capture("after", 3, size=8, type_id=MORE_IDS["long int"])),
+    # a struct of up to 16 bytes passed by value is copied whole from its two slots
+    ("mini_rcv(l)", Capture("l", 3, size=16, type_id=MORE_IDS["struct list_head"])),
+    ("mini_pairs(k)", Capture("k", 1, size=16, type_id=MORE_IDS["struct mini_packed"])),
+    ("mini_big(t)", Capture("t", 4, size=12, type_id=MORE_IDS["struct mini_trio"])),
+    ("mini_big(x)", Capture("x", 6, size=4, type_id=MORE_IDS["int"])),
 ]
 
 
@@ -396,6 +416,67 @@ def test_return_alone_still_shows_every_argument_at_entry() -> None:
     assert [(c.label, c.slot) for c in entry.captures] == [(n, i) for i, n in enumerate("abcdefg")]
     assert exit_.captures == (Capture("return", 7, size=4, type_id=INT),)
     assert (entry.stash, exit_.stash, entry.stash_group, exit_.stash_group) == (Stash.TIME, Stash.TIME, 0, 0)
+
+
+def test_no_items_show_a_struct_passed_by_value_whole_from_its_two_slots() -> None:
+    for spec in ("mini_rcv", "mini_rcv(return)"):
+        resolved = _resolve(spec, kernel=more_kernel())
+        entry, exit_ = resolved.plan.probes
+        assert [(c.label, c.slot, c.size) for c in entry.captures] == [
+            ("hdr", 0, 24), ("reason", 1, 4), ("flags", 2, 8), ("l", 3, 16), ("w", 5, 8), ("n", 6, 8),
+            ("pp", 7, 8), ("prio", 8, 4)]
+        assert [(c.label, c.slot) for c in exit_.captures] == [("return", 9)]
+        assert resolved.notes == ()
+
+
+def test_no_items_leave_out_what_registers_do_not_hold_whole_with_a_note() -> None:
+    # h (24 bytes) and c (3 bytes) cannot be copied: shown by default, they are left out, each with a note;
+    # named, they are the errors above.
+    resolved = _resolve("mini_big", kernel=more_kernel())
+    (entry,) = resolved.plan.probes
+    assert [(c.label, c.slot, c.size) for c in entry.captures] == [("t", 4, 12), ("x", 6, 4)]
+    assert resolved.notes == (
+        "ksnoop: mini_big: 'h' left out of the values shown: 'h' is a 24-byte value passed in registers: ksnoop "
+        "copies 1, 2, 4, 8, 9, 10, 12 or 16 bytes from them; name its members instead",
+        "ksnoop: mini_big: 'c' left out of the values shown: 'c' is a 3-byte value passed in registers: ksnoop "
+        "copies 1, 2, 4, 8, 9, 10, 12 or 16 bytes from them; name its members instead",
+    )
+    # a return value wider than its slot: the entry alone, and a note
+    resolved = _resolve("mini_pop", kernel=more_kernel())
+    assert [p.kind for p in resolved.plan.probes] == [ProbeKind.FENTRY]
+    assert resolved.notes == ("ksnoop: mini_pop: 'return' left out of the values shown: 'return' is a 16-byte "
+                              "value; ksnoop copies 1, 2, 4 or 8 bytes of a return value",)
+    # after a glob's own note, and in a call path
+    assert _resolve("mini_bi*", kernel=more_kernel()).notes == (
+        "ksnoop: tracing 1 function matching 'mini_bi*'", *_resolve("mini_big", kernel=more_kernel()).notes)
+    b, ids = minikernel.make_builder(task_exit=True)
+    b.func("mini_pop", b.func_proto(ids["struct list_head"], [("n", ids["long int"])]), FuncLinkage.STATIC)
+    kernel = KernelBTF(BTF.from_bytes(b.to_bytes()), [])
+    assert resolve_path([parse_spec("ip_send_skb"), parse_spec("mini_pop")], kernel).notes == resolved.notes
+
+
+def test_a_struct_passed_by_value_is_copied_from_both_its_slots() -> None:
+    slots = [0, 0, 0, 0x1111111111111111, 0x2222222222222222, 0, 0, 0, 0]
+    ((whole,),) = _entry_values("mini_rcv(l)", slots)
+    assert whole.data == struct.pack("<QQ", 0x1111111111111111, 0x2222222222222222)
+    # 12 bytes: the first slot whole and 4 bytes of the next, not its upper half
+    ((t, x),) = _entry_values("mini_big(t, x)", [0, 0, 0, 0, 0x00000002_00000001, 0xDEADBEEF_00000003, 7])
+    assert (t.data, x) == (struct.pack("<iii", 1, 2, 3), 7)
+
+
+# Golden listings of the copies a struct passed by value makes, as tests/unit/bpf/test_golden_listings.py keeps
+# them, in their own folder (the mini kernel lacks these functions): `pytest --update-golden` rewrites them.
+BY_VALUE_GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "listings" / "by_value"
+BY_VALUE_CASES = {"two_slots": "mini_big(t, x)"}  # t: 8 bytes of slot 4, then 4 of slot 5
+
+
+@pytest.mark.parametrize("case", sorted(BY_VALUE_CASES))
+def test_the_listing_of_a_struct_passed_by_value(case: str, request: pytest.FixtureRequest) -> None:
+    plan = _resolve(BY_VALUE_CASES[case], kernel=more_kernel()).plan
+    path = BY_VALUE_GOLDEN / f"{case}.txt"
+    check_golden(path, render_plan(f"# {BY_VALUE_CASES[case]}", plan), request)
+    check_round_trip(plan, path.read_text().splitlines())
+    assert sorted(p.stem for p in BY_VALUE_GOLDEN.glob("*.txt")) == sorted(BY_VALUE_CASES)
 
 
 def test_the_return_slot_follows_every_argument_slot() -> None:
@@ -611,9 +692,13 @@ MORE_ERRORS = [
     # _locate: no such argument, the names from __traceiter_ or made up
     ("tp:mini_iter(sk)", "tp:mini_iter has no argument 'sk'; did you mean 'skb'? its arguments are: skb, len", 13),
     ("tp:mini_bare(skb)", "tp:mini_bare has no argument 'skb'; its arguments are: arg0", 13),
-    # _capture: a struct in registers wider than one slot
-    ("mini_rcv(l)", "'l' is a 16-byte value passed in registers; name its members instead", 9),
-    ("mini_rcv(n, l, w)", "'l' is a 16-byte value passed in registers; name its members instead", 12),
+    # _check_registers: a value in registers of a size the program does not copy (more than two slots, or
+    # not 1, 2, 4 or 8 bytes of each), or a return value wider than its one slot
+    ("mini_big(h)", "'h' is a 24-byte value passed in registers: ksnoop copies 1, 2, 4, 8, 9, 10, 12 or 16 bytes "
+     "from them; name its members instead", 9),
+    ("mini_big(x, c)", "'c' is a 3-byte value passed in registers: ksnoop copies 1, 2, 4, 8, 9, 10, 12 or 16 bytes "
+     "from them; name its members instead", 12),
+    ("mini_pop(return)", "'return' is a 16-byte value; ksnoop copies 1, 2, 4 or 8 bytes of a return value", 9),
     # _locate: a pointer followed from a struct passed by value, not within one slot (a packed struct)
     ("mini_pairs(k.ptr->next)", "'k.ptr->next' follows a pointer at byte 4 of 'k', which straddles two argument "
      "slots", 11),
