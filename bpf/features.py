@@ -13,6 +13,7 @@ import functools
 import mmap
 import os
 from dataclasses import dataclass
+from typing import Tuple
 
 from .btfobj import open_kernel_btf
 from .errnos import errno_name
@@ -30,10 +31,12 @@ _RETURN_0 = (mov64_imm(0, 0), exit_())
 
 @dataclass(frozen=True)
 class Feature:
-    """A probe's answer: `ok`, and in `reason` what failed and what to do about it."""
+    """A probe's answer: `ok`, and the facts of a no: in `reason` what failed (an errno and when,
+    a missing capability), in `missing` the capabilities this process lacks. The tool words them."""
 
     ok: bool
     reason: str = ""
+    missing: Tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return self.ok
@@ -62,10 +65,7 @@ def privileges_from_caps(cap_eff: int) -> Feature:
     missing = [
         name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")) if not cap_eff >> bit & 1
     ]
-    return Feature(
-        False,
-        f"tracing needs root, or CAP_BPF and CAP_PERFMON; this process lacks {' and '.join(missing)}",
-    )
+    return Feature(False, f"this process lacks {' and '.join(missing)}", tuple(missing))
 
 
 @functools.cache
@@ -101,6 +101,8 @@ def _probe_load(
     except OSError as e:
         if e.errno == errno.EPERM and not check_privileges():
             return check_privileges(), e.errno or 0
+        if isinstance(e, LoadRefused):
+            return Feature(False, _describe(e)), e.errno or 0
         return Feature(False, f"{what} programs do not load here ({_describe(e)})"), e.errno or 0
 
 
@@ -114,17 +116,10 @@ def probe_tp_btf(attach_btf_id: int) -> Feature:
 def probe_fentry(attach_btf_id: int) -> Feature:
     """Can an fentry program load on the function (BTF FUNC) `attach_btf_id`?
 
-    Some kernels refuse every fentry/fexit load with EPERM before verifying anything
-    (this machine's 6.18 does); the reason then says so and that tp: tracepoints still work.
+    Some kernels refuse every fentry/fexit load with EPERM before verifying anything (this
+    machine's 6.18 does, with full privileges); the reason is then "EPERM before verification".
     """
-    found, err = _probe_load(ProgType.TRACING, AttachType.TRACE_FENTRY, attach_btf_id, "fentry")
-    if err == errno.EPERM and check_privileges():
-        return Feature(
-            False,
-            "this kernel refuses fentry/fexit programs (EPERM before verification, even with full "
-            "privileges); tp: tracepoints still work",
-        )
-    return found
+    return _probe_load(ProgType.TRACING, AttachType.TRACE_FENTRY, attach_btf_id, "fentry")[0]
 
 
 @functools.cache

@@ -18,7 +18,6 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from bpf.codegen import Program, generate
 from bpf.plan import Probe
-from bpf.features import check_privileges
 from bpf.iter import IterLink, IterReader, attach_iter, link_info_cgroup, link_info_map, link_info_task, max_record_size
 from bpf.maps import element_value_size, map_fd_by_id, map_shape
 from bpf.uapi import CgroupIterOrder
@@ -27,7 +26,7 @@ from ksnoop.output.decode import build_decoder, probe_of, record_fields
 from ksnoop.spec.resolve_dump import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
 from ksnoop.errors import NotPermitted, RuntimeFailure, UsageError
 from ksnoop.output.formatter import Formatter
-from ksnoop.run.runner import create_maps, load_generated, module_btf_objects
+from ksnoop.run.runner import create_maps, load_generated, module_btf_objects, require_privileges
 from ksnoop.spec.iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
 from ksnoop.spec.targets import KernelBTF
 
@@ -91,9 +90,7 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
     from ksnoop.run.describe import write_notes
 
     write_notes(resolved, programs, options.verbose, err)
-    privileges = check_privileges()
-    if not privileges:
-        raise NotPermitted(privileges.reason.replace("tracing needs", "dumping needs"))
+    require_privileges("dumping")
     formatter = _formatter(options, dump)
     writer = _Writer(out)
     records = size = 0

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 from bpf.btfobj import open_kernel_btf
 from bpf.codegen import MapRole, Program
 from bpf.errnos import errno_name
+from bpf.features import check_privileges
 from bpf.loader import LoadedProgram, LoadRefused, VerifierError, attach_tracing, load_program
 from bpf.maps import MapCreationFailed, ProgramMaps
 from bpf.maps import create_maps as create_program_maps
@@ -32,6 +33,14 @@ from ksnoop.sanitize import sanitize
 from ksnoop.spec.resolve import ResolvedTrace
 
 log = logging.getLogger(__name__)
+
+
+def require_privileges(doing: str) -> None:
+    """NotPermitted, in ksnoop's words, unless this process may load what `doing` ("tracing",
+    "dumping") loads: root, or CAP_BPF with CAP_PERFMON."""
+    privileges = check_privileges()
+    if not privileges:
+        raise NotPermitted(f"{doing} needs root, or CAP_BPF and CAP_PERFMON; {privileges.reason}")
 
 
 def create_maps(stack: contextlib.ExitStack, programs: Sequence[Program]) -> ProgramMaps:

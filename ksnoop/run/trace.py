@@ -8,13 +8,13 @@ import mmap
 from typing import TextIO, Tuple
 
 from bpf.codegen import Program, generate
-from bpf.features import check_privileges
 from bpf.plan import MAX_KSTACK_DEPTH, Filters
 
-from ksnoop.errors import NotPermitted, UsageError
+from ksnoop.errors import UsageError
 from ksnoop.run.describe import write_notes
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import run_records
+from ksnoop.run.runner import require_privileges
 from ksnoop.run.summary import count_calls
 from ksnoop.run.summary_loop import run_summary
 from ksnoop.spec.language import parse_spec
@@ -66,9 +66,7 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
     """Trace until the count, the time limit, SIGINT or SIGTERM; RuntimeFailure on kernel trouble."""
     resolved, programs = prepare(options)
     write_notes(resolved, programs, options.verbose, err)
-    privileges = check_privileges()
-    if not privileges:
-        raise NotPermitted(privileges.reason)
+    require_privileges("tracing")
     if options.summary:
         return run_summary(resolved, programs, options, out, err)
     return run_records(resolved, programs, options, out, err)
