@@ -216,13 +216,15 @@ def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, 
             writer.extend(batch(view[:whole]))
             records += whole // record_size
             pending = data[whole:]
+            if limit is not None and records >= limit:  # reached: no further read
+                return _Walked(records, size, read_s)
             continue
+        # The limit falls inside this chunk: its records one by one, up to the limit.
         for offset in range(0, whole, record_size):
             add(line(view[offset : offset + record_size]))
             records += 1
             if limit is not None and records >= limit:
                 return _Walked(records, size, read_s)
-        pending = data[whole:]
     if pending:
         raise RuntimeFailure(f"reading {label}: the walk ended inside a record ({len(pending)} of "
                              f"{record_size} bytes)")

@@ -131,15 +131,14 @@ def test_a_record_of_another_probe_is_refused() -> None:
 
 
 # A read that ends exactly at the limit: _walk reads on and prints one record more (-n 2 prints 3).
-_LIMIT_BUG = pytest.mark.xfail(reason="_walk checks the limit only in its record-by-record path", strict=True)
 
 
 @pytest.mark.parametrize("limit,chunks,read", [
     (3, (2, 3), 5),  # the first chunk whole, then record by record up to the limit
     (5, (5,), 5),
     (4, (2, 5), 7),
-    pytest.param(2, (2, 3), 2, marks=_LIMIT_BUG),  # the first chunk reaches it: no further read is needed
-    pytest.param(4, (1, 1, 1, 1, 1), 4, marks=_LIMIT_BUG),
+    pytest.param(2, (2, 3), 2),  # the first chunk reaches it: no further read is needed
+    pytest.param(4, (1, 1, 1, 1, 1), 4),
 ])
 def test_the_count_limit(limit: int, chunks: tuple[int, ...], read: int) -> None:
     stream = _stream(sum(chunks))
