@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """consume: records drained from the ring and decoded into Events per second, small and large
 records of tp:sys_enter from the getpid() loop: from a prefilled ring, and live with the session's
 ring while the loop runs."""

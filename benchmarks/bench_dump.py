@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """dump: every task's open files as (pid, fd, name), `ksnoop dump` against a Python walk of
 /proc/*/fd, for N forked tasks holding M files each; and FileForest, those tasks (dump_struct
 uses it too)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """format: Events and records into JSON and text lines, in-process, against a dict per record and
 json.dumps; a few scalars, and a whole struct sk_buff (random bytes, and where BPF is to be had,
 sk_buffs read from this kernel)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """overhead: what a program on tp_btf/sys_enter adds per event to a getpid() loop, for the
 smallest hand-assembled program and for generated ones (header only, comm, captured values), and
 what the ring buffer's wake-up policy costs with the reader keeping up and behind."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """trace: `python -m ksnoop trace` as a whole process against the getpid() loop running flat
 out: records written per second and lost, the loop's slowdown, ksnoop's CPU time; scalars and a
 whole struct pt_regs, JSON and text."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What more than one benchmark uses: timing a child process, the getpid() loop that drives
 tp_btf/sys_enter for the kernel benchmarks (with CPU pinning), loading and attaching a generated
 program, and where figures were measured (`environment`). Imports only the standard library until

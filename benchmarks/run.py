@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop's benchmarks: `python benchmarks/run.py NAME` prints one JSON object of figures.
 
 Timings on a shared 2-core machine are noisy, so every benchmark measures ksnoop and its

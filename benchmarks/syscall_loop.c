@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* A tight system call loop: the event source of the benchmarks.
  *
  * Compiled at benchmark time (cc -O2) into a temporary directory, as one of two loops:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Where the time goes when ksnoop attaches to many functions, in the VM (this machine's kernel
 refuses fentry): `python3 benchmarks/vm_attach.py [GLOB]` (default `tcp_*`).
 

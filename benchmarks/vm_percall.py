@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Per-call cost of tracing a kernel function in the VM: ksnoop against bpftrace 0.17, side by side.
 
 `python3 benchmarks/vm_percall.py` (or `python3 benchmarks/run.py vm`) boots one guest of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The kernel's BTF objects (vmlinux's, and each loaded module's), opened by name through bpf(2).
 
 In: a name as /sys/kernel/btf lists it ("vmlinux", "dummy"). Out: a KernelBTFObject owning an fd

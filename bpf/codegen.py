@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Plan -> BPF programs, one per probe, assembled from the templates in templates.py.
 
 `generate(plan, index)` picks templates for the probe's filters, predicates and captures,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Errno names as the kernel spells them: the C library's, plus the kernel-internal ones
 (include/linux/errno.h, 512 and up) that leak out of some kernel functions' return values and
 some bpf(2) paths. In: a positive errno. Out: its name, or None where none is known."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """FdOwner: the base of every object that owns a kernel fd (maps, programs, links).
 
 It closes the fd once, on close(), at the end of a `with` block, or when collected, so

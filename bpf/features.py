@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What this kernel and this process can do, found by trying: privileges, tp_btf, fentry, ringbuf,
 each iterator target.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """BPF instructions as values: `Insn(code, dst, src, off, imm)`, small constructors, encode/decode.
 
 Every field is range-checked when an `Insn` is made, so a bad offset fails here and not in

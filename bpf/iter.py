@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """BPF iterators: link an iterator program to its target, then read what it writes.
 
 `attach_iter(prog, iter_info)` is BPF_LINK_CREATE with BPF_TRACE_ITER and an optional packed

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Instructions to text in the notation of `bpftool prog dump xlated` (kernel/bpf/disasm.c).
 
 `format_insns()` gives one line per instruction, numbered by slot as bpftool numbers them

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Load instructions into the kernel and attach them: `load_program()` -> LoadedProgram -> Link.
 
 A rejected load raises VerifierError with the verifier's reason, its log and our listing; a load

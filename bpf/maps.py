@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """BPF maps as context managers that own their fd: create, lookup, update, delete, iterate keys.
 
 Keys and values are bytes of exactly key_size / value_size. Per-CPU maps read back one

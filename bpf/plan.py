@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The plan: plain data the resolver fills in from BTF and the code generator turns into BPF.
 
 Everything here is numbers (context slots, offsets, sizes, constants); bpf/ never sees a BTF

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Consumer of a BPF_MAP_TYPE_RINGBUF: mmap its pages, wait with epoll, hand out records.
 
 `Ring` walks records in any three buffers (consumer position, producer position, data

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The only caller of bpf(2): ctypes bpf_attr pieces in uapi field order and one wrapper per command.
 
 Wrappers take plain ints and bytes and return what the kernel returns (an fd, a count);

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Named instruction templates: short BPF sequences with typed holes the code generator fills.
 
 A hole stands in one field of one instruction (an offset, a size, a constant, a jump target,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Mirror of include/uapi/linux/bpf.h and bpf_common.h: the numbers the BPF ABI fixes.
 
 Commands, program, attach and map types, helper ids, opcode fields, registers and

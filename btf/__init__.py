@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A pure-Python BTF library: parse kernel and module BTF, declare types in C, walk member
 paths and turn typed bytes into values. `from btf import BTF, BTFError`."""
 from .btf import BTF

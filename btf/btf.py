@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The BTF class: types by id and by name, sizes and alignment, split-BTF id arithmetic.
 
 Built on a reader.Index, it makes type objects only when asked and caches them,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """C declarations from BTF types, written the way kernel sources and `bpftool btf dump format c` do.
 
 `declaration(btf, id, "skb")` -> "struct sk_buff *skb"; function pointers, arrays of pointers,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A type's bytes, compiled once: every leaf value's offset, struct code and meaning, and the tree
 of structs and arrays they hang in, for a given number of bytes available.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Member paths: `->dev->name`, `.b[2].c` from a value of some type -> where the bytes are.
 
 A path resolves to the pointers to follow (each a load at an offset), then the final offset,

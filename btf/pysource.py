@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Python functions written at run time, as collections.namedtuple and dataclasses write theirs:
 a type's reader and a line's renderer become straight-line code (one unpack into locals, one
 %-format), with no loop or dispatch left for each value.

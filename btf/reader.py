@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Raw BTF bytes -> header, string table and one record position per type id.
 
 This pass only indexes: it checks the header and section bounds and that each

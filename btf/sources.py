@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Where BTF bytes come from: /sys/kernel/btf, the .BTF section of an ELF file, or a raw file.
 
 The only module of btf/ that touches files. pyelftools is imported only for ELF input.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """One frozen dataclass per BTF kind, built on demand from a record by btf.py.
 
 References to other types are ids (`*_id` fields), never objects, so a type

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Mirror of include/uapi/linux/btf.h: kinds, INT encoding bits, the header layout.
 
 Layouts are struct.Struct objects built for either byte order; nothing here

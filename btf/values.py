@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Typed bytes -> values, over btf.compiled's readers: `decode` gives plain Python, `render` gives
 ksnoop's text (optionally styled). Neither reads bytes itself: the compiled reader does.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The typer app: parses options, calls one function per command, turns errors into one line.
 
 Usage errors exit 2, runtime failures 1; no traceback reaches the user.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop's errors: usage errors exit 2, runtime failures exit 1; the CLI prints one line for each."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What `ksnoop info` and `ksnoop list` say about targets and types, as text or JSON-ready dicts."""
 from __future__ import annotations
 

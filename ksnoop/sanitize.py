@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Make text that came from the kernel (BTF names, comms, char arrays) safe for a terminal.
 
 Control characters (C0, DEL, C1) become \\xNN escapes, so no kernel string can move the

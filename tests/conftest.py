@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Shared pytest setup: the `kernel` marker, and KSNOOP_REQUIRE_KERNEL=1 turning its skips into failures."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ruff and mypy --strict over the package, as part of the suite (both come with the `test` extra)."""
 import os
 import subprocess

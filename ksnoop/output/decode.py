@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Records -> Events: read a record's header, failed-read mask and values by the plan's layout.
 
 A decoder is built once per probe from its RecordLayout: one struct.Struct unpacks the header

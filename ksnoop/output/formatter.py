@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The contract every output format keeps, so that the record loop, the summary and dump can use
 any of them without asking what it is: a header, a line (or lines) per Event, and the line of one
 record, or the lines of a buffer of whole records, of one probe."""

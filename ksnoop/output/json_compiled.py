@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """JSON written by generated functions: a struct's text from its compiled reader's tree, and a
 whole record's line straight from the record's bytes (one unpack per lane into locals, one
 %-format), so a stream of big records costs what its values' text costs, not a walk per value.

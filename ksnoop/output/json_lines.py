@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Events and records -> JSON lines: one object per record, for jq and friends.
 
 Each probe's line is compiled once into a %-template whose constant parts (func, probe kind,

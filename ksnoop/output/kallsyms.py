@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Kernel addresses -> `function+0xoffset [module]`, from /proc/kallsyms.
 
 `parse_kallsyms` turns the file's text into text symbols sorted by address, and `Kallsyms.find`

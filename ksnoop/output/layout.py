@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The layout of a struct or union, as pahole (dwarves 1.24) shows it: each member's offset and size,
 anonymous members expanded in place, and holes, bit holes and padding counted by pahole's rules, so
 that every bit of a struct is a member's, a hole's or padding. Also enum and typedef definitions.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`trace --summary` output: each function's calls, errors and latency histogram, as text or JSON.
 
 Takes the FunctionCounts that ksnoop.run.summary sums at exit. Text draws log2 histograms the way

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Events -> text in upstream ksnoop's layout: `TIME CPU PID name(`, one `label = (type)value` line
 per value (structs nested and indented), then `);`.
 

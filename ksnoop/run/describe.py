@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The one describer: what `-v` says of a plan (each probe, test and capture with its offsets,
 then each program's listing), and the resolver's notes, on stderr, sanitised."""
 from __future__ import annotations

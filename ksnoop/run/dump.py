@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """One dump from start to finish: per spec, load its iterator program, link it to its target, read
 the walk to EOF, and print the records as trace prints its own; close everything on the way out.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The record loop: records from the ring buffer, each turned into its line by the output's
 compiled function for its probe, printed in batches; lost records reported as they happen."""
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The runner: generated Programs into the kernel. It creates the maps their MapSpecs ask for,
 loads each program, attaches it, and says in one line what the kernel refused.
 

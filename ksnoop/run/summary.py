@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Summary mode (`trace --summary`): count in the kernel instead of emitting a record per call.
 
 `count_calls` turns a resolved trace into counting probes (bpf.plan.Count); `sum_counters` turns

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The summary loop: the programs count calls, errors and latency into per-CPU counters (no ring
 buffer); at the time limit, SIGINT or SIGTERM the counters are summed over CPUs and printed."""
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """One trace from start to finish: the options checked, the specs parsed and resolved, the
 programs generated (prepare), then the record loop or the summary loop, which attach through
 the runner and detach everything on the way out, whatever ends the run.

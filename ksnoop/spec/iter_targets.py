@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """BPF iterator targets, found in the kernel's BTF: what `ksnoop dump` can walk, and with what.
 
 A target NAME exists where BTF has both the FUNC bpf_iter_NAME, which an iterator program attaches

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The trace spec language: text -> TraceSpec, with the source span of every part.
 
     SPEC    := TARGET [ "(" ITEM { "," ITEM } ")" ]

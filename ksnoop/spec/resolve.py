@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Parsed specs + BTF -> a Plan: the only place BTF knowledge turns into numbers.
 
 Each value expression becomes a Capture (context slot, pointer hops, offset, size); each

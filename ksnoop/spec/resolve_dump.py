@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Dump specs + iterator targets -> a Plan of one iterator probe per spec.
 
 The spec language is trace's (`task_file(task->pid, fd, file->f_path.dentry->d_name.name)`); its

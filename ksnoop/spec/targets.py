@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Find what the user names: a kernel function (vmlinux or a module), a `tp:` tracepoint, a type.
 
 KernelBTF holds the vmlinux BTF and opens module BTF only when a name is not in vmlinux.

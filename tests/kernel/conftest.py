@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Setup for tests that run against the live kernel.
 
 Tests that load BPF use the `bpf_kernel` fixture: it skips them, with the reason, when this

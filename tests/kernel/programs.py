@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Hand-assembled BPF programs for the kernel tests, and the BTF ids they attach to.
 
 `assemble()` resolves jumps to named labels so the programs below read top to bottom.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Loading on the running kernel: verifier rejections with their log, fentry refusal, listings, detach on death."""
 
 from __future__ import annotations

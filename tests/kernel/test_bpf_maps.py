@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Maps on the running kernel: hash and array element operations, per-CPU values, a program's counter."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """tp_btf programs on this machine's kernel: sys_enter events for our own process, read from a ringbuf."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Kernel BTF objects on the running kernel: open_kernel_btf() finds vmlinux's by walking the ids,
 its fd reads back the very bytes of /sys/kernel/btf/vmlinux and serves as attach_btf_obj_fd, and a
 module the kernel does not have makes `ksnoop trace` say so in one line and exit 1.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The running kernel's BTF read by btf/, checked type by type against bpftool's reading of it.
 
 `bpftool btf dump file /sys/kernel/btf/vmlinux format raw` is parsed once per module; every type's

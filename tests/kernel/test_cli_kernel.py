@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop info` and `ksnoop list` on the running kernel's BTF, run as `python3 -m ksnoop` from the
 checkout and checked against `bpftool btf dump file /sys/kernel/btf/vmlinux format raw`."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Generated programs on this machine's kernel: the verifier takes every template shape, and tp_btf
 programs fed traffic we make (UDP on loopback, signals we send, a child we exec, syscalls we
 call) write records that decode to exactly what we sent.

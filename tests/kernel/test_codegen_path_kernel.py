@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Call-path (-s) programs on this machine's kernel, which refuses fentry/fexit: the generated path
 programs are loaded as tp_btf programs on tracepoints that bracket a call the way an fentry/fexit
 pair does, and fed syscalls this test makes.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Summary-mode (counting) programs on this machine's kernel: the verifier takes them, and they
 count what we make happen.
 

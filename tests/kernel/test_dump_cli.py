@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop dump` end to end on this machine's kernel: `python3 -m ksnoop dump ...` in a subprocess,
 checked against ground truth the test makes or reads itself.
 

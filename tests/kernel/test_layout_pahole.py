@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop info 'struct X'` against pahole (Debian's dwarves) on the running kernel's BTF, struct by struct.
 
 One `pahole -F btf /sys/kernel/btf/vmlinux` prints every named struct (in about 0.1 s); ksnoop.output.layout

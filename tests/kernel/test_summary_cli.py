@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop trace --summary` end to end on this machine's kernel, in a subprocess: a tracepoint
 counted in the kernel, with a pid filter, must count exactly the datagrams this test sends.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop trace` end to end on this machine's kernel: `python3 -m ksnoop trace ...` in a subprocess,
 checked against ground truth the test makes itself.
 

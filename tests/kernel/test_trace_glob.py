@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop trace` with glob targets on this machine's kernel, through the CLI in a subprocess:
 `tp:net_dev_*` sees a UDP datagram the test sends on loopback at several tracepoints, the
 --max-probes limit and a glob matching nothing are usage errors, and a function glob on a kernel

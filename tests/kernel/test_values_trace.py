@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Values as a kernel developer reads them, end to end on this kernel with traffic this test makes:
 a __be16 compared and shown as written (skb->protocol == 0x0800 matches IPv4), an IPv4 address
 field showing the address the datagrams went to, and 64-bit values coming out of jq exactly as

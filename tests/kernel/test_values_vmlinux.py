@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The compiled readers (btf/compiled.py) against the reference walker (tests/support/reference_values.py)
 over every struct and union of this machine's vmlinux: for random bytes, whole and cut short at a
 random place, decode gives the same values and render the same text; JSON of the decoded value

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A small BPF interpreter for unit tests: runs a generated program over memory the test lays out.
 
 It knows the instructions and helpers the templates use and checks what the verifier would

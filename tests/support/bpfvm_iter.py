@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpfvm for iterator programs: a struct bpf_iter_meta the program reads its seq_file from, and
 bpf_seq_write into a seq_file buffer that overflows as the kernel's does.
 

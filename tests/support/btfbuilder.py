@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A declarative BTF writer for tests: add types, get their ids, emit a real BTF blob.
 
 Each method appends one record laid out as include/uapi/linux/btf.h fixes it and

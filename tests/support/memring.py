@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The kernel's side of the record loop in memory: a ring buffer that the test fills as
 kernel/bpf/ringbuf.c does, and per-CPU arrays read back from interpreter runs, one VM per CPU.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The mini kernel plus BPF iterators, as the kernel's BTF describes them: for `dump` unit tests.
 
 On top of minikernel.make_builder(): struct bpf_iter_meta, the contexts struct bpf_iter__<target>

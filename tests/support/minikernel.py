@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A canned mini kernel in BTF for unit tests: sk_buff, net_device, a tracepoint, odd functions.
 
 `build()` returns (blob, ids) where ids maps names (see each ids[...] line) to type ids;

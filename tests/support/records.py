@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Records as a generated program writes them, for decoder and output tests.
 
 `trace(*specs)` resolves specs against the mini kernel; `record(resolved, probe, *values)` packs

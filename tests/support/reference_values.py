@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The reference the compiled readers (btf/compiled.py) are checked against: btf.values as it was
 before them, a walk over the BTF per value, one function per kind, slow and plain.
 

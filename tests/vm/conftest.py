@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fixtures for tests that run inside the qemu guest (see harness.py).
 
 `vm` is one VM per pytest session, booted on the first command; tests using it carry the `vm` marker.

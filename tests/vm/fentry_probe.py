@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Guest-side check that fentry works: load `r0 = 0; exit` as fentry on ip_send_skb and attach it.
 
 Test-only scaffolding with stdlib ctypes (the real loader lives in bpf/). Prints the link fd; exits 1 with

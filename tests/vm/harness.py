@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Boot the Debian kernel under qemu with this machine's / shared read-only, and run commands there.
 
 In: the Debian packages linux-image-amd64, busybox-static and qemu-system-x86. Out: a `VM` that boots

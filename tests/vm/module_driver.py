@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Guest side of test_module_vm.py: module functions traced by `ksnoop trace`, and a module gone missing.
 
 `python3 tests/vm/module_driver.py OUT_DIR` (cwd: the repo, as root in the guest). It loads the modules

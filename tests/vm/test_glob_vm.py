@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Glob targets with fentry/fexit, end to end in the VM: `udp_send*` against UDP datagrams sent
 on loopback, and the time to attach a large glob (`tcp_*`) measured from the first link to the
 text header (printed once every program is attached).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The VM harness itself: the guest runs the Debian kernel, results come back, and fentry works there."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Module functions end to end in the VM: `ksnoop info` names their module, `ksnoop trace` attaches
 with the module's BTF object and decodes arguments with the module's split BTF.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop trace -s` (call-path mode) end to end in the VM, against traffic and exits made there.
 
 One guest run of trace_driver.py: the ksnoops below attach, then sender a sends UDP datagrams to its

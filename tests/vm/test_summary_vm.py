@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop trace --summary` on functions (fentry/fexit), end to end in the VM, against UDP sends
 we count: the full summary (calls, errors, latency) and --calls-only (one fentry, calls alone).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop trace` with fentry/fexit, end to end in the VM (this machine's kernel refuses fentry).
 
 One guest run (trace_driver.py) starts every ksnoop below at once, waits until each has attached,

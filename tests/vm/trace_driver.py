@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Guest side of test_trace_vm.py: run several `ksnoop trace` at once against UDP traffic made here.
 
 `python3 tests/vm/trace_driver.py PLAN.json` (cwd: the repo). The plan names the senders (each a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.btfobj against a stand-in for the kernel's BTF ids: which object open_kernel_btf() keeps, and
 that it closes every other fd it opened. The real walk runs in tests/kernel/test_btf_objects.py."""
 

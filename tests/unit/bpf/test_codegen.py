@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.codegen: programs from plans built by hand and by resolve() over the mini kernel.
 
 Structure first (holes, labels, map slots, determinism), then meaning: each program runs in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.codegen for iterator probes (`ksnoop dump`): plans resolved over the mini kernel's iterators,
 run in tests/support/bpfvm_iter.py over memory laid out here, records decoded with ksnoop.output.decode.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Call-path mode (-s) programs run in the BPF interpreter: which calls join a path, what is emitted
 when, and that the per-task state is gone when the path ends or the task dies inside it.
 

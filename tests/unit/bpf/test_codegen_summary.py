@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.codegen in summary mode (bpf.plan.Count): counting programs run in tests/support/bpfvm.py.
 
 The plans come from ksnoop.run.summary.count_calls over the mini kernel. Each test reads the

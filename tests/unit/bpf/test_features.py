@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.features without a kernel: capability parsing and what counts as enough privilege."""
 
 from __future__ import annotations

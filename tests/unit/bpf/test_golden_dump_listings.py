@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Golden listings of iterator programs (`ksnoop dump`), from the mini kernel's iterators only.
 
 Like tests/unit/bpf/test_golden_listings.py, in their own folder tests/golden/listings/dump/: the

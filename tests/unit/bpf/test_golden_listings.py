@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Golden listings: one plan per template shape, from the mini kernel's BTF only, never the host's.
 
 Each tests/golden/listings/<case>.txt holds a header line (the spec and filters), then for each

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.insn: field range checks, constructor encodings, encode/decode round trips in both byte orders."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.iter without the kernel: link-info packing, record size limits, argument checks."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.listing: each instruction form against the text kernel/bpf/disasm.c and bpftool print for it."""
 
 from __future__ import annotations

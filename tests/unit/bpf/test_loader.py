@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.loader without a kernel: the log retry policy and the errors, against a scripted BPF_PROG_LOAD."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.maps without a kernel: the sysfs CPU list format per-CPU values are laid out by."""
 
 from __future__ import annotations

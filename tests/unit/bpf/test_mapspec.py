@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Program.maps: the MapSpecs a generated program declares are exactly the maps its instructions
 load, sized as its templates use them."""
 from __future__ import annotations

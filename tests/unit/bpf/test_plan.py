@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.plan.Plan checks that its probes' flags go together and that its pairs are real pairs."""
 from __future__ import annotations
 

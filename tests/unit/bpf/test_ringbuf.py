@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.ringbuf.Ring over bytearrays, with a fake kernel playing the producer: busy, discard, wrap-around."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.syscall: bpf_attr pieces sit at the offsets include/uapi/linux/bpf.h gives them; syscall numbers."""
 
 from __future__ import annotations

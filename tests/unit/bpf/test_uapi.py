@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """bpf.uapi against the installed <linux/bpf.h> (linux-libc-dev), an independent copy of the numbers.
 
 Names our enums have and that header lacks (it may be older than the running kernel) are

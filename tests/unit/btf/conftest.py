@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fixtures for the btf/ unit tests: the mini kernel parsed in either byte order, and its split module."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """btf/btf.py: lookups by name and kind, find vs lookup, suggestions, sizes, alignment, split BTF."""
 
 from __future__ import annotations

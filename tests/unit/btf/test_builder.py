@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The test BTF writer and the mini kernel, checked against bpftool's reading of the bytes."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """btf/cdecl.py: C declarations written as kernel sources and bpftool's `format c` write them."""
 
 from __future__ import annotations

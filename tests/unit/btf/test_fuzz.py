@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Mutated mini-kernel BTF through the whole btf/ API: only BTFError may escape, and nothing may hang.
 
 hypothesis flips bytes, overwrites u32 words with telling values, cuts and splices the blob; each

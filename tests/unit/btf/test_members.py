@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """btf/members.py: member paths to offsets, sizes and bitfields, and the errors for wrong paths."""
 
 from __future__ import annotations

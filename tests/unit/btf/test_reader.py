@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """btf/reader.py: header checks, both byte orders, split BTF id and string arithmetic, broken input."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """btf/types.py as btf.py builds it: every kind of the mini kernel decoded into its dataclass."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """btf/values.py: typed bytes -> Python values (decode) and ksnoop text (render), from bytes built here."""
 
 from __future__ import annotations

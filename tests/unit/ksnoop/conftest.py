@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fixtures for the ksnoop CLI tests: BTF files written to tmp_path, the app run in-process or as
 `python3 -m ksnoop` from the checkout, and a small ELF writer for `--btf` on an ELF file."""
 

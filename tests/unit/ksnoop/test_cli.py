@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop info` and `ksnoop list` on BTF built in the tests (mini kernel and small variants).
 
 Expected text comes from what the builder wrote (offsets in minikernel.py's comments) or is literal.

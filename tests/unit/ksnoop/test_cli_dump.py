@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop dump`, `list 'dump:*'` and `info dump:...` on synthetic BTF (tests/support/miniiter.py),
 in-process: what the options become, the errors (one `ksnoop: error:` line, a spec and caret for a
 spec's fault; 2 for usage, 1 for a kernel without iterators), and dump records as text and JSON."""

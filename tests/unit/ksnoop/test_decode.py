@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop/output/decode.py: records packed by bpf.plan's RecordLayout, as programs write them, back into Events."""
 
 from __future__ import annotations

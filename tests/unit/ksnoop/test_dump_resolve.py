@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.spec.resolve_dump over the mini kernel's iterators: dump specs -> one ITER probe each; errors
 point into the spec like trace's; options are checked against targets; records are cut to fit."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.spec.iter_targets over synthetic BTF (tests/support/miniiter.py): which targets exist, what their
 contexts give, which member is the object, which parameters they take, and how they are named."""
 

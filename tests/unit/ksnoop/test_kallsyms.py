@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop/output/kallsyms.py: /proc/kallsyms text -> sorted text symbols -> `function+0xoffset [module]`."""
 
 from __future__ import annotations

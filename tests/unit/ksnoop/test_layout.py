@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.output.layout's holes, bit holes and padding on BTF built here, one struct per pahole rule.
 
 The expected texts are what pahole 1.24 (`pahole -F btf FILE`) prints for the same BTF, less what

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop/output/json_lines.py: Events -> one JSON object per line, from records packed as programs write them."""
 
 from __future__ import annotations

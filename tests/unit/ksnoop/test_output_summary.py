@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.summary.sum_counters and ksnoop.output.summary_text: per-CPU counters to text and JSON."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop/output/text.py: Events -> upstream ksnoop's text layout, plain or as rich markup, never unsafe."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`ksnoop trace -s` usage errors from the CLI: exit 2, an error naming what is wrong (with a caret
 under the spec it is about), no traceback, before anything touches the kernel."""
 

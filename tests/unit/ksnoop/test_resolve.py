@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop/spec/resolve.py and resolve_dump.py over the mini kernel's BTF: what each value becomes (context
 slot, pointer hops, offset, size, bitfield, string), what each comparison becomes (a typed, range-checked,
 byte-swapped constant), and every SpecError the types can provoke, with its message and caret column."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.run.describe: what `-v` says of trace, kernel-stack, summary and call-path plans resolved over
 the mini kernel, and the resolver's notes, sanitised, on stderr."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.run.dump without a kernel: the walk splitting an iterator's byte stream into records, the
 link parameters and their refusals, and prepare() over the mini kernel's iterators.
 

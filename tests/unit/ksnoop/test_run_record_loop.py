@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.run.record_loop.read_records over records generated programs wrote: each program runs in
 tests/support/bpfvm.py, its records go into a ring in memory that bpf.ringbuf's own consumer reads
 (tests/support/memring.py), and drops are counted by programs that found the ring full, one VM

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.run.runner without a kernel: what it says when the kernel refuses a map or a program, the
 open-files limit it raises for many probes, and what needs no kernel call at all.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.run.stopping.StopFlag with real signals sent to this process."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.run.summary_loop over counters generated programs kept: the counting programs run in
 tests/support/bpfvm.py, one VM per CPU, and their COUNTS values are read back per CPU as the kernel
 lays them out (bpf.plan.COUNTERS); the loop waits for its time limit or a real SIGINT, then sums

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.run.trace.prepare over the mini kernel: every usage error with its message, and the plan
 and programs each kind of trace gets (records, filters, summary, calls only, call path)."""
 

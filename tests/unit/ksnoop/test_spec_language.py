@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """ksnoop/spec/language.py on its own: spec text -> TraceSpec, and every SpecError the parser raises,
 with its exact message and the column its caret points at. No BTF, no kernel."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Glob targets (`tcp_v4_*`, `tp:net_dev_*`) resolved over the mini kernel: what they match, the
 per-function stash groups, items that fit only some matches, the --max-probes limit, no match."""
 
