@@ -2,6 +2,7 @@
 """consume: records drained from the ring and decoded into Events per second, small and large
 records of tp:sys_enter from the getpid() loop: from a prefilled ring, and live with the session's
 ring while the loop runs."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,16 @@ from ksnoop.spec.language import parse_spec
 from ksnoop.spec.resolve import resolve
 from ksnoop.spec.targets import KernelBTF
 
-from common import (GetpidLoop, attach_generated, count_drops, getpid_loop_program, pin_this_thread,
-                    pt_regs_members, require_bpf, two_cpus)
+from common import (
+    GetpidLoop,
+    attach_generated,
+    count_drops,
+    getpid_loop_program,
+    pin_this_thread,
+    pt_regs_members,
+    require_bpf,
+    two_cpus,
+)
 
 _CONSUME_FILL_RING = 1 << 25
 
@@ -47,8 +56,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     require_bpf()
     regs = pt_regs_members()
-    specs = {"small": "tp:sys_enter(id)",
-             "large": "tp:sys_enter(regs, id, " + ", ".join(f"regs->{r}" for r in regs[:8]) + ")"}
+    specs = {
+        "small": "tp:sys_enter(id)",
+        "large": "tp:sys_enter(regs, id, " + ", ".join(f"regs->{r}" for r in regs[:8]) + ")",
+    }
     live_ring = 1024 * mmap.PAGESIZE
     live_seconds = 1.0
     kernel = KernelBTF.load()
@@ -78,8 +89,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             def as_session(record: memoryview) -> None:
                 decoders[int.from_bytes(record[20:24], byteorder)](record)
 
-            callbacks = {"raw_drain": raw, "struct_unpack": unpacked, "decoded": decoded,
-                         "decoded_session_dispatch": as_session}
+            callbacks = {
+                "raw_drain": raw,
+                "struct_unpack": unpacked,
+                "decoded": decoded,
+                "decoded_session_dispatch": as_session,
+            }
             rates: Dict[str, List[float]] = {name: [] for name in callbacks}
             cpu_rates: Dict[str, List[float]] = {name: [] for name in callbacks}
             fill = int(0.9 * _CONSUME_FILL_RING / (layout.size + 8))
@@ -90,7 +105,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 names = list(callbacks)
                 counts = []
                 for round_ in range(args.runs + 1):
-                    for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+                    for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                         loop.count(fill)
                         start, cpu_start = time.perf_counter(), time.thread_time()
                         count = ring.drain(callbacks[name])
@@ -102,16 +117,18 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 prefill_lost = count_drops(drops)
             # live: the session's ring size; the reader polls and drains as the session's does. With
             # the shipped wake-up threshold, and with it out of reach (programs never wake the reader).
-            live_plans = {"shipped_wakeup": dataclasses.replace(resolved.plan, ringbuf_size=live_ring),
-                          "no_wakeup": dataclasses.replace(resolved.plan, ringbuf_size=live_ring,
-                                                           wakeup_bytes=live_ring)}
+            live_plans = {
+                "shipped_wakeup": dataclasses.replace(resolved.plan, ringbuf_size=live_ring),
+                "no_wakeup": dataclasses.replace(resolved.plan, ringbuf_size=live_ring, wakeup_bytes=live_ring),
+            }
             live_configs = [(policy, name) for policy in live_plans for name in ("decoded", "raw_drain")]
             live: Dict[Tuple[str, str], Dict[str, List[float]]] = {
-                c: {"per_s": [], "lost_fraction": [], "producer_per_s": [], "lost": []} for c in live_configs}
+                c: {"per_s": [], "lost_fraction": [], "producer_per_s": [], "lost": []} for c in live_configs
+            }
             assert loop.proc.stdout is not None
             loop_out = loop.proc.stdout
             for round_ in range(args.runs + 1):
-                for policy, name in live_configs[round_ % 4:] + live_configs[: round_ % 4]:
+                for policy, name in live_configs[round_ % 4 :] + live_configs[: round_ % 4]:
                     callback = callbacks[name]
                     with contextlib.ExitStack() as stack:
                         maps = attach_generated(stack, live_plans[policy])  # its ring: live_ring bytes
@@ -139,7 +156,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                     "producer_events_per_s": round(statistics.median(f["producer_per_s"])),
                     "lost_fraction": round(statistics.median(f["lost_fraction"]), 3),
                     "lost_median": round(statistics.median(f["lost"])),
-                } for (policy, name), f in live.items()}
+                }
+                for (policy, name), f in live.items()
+            }
             results[size_name] = {
                 "spec": spec,
                 "record_bytes": layout.size,

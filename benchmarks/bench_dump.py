@@ -2,6 +2,7 @@
 """dump: every task's open files as (pid, fd, name), `ksnoop dump` against a Python walk of
 /proc/*/fd, for N forked tasks holding M files each; and FileForest, those tasks (dump_struct
 uses it too)."""
+
 from __future__ import annotations
 
 import argparse
@@ -107,21 +108,33 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     require_bpf()
     options = DumpOptions(specs=(DUMP_SPEC,), output="json")
-    scales = DUMP_SCALES if args.scales is None else tuple(
-        tuple(int(n) for n in scale.split(",")) for scale in args.scales)
+    scales = (
+        DUMP_SCALES if args.scales is None else tuple(tuple(int(n) for n in scale.split(",")) for scale in args.scales)
+    )
     results = []
     for tasks, files in scales:
-        figures: Dict[str, List[float]] = {name: [] for name in (
-            "ksnoop_s", "ksnoop_prepare_s", "ksnoop_walk_s", "ksnoop_load_s", "ksnoop_read_s", "ksnoop_rest_s",
-            "proc_walk_s",
-            "ksnoop_process_s", "records", "proc_entries")}
+        figures: Dict[str, List[float]] = {
+            name: []
+            for name in (
+                "ksnoop_s",
+                "ksnoop_prepare_s",
+                "ksnoop_walk_s",
+                "ksnoop_load_s",
+                "ksnoop_read_s",
+                "ksnoop_rest_s",
+                "proc_walk_s",
+                "ksnoop_process_s",
+                "records",
+                "proc_entries",
+            )
+        }
         with contextlib.ExitStack() as stack:
             forest = FileForest(tasks, files)
             stack.callback(forest.close)
             devnull = stack.enter_context(open(os.devnull, "w"))
             for round_ in range(args.runs + 1):  # round 0 warms caches and is not counted
                 order = ["ksnoop", "proc", "process"]
-                order = order[round_ % 3:] + order[: round_ % 3]
+                order = order[round_ % 3 :] + order[: round_ % 3]
                 for what in order:
                     if what == "ksnoop":
                         start = time.perf_counter()
@@ -149,24 +162,28 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         median = {name: statistics.median(values) for name, values in figures.items()}
         if median["records"] < tasks * files:
             raise SystemExit(f"ksnoop dump saw {median['records']} files; the forest alone holds {tasks * files}")
-        results.append({
-            "tasks": tasks, "files_per_task": files,
-            "records_median": round(median["records"]), "proc_entries_median": round(median["proc_entries"]),
-            "ksnoop_in_process_s": round(median["ksnoop_s"], 3),
-            "ksnoop_prepare_s": round(median["ksnoop_prepare_s"], 3),
-            "ksnoop_load_link_s": round(median["ksnoop_load_s"], 3),
-            "ksnoop_kernel_read_s": round(median["ksnoop_read_s"], 3),
-            "ksnoop_decode_format_write_s": round(median["ksnoop_rest_s"], 3),
-            "proc_walk_s": round(median["proc_walk_s"], 3),
-            "speedup_vs_proc_walk": round(median["proc_walk_s"] / median["ksnoop_s"], 2),
-            # Without the one-off start (reading BTF, resolving, generating): load, walk, decode, write.
-            "ksnoop_walk_s": round(median["ksnoop_walk_s"], 3),
-            "walk_speedup_vs_proc_walk": round(median["proc_walk_s"] / median["ksnoop_walk_s"], 2),
-            "kernel_read_speedup_vs_proc_walk": round(median["proc_walk_s"] / median["ksnoop_read_s"], 2),
-            "ksnoop_whole_process_s": round(median["ksnoop_process_s"], 3),
-            "kernel_files_per_s": round(median["records"] / median["ksnoop_read_s"]),
-            "ksnoop_records_per_s": round(median["records"] / median["ksnoop_s"]),
-        })
+        results.append(
+            {
+                "tasks": tasks,
+                "files_per_task": files,
+                "records_median": round(median["records"]),
+                "proc_entries_median": round(median["proc_entries"]),
+                "ksnoop_in_process_s": round(median["ksnoop_s"], 3),
+                "ksnoop_prepare_s": round(median["ksnoop_prepare_s"], 3),
+                "ksnoop_load_link_s": round(median["ksnoop_load_s"], 3),
+                "ksnoop_kernel_read_s": round(median["ksnoop_read_s"], 3),
+                "ksnoop_decode_format_write_s": round(median["ksnoop_rest_s"], 3),
+                "proc_walk_s": round(median["proc_walk_s"], 3),
+                "speedup_vs_proc_walk": round(median["proc_walk_s"] / median["ksnoop_s"], 2),
+                # Without the one-off start (reading BTF, resolving, generating): load, walk, decode, write.
+                "ksnoop_walk_s": round(median["ksnoop_walk_s"], 3),
+                "walk_speedup_vs_proc_walk": round(median["proc_walk_s"] / median["ksnoop_walk_s"], 2),
+                "kernel_read_speedup_vs_proc_walk": round(median["proc_walk_s"] / median["ksnoop_read_s"], 2),
+                "ksnoop_whole_process_s": round(median["ksnoop_process_s"], 3),
+                "kernel_files_per_s": round(median["records"] / median["ksnoop_read_s"]),
+                "ksnoop_records_per_s": round(median["records"] / median["ksnoop_s"]),
+            }
+        )
     return {
         "benchmark": "dump",
         "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
@@ -174,6 +191,6 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "spec": DUMP_SPEC,
         "reference": "os.listdir('/proc'), then os.listdir and os.readlink of /proc/PID/fd/*, in-process",
         "ksnoop_in_process": "ksnoop.run.dump.run, -o json to /dev/null = prepare (BTF, resolve, generate) + load_link "
-                             "+ kernel_read (time in read() of the iterator) + decode_format_write",
+        "+ kernel_read (time in read() of the iterator) + decode_format_write",
         "scales": results,
     }

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """dump_struct: `ksnoop dump 'task_file(file)'`, a whole struct file per open file, text and JSON
 records per second, in-process."""
+
 from __future__ import annotations
 
 import argparse

@@ -2,6 +2,7 @@
 """format: Events and records into JSON and text lines, in-process, against a dict per record and
 json.dumps; a few scalars, and a whole struct sk_buff (random bytes, and where BPF is to be had,
 sk_buffs read from this kernel)."""
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         decode = build_decoder(resolved.plan, 0, resolved.targets[0].btf)
         out = []
         for n in range(count):
-            values = [rng.getrandbits(8 * c.size - 1) if c.size <= 8 else rng.randbytes(c.size)
-                      for c in resolved.plan.probes[0].captures]
+            values = [
+                rng.getrandbits(8 * c.size - 1) if c.size <= 8 else rng.randbytes(c.size)
+                for c in resolved.plan.probes[0].captures
+            ]
             out.append(decode(records.record(resolved, 0, *values, ts=records.TS + n)))
         return out
 
@@ -70,23 +73,43 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     struct_json = JsonFormatter(whole).format
     struct_text = TextFormatter(whole, color=False).format
     # What trace does with each record it reads: its line straight from its bytes.
-    struct_json_record = JsonFormatter(whole).record(0, record_fields(whole.plan, 0, whole.targets[0].btf),
-                                                     decode_struct)
+    struct_json_record = JsonFormatter(whole).record(
+        0, record_fields(whole.plan, 0, whole.targets[0].btf), decode_struct
+    )
     kernel_skbs = _kernel_sk_buffs(kernel, 50) if struct_btf == "vmlinux" else None
     plan = scalars.plan
 
     def reference(event: Any) -> str:
         probe = plan.probes[event.probe]
-        return json.dumps({"ts": event.ts_ns, "cpu": event.cpu, "pid": event.pid, "tid": event.tid,
-                           "comm": event.comm, "func": probe.target, "probe": "entry",
-                           "args": {c.label: v for c, v in zip(probe.captures, event.values)}})
+        return json.dumps(
+            {
+                "ts": event.ts_ns,
+                "cpu": event.cpu,
+                "pid": event.pid,
+                "tid": event.tid,
+                "comm": event.comm,
+                "func": probe.target,
+                "probe": "entry",
+                "args": {c.label: v for c, v in zip(probe.captures, event.values)},
+            }
+        )
 
-    figures: Dict[str, List[float]] = {name: [] for name in (
-        "json_scalars", "dict_json_dumps_scalars", "text_scalars", "text_color_scalars", "json_struct",
-        "json_struct_record", "text_struct")}
+    figures: Dict[str, List[float]] = {
+        name: []
+        for name in (
+            "json_scalars",
+            "dict_json_dumps_scalars",
+            "text_scalars",
+            "text_color_scalars",
+            "json_struct",
+            "json_struct_record",
+            "text_struct",
+        )
+    }
     if kernel_skbs is not None:
-        figures.update({"json_struct_kernel_bytes": [], "json_struct_record_kernel_bytes": [],
-                        "text_struct_kernel_bytes": []})
+        figures.update(
+            {"json_struct_kernel_bytes": [], "json_struct_record_kernel_bytes": [], "text_struct_kernel_bytes": []}
+        )
     for _ in range(args.runs):
         figures["json_scalars"].append(_lines_per_s(scalar_json, scalar_events, 20))
         figures["dict_json_dumps_scalars"].append(_lines_per_s(reference, scalar_events, 20))
@@ -107,12 +130,14 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "runs": args.runs,
         "scalars": "seven_args(a, b, g): int, long, u32 (minikernel)",
         "struct": f"ip_send_skb(skb): struct sk_buff, {struct_size} random bytes ({struct_btf}); "
-                  "json_struct formats the Event, json_struct_record the record's bytes (what trace does)",
-        "struct_kernel_bytes": ("tp:net_dev_queue(skb) records of UDP datagrams sent over loopback, read "
-                                "from this kernel" if kernel_skbs is not None else "not measured: needs BPF"),
+        "json_struct formats the Event, json_struct_record the record's bytes (what trace does)",
+        "struct_kernel_bytes": (
+            "tp:net_dev_queue(skb) records of UDP datagrams sent over loopback, read from this kernel"
+            if kernel_skbs is not None
+            else "not measured: needs BPF"
+        ),
         **{f"{name}_lines_per_s": value for name, value in medians.items()},
-        "json_scalars_vs_dict_json_dumps": round(
-            medians["json_scalars"] / medians["dict_json_dumps_scalars"], 2),
+        "json_scalars_vs_dict_json_dumps": round(medians["json_scalars"] / medians["dict_json_dumps_scalars"], 2),
         "target": "json_scalars >= 300000 lines/s",
     }
 
@@ -147,5 +172,10 @@ def _kernel_sk_buffs(kernel: Any, count: int) -> Optional[Tuple[List[bytes], Lis
     btf = resolved.targets[0].btf
     decode = build_decoder(resolved.plan, 0, btf)
     record_line = JsonFormatter(resolved).record(0, record_fields(resolved.plan, 0, btf), decode)
-    return (captured, [decode(r) for r in captured], JsonFormatter(resolved).format, record_line,
-            TextFormatter(resolved, color=False).format)
+    return (
+        captured,
+        [decode(r) for r in captured],
+        JsonFormatter(resolved).format,
+        record_line,
+        TextFormatter(resolved, color=False).format,
+    )

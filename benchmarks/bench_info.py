@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """info: `ksnoop info ip_send_skb` as a whole process against bpftool dumping vmlinux BTF raw,
 alternating runs; median times, their ratio and ksnoop's peak RSS."""
+
 from __future__ import annotations
 
 import argparse

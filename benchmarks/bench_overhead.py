@@ -2,6 +2,7 @@
 """overhead: what a program on tp_btf/sys_enter adds per event to a getpid() loop, for the
 smallest hand-assembled program and for generated ones (header only, comm, captured values), and
 what the ring buffer's wake-up policy costs with the reader keeping up and behind."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,16 @@ from ksnoop.spec.language import parse_spec
 from ksnoop.spec.resolve import resolve
 from ksnoop.spec.targets import KernelBTF
 
-from common import (GetpidLoop, count_drops, getpid_loop_program, load_and_attach, pin_this_thread, pt_regs_members,
-                    require_bpf, two_cpus)
+from common import (
+    GetpidLoop,
+    count_drops,
+    getpid_loop_program,
+    load_and_attach,
+    pin_this_thread,
+    pt_regs_members,
+    require_bpf,
+    two_cpus,
+)
 
 _OVERHEAD_RING = 1 << 25  # holds every record of one measurement even if the reader stalls
 
@@ -46,8 +55,9 @@ def _bpf_links() -> Optional[int]:
         return None
 
 
-def _smallest_program(events_fd: int, drops_fd: int, pid: int, size: int, wakeup_bytes: int,
-                      policy: str = "threshold") -> List[Any]:
+def _smallest_program(
+    events_fd: int, drops_fd: int, pid: int, size: int, wakeup_bytes: int, policy: str = "threshold"
+) -> List[Any]:
     """The least a tracer can do per event, hand-assembled: the pid filter, reserve `size`
     bytes, stamp ktime, submit; a full ring counts a drop. `policy` is the wake-up policy:
     "threshold" is the generated programs' (BPF_RB_NO_WAKEUP until `wakeup_bytes` are pending,
@@ -185,8 +195,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
         def header_only(wakeup: int) -> Any:
             with_id = plan("tp:sys_enter(id)", wakeup)
-            return dataclasses.replace(
-                with_id, probes=(dataclasses.replace(with_id.probes[0], captures=(), tests=()),))
+            return dataclasses.replace(with_id, probes=(dataclasses.replace(with_id.probes[0], captures=(), tests=()),))
 
         shipped = header_only(0).__class__.__dataclass_fields__["wakeup_bytes"].default
         header_size = RecordLayout.of(header_only(quiet).probes[0], True).size
@@ -203,19 +212,24 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         }
         for n in (1, 2, 4):
             configs[f"generated_{n}_probe_read"] = plan(
-                "tp:sys_enter(" + ", ".join(f"regs->{r}" for r in regs[:n]) + ")")
-        configs.update({
-            "smallest_hand_64k_wakeup": ("threshold", shipped, False),
-            "generated_header_only_64k_wakeup": header_only(shipped),
-            "smallest_hand_64k_wake_on_crossing": ("crossing", shipped, False),
-            "smallest_hand_no_query": ("never", quiet, False),
-            # The reader paused for the measurement, as when it formats slower than events come:
-            # the backlog stays past the threshold.
-            "smallest_hand_64k_wakeup_reader_behind": ("threshold", shipped, True),
-            "smallest_hand_64k_wake_on_crossing_reader_behind": ("crossing", shipped, True),
-        })
-        sizes = {name: header_size if not hasattr(p, "probes") else
-                 RecordLayout.of(p.probes[0], p.with_comm).size for name, p in configs.items()}
+                "tp:sys_enter(" + ", ".join(f"regs->{r}" for r in regs[:n]) + ")"
+            )
+        configs.update(
+            {
+                "smallest_hand_64k_wakeup": ("threshold", shipped, False),
+                "generated_header_only_64k_wakeup": header_only(shipped),
+                "smallest_hand_64k_wake_on_crossing": ("crossing", shipped, False),
+                "smallest_hand_no_query": ("never", quiet, False),
+                # The reader paused for the measurement, as when it formats slower than events come:
+                # the backlog stays past the threshold.
+                "smallest_hand_64k_wakeup_reader_behind": ("threshold", shipped, True),
+                "smallest_hand_64k_wake_on_crossing_reader_behind": ("crossing", shipped, True),
+            }
+        )
+        sizes = {
+            name: header_size if not hasattr(p, "probes") else RecordLayout.of(p.probes[0], p.with_comm).size
+            for name, p in configs.items()
+        }
         # Every generated program shares one ring and one drop counter, as the maps they declare
         # say (each plan's ring is _OVERHEAD_RING bytes). The hand-assembled program writes to the
         # same two, so one reader drains every configuration.
@@ -236,7 +250,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         received = {name: 0 for name in configs}
         names = list(configs)
         for round_ in range(args.runs + 1):  # round 0 warms up and is not counted
-            order = names[round_ % len(names):] + names[: round_ % len(names)]
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
                 p = configs[name]
                 with contextlib.ExitStack() as stack:
@@ -244,8 +258,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                     if isinstance(p, tuple):
                         policy, threshold, _ = p
                         hand = _smallest_program(events.fd, drops.fd, loop.pid, header_size, threshold, policy)
-                        loaded = stack.enter_context(load_program(
-                            hand, ProgType.TRACING, AttachType.TRACE_RAW_TP, attach_btf_id, name="bench_smallest"))
+                        loaded = stack.enter_context(
+                            load_program(
+                                hand, ProgType.TRACING, AttachType.TRACE_RAW_TP, attach_btf_id, name="bench_smallest"
+                            )
+                        )
                         stack.enter_context(attach_tracing(loaded))
                     elif p is not None:
                         load_and_attach(stack, programs[name], program_fds[name])
@@ -263,8 +280,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                     lost[name] += count_drops(drops) - drops_before
                     received[name] += drainer.records - records_before
     base = cpu_ns["no_program"]
-    per_event = {name: statistics.median(v - b for v, b in zip(values, base))
-                 for name, values in cpu_ns.items() if name != "no_program"}
+    per_event = {
+        name: statistics.median(v - b for v, b in zip(values, base))
+        for name, values in cpu_ns.items()
+        if name != "no_program"
+    }
     smallest, header = per_event["smallest_hand"], per_event["generated_header_only"]
     probe_reads = [(0, header)] + [(n, per_event[f"generated_{n}_probe_read"]) for n in (1, 2, 4)]
     return {
@@ -272,9 +292,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
         "runs": args.runs,
         "event_source": f"{note}, {iterations} getpid() per measurement, pinned to CPU {loop_cpu}; "
-                        f"a thread draining the ring on CPU {reader_cpu}",
+        f"a thread draining the ring on CPU {reader_cpu}",
         "metric": "the loop's own CPU time per iteration (CLOCK_THREAD_CPUTIME_ID); per-event cost = "
-                  "configuration minus the no-program run of the same round, median over rounds",
+        "configuration minus the no-program run of the same round, median over rounds",
         "wakeup_bytes": {"compared": quiet, "shipped": shipped},
         "record_bytes": sizes,
         "loop_cpu_ns_per_iteration_median": {n: round(statistics.median(v), 1) for n, v in cpu_ns.items()},
@@ -283,18 +303,20 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "header_only_vs_smallest": round(header / smallest, 2),
         "header_only_no_comm_vs_smallest": round(per_event["generated_header_only_no_comm"] / smallest, 2),
         "header_only_vs_smallest_wake_on_crossing": round(
-            per_event["generated_header_only_64k_wakeup"] / per_event["smallest_hand_64k_wake_on_crossing"], 2),
+            per_event["generated_header_only_64k_wakeup"] / per_event["smallest_hand_64k_wake_on_crossing"], 2
+        ),
         "header_only_vs_smallest_64k_wakeup": round(
-            per_event["generated_header_only_64k_wakeup"] / per_event["smallest_hand_64k_wakeup"], 2),
+            per_event["generated_header_only_64k_wakeup"] / per_event["smallest_hand_64k_wakeup"], 2
+        ),
         "per_probe_read_ns_slope": round(_slope(probe_reads), 1),
         "register_capture_ns": round(per_event["generated_1_register"] - header, 1),
         "wakeup_policy_cost_ns": round(per_event["smallest_hand_64k_wakeup"] - smallest, 1),
         "wakeup_policy_cost_reader_behind_ns": round(per_event["smallest_hand_64k_wakeup_reader_behind"] - smallest, 1),
         "wake_on_crossing_cost_reader_behind_ns": round(
-            per_event["smallest_hand_64k_wake_on_crossing_reader_behind"] - smallest, 1),
+            per_event["smallest_hand_64k_wake_on_crossing_reader_behind"] - smallest, 1
+        ),
         "records_lost": lost,
-        "records_received_per_iteration": {n: round(received[n] / (args.runs * iterations), 4)
-                                           for n in configs},
+        "records_received_per_iteration": {n: round(received[n] / (args.runs * iterations), 4) for n in configs},
         "other_bpf_links_at_start": links_before,
         "target": "header_only_vs_smallest <= 1.2; each captured value about one probe-read helper call",
     }

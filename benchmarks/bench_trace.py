@@ -2,6 +2,7 @@
 """trace: `python -m ksnoop trace` as a whole process against the getpid() loop running flat
 out: records written per second and lost, the loop's slowdown, ksnoop's CPU time; scalars and a
 whole struct pt_regs, JSON and text."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,8 @@ from common import ROOT, GetpidLoop, getpid_loop_program, pt_regs_members, requi
 _KSNOOP_NEVER_WAKE = (
     "import sys, ksnoop.spec.resolve as r; from bpf.plan import Plan; "
     "r.Plan = lambda **kw: Plan(wakeup_bytes=0x7FFFFFFF, **kw); "
-    "from ksnoop.cli import run; sys.argv[0] = 'ksnoop'; run()")
+    "from ksnoop.cli import run; sys.argv[0] = 'ksnoop'; run()"
+)
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -59,11 +61,20 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             "text_struct": ("text", whole),
         }
         figures: Dict[str, Dict[str, List[float]]] = {
-            name: {"records_per_s": [], "lost": [], "lost_fraction": [], "loop_cpu_ns": [],
-                   "loop_wall_ns": [], "ksnoop_cpu_s": [], "records": []} for name in configs}
+            name: {
+                "records_per_s": [],
+                "lost": [],
+                "lost_fraction": [],
+                "loop_cpu_ns": [],
+                "loop_wall_ns": [],
+                "ksnoop_cpu_s": [],
+                "records": [],
+            }
+            for name in configs
+        }
         names = list(configs)
         for round_ in range(args.runs + 1):  # round 0 warms the page cache and is not counted
-            for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 config = configs[name]
                 f = figures[name]
                 if config is None:
@@ -76,8 +87,18 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 output, spec = config
                 run_for = 0.0 if name == "startup" else duration + 0.1
                 entry = ["-c", _KSNOOP_NEVER_WAKE] if name.endswith("never_wake") else ["-m", "ksnoop"]
-                argv_ksnoop = [sys.executable, *entry, "trace", "-o", output, spec, "-p", str(loop.pid),
-                               "--duration", str(run_for)]
+                argv_ksnoop = [
+                    sys.executable,
+                    *entry,
+                    "trace",
+                    "-o",
+                    output,
+                    spec,
+                    "-p",
+                    str(loop.pid),
+                    "--duration",
+                    str(run_for),
+                ]
                 # PYTHONUNBUFFERED makes every write() of stdout a system call: as the user's
                 # environment says, but the benchmark decides, and measures it apart.
                 env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
@@ -93,8 +114,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                             proc.kill()
                             proc.wait()
                             err.seek(0)
-                            raise SystemExit(f"ksnoop did not attach: {' '.join(argv_ksnoop)}\n"
-                                             f"{err.read().decode(errors='replace')}")
+                            raise SystemExit(
+                                f"ksnoop did not attach: {' '.join(argv_ksnoop)}\n{err.read().decode(errors='replace')}"
+                            )
                         time.sleep(0.005)
                     start = time.perf_counter()
                     if name != "startup":
@@ -137,8 +159,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             "loop_slowdown_wall": round(statistics.median(f["loop_wall_ns"]) / untraced_wall, 2),
             "loop_ns_per_getpid_wall": round(statistics.median(f["loop_wall_ns"]), 1),
             "ksnoop_cpu_s": round(statistics.median(f["ksnoop_cpu_s"]), 2),
-            "records_per_reading_cpu_s": round(statistics.median(
-                r / max(c - startup_cpu, 1e-3) for r, c in zip(f["records"], f["ksnoop_cpu_s"]))),
+            "records_per_reading_cpu_s": round(
+                statistics.median(r / max(c - startup_cpu, 1e-3) for r, c in zip(f["records"], f["ksnoop_cpu_s"]))
+            ),
         }
     return {
         "benchmark": "trace",

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """vm: the per-call cost of tracing close_fd, ksnoop against bpftrace, in the qemu guest
 (vm_percall.py with its defaults, apart from --runs)."""
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ tp_btf/sys_enter for the kernel benchmarks (with CPU pinning), loading and attac
 program, and where figures were measured (`environment`). Imports only the standard library until
 a function needs more: vm_percall.py imports it in the guest too.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,6 +37,7 @@ def run_child(argv: Sequence[str]) -> Tuple[float, int]:
 
 # ---- where the figures were measured -----------------------------------------------------------------
 
+
 def environment() -> Dict[str, Any]:
     """Where figures are measured, for every benchmark's JSON: machine() and the commit()."""
     return {**machine(), "commit": commit()}
@@ -57,17 +59,24 @@ def machine() -> Dict[str, Any]:
         pass
     # Some architectures (arm64) give no model name; a hybrid CPU gives more than one.
     model = " / ".join(dict.fromkeys(models)) or f"unknown ({platform.machine()})"
-    return {"kernel": os.uname().release, "cpu_model": model, "cpus": cpus or os.cpu_count(),
-            "python": platform.python_version()}
+    return {
+        "kernel": os.uname().release,
+        "cpu_model": model,
+        "cpus": cpus or os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 def commit() -> str:
     """The checkout's commit (`git rev-parse --short HEAD`), "-dirty" when `git status --porcelain`
     lists anything; "unknown" outside git (or without it)."""
+
     def git(*argv: str) -> str:
         # --no-optional-locks: status must not take index.lock from under someone committing.
-        return subprocess.run(["git", "--no-optional-locks", *argv], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            ["git", "--no-optional-locks", *argv], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+
     try:
         head = git("rev-parse", "--short", "HEAD").strip()
         dirty = bool(git("status", "--porcelain").strip())
@@ -84,14 +93,15 @@ def commit() -> str:
 # tasks on a busy machine do not.
 
 # getpid's number where no compiler can say (the number tp:sys_enter reports as `id`).
-_GETPID_NR = {"x86_64": 39, "aarch64": 172, "riscv64": 172, "loongarch64": 172, "s390x": 20,
-              "ppc64le": 20, "ppc64": 20}
+_GETPID_NR = {"x86_64": 39, "aarch64": 172, "riscv64": 172, "loongarch64": 172, "s390x": 20, "ppc64le": 20, "ppc64": 20}
 # struct pt_regs members that hold syscall arguments and registers, to capture by name.
-_REGS = {"x86_64": ("di", "si", "dx", "r10", "r8", "r9", "ax", "orig_ax", "cx"),
-         "aarch64": tuple(f"regs[{n}]" for n in range(9))}
+_REGS = {
+    "x86_64": ("di", "si", "dx", "r10", "r8", "r9", "ax", "orig_ax", "cx"),
+    "aarch64": tuple(f"regs[{n}]" for n in range(9)),
+}
 
 # The fallback event source: the same protocol as syscall_loop.c, in Python.
-_PY_GETPID_LOOP = r'''
+_PY_GETPID_LOOP = r"""
 import os, sys, time
 def count(n):
     getpid = os.getpid
@@ -116,7 +126,7 @@ if sys.argv[1] == "serve":
         print(*command(*line.split()), flush=True)
 else:
     print(*command(sys.argv[1], sys.argv[2]), flush=True)
-'''
+"""
 
 
 @contextlib.contextmanager
@@ -126,8 +136,7 @@ def getpid_loop_program() -> Iterator[Tuple[List[str], int, str]]:
     with tempfile.TemporaryDirectory(prefix="ksnoop-bench-") as tmp:
         if cc:
             exe = os.path.join(tmp, "getpid_loop")
-            subprocess.run([cc, "-O2", "-o", exe, os.path.join(ROOT, "benchmarks", "syscall_loop.c")],
-                           check=True)
+            subprocess.run([cc, "-O2", "-o", exe, os.path.join(ROOT, "benchmarks", "syscall_loop.c")], check=True)
             nr = int(subprocess.run([exe, "nr"], check=True, capture_output=True, text=True).stdout)
             yield [exe], nr, f"C getpid loop ({os.path.basename(cc)} -O2)"
             return
@@ -137,17 +146,21 @@ def getpid_loop_program() -> Iterator[Tuple[List[str], int, str]]:
         script = os.path.join(tmp, "getpid_loop.py")
         with open(script, "w") as f:
             f.write(_PY_GETPID_LOOP)
-        yield ([sys.executable, script], _GETPID_NR[machine],
-               "no C compiler: a Python os.getpid loop; it adds interpreter time to every iteration, "
-               "so the per-event figures hold but slowdown ratios are diluted")
+        yield (
+            [sys.executable, script],
+            _GETPID_NR[machine],
+            "no C compiler: a Python os.getpid loop; it adds interpreter time to every iteration, "
+            "so the per-event figures hold but slowdown ratios are diluted",
+        )
 
 
 class GetpidLoop:
     """The loop in serve mode: its pid is known before it starts, so programs can filter on it."""
 
     def __init__(self, argv: List[str], cpu: Optional[int]) -> None:
-        self.proc = subprocess.Popen(argv + ["serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            argv + ["serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
         self.pid = self.proc.pid
         if cpu is not None:
             os.sched_setaffinity(self.pid, {cpu})
@@ -201,6 +214,7 @@ def pt_regs_members() -> Tuple[str, ...]:
 
 # ---- BPF ------------------------------------------------------------------------------------------
 
+
 def require_bpf() -> None:
     from bpf.features import check_privileges
 
@@ -227,9 +241,15 @@ def load_and_attach(stack: contextlib.ExitStack, program: Any, fds: Dict[Any, in
     unloaded when `stack` closes."""
     from bpf.loader import attach_tracing, load_program
 
-    loaded = stack.enter_context(load_program(program.bind_maps(fds), program.prog_type,
-                                              program.expected_attach_type, program.attach_btf_id,
-                                              name=program.name))
+    loaded = stack.enter_context(
+        load_program(
+            program.bind_maps(fds),
+            program.prog_type,
+            program.expected_attach_type,
+            program.attach_btf_id,
+            name=program.name,
+        )
+    )
     stack.enter_context(attach_tracing(loaded))
 
 

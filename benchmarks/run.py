@@ -6,6 +6,7 @@ reference side by side, alternating runs, and reports medians and their ratio. E
 lives in benchmarks/bench_NAME.py as `run(args) -> dict`; this file picks one and prints its
 figures with where they were measured ("measured_on": kernel, CPU, Python, commit).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,21 @@ BENCHMARKS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("name", choices=sorted(BENCHMARKS))
-    parser.add_argument("--runs", type=int, default=None,
-                        help="rounds to take medians over (default 21; " + ", ".join(
-                            f"{name} {runs}" for name, runs in BENCHMARKS.items() if runs != 21)
-                        + ": they take seconds per round)")
-    parser.add_argument("--scale", dest="scales", action="append", metavar="TASKS,FILES",
-                        help="dump: tasks and open files per task (default 100,100 1000,100 1000,1000); repeatable")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="rounds to take medians over (default 21; "
+        + ", ".join(f"{name} {runs}" for name, runs in BENCHMARKS.items() if runs != 21)
+        + ": they take seconds per round)",
+    )
+    parser.add_argument(
+        "--scale",
+        dest="scales",
+        action="append",
+        metavar="TASKS,FILES",
+        help="dump: tasks and open files per task (default 100,100 1000,100 1000,1000); repeatable",
+    )
     args = parser.parse_args()
     if args.runs is None:
         args.runs = BENCHMARKS[args.name]

@@ -7,6 +7,7 @@ matches: preparing (resolving and generating the programs, in Python), loading t
 verifier), attaching them (a trampoline and an ftrace update per link) and detaching them (closing
 the links), one step after another, the way `ksnoop trace` does them. Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,15 @@ def measure(glob: str) -> Dict[str, Any]:
             fds = maps.fds(index)
             t0 = time.perf_counter()
             try:
-                prog = stack.enter_context(load_program(program.bind_maps(fds), program.prog_type,
-                                                        program.expected_attach_type, program.attach_btf_id,
-                                                        name=program.name))
+                prog = stack.enter_context(
+                    load_program(
+                        program.bind_maps(fds),
+                        program.prog_type,
+                        program.expected_attach_type,
+                        program.attach_btf_id,
+                        name=program.name,
+                    )
+                )
             except OSError:
                 continue  # a function the verifier refuses: ksnoop leaves it out too
             t1 = time.perf_counter()
@@ -59,12 +66,20 @@ def measure(glob: str) -> Dict[str, Any]:
         links.close()
         detach_s = time.perf_counter() - t2
     functions = len({(p.target, p.module) for p in resolved.plan.probes})
-    return {"glob": glob, "functions": functions, "programs": len(programs), "loaded": loaded,
-            "attached": attached, "prepare_s": round(prepared - start, 3), "load_s": round(load_s, 3),
-            "attach_s": round(attach_s, 3), "detach_s": round(detach_s, 3),
-            "load_and_attach_s_per_100_functions": round((load_s + attach_s) / functions * 100, 2),
-            "with_prepare_s_per_100_functions": round((prepared - start + load_s + attach_s) / functions * 100, 2),
-            "machine": machine()}
+    return {
+        "glob": glob,
+        "functions": functions,
+        "programs": len(programs),
+        "loaded": loaded,
+        "attached": attached,
+        "prepare_s": round(prepared - start, 3),
+        "load_s": round(load_s, 3),
+        "attach_s": round(attach_s, 3),
+        "detach_s": round(detach_s, 3),
+        "load_and_attach_s_per_100_functions": round((load_s + attach_s) / functions * 100, 2),
+        "with_prepare_s_per_100_functions": round((prepared - start + load_s + attach_s) / functions * 100, 2),
+        "machine": machine(),
+    }
 
 
 def main(argv: List[str]) -> int:
@@ -81,8 +96,7 @@ def main(argv: List[str]) -> int:
     glob = args.glob
     host = environment()  # before the run: the commit the guest runs, from the shared checkout
     with harness.VM() as vm:
-        result = vm.run(["python3", str(Path(__file__).resolve()), "--guest", glob], timeout=1800,
-                        cwd=str(REPO))
+        result = vm.run(["python3", str(Path(__file__).resolve()), "--guest", glob], timeout=1800, cwd=str(REPO))
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
         return 1

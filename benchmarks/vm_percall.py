@@ -28,6 +28,7 @@ on real machines: without it the kernel finds the TSCs of TCG's vCPUs unsynchron
 to the HPET, an emulated device. `--clock hpet` measures that case; its figures came out within
 about 30% of the TSC's, and no ksnoop/bpftrace ratio changed side of 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,31 +81,77 @@ def tracers() -> List[Tracer]:
     ksnoop = ("python3", "-m", "ksnoop", "trace")
     fields = f'printf("%llu %d %d %d %s %d\\n", nsecs, pid, tid, cpu, comm, args->{ARG});'
     # What ksnoop --summary counts, written the way bpftrace users write it.
-    counters = (f"kfunc:{FUNC} {{ @start[tid] = nsecs; }} "
-                f"kretfunc:{FUNC} /@start[tid]/ {{ @calls = count(); if (retval < 0) {{ @errors = count(); }} "
-                f"@ns = hist(nsecs - @start[tid]); delete(@start[tid]); }}")
+    counters = (
+        f"kfunc:{FUNC} {{ @start[tid] = nsecs; }} "
+        f"kretfunc:{FUNC} /@start[tid]/ {{ @calls = count(); if (retval < 0) {{ @errors = count(); }} "
+        f"@ns = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
+    )
     big = tuple(BIG_PERF_BUFFER.items())
     return [
         Tracer("untraced", "", (), 0, "nothing"),
-        Tracer("ksnoop_summary", "ksnoop", (*ksnoop, "--summary", FUNC), 2,
-               "calls, errors, log2 latency histogram (fentry + fexit)"),
-        Tracer("ksnoop_calls", "ksnoop", (*ksnoop, "--summary", "--calls-only", FUNC), 1,
-               "calls (fentry), as bpftrace's count()"),
-        Tracer("bpftrace_count", "bpftrace", ("bpftrace", "-e", f"kfunc:{FUNC} {{ @c = count(); }}"), 1,
-               "calls (fentry)"),
-        Tracer("bpftrace_summary", "bpftrace", ("bpftrace", "-e", counters), 2,
-               "calls, errors, log2 latency histogram (fentry + fexit, as ksnoop --summary)"),
-        Tracer("ksnoop_records", "ksnoop", (*ksnoop, "-o", "json", f"{FUNC}({ARG})"), 1,
-               f"a JSON line per call: ts, cpu, pid, tid, comm, {ARG}"),
-        Tracer("bpftrace_printf", "bpftrace", ("bpftrace", "-e", f'kfunc:{FUNC} {{ printf("%d\\n", args->{ARG}); }}'),
-               1, f"a line per call: {ARG}", env=big),
-        Tracer("bpftrace_printf_fields", "bpftrace", ("bpftrace", "-e", f"kfunc:{FUNC} {{ {fields} }}"), 1,
-               f"a line per call: ts, pid, tid, cpu, comm, {ARG} (what a ksnoop record holds)", env=big),
-        Tracer("ksnoop_records_saturated", "ksnoop", (*ksnoop, "-o", "json", f"{FUNC}({ARG})"), 1,
-               "as ksnoop_records, loop flat out, default 4 MiB ring", flat_out=True),
-        Tracer("bpftrace_printf_saturated", "bpftrace",
-               ("bpftrace", "-e", f'kfunc:{FUNC} {{ printf("%d\\n", args->{ARG}); }}'), 1,
-               "as bpftrace_printf, loop flat out, default 64 pages per CPU", flat_out=True),
+        Tracer(
+            "ksnoop_summary",
+            "ksnoop",
+            (*ksnoop, "--summary", FUNC),
+            2,
+            "calls, errors, log2 latency histogram (fentry + fexit)",
+        ),
+        Tracer(
+            "ksnoop_calls",
+            "ksnoop",
+            (*ksnoop, "--summary", "--calls-only", FUNC),
+            1,
+            "calls (fentry), as bpftrace's count()",
+        ),
+        Tracer(
+            "bpftrace_count", "bpftrace", ("bpftrace", "-e", f"kfunc:{FUNC} {{ @c = count(); }}"), 1, "calls (fentry)"
+        ),
+        Tracer(
+            "bpftrace_summary",
+            "bpftrace",
+            ("bpftrace", "-e", counters),
+            2,
+            "calls, errors, log2 latency histogram (fentry + fexit, as ksnoop --summary)",
+        ),
+        Tracer(
+            "ksnoop_records",
+            "ksnoop",
+            (*ksnoop, "-o", "json", f"{FUNC}({ARG})"),
+            1,
+            f"a JSON line per call: ts, cpu, pid, tid, comm, {ARG}",
+        ),
+        Tracer(
+            "bpftrace_printf",
+            "bpftrace",
+            ("bpftrace", "-e", f'kfunc:{FUNC} {{ printf("%d\\n", args->{ARG}); }}'),
+            1,
+            f"a line per call: {ARG}",
+            env=big,
+        ),
+        Tracer(
+            "bpftrace_printf_fields",
+            "bpftrace",
+            ("bpftrace", "-e", f"kfunc:{FUNC} {{ {fields} }}"),
+            1,
+            f"a line per call: ts, pid, tid, cpu, comm, {ARG} (what a ksnoop record holds)",
+            env=big,
+        ),
+        Tracer(
+            "ksnoop_records_saturated",
+            "ksnoop",
+            (*ksnoop, "-o", "json", f"{FUNC}({ARG})"),
+            1,
+            "as ksnoop_records, loop flat out, default 4 MiB ring",
+            flat_out=True,
+        ),
+        Tracer(
+            "bpftrace_printf_saturated",
+            "bpftrace",
+            ("bpftrace", "-e", f'kfunc:{FUNC} {{ printf("%d\\n", args->{ARG}); }}'),
+            1,
+            "as bpftrace_printf, loop flat out, default 64 pages per CPU",
+            flat_out=True,
+        ),
     ]
 
 
@@ -121,12 +168,14 @@ PAIRS = [
 
 # ---- guest side: run with --guest PLAN inside the VM; stdlib only -------------------------------------
 
+
 class CloseLoop:
     """close_loop in serve mode, pinned to its own vCPU."""
 
     def __init__(self, exe: str) -> None:
-        self.proc = subprocess.Popen([exe, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     bufsize=1)
+        self.proc = subprocess.Popen(
+            [exe, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
         os.sched_setaffinity(self.proc.pid, {LOOP_CPU})
 
     def run(self, command: str) -> Dict[str, int]:
@@ -171,13 +220,22 @@ def start_tracer(tracer: Tracer, out_dir: Path, tag: str) -> Tuple[subprocess.Po
     env = {**os.environ, "PYTHONPATH": str(ROOT), **dict(tracer.env)}
     with (out_dir / f"{tag}.out").open("wb") as out, (out_dir / f"{tag}.err").open("wb") as err:
         started = time.monotonic()
-        proc = subprocess.Popen(tracer.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT, env=env,
-                                preexec_fn=lambda: os.sched_setaffinity(0, {TRACER_CPU}))
+        proc = subprocess.Popen(
+            tracer.argv,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            preexec_fn=lambda: os.sched_setaffinity(0, {TRACER_CPU}),
+        )
     while links_held(proc.pid) < tracer.links:
         if proc.poll() is not None or time.monotonic() - started > ATTACH_TIMEOUT_S:
             stop_tracer(proc)
-            raise SystemExit(f"{tracer.name} did not attach: {' '.join(tracer.argv)}\n"
-                             f"{(out_dir / f'{tag}.err').read_text(errors='replace')[-2000:]}")
+            raise SystemExit(
+                f"{tracer.name} did not attach: {' '.join(tracer.argv)}\n"
+                f"{(out_dir / f'{tag}.err').read_text(errors='replace')[-2000:]}"
+            )
         time.sleep(0.05)
     return proc, time.monotonic() - started
 
@@ -254,7 +312,7 @@ def guest_main(plan_path: str) -> int:
     try:
         loop.run(f"n {plan['calls']}")  # fault in the loop's pages before anything is timed
         for round_ in range(plan["rounds"]):
-            for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 result = measure(all_tracers[name], loop, plan, out_dir, f"{name}-{round_}")
                 result["round"] = round_
                 results[name].append(result)
@@ -273,6 +331,7 @@ def _median_ns(samples: Sequence[Dict[str, int]], key: str = "wall_ns") -> float
 
 # ---- host side: boot the VM, run the guest side, summarise ---------------------------------------------
 
+
 def bpftrace_version() -> str:
     try:
         return subprocess.run(["bpftrace", "--version"], capture_output=True, text=True).stdout.strip()
@@ -280,9 +339,14 @@ def bpftrace_version() -> str:
         raise SystemExit("bpftrace not found: apt-get install bpftrace (or .ci/install-deps)") from None
 
 
-def run_benchmark(rounds: int = DEFAULT_ROUNDS, calls: int = DEFAULT_CALLS, chunks: int = DEFAULT_CHUNKS,
-                  flat_out_s: float = DEFAULT_FLAT_OUT_S, clock: str = "tsc",
-                  only: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def run_benchmark(
+    rounds: int = DEFAULT_ROUNDS,
+    calls: int = DEFAULT_CALLS,
+    chunks: int = DEFAULT_CHUNKS,
+    flat_out_s: float = DEFAULT_FLAT_OUT_S,
+    clock: str = "tsc",
+    only: Optional[Sequence[str]] = None,
+) -> Dict[str, Any]:
     """Boot one VM, run every tracer there `rounds` times; the summarised figures."""
     from tests.vm import harness
 
@@ -294,22 +358,36 @@ def run_benchmark(rounds: int = DEFAULT_ROUNDS, calls: int = DEFAULT_CALLS, chun
     with harness.VM(kernel_args=kernel_args) as vm:
         loop = vm.shared_dir / "close_loop"  # compiled here: the guest runs this machine's binaries
         subprocess.run(["cc", "-O2", "-DCLOSE_LOOP", "-o", str(loop), str(LOOP_SOURCE)], check=True)
-        plan = {"loop": str(loop), "rounds": rounds, "calls": calls, "chunks": chunks, "flat_out_s": flat_out_s,
-                "tracers": names}
+        plan = {
+            "loop": str(loop),
+            "rounds": rounds,
+            "calls": calls,
+            "chunks": chunks,
+            "flat_out_s": flat_out_s,
+            "tracers": names,
+        }
         plan_path = vm.shared_dir / "plan.json"
         plan_path.write_text(json.dumps(plan))
-        done = vm.run(["python3", str(Path(__file__).resolve()), "--guest", str(plan_path)], timeout=3600,
-                      cwd=str(ROOT))
+        done = vm.run(
+            ["python3", str(Path(__file__).resolve()), "--guest", str(plan_path)], timeout=3600, cwd=str(ROOT)
+        )
         if done.returncode != 0:
-            raise SystemExit(f"the guest side failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n"
-                             f"{done.console_log[-3000:]}")
+            raise SystemExit(
+                f"the guest side failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{done.console_log[-3000:]}"
+            )
         raw = json.loads((vm.shared_dir / "raw.json").read_text())
         boot_s = vm.boot_seconds
     return summarise(raw, plan, version, boot_s, time.monotonic() - started, host)
 
 
-def summarise(raw: Dict[str, Any], plan: Dict[str, Any], version: str, boot_s: float,
-              total_s: float, host: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def summarise(
+    raw: Dict[str, Any],
+    plan: Dict[str, Any],
+    version: str,
+    boot_s: float,
+    total_s: float,
+    host: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     """The figures from the guest's raw samples. `host`: environment() of the machine running qemu;
     "measured_on" is the guest's machine with the host's commit, "host" the rest of `host`."""
     results = raw["results"]
@@ -330,15 +408,20 @@ def summarise(raw: Dict[str, Any], plan: Dict[str, Any], version: str, boot_s: f
             "round_medians_ns": [round(_median_ns(r["samples"])) for r in runs],
         }
         if tracer.argv:
-            figure.update({
-                "attach_s": round(statistics.median(r["attach_s"] for r in runs), 1),
-                "exit_s": round(statistics.median(r["exit_s"] for r in runs), 1),
-                "catch_up_s_per_chunk": round(statistics.median(c for r in runs for c in r["catch_up_s"]), 2),
-                "loop_calls_per_run": round(statistics.median(r["loop_calls"] for r in runs)),
-                "events_per_run": round(statistics.median(r["events"] for r in runs)),
-                "lost_per_run": (None if any(r["lost"] is None for r in runs)
-                                 else round(statistics.median(r["lost"] for r in runs))),
-            })
+            figure.update(
+                {
+                    "attach_s": round(statistics.median(r["attach_s"] for r in runs), 1),
+                    "exit_s": round(statistics.median(r["exit_s"] for r in runs), 1),
+                    "catch_up_s_per_chunk": round(statistics.median(c for r in runs for c in r["catch_up_s"]), 2),
+                    "loop_calls_per_run": round(statistics.median(r["loop_calls"] for r in runs)),
+                    "events_per_run": round(statistics.median(r["events"] for r in runs)),
+                    "lost_per_run": (
+                        None
+                        if any(r["lost"] is None for r in runs)
+                        else round(statistics.median(r["lost"] for r in runs))
+                    ),
+                }
+            )
             if tracer.env:
                 figure["env"] = dict(tracer.env)
         figures[tracer.name] = figure
@@ -355,35 +438,42 @@ def summarise(raw: Dict[str, Any], plan: Dict[str, Any], version: str, boot_s: f
         "benchmark": "vm",
         "function": f"int {FUNC}(unsigned int {ARG}), called once per close(-1) of a C loop",
         "guest": f"Debian {raw['kernel']} under qemu TCG, 2 vCPUs (loop on 0, tracer on 1), "
-                 f"clocksource {raw['clocksource']}",
+        f"clocksource {raw['clocksource']}",
         "bpftrace": version,
         "rounds": plan["rounds"],
         "chunks": f"{plan['chunks']} of {plan['calls']} calls per run, the reader catching up between "
-                  f"(saturated: {plan['chunks']} x {plan['flat_out_s']} s flat out)",
+        f"(saturated: {plan['chunks']} x {plan['flat_out_s']} s flat out)",
         "figure": "median over rounds x chunks of the loop's wall ns per call; added_ns: minus untraced",
         "untraced_ns_per_call": round(untraced),
         **figures,
         "ratios_ksnoop_over_bpftrace": ratios,
         "boot_s": round(boot_s, 1),
         "total_s": round(total_s),
-        "measured_on": {**raw.get("machine", {"kernel": raw["kernel"]}),
-                        "commit": (host or {}).get("commit", "unknown")},
+        "measured_on": {
+            **raw.get("machine", {"kernel": raw["kernel"]}),
+            "commit": (host or {}).get("commit", "unknown"),
+        },
         "host": {k: v for k, v in (host or {}).items() if k != "commit"},
     }
 
 
 def human_summary(result: Dict[str, Any]) -> str:
-    lines = [f"{result['function']}; {result['guest']}; {result['bpftrace']}",
-             f"{result['figure']} ({result['rounds']} rounds, {result['chunks']})", "",
-             f"{'':28}{'ns/call':>9}{'added':>9}{'attach s':>10}{'events':>10}{'lost':>10}   loop calls"]
+    lines = [
+        f"{result['function']}; {result['guest']}; {result['bpftrace']}",
+        f"{result['figure']} ({result['rounds']} rounds, {result['chunks']})",
+        "",
+        f"{'':28}{'ns/call':>9}{'added':>9}{'attach s':>10}{'events':>10}{'lost':>10}   loop calls",
+    ]
     for tracer in tracers():
         f = result.get(tracer.name)
         if f is None:
             continue
         lost = f.get("lost_per_run")
-        lines.append(f"{tracer.name:28}{f['ns_per_call']:>9}{f['added_ns']:>+9}{f.get('attach_s', ''):>10}"
-                     f"{f.get('events_per_run', ''):>10}{'' if lost is None else lost:>10}   "
-                     f"{f.get('loop_calls_per_run', '')}")
+        lines.append(
+            f"{tracer.name:28}{f['ns_per_call']:>9}{f['added_ns']:>+9}{f.get('attach_s', ''):>10}"
+            f"{f.get('events_per_run', ''):>10}{'' if lost is None else lost:>10}   "
+            f"{f.get('loop_calls_per_run', '')}"
+        )
     lines.append("")
     for pair, r in result["ratios_ksnoop_over_bpftrace"].items():
         lines.append(f"{pair}: {r['per_call']}x per call, {r['added']}x added ({r['what']})")
@@ -393,16 +483,30 @@ def human_summary(result: Dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                        help=f"rounds, each timing every tracer (default {DEFAULT_ROUNDS})")
-    parser.add_argument("--calls", type=int, default=DEFAULT_CALLS,
-                        help=f"loop iterations per chunk (default {DEFAULT_CALLS})")
-    parser.add_argument("--chunks", type=int, default=DEFAULT_CHUNKS,
-                        help=f"chunks per attachment (default {DEFAULT_CHUNKS})")
-    parser.add_argument("--flat-out-s", type=float, default=DEFAULT_FLAT_OUT_S,
-                        help=f"seconds per saturated chunk (default {DEFAULT_FLAT_OUT_S})")
-    parser.add_argument("--clock", choices=["tsc", "hpet"], default="tsc",
-                        help="the guest's clocksource: tsc (boots with tsc=reliable; default) or hpet (TCG's default)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help=f"rounds, each timing every tracer (default {DEFAULT_ROUNDS})",
+    )
+    parser.add_argument(
+        "--calls", type=int, default=DEFAULT_CALLS, help=f"loop iterations per chunk (default {DEFAULT_CALLS})"
+    )
+    parser.add_argument(
+        "--chunks", type=int, default=DEFAULT_CHUNKS, help=f"chunks per attachment (default {DEFAULT_CHUNKS})"
+    )
+    parser.add_argument(
+        "--flat-out-s",
+        type=float,
+        default=DEFAULT_FLAT_OUT_S,
+        help=f"seconds per saturated chunk (default {DEFAULT_FLAT_OUT_S})",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["tsc", "hpet"],
+        default="tsc",
+        help="the guest's clocksource: tsc (boots with tsc=reliable; default) or hpet (TCG's default)",
+    )
     parser.add_argument("--only", nargs="+", choices=[t.name for t in tracers()], help="time only these tracers")
     parser.add_argument("--guest", metavar="PLAN", help=argparse.SUPPRESS)  # the side that runs in the VM
     args = parser.parse_args(argv)

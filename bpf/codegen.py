@@ -6,6 +6,7 @@ fills their holes with numbers from the plan, resolves jump labels and checks no
 It is pure: the same plan gives the same instructions. Map fds are bound at load time
 (`Program.bind_maps`), since they exist only then.
 """
+
 from __future__ import annotations
 
 import enum
@@ -113,17 +114,25 @@ _ATTACH = {
 
 # The jump that leaves when the test fails: the inverse of the operator, unsigned or signed.
 _FAIL_JUMP = {
-    (CompareOp.EQ, False): uapi.BPF_JNE, (CompareOp.EQ, True): uapi.BPF_JNE,
-    (CompareOp.NE, False): uapi.BPF_JEQ, (CompareOp.NE, True): uapi.BPF_JEQ,
-    (CompareOp.GT, False): uapi.BPF_JLE, (CompareOp.GT, True): uapi.BPF_JSLE,
-    (CompareOp.GE, False): uapi.BPF_JLT, (CompareOp.GE, True): uapi.BPF_JSLT,
-    (CompareOp.LT, False): uapi.BPF_JGE, (CompareOp.LT, True): uapi.BPF_JSGE,
-    (CompareOp.LE, False): uapi.BPF_JGT, (CompareOp.LE, True): uapi.BPF_JSGT,
+    (CompareOp.EQ, False): uapi.BPF_JNE,
+    (CompareOp.EQ, True): uapi.BPF_JNE,
+    (CompareOp.NE, False): uapi.BPF_JEQ,
+    (CompareOp.NE, True): uapi.BPF_JEQ,
+    (CompareOp.GT, False): uapi.BPF_JLE,
+    (CompareOp.GT, True): uapi.BPF_JSLE,
+    (CompareOp.GE, False): uapi.BPF_JLT,
+    (CompareOp.GE, True): uapi.BPF_JSLT,
+    (CompareOp.LT, False): uapi.BPF_JGE,
+    (CompareOp.LT, True): uapi.BPF_JSGE,
+    (CompareOp.LE, False): uapi.BPF_JGT,
+    (CompareOp.LE, True): uapi.BPF_JSGT,
 }
 _SIZE_CODES = {1: uapi.BPF_B, 2: uapi.BPF_H, 4: uapi.BPF_W, 8: uapi.BPF_DW}
 _READ_HELPERS = {
-    (False, False): Helper.probe_read_kernel, (True, False): Helper.probe_read_kernel_str,
-    (False, True): Helper.probe_read_user, (True, True): Helper.probe_read_user_str,
+    (False, False): Helper.probe_read_kernel,
+    (True, False): Helper.probe_read_kernel_str,
+    (False, True): Helper.probe_read_user,
+    (True, True): Helper.probe_read_user_str,
 }
 
 
@@ -204,6 +213,7 @@ def _s32(value: int) -> int:
 
 # ---- the program ------------------------------------------------------------------------------
 
+
 def generate(plan: Plan, probe_index: int) -> Program:
     """The BPF program for plan.probes[probe_index]; CodegenError if the plan cannot be expressed."""
     probe = plan.probes[probe_index]
@@ -212,8 +222,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
     if len(probe.captures) > MAX_CAPTURES:
         raise CodegenError(f"{probe.target}: {len(probe.captures)} values to capture; at most {MAX_CAPTURES}")
     if not 0 <= probe.kstack_depth <= MAX_KSTACK_DEPTH:
-        raise CodegenError(f"{probe.target}: a kernel stack of {probe.kstack_depth} frames; at most "
-                           f"{MAX_KSTACK_DEPTH}")
+        raise CodegenError(f"{probe.target}: a kernel stack of {probe.kstack_depth} frames; at most {MAX_KSTACK_DEPTH}")
     layout = RecordLayout.of(probe, plan.with_comm)
     if probe.path is not None or probe.forgets_path:
         return _program(_path_program(plan, probe_index, layout), plan, probe_index, layout)
@@ -296,8 +305,16 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
     if role in (MapRole.PATH, MapRole.PATH_ZERO):
         size = PathLayout.of(plan).size
         if role is MapRole.PATH:  # allocated as tasks enter a path, not all up front
-            return MapSpec(role, uapi.MapType.HASH, 8, size, PATH_TASKS, Sharing.PLAN,
-                           flags=uapi.BPF_F_NO_PREALLOC, name="ksnoop_path")
+            return MapSpec(
+                role,
+                uapi.MapType.HASH,
+                8,
+                size,
+                PATH_TASKS,
+                Sharing.PLAN,
+                flags=uapi.BPF_F_NO_PREALLOC,
+                name="ksnoop_path",
+            )
         return MapSpec(role, uapi.MapType.ARRAY, 4, size, 1, Sharing.PLAN, name="ksnoop_path0")
     if role is MapRole.STASH:
         if probe.stash is Stash.RECORD:  # the entry record, held for the fexit
@@ -305,17 +322,34 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
             value_size = entry.size
         else:  # the entry's ktime
             value_size = 8
-        return MapSpec(role, uapi.MapType.LRU_HASH, 8, value_size, STASH_ENTRIES, Sharing.PAIR,
-                       group=probe.stash_group, name="ksnoop_stash")
+        return MapSpec(
+            role,
+            uapi.MapType.LRU_HASH,
+            8,
+            value_size,
+            STASH_ENTRIES,
+            Sharing.PAIR,
+            group=probe.stash_group,
+            name="ksnoop_stash",
+        )
     if role is MapRole.SCRATCH:  # one record a CPU, built before it is stashed or written
         if probe.kind is ProbeKind.ITER:
             return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, layout.size, 1, Sharing.PROGRAM, name="ksnoop_scratch")
-        return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, layout.size, 1, Sharing.PAIR, group=probe.stash_group,
-                       name="ksnoop_scratch")
+        return MapSpec(
+            role,
+            uapi.MapType.PERCPU_ARRAY,
+            4,
+            layout.size,
+            1,
+            Sharing.PAIR,
+            group=probe.stash_group,
+            name="ksnoop_scratch",
+        )
     raise AssertionError(f"no map spec for {role}")
 
 
 # ---- call-path mode ---------------------------------------------------------------------------
+
 
 def _path_program(plan: Plan, probe_index: int, layout: RecordLayout) -> _Assembler:
     """A call-path probe. The fentry of level k goes on only when the task's path state shows levels
@@ -334,15 +368,18 @@ def _path_program(plan: Plan, probe_index: int, layout: RecordLayout) -> _Assemb
     step = probe.path
     assert step is not None
     if not 0 <= step.level < step.length <= MAX_PATH_LENGTH:
-        raise CodegenError(f"{probe.target}: level {step.level} of a call path of {step.length} functions; "
-                           f"at most {MAX_PATH_LENGTH} functions")
+        raise CodegenError(
+            f"{probe.target}: level {step.level} of a call path of {step.length} functions; "
+            f"at most {MAX_PATH_LENGTH} functions"
+        )
     try:
         state = PathLayout.of(plan)
     except ValueError as error:
         raise CodegenError(f"{probe.target}: {error}") from None
     if len(state.slot_offsets) != step.length:
-        raise CodegenError(f"{probe.target}: the plan's call path has {len(state.slot_offsets)} levels, "
-                           f"not {step.length}")
+        raise CodegenError(
+            f"{probe.target}: the plan's call path has {len(state.slot_offsets)} levels, not {step.length}"
+        )
     if probe.kind is ProbeKind.FENTRY:
         _emit_path_entry(asm, plan, probe, probe_index, layout, state)
         asm.label("out")
@@ -369,16 +406,22 @@ def _emit_filters(asm: _Assembler, plan: Plan) -> None:
         asm.emit(tpl.COMM_FILTER, comm_lo=lo, comm_hi=hi, out="out")
 
 
-def _emit_path_entry(asm: _Assembler, plan: Plan, probe: Probe, probe_index: int, layout: RecordLayout,
-                     state: PathLayout) -> None:
+def _emit_path_entry(
+    asm: _Assembler, plan: Plan, probe: Probe, probe_index: int, layout: RecordLayout, state: PathLayout
+) -> None:
     assert probe.path is not None
     level = probe.path.level
     _emit_filters(asm, plan)
     asm.emit(tpl.PATH_LOOKUP)
     # Level 0 makes the state, but only once its tests pass: most calls fail them.
     asm.emit(tpl.JUMP_IF_NO_STATE, target="tests" if level == 0 else "out")
-    asm.emit(tpl.PATH_ENTER_CHECK, depth=level, depth_nested=level + 1,
-             nested_offset=PathLayout.nested_offset(level), out="out")
+    asm.emit(
+        tpl.PATH_ENTER_CHECK,
+        depth=level,
+        depth_nested=level + 1,
+        nested_offset=PathLayout.nested_offset(level),
+        out="out",
+    )
     asm.label("tests")
     _emit_tests(asm, probe)
     if level == 0:
@@ -391,8 +434,9 @@ def _emit_path_entry(asm: _Assembler, plan: Plan, probe: Probe, probe_index: int
     asm.emit(tpl.PATH_PUSH, minus_slot_offset=-slot, depth=level + 1)
 
 
-def _emit_path_return(asm: _Assembler, plan: Plan, probe: Probe, probe_index: int, layout: RecordLayout,
-                      state: PathLayout) -> None:
+def _emit_path_return(
+    asm: _Assembler, plan: Plan, probe: Probe, probe_index: int, layout: RecordLayout, state: PathLayout
+) -> None:
     assert probe.path is not None
     level, innermost = probe.path.level, probe.path.level == probe.path.length - 1
     asm.emit(tpl.PATH_LOOKUP)
@@ -405,11 +449,16 @@ def _emit_path_return(asm: _Assembler, plan: Plan, probe: Probe, probe_index: in
     if innermost:
         for outer in range(level):
             asm.emit(tpl.PATH_SKIP_SHOWN, bit=1 << outer, target=f"shown{outer}")
-            asm.emit(tpl.PATH_EMIT_ENTRY, slot_offset=state.slot_offsets[outer], size=state.slot_sizes[outer],
-                     dropped="dropped")
+            asm.emit(
+                tpl.PATH_EMIT_ENTRY,
+                slot_offset=state.slot_offsets[outer],
+                size=state.slot_sizes[outer],
+                dropped="dropped",
+            )
             asm.label(f"shown{outer}")
-        asm.emit(tpl.PATH_EMIT_ENTRY, slot_offset=state.slot_offsets[level], size=state.slot_sizes[level],
-                 dropped="dropped")
+        asm.emit(
+            tpl.PATH_EMIT_ENTRY, slot_offset=state.slot_offsets[level], size=state.slot_sizes[level], dropped="dropped"
+        )
     asm.emit(tpl.PATH_ENTRY_TS, slot_offset=state.slot_offsets[level])
     asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped")
     _emit_record_body(asm, plan, probe, probe_index, layout, entry_ts=True)
@@ -423,8 +472,9 @@ def _emit_submit(asm: _Assembler, plan: Plan, layout: RecordLayout) -> None:
     asm.emit(tpl.SUBMIT, wakeup=wakeup, wakeup_end=wakeup + ((layout.size + 8 + 7) & ~7))
 
 
-def _emit_record_body(asm: _Assembler, plan: Plan, probe: Probe, probe_index: int, layout: RecordLayout,
-                      entry_ts: bool = False) -> None:
+def _emit_record_body(
+    asm: _Assembler, plan: Plan, probe: Probe, probe_index: int, layout: RecordLayout, entry_ts: bool = False
+) -> None:
     """The header (with STACK_ENTRY_TS as the entry time if `entry_ts`), the comm, every capture and
     the kernel stack, into the record at r7."""
     asm.emit(tpl.HEADER, probe=probe_index)
@@ -435,8 +485,12 @@ def _emit_record_body(asm: _Assembler, plan: Plan, probe: Probe, probe_index: in
     for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
         _emit_capture(asm, capture, rec_offset, n)
     if layout.kstack_depth:
-        asm.emit(tpl.CAPTURE_STACK, rec_offset=layout.kstack_frames_offset, size=8 * layout.kstack_depth,
-                 len_offset=layout.kstack_offset)
+        asm.emit(
+            tpl.CAPTURE_STACK,
+            rec_offset=layout.kstack_frames_offset,
+            size=8 * layout.kstack_depth,
+            len_offset=layout.kstack_offset,
+        )
 
 
 def _emit_count(asm: _Assembler, probe: Probe, count: Count) -> None:
@@ -525,8 +579,9 @@ def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, n
         raise CodegenError(f"{capture.label}: a string comparison needs a char array or char pointer")
     literal = predicate.constant + b"\0"
     if len(literal) > MAX_STRING_PREDICATE:
-        raise CodegenError(f"{capture.label}: string of {len(literal) - 1} bytes; at most "
-                           f"{MAX_STRING_PREDICATE - 1} compare")
+        raise CodegenError(
+            f"{capture.label}: string of {len(literal) - 1} bytes; at most {MAX_STRING_PREDICATE - 1} compare"
+        )
     # The _str helpers stop a byte short of the size and put a NUL there, so a char pointer is
     # read one byte past the literal's NUL: "loopback" must not come back as "lo". A char array
     # is read as it is, up to the literal's NUL: what lies after its own NUL is no part of it.
@@ -537,12 +592,18 @@ def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, n
     helper = _READ_HELPERS[(capture.string, capture.user_memory)]
     if _retries_as_user(capture):
         read = f"{name}_read"
-        asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset, helper=int(helper),
-                 fail=f"{name}_user")
+        asm.emit(
+            tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset, helper=int(helper), fail=f"{name}_user"
+        )
         asm.emit(tpl.GOTO, target=read)
         asm.label(f"{name}_user")
-        asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset,
-                 helper=int(Helper.probe_read_user_str), fail=fail)
+        asm.emit(
+            tpl.READ_STRING_TO_STACK,
+            size=read_size,
+            offset=capture.offset,
+            helper=int(Helper.probe_read_user_str),
+            fail=fail,
+        )
         asm.label(read)
     else:
         asm.emit(tpl.READ_STRING_TO_STACK, size=read_size, offset=capture.offset, helper=int(helper), fail=fail)
@@ -583,13 +644,25 @@ def _emit_capture(asm: _Assembler, capture: Capture, rec_offset: int, n: int) ->
             rec_offset += 8
         retry_user = _retries_as_user(capture)
         helper = _READ_HELPERS[(capture.string, capture.user_memory)]
-        asm.emit(tpl.COPY_TO_RECORD, rec_offset=rec_offset, size=capture.size, offset=capture.offset,
-                 helper=int(helper), fail=f"user{n}" if retry_user else fail)
+        asm.emit(
+            tpl.COPY_TO_RECORD,
+            rec_offset=rec_offset,
+            size=capture.size,
+            offset=capture.offset,
+            helper=int(helper),
+            fail=f"user{n}" if retry_user else fail,
+        )
         if retry_user:
             asm.emit(tpl.GOTO, target=done)
             asm.label(f"user{n}")
-            asm.emit(tpl.COPY_TO_RECORD, rec_offset=rec_offset, size=capture.size, offset=capture.offset,
-                     helper=int(Helper.probe_read_user_str), fail=fail)
+            asm.emit(
+                tpl.COPY_TO_RECORD,
+                rec_offset=rec_offset,
+                size=capture.size,
+                offset=capture.offset,
+                helper=int(Helper.probe_read_user_str),
+                fail=fail,
+            )
     asm.emit(tpl.GOTO, target=done)
     asm.label(fail)
     if n < 31:
@@ -612,6 +685,7 @@ def _words(data: bytes) -> List[int]:
 
 
 # ---- iterator programs (ksnoop dump) ----------------------------------------------------------
+
 
 def _iter_program(plan: Plan, probe_index: int) -> Program:
     """An iterator program: run once per object, it writes one record with bpf_seq_write.

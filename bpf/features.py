@@ -63,9 +63,7 @@ def privileges_from_caps(cap_eff: int) -> Feature:
         return Feature(True)
     if cap_eff >> CAP_BPF & 1 and cap_eff >> CAP_PERFMON & 1:
         return Feature(True)
-    missing = [
-        name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")) if not cap_eff >> bit & 1
-    ]
+    missing = [name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")) if not cap_eff >> bit & 1]
     return Feature(False, f"this process lacks {' and '.join(missing)}", tuple(missing))
 
 
@@ -92,9 +90,7 @@ def _describe(e: OSError) -> str:
     return f"{errno_name(code)}: {os.strerror(code)}"
 
 
-def _probe_load(
-    prog_type: ProgType, attach_type: AttachType, attach_btf_id: int, what: str
-) -> tuple[Feature, int]:
+def _probe_load(prog_type: ProgType, attach_type: AttachType, attach_btf_id: int, what: str) -> tuple[Feature, int]:
     # (the answer, the load's errno or 0)
     try:
         with load_program(_RETURN_0, prog_type, attach_type, attach_btf_id, name="ksnoop_probe"):

@@ -186,9 +186,7 @@ def load_program(
         )
 
     def made(fd: int) -> LoadedProgram:
-        return LoadedProgram(
-            fd, insns, prog_type, expected_attach_type, attach_btf_id, attach_btf_obj_fd, name
-        )
+        return LoadedProgram(fd, insns, prog_type, expected_attach_type, attach_btf_id, attach_btf_obj_fd, name)
 
     try:
         return made(attempt(None))

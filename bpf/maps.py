@@ -77,9 +77,7 @@ class Map(FdOwner):
         self.value_size = value_size
         self.max_entries = max_entries
         self.name = name
-        self._fd = syscall.map_create(
-            self.map_type, key_size, value_size, max_entries, map_flags, name
-        )
+        self._fd = syscall.map_create(self.map_type, key_size, value_size, max_entries, map_flags, name)
 
     @classmethod
     def ringbuf(cls, size: int, name: str = "") -> Map:
@@ -135,9 +133,7 @@ class Map(FdOwner):
         if self.is_percpu:
             padded = value.ljust(_round8(self.value_size), b"\0")
             value = padded * len(possible_cpus())
-        syscall.map_update_elem(
-            self.fd, self._key(key), ctypes.create_string_buffer(value, len(value)), flags
-        )
+        syscall.map_update_elem(self.fd, self._key(key), ctypes.create_string_buffer(value, len(value)), flags)
 
     def delete(self, key: bytes) -> bool:
         """Remove `key`; False if it was not there. Array maps refuse with EINVAL."""
@@ -206,9 +202,19 @@ def create_maps(stack: contextlib.ExitStack, programs: Sequence[Program]) -> Pro
                     raise ValueError(f"programs disagree on the {spec.role.value} map: {made[key][0]} and {spec}")
             else:
                 try:
-                    made[key] = (spec, stack.enter_context(Map(spec.map_type, spec.key_size, spec.value_size,
-                                                               spec.max_entries, map_flags=spec.flags,
-                                                               name=spec.name)))
+                    made[key] = (
+                        spec,
+                        stack.enter_context(
+                            Map(
+                                spec.map_type,
+                                spec.key_size,
+                                spec.value_size,
+                                spec.max_entries,
+                                map_flags=spec.flags,
+                                name=spec.name,
+                            )
+                        ),
+                    )
                 except OSError as error:
                     raise MapCreationFailed(spec, error) from None
                 if spec.sharing is Sharing.PLAN:

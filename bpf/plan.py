@@ -5,6 +5,7 @@ Everything here is numbers (context slots, offsets, sizes, constants); bpf/ neve
 object. RecordLayout is the one place a record's byte offsets are defined: the generated
 program writes records by it and the decoder reads them by it.
 """
+
 from __future__ import annotations
 
 import enum
@@ -241,18 +242,29 @@ def _check_plan(plan: Plan) -> None:
             raise PlanError(f"{what} has a {probe.stash.value} stash but no {other} to pair with")
         if probe.requires_entry and not (probe.kind is ProbeKind.FEXIT and probe.stash is not Stash.NONE):
             raise PlanError(f"{what} requires its entry, which only an fexit with a stash can")
-        if not probe.emits and not (probe.count is not None or probe.forgets_path
-                                    or (probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME)):
+        if not probe.emits and not (
+            probe.count is not None
+            or probe.forgets_path
+            or (probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME)
+        ):
             raise PlanError(f"{what} emits nothing and neither counts, stashes its time nor forgets paths")
         if probe.count is not None and (probe.captures or probe.kstack_depth or probe.path is not None):
             raise PlanError(f"{what} counts, so it captures nothing, takes no stack and is on no call path")
-        if probe.path is not None and (probe.kind not in (ProbeKind.FENTRY, ProbeKind.FEXIT)
-                                       or probe.stash is not Stash.NONE or probe.count is not None):
+        if probe.path is not None and (
+            probe.kind not in (ProbeKind.FENTRY, ProbeKind.FEXIT)
+            or probe.stash is not Stash.NONE
+            or probe.count is not None
+        ):
             raise PlanError(f"{what} is a call-path step: an fentry or fexit with no stash and no count")
         if probe.forgets_path and (probe.kind is not ProbeKind.TP_BTF or probe.emits):
             raise PlanError(f"{what} forgets call paths: a tracepoint probe that emits nothing")
-        if probe.kind is ProbeKind.ITER and (probe.stash is not Stash.NONE or probe.count is not None
-                                             or probe.path is not None or probe.forgets_path or probe.kstack_depth):
+        if probe.kind is ProbeKind.ITER and (
+            probe.stash is not Stash.NONE
+            or probe.count is not None
+            or probe.path is not None
+            or probe.forgets_path
+            or probe.kstack_depth
+        ):
             raise PlanError(f"{what}: an iterator program only tests and captures")
 
 

@@ -221,9 +221,7 @@ class RingBuffer(Ring, Closing):
             # The layout libbpf's ring_buffer__add maps: consumer page at offset 0; from
             # offset page_size, the producer page and the data pages twice over.
             self._maps.append(mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE))
-            self._maps.append(
-                mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
-            )
+            self._maps.append(mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page))
             self._epoll = select.epoll()
             self._epoll.register(map_fd, select.EPOLLIN)
         except BaseException:

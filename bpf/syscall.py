@@ -397,9 +397,7 @@ def _map_elem(
     bpf(cmd, attr)
 
 
-def map_lookup_elem(
-    map_fd: int, key: ctypes.Array[ctypes.c_char], value: ctypes.Array[ctypes.c_char]
-) -> None:
+def map_lookup_elem(map_fd: int, key: ctypes.Array[ctypes.c_char], value: ctypes.Array[ctypes.c_char]) -> None:
     """BPF_MAP_LOOKUP_ELEM into `value`; raises FileNotFoundError (ENOENT) for a missing key."""
     _map_elem(Cmd.MAP_LOOKUP_ELEM, map_fd, key, value)
 

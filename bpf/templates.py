@@ -12,6 +12,7 @@ Stack (below r10): STACK_PTR scratch for a followed pointer, STACK_VALUE for a v
 test, STACK_COMM for the comm filter, STACK_STRING for string predicates, and in fexit
 programs STACK_ENTRY_TS and STACK_STASH_KEY for the entry's stash.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -92,8 +93,12 @@ def _pair(insns: Tuple[i.Insn, i.Insn], **holes: str) -> Tuple[TInsn, TInsn]:
 
 def _keyed_call(helper: Helper, role: str, key_offset: int) -> Tuple[TInsn, ...]:
     """helper(map `role`, r10 + key_offset): a map lookup or delete by the key on the stack; clobbers r0-r5."""
-    return (*_pair(i.ld_map_fd(R1, 0), map=role), T(i.mov64_reg(R2, R10)), T(i.alu64_imm(ADD, R2, key_offset)),
-            T(i.call(helper)))
+    return (
+        *_pair(i.ld_map_fd(R1, 0), map=role),
+        T(i.mov64_reg(R2, R10)),
+        T(i.alu64_imm(ADD, R2, key_offset)),
+        T(i.call(helper)),
+    )
 
 
 ADD, OR, LSH, RSH, ARSH = uapi.BPF_ADD, uapi.BPF_OR, uapi.BPF_LSH, uapi.BPF_RSH, uapi.BPF_ARSH
@@ -103,286 +108,375 @@ STX_MEM = uapi.BPF_STX | uapi.BPF_MEM
 JMP_K = uapi.BPF_JMP | uapi.BPF_K
 JMP_X = uapi.BPF_JMP | uapi.BPF_X
 
-PROLOGUE = Template("prologue", "r6 = r1 (ctx); r8 = 0 (no read failed yet)", (
-    T(i.mov64_reg(CTX, R1)),
-    T(i.mov64_imm(FAILED, 0)),
-))
+PROLOGUE = Template(
+    "prologue",
+    "r6 = r1 (ctx); r8 = 0 (no read failed yet)",
+    (
+        T(i.mov64_reg(CTX, R1)),
+        T(i.mov64_imm(FAILED, 0)),
+    ),
+)
 
-PID_FILTER = Template("pid_filter", "drops the event unless the current tgid == CONST; clobbers r0-r5", (
-    T(i.call(Helper.get_current_pid_tgid)),
-    T(i.alu64_imm(RSH, R0, 32)),
-    T(i.jmp_imm(JNE, R0, 0, 0), imm="pid", off="out"),
-))
+PID_FILTER = Template(
+    "pid_filter",
+    "drops the event unless the current tgid == CONST; clobbers r0-r5",
+    (
+        T(i.call(Helper.get_current_pid_tgid)),
+        T(i.alu64_imm(RSH, R0, 32)),
+        T(i.jmp_imm(JNE, R0, 0, 0), imm="pid", off="out"),
+    ),
+)
 
-COMM_FILTER = Template("comm_filter", "drops the event unless the current comm == CONST64 x2; the "
-                       "buffer is zeroed first, since kernels 5.19 to 6.3 leave the bytes after the NUL as "
-                       "they were (strscpy, not strscpy_pad); uses STACK_COMM; clobbers r0-r5", (
-    T(i.st_mem(8, R10, STACK_COMM, 0)),
-    T(i.st_mem(8, R10, STACK_COMM + 8, 0)),
-    T(i.mov64_reg(R1, R10)),
-    T(i.alu64_imm(ADD, R1, STACK_COMM)),
-    T(i.mov64_imm(R2, COMM_SIZE)),
-    T(i.call(Helper.get_current_comm)),
-    T(i.ldx_mem(8, R1, R10, STACK_COMM)),
-    *_pair(i.ld_imm64(R2, 0), imm64="comm_lo"),
-    T(i.jmp_reg(JNE, R1, R2, 0), off="out"),
-    T(i.ldx_mem(8, R1, R10, STACK_COMM + 8)),
-    *_pair(i.ld_imm64(R2, 0), imm64="comm_hi"),
-    T(i.jmp_reg(JNE, R1, R2, 0), off="out"),
-))
+COMM_FILTER = Template(
+    "comm_filter",
+    "drops the event unless the current comm == CONST64 x2; the "
+    "buffer is zeroed first, since kernels 5.19 to 6.3 leave the bytes after the NUL as "
+    "they were (strscpy, not strscpy_pad); uses STACK_COMM; clobbers r0-r5",
+    (
+        T(i.st_mem(8, R10, STACK_COMM, 0)),
+        T(i.st_mem(8, R10, STACK_COMM + 8, 0)),
+        T(i.mov64_reg(R1, R10)),
+        T(i.alu64_imm(ADD, R1, STACK_COMM)),
+        T(i.mov64_imm(R2, COMM_SIZE)),
+        T(i.call(Helper.get_current_comm)),
+        T(i.ldx_mem(8, R1, R10, STACK_COMM)),
+        *_pair(i.ld_imm64(R2, 0), imm64="comm_lo"),
+        T(i.jmp_reg(JNE, R1, R2, 0), off="out"),
+        T(i.ldx_mem(8, R1, R10, STACK_COMM + 8)),
+        *_pair(i.ld_imm64(R2, 0), imm64="comm_hi"),
+        T(i.jmp_reg(JNE, R1, R2, 0), off="out"),
+    ),
+)
 
-LOAD_ARG = Template("load_arg", "r9 = the u64 at ctx + slot_offset (one argument or the return value)", (
-    T(i.ldx_mem(8, CURSOR, CTX, 0), off="slot_offset"),
-))
+LOAD_ARG = Template(
+    "load_arg",
+    "r9 = the u64 at ctx + slot_offset (one argument or the return value)",
+    (T(i.ldx_mem(8, CURSOR, CTX, 0), off="slot_offset"),),
+)
 
-COPY_ARG = Template("copy_arg", "r9 = ctx, so that follow_pointer at the slot's offset copies the slot out "
-                    "with probe_read_kernel: for a slot the verifier will not let a program load (btf_ctx_access "
-                    "refuses pointers to anything but structs, ints and void)", (
-    T(i.mov64_reg(CURSOR, CTX)),
-))
+COPY_ARG = Template(
+    "copy_arg",
+    "r9 = ctx, so that follow_pointer at the slot's offset copies the slot out "
+    "with probe_read_kernel: for a slot the verifier will not let a program load (btf_ctx_access "
+    "refuses pointers to anything but structs, ints and void)",
+    (T(i.mov64_reg(CURSOR, CTX)),),
+)
 
-NULL_CHECK = Template("null_check", "jumps to `fail` when r9 is NULL; the verifier refuses arithmetic on an "
-                      "argument the kernel marks nullable (PTR_TO_BTF_ID_OR_NULL) until it is checked", (
-    T(i.jmp_imm(JEQ, CURSOR, 0, 0), off="fail"),
-))
+NULL_CHECK = Template(
+    "null_check",
+    "jumps to `fail` when r9 is NULL; the verifier refuses arithmetic on an "
+    "argument the kernel marks nullable (PTR_TO_BTF_ID_OR_NULL) until it is checked",
+    (T(i.jmp_imm(JEQ, CURSOR, 0, 0), off="fail"),),
+)
 
-FOLLOW_POINTER = Template("follow_pointer", "r9 = *(u64 *)(r9 + offset) read with probe_read_kernel "
-                          "through STACK_PTR; a failed read jumps to `fail`; clobbers r0-r5", (
-    T(i.mov64_reg(R1, R10)),
-    T(i.alu64_imm(ADD, R1, STACK_PTR)),
-    T(i.mov64_imm(R2, 8)),
-    T(i.mov64_reg(R3, CURSOR)),
-    T(i.alu64_imm(ADD, R3, 0), imm="offset"),
-    T(i.call(Helper.probe_read_kernel)),
-    T(i.jmp_imm(JNE, R0, 0, 0), off="fail"),
-    T(i.ldx_mem(8, CURSOR, R10, STACK_PTR)),
-))
+FOLLOW_POINTER = Template(
+    "follow_pointer",
+    "r9 = *(u64 *)(r9 + offset) read with probe_read_kernel "
+    "through STACK_PTR; a failed read jumps to `fail`; clobbers r0-r5",
+    (
+        T(i.mov64_reg(R1, R10)),
+        T(i.alu64_imm(ADD, R1, STACK_PTR)),
+        T(i.mov64_imm(R2, 8)),
+        T(i.mov64_reg(R3, CURSOR)),
+        T(i.alu64_imm(ADD, R3, 0), imm="offset"),
+        T(i.call(Helper.probe_read_kernel)),
+        T(i.jmp_imm(JNE, R0, 0, 0), off="fail"),
+        T(i.ldx_mem(8, CURSOR, R10, STACK_PTR)),
+    ),
+)
 
-READ_VALUE = Template("read_value", "r9 = the `size`-byte value at r9 + offset, read with "
-                      "probe_read_kernel through STACK_VALUE, zero-extended; a failed read jumps to `fail`", (
-    T(i.mov64_imm(R1, 0)),
-    T(i.stx_mem(8, R10, R1, STACK_VALUE)),
-    T(i.mov64_reg(R1, R10)),
-    T(i.alu64_imm(ADD, R1, STACK_VALUE)),
-    T(i.mov64_imm(R2, 8), imm="size"),
-    T(i.mov64_reg(R3, CURSOR)),
-    T(i.alu64_imm(ADD, R3, 0), imm="offset"),
-    T(i.call(Helper.probe_read_kernel)),
-    T(i.jmp_imm(JNE, R0, 0, 0), off="fail"),
-    T(i.ldx_mem(8, CURSOR, R10, STACK_VALUE), code="size"),
-))
+READ_VALUE = Template(
+    "read_value",
+    "r9 = the `size`-byte value at r9 + offset, read with "
+    "probe_read_kernel through STACK_VALUE, zero-extended; a failed read jumps to `fail`",
+    (
+        T(i.mov64_imm(R1, 0)),
+        T(i.stx_mem(8, R10, R1, STACK_VALUE)),
+        T(i.mov64_reg(R1, R10)),
+        T(i.alu64_imm(ADD, R1, STACK_VALUE)),
+        T(i.mov64_imm(R2, 8), imm="size"),
+        T(i.mov64_reg(R3, CURSOR)),
+        T(i.alu64_imm(ADD, R3, 0), imm="offset"),
+        T(i.call(Helper.probe_read_kernel)),
+        T(i.jmp_imm(JNE, R0, 0, 0), off="fail"),
+        T(i.ldx_mem(8, CURSOR, R10, STACK_VALUE), code="size"),
+    ),
+)
 
-EXTRACT_BITS = Template("extract_bits", "r9 = bits of r9: shifted left by `left`, then right by "
-                        "`right`, arithmetically when signed (sign-extends narrow signed values too)", (
-    T(i.alu64_imm(LSH, CURSOR, 0), imm="left"),
-    T(i.alu64_imm(RSH, CURSOR, 0), imm="right", code="shift_op"),
-))
+EXTRACT_BITS = Template(
+    "extract_bits",
+    "r9 = bits of r9: shifted left by `left`, then right by "
+    "`right`, arithmetically when signed (sign-extends narrow signed values too)",
+    (
+        T(i.alu64_imm(LSH, CURSOR, 0), imm="left"),
+        T(i.alu64_imm(RSH, CURSOR, 0), imm="right", code="shift_op"),
+    ),
+)
 
-COMPARE_IMM = Template("compare_imm", "jumps to `out` when r9 <inverse op> imm32 (the test fails)", (
-    T(i.jmp_imm(JEQ, CURSOR, 0, 0), code="jmp_op", imm="constant", off="out"),
-))
+COMPARE_IMM = Template(
+    "compare_imm",
+    "jumps to `out` when r9 <inverse op> imm32 (the test fails)",
+    (T(i.jmp_imm(JEQ, CURSOR, 0, 0), code="jmp_op", imm="constant", off="out"),),
+)
 
-COMPARE_IMM64 = Template("compare_imm64", "jumps to `out` when r9 <inverse op> a 64-bit constant; "
-                         "clobbers r1", (
-    *_pair(i.ld_imm64(R1, 0), imm64="constant"),
-    T(i.jmp_reg(JEQ, CURSOR, R1, 0), code="jmp_op", off="out"),
-))
+COMPARE_IMM64 = Template(
+    "compare_imm64",
+    "jumps to `out` when r9 <inverse op> a 64-bit constant; clobbers r1",
+    (
+        *_pair(i.ld_imm64(R1, 0), imm64="constant"),
+        T(i.jmp_reg(JEQ, CURSOR, R1, 0), code="jmp_op", off="out"),
+    ),
+)
 
-ZERO_STACK_WORD = Template("zero_stack_word", "*(u64 *)(r10 + off) = 0", (
-    T(i.st_mem(8, R10, 0, 0), off="stack_off"),
-))
+ZERO_STACK_WORD = Template("zero_stack_word", "*(u64 *)(r10 + off) = 0", (T(i.st_mem(8, R10, 0, 0), off="stack_off"),))
 
-READ_STRING_TO_STACK = Template("read_string_to_stack", "copies `size` bytes at r9 + offset to "
-                                "STACK_STRING (probe_read_kernel, or the _str/_user helper named by "
-                                "`helper`); a failed read jumps to `fail`", (
-    T(i.mov64_reg(R1, R10)),
-    T(i.alu64_imm(ADD, R1, STACK_STRING)),
-    T(i.mov64_imm(R2, 0), imm="size"),
-    T(i.mov64_reg(R3, CURSOR)),
-    T(i.alu64_imm(ADD, R3, 0), imm="offset"),
-    T(i.call(Helper.probe_read_kernel), imm="helper"),
-    T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="fail"),
-))
+READ_STRING_TO_STACK = Template(
+    "read_string_to_stack",
+    "copies `size` bytes at r9 + offset to "
+    "STACK_STRING (probe_read_kernel, or the _str/_user helper named by "
+    "`helper`); a failed read jumps to `fail`",
+    (
+        T(i.mov64_reg(R1, R10)),
+        T(i.alu64_imm(ADD, R1, STACK_STRING)),
+        T(i.mov64_imm(R2, 0), imm="size"),
+        T(i.mov64_reg(R3, CURSOR)),
+        T(i.alu64_imm(ADD, R3, 0), imm="offset"),
+        T(i.call(Helper.probe_read_kernel), imm="helper"),
+        T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="fail"),
+    ),
+)
 
-COMPARE_STACK_WORD = Template("compare_stack_word", "jumps to `differ` when the u64 at r10 + off "
-                              "!= a 64-bit constant; clobbers r1, r2", (
-    T(i.ldx_mem(8, R1, R10, 0), off="stack_off"),
-    *_pair(i.ld_imm64(R2, 0), imm64="constant"),
-    T(i.jmp_reg(JNE, R1, R2, 0), off="differ"),
-))
+COMPARE_STACK_WORD = Template(
+    "compare_stack_word",
+    "jumps to `differ` when the u64 at r10 + off != a 64-bit constant; clobbers r1, r2",
+    (
+        T(i.ldx_mem(8, R1, R10, 0), off="stack_off"),
+        *_pair(i.ld_imm64(R2, 0), imm64="constant"),
+        T(i.jmp_reg(JNE, R1, R2, 0), off="differ"),
+    ),
+)
 
-RESERVE = Template("reserve", "r7 = a `size`-byte record reserved in the ringbuf; jumps to "
-                   "`dropped` when it is full; clobbers r0-r5", (
-    *_pair(i.ld_map_fd(R1, 0), map="events"),
-    T(i.mov64_imm(R2, 0), imm="size"),
-    T(i.mov64_imm(R3, 0)),
-    T(i.call(Helper.ringbuf_reserve)),
-    T(i.jmp_imm(JEQ, R0, 0, 0), off="dropped"),
-    T(i.mov64_reg(RECORD, R0)),
-))
+RESERVE = Template(
+    "reserve",
+    "r7 = a `size`-byte record reserved in the ringbuf; jumps to `dropped` when it is full; clobbers r0-r5",
+    (
+        *_pair(i.ld_map_fd(R1, 0), map="events"),
+        T(i.mov64_imm(R2, 0), imm="size"),
+        T(i.mov64_imm(R3, 0)),
+        T(i.call(Helper.ringbuf_reserve)),
+        T(i.jmp_imm(JEQ, R0, 0, 0), off="dropped"),
+        T(i.mov64_reg(RECORD, R0)),
+    ),
+)
 
-HEADER = Template("header", "fills the record header: ktime, pid_tgid, cpu, probe index, no entry "
-                  "time; clobbers r0-r5", (
-    T(i.call(Helper.ktime_get_ns)),
-    T(i.stx_mem(8, RECORD, R0, TS_OFFSET)),
-    T(i.call(Helper.get_current_pid_tgid)),
-    T(i.stx_mem(8, RECORD, R0, PID_TGID_OFFSET)),
-    T(i.call(Helper.get_smp_processor_id)),
-    T(i.stx_mem(4, RECORD, R0, CPU_OFFSET)),
-    T(i.st_mem(4, RECORD, PROBE_OFFSET, 0), imm="probe"),
-    T(i.st_mem(8, RECORD, ENTRY_TS_OFFSET, 0)),
-))
+HEADER = Template(
+    "header",
+    "fills the record header: ktime, pid_tgid, cpu, probe index, no entry time; clobbers r0-r5",
+    (
+        T(i.call(Helper.ktime_get_ns)),
+        T(i.stx_mem(8, RECORD, R0, TS_OFFSET)),
+        T(i.call(Helper.get_current_pid_tgid)),
+        T(i.stx_mem(8, RECORD, R0, PID_TGID_OFFSET)),
+        T(i.call(Helper.get_smp_processor_id)),
+        T(i.stx_mem(4, RECORD, R0, CPU_OFFSET)),
+        T(i.st_mem(4, RECORD, PROBE_OFFSET, 0), imm="probe"),
+        T(i.st_mem(8, RECORD, ENTRY_TS_OFFSET, 0)),
+    ),
+)
 
-HEADER_COMM = Template("header_comm", "copies the current comm into the record at `rec_offset`; "
-                       "clobbers r0-r5", (
-    T(i.mov64_reg(R1, RECORD)),
-    T(i.alu64_imm(ADD, R1, 0), imm="rec_offset"),
-    T(i.mov64_imm(R2, COMM_SIZE)),
-    T(i.call(Helper.get_current_comm)),
-))
+HEADER_COMM = Template(
+    "header_comm",
+    "copies the current comm into the record at `rec_offset`; clobbers r0-r5",
+    (
+        T(i.mov64_reg(R1, RECORD)),
+        T(i.alu64_imm(ADD, R1, 0), imm="rec_offset"),
+        T(i.mov64_imm(R2, COMM_SIZE)),
+        T(i.call(Helper.get_current_comm)),
+    ),
+)
 
-STORE_REGISTER = Template("store_register", "*(u<size> *)(r7 + rec_offset) = r9", (
-    T(i.stx_mem(8, RECORD, CURSOR, 0), code="size", off="rec_offset"),
-))
+STORE_REGISTER = Template(
+    "store_register",
+    "*(u<size> *)(r7 + rec_offset) = r9",
+    (T(i.stx_mem(8, RECORD, CURSOR, 0), code="size", off="rec_offset"),),
+)
 
-COPY_TO_RECORD = Template("copy_to_record", "copies `size` bytes at r9 + offset into the record at "
-                          "`rec_offset` with `helper` (probe_read_kernel or a _str/_user variant); a "
-                          "failed read jumps to `fail`; clobbers r0-r5", (
-    T(i.mov64_reg(R1, RECORD)),
-    T(i.alu64_imm(ADD, R1, 0), imm="rec_offset"),
-    T(i.mov64_imm(R2, 0), imm="size"),
-    T(i.mov64_reg(R3, CURSOR)),
-    T(i.alu64_imm(ADD, R3, 0), imm="offset"),
-    T(i.call(Helper.probe_read_kernel), imm="helper"),
-    T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="fail"),
-))
+COPY_TO_RECORD = Template(
+    "copy_to_record",
+    "copies `size` bytes at r9 + offset into the record at "
+    "`rec_offset` with `helper` (probe_read_kernel or a _str/_user variant); a "
+    "failed read jumps to `fail`; clobbers r0-r5",
+    (
+        T(i.mov64_reg(R1, RECORD)),
+        T(i.alu64_imm(ADD, R1, 0), imm="rec_offset"),
+        T(i.mov64_imm(R2, 0), imm="size"),
+        T(i.mov64_reg(R3, CURSOR)),
+        T(i.alu64_imm(ADD, R3, 0), imm="offset"),
+        T(i.call(Helper.probe_read_kernel), imm="helper"),
+        T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="fail"),
+    ),
+)
 
 # bpf_get_stack's flags: without BPF_F_USER_STACK the kernel stack, no frames skipped
 # (BPF_F_SKIP_FIELD_MASK), no build ids.
 KSTACK_FLAGS = 0
 
-CAPTURE_STACK = Template("capture_stack", "the kernel stack into the record: bpf_get_stack(ctx, r7 + "
-                         "rec_offset, size, KSTACK_FLAGS), then its result (bytes written, or a negative "
-                         "error) stored as a u64 at `len_offset`; clobbers r0-r5", (
-    T(i.mov64_reg(R1, CTX)),
-    T(i.mov64_reg(R2, RECORD)),
-    T(i.alu64_imm(ADD, R2, 0), imm="rec_offset"),
-    T(i.mov64_imm(R3, 0), imm="size"),
-    T(i.mov64_imm(R4, KSTACK_FLAGS)),
-    T(i.call(Helper.get_stack)),
-    T(i.stx_mem(8, RECORD, R0, 0), off="len_offset"),
-))
+CAPTURE_STACK = Template(
+    "capture_stack",
+    "the kernel stack into the record: bpf_get_stack(ctx, r7 + "
+    "rec_offset, size, KSTACK_FLAGS), then its result (bytes written, or a negative "
+    "error) stored as a u64 at `len_offset`; clobbers r0-r5",
+    (
+        T(i.mov64_reg(R1, CTX)),
+        T(i.mov64_reg(R2, RECORD)),
+        T(i.alu64_imm(ADD, R2, 0), imm="rec_offset"),
+        T(i.mov64_imm(R3, 0), imm="size"),
+        T(i.mov64_imm(R4, KSTACK_FLAGS)),
+        T(i.call(Helper.get_stack)),
+        T(i.stx_mem(8, RECORD, R0, 0), off="len_offset"),
+    ),
+)
 
-MARK_FAILED = Template("mark_failed", "r8 |= bit (a capture below bit 31)", (
-    T(i.alu64_imm(OR, FAILED, 0), imm="bit"),
-))
+MARK_FAILED = Template("mark_failed", "r8 |= bit (a capture below bit 31)", (T(i.alu64_imm(OR, FAILED, 0), imm="bit"),))
 
-MARK_FAILED_HIGH = Template("mark_failed_high", "r8 |= bit (bit 31 and up need 64 bits); clobbers r1", (
-    *_pair(i.ld_imm64(R1, 0), imm64="bit"),
-    T(i.alu64_reg(OR, FAILED, R1)),
-))
+MARK_FAILED_HIGH = Template(
+    "mark_failed_high",
+    "r8 |= bit (bit 31 and up need 64 bits); clobbers r1",
+    (
+        *_pair(i.ld_imm64(R1, 0), imm64="bit"),
+        T(i.alu64_reg(OR, FAILED, R1)),
+    ),
+)
 
-GOTO = Template("goto", "jumps to `target`", (
-    T(i.ja(0), off="target"),
-))
+GOTO = Template("goto", "jumps to `target`", (T(i.ja(0), off="target"),))
 
-SUBMIT = Template("submit", "stores the failed mask and submits r7 with BPF_RB_NO_WAKEUP, except the one "
-                  "record that takes the backlog past `wakeup` bytes (up to `wakeup_end`), which forces a "
-                  "wake-up: waking on every record of a backlog costs microseconds each and throttles the "
-                  "traced task; a crossing missed between CPUs waits for the reader's poll; clobbers r0-r5", (
-    T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
-    *_pair(i.ld_map_fd(R1, 0), map="events"),
-    T(i.mov64_imm(R2, uapi.BPF_RB_AVAIL_DATA)),
-    T(i.call(Helper.ringbuf_query)),
-    T(i.mov64_imm(R2, uapi.BPF_RB_NO_WAKEUP)),
-    T(i.jmp_imm(uapi.BPF_JLT, R0, 0, 2), imm="wakeup"),
-    T(i.jmp_imm(uapi.BPF_JGE, R0, 0, 1), imm="wakeup_end"),
-    T(i.mov64_imm(R2, uapi.BPF_RB_FORCE_WAKEUP)),
-    T(i.mov64_reg(R1, RECORD)),
-    T(i.call(Helper.ringbuf_submit)),
-))
+SUBMIT = Template(
+    "submit",
+    "stores the failed mask and submits r7 with BPF_RB_NO_WAKEUP, except the one "
+    "record that takes the backlog past `wakeup` bytes (up to `wakeup_end`), which forces a "
+    "wake-up: waking on every record of a backlog costs microseconds each and throttles the "
+    "traced task; a crossing missed between CPUs waits for the reader's poll; clobbers r0-r5",
+    (
+        T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
+        *_pair(i.ld_map_fd(R1, 0), map="events"),
+        T(i.mov64_imm(R2, uapi.BPF_RB_AVAIL_DATA)),
+        T(i.call(Helper.ringbuf_query)),
+        T(i.mov64_imm(R2, uapi.BPF_RB_NO_WAKEUP)),
+        T(i.jmp_imm(uapi.BPF_JLT, R0, 0, 2), imm="wakeup"),
+        T(i.jmp_imm(uapi.BPF_JGE, R0, 0, 1), imm="wakeup_end"),
+        T(i.mov64_imm(R2, uapi.BPF_RB_FORCE_WAKEUP)),
+        T(i.mov64_reg(R1, RECORD)),
+        T(i.call(Helper.ringbuf_submit)),
+    ),
+)
 
-COUNT_DROP = Template("count_drop", "adds one to this CPU's drop counter (PERCPU_ARRAY `drops`, "
-                      "key 0); uses STACK_PTR; clobbers r0-r5", (
-    T(i.st_mem(4, R10, STACK_PTR, 0)),
-    *_keyed_call(Helper.map_lookup_elem, "drops", STACK_PTR),
-    T(i.jmp_imm(JEQ, R0, 0, 3)),
-    T(i.ldx_mem(8, R1, R0, 0)),
-    T(i.alu64_imm(ADD, R1, 1)),
-    T(i.stx_mem(8, R0, R1, 0)),
-))
+COUNT_DROP = Template(
+    "count_drop",
+    "adds one to this CPU's drop counter (PERCPU_ARRAY `drops`, key 0); uses STACK_PTR; clobbers r0-r5",
+    (
+        T(i.st_mem(4, R10, STACK_PTR, 0)),
+        *_keyed_call(Helper.map_lookup_elem, "drops", STACK_PTR),
+        T(i.jmp_imm(JEQ, R0, 0, 3)),
+        T(i.ldx_mem(8, R1, R0, 0)),
+        T(i.alu64_imm(ADD, R1, 1)),
+        T(i.stx_mem(8, R0, R1, 0)),
+    ),
+)
 
-SCRATCH_RECORD = Template("scratch_record", "r7 = this CPU's scratch record (PERCPU_ARRAY `scratch`, "
-                          "key 0), for an entry record to stash rather than emit; uses STACK_PTR; clobbers r0-r5", (
-    T(i.st_mem(4, R10, STACK_PTR, 0)),
-    *_keyed_call(Helper.map_lookup_elem, "scratch", STACK_PTR),
-    T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
-    T(i.mov64_reg(RECORD, R0)),
-))
+SCRATCH_RECORD = Template(
+    "scratch_record",
+    "r7 = this CPU's scratch record (PERCPU_ARRAY `scratch`, "
+    "key 0), for an entry record to stash rather than emit; uses STACK_PTR; clobbers r0-r5",
+    (
+        T(i.st_mem(4, R10, STACK_PTR, 0)),
+        *_keyed_call(Helper.map_lookup_elem, "scratch", STACK_PTR),
+        T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+        T(i.mov64_reg(RECORD, R0)),
+    ),
+)
 
 # An iterator program's context is a struct bpf_iter__<target> whose first member is `meta`
 # (DEFINE_BPF_ITER_FUNC puts it there), and struct bpf_iter_meta's first member is `seq`.
 ITER_CTX_META_OFFSET = 0
 ITER_META_SEQ_OFFSET = 0
 
-SEQ_WRITE = Template("seq_write", "stores the failed mask, then bpf_seq_write(ctx->meta->seq, r7, size): an "
-                     "iterator's record goes to its seq_file, whose reader gets it with read(); one that does "
-                     "not fit the seq_file's buffer is not cut: the kernel takes back the object's output and "
-                     "shows the object again in the next read, or fails that read with E2BIG when the buffer "
-                     "was empty; clobbers r0-r5", (
-    T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
-    T(i.ldx_mem(8, R1, CTX, ITER_CTX_META_OFFSET)),
-    T(i.ldx_mem(8, R1, R1, ITER_META_SEQ_OFFSET)),
-    T(i.mov64_reg(R2, RECORD)),
-    T(i.mov64_imm(R3, 0), imm="size"),
-    T(i.call(Helper.seq_write)),
-))
+SEQ_WRITE = Template(
+    "seq_write",
+    "stores the failed mask, then bpf_seq_write(ctx->meta->seq, r7, size): an "
+    "iterator's record goes to its seq_file, whose reader gets it with read(); one that does "
+    "not fit the seq_file's buffer is not cut: the kernel takes back the object's output and "
+    "shows the object again in the next read, or fails that read with E2BIG when the buffer "
+    "was empty; clobbers r0-r5",
+    (
+        T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
+        T(i.ldx_mem(8, R1, CTX, ITER_CTX_META_OFFSET)),
+        T(i.ldx_mem(8, R1, R1, ITER_META_SEQ_OFFSET)),
+        T(i.mov64_reg(R2, RECORD)),
+        T(i.mov64_imm(R3, 0), imm="size"),
+        T(i.call(Helper.seq_write)),
+    ),
+)
 
-STASH_TIME = Template("stash_time", "STACK_PTR = the record's pid_tgid, STACK_VALUE = its ktime: a key "
-                      "and value for stash_put; clobbers r1", (
-    T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
-    T(i.stx_mem(8, R10, R1, STACK_PTR)),
-    T(i.ldx_mem(8, R1, RECORD, TS_OFFSET)),
-    T(i.stx_mem(8, R10, R1, STACK_VALUE)),
-))
+STASH_TIME = Template(
+    "stash_time",
+    "STACK_PTR = the record's pid_tgid, STACK_VALUE = its ktime: a key and value for stash_put; clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
+        T(i.stx_mem(8, R10, R1, STACK_PTR)),
+        T(i.ldx_mem(8, R1, RECORD, TS_OFFSET)),
+        T(i.stx_mem(8, R10, R1, STACK_VALUE)),
+    ),
+)
 
-STASH_TIME_ONLY = Template("stash_time_only", "STACK_PTR = pid_tgid, STACK_VALUE = ktime now, for an "
-                           "fentry that emits nothing: a key and value for stash_put; clobbers r0-r5", (
-    T(i.call(Helper.get_current_pid_tgid)),
-    T(i.stx_mem(8, R10, R0, STACK_PTR)),
-    T(i.call(Helper.ktime_get_ns)),
-    T(i.stx_mem(8, R10, R0, STACK_VALUE)),
-))
+STASH_TIME_ONLY = Template(
+    "stash_time_only",
+    "STACK_PTR = pid_tgid, STACK_VALUE = ktime now, for an "
+    "fentry that emits nothing: a key and value for stash_put; clobbers r0-r5",
+    (
+        T(i.call(Helper.get_current_pid_tgid)),
+        T(i.stx_mem(8, R10, R0, STACK_PTR)),
+        T(i.call(Helper.ktime_get_ns)),
+        T(i.stx_mem(8, R10, R0, STACK_VALUE)),
+    ),
+)
 
-STASH_PUT = Template("stash_put", "stash[STACK_PTR] = STACK_VALUE (LRU_HASH `stash`), written in place when "
-                     "the task has an entry already: a lookup and a store cost a fraction of an update, which "
-                     "takes a bucket lock and a free element each time; clobbers r0-r5", (
-    *_keyed_call(Helper.map_lookup_elem, "stash", STACK_PTR),
-    T(i.jmp_imm(JEQ, R0, 0, 3)),
-    T(i.ldx_mem(8, R1, R10, STACK_VALUE)),
-    T(i.stx_mem(8, R0, R1, 0)),
-    T(i.ja(8)),
-    *_pair(i.ld_map_fd(R1, 0), map="stash"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PTR)),
-    T(i.mov64_reg(R3, R10)),
-    T(i.alu64_imm(ADD, R3, STACK_VALUE)),
-    T(i.mov64_imm(R4, uapi.BPF_ANY)),
-    T(i.call(Helper.map_update_elem)),
-))
+STASH_PUT = Template(
+    "stash_put",
+    "stash[STACK_PTR] = STACK_VALUE (LRU_HASH `stash`), written in place when "
+    "the task has an entry already: a lookup and a store cost a fraction of an update, which "
+    "takes a bucket lock and a free element each time; clobbers r0-r5",
+    (
+        *_keyed_call(Helper.map_lookup_elem, "stash", STACK_PTR),
+        T(i.jmp_imm(JEQ, R0, 0, 3)),
+        T(i.ldx_mem(8, R1, R10, STACK_VALUE)),
+        T(i.stx_mem(8, R0, R1, 0)),
+        T(i.ja(8)),
+        *_pair(i.ld_map_fd(R1, 0), map="stash"),
+        T(i.mov64_reg(R2, R10)),
+        T(i.alu64_imm(ADD, R2, STACK_PTR)),
+        T(i.mov64_reg(R3, R10)),
+        T(i.alu64_imm(ADD, R3, STACK_VALUE)),
+        T(i.mov64_imm(R4, uapi.BPF_ANY)),
+        T(i.call(Helper.map_update_elem)),
+    ),
+)
 
-STASH_RECORD = Template("stash_record", "stores the failed mask, then stash[pid_tgid] = the whole "
-                        "record at r7; uses STACK_PTR; clobbers r0-r5", (
-    T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
-    T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
-    T(i.stx_mem(8, R10, R1, STACK_PTR)),
-    *_pair(i.ld_map_fd(R1, 0), map="stash"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PTR)),
-    T(i.mov64_reg(R3, RECORD)),
-    T(i.mov64_imm(R4, uapi.BPF_ANY)),
-    T(i.call(Helper.map_update_elem)),
-))
+STASH_RECORD = Template(
+    "stash_record",
+    "stores the failed mask, then stash[pid_tgid] = the whole record at r7; uses STACK_PTR; clobbers r0-r5",
+    (
+        T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
+        T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
+        T(i.stx_mem(8, R10, R1, STACK_PTR)),
+        *_pair(i.ld_map_fd(R1, 0), map="stash"),
+        T(i.mov64_reg(R2, R10)),
+        T(i.alu64_imm(ADD, R2, STACK_PTR)),
+        T(i.mov64_reg(R3, RECORD)),
+        T(i.mov64_imm(R4, uapi.BPF_ANY)),
+        T(i.call(Helper.map_update_elem)),
+    ),
+)
+
 
 def _stash_read(take: bool) -> Tuple[TInsn, ...]:
     """STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stash's first u64, or 0; with `take`, 0 left there."""
@@ -398,68 +492,103 @@ def _stash_read(take: bool) -> Tuple[TInsn, ...]:
     )
 
 
-STASH_LOOKUP = Template("stash_lookup", "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed "
-                        "entry's ktime (the first u64 of either stash), or 0; clobbers r0-r5", _stash_read(False))
+STASH_LOOKUP = Template(
+    "stash_lookup",
+    "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed "
+    "entry's ktime (the first u64 of either stash), or 0; clobbers r0-r5",
+    _stash_read(False),
+)
 
-STASH_TAKE = Template("stash_take", "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed entry time, "
-                      "or 0, which it leaves in the stash instead (entry time stashes are used once, and "
-                      "reused in place rather than deleted); clobbers r0-r5", _stash_read(True))
+STASH_TAKE = Template(
+    "stash_take",
+    "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed entry time, "
+    "or 0, which it leaves in the stash instead (entry time stashes are used once, and "
+    "reused in place rather than deleted); clobbers r0-r5",
+    _stash_read(True),
+)
 
-REQUIRE_ENTRY = Template("require_entry", "jumps to `out` unless STACK_ENTRY_TS is set (the entry "
-                         "passed its tests and stashed); clobbers r1", (
-    T(i.ldx_mem(8, R1, R10, STACK_ENTRY_TS)),
-    T(i.jmp_imm(JEQ, R1, 0, 0), off="out"),
-))
+REQUIRE_ENTRY = Template(
+    "require_entry",
+    "jumps to `out` unless STACK_ENTRY_TS is set (the entry passed its tests and stashed); clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, R10, STACK_ENTRY_TS)),
+        T(i.jmp_imm(JEQ, R1, 0, 0), off="out"),
+    ),
+)
 
-EMIT_STASHED = Template("emit_stashed", "copies the stashed entry record (`size` bytes) into the ringbuf "
-                        "`events`; a full ringbuf jumps to `dropped`; clobbers r0-r5", (
-    *_keyed_call(Helper.map_lookup_elem, "stash", STACK_STASH_KEY),
-    T(i.jmp_imm(JEQ, R0, 0, 6)),
-    *_pair(i.ld_map_fd(R1, 0), map="events"),
-    T(i.mov64_reg(R2, R0)),
-    T(i.mov64_imm(R3, 0), imm="size"),
-    T(i.mov64_imm(R4, uapi.BPF_RB_NO_WAKEUP)),
-    T(i.call(Helper.ringbuf_output)),
-    T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="dropped"),
-))
+EMIT_STASHED = Template(
+    "emit_stashed",
+    "copies the stashed entry record (`size` bytes) into the ringbuf "
+    "`events`; a full ringbuf jumps to `dropped`; clobbers r0-r5",
+    (
+        *_keyed_call(Helper.map_lookup_elem, "stash", STACK_STASH_KEY),
+        T(i.jmp_imm(JEQ, R0, 0, 6)),
+        *_pair(i.ld_map_fd(R1, 0), map="events"),
+        T(i.mov64_reg(R2, R0)),
+        T(i.mov64_imm(R3, 0), imm="size"),
+        T(i.mov64_imm(R4, uapi.BPF_RB_NO_WAKEUP)),
+        T(i.call(Helper.ringbuf_output)),
+        T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="dropped"),
+    ),
+)
 
-SET_ENTRY_TS = Template("set_entry_ts", "the record's entry time = STACK_ENTRY_TS; clobbers r1", (
-    T(i.ldx_mem(8, R1, R10, STACK_ENTRY_TS)),
-    T(i.stx_mem(8, RECORD, R1, ENTRY_TS_OFFSET)),
-))
+SET_ENTRY_TS = Template(
+    "set_entry_ts",
+    "the record's entry time = STACK_ENTRY_TS; clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, R10, STACK_ENTRY_TS)),
+        T(i.stx_mem(8, RECORD, R1, ENTRY_TS_OFFSET)),
+    ),
+)
 
-STASH_DELETE = Template("stash_delete", "deletes stash[STACK_STASH_KEY]; clobbers r0-r5", (
-    *_keyed_call(Helper.map_delete_elem, "stash", STACK_STASH_KEY),
-))
+STASH_DELETE = Template(
+    "stash_delete",
+    "deletes stash[STACK_STASH_KEY]; clobbers r0-r5",
+    (*_keyed_call(Helper.map_delete_elem, "stash", STACK_STASH_KEY),),
+)
 
 # ---- summary mode: counters in a PERCPU_ARRAY instead of records; here r7 = the counters ----
 
-COUNTERS = Template("counters", "r7 = this function's counters (PERCPU_ARRAY `counts`, key `key`); jumps "
-                    "to `out` if the lookup fails; uses STACK_PTR; clobbers r0-r5", (
-    T(i.st_mem(4, R10, STACK_PTR, 0), imm="key"),
-    *_keyed_call(Helper.map_lookup_elem, "counts", STACK_PTR),
-    T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
-    T(i.mov64_reg(RECORD, R0)),
-))
+COUNTERS = Template(
+    "counters",
+    "r7 = this function's counters (PERCPU_ARRAY `counts`, key `key`); jumps "
+    "to `out` if the lookup fails; uses STACK_PTR; clobbers r0-r5",
+    (
+        T(i.st_mem(4, R10, STACK_PTR, 0), imm="key"),
+        *_keyed_call(Helper.map_lookup_elem, "counts", STACK_PTR),
+        T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+        T(i.mov64_reg(RECORD, R0)),
+    ),
+)
 
 # A per-CPU value is only ever touched by programs on its own CPU, and tracing programs run with
 # migration disabled, so a plain load-add-store needs no atomic.
-COUNT_ONE = Template("count_one", "adds one to the u64 counter at r7 + counter_offset; clobbers r1", (
-    T(i.ldx_mem(8, R1, RECORD, 0), off="counter_offset"),
-    T(i.alu64_imm(ADD, R1, 1)),
-    T(i.stx_mem(8, RECORD, R1, 0), off="counter_offset"),
-))
+COUNT_ONE = Template(
+    "count_one",
+    "adds one to the u64 counter at r7 + counter_offset; clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, RECORD, 0), off="counter_offset"),
+        T(i.alu64_imm(ADD, R1, 1)),
+        T(i.stx_mem(8, RECORD, R1, 0), off="counter_offset"),
+    ),
+)
 
-SKIP_UNLESS_NEGATIVE = Template("skip_unless_negative", "jumps to `target` unless r9 < 0 (signed)", (
-    T(i.jmp_imm(uapi.BPF_JSGE, CURSOR, 0, 0), off="target"),
-))
+SKIP_UNLESS_NEGATIVE = Template(
+    "skip_unless_negative",
+    "jumps to `target` unless r9 < 0 (signed)",
+    (T(i.jmp_imm(uapi.BPF_JSGE, CURSOR, 0, 0), off="target"),),
+)
 
-ELAPSED = Template("elapsed", "r9 = ktime now - STACK_ENTRY_TS (ns since the stashed entry); clobbers r0-r5", (
-    T(i.call(Helper.ktime_get_ns)),
-    T(i.ldx_mem(8, R1, R10, STACK_ENTRY_TS)),
-    T(i.mov64_reg(CURSOR, R0)),
-    T(i.alu64_reg(uapi.BPF_SUB, CURSOR, R1)),
-))
+ELAPSED = Template(
+    "elapsed",
+    "r9 = ktime now - STACK_ENTRY_TS (ns since the stashed entry); clobbers r0-r5",
+    (
+        T(i.call(Helper.ktime_get_ns)),
+        T(i.ldx_mem(8, R1, R10, STACK_ENTRY_TS)),
+        T(i.mov64_reg(CURSOR, R0)),
+        T(i.alu64_reg(uapi.BPF_SUB, CURSOR, R1)),
+    ),
+)
 
 
 def _log2_step(shift: int) -> Tuple[TInsn, ...]:
@@ -473,159 +602,271 @@ def _log2_step(shift: int) -> Tuple[TInsn, ...]:
     )
 
 
-LOG2 = Template("log2", "r1 = floor(log2(r9)), 0 for r9 = 0, by halving steps of 32, 16, 8, 4, 2 and 1 "
-                "bits with no loop; r9 is left at 0 or 1; clobbers r2", (
-    T(i.mov64_imm(R1, 0)),
-    *_log2_step(32), *_log2_step(16), *_log2_step(8), *_log2_step(4), *_log2_step(2), *_log2_step(1),
-))
+LOG2 = Template(
+    "log2",
+    "r1 = floor(log2(r9)), 0 for r9 = 0, by halving steps of 32, 16, 8, 4, 2 and 1 "
+    "bits with no loop; r9 is left at 0 or 1; clobbers r2",
+    (
+        T(i.mov64_imm(R1, 0)),
+        *_log2_step(32),
+        *_log2_step(16),
+        *_log2_step(8),
+        *_log2_step(4),
+        *_log2_step(2),
+        *_log2_step(1),
+    ),
+)
 
-COUNT_BUCKET = Template("count_bucket", "adds one to latency bucket r1 of the counters at r7 (BUCKETS_OFFSET "
-                        "+ 8 * r1, r1 masked to LATENCY_BUCKETS - 1 so the verifier sees it in bounds); "
-                        "clobbers r1, r2", (
-    T(i.alu64_imm(uapi.BPF_AND, R1, LATENCY_BUCKETS - 1)),
-    T(i.alu64_imm(LSH, R1, 3)),
-    T(i.mov64_reg(R2, RECORD)),
-    T(i.alu64_reg(ADD, R2, R1)),
-    T(i.ldx_mem(8, R1, R2, BUCKETS_OFFSET)),
-    T(i.alu64_imm(ADD, R1, 1)),
-    T(i.stx_mem(8, R2, R1, BUCKETS_OFFSET)),
-))
+COUNT_BUCKET = Template(
+    "count_bucket",
+    "adds one to latency bucket r1 of the counters at r7 (BUCKETS_OFFSET "
+    "+ 8 * r1, r1 masked to LATENCY_BUCKETS - 1 so the verifier sees it in bounds); "
+    "clobbers r1, r2",
+    (
+        T(i.alu64_imm(uapi.BPF_AND, R1, LATENCY_BUCKETS - 1)),
+        T(i.alu64_imm(LSH, R1, 3)),
+        T(i.mov64_reg(R2, RECORD)),
+        T(i.alu64_reg(ADD, R2, R1)),
+        T(i.ldx_mem(8, R1, R2, BUCKETS_OFFSET)),
+        T(i.alu64_imm(ADD, R1, 1)),
+        T(i.stx_mem(8, R2, R1, BUCKETS_OFFSET)),
+    ),
+)
 
 # ---- call-path mode: per-task state in the HASH `path` (see PathLayout); r7 = the state ----
 
-PATH_LOOKUP = Template("path_lookup", "STACK_PATH_KEY = pid_tgid; r7 = this task's path state, or NULL "
-                       "(the caller tests it); clobbers r0-r5", (
-    T(i.call(Helper.get_current_pid_tgid)),
-    T(i.stx_mem(8, R10, R0, STACK_PATH_KEY)),
-    *_keyed_call(Helper.map_lookup_elem, "path", STACK_PATH_KEY),
-    T(i.mov64_reg(RECORD, R0)),
-))
+PATH_LOOKUP = Template(
+    "path_lookup",
+    "STACK_PATH_KEY = pid_tgid; r7 = this task's path state, or NULL (the caller tests it); clobbers r0-r5",
+    (
+        T(i.call(Helper.get_current_pid_tgid)),
+        T(i.stx_mem(8, R10, R0, STACK_PATH_KEY)),
+        *_keyed_call(Helper.map_lookup_elem, "path", STACK_PATH_KEY),
+        T(i.mov64_reg(RECORD, R0)),
+    ),
+)
 
-JUMP_IF_NO_STATE = Template("jump_if_no_state", "jumps to `target` when r7 is NULL", (
-    T(i.jmp_imm(JEQ, RECORD, 0, 0), off="target"),
-))
+JUMP_IF_NO_STATE = Template(
+    "jump_if_no_state", "jumps to `target` when r7 is NULL", (T(i.jmp_imm(JEQ, RECORD, 0, 0), off="target"),)
+)
 
-JUMP_IF_STATE = Template("jump_if_state", "jumps to `target` when r7 is not NULL", (
-    T(i.jmp_imm(JNE, RECORD, 0, 0), off="target"),
-))
+JUMP_IF_STATE = Template(
+    "jump_if_state", "jumps to `target` when r7 is not NULL", (T(i.jmp_imm(JNE, RECORD, 0, 0), off="target"),)
+)
 
-PATH_ENTER_CHECK = Template("path_enter_check", "goes on only if depth == `depth` (the levels before this "
-                            "one are open); if depth == `depth` + 1 this function is calling itself: counts "
-                            "the nested call, whose return must not pop, and jumps to `out`; any other depth "
-                            "jumps to `out`; clobbers r1", (
-    T(i.ldx_mem(8, R1, RECORD, PATH_DEPTH_OFFSET)),
-    T(i.jmp_imm(JEQ, R1, 0, 5), imm="depth"),
-    T(i.jmp_imm(JNE, R1, 0, 0), imm="depth_nested", off="out"),
-    T(i.ldx_mem(8, R1, RECORD, 0), off="nested_offset"),
-    T(i.alu64_imm(ADD, R1, 1)),
-    T(i.stx_mem(8, RECORD, R1, 0), off="nested_offset"),
-    T(i.ja(0), off="out"),
-))
+PATH_ENTER_CHECK = Template(
+    "path_enter_check",
+    "goes on only if depth == `depth` (the levels before this "
+    "one are open); if depth == `depth` + 1 this function is calling itself: counts "
+    "the nested call, whose return must not pop, and jumps to `out`; any other depth "
+    "jumps to `out`; clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, RECORD, PATH_DEPTH_OFFSET)),
+        T(i.jmp_imm(JEQ, R1, 0, 5), imm="depth"),
+        T(i.jmp_imm(JNE, R1, 0, 0), imm="depth_nested", off="out"),
+        T(i.ldx_mem(8, R1, RECORD, 0), off="nested_offset"),
+        T(i.alu64_imm(ADD, R1, 1)),
+        T(i.stx_mem(8, RECORD, R1, 0), off="nested_offset"),
+        T(i.ja(0), off="out"),
+    ),
+)
 
-PATH_CREATE = Template("path_create", "r7 = a new zeroed path state for STACK_PATH_KEY (copied from the "
-                       "one-entry ARRAY `path_zero`); a full map jumps to `dropped`; uses STACK_PTR; clobbers r0-r5", (
-    T(i.st_mem(4, R10, STACK_PTR, 0)),
-    *_keyed_call(Helper.map_lookup_elem, "path_zero", STACK_PTR),
-    T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
-    T(i.mov64_reg(R3, R0)),
-    *_pair(i.ld_map_fd(R1, 0), map="path"),
-    T(i.mov64_reg(R2, R10)),
-    T(i.alu64_imm(ADD, R2, STACK_PATH_KEY)),
-    T(i.mov64_imm(R4, uapi.BPF_NOEXIST)),
-    T(i.call(Helper.map_update_elem)),
-    T(i.jmp_imm(JNE, R0, 0, 0), off="dropped"),
-    *_keyed_call(Helper.map_lookup_elem, "path", STACK_PATH_KEY),
-    T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
-    T(i.mov64_reg(RECORD, R0)),
-))
+PATH_CREATE = Template(
+    "path_create",
+    "r7 = a new zeroed path state for STACK_PATH_KEY (copied from the "
+    "one-entry ARRAY `path_zero`); a full map jumps to `dropped`; uses STACK_PTR; clobbers r0-r5",
+    (
+        T(i.st_mem(4, R10, STACK_PTR, 0)),
+        *_keyed_call(Helper.map_lookup_elem, "path_zero", STACK_PTR),
+        T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+        T(i.mov64_reg(R3, R0)),
+        *_pair(i.ld_map_fd(R1, 0), map="path"),
+        T(i.mov64_reg(R2, R10)),
+        T(i.alu64_imm(ADD, R2, STACK_PATH_KEY)),
+        T(i.mov64_imm(R4, uapi.BPF_NOEXIST)),
+        T(i.call(Helper.map_update_elem)),
+        T(i.jmp_imm(JNE, R0, 0, 0), off="dropped"),
+        *_keyed_call(Helper.map_lookup_elem, "path", STACK_PATH_KEY),
+        T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+        T(i.mov64_reg(RECORD, R0)),
+    ),
+)
 
-PATH_SLOT = Template("path_slot", "r7 += slot_offset: the record is written into the state, at this level's slot", (
-    T(i.alu64_imm(ADD, RECORD, 0), imm="slot_offset"),
-))
+PATH_SLOT = Template(
+    "path_slot",
+    "r7 += slot_offset: the record is written into the state, at this level's slot",
+    (T(i.alu64_imm(ADD, RECORD, 0), imm="slot_offset"),),
+)
 
-PATH_PUSH = Template("path_push", "stores the failed mask in the record at r7 (this level's slot), then the "
-                     "state's depth = `depth`; clobbers r1", (
-    T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
-    T(i.mov64_reg(R1, RECORD)),
-    T(i.alu64_imm(ADD, R1, 0), imm="minus_slot_offset"),
-    T(i.st_mem(8, R1, PATH_DEPTH_OFFSET, 0), imm="depth"),
-))
+PATH_PUSH = Template(
+    "path_push",
+    "stores the failed mask in the record at r7 (this level's slot), then the state's depth = `depth`; clobbers r1",
+    (
+        T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
+        T(i.mov64_reg(R1, RECORD)),
+        T(i.alu64_imm(ADD, R1, 0), imm="minus_slot_offset"),
+        T(i.st_mem(8, R1, PATH_DEPTH_OFFSET, 0), imm="depth"),
+    ),
+)
 
-PATH_RETURN_CHECK = Template("path_return_check", "goes on only if this call is the open one at this level: "
-                             "depth == `depth` and no nested call of the same function is open (if one is, "
-                             "this is its return: counts it off and jumps to `out`); clobbers r1", (
-    T(i.ldx_mem(8, R1, RECORD, PATH_DEPTH_OFFSET)),
-    T(i.jmp_imm(JNE, R1, 0, 0), imm="depth", off="out"),
-    T(i.ldx_mem(8, R1, RECORD, 0), off="nested_offset"),
-    T(i.jmp_imm(JEQ, R1, 0, 3)),
-    T(i.alu64_imm(uapi.BPF_SUB, R1, 1)),
-    T(i.stx_mem(8, RECORD, R1, 0), off="nested_offset"),
-    T(i.ja(0), off="out"),
-))
+PATH_RETURN_CHECK = Template(
+    "path_return_check",
+    "goes on only if this call is the open one at this level: "
+    "depth == `depth` and no nested call of the same function is open (if one is, "
+    "this is its return: counts it off and jumps to `out`); clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, RECORD, PATH_DEPTH_OFFSET)),
+        T(i.jmp_imm(JNE, R1, 0, 0), imm="depth", off="out"),
+        T(i.ldx_mem(8, R1, RECORD, 0), off="nested_offset"),
+        T(i.jmp_imm(JEQ, R1, 0, 3)),
+        T(i.alu64_imm(uapi.BPF_SUB, R1, 1)),
+        T(i.stx_mem(8, RECORD, R1, 0), off="nested_offset"),
+        T(i.ja(0), off="out"),
+    ),
+)
 
-PATH_POP = Template("path_pop", "the state's depth = `depth` (this level returned)", (
-    T(i.st_mem(8, RECORD, PATH_DEPTH_OFFSET, 0), imm="depth"),
-))
+PATH_POP = Template(
+    "path_pop",
+    "the state's depth = `depth` (this level returned)",
+    (T(i.st_mem(8, RECORD, PATH_DEPTH_OFFSET, 0), imm="depth"),),
+)
 
-PATH_REQUIRE_SHOWN = Template("path_require_shown", "an outer level's return: jumps to `target` unless its "
-                              "entry was emitted (`bit` of the shown mask), and clears the bit; clobbers r1, r2", (
-    T(i.ldx_mem(8, R1, RECORD, PATH_SHOWN_OFFSET)),
-    T(i.mov64_reg(R2, R1)),
-    T(i.alu64_imm(uapi.BPF_AND, R2, 0), imm="bit"),
-    T(i.jmp_imm(JEQ, R2, 0, 0), off="target"),
-    T(i.alu64_imm(uapi.BPF_XOR, R1, 0), imm="bit"),
-    T(i.stx_mem(8, RECORD, R1, PATH_SHOWN_OFFSET)),
-))
+PATH_REQUIRE_SHOWN = Template(
+    "path_require_shown",
+    "an outer level's return: jumps to `target` unless its "
+    "entry was emitted (`bit` of the shown mask), and clears the bit; clobbers r1, r2",
+    (
+        T(i.ldx_mem(8, R1, RECORD, PATH_SHOWN_OFFSET)),
+        T(i.mov64_reg(R2, R1)),
+        T(i.alu64_imm(uapi.BPF_AND, R2, 0), imm="bit"),
+        T(i.jmp_imm(JEQ, R2, 0, 0), off="target"),
+        T(i.alu64_imm(uapi.BPF_XOR, R1, 0), imm="bit"),
+        T(i.stx_mem(8, RECORD, R1, PATH_SHOWN_OFFSET)),
+    ),
+)
 
-PATH_SKIP_SHOWN = Template("path_skip_shown", "jumps to `target` if `bit` of the shown mask is set, else "
-                           "sets it (this level's entry is about to be emitted); clobbers r1, r2", (
-    T(i.ldx_mem(8, R1, RECORD, PATH_SHOWN_OFFSET)),
-    T(i.mov64_reg(R2, R1)),
-    T(i.alu64_imm(uapi.BPF_AND, R2, 0), imm="bit"),
-    T(i.jmp_imm(JNE, R2, 0, 0), off="target"),
-    T(i.alu64_imm(OR, R1, 0), imm="bit"),
-    T(i.stx_mem(8, RECORD, R1, PATH_SHOWN_OFFSET)),
-))
+PATH_SKIP_SHOWN = Template(
+    "path_skip_shown",
+    "jumps to `target` if `bit` of the shown mask is set, else "
+    "sets it (this level's entry is about to be emitted); clobbers r1, r2",
+    (
+        T(i.ldx_mem(8, R1, RECORD, PATH_SHOWN_OFFSET)),
+        T(i.mov64_reg(R2, R1)),
+        T(i.alu64_imm(uapi.BPF_AND, R2, 0), imm="bit"),
+        T(i.jmp_imm(JNE, R2, 0, 0), off="target"),
+        T(i.alu64_imm(OR, R1, 0), imm="bit"),
+        T(i.stx_mem(8, RECORD, R1, PATH_SHOWN_OFFSET)),
+    ),
+)
 
-PATH_EMIT_ENTRY = Template("path_emit_entry", "copies the entry record held at r7 + slot_offset (`size` "
-                           "bytes) into the ringbuf `events`; a full ringbuf jumps to `dropped`; clobbers r0-r5", (
-    *_pair(i.ld_map_fd(R1, 0), map="events"),
-    T(i.mov64_reg(R2, RECORD)),
-    T(i.alu64_imm(ADD, R2, 0), imm="slot_offset"),
-    T(i.mov64_imm(R3, 0), imm="size"),
-    T(i.mov64_imm(R4, uapi.BPF_RB_NO_WAKEUP)),
-    T(i.call(Helper.ringbuf_output)),
-    T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="dropped"),
-))
+PATH_EMIT_ENTRY = Template(
+    "path_emit_entry",
+    "copies the entry record held at r7 + slot_offset (`size` "
+    "bytes) into the ringbuf `events`; a full ringbuf jumps to `dropped`; clobbers r0-r5",
+    (
+        *_pair(i.ld_map_fd(R1, 0), map="events"),
+        T(i.mov64_reg(R2, RECORD)),
+        T(i.alu64_imm(ADD, R2, 0), imm="slot_offset"),
+        T(i.mov64_imm(R3, 0), imm="size"),
+        T(i.mov64_imm(R4, uapi.BPF_RB_NO_WAKEUP)),
+        T(i.call(Helper.ringbuf_output)),
+        T(i.jmp_imm(uapi.BPF_JSLT, R0, 0, 0), off="dropped"),
+    ),
+)
 
-PATH_ENTRY_TS = Template("path_entry_ts", "STACK_ENTRY_TS = the ktime of the entry record held at r7 + "
-                         "slot_offset; clobbers r1", (
-    T(i.mov64_reg(R1, RECORD)),
-    T(i.alu64_imm(ADD, R1, 0), imm="slot_offset"),
-    T(i.ldx_mem(8, R1, R1, TS_OFFSET)),
-    T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
-))
+PATH_ENTRY_TS = Template(
+    "path_entry_ts",
+    "STACK_ENTRY_TS = the ktime of the entry record held at r7 + slot_offset; clobbers r1",
+    (
+        T(i.mov64_reg(R1, RECORD)),
+        T(i.alu64_imm(ADD, R1, 0), imm="slot_offset"),
+        T(i.ldx_mem(8, R1, R1, TS_OFFSET)),
+        T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
+    ),
+)
 
-PATH_KEY = Template("path_key", "STACK_PATH_KEY = pid_tgid; clobbers r0", (
-    T(i.call(Helper.get_current_pid_tgid)),
-    T(i.stx_mem(8, R10, R0, STACK_PATH_KEY)),
-))
+PATH_KEY = Template(
+    "path_key",
+    "STACK_PATH_KEY = pid_tgid; clobbers r0",
+    (
+        T(i.call(Helper.get_current_pid_tgid)),
+        T(i.stx_mem(8, R10, R0, STACK_PATH_KEY)),
+    ),
+)
 
-PATH_FORGET = Template("path_forget", "deletes path[STACK_PATH_KEY]; clobbers r0-r5", (
-    *_keyed_call(Helper.map_delete_elem, "path", STACK_PATH_KEY),
-))
+PATH_FORGET = Template(
+    "path_forget",
+    "deletes path[STACK_PATH_KEY]; clobbers r0-r5",
+    (*_keyed_call(Helper.map_delete_elem, "path", STACK_PATH_KEY),),
+)
 
-EXIT = Template("exit", "returns 0", (
-    T(i.mov64_imm(R0, 0)),
-    T(i.exit_()),
-))
+EXIT = Template(
+    "exit",
+    "returns 0",
+    (
+        T(i.mov64_imm(R0, 0)),
+        T(i.exit_()),
+    ),
+)
 
-ALL = (PROLOGUE, PID_FILTER, COMM_FILTER, LOAD_ARG, COPY_ARG, NULL_CHECK, FOLLOW_POINTER, READ_VALUE,
-       EXTRACT_BITS, COMPARE_IMM, COMPARE_IMM64, ZERO_STACK_WORD, READ_STRING_TO_STACK, COMPARE_STACK_WORD,
-       RESERVE, HEADER, HEADER_COMM, STORE_REGISTER, COPY_TO_RECORD, CAPTURE_STACK, MARK_FAILED,
-       MARK_FAILED_HIGH, GOTO, SUBMIT, COUNT_DROP, SCRATCH_RECORD, STASH_TIME, STASH_TIME_ONLY, STASH_PUT,
-       STASH_RECORD, STASH_LOOKUP, STASH_TAKE, REQUIRE_ENTRY, EMIT_STASHED, SET_ENTRY_TS, STASH_DELETE,
-       COUNTERS, COUNT_ONE, SKIP_UNLESS_NEGATIVE, ELAPSED, LOG2, COUNT_BUCKET, PATH_LOOKUP, JUMP_IF_NO_STATE,
-       JUMP_IF_STATE, PATH_ENTER_CHECK, PATH_CREATE, PATH_SLOT, PATH_PUSH, PATH_RETURN_CHECK, PATH_POP,
-       PATH_REQUIRE_SHOWN, PATH_SKIP_SHOWN, PATH_EMIT_ENTRY, PATH_ENTRY_TS, PATH_KEY, PATH_FORGET, EXIT,
-       SEQ_WRITE)
+ALL = (
+    PROLOGUE,
+    PID_FILTER,
+    COMM_FILTER,
+    LOAD_ARG,
+    COPY_ARG,
+    NULL_CHECK,
+    FOLLOW_POINTER,
+    READ_VALUE,
+    EXTRACT_BITS,
+    COMPARE_IMM,
+    COMPARE_IMM64,
+    ZERO_STACK_WORD,
+    READ_STRING_TO_STACK,
+    COMPARE_STACK_WORD,
+    RESERVE,
+    HEADER,
+    HEADER_COMM,
+    STORE_REGISTER,
+    COPY_TO_RECORD,
+    CAPTURE_STACK,
+    MARK_FAILED,
+    MARK_FAILED_HIGH,
+    GOTO,
+    SUBMIT,
+    COUNT_DROP,
+    SCRATCH_RECORD,
+    STASH_TIME,
+    STASH_TIME_ONLY,
+    STASH_PUT,
+    STASH_RECORD,
+    STASH_LOOKUP,
+    STASH_TAKE,
+    REQUIRE_ENTRY,
+    EMIT_STASHED,
+    SET_ENTRY_TS,
+    STASH_DELETE,
+    COUNTERS,
+    COUNT_ONE,
+    SKIP_UNLESS_NEGATIVE,
+    ELAPSED,
+    LOG2,
+    COUNT_BUCKET,
+    PATH_LOOKUP,
+    JUMP_IF_NO_STATE,
+    JUMP_IF_STATE,
+    PATH_ENTER_CHECK,
+    PATH_CREATE,
+    PATH_SLOT,
+    PATH_PUSH,
+    PATH_RETURN_CHECK,
+    PATH_POP,
+    PATH_REQUIRE_SHOWN,
+    PATH_SKIP_SHOWN,
+    PATH_EMIT_ENTRY,
+    PATH_ENTRY_TS,
+    PATH_KEY,
+    PATH_FORGET,
+    EXIT,
+    SEQ_WRITE,
+)

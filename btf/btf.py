@@ -4,6 +4,7 @@
 Built on a reader.Index, it makes type objects only when asked and caches them,
 so opening vmlinux BTF (126k types) costs one indexing pass and no more.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -31,17 +32,44 @@ MAX_CHAIN = 64
 
 _TAG_KINDS = {"struct": (Kind.STRUCT,), "union": (Kind.UNION,), "enum": (Kind.ENUM, Kind.ENUM64)}
 # A bare name means what C code means by it: a function, typedef or base type before a tag.
-_PLAIN_NAME_ORDER = (Kind.FUNC, Kind.TYPEDEF, Kind.INT, Kind.FLOAT, Kind.VAR, Kind.STRUCT, Kind.UNION,
-                     Kind.ENUM, Kind.ENUM64, Kind.DATASEC, Kind.FWD)
+_PLAIN_NAME_ORDER = (
+    Kind.FUNC,
+    Kind.TYPEDEF,
+    Kind.INT,
+    Kind.FLOAT,
+    Kind.VAR,
+    Kind.STRUCT,
+    Kind.UNION,
+    Kind.ENUM,
+    Kind.ENUM64,
+    Kind.DATASEC,
+    Kind.FWD,
+)
 # include/uapi/linux/types.h: integers whose byte order is part of their type.
-_FIXED_ORDER_TYPEDEFS = {"__be16": "big", "__be32": "big", "__be64": "big",
-                         "__le16": "little", "__le32": "little", "__le64": "little"}
+_FIXED_ORDER_TYPEDEFS = {
+    "__be16": "big",
+    "__be32": "big",
+    "__be64": "big",
+    "__le16": "little",
+    "__le32": "little",
+    "__le64": "little",
+}
 _MODIFIERS = (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG)
 _QUALIFIERS = (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG)
 # How C spells `long`: gcc's DWARF (so pahole's BTF) says "long int", clang "long"; libbpf's long_aliases.
-_LONG_NAMES = ("long", "long int", "unsigned long", "long unsigned int", "unsigned long int", "int long",
-               "long unsigned", "unsigned int long", "long int unsigned", "int unsigned long",
-               "int long unsigned")
+_LONG_NAMES = (
+    "long",
+    "long int",
+    "unsigned long",
+    "long unsigned int",
+    "unsigned long int",
+    "int long",
+    "long unsigned",
+    "unsigned int long",
+    "long int unsigned",
+    "int unsigned long",
+    "int long unsigned",
+)
 
 
 class BTF:
@@ -97,7 +125,7 @@ class BTF:
 
     @property
     def byteorder(self) -> str:
-        """"little" or "big": the byte order of the BTF, and so of the target's data."""
+        """ "little" or "big": the byte order of the BTF, and so of the target's data."""
         return self._index.byteorder
 
     @property
@@ -162,8 +190,11 @@ class BTF:
 
     def _ref(self, type_id: int, ref: int) -> int:
         if ref >= self.nr_types:
-            raise BTFError(f"refers to type id {ref}, past the last id {self.nr_types - 1}",
-                           type_id=type_id, offset=self._record_offset(type_id))
+            raise BTFError(
+                f"refers to type id {ref}, past the last id {self.nr_types - 1}",
+                type_id=type_id,
+                offset=self._record_offset(type_id),
+            )
         return ref
 
     def _record_offset(self, type_id: int) -> int:
@@ -192,11 +223,22 @@ class BTF:
             bits = int_bits(enc)
             # As the kernel's btf_int_check_meta: the encoding offset plus the bits must fit the size.
             if size_or_type not in (1, 2, 4, 8, 16) or int_offset(enc) + bits > size_or_type * 8:
-                raise BTFError(f"INT '{name}' has size {size_or_type} and {bits} bits at bit "
-                               f"{int_offset(enc)}", type_id=type_id, offset=self._record_offset(type_id))
+                raise BTFError(
+                    f"INT '{name}' has size {size_or_type} and {bits} bits at bit {int_offset(enc)}",
+                    type_id=type_id,
+                    offset=self._record_offset(type_id),
+                )
             e = int_encoding(enc)
-            return t.Int(type_id, name, size_or_type, bits, int_offset(enc), bool(e & BTF_INT_SIGNED),
-                         bool(e & BTF_INT_CHAR), bool(e & BTF_INT_BOOL))
+            return t.Int(
+                type_id,
+                name,
+                size_or_type,
+                bits,
+                int_offset(enc),
+                bool(e & BTF_INT_SIGNED),
+                bool(e & BTF_INT_CHAR),
+                bool(e & BTF_INT_BOOL),
+            )
         if kind == Kind.PTR:
             return t.Ptr(type_id, name, ref(type_id, size_or_type))
         if kind == Kind.ARRAY:
@@ -243,8 +285,11 @@ class BTF:
         if kind == Kind.FUNC:
             proto = ref(type_id, size_or_type)
             if self.kind_of(proto) != Kind.FUNC_PROTO:
-                raise BTFError(f"FUNC '{name}' refers to [{proto}], which is not a FUNC_PROTO",
-                               type_id=type_id, offset=self._record_offset(type_id))
+                raise BTFError(
+                    f"FUNC '{name}' refers to [{proto}], which is not a FUNC_PROTO",
+                    type_id=type_id,
+                    offset=self._record_offset(type_id),
+                )
             return t.Func(type_id, name, proto, vlen)
         if kind == Kind.FUNC_PROTO:
             params = []

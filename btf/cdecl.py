@@ -4,6 +4,7 @@
 `declaration(btf, id, "skb")` -> "struct sk_buff *skb"; function pointers, arrays of pointers,
 qualifiers (`const char *`, `char * const`), type tags as the kernel spells them (`__user`).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, List, Sequence, Tuple
@@ -26,8 +27,9 @@ def declaration(btf: "BTF", type_id: int, declarator: str = "") -> str:
     return _decl(btf, type_id, declarator, 0)
 
 
-def function_declaration(btf: "BTF", name: str, return_type_id: int, params: Sequence[Tuple[str, int]],
-                         variadic: bool = False) -> str:
+def function_declaration(
+    btf: "BTF", name: str, return_type_id: int, params: Sequence[Tuple[str, int]], variadic: bool = False
+) -> str:
     """`int ip_send_skb(struct net *net, struct sk_buff *skb)` from its parts."""
     parts = [_decl(btf, type_id, pname, 1) for pname, type_id in params]
     if variadic:

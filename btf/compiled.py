@@ -7,6 +7,7 @@ unpacks every leaf at once (a few precompiled struct.Structs, bitfields cut from
 units) and whose `root` says what the values mean. Renderers (decode and text in btf/values.py,
 JSON in ksnoop) walk the tree, never the BTF, so a type's bytes are interpreted here alone.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -181,7 +182,7 @@ class CompiledType:
         names = [source.local() for _ in range(self._values)]
         first = 0
         for unpack, count in zip(self._lane_unpackers, self._lane_counts):
-            targets = "".join(name + ", " for name in names[first:first + count])
+            targets = "".join(name + ", " for name in names[first : first + count])
             source.add(f"{targets}= {source.bind(unpack, 'unpack')}({data}, {offset})")
             first += count
         if self._wide_units:
@@ -191,7 +192,7 @@ class CompiledType:
                 source.add(f"{names[p]} = {from_bytes}({names[p]}, {order})")
         for unit in self.units:
             if unit not in uncut:
-                for name, statement in zip(names[unit.first:], self._cuts(unit, names[unit.position])):
+                for name, statement in zip(names[unit.first :], self._cuts(unit, names[unit.position])):
                     source.add(f"{name} = {statement}")
         return names
 
@@ -208,22 +209,49 @@ class CompiledType:
             yield f"(({bits}) ^ {sign:#x}) - {sign:#x}" if sign else bits
 
     # ---- compiling -------------------------------------------------------------------------------
-    def _leaf(self, type_id: int, meaning: Meaning, offset: int, size: int, code: str, *, signed: bool = False,
-              names: Optional[Dict[int, str]] = None) -> Leaf:
+    def _leaf(
+        self,
+        type_id: int,
+        meaning: Meaning,
+        offset: int,
+        size: int,
+        code: str,
+        *,
+        signed: bool = False,
+        names: Optional[Dict[int, str]] = None,
+    ) -> Leaf:
         if len(self.leaves) >= MAX_LEAVES:
             raise BTFError(f"type has more than {MAX_LEAVES} values to read", type_id=self.type_id)
         # __be16 and its kind are numbers in their own byte order, whatever the machine's.
         foreign = meaning is Meaning.INT and self.btf.value_byteorder(type_id) != self.btf.byteorder
-        leaf = Leaf(len(self.leaves), type_id, meaning, offset, size, signed, names=names, raw=code.endswith("s"),
-                    foreign=foreign)
+        leaf = Leaf(
+            len(self.leaves),
+            type_id,
+            meaning,
+            offset,
+            size,
+            signed,
+            names=names,
+            raw=code.endswith("s"),
+            foreign=foreign,
+        )
         self.leaves.append(leaf)
         prefix = ("<" if self._prefix == ">" else ">") if foreign else self._prefix
         # A read of nothing (a flexible array's text) may sit past the data's end: read it at 0.
         self._pending.append((offset if size else 0, size, code, leaf.index, prefix))
         return leaf
 
-    def _bitfield(self, type_id: int, meaning: Meaning, offset: int, span: int, bit_offset: int,
-                  bitfield_size: int, signed: bool, names: Optional[Dict[int, str]] = None) -> Leaf:
+    def _bitfield(
+        self,
+        type_id: int,
+        meaning: Meaning,
+        offset: int,
+        span: int,
+        bit_offset: int,
+        bitfield_size: int,
+        signed: bool,
+        names: Optional[Dict[int, str]] = None,
+    ) -> Leaf:
         """A value of `bitfield_size` bits, `bit_offset` bits into the `span` bytes from `offset`, read
         as one unsigned storage unit shared with the other bitfields in those bytes. BTF counts bits
         from the first byte's least significant bit on little-endian targets and from its most
@@ -281,8 +309,9 @@ class CompiledType:
             if size == 0:  # elements without size hold no data, and the count alone could be 2**32
                 return Elements(type_id, typ.type_id, (), 0, False, scalar)
             whole = min(typ.nelems, max(0, available) // size)
-            items = tuple(self._value(typ.type_id, offset + i * size, offset + (i + 1) * size, depth + 1)
-                          for i in range(whole))
+            items = tuple(
+                self._value(typ.type_id, offset + i * size, offset + (i + 1) * size, depth + 1) for i in range(whole)
+            )
             return Elements(type_id, typ.type_id, items, typ.nelems, whole < typ.nelems, scalar)
         if isinstance(typ, t.Int):
             if available < typ.size:
@@ -306,8 +335,15 @@ class CompiledType:
             if available < typ.size:
                 return Missing(type_id)
             codes = _SIGNED_CODES if typ.signed else _UNSIGNED_CODES
-            return self._leaf(type_id, Meaning.ENUM, offset, typ.size, codes.get(typ.size, f"{typ.size}s"),
-                              signed=typ.signed, names=self._names(typ))
+            return self._leaf(
+                type_id,
+                Meaning.ENUM,
+                offset,
+                typ.size,
+                codes.get(typ.size, f"{typ.size}s"),
+                signed=typ.signed,
+                names=self._names(typ),
+            )
         if isinstance(typ, t.Float):
             if available < typ.size:
                 return Missing(type_id)
@@ -390,8 +426,9 @@ class CompiledType:
         self._unpackers = tuple(unpackers)
         self._lane_counts = tuple(counts)
         # Units that are not 1, 2, 4 or 8 bytes arrive as bytes: make them ints as they arrive.
-        wide_units = [position[-1 - unit] for (offset, span), unit in self._units.items()
-                      if span not in _UNSIGNED_CODES]
+        wide_units = [
+            position[-1 - unit] for (offset, span), unit in self._units.items() if span not in _UNSIGNED_CODES
+        ]
         self._lane_unpackers = self._unpackers
         self._wide_units = tuple(wide_units)
         if wide_units:
@@ -469,19 +506,39 @@ _BIT_TABLE_LIMIT = 4096
 
 def _renumbered(leaf: Leaf, index: int) -> Leaf:
     # The constructor, not dataclasses.replace: this runs for every leaf of every compiled type.
-    return Leaf(index, leaf.type_id, leaf.meaning, leaf.offset, leaf.size, leaf.signed, leaf.bitfield_size,
-                leaf.bit_offset, leaf.names, leaf.raw, leaf.foreign)
+    return Leaf(
+        index,
+        leaf.type_id,
+        leaf.meaning,
+        leaf.offset,
+        leaf.size,
+        leaf.signed,
+        leaf.bitfield_size,
+        leaf.bit_offset,
+        leaf.names,
+        leaf.raw,
+        leaf.foreign,
+    )
 
 
 def _renumber_node(node: Node, renumber: Dict[int, int]) -> Node:
     if isinstance(node, Leaf):
         return _renumbered(node, renumber[node.index])
     if isinstance(node, Record):
-        return Record(node.type_id, tuple(Field(f.name, _renumber_node(f.node, renumber), f.offset, f.size,
-                                                f.bitfield) for f in node.fields), node.cut)
+        return Record(
+            node.type_id,
+            tuple(Field(f.name, _renumber_node(f.node, renumber), f.offset, f.size, f.bitfield) for f in node.fields),
+            node.cut,
+        )
     if isinstance(node, Elements):
-        return Elements(node.type_id, node.elem_type_id, tuple(_renumber_node(n, renumber) for n in node.items),
-                        node.count, node.cut, node.scalar)
+        return Elements(
+            node.type_id,
+            node.elem_type_id,
+            tuple(_renumber_node(n, renumber) for n in node.items),
+            node.count,
+            node.cut,
+            node.scalar,
+        )
     return node
 
 
@@ -493,8 +550,10 @@ def is_struct_group(btf: "BTF", union: t.Union) -> bool:
     structs = [btf.skip_modifiers(m.type_id) for m in union.members]
     if not all(isinstance(s, t.Struct) and s.members for s in structs):
         return False
-    layouts = {tuple((m.name, m.bit_offset, m.bitfield_size, m.type_id) for m in s.members)  # type: ignore[union-attr]
-               for s in structs}
+    layouts = {
+        tuple((m.name, m.bit_offset, m.bitfield_size, m.type_id) for m in s.members)  # type: ignore[union-attr]
+        for s in structs
+    }
     return len(layouts) == 1
 
 
@@ -540,7 +599,8 @@ def compile_bitfield(btf: "BTF", type_id: int, span: int, bit_offset: int, bitfi
         if not isinstance(btf.skip_modifiers(type_id), (t.Int, t.Enum, t.Enum64)):
             raise BTFError("a bitfield's type must be an integer or enum", type_id=type_id)
         if not (0 < bitfield_size and bit_offset + bitfield_size <= 8 * span and span <= 16):
-            raise BTFError(f"a {bitfield_size}-bit field at bit {bit_offset} does not fit {span} bytes",
-                           type_id=type_id)
+            raise BTFError(
+                f"a {bitfield_size}-bit field at bit {bit_offset} does not fit {span} bytes", type_id=type_id
+            )
         compiled = btf.compiled[key] = CompiledType(btf, type_id, span, (bit_offset, bitfield_size))
     return compiled

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The one exception the BTF library raises, for corrupt data and failed lookups alike."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence

@@ -4,6 +4,7 @@
 A path resolves to the pointers to follow (each a load at an offset), then the final offset,
 size, bitfield position and type. Typedefs, qualifiers and anonymous members are seen through.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -88,8 +89,9 @@ def find_member(btf: "BTF", composite: t.Composite, name: str) -> Optional[Tuple
     return _find_member(btf, composite, name, (composite.id,))
 
 
-def _find_member(btf: "BTF", composite: t.Composite, name: str,
-                 outer: Tuple[int, ...]) -> Optional[Tuple[t.Member, int]]:
+def _find_member(
+    btf: "BTF", composite: t.Composite, name: str, outer: Tuple[int, ...]
+) -> Optional[Tuple[t.Member, int]]:
     for m in composite.members:
         if m.name == name:
             return m, m.bit_offset
@@ -145,7 +147,8 @@ def resolve(btf: "BTF", type_id: int, steps: Sequence[Step]) -> MemberPath:
         if step.op == "->" or (step.op == "[]" and isinstance(typ, t.Ptr)):
             if not isinstance(typ, t.Ptr):
                 raise MemberPathError(
-                    f"'->' on '{btf.type_name(current)}', which is not a pointer; use '.'", step.position)
+                    f"'->' on '{btf.type_name(current)}', which is not a pointer; use '.'", step.position
+                )
             if in_memory:
                 hops.append(bit_offset // 8)
             else:  # the pointer is the base, or a member of a base held by value
@@ -161,20 +164,26 @@ def resolve(btf: "BTF", type_id: int, steps: Sequence[Step]) -> MemberPath:
             raise MemberPathError(f"'.' on '{btf.type_name(current)}', which is a pointer; use '->'", step.position)
         if step.op == "[]":
             if not isinstance(typ, t.Array):
-                raise MemberPathError(f"'[{step.index}]' on '{btf.type_name(current)}', which is neither an array "
-                                      "nor a pointer", step.position)
+                raise MemberPathError(
+                    f"'[{step.index}]' on '{btf.type_name(current)}', which is neither an array nor a pointer",
+                    step.position,
+                )
             if typ.nelems and step.index >= typ.nelems:
-                raise MemberPathError(f"index {step.index} is past the end of '{btf.type_name(current)}' "
-                                      f"(valid: 0..{typ.nelems - 1})", step.position)
+                raise MemberPathError(
+                    f"index {step.index} is past the end of '{btf.type_name(current)}' (valid: 0..{typ.nelems - 1})",
+                    step.position,
+                )
             bit_offset += 8 * step.index * _element_size(btf, typ.type_id, step)
             current = typ.type_id
             continue
         if isinstance(typ, t.Fwd):
-            raise MemberPathError(f"'{btf.type_name(current)}' is only declared in this BTF; its members are unknown",
-                                  step.position)
+            raise MemberPathError(
+                f"'{btf.type_name(current)}' is only declared in this BTF; its members are unknown", step.position
+            )
         if not isinstance(typ, (t.Struct, t.Union)):
-            raise MemberPathError(f"'{step.op}{step.name}' on '{btf.type_name(current)}', which is not a struct or "
-                                  "union", step.position)
+            raise MemberPathError(
+                f"'{step.op}{step.name}' on '{btf.type_name(current)}', which is not a struct or union", step.position
+            )
         found = find_member(btf, typ, step.name)
         if found is None:
             names = member_names(btf, typ)
@@ -204,5 +213,6 @@ def _element_size(btf: "BTF", type_id: int, step: Step) -> int:
     try:
         return btf.resolve_size(type_id)
     except Exception:
-        raise MemberPathError(f"cannot index '{btf.type_name(type_id)}': its elements have no size",
-                              step.position) from None
+        raise MemberPathError(
+            f"cannot index '{btf.type_name(type_id)}': its elements have no size", step.position
+        ) from None

@@ -6,6 +6,7 @@ a type's reader and a line's renderer become straight-line code (one unpack into
 Only generated identifiers go into the source; every value (structs, tables, templates, type and
 member names) is bound as a global of the function, so no text from BTF or the kernel is code.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List

@@ -5,6 +5,7 @@ This pass only indexes: it checks the header and section bounds and that each
 record lies wholly inside the type section. It builds no type objects; fields
 are checked when btf.py builds a type from its record.
 """
+
 from __future__ import annotations
 
 import array

@@ -3,6 +3,7 @@
 
 The only module of btf/ that touches files. pyelftools is imported only for ELF input.
 """
+
 from __future__ import annotations
 
 import os

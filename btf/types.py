@@ -4,6 +4,7 @@
 References to other types are ids (`*_id` fields), never objects, so a type
 is cheap to build and cycles (a struct pointing at itself) need no care here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -219,8 +220,26 @@ class DeclTag:
 
 
 Type = typing.Union[
-    Void, Int, Ptr, Array, Struct, Union, Enum, Enum64, Fwd, Typedef, Volatile, Const, Restrict,
-    TypeTag, Func, FuncProto, Var, Datasec, Float, DeclTag,
+    Void,
+    Int,
+    Ptr,
+    Array,
+    Struct,
+    Union,
+    Enum,
+    Enum64,
+    Fwd,
+    Typedef,
+    Volatile,
+    Const,
+    Restrict,
+    TypeTag,
+    Func,
+    FuncProto,
+    Var,
+    Datasec,
+    Float,
+    DeclTag,
 ]
 Composite = typing.Union[Struct, Union]
 Qualifier = typing.Union[Volatile, Const, Restrict, TypeTag]

@@ -4,6 +4,7 @@
 Layouts are struct.Struct objects built for either byte order; nothing here
 reads data, it only names the numbers the format fixes.
 """
+
 from __future__ import annotations
 
 import enum

@@ -5,6 +5,7 @@ ksnoop's text (optionally styled). Neither reads bytes itself: the compiled read
 Data shorter than its type still yields what fits: decode marks the cut with a TRUNCATED_KEY
 entry (or a TRUNCATED list element), render with `...`.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,10 +19,32 @@ from .compiled import Elements, Leaf, Meaning, Missing, Node, Nothing, Record, c
 if TYPE_CHECKING:
     from .btf import BTF
 
-__all__ = ["HEX_NAMES", "TRUNCATED", "TRUNCATED_KEY", "Styles", "address_or_number", "bitfield_from",
-           "char_array_literal", "char_array_text", "char_literal", "decode", "enum_name", "escape_bytes",
-           "function_text", "int_from", "ipv4_text", "is_char", "is_string", "leaf_value", "number_text",
-           "pointer_text", "render", "string_literal", "text_from", "text_renderer"]
+__all__ = [
+    "HEX_NAMES",
+    "TRUNCATED",
+    "TRUNCATED_KEY",
+    "Styles",
+    "address_or_number",
+    "bitfield_from",
+    "char_array_literal",
+    "char_array_text",
+    "char_literal",
+    "decode",
+    "enum_name",
+    "escape_bytes",
+    "function_text",
+    "int_from",
+    "ipv4_text",
+    "is_char",
+    "is_string",
+    "leaf_value",
+    "number_text",
+    "pointer_text",
+    "render",
+    "string_literal",
+    "text_from",
+    "text_renderer",
+]
 
 TRUNCATED_KEY = "..."
 TRUNCATED = "truncated"
@@ -96,8 +119,10 @@ def char_array_text(data: bytes) -> str:
 
 # Each byte's text in a C string literal: printable ASCII as itself (backslash and quote escaped),
 # every other byte as \xNN; applied to the bytes read as Latin-1 (one character a byte) by translate().
-_BYTE_TEXT = {b: "\\\\" if b == 0x5C else '\\"' if b == 0x22 else chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}"
-              for b in range(256)}
+_BYTE_TEXT = {
+    b: "\\\\" if b == 0x5C else '\\"' if b == 0x22 else chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}"
+    for b in range(256)
+}
 
 
 def escape_bytes(data: bytes) -> str:
@@ -107,6 +132,7 @@ def escape_bytes(data: bytes) -> str:
 
 
 # ---- decode: bytes -> plain Python ---------------------------------------------------------------
+
 
 def decode(btf: "BTF", type_id: int, data: bytes) -> Any:
     """The value of `data` as `type_id`; see the module docstring for truncation. Raises BTFError
@@ -138,6 +164,7 @@ def _plain(node: Node, values: Sequence[Any], byteorder: str) -> Any:
 
 # ---- render: bytes -> ksnoop text ----------------------------------------------------------------
 
+
 def _plain_text(text: str) -> str:
     return text
 
@@ -161,16 +188,33 @@ class Styles:
 PLAIN = Styles()
 
 
-def render(btf: "BTF", type_id: int, data: bytes, *, indent: str = "  ", zeroes: bool = False,
-           max_elems: int = 16, styles: Styles = PLAIN) -> str:
+def render(
+    btf: "BTF",
+    type_id: int,
+    data: bytes,
+    *,
+    indent: str = "  ",
+    zeroes: bool = False,
+    max_elems: int = 16,
+    styles: Styles = PLAIN,
+) -> str:
     """`(unsigned int)228`; structs as `(struct x){` then one `.member = value,` per line; members
     that are all zero left out unless `zeroes`; arrays show their first `max_elems` elements."""
-    return "\n".join(text_renderer(btf, type_id, len(data), indent=indent, zeroes=zeroes, max_elems=max_elems,
-                                   styles=styles)(data))
+    return "\n".join(
+        text_renderer(btf, type_id, len(data), indent=indent, zeroes=zeroes, max_elems=max_elems, styles=styles)(data)
+    )
 
 
-def text_renderer(btf: "BTF", type_id: int, available: int, *, indent: str = "  ", zeroes: bool = False,
-                  max_elems: int = 16, styles: Styles = PLAIN) -> Callable[[Any], List[str]]:
+def text_renderer(
+    btf: "BTF",
+    type_id: int,
+    available: int,
+    *,
+    indent: str = "  ",
+    zeroes: bool = False,
+    max_elems: int = 16,
+    styles: Styles = PLAIN,
+) -> Callable[[Any], List[str]]:
     """A function from `available` bytes of `type_id` to render()'s lines, built once and cached."""
     key = ("text", type_id, available, indent, zeroes, max_elems, styles)
     renderer: Optional[Callable[[Any], List[str]]] = btf.compiled.get(key)
@@ -223,6 +267,7 @@ class _TextCompiler:
 
         def emit(values: Sequence[Any], data: Any, prefix: str, lines: List[str]) -> None:
             lines.append(head + prefix + label + scalar(values))
+
         return emit
 
     def scalar(self, node: Node) -> Callable[[Sequence[Any]], str]:
@@ -246,10 +291,11 @@ class _TextCompiler:
         cut = len(node.items) < shown
         count = node.count
         more = f", ... {count - shown} more" if count > shown and len(items) + cut == shown else ""
-        tail = (["..."] if cut else [])
+        tail = ["..."] if cut else []
 
         def array(values: Sequence[Any]) -> str:
             return "[" + ", ".join([item(values) for item in items] + tail) + more + "]"
+
         return array
 
     def leaf_text(self, leaf: Leaf, name: str = "") -> Callable[[Any], str]:
@@ -279,7 +325,7 @@ class _TextCompiler:
             typ = self.btf.skip_modifiers(leaf.type_id)
             nelems = typ.nelems if isinstance(typ, t.Array) else leaf.size
             if leaf.size < nelems:  # cut short: say so unless the text ended within what there is
-                return lambda raw: (string_literal(raw) if b"\0" in raw else '"' + escape_bytes(raw) + '"...')
+                return lambda raw: string_literal(raw) if b"\0" in raw else '"' + escape_bytes(raw) + '"...'
             return char_array_literal
         return str
 
@@ -292,6 +338,7 @@ class _TextCompiler:
             lines.append(pad + prefix + label + "{")
             members(values, data, lines)
             lines.append(pad + "}")
+
         return emit
 
     def members(self, node: Record, level: int) -> Callable[[Sequence[Any], Any, List[str]], None]:
@@ -316,15 +363,28 @@ class _TextCompiler:
                 head = pad + prefix + self.label(child.type_id) + before
                 # An int, pointer, enum, bool or char is zero exactly when its bytes are.
                 how = _ZERO_VALUE if f.bitfield or (child.meaning in _ZERO_IS_FALSE and not child.raw) else _ZERO_BYTES
-                steps.append((how, child.index, f.offset, f.offset + f.size, zero, head,
-                              self.leaf_text(child, f.name), after + ",", None))
+                steps.append(
+                    (
+                        how,
+                        child.index,
+                        f.offset,
+                        f.offset + f.size,
+                        zero,
+                        head,
+                        self.leaf_text(child, f.name),
+                        after + ",",
+                        None,
+                    )
+                )
             else:
                 steps.append((_NESTED, 0, f.offset, f.offset + f.size, zero, prefix, str, "", self.node(child, level)))
         cut_line = pad + "..." if ended else None
         zeroes = self.zeroes
         # Members left out for being zero are counted, so that nothing is hidden without a word.
-        left_out = [pad + self.style(self.styles.note, f"/* {n} zero member{'' if n == 1 else 's'} */")
-                    for n in range(len(steps) + 1)]
+        left_out = [
+            pad + self.style(self.styles.note, f"/* {n} zero member{'' if n == 1 else 's'} */")
+            for n in range(len(steps) + 1)
+        ]
 
         def emit(values: Sequence[Any], data: Any, lines: List[str]) -> None:
             append = lines.append
@@ -349,6 +409,7 @@ class _TextCompiler:
                 append(left_out[zero_members])
             if cut_line is not None:
                 append(cut_line)
+
         return emit
 
     def elements(self, node: Elements, level: int) -> Emit:
@@ -368,6 +429,7 @@ class _TextCompiler:
                 item(values, data, "", lines)
                 lines[-1] += ","
             lines.extend(tail)
+
         return emit
 
 
@@ -426,6 +488,7 @@ def function_text(symbol: Optional[Callable[[int], Optional[str]]]) -> Callable[
 
     def text(v: int) -> str:
         return (symbol(v) or f"0x{v:x}") if v else "NULL"
+
     return text
 
 
@@ -465,4 +528,3 @@ def string_literal(data: bytes) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
-

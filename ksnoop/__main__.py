@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Entry point for `ksnoop` and `python -m ksnoop`."""
+
 from __future__ import annotations
 
 

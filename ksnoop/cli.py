@@ -32,14 +32,18 @@ app = typer.Typer(
     help="Show the arguments and return values of Linux kernel functions as they run.",
 )
 
-ZerosOption = Annotated[bool, typer.Option(
-    "--zeros", help="Text: show struct members that are all zero (else they are left out and counted).")]
-CompactOption = Annotated[bool, typer.Option(
-    "--compact", help="Text: each record on one line, structs included.")]
+ZerosOption = Annotated[
+    bool,
+    typer.Option("--zeros", help="Text: show struct members that are all zero (else they are left out and counted)."),
+]
+CompactOption = Annotated[bool, typer.Option("--compact", help="Text: each record on one line, structs included.")]
 BTFOption = Annotated[
     Optional[str],
-    typer.Option("--btf", metavar="PATH", help="Read BTF from this file (raw BTF or an ELF with .BTF) "
-                 "instead of /sys/kernel/btf/vmlinux."),
+    typer.Option(
+        "--btf",
+        metavar="PATH",
+        help="Read BTF from this file (raw BTF or an ELF with .BTF) instead of /sys/kernel/btf/vmlinux.",
+    ),
 ]
 
 
@@ -51,8 +55,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """Show the arguments and return values of Linux kernel functions as they run."""
 
@@ -82,9 +87,13 @@ def _write(line: str) -> None:
 
 @app.command()
 def info(
-    targets: Annotated[List[str], typer.Argument(
-        metavar="TARGET...", help="A function, tp:TRACEPOINT, 'struct NAME', 'union NAME', 'enum NAME' or a "
-        "typedef.")],
+    targets: Annotated[
+        List[str],
+        typer.Argument(
+            metavar="TARGET...",
+            help="A function, tp:TRACEPOINT, 'struct NAME', 'union NAME', 'enum NAME' or a typedef.",
+        ),
+    ],
     *,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per target per line.")] = False,
     btf: BTFOption = None,
@@ -102,8 +111,12 @@ def info(
 
 @app.command("list")
 def list_(
-    pattern: Annotated[str, typer.Argument(metavar="[GLOB]", help="Shell glob over names; 'tp:*' for "
-                                           "tracepoints only, 'dump:*' for iterator targets.")] = "*",
+    pattern: Annotated[
+        str,
+        typer.Argument(
+            metavar="[GLOB]", help="Shell glob over names; 'tp:*' for tracepoints only, 'dump:*' for iterator targets."
+        ),
+    ] = "*",
     *,
     btf: BTFOption = None,
 ) -> None:
@@ -132,40 +145,79 @@ class OutputFormat(str, enum.Enum):
 
 @app.command()
 def trace(
-    specs: Annotated[List[str], typer.Argument(
-        metavar="SPEC...", help="FUNCTION or tp:TRACEPOINT, optionally with (ITEM, ...): values to show, "
-        "each optionally compared with a literal to filter, e.g. 'ip_send_skb(skb->len > 100, skb)'.")],
+    specs: Annotated[
+        List[str],
+        typer.Argument(
+            metavar="SPEC...",
+            help="FUNCTION or tp:TRACEPOINT, optionally with (ITEM, ...): values to show, "
+            "each optionally compared with a literal to filter, e.g. 'ip_send_skb(skb->len > 100, skb)'.",
+        ),
+    ],
     *,
     pid: Annotated[Optional[int], typer.Option("--pid", "-p", help="Only this process (tgid).")] = None,
     comm: Annotated[Optional[str], typer.Option("--comm", help="Only tasks with this command name.")] = None,
     count: Annotated[Optional[int], typer.Option("--count", "-n", min=1, help="Stop after N records.")] = None,
-    duration: Annotated[Optional[float], typer.Option("--duration", min=0.0,
-                                                      help="Stop after SECONDS.")] = None,
-    pages: Annotated[int, typer.Option("--pages", "-P", min=1,
-                                       help="Ring buffer size in pages (a power of two).")] = 1024,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text, or json (one object per "
-                                                 "line).")] = OutputFormat.text,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the "
-                                          "generated programs on stderr.")] = False,
-    kstack: Annotated[bool, typer.Option("--kstack", help="Show the kernel stack of each entry and tracepoint "
-                                         "record, named from /proc/kallsyms.")] = False,
-    kstack_depth: Annotated[Optional[int], typer.Option(
-        "--kstack-depth", metavar="N", min=1, max=MAX_KSTACK_DEPTH,
-        help=f"Frames of kernel stack to keep (implies --kstack; default {DEFAULT_KSTACK_DEPTH}).")] = None,
-    max_probes: Annotated[int, typer.Option(
-        "--max-probes", metavar="N", min=1,
-        help="Refuse to trace more than N functions and tracepoints (each a glob matches counts).",
-    )] = DEFAULT_MAX_PROBES,
-    summary_view: Annotated[bool, typer.Option(
-        "--summary", help="Instead of a record per call, count in the kernel and print per function at exit: "
-        "calls, errors (negative returns) and a log2 latency histogram; one JSON object with -o json.")] = False,
-    calls_only: Annotated[bool, typer.Option(
-        "--calls-only", help="With --summary: count calls alone, at entry (no errors, no latency, and no "
-        "return probe: the cheapest count).")] = False,
-    call_path: Annotated[bool, typer.Option(
-        "--stack", "-s", help="Call-path mode: the SPECs are functions in call order, outermost first; show "
-        "their calls only when each runs inside the one before in the same task (not necessarily called "
-        "directly), all together, in call order with durations, when the innermost returns.")] = False,
+    duration: Annotated[Optional[float], typer.Option("--duration", min=0.0, help="Stop after SECONDS.")] = None,
+    pages: Annotated[
+        int, typer.Option("--pages", "-P", min=1, help="Ring buffer size in pages (a power of two).")
+    ] = 1024,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="text, or json (one object per line).")
+    ] = OutputFormat.text,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the generated programs on stderr.")
+    ] = False,
+    kstack: Annotated[
+        bool,
+        typer.Option(
+            "--kstack", help="Show the kernel stack of each entry and tracepoint record, named from /proc/kallsyms."
+        ),
+    ] = False,
+    kstack_depth: Annotated[
+        Optional[int],
+        typer.Option(
+            "--kstack-depth",
+            metavar="N",
+            min=1,
+            max=MAX_KSTACK_DEPTH,
+            help=f"Frames of kernel stack to keep (implies --kstack; default {DEFAULT_KSTACK_DEPTH}).",
+        ),
+    ] = None,
+    max_probes: Annotated[
+        int,
+        typer.Option(
+            "--max-probes",
+            metavar="N",
+            min=1,
+            help="Refuse to trace more than N functions and tracepoints (each a glob matches counts).",
+        ),
+    ] = DEFAULT_MAX_PROBES,
+    summary_view: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="Instead of a record per call, count in the kernel and print per function at exit: "
+            "calls, errors (negative returns) and a log2 latency histogram; one JSON object with -o json.",
+        ),
+    ] = False,
+    calls_only: Annotated[
+        bool,
+        typer.Option(
+            "--calls-only",
+            help="With --summary: count calls alone, at entry (no errors, no latency, and no "
+            "return probe: the cheapest count).",
+        ),
+    ] = False,
+    call_path: Annotated[
+        bool,
+        typer.Option(
+            "--stack",
+            "-s",
+            help="Call-path mode: the SPECs are functions in call order, outermost first; show "
+            "their calls only when each runs inside the one before in the same task (not necessarily called "
+            "directly), all together, in call order with durations, when the innermost returns.",
+        ),
+    ] = False,
     zeros: ZerosOption = False,
     compact: CompactOption = False,
     btf: BTFOption = None,
@@ -178,11 +230,23 @@ def trace(
     from ksnoop.run.trace import RunOptions, run as run_trace
 
     options = RunOptions(
-        specs=tuple(specs), pid=pid, comm=comm, count=count, duration_s=duration, pages=pages,
-        output=output.value, color=output is OutputFormat.text and _use_color(), verbose=verbose, btf_path=btf,
+        specs=tuple(specs),
+        pid=pid,
+        comm=comm,
+        count=count,
+        duration_s=duration,
+        pages=pages,
+        output=output.value,
+        color=output is OutputFormat.text and _use_color(),
+        verbose=verbose,
+        btf_path=btf,
         kstack_depth=kstack_depth if kstack_depth is not None else (DEFAULT_KSTACK_DEPTH if kstack else 0),
-        max_probes=max_probes, summary=summary_view, call_path=call_path,
-        calls_only=calls_only, zeros=zeros, compact=compact,
+        max_probes=max_probes,
+        summary=summary_view,
+        call_path=call_path,
+        calls_only=calls_only,
+        zeros=zeros,
+        compact=compact,
     )
     with _reported_errors():
         summary = run_trace(options, sys.stdout, sys.stderr)
@@ -196,27 +260,49 @@ def trace(
 
 @app.command()
 def dump(
-    specs: Annotated[List[str], typer.Argument(
-        metavar="SPEC...", help="An iterator target (see ksnoop list 'dump:*'), optionally with (ITEM, ...) as "
-        "for trace, the names being its context's members, e.g. 'task_file(task->pid, fd, file)'.")],
+    specs: Annotated[
+        List[str],
+        typer.Argument(
+            metavar="SPEC...",
+            help="An iterator target (see ksnoop list 'dump:*'), optionally with (ITEM, ...) as "
+            "for trace, the names being its context's members, e.g. 'task_file(task->pid, fd, file)'.",
+        ),
+    ],
     *,
-    pid: Annotated[Optional[int], typer.Option("--pid", "-p", help="Task iterators: only this process's "
-                                               "tasks (task, task_file, task_vma).")] = None,
+    pid: Annotated[
+        Optional[int],
+        typer.Option("--pid", "-p", help="Task iterators: only this process's tasks (task, task_file, task_vma)."),
+    ] = None,
     tid: Annotated[Optional[int], typer.Option("--tid", help="Task iterators: only this thread.")] = None,
-    map_id: Annotated[Optional[int], typer.Option("--map-id", help="Map element iterators: the map whose "
-                                                  "elements to walk (bpf_map_elem, sockmap...).")] = None,
-    cgroup_id: Annotated[Optional[int], typer.Option("--cgroup-id", help="The cgroup iterator: start at the "
-                                                     "cgroup with this id.")] = None,
-    cgroup: Annotated[Optional[str], typer.Option("--cgroup", metavar="PATH", help="The cgroup iterator: start "
-                                                  "at this cgroup directory.")] = None,
-    cgroup_order: Annotated[Optional[str], typer.Option(
-        "--cgroup-order", metavar="ORDER", help="The cgroup iterator's walk: self-only, descendants-pre (the "
-        "default), descendants-post or ancestors-up.")] = None,
+    map_id: Annotated[
+        Optional[int],
+        typer.Option(
+            "--map-id", help="Map element iterators: the map whose elements to walk (bpf_map_elem, sockmap...)."
+        ),
+    ] = None,
+    cgroup_id: Annotated[
+        Optional[int], typer.Option("--cgroup-id", help="The cgroup iterator: start at the cgroup with this id.")
+    ] = None,
+    cgroup: Annotated[
+        Optional[str],
+        typer.Option("--cgroup", metavar="PATH", help="The cgroup iterator: start at this cgroup directory."),
+    ] = None,
+    cgroup_order: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cgroup-order",
+            metavar="ORDER",
+            help="The cgroup iterator's walk: self-only, descendants-pre (the "
+            "default), descendants-post or ancestors-up.",
+        ),
+    ] = None,
     count: Annotated[Optional[int], typer.Option("--count", "-n", help="Stop after N records.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text, or json (one object per "
-                                                 "line).")] = OutputFormat.text,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the "
-                                          "generated programs on stderr.")] = False,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="text, or json (one object per line).")
+    ] = OutputFormat.text,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the generated programs on stderr.")
+    ] = False,
     zeros: ZerosOption = False,
     compact: CompactOption = False,
     btf: BTFOption = None,
@@ -230,10 +316,16 @@ def dump(
 
     options = DumpOptions(
         specs=tuple(specs),
-        params=IterParams(map_id=map_id, pid=pid, tid=tid, cgroup_id=cgroup_id, cgroup_path=cgroup,
-                          cgroup_order=cgroup_order),
-        count=count, output=output.value, color=output is OutputFormat.text and _use_color(), verbose=verbose,
-        btf_path=btf, zeros=zeros, compact=compact,
+        params=IterParams(
+            map_id=map_id, pid=pid, tid=tid, cgroup_id=cgroup_id, cgroup_path=cgroup, cgroup_order=cgroup_order
+        ),
+        count=count,
+        output=output.value,
+        color=output is OutputFormat.text and _use_color(),
+        verbose=verbose,
+        btf_path=btf,
+        zeros=zeros,
+        compact=compact,
     )
     with _reported_errors():
         summary = run_dump(options, sys.stdout, sys.stderr)

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """ksnoop's errors: usage errors exit 2, runtime failures exit 1; the CLI prints one line for each."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """What `ksnoop info` and `ksnoop list` say about targets and types, as text or JSON-ready dicts."""
+
 from __future__ import annotations
 
 import difflib
@@ -24,7 +25,7 @@ def signature_text(target: Target) -> str:
     """`int ip_send_skb(struct net *net, struct sk_buff *skb);`, a module's name after it in brackets."""
     params = [(a.name, a.type_id) for a in target.args]
     if target.kind is TargetKind.TRACEPOINT:
-        text = function_declaration(target.btf, target.label, 0, params)[len("void "):]
+        text = function_declaration(target.btf, target.label, 0, params)[len("void ") :]
     else:
         text = function_declaration(target.btf, target.name, target.return_type_id, params, target.variadic)
     suffix = f" [{target.module}]" if target.module != "vmlinux" else ""
@@ -62,7 +63,9 @@ def describe(kernel: KernelBTF, text: str, as_json: bool) -> Any:
         typedef = kernel.vmlinux.find(text, Kind.TYPEDEF)  # `info u32`: a typedef is a type too
         if typedef is None:
             close = set(err.suggestions) | set(kernel.vmlinux.closest_names(text, [Kind.TYPEDEF]))
-            raise UnknownTarget(f"no kernel function or typedef '{text}' in BTF",
-                                difflib.get_close_matches(text, sorted(close), n=5, cutoff=0.0)) from None
+            raise UnknownTarget(
+                f"no kernel function or typedef '{text}' in BTF",
+                difflib.get_close_matches(text, sorted(close), n=5, cutoff=0.0),
+            ) from None
         return layout_json(kernel.vmlinux, typedef.id) if as_json else layout_text(kernel.vmlinux, typedef.id)
     return signature_json(target) if as_json else signature_text(target)

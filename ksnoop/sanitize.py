@@ -4,6 +4,7 @@
 Control characters (C0, DEL, C1) become \\xNN escapes, so no kernel string can move the
 cursor, change colours or set the window title. Rich markup is escaped where rich prints.
 """
+
 from __future__ import annotations
 
 import re

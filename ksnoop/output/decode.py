@@ -5,6 +5,7 @@ A decoder is built once per probe from its RecordLayout: one struct.Struct unpac
 and every scalar value in a single call, and only values that need BTF (structs, arrays,
 bitfields, enums) get a converter, so a stream of small records decodes at C speed.
 """
+
 from __future__ import annotations
 
 import struct
@@ -129,9 +130,15 @@ def record_fields(plan: Plan, probe_index: int, btf: BTF) -> RecordFields:
         cursor = layout.size
     if layout.size > cursor:  # the record's tail padding: one Struct per record, for iter_unpack
         fmt.append(f"{layout.size - cursor}x")
-    return RecordFields(struct.Struct("".join(fmt)), 7 if plan.with_comm else 6, tuple(converters),
-                        plan.with_comm, layout.kstack_depth, probe.kind is ProbeKind.FEXIT,
-                        layout.capture_offsets)
+    return RecordFields(
+        struct.Struct("".join(fmt)),
+        7 if plan.with_comm else 6,
+        tuple(converters),
+        plan.with_comm,
+        layout.kstack_depth,
+        probe.kind is ProbeKind.FEXIT,
+        layout.capture_offsets,
+    )
 
 
 def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
@@ -182,8 +189,10 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
             values = tuple(converted)
         duration = fields[0] - fields[5] if is_return and fields[5] else None
         # tuple.__new__ skips the NamedTuple's keyword-handling __new__: half the cost per record.
-        return new_tuple(Event, (fields[0], pid_tgid >> 32, pid_tgid & 0xFFFFFFFF, fields[2], fields[3], comm,
-                                 values, duration, kstack))
+        return new_tuple(
+            Event,
+            (fields[0], pid_tgid >> 32, pid_tgid & 0xFFFFFFFF, fields[2], fields[3], comm, values, duration, kstack),
+        )
 
     new_tuple = tuple.__new__
     return decode
@@ -225,8 +234,9 @@ def _field(btf: BTF, capture: Capture) -> Tuple[str, Optional[Callable[[Any], An
         if isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id)):
             return f"{size}s", char_array_text
         if capture.address:  # the struct's address, then its bytes
-            return f"{capture.record_size}s", lambda raw: RawValue(type_id, raw[8:], truncated,
-                                                                   int.from_bytes(raw[:8], sys.byteorder))
+            return f"{capture.record_size}s", lambda raw: RawValue(
+                type_id, raw[8:], truncated, int.from_bytes(raw[:8], sys.byteorder)
+            )
         return f"{size}s", lambda raw: RawValue(type_id, raw, truncated)
     return f"{size}s", None
 

@@ -2,6 +2,7 @@
 """The contract every output format keeps, so that the record loop, the summary and dump can use
 any of them without asking what it is: a header, a line (or lines) per Event, and the line of one
 record, or the lines of a buffer of whole records, of one probe."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Protocol
@@ -25,6 +26,8 @@ class Formatter(Protocol):
 
 def each_record(line: Callable[[Any], str], size: int) -> Callable[[Any], List[str]]:
     """A batch function made of a record function: the buffer cut into records of `size` bytes."""
+
     def lines(buffer: Any) -> List[str]:
-        return [line(buffer[offset:offset + size]) for offset in range(0, len(buffer), size)]
+        return [line(buffer[offset : offset + size]) for offset in range(0, len(buffer), size)]
+
     return lines

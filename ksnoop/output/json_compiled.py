@@ -7,6 +7,7 @@ The rules for each kind of value (NULL as null, wide integers as strings, enums 
 arrays as btf.values says) are the leaf rules below; output_json's converters for decoded values
 follow the same ones, and tests check that both give the same bytes.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,19 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from bpf.plan import Capture, Probe
 from btf import BTF, Array, BTFError, Enum, Enum64, Float, Int, Ptr, Struct, Union
-from btf.compiled import (BitfieldUnit, CompiledType, Elements, Leaf, Meaning, Missing, Node, Record, compile_bitfield,
-                          compile_type, is_cut)
+from btf.compiled import (
+    BitfieldUnit,
+    CompiledType,
+    Elements,
+    Leaf,
+    Meaning,
+    Missing,
+    Node,
+    Record,
+    compile_bitfield,
+    compile_type,
+    is_cut,
+)
 from btf.pysource import PySource
 from btf.values import TRUNCATED, escape_bytes, is_string, leaf_value, text_from
 
@@ -124,6 +136,7 @@ class EnumJson(dict):  # type: ignore[type-arg]
 
 # ---- a tree's JSON -------------------------------------------------------------------------------
 
+
 def _record_items(record: Record) -> List[Tuple[str, Node]]:
     """A struct's members as its JSON object has them: a dict's rule for a name given twice (first
     place, last value)."""
@@ -145,9 +158,9 @@ def _runs_of_units(compiled: CompiledType) -> Dict[int, BitfieldUnit]:
             items = _record_items(node)
             for n, (_, child) in enumerate(items):
                 unit = by_first.get(child.index) if isinstance(child, Leaf) else None
-                if unit is not None and [c.index if isinstance(c, Leaf) else -1
-                                         for _, c in items[n:n + unit.count]] == list(
-                                             range(unit.first, unit.first + unit.count)):
+                if unit is not None and [
+                    c.index if isinstance(c, Leaf) else -1 for _, c in items[n : n + unit.count]
+                ] == list(range(unit.first, unit.first + unit.count)):
                     runs[unit.first] = unit
                 stack.append(child)
         elif isinstance(node, Elements):
@@ -160,8 +173,13 @@ class _TreeJson:
     the function being written has read into the locals `names` (by Leaf.index); the bitfields of
     the units in `runs` as one text per unit value, kept (flags words repeat)."""
 
-    def __init__(self, source: PySource, byteorder: str, compiled: Optional[CompiledType] = None,
-                 runs: Optional[Dict[int, BitfieldUnit]] = None):
+    def __init__(
+        self,
+        source: PySource,
+        byteorder: str,
+        compiled: Optional[CompiledType] = None,
+        runs: Optional[Dict[int, BitfieldUnit]] = None,
+    ):
         self.source = source
         self.byteorder = byteorder
         self.compiled = compiled
@@ -184,7 +202,7 @@ class _TreeJson:
                 unit = self.runs.get(child.index) if isinstance(child, Leaf) else None
                 if unit is not None:
                     parts.append(", " if n else "")
-                    self._run(unit, items[n:n + unit.count], names[unit.position])
+                    self._run(unit, items[n : n + unit.count], names[unit.position])
                     skip = unit.count - 1
                     continue
                 parts.append((", " if n else "") + pct(json_string(name)) + ": ")
@@ -222,10 +240,12 @@ class _TreeJson:
             def convert(raw: Any) -> str:  # an int or float of a size struct has no code for
                 value = leaf_value(leaf, raw, order)
                 return '"%d"' % value if wide else dumps(value)
+
             self._slot("%s", f"{bind(convert, 'raw')}({name})")
         elif meaning is Meaning.INT:
-            self._slot('"%d"' if is_wide(leaf.size if not leaf.bitfield_size else 0, leaf.bitfield_size) else "%d",
-                       name)
+            self._slot(
+                '"%d"' if is_wide(leaf.size if not leaf.bitfield_size else 0, leaf.bitfield_size) else "%d", name
+            )
         elif meaning is Meaning.CHAR:
             self._slot("%d", name)
         elif meaning is Meaning.PTR or meaning is Meaning.FUNC_PTR:
@@ -280,6 +300,7 @@ def struct_encoder(btf: BTF, type_id: int, available: int, truncated: bool) -> C
 
 # ---- a record's line -----------------------------------------------------------------------------
 
+
 def capture_reader(btf: BTF, capture: Capture) -> Optional[CompiledType]:
     """The compiled reader of a capture's value as the record holds it, or None for the values
     decoded otherwise: strings followed from a pointer, bytes of no type, scalars of odd size."""
@@ -290,8 +311,9 @@ def capture_reader(btf: BTF, capture: Capture) -> Optional[CompiledType]:
         if capture.bitfield is not None:
             if not capture.bitfield.bit_size:
                 return None
-            return compile_bitfield(btf, capture.type_id, capture.size, capture.bitfield.bit_offset,
-                                    capture.bitfield.bit_size)
+            return compile_bitfield(
+                btf, capture.type_id, capture.size, capture.bitfield.bit_offset, capture.bitfield.bit_size
+            )
         if isinstance(typ, (Struct, Union, Array)):
             return compile_type(btf, capture.type_id, capture.size)
         if isinstance(typ, (Int, Enum, Enum64, Ptr, Float)) and not capture.truncated:
@@ -303,8 +325,9 @@ def capture_reader(btf: BTF, capture: Capture) -> Optional[CompiledType]:
     return None
 
 
-def record_liner(btf: BTF, probe: Probe, fields: RecordFields, head: str, label_keys: List[str],
-                 taskless: bool) -> Optional[Callable[[Any, int], Optional[str]]]:
+def record_liner(
+    btf: BTF, probe: Probe, fields: RecordFields, head: str, label_keys: List[str], taskless: bool
+) -> Optional[Callable[[Any, int], Optional[str]]]:
     """A function (buffer, offset) -> the JSON line of the record there, or None where a read
     failed (the caller decodes that record to show which). `head` is the line's %-template up to
     its "args" object (taking ts, cpu, pid, tid and comm's JSON), `label_keys` each capture's key

@@ -6,6 +6,7 @@ argument keys) are already encoded. A record straight from the ring or an iterat
 its line by a function written for its probe (json_compiled.record_liner); an Event (held, or
 given a duration later) fills the same template through a converter chosen per capture, also once.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -16,15 +17,28 @@ from btf.values import is_char
 
 from ksnoop.output.decode import READ_FAILED, Decoder, Event, RawValue, RecordFields
 from ksnoop.output.formatter import each_record
-from ksnoop.output.json_compiled import (bytes_json, dumps, float_json, is_wide, json_string, pct, pointer_json,
-                            record_liner, struct_encoder)
+from ksnoop.output.json_compiled import (
+    bytes_json,
+    dumps,
+    float_json,
+    is_wide,
+    json_string,
+    pct,
+    pointer_json,
+    record_liner,
+    struct_encoder,
+)
 from ksnoop.output.kallsyms import Symbolizer
 from ksnoop.spec.resolve import ResolvedTrace
 from ksnoop.spec.targets import Target
 
 # The "probe" field: what kind of record this is.
-PROBE_KINDS = {ProbeKind.FENTRY: "entry", ProbeKind.FEXIT: "return", ProbeKind.TP_BTF: "tracepoint",
-               ProbeKind.ITER: "iter"}
+PROBE_KINDS = {
+    ProbeKind.FENTRY: "entry",
+    ProbeKind.FEXIT: "return",
+    ProbeKind.TP_BTF: "tracepoint",
+    ProbeKind.ITER: "iter",
+}
 READ_FAILED_JSON = '{"error": "read failed"}'
 # A process's comm rarely changes; their encodings are kept, up to this many.
 _COMM_CACHE_SIZE = 4096
@@ -36,8 +50,18 @@ Converter = Callable[[Any], str]  # a value (never READ_FAILED) -> its JSON text
 class _ProbeFormat:
     """One probe's compiled line: the templates and, per capture, how its value becomes JSON."""
 
-    __slots__ = ("direct", "direct_template", "direct_duration_template", "template", "duration_template",
-                 "converters", "mixed", "taskless", "head", "keys")
+    __slots__ = (
+        "direct",
+        "direct_template",
+        "direct_duration_template",
+        "template",
+        "duration_template",
+        "converters",
+        "mixed",
+        "taskless",
+        "head",
+        "keys",
+    )
 
     def __init__(self, target: Target, probe: Probe, with_comm: bool):
         btf = target.btf
@@ -45,8 +69,16 @@ class _ProbeFormat:
         # An iterator's program runs in the reader's task: pid and tid would be ksnoop's own.
         self.taskless = probe.kind is ProbeKind.ITER
         task = "%.0s%.0s" if self.taskless else ', "pid": %d, "tid": %d'
-        head = ('{"ts": %d, "cpu": %d' + task + comm + ', "func": '
-                + pct(json_string(target.name)) + ', "probe": ' + json_string(PROBE_KINDS[probe.kind]) + ', "args": {')
+        head = (
+            '{"ts": %d, "cpu": %d'
+            + task
+            + comm
+            + ', "func": '
+            + pct(json_string(target.name))
+            + ', "probe": '
+            + json_string(PROBE_KINDS[probe.kind])
+            + ', "args": {'
+        )
         self.head = head  # takes ts, cpu, pid, tid and the comm's JSON
         self.keys = [pct(json_string(capture.label)) + ": " for capture in probe.captures]
         direct_parts: List[str] = []
@@ -94,8 +126,9 @@ class JsonFormatter:
         self._kstacks: Dict[Tuple[int, ...], str] = {}
         plan = self._plan = resolved.plan
         self._btfs = tuple(target.btf for target in resolved.targets)
-        self._probes = tuple(_ProbeFormat(target, probe, plan.with_comm)
-                             for target, probe in zip(resolved.targets, plan.probes))
+        self._probes = tuple(
+            _ProbeFormat(target, probe, plan.with_comm) for target, probe in zip(resolved.targets, plan.probes)
+        )
         self._comms: Dict[str, str] = {}
 
     def format(self, event: Event, duration_ns: Optional[int] = None) -> str:
@@ -131,8 +164,9 @@ class JsonFormatter:
                 return fmt.direct_duration_template % (head + tuple(mixed) + (duration_ns,))
             except TypeError:
                 pass
-        texts = tuple(READ_FAILED_JSON if v is READ_FAILED else convert(v)
-                      for convert, v in zip(fmt.converters, values))
+        texts = tuple(
+            READ_FAILED_JSON if v is READ_FAILED else convert(v) for convert, v in zip(fmt.converters, values)
+        )
         if duration_ns is None:
             return fmt.template % (head + texts)
         return fmt.duration_template % (head + texts + (int(duration_ns),))
@@ -158,14 +192,18 @@ class JsonFormatter:
             return each_record(self.record(probe_index, fields, decode), size)
 
         def lines(buffer: Any) -> List[str]:
-            return [line(buffer, offset) or slow(decode(buffer[offset:offset + size]))
-                    for offset in range(0, len(buffer), size)]
+            return [
+                line(buffer, offset) or slow(decode(buffer[offset : offset + size]))
+                for offset in range(0, len(buffer), size)
+            ]
+
         return lines
 
     def _liner(self, probe_index: int, fields: RecordFields) -> Optional[Callable[[Any, int], Optional[str]]]:
         fmt = self._probes[probe_index]
-        return record_liner(self._btfs[probe_index], self._plan.probes[probe_index], fields, fmt.head, fmt.keys,
-                            fmt.taskless)
+        return record_liner(
+            self._btfs[probe_index], self._plan.probes[probe_index], fields, fmt.head, fmt.keys, fmt.taskless
+        )
 
     def _kstack(self, kstack: Tuple[int, ...]) -> str:
         """The JSON list of the frames; kept per stack, since the same ones recur."""
@@ -189,6 +227,7 @@ class JsonFormatter:
 
 
 # ---- per-capture choice ---------------------------------------------------------------------------
+
 
 def _capture_format(btf: BTF, capture: Capture) -> Tuple[Optional[str], Converter]:
     """(the %-code that takes the decoded value as is, or None; the converter for any value)."""
@@ -218,18 +257,21 @@ def _capture_format(btf: BTF, capture: Capture) -> Tuple[Optional[str], Converte
 def _int_or(generic: Converter) -> Converter:
     def convert(v: Any) -> str:
         return str(v) if type(v) is int else generic(v)
+
     return convert
 
 
 def _ptr_or(generic: Converter) -> Converter:
     def convert(v: Any) -> str:
         return pointer_json(v) if type(v) is int else generic(v)
+
     return convert
 
 
 def _wide_int_or(generic: Converter) -> Converter:
     def convert(v: Any) -> str:
         return '"%d"' % v if type(v) is int else generic(v)
+
     return convert
 
 
@@ -240,6 +282,7 @@ def _bool_or(generic: Converter) -> Converter:
         if v is False:
             return "false"
         return generic(v)
+
     return convert
 
 
@@ -255,18 +298,21 @@ def _enum_or(generic: Converter, wide: bool = False) -> Converter:
         if wide and type(v) is int:  # a value no enumerator has, of a 64-bit enum
             return '"%d"' % v
         return generic(v)
+
     return convert
 
 
 def _float_or(generic: Converter) -> Converter:
     def convert(v: Any) -> str:
         return float_json(v) if type(v) is float else generic(v)
+
     return convert
 
 
 def _str_or(generic: Converter) -> Converter:
     def convert(v: Any) -> str:
         return json_string(v) if type(v) is str else generic(v)
+
     return convert
 
 

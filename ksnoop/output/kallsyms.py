@@ -6,6 +6,7 @@ looks an address up by bisection. `Symbolizer` reads the file only when the firs
 it (after the programs are loaded, so their own `[bpf]` symbols are there too) and falls back to
 hex addresses, with one warning, when the kernel hides them (kptr_restrict) or the file is unreadable.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -113,8 +114,7 @@ class Symbolizer:
                 reason = f"cannot read {self._path}: {err.strerror or err}"
             else:
                 if self._kallsyms.hidden:
-                    reason = (f"{self._path} hides kernel addresses (kernel.kptr_restrict, or no "
-                              "CAP_SYSLOG)")
+                    reason = f"{self._path} hides kernel addresses (kernel.kptr_restrict, or no CAP_SYSLOG)"
                 elif not len(self._kallsyms):
                     reason = f"{self._path} lists no kernel functions"
             if reason is not None:

@@ -5,6 +5,7 @@ that every bit of a struct is a member's, a hole's or padding. Also enum and typ
 
 `type_layout` gives plain data (LayoutLine rows); `layout_text` and `layout_json` present it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -75,17 +76,47 @@ def _members(btf: BTF, typ: Any, base_offset: int, depth: int, rows: List[Layout
         target = btf.skip_modifiers(m.type_id)
         at = base_offset + offset
         if not m.name and isinstance(target, (Struct, Union)):
-            rows.append(LayoutLine("open", depth, "struct" if isinstance(target, Struct) else "union", at,
-                                   target.size, type_id=m.type_id))
+            rows.append(
+                LayoutLine(
+                    "open",
+                    depth,
+                    "struct" if isinstance(target, Struct) else "union",
+                    at,
+                    target.size,
+                    type_id=m.type_id,
+                )
+            )
             _members(btf, target, at, depth + 1, rows)
-            rows.append(LayoutLine("close", depth, offset=at, size=target.size, type_id=m.type_id,
-                                   type_padding=type_padding))
+            rows.append(
+                LayoutLine("close", depth, offset=at, size=target.size, type_id=m.type_id, type_padding=type_padding)
+            )
         elif m.bitfield_size:
-            rows.append(LayoutLine("member", depth, btf.decl(m.type_id, m.name) + f":{m.bitfield_size}", at, size,
-                                   m.bit_offset - 8 * offset, m.bitfield_size, name=m.name, type_id=m.type_id))
+            rows.append(
+                LayoutLine(
+                    "member",
+                    depth,
+                    btf.decl(m.type_id, m.name) + f":{m.bitfield_size}",
+                    at,
+                    size,
+                    m.bit_offset - 8 * offset,
+                    m.bitfield_size,
+                    name=m.name,
+                    type_id=m.type_id,
+                )
+            )
         else:
-            rows.append(LayoutLine("member", depth, btf.decl(m.type_id, m.name), at, size, name=m.name,
-                                   type_id=m.type_id, type_padding=type_padding))
+            rows.append(
+                LayoutLine(
+                    "member",
+                    depth,
+                    btf.decl(m.type_id, m.name),
+                    at,
+                    size,
+                    name=m.name,
+                    type_id=m.type_id,
+                    type_padding=type_padding,
+                )
+            )
     rows.extend(after)
 
 
@@ -139,8 +170,11 @@ def _gaps(btf: BTF, typ: Struct, base_offset: int, depth: int) -> Tuple[List[Lis
         gaps = []
         # Members that overlap give negative counts, which pahole prints wrapped; they are no gap.
         if bits > 0:
-            gaps.append(LayoutLine("bit_hole", depth, offset=base_offset + bit_hole_at // 8,
-                                   bit_offset=bit_hole_at % 8, bit_size=bits))
+            gaps.append(
+                LayoutLine(
+                    "bit_hole", depth, offset=base_offset + bit_hole_at // 8, bit_offset=bit_hole_at % 8, bit_size=bits
+                )
+            )
         if hole > 0:
             gaps.append(LayoutLine("hole", depth, offset=base_offset + hole_at, size=hole))
         before.append(gaps)
@@ -156,8 +190,11 @@ def _gaps(btf: BTF, typ: Struct, base_offset: int, depth: int) -> Tuple[List[Lis
     if unit_end is not None:
         stop = min(8 * typ.size, unit_end)
         if stop > seen:
-            after.append(LayoutLine("bit_padding", depth, offset=base_offset + seen // 8, bit_offset=seen % 8,
-                                    bit_size=stop - seen))
+            after.append(
+                LayoutLine(
+                    "bit_padding", depth, offset=base_offset + seen // 8, bit_offset=seen % 8, bit_size=stop - seen
+                )
+            )
         seen = stop
     if typ.size > seen // 8:
         after.append(LayoutLine("padding", depth, offset=base_offset + seen // 8, size=typ.size - seen // 8))
@@ -204,8 +241,11 @@ def layout_text(btf: BTF, type_id: int) -> str:
         if commented and r.kind != "close":  # pahole closes an anonymous struct right after its comments
             lines.append("")
         if r.kind == "member":
-            where = (f"{r.offset:5d}:{r.bit_offset:2d} {r.size:4d}" if r.bit_offset is not None
-                     else f"{r.offset:5d} {r.size:4d}")
+            where = (
+                f"{r.offset:5d}:{r.bit_offset:2d} {r.size:4d}"
+                if r.bit_offset is not None
+                else f"{r.offset:5d} {r.size:4d}"
+            )
             lines.append(f"{tabs}{sanitize(r.decl) + ';':<{_column(r.depth)}s} /* {where} */")
         elif r.kind == "open":
             lines.append(f"{tabs}{r.decl} {{")
@@ -245,8 +285,11 @@ def _summary(typ: Any, rows: List[LayoutLine]) -> List[str]:
         holes_text = f", holes: {len(holes)}, sum holes: {sum(holes)}" if holes else ""
         out.append(f"sum members: {member_bytes}{holes_text}")
     if (holes or bit_holes) and member_bits:
-        bit_holes_text = (f", bit holes: {len(bit_holes)}, sum bit holes: {sum(bit_holes)} bits" if bit_holes
-                          else f" ({member_bits // 8} bytes)")
+        bit_holes_text = (
+            f", bit holes: {len(bit_holes)}, sum bit holes: {sum(bit_holes)} bits"
+            if bit_holes
+            else f" ({member_bits // 8} bytes)"
+        )
         out.append(f"sum bitfield members: {member_bits} bits{bit_holes_text}")
     padding = sum(r.size for r in own if r.kind == "padding")
     if padding:
@@ -275,16 +318,24 @@ def layout_json(btf: BTF, type_id: int) -> Dict[str, Any]:
     if isinstance(typ, Typedef):
         return {"name": typ.name, "kind": "typedef", "type": btf.type_name(typ.type_id)}
     if isinstance(typ, (Enum, Enum64)):
-        return {"name": base_name(typ), "kind": "enum", "size": typ.size,
-                "values": [{"name": e.name, "value": e.value} for e in typ.values]}
+        return {
+            "name": base_name(typ),
+            "kind": "enum",
+            "size": typ.size,
+            "values": [{"name": e.name, "value": e.value} for e in typ.values],
+        }
     assert isinstance(typ, (Struct, Union))
     rows = type_layout(btf, typ.id)
     members = []
     holes: List[Dict[str, int]] = []
     for r in rows:
         if r.kind == "member":
-            entry: Dict[str, Any] = {"name": r.name, "type": btf.type_name(r.type_id),
-                                     "offset": r.offset, "size": r.size}
+            entry: Dict[str, Any] = {
+                "name": r.name,
+                "type": btf.type_name(r.type_id),
+                "offset": r.offset,
+                "size": r.size,
+            }
             if r.bit_offset is not None:
                 entry.update(bit_offset=r.bit_offset, bitfield_size=r.bitfield_size)
             members.append(entry)
@@ -295,7 +346,12 @@ def layout_json(btf: BTF, type_id: int) -> Dict[str, Any]:
     own = [r for r in rows if r.depth == 1]
     # pahole names a bit hole before a byte hole after the same member; here they go in place order.
     holes.sort(key=lambda h: 8 * h["offset"] + h.get("bit_offset", 0))
-    return {"name": base_name(typ), "kind": "struct" if isinstance(typ, Struct) else "union",
-            "size": typ.size, "members": members, "holes": holes,
-            "padding": sum(r.size for r in own if r.kind == "padding"),
-            "bit_padding": sum(r.bit_size for r in own if r.kind == "bit_padding")}
+    return {
+        "name": base_name(typ),
+        "kind": "struct" if isinstance(typ, Struct) else "union",
+        "size": typ.size,
+        "members": members,
+        "holes": holes,
+        "padding": sum(r.size for r in own if r.kind == "padding"),
+        "bit_padding": sum(r.bit_size for r in own if r.kind == "bit_padding"),
+    }

@@ -4,6 +4,7 @@
 Takes the FunctionCounts that ksnoop.run.summary sums at exit. Text draws log2 histograms the way
 bpftrace's hist() does; JSON is one object, `{"summary": [...]}`, independent of the terminal.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,7 +71,11 @@ def _latency(buckets: Optional[Sequence[int]]) -> Optional[Dict[str, int]]:
 def format_json(counts: Sequence[FunctionCounts]) -> str:
     """One JSON object; `errors` and `latency_ns_log2` (bucket low bound -> count) are null where
     they do not apply (a tracepoint, or a return value that is not a signed integer for errors)."""
-    return json.dumps({"summary": [
-        {"func": c.label, "calls": c.calls, "errors": c.errors, "latency_ns_log2": _latency(c.buckets)}
-        for c in counts
-    ]})
+    return json.dumps(
+        {
+            "summary": [
+                {"func": c.label, "calls": c.calls, "errors": c.errors, "latency_ns_log2": _latency(c.buckets)}
+                for c in counts
+            ]
+        }
+    )

@@ -6,6 +6,7 @@ Each probe's record is compiled once into a %-template with the constant text (n
 `(type)` prefixes, colour codes) in place. Every string that came from the kernel is sanitised
 (control characters escaped). rich supplies the colour codes, and is imported only for colour.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from bpf.plan import Capture, Probe, ProbeKind
 from btf import BTF, Array, Enum, Enum64, Float, FuncProto, Int, Ptr, Struct, Union
 from bpf.errnos import MAX_ERRNO, find_errno_name
-from btf.values import Styles, char_literal, function_text, is_char, number_text, pointer_text, \
-    text_renderer
+from btf.values import Styles, char_literal, function_text, is_char, number_text, pointer_text, text_renderer
 
 from ksnoop.output.decode import READ_FAILED, Decoder, Event, RawValue, RecordFields
 from ksnoop.output.formatter import each_record
@@ -44,6 +44,8 @@ class TextLayout:
     @property
     def indent(self) -> str:
         return "" if self.compact else INDENT
+
+
 READ_FAILED_TEXT = "<read failed>"
 NO_KSTACK_TEXT = "<no kernel stack>"  # bpf_get_stack failed
 _COMM_CACHE_SIZE = 4096
@@ -72,8 +74,12 @@ class _Markup:
     text is sanitised, so the only escape sequences in the output are these colour codes.
     """
 
-    def __init__(self, color: bool, function_name: Optional[Callable[[int], Optional[str]]] = None,
-                 layout: TextLayout = TextLayout()):
+    def __init__(
+        self,
+        color: bool,
+        function_name: Optional[Callable[[int], Optional[str]]] = None,
+        layout: TextLayout = TextLayout(),
+    ):
         self.color = color
         self.layout = layout
         self.function_name = function_name  # a function pointer's target, by name
@@ -115,17 +121,22 @@ class _Markup:
         cleans BTF names: computed once per formatter."""
         if self._value_styles is None:
             if self.color:
-                self._value_styles = Styles(label=self._sgr(STYLE_LABEL), type=self._sgr(STYLE_TYPE),
-                                            value=self._sgr(STYLE_VALUE), string=self._sgr(STYLE_STRING),
-                                            note=self._sgr(STYLE_NOTE), clean=sanitize, symbol=self.function_name)
+                self._value_styles = Styles(
+                    label=self._sgr(STYLE_LABEL),
+                    type=self._sgr(STYLE_TYPE),
+                    value=self._sgr(STYLE_VALUE),
+                    string=self._sgr(STYLE_STRING),
+                    note=self._sgr(STYLE_NOTE),
+                    clean=sanitize,
+                    symbol=self.function_name,
+                )
             else:
                 self._value_styles = Styles(clean=sanitize, symbol=self.function_name)
         return self._value_styles
 
 
 class _ProbeFormat:
-    __slots__ = ("direct", "direct_template", "direct_duration_template", "template", "duration_template",
-                 "converters")
+    __slots__ = ("direct", "direct_template", "direct_duration_template", "template", "duration_template", "converters")
 
     def __init__(self, target: Target, probe: Probe, with_comm: bool, m: _Markup):
         btf = target.btf
@@ -143,8 +154,9 @@ class _ProbeFormat:
         for i, capture in enumerate(probe.captures):
             comma = "," if i < count - 1 else ""
             start = m.layout.indent + _pct(m.styled(STYLE_LABEL, capture.label)) + " = "
-            code, convert = _capture_format(btf, capture, m, is_return=probe.kind is ProbeKind.FEXIT
-                                            and capture.label == RETURN)
+            code, convert = _capture_format(
+                btf, capture, m, is_return=probe.kind is ProbeKind.FEXIT and capture.label == RETURN
+            )
             if code is None:
                 direct = False
                 code = "%s"
@@ -186,14 +198,23 @@ class TextFormatter:
     off); without, plain text. Either way no control character from the kernel gets through.
     """
 
-    def __init__(self, resolved: ResolvedTrace, *, color: bool, symbolizer: Optional[Symbolizer] = None,
-                 kallsyms_path: str = KALLSYMS_PATH, layout: TextLayout = TextLayout()):
+    def __init__(
+        self,
+        resolved: ResolvedTrace,
+        *,
+        color: bool,
+        symbolizer: Optional[Symbolizer] = None,
+        kallsyms_path: str = KALLSYMS_PATH,
+        layout: TextLayout = TextLayout(),
+    ):
         self._markup = _Markup(color, FunctionNames(kallsyms_path), layout)
         self._symbolizer = symbolizer
         self._kstacks: Dict[Tuple[int, ...], str] = {}
         plan = resolved.plan
-        self._probes = tuple(_ProbeFormat(target, probe, plan.with_comm, self._markup)
-                             for target, probe in zip(resolved.targets, plan.probes))
+        self._probes = tuple(
+            _ProbeFormat(target, probe, plan.with_comm, self._markup)
+            for target, probe in zip(resolved.targets, plan.probes)
+        )
         self._comms: Dict[str, str] = {}
         if color:
             self._failed = self._markup.style(STYLE_FAILED, READ_FAILED_TEXT)
@@ -236,8 +257,7 @@ class TextFormatter:
             except TypeError:
                 pass
         failed = self._failed
-        texts = tuple(failed if v is READ_FAILED else convert(v)
-                      for convert, v in zip(fmt.converters, values))
+        texts = tuple(failed if v is READ_FAILED else convert(v) for convert, v in zip(fmt.converters, values))
         if duration_ns is None:
             return fmt.template % (head + texts)
         return fmt.duration_template % (head + texts + (int(duration_ns),))
@@ -253,8 +273,9 @@ class TextFormatter:
         elif self._symbolizer is None:
             text = "".join(f"{m.layout.newline}{m.layout.indent}0x{address:x}" for address in kstack)
         else:
-            text = "".join(m.layout.newline + m.layout.indent + m.text(frame)
-                           for frame in self._symbolizer.frames(kstack))
+            text = "".join(
+                m.layout.newline + m.layout.indent + m.text(frame) for frame in self._symbolizer.frames(kstack)
+            )
         if len(self._kstacks) >= _KSTACK_CACHE_SIZE:
             self._kstacks.clear()
         self._kstacks[kstack] = text
@@ -275,6 +296,7 @@ def _pct(text: str) -> str:
 
 # ---- per-capture choice ---------------------------------------------------------------------------
 
+
 def _capture_format(btf: BTF, capture: Capture, m: _Markup, is_return: bool = False) -> Tuple[Optional[str], Converter]:
     """(the %-code taking the decoded value as is, or None; the converter for any value), each
     including the `(type)` prefix. `is_return`: the capture is a function's return value."""
@@ -290,6 +312,7 @@ def _capture_format(btf: BTF, capture: Capture, m: _Markup, is_return: bool = Fa
         def convert(v: Any) -> str:
             text = value_text(v)
             return generic(v) if text is None else type_label + m.style(style, text)
+
         return convert
 
     if capture.string or (isinstance(typ, Array) and is_char(btf.skip_modifiers(typ.type_id))):
@@ -355,6 +378,7 @@ def _raw_converter(btf: BTF, m: _Markup, full_size: int, generic: Converter) -> 
         if text is None:
             text = texts[key] = _struct_text(btf, m, v.type_id, len(v.data), full_size)
         return text(v)
+
     return convert
 
 
@@ -363,8 +387,9 @@ def _struct_text(btf: BTF, m: _Markup, type_id: int, size: int, full_size: int) 
     its lines indented under the value line, styled while rendering when colour is on; everything
     but the values made here, once."""
     layout = m.layout
-    render = text_renderer(btf, type_id, size, styles=m.value_styles, zeroes=layout.zeros,
-                           indent="" if layout.compact else STRUCT_INDENT)
+    render = text_renderer(
+        btf, type_id, size, styles=m.value_styles, zeroes=layout.zeros, indent="" if layout.compact else STRUCT_INDENT
+    )
     join = layout.newline if layout.compact else "\n" + INDENT
     # Followed from a pointer: `*(struct sk_buff *)0xffff... {`, as upstream ksnoop writes it.
     where = m.styled(STYLE_TYPE, f"*({btf.type_name(type_id)} *)")
@@ -377,6 +402,7 @@ def _struct_text(btf: BTF, m: _Markup, type_id: int, size: int, full_size: int) 
         if raw.address is not None:
             lines[0] = f"{where}{before}0x{raw.address:x}{after} {{"
         return join.join(lines) + cut if raw.truncated else join.join(lines)
+
     return text
 
 

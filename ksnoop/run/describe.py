@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The one describer: what `-v` says of a plan (each probe, test and capture with its offsets,
 then each program's listing), and the resolver's notes, on stderr, sanitised."""
+
 from __future__ import annotations
 
 from typing import List, TextIO, Tuple
@@ -16,27 +17,34 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
     """`-v`: one line per probe and per capture, then each program's listing."""
     lines = []
     for probe, program in zip(resolved.plan.probes, programs):
-        lines.append(f"probe {probe.kind.value}:{probe.target} attach_btf_id {probe.attach_btf_id} "
-                     f"({probe.module}), record {program.layout.size} bytes")
+        lines.append(
+            f"probe {probe.kind.value}:{probe.target} attach_btf_id {probe.attach_btf_id} "
+            f"({probe.module}), record {program.layout.size} bytes"
+        )
         for test in probe.tests:
             c = test.value
-            lines.append(f"  test {c.label} {test.predicate.op.value} {test.predicate.constant!r}: slot {c.slot} "
-                         f"hops {list(c.hops)} offset {c.offset} size {c.size}")
+            lines.append(
+                f"  test {c.label} {test.predicate.op.value} {test.predicate.constant!r}: slot {c.slot} "
+                f"hops {list(c.hops)} offset {c.offset} size {c.size}"
+            )
         for c, offset in zip(probe.captures, program.layout.capture_offsets):
-            lines.append(f"  capture {c.label}: slot {c.slot} hops {list(c.hops)} "
-                         f"{'offset ' + str(c.offset) if c.in_memory else 'register'} size {c.size}"
-                         f"{' (of ' + str(c.full_size) + ')' if c.truncated else ''} -> record +{offset}")
+            lines.append(
+                f"  capture {c.label}: slot {c.slot} hops {list(c.hops)} "
+                f"{'offset ' + str(c.offset) if c.in_memory else 'register'} size {c.size}"
+                f"{' (of ' + str(c.full_size) + ')' if c.truncated else ''} -> record +{offset}"
+            )
         if program.layout.kstack_depth:
             lines.append(f"  kstack: {program.layout.kstack_depth} frames -> record +{program.layout.kstack_offset}")
         if probe.path is not None:
-            lines.append(f"  call path: level {probe.path.level} of {probe.path.length}"
-                         f"{', the innermost' if probe.path.level == probe.path.length - 1 else ''}")
+            lines.append(
+                f"  call path: level {probe.path.level} of {probe.path.length}"
+                f"{', the innermost' if probe.path.level == probe.path.length - 1 else ''}"
+            )
         if probe.forgets_path:
             lines.append("  forgets the call-path state of each exiting task")
         if probe.count is not None:  # --summary: counters, no record
             errors = f"errors of a {probe.count.errors.size}-byte return" if probe.count.errors else "no errors"
-            lines.append(f"  count: key {probe.count.key}, calls, {errors}"
-                         f"{', latency' if probe.count.latency else ''}")
+            lines.append(f"  count: key {probe.count.key}, calls, {errors}{', latency' if probe.count.latency else ''}")
         lines.append(f"  program {program.name}: {len(program.insns)} instructions")
         lines.extend("    " + line for line in format_insns(program.insns))
     return lines

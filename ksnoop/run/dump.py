@@ -7,6 +7,7 @@ the link, the program, then the scratch map, whatever ends it (EOF, a count, an 
 closed stdout). An iterator is linked to nothing that outlives its fds: a killed ksnoop leaves
 nothing behind.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,8 +67,12 @@ def prepare(options: DumpOptions) -> Tuple[ResolvedDump, Tuple[Program, ...]]:
     here, and RuntimeFailure for a kernel without iterators."""
     if options.count is not None and options.count < 1:
         raise UsageError(f"--count {options.count}: at least 1")
-    for option, value in (("--pid", options.params.pid), ("--tid", options.params.tid),
-                          ("--map-id", options.params.map_id), ("--cgroup-id", options.params.cgroup_id)):
+    for option, value in (
+        ("--pid", options.params.pid),
+        ("--tid", options.params.tid),
+        ("--map-id", options.params.map_id),
+        ("--cgroup-id", options.params.cgroup_id),
+    ):
         if value is not None and not 0 < value < 1 << (64 if option == "--cgroup-id" else 31):
             raise UsageError(f"{option} {value}: not a valid id")
     specs = [parse_dump_spec(text) for text in options.specs]
@@ -78,8 +83,13 @@ def prepare(options: DumpOptions) -> Tuple[ResolvedDump, Tuple[Program, ...]]:
     dump = resolve_dump(specs, iters, options.params, max_record_size=max_record_size())
     if options.params.map_id is not None and any(t.params is ParamKind.MAP for t in dump.iters):
         # Now that the map is known to be wanted: its elements' keys and values are that many bytes.
-        dump = resolve_dump(specs, iters, options.params, max_record_size=max_record_size(),
-                            element_sizes=map_element_sizes(options.params.map_id))
+        dump = resolve_dump(
+            specs,
+            iters,
+            options.params,
+            max_record_size=max_record_size(),
+            element_sizes=map_element_sizes(options.params.map_id),
+        )
     programs = tuple(generate(dump.resolved.plan, i) for i in range(len(dump.iters)))
     return dump, programs
 
@@ -148,8 +158,9 @@ def _formatter(options: DumpOptions, dump: ResolvedDump) -> Formatter:
         return JsonFormatter(dump.resolved)
     from ksnoop.output.text import TextFormatter, TextLayout
 
-    return TextFormatter(dump.resolved, color=options.color,
-                         layout=TextLayout(zeros=options.zeros, compact=options.compact))
+    return TextFormatter(
+        dump.resolved, color=options.color, layout=TextLayout(zeros=options.zeros, compact=options.compact)
+    )
 
 
 class _Writer:
@@ -183,8 +194,16 @@ class _Walked:
     read_s: float
 
 
-def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, line: Callable[[Any], str],
-          batch: Callable[[Any], List[str]], writer: _Writer, limit: Optional[int]) -> _Walked:
+def _walk(
+    reader: IterReader,
+    target: IterTarget,
+    index: int,
+    record_size: int,
+    line: Callable[[Any], str],
+    batch: Callable[[Any], List[str]],
+    writer: _Writer,
+    limit: Optional[int],
+) -> _Walked:
     """Read the walk to EOF (or `limit` records), splitting the bytes into records of `record_size`:
     every record in the stream comes from this one program, whose records all have one size. Whole
     chunks of records become lines in one `batch` call; `line` takes the last ones up to `limit`."""
@@ -200,8 +219,9 @@ def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, 
             chunk = reader.read()
         except OSError as error:
             if error.errno == errno.E2BIG:
-                raise RuntimeFailure(f"reading {label}: one object's record ({record_size} bytes) did not fit "
-                                     "the iterator's buffer") from None
+                raise RuntimeFailure(
+                    f"reading {label}: one object's record ({record_size} bytes) did not fit the iterator's buffer"
+                ) from None
             raise RuntimeFailure(f"reading {label}: {error.strerror or error}") from None
         read_s += clock() - t0
         if not chunk:
@@ -211,8 +231,10 @@ def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, 
         whole = len(data) - len(data) % record_size
         view = memoryview(data)
         if whole and probe_of(view) != index:
-            raise RuntimeFailure(f"reading {label}: a record of probe {probe_of(view)} where probe {index}'s "
-                                 "were expected: the stream is not what the program writes")
+            raise RuntimeFailure(
+                f"reading {label}: a record of probe {probe_of(view)} where probe {index}'s "
+                "were expected: the stream is not what the program writes"
+            )
         if limit is None or records + whole // record_size <= limit:
             writer.extend(batch(view[:whole]))
             records += whole // record_size
@@ -227,13 +249,13 @@ def _walk(reader: IterReader, target: IterTarget, index: int, record_size: int, 
             if limit is not None and records >= limit:
                 return _Walked(records, size, read_s)
     if pending:
-        raise RuntimeFailure(f"reading {label}: the walk ended inside a record ({len(pending)} of "
-                             f"{record_size} bytes)")
+        raise RuntimeFailure(f"reading {label}: the walk ended inside a record ({len(pending)} of {record_size} bytes)")
     return _Walked(records, size, read_s)
 
 
-def _open_walk(stack: contextlib.ExitStack, target: IterTarget, probe: Probe, program: Program,
-               params: IterParams) -> IterReader:
+def _open_walk(
+    stack: contextlib.ExitStack, target: IterTarget, probe: Probe, program: Program, params: IterParams
+) -> IterReader:
     """Maps, program, link and walk for one target, each entering `stack`."""
     label = target.target.label
     maps = create_maps(stack, [program])
@@ -252,8 +274,9 @@ def _open_walk(stack: contextlib.ExitStack, target: IterTarget, probe: Probe, pr
         raise RuntimeFailure(f"cannot start walking {label}: {error.strerror or error}") from None
 
 
-def _link_info(stack: contextlib.ExitStack, target: IterTarget,
-               params: IterParams) -> Tuple[Optional[bytes], Dict[str, int]]:
+def _link_info(
+    stack: contextlib.ExitStack, target: IterTarget, params: IterParams
+) -> Tuple[Optional[bytes], Dict[str, int]]:
     """The packed bpf_iter_link_info for the target's parameters (fds it needs entering `stack`), and
     what the link should then report (`pid`: 1234...), to check the target took them."""
     if target.params is ParamKind.MAP and params.map_id is not None:
@@ -291,8 +314,10 @@ def _check_link(link: IterLink, label: str, expect: Dict[str, int]) -> None:
         return
     for field, value in expect.items():
         if getattr(info, field) != value:
-            raise RuntimeFailure(f"{label} did not take its parameter on this kernel ({field} {value}, the link "
-                                 f"says {getattr(info, field)}): it would walk every object")
+            raise RuntimeFailure(
+                f"{label} did not take its parameter on this kernel ({field} {value}, the link "
+                f"says {getattr(info, field)}): it would walk every object"
+            )
 
 
 def _attach_reason(error: OSError, params: IterParams) -> str:

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """What a trace was asked to do, and what it did: the plain data the CLI, the record loop and the
 summary loop share."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The record loop: records from the ring buffer, each turned into its line by the output's
 compiled function for its probe, printed in batches; lost records reported as they happen."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,9 @@ class PerCPUValues(Protocol):
     def lookup_percpu(self, key: bytes) -> Optional[List[bytes]]: ...
 
 
-def run_records(resolved: ResolvedTrace, programs: Tuple[Program, ...], options: RunOptions, out: TextIO,
-                err: TextIO) -> Summary:
+def run_records(
+    resolved: ResolvedTrace, programs: Tuple[Program, ...], options: RunOptions, out: TextIO, err: TextIO
+) -> Summary:
     """Attach the programs and print each record as it comes, until the count, the time limit,
     SIGINT or SIGTERM; then drain, report lost records and detach."""
     raise_open_files_limit(len(resolved.plan.probes))
@@ -79,19 +81,32 @@ def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> For
         return JsonFormatter(resolved, symbolizer=symbolizer)
     from ksnoop.output.text import TextFormatter, TextLayout
 
-    return TextFormatter(resolved, color=options.color, symbolizer=symbolizer,
-                         layout=TextLayout(zeros=options.zeros, compact=options.compact))
+    return TextFormatter(
+        resolved,
+        color=options.color,
+        symbolizer=symbolizer,
+        layout=TextLayout(zeros=options.zeros, compact=options.compact),
+    )
 
 
 def _record_lines(formatter: Formatter, resolved: ResolvedTrace) -> List[Callable[[Any], str]]:
     # One function per probe from a whole record to its line, indexed by the record's probe.
     plan = resolved.plan
-    return [formatter.record(i, record_fields(plan, i, t.btf), build_decoder(plan, i, t.btf))
-            for i, t in enumerate(resolved.targets)]
+    return [
+        formatter.record(i, record_fields(plan, i, t.btf), build_decoder(plan, i, t.btf))
+        for i, t in enumerate(resolved.targets)
+    ]
 
 
-def read_records(ring: RecordSource, drops: PerCPUValues, lines: List[Callable[[Any], str]], options: RunOptions,
-                 stop: StopFlag, out: TextIO, err: TextIO) -> Summary:
+def read_records(
+    ring: RecordSource,
+    drops: PerCPUValues,
+    lines: List[Callable[[Any], str]],
+    options: RunOptions,
+    stop: StopFlag,
+    out: TextIO,
+    err: TextIO,
+) -> Summary:
     """Print each record's line (`lines`: one function per probe) until the count, the duration or a
     signal ends the trace."""
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
@@ -123,8 +138,10 @@ def read_records(ring: RecordSource, drops: PerCPUValues, lines: List[Callable[[
         flush()
         lost = _lost(drops)
         if lost > lost_reported:
-            err.write(f"ksnoop: lost {lost - lost_reported} records: the ring buffer was full "
-                      "(try a larger -P/--pages or a narrower spec)\n")
+            err.write(
+                f"ksnoop: lost {lost - lost_reported} records: the ring buffer was full "
+                "(try a larger -P/--pages or a narrower spec)\n"
+            )
             lost_reported = lost
         if count_limit is not None and printed >= count_limit:
             break

@@ -7,6 +7,7 @@ and links entering the caller's ExitStack, or a KsnoopError: the verifier's own 
 before verification worded for the kind of program, or the errno's meaning. The record loop, the
 summary and the dump walk all run through here, so each refusal is worded once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,13 +53,18 @@ def create_maps(stack: contextlib.ExitStack, programs: Sequence[Program]) -> Pro
         spec, why = error.spec, error.strerror or error
         if spec.role is MapRole.EVENTS:  # ENOMEM, or a memory cgroup's limit
             pages = spec.max_entries // mmap.PAGESIZE
-            raise RuntimeFailure(f"cannot create a ring buffer of {pages} pages: {why} "
-                                 "(try a smaller -P/--pages)") from None
+            raise RuntimeFailure(
+                f"cannot create a ring buffer of {pages} pages: {why} (try a smaller -P/--pages)"
+            ) from None
         if spec.role is MapRole.PATH:  # E2BIG: a state bigger than the kernel's largest map value
-            raise RuntimeFailure(f"cannot create the call-path state ({spec.value_size} bytes a task): {why} "
-                                 "(capture less, or fewer functions)") from None
-        raise RuntimeFailure(f"cannot create the {spec.role.value} map ({spec.map_type.name}, "
-                             f"{spec.value_size}-byte values): {why}") from None
+            raise RuntimeFailure(
+                f"cannot create the call-path state ({spec.value_size} bytes a task): {why} "
+                "(capture less, or fewer functions)"
+            ) from None
+        raise RuntimeFailure(
+            f"cannot create the {spec.role.value} map ({spec.map_type.name}, {spec.value_size}-byte values): {why}"
+        ) from None
+
 
 # What a user calls each kind of program the kernel may refuse as a whole.
 _KIND_WORDS = {
@@ -69,8 +75,9 @@ _KIND_WORDS = {
 }
 
 
-def load_generated(program: Program, fds: Dict[MapRole, int], label: str,
-                   btf_obj_fd: Optional[int] = None) -> LoadedProgram:
+def load_generated(
+    program: Program, fds: Dict[MapRole, int], label: str, btf_obj_fd: Optional[int] = None
+) -> LoadedProgram:
     """BPF_PROG_LOAD `program` with its maps bound to `fds`, for the target the user calls `label`.
 
     Raises VerifierRejected (the verifier's reason line), Refused (the kernel said no before
@@ -78,11 +85,19 @@ def load_generated(program: Program, fds: Dict[MapRole, int], label: str,
     NotTraceable (any other errno).
     """
     try:
-        return load_program(program.bind_maps(fds), program.prog_type, program.expected_attach_type,
-                            program.attach_btf_id, attach_btf_obj_fd=btf_obj_fd, name=program.name)
+        return load_program(
+            program.bind_maps(fds),
+            program.prog_type,
+            program.expected_attach_type,
+            program.attach_btf_id,
+            attach_btf_obj_fd=btf_obj_fd,
+            name=program.name,
+        )
     except VerifierError as error:
-        raise VerifierRejected(f"the kernel's verifier rejected the program for {label}: {error.reason} "
-                               "(run with -v for the program listing)") from None
+        raise VerifierRejected(
+            f"the kernel's verifier rejected the program for {label}: {error.reason} "
+            "(run with -v for the program listing)"
+        ) from None
     except LoadRefused as error:
         raise refusal(program.expected_attach_type, label, error.errno or errno.EPERM) from None
     except PermissionError:
@@ -100,8 +115,10 @@ def refusal(attach_type: AttachType, label: str, code: int) -> Refused:
     kind = _KIND_WORDS.get(attach_type, "these")
     how = f"{errno_name(code)} before verification"
     if attach_type in (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT):
-        return Refused(f"cannot trace {label}: this kernel refuses {kind} programs ({how}, even with full "
-                       "privileges); tp: tracepoints still work; see ksnoop list 'tp:*'")
+        return Refused(
+            f"cannot trace {label}: this kernel refuses {kind} programs ({how}, even with full "
+            "privileges); tp: tracepoints still work; see ksnoop list 'tp:*'"
+        )
     if code != errno.EPERM:
         return Refused(f"cannot load the {kind} program for {label}: {os.strerror(code)} ({how})")
     return Refused(f"this kernel refuses {kind} programs for {label} ({how})")
@@ -123,11 +140,13 @@ def module_btf_objects(stack: contextlib.ExitStack, probes: Sequence[Probe]) -> 
         except FileNotFoundError:
             raise RuntimeFailure(_module_gone(probe.module, probe.target)) from None
         except PermissionError:
-            raise NotPermitted(f"cannot trace {probe.target}: opening the BTF object of module "
-                               f"{probe.module} needs CAP_SYS_ADMIN") from None
+            raise NotPermitted(
+                f"cannot trace {probe.target}: opening the BTF object of module {probe.module} needs CAP_SYS_ADMIN"
+            ) from None
         except OSError as err:
-            raise RuntimeFailure(f"cannot open the BTF object of module {probe.module}: "
-                                 f"{err.strerror or err}") from None
+            raise RuntimeFailure(
+                f"cannot open the BTF object of module {probe.module}: {err.strerror or err}"
+            ) from None
     return fds
 
 
@@ -142,8 +161,9 @@ def _check_module_loaded(module: str, target: str) -> None:
 
 
 @contextlib.contextmanager
-def attach(target: str, program: Program, fds: Dict[MapRole, int], module: str = "vmlinux",
-            btf_obj_fd: Optional[int] = None) -> Any:
+def attach(
+    target: str, program: Program, fds: Dict[MapRole, int], module: str = "vmlinux", btf_obj_fd: Optional[int] = None
+) -> Any:
     try:
         loaded = load_generated(program, fds, target, btf_obj_fd)
     except (VerifierRejected, NotTraceable):
@@ -154,8 +174,9 @@ def attach(target: str, program: Program, fds: Dict[MapRole, int], module: str =
             link = attach_tracing(loaded)
         except OSError as err:
             _check_module_loaded(module, target)
-            raise NotTraceable(f"cannot attach to {target}: {err.strerror or err} (it may be "
-                               "inlined or marked notrace)") from None
+            raise NotTraceable(
+                f"cannot attach to {target}: {err.strerror or err} (it may be inlined or marked notrace)"
+            ) from None
         with link:
             yield link
 
@@ -172,8 +193,10 @@ def raise_open_files_limit(probes: int) -> None:
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise RuntimeFailure(f"{probes} probes need about {needed} open files, but RLIMIT_NOFILE allows "
-                             f"{hard} (raise it with ulimit -n, or trace fewer functions)")
+        raise RuntimeFailure(
+            f"{probes} probes need about {needed} open files, but RLIMIT_NOFILE allows "
+            f"{hard} (raise it with ulimit -n, or trace fewer functions)"
+        )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
@@ -188,8 +211,14 @@ def say_detaching(links: List[Any], err: TextIO) -> None:
         err.flush()
 
 
-def attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: Tuple[Program, ...],
-                maps: ProgramMaps, btf_obj_fds: Dict[str, int], err: TextIO) -> List[Any]:
+def attach_all(
+    stack: contextlib.ExitStack,
+    resolved: ResolvedTrace,
+    programs: Tuple[Program, ...],
+    maps: ProgramMaps,
+    btf_obj_fds: Dict[str, int],
+    err: TextIO,
+) -> List[Any]:
     """Load and attach every probe, the links entering `stack`; returns the links.
 
     A function a glob matched that the kernel refuses (EINVAL, ENOTSUPP, EPERM for that function,
@@ -216,9 +245,18 @@ def attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: T
         is_glob = source >= 0 and resolved.globs[source] is not None
         with contextlib.ExitStack() as function:
             try:
-                attached = [function.enter_context(attach(probes[n].target, programs[n], maps.fds(n),
-                                                          probes[n].module, btf_obj_fds.get(probes[n].module)))
-                            for n in function_probes]
+                attached = [
+                    function.enter_context(
+                        attach(
+                            probes[n].target,
+                            programs[n],
+                            maps.fds(n),
+                            probes[n].module,
+                            btf_obj_fds.get(probes[n].module),
+                        )
+                    )
+                    for n in function_probes
+                ]
             except NotPermitted:
                 raise
             except RuntimeFailure as error:
@@ -235,8 +273,13 @@ def attach_all(stack: contextlib.ExitStack, resolved: ResolvedTrace, programs: T
             raise failures[0][1]
     for source, failures in refused.items():
         noun = "tracepoint" if failures[0][0].startswith("tp:") else "function"
-        err.write(sanitize(f"ksnoop: warning: the kernel refused {len(failures)} of {tried[source]} {noun}s "
-                           f"matching '{resolved.globs[source]}', left out ({failures[0][1]}): "
-                           f"{', '.join(label for label, _ in failures)}") + "\n")
+        err.write(
+            sanitize(
+                f"ksnoop: warning: the kernel refused {len(failures)} of {tried[source]} {noun}s "
+                f"matching '{resolved.globs[source]}', left out ({failures[0][1]}): "
+                f"{', '.join(label for label, _ in failures)}"
+            )
+            + "\n"
+        )
     log.debug("%d programs attached in %.3f s", len(links), time.monotonic() - start)
     return links

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Being told to stop: SIGINT and SIGTERM set a flag the loops poll, so they drain what is
 buffered and detach before they end."""
+
 from __future__ import annotations
 
 import contextlib

@@ -4,6 +4,7 @@
 `count_calls` turns a resolved trace into counting probes (bpf.plan.Count); `sum_counters` turns
 the per-CPU counters read back at exit into one FunctionCounts per counted function.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -57,14 +58,25 @@ def count_calls(resolved: ResolvedTrace, calls_only: bool = False) -> ResolvedTr
             made = [replace(probe, captures=(), kstack_depth=0, count=Count(key))]
         elif calls_only:
             if exit_tests:
-                raise UsageError(f"{target.label}: --calls-only counts at entry, where the return value that "
-                                 "the spec tests is not known yet: drop --calls-only or the test")
+                raise UsageError(
+                    f"{target.label}: --calls-only counts at entry, where the return value that "
+                    "the spec tests is not known yet: drop --calls-only or the test"
+                )
             made = [replace(probe, captures=(), kstack_depth=0, stash=Stash.NONE, emits=False, count=Count(key))]
         else:
             entry = replace(probe, captures=(), kstack_depth=0, stash=Stash.TIME, stash_group=key, emits=False)
-            exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module, exit_tests,
-                          stash=Stash.TIME, stash_group=key, emits=False, requires_entry=True,
-                          count=Count(key, _error_value(target), latency=True))
+            exit_ = Probe(
+                ProbeKind.FEXIT,
+                target.name,
+                target.attach_btf_id,
+                target.module,
+                exit_tests,
+                stash=Stash.TIME,
+                stash_group=key,
+                emits=False,
+                requires_entry=True,
+                count=Count(key, _error_value(target), latency=True),
+            )
             made = [entry, exit_]
             out_pairs.append(Pair(len(out_probes), len(out_probes) + 1))
         out_probes.extend(made)
@@ -102,10 +114,12 @@ def sum_counters(resolved: ResolvedTrace, per_cpu: Dict[int, Sequence[bytes]]) -
             for k, n in enumerate(COUNTERS.unpack_from(value)):
                 totals[k] += n
         assert probe.count is not None
-        out.append(FunctionCounts(
-            label=target.label,
-            calls=totals[0],
-            errors=totals[1] if probe.count.errors is not None else None,
-            buckets=tuple(totals[2:]) if probe.count.latency else None,
-        ))
+        out.append(
+            FunctionCounts(
+                label=target.label,
+                calls=totals[0],
+                errors=totals[1] if probe.count.errors is not None else None,
+                buckets=tuple(totals[2:]) if probe.count.latency else None,
+            )
+        )
     return out

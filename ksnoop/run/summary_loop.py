@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The summary loop: the programs count calls, errors and latency into per-CPU counters (no ring
 buffer); at the time limit, SIGINT or SIGTERM the counters are summed over CPUs and printed."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,9 @@ from ksnoop.run.summary import FunctionCounts, counted, sum_counters
 from ksnoop.spec.resolve import ResolvedTrace
 
 
-def run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options: RunOptions, out: TextIO,
-                 err: TextIO) -> Summary:
+def run_summary(
+    resolved: ResolvedTrace, programs: Tuple[Program, ...], options: RunOptions, out: TextIO, err: TextIO
+) -> Summary:
     """--summary: the programs count into a PERCPU_ARRAY (no ring buffer); at the time limit,
     SIGINT or SIGTERM the counters are summed over CPUs and printed."""
     stop = StopFlag()
@@ -34,8 +36,9 @@ def run_summary(resolved: ResolvedTrace, programs: Tuple[Program, ...], options:
     return report(totals, options, out)
 
 
-def count_until_stopped(resolved: ResolvedTrace, counts: PerCPUValues, options: RunOptions, stop: StopFlag,
-                        err: TextIO) -> List[FunctionCounts]:
+def count_until_stopped(
+    resolved: ResolvedTrace, counts: PerCPUValues, options: RunOptions, stop: StopFlag, err: TextIO
+) -> List[FunctionCounts]:
     """Say what is counted, wait for the time limit or `stop`, then sum each key's per-CPU counters
     (`counts`: the COUNTS map while the programs are attached)."""
     keys = len(counted(resolved))
@@ -47,8 +50,9 @@ def count_until_stopped(resolved: ResolvedTrace, counts: PerCPUValues, options: 
     while not stop and (deadline is None or time.monotonic() < deadline):
         remaining = POLL_INTERVAL_S if deadline is None else deadline - time.monotonic()
         time.sleep(max(0.0, min(POLL_INTERVAL_S, remaining)))
-    return sum_counters(resolved, {key: counts.lookup_percpu(key.to_bytes(4, sys.byteorder)) or []
-                                   for key in range(keys)})
+    return sum_counters(
+        resolved, {key: counts.lookup_percpu(key.to_bytes(4, sys.byteorder)) or [] for key in range(keys)}
+    )
 
 
 def report(totals: List[FunctionCounts], options: RunOptions, out: TextIO) -> Summary:

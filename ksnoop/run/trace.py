@@ -3,6 +3,7 @@
 programs generated (prepare), then the record loop or the summary loop, which attach through
 the runner and detach everything on the way out, whatever ends the run.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -28,14 +29,14 @@ __all__ = ["RunOptions", "Summary", "prepare", "run"]
 MAX_RINGBUF_SIZE = 1 << 31
 
 
-
 def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     """Parse, resolve and generate: everything short of touching the kernel. Usage errors raise here."""
     if options.pages <= 0 or options.pages & (options.pages - 1):
         raise UsageError(f"--pages {options.pages}: the ring buffer size must be a power of two pages")
     if options.pages * mmap.PAGESIZE > MAX_RINGBUF_SIZE:  # the map's max_entries is a u32
-        raise UsageError(f"--pages {options.pages}: at most {MAX_RINGBUF_SIZE // mmap.PAGESIZE} pages "
-                         f"({MAX_RINGBUF_SIZE >> 30} GiB)")
+        raise UsageError(
+            f"--pages {options.pages}: at most {MAX_RINGBUF_SIZE // mmap.PAGESIZE} pages ({MAX_RINGBUF_SIZE >> 30} GiB)"
+        )
     if options.comm is not None and len(options.comm.encode()) >= 16:
         raise UsageError(f"--comm '{options.comm}': a task's comm has at most 15 bytes")
     if not 0 <= options.kstack_depth <= MAX_KSTACK_DEPTH:
@@ -52,11 +53,18 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     kernel = KernelBTF.load(options.btf_path)
     filters = Filters(pid=options.pid, comm=options.comm.encode() if options.comm is not None else None)
     if options.call_path:
-        resolved = resolve_path(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE,
-                                kstack_depth=options.kstack_depth)
+        resolved = resolve_path(
+            specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE, kstack_depth=options.kstack_depth
+        )
     else:
-        resolved = resolve(specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE,
-                           kstack_depth=options.kstack_depth, max_probes=options.max_probes)
+        resolved = resolve(
+            specs,
+            kernel,
+            filters,
+            ringbuf_size=options.pages * mmap.PAGESIZE,
+            kstack_depth=options.kstack_depth,
+            max_probes=options.max_probes,
+        )
     if options.summary:
         resolved = count_calls(resolved, calls_only=options.calls_only)
     programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))

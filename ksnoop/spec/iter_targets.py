@@ -7,6 +7,7 @@ seq_file to write to), then the object's pointers and scalars, one u64 slot each
 after meta are the names a dump spec uses. Which parameters a target takes (a map, a task, a
 cgroup) follows from its members and from what this kernel's union bpf_iter_link_info offers.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -93,7 +94,7 @@ class IterTargets:
             found: Dict[str, IterTarget] = {}
             for module, btf in self.kernel.blobs():
                 for name, type_id in btf.glob(CONTEXT_PREFIX + "*", [Kind.STRUCT]):
-                    target_name = name[len(CONTEXT_PREFIX):]
+                    target_name = name[len(CONTEXT_PREFIX) :]
                     if type_id < btf.start_id or target_name in found:
                         continue
                     target = iter_target(btf, module, target_name, type_id)
@@ -110,7 +111,7 @@ class IterTargets:
 
     def find(self, name: str) -> IterTarget:
         """The target `name` (`task`, or `dump:task`); UnknownTarget naming the closest real ones."""
-        bare = name[len(ITER_PREFIX):] if name.startswith(ITER_PREFIX) else name
+        bare = name[len(ITER_PREFIX) :] if name.startswith(ITER_PREFIX) else name
         if self._found is None and bare:
             # Two lookups by name, rather than every context in BTF: what a dump of one target needs.
             for module, btf in self.kernel.blobs():
@@ -142,7 +143,7 @@ class IterTargets:
 
     def glob(self, pattern: str) -> List[IterTarget]:
         """Targets whose name matches a shell glob (`dump:` prefix optional), sorted by name."""
-        bare = pattern[len(ITER_PREFIX):] if pattern.startswith(ITER_PREFIX) else pattern
+        bare = pattern[len(ITER_PREFIX) :] if pattern.startswith(ITER_PREFIX) else pattern
         return [t for name, t in sorted(self.all().items()) if fnmatch.fnmatchcase(name, bare)]
 
 
@@ -162,10 +163,17 @@ def iter_target(btf: BTF, module: str, name: str, context_id: int) -> Optional[I
     members = context_members(btf, context)
     # Member k must be at byte 8 * k: it is argument k of bpf_iter_<name>, and the program reads
     # it from u64 slot k of its context.
-    if (not members or members[0][0] != META or len(members) != len(proto.params)
-            or any(offset != 8 * k for k, (_, _, offset) in enumerate(members))):
-        log.debug("%s: context %s does not have meta then one u64 slot per argument; left out",
-                  name, [(n, o) for n, _, o in members])
+    if (
+        not members
+        or members[0][0] != META
+        or len(members) != len(proto.params)
+        or any(offset != 8 * k for k, (_, _, offset) in enumerate(members))
+    ):
+        log.debug(
+            "%s: context %s does not have meta then one u64 slot per argument; left out",
+            name,
+            [(n, o) for n, _, o in members],
+        )
         return None
     args = tuple(Argument(member_name, type_id) for member_name, type_id, _ in members)
     pointers = [k for k, (_, type_id, _) in enumerate(members) if k and isinstance(btf.skip_modifiers(type_id), Ptr)]
@@ -237,8 +245,11 @@ def link_info_of(btf: BTF) -> LinkInfo:
     orders: Tuple[str, ...] = ()
     enum_type = btf.find("enum " + CGROUP_ORDER_ENUM)
     values = getattr(enum_type, "values", ())
-    orders = tuple(v.name[len(_CGROUP_ORDER_PREFIX):].lower().replace("_", "-") for v in values
-                   if v.name.startswith(_CGROUP_ORDER_PREFIX) and v.value != 0)
+    orders = tuple(
+        v.name[len(_CGROUP_ORDER_PREFIX) :].lower().replace("_", "-")
+        for v in values
+        if v.name.startswith(_CGROUP_ORDER_PREFIX) and v.value != 0
+    )
     return LinkInfo(members, orders)
 
 
@@ -253,8 +264,11 @@ def no_iterators_reason(btf: BTF) -> str:
 PARAM_OPTIONS = {
     ParamKind.MAP: (("map", "map_fd", "--map-id ID"),),
     ParamKind.TASK: (("task", "pid", "--pid PID"), ("task", "tid", "--tid TID")),
-    ParamKind.CGROUP: (("cgroup", "cgroup_id", "--cgroup-id ID"), ("cgroup", "cgroup_fd", "--cgroup PATH"),
-                       ("cgroup", "order", "--cgroup-order ORDER")),
+    ParamKind.CGROUP: (
+        ("cgroup", "cgroup_id", "--cgroup-id ID"),
+        ("cgroup", "cgroup_fd", "--cgroup PATH"),
+        ("cgroup", "order", "--cgroup-order ORDER"),
+    ),
 }
 
 
@@ -279,7 +293,7 @@ def signature_text(target: IterTarget, link_info: LinkInfo, refused: str = "") -
 
     t = target.target
     params = [(a.name, a.type_id) for a in target.members]
-    text = function_declaration(t.btf, t.label, 0, params)[len("void "):] + ";"
+    text = function_declaration(t.btf, t.label, 0, params)[len("void ") :] + ";"
     options = options_of(target, link_info)
     if options:
         needs = " (required)" if target.params is ParamKind.MAP else ""
@@ -295,7 +309,9 @@ def signature_json(target: IterTarget, link_info: LinkInfo, refused: str = "") -
     t = target.target
     btf = t.btf
     return {
-        "name": t.name, "kind": t.kind.value, "module": t.module,
+        "name": t.name,
+        "kind": t.kind.value,
+        "module": t.module,
         "params": [{"name": a.name, "type": btf.type_name(a.type_id)} for a in target.members],
         "object": target.object_name,
         "options": [option.split()[0] for option in options_of(target, link_info)],

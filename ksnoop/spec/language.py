@@ -11,6 +11,7 @@
 This module knows nothing of the kernel's types; resolve.py gives the names meaning. A value's
 steps are btf.members' Step, the path step btf resolves to offsets, so they go to it as they are.
 """
+
 from __future__ import annotations
 
 import enum
@@ -90,14 +91,17 @@ class TraceSpec:
         return any(ch in self.target for ch in GLOB_CHARS)
 
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>\s+)
   | (?P<string>"(?:[^"\\]|\\.)*"?)
   | (?P<number>-?(?:0[xX][0-9a-fA-F]+|\d+)[A-Za-z0-9_]*)
   | (?P<name>(?:tp:)?[A-Za-z_*?][A-Za-z0-9_.*?]*)
   | (?P<op>->|==|!=|>=|<=|>|<)
   | (?P<punct>[(),.\[\]])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "0": "\0"}
 
 
@@ -150,8 +154,9 @@ class _Parser:
         """Glob characters belong to the target only; an item names one value."""
         for i, ch in enumerate(tok.text):
             if ch in GLOB_CHARS:
-                raise SpecError(f"'{ch}' is a wildcard for the target's name only, not for values",
-                                self.text, tok.position + i)
+                raise SpecError(
+                    f"'{ch}' is a wildcard for the target's name only, not for values", self.text, tok.position + i
+                )
 
     def spec(self) -> TraceSpec:
         if not self.text.strip():
@@ -166,8 +171,7 @@ class _Parser:
                 raise self.fail(f"expected '(' after '{tok.text}', found '{after.text}'", after)
             self.i += 1
             if self.peek() is not None and self.peek().text == ")":  # type: ignore[union-attr]
-                raise self.fail("empty '()': name the values to show, or leave out the parentheses",
-                                self.peek())
+                raise self.fail("empty '()': name the values to show, or leave out the parentheses", self.peek())
             while True:
                 items.append(self.item())
                 sep = self.next("',' or ')'")
@@ -237,12 +241,13 @@ class _Parser:
             else:
                 break
         if base == RETURN and steps:
-            raise SpecError("'return' is a value, not a pointer or struct; it takes no members",
-                            self.text, steps[0].position)
+            raise SpecError(
+                "'return' is a value, not a pointer or struct; it takes no members", self.text, steps[0].position
+            )
         return ValueExpr(base, tuple(steps), start, end)
 
     def literal(self) -> Literal:
-        tok = self.next("a number, a \"string\", an enumerator or NULL")
+        tok = self.next('a number, a "string", an enumerator or NULL')
         if tok.kind == "number":
             return Literal(LiteralKind.INTEGER, _integer(tok, self.text), tok.position)
         if tok.kind == "string":

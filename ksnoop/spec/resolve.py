@@ -5,6 +5,7 @@ Each value expression becomes a Capture (context slot, pointer hops, offset, siz
 predicate becomes a Test whose literal is checked against the value's type. Pointers to
 structs are followed and the whole struct copied; char pointers are read as strings.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -72,9 +73,16 @@ class _Located:
     opaque_slot: bool  # see Capture.opaque_slot
 
 
-def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Filters(), *,
-            with_comm: bool = True, ringbuf_size: int = 1 << 22, kstack_depth: int = 0,
-            max_probes: int = DEFAULT_MAX_PROBES) -> ResolvedTrace:
+def resolve(
+    specs: Sequence[TraceSpec],
+    kernel: KernelBTF,
+    filters: Filters = Filters(),
+    *,
+    with_comm: bool = True,
+    ringbuf_size: int = 1 << 22,
+    kstack_depth: int = 0,
+    max_probes: int = DEFAULT_MAX_PROBES,
+) -> ResolvedTrace:
     """Resolve every spec; SpecError (usage, exit 2) pointing into the spec that does not fit.
     Entry and tracepoint records carry `kstack_depth` frames of the kernel stack (0: none).
 
@@ -125,29 +133,47 @@ def resolve(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Fi
         if spec.is_glob:
             noun = "tracepoint" if spec.target.startswith(TRACEPOINT_PREFIX) else "function"
             if first_error is not None and not kept:
-                raise SpecError(f"none of the {len(found)} {noun}s matching '{spec.target}' fits: "
-                                f"{first_error.reason}", spec.text, first_error.position)
+                raise SpecError(
+                    f"none of the {len(found)} {noun}s matching '{spec.target}' fits: {first_error.reason}",
+                    spec.text,
+                    first_error.position,
+                )
             notes.append(f"ksnoop: tracing {kept} {noun}{'' if kept == 1 else 's'} matching '{spec.target}'")
             if first_error is not None:
-                notes.append(f"ksnoop: warning: left out {len(left_out)} {noun}{'' if len(left_out) == 1 else 's'} "
-                             f"matching '{spec.target}' whose values cannot be shown as asked (the first: "
-                             f"{first_error.reason}): {', '.join(left_out)}")
+                notes.append(
+                    f"ksnoop: warning: left out {len(left_out)} {noun}{'' if len(left_out) == 1 else 's'} "
+                    f"matching '{spec.target}' whose values cannot be shown as asked (the first: "
+                    f"{first_error.reason}): {', '.join(left_out)}"
+                )
         notes.extend(spec_notes)
     total = sum(n for _, n in counts)
     if total > max_probes:
         raise UsageError(_too_many(total, counts, max_probes))
-    plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size,
-                pairs=tuple(pairs))
-    return ResolvedTrace(plan, tuple(targets), tuple(sources),
-                         tuple(spec.target if spec.is_glob else None for spec in specs), tuple(notes))
+    plan = Plan(
+        probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size, pairs=tuple(pairs)
+    )
+    return ResolvedTrace(
+        plan,
+        tuple(targets),
+        tuple(sources),
+        tuple(spec.target if spec.is_glob else None for spec in specs),
+        tuple(notes),
+    )
 
 
 # The tracepoint every exiting task passes: call-path mode drops the task's state there.
 TASK_EXIT_TRACEPOINT = "sched_process_exit"
 
 
-def resolve_path(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters = Filters(), *,
-                 with_comm: bool = True, ringbuf_size: int = 1 << 22, kstack_depth: int = 0) -> ResolvedTrace:
+def resolve_path(
+    specs: Sequence[TraceSpec],
+    kernel: KernelBTF,
+    filters: Filters = Filters(),
+    *,
+    with_comm: bool = True,
+    ringbuf_size: int = 1 << 22,
+    kstack_depth: int = 0,
+) -> ResolvedTrace:
     """Call-path mode (`-s`): the specs name functions in call order, outermost first, and each is
     shown only inside a call of the one before, in the same task. Every function gets an fentry
     (its tests decide whether the call joins the path; its record is held in the task's state)
@@ -159,18 +185,23 @@ def resolve_path(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters
     found: List[Target] = []
     for spec in specs:
         if spec.is_glob:
-            raise SpecError("a call path (-s) names functions one by one, not a glob", spec.text,
-                            spec.target_position)
+            raise SpecError("a call path (-s) names functions one by one, not a glob", spec.text, spec.target_position)
         try:
             target = kernel.find_target(spec.target)
         except UnknownTarget as err:
             raise SpecError(str(err), spec.text, spec.target_position) from None
         if target.kind is not TargetKind.FUNCTION:
-            raise SpecError("a call path (-s) is made of functions: a tracepoint has no return to end a call",
-                            spec.text, spec.target_position)
+            raise SpecError(
+                "a call path (-s) is made of functions: a tracepoint has no return to end a call",
+                spec.text,
+                spec.target_position,
+            )
         if any(t.name == target.name and t.module == target.module for t in found):
-            raise SpecError(f"{target.label} is already in the call path: each function can be one step",
-                            spec.text, spec.target_position)
+            raise SpecError(
+                f"{target.label} is already in the call path: each function can be one step",
+                spec.text,
+                spec.target_position,
+            )
         found.append(target)
     length = len(found)
     levels: List[Tuple[int, Target, List[Probe]]] = []
@@ -179,14 +210,32 @@ def resolve_path(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters
         sides = _sides(spec, target)
         notes.extend(sides.notes)
         step = PathStep(level, length)
-        entry = Probe(ProbeKind.FENTRY, target.name, target.attach_btf_id, target.module, sides.entry_tests,
-                      sides.entry_captures, kstack_depth=kstack_depth, path=step)
-        exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module, sides.exit_tests,
-                      sides.exit_captures, path=step)
+        entry = Probe(
+            ProbeKind.FENTRY,
+            target.name,
+            target.attach_btf_id,
+            target.module,
+            sides.entry_tests,
+            sides.entry_captures,
+            kstack_depth=kstack_depth,
+            path=step,
+        )
+        exit_ = Probe(
+            ProbeKind.FEXIT,
+            target.name,
+            target.attach_btf_id,
+            target.module,
+            sides.exit_tests,
+            sides.exit_captures,
+            path=step,
+        )
         levels.append((level, target, [exit_, entry]))
     task_exit = kernel.find_target(TRACEPOINT_PREFIX + TASK_EXIT_TRACEPOINT)
-    probes = [Probe(ProbeKind.TP_BTF, task_exit.name, task_exit.attach_btf_id, task_exit.module, emits=False,
-                    forgets_path=True)]
+    probes = [
+        Probe(
+            ProbeKind.TP_BTF, task_exit.name, task_exit.attach_btf_id, task_exit.module, emits=False, forgets_path=True
+        )
+    ]
     targets = [task_exit]
     sources = [-1]
     # Attached in this order: the state forgotten at exit first, then the innermost function first,
@@ -197,8 +246,9 @@ def resolve_path(specs: Sequence[TraceSpec], kernel: KernelBTF, filters: Filters
         probes.extend(both)
         targets.extend(target for _ in both)
         sources.extend(level for _ in both)
-    plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size,
-                pairs=tuple(pairs))
+    plan = Plan(
+        probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size, pairs=tuple(pairs)
+    )
     return ResolvedTrace(plan, tuple(targets), tuple(sources), tuple(None for _ in specs), tuple(notes))
 
 
@@ -207,10 +257,14 @@ def _too_many(total: int, counts: List[Tuple[str, int]], max_probes: int) -> str
     what = ", ".join(f"'{target}' matches {n}" for target, n in globs)
     if len(counts) == 1 and globs:
         noun = "tracepoints" if globs[0][0].startswith(TRACEPOINT_PREFIX) else "functions"
-        return (f"'{globs[0][0]}' matches {total} {noun}, more than --max-probes {max_probes}: "
-                "narrow the glob or raise --max-probes")
-    return (f"{total} functions and tracepoints to trace ({what or 'each spec names one'}), more than "
-            f"--max-probes {max_probes}: narrow the glob or raise --max-probes")
+        return (
+            f"'{globs[0][0]}' matches {total} {noun}, more than --max-probes {max_probes}: "
+            "narrow the glob or raise --max-probes"
+        )
+    return (
+        f"{total} functions and tracepoints to trace ({what or 'each spec names one'}), more than "
+        f"--max-probes {max_probes}: narrow the glob or raise --max-probes"
+    )
 
 
 @dataclass(frozen=True)
@@ -248,8 +302,9 @@ def _sides(spec: TraceSpec, target: Target) -> _Sides:
                     raise
                 # Shown by default, not named: what the program cannot copy (a struct passed by value
                 # that registers do not hold whole) is left out, and a note says so.
-                notes.append(f"ksnoop: {target.label}: '{located.expr_text}' left out of the values shown: "
-                             f"{err.reason}")
+                notes.append(
+                    f"ksnoop: {target.label}: '{located.expr_text}' left out of the values shown: {err.reason}"
+                )
         if item.op is not None:
             assert item.literal is not None
             test = _test(spec, located, item)
@@ -266,20 +321,45 @@ def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> T
     entry_tests, entry_captures = sides.entry_tests, sides.entry_captures
     exit_tests, exit_captures = sides.exit_tests, sides.exit_captures
     if target.kind is TargetKind.TRACEPOINT:
-        return [Probe(ProbeKind.TP_BTF, target.name, target.attach_btf_id, target.module,
-                      tuple(entry_tests), tuple(entry_captures), kstack_depth=kstack_depth)], sides.notes
-    entry = Probe(ProbeKind.FENTRY, target.name, target.attach_btf_id, target.module,
-                  tuple(entry_tests), tuple(entry_captures), kstack_depth=kstack_depth)
+        return [
+            Probe(
+                ProbeKind.TP_BTF,
+                target.name,
+                target.attach_btf_id,
+                target.module,
+                tuple(entry_tests),
+                tuple(entry_captures),
+                kstack_depth=kstack_depth,
+            )
+        ], sides.notes
+    entry = Probe(
+        ProbeKind.FENTRY,
+        target.name,
+        target.attach_btf_id,
+        target.module,
+        tuple(entry_tests),
+        tuple(entry_captures),
+        kstack_depth=kstack_depth,
+    )
     if not exit_captures:
         return [entry], sides.notes
     # A test on the return value holds the entry record back until the return passes it;
     # otherwise the entry leaves its time so the return record carries duration_ns.
     stash = Stash.RECORD if exit_tests else Stash.TIME
-    entry = replace(entry, stash=stash, stash_group=group,
-                    emits=bool(entry_captures) or stash is Stash.RECORD or kstack_depth > 0)
-    exit_ = Probe(ProbeKind.FEXIT, target.name, target.attach_btf_id, target.module,
-                  tuple(exit_tests), tuple(exit_captures), stash=stash, stash_group=group,
-                  requires_entry=bool(entry_tests))
+    entry = replace(
+        entry, stash=stash, stash_group=group, emits=bool(entry_captures) or stash is Stash.RECORD or kstack_depth > 0
+    )
+    exit_ = Probe(
+        ProbeKind.FEXIT,
+        target.name,
+        target.attach_btf_id,
+        target.module,
+        tuple(exit_tests),
+        tuple(exit_captures),
+        stash=stash,
+        stash_group=group,
+        requires_entry=bool(entry_tests),
+    )
     return [entry, exit_], sides.notes
 
 
@@ -315,8 +395,9 @@ def _locate(spec: TraceSpec, target: Target, expr: ValueExpr) -> _Located:
         close = difflib.get_close_matches(expr.base, names, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
         listed = ", ".join(names) if names else "none"
-        raise SpecError(f"{target.label} has no argument '{expr.base}'; {hint}its arguments are: {listed}",
-                        spec.text, expr.position)
+        raise SpecError(
+            f"{target.label} has no argument '{expr.base}'; {hint}its arguments are: {listed}", spec.text, expr.position
+        )
     slot, type_id = slots[expr.base]
     try:
         path = resolve_members(target.btf, type_id, expr.steps)
@@ -327,8 +408,12 @@ def _locate(spec: TraceSpec, target: Target, expr: ValueExpr) -> _Located:
     # A struct passed by value fills consecutive slots, so a byte offset in it picks the slot.
     if path.in_memory:
         if path.base_offset % 8:
-            raise SpecError(f"'{expr.text}' follows a pointer at byte {path.base_offset} of '{expr.base}', which "
-                            "straddles two argument slots", spec.text, expr.position)
+            raise SpecError(
+                f"'{expr.text}' follows a pointer at byte {path.base_offset} of '{expr.base}', which "
+                "straddles two argument slots",
+                spec.text,
+                expr.position,
+            )
         slot += path.base_offset // 8
     else:
         slot += path.offset // 8
@@ -358,10 +443,17 @@ def _value(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
     holding part of a struct passed by value, a member past the slot's first byte (or a bitfield) is
     the slot read whole and the member's bits cut out of it: numbers only, and within the slot."""
     btf, path = located.btf, located.path
-    value = Capture(label=located.expr_text, slot=located.slot, opaque_slot=located.opaque_slot,
-                    hops=path.hops, in_memory=path.in_memory, offset=path.offset, size=path.size,
-                    type_id=path.type_id,
-                    bitfield=Bitfield(path.bit_offset, path.bitfield_size) if path.bitfield_size else None)
+    value = Capture(
+        label=located.expr_text,
+        slot=located.slot,
+        opaque_slot=located.opaque_slot,
+        hops=path.hops,
+        in_memory=path.in_memory,
+        offset=path.offset,
+        size=path.size,
+        type_id=path.type_id,
+        bitfield=Bitfield(path.bit_offset, path.bitfield_size) if path.bitfield_size else None,
+    )
     if path.in_memory:
         return value
     within = path.offset % 8
@@ -371,14 +463,20 @@ def _value(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
     bits = path.bitfield_size or 8 * path.size
     type_name = btf.type_name(path.type_id)
     if first_bit + bits > 64:
-        raise SpecError(f"'{located.expr_text}' ({type_name}) straddles two argument slots; show '{expr.base}' "
-                        "whole instead", spec.text, expr.position)
+        raise SpecError(
+            f"'{located.expr_text}' ({type_name}) straddles two argument slots; show '{expr.base}' whole instead",
+            spec.text,
+            expr.position,
+        )
     final = btf.skip_modifiers(path.type_id)
     foreign = not path.bitfield_size and btf.value_byteorder(path.type_id) != btf.byteorder
     if not isinstance(final, (Int, Enum, Enum64)) or foreign:
-        raise SpecError(f"'{located.expr_text}' ({type_name}) starts at byte {within} of an argument slot, where "
-                        f"only a number in the kernel's byte order is cut out; show '{expr.base}' whole instead",
-                        spec.text, expr.position)
+        raise SpecError(
+            f"'{located.expr_text}' ({type_name}) starts at byte {within} of an argument slot, where "
+            f"only a number in the kernel's byte order is cut out; show '{expr.base}' whole instead",
+            spec.text,
+            expr.position,
+        )
     return replace(value, offset=0, size=8, bitfield=Bitfield(first_bit, bits))
 
 
@@ -420,13 +518,28 @@ def _capture(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Capture:
         pointee = btf.skip_modifiers(final.type_id)
         hops = _followed(path)
         if is_char(pointee) or _is_text_bytes(btf, final):
-            return replace(base, hops=hops, in_memory=True, offset=0, size=STRING_SIZE, string=True,
-                           user_memory=_user_pointer(btf, final))
+            return replace(
+                base,
+                hops=hops,
+                in_memory=True,
+                offset=0,
+                size=STRING_SIZE,
+                string=True,
+                user_memory=_user_pointer(btf, final),
+            )
         if isinstance(pointee, (Struct, Union)) and pointee.size:
             size = min(pointee.size, MAX_CAPTURE_SIZE)
-            return replace(base, hops=hops, in_memory=True, offset=0, size=size,
-                           full_size=pointee.size if size < pointee.size else 0, type_id=pointee.id,
-                           user_memory=_user_pointer(btf, final), address=True)
+            return replace(
+                base,
+                hops=hops,
+                in_memory=True,
+                offset=0,
+                size=size,
+                full_size=pointee.size if size < pointee.size else 0,
+                type_id=pointee.id,
+                user_memory=_user_pointer(btf, final),
+                address=True,
+            )
         return base
     if not path.in_memory:
         _check_registers(spec, expr, located)
@@ -443,13 +556,20 @@ def _check_registers(spec: TraceSpec, expr: ValueExpr, located: _Located) -> Non
     size = located.path.size
     if expr.base == RETURN:
         if size not in (1, 2, 4, 8):
-            raise SpecError(f"'{RETURN}' is a {size}-byte value; ksnoop copies 1, 2, 4 or 8 bytes of a return value",
-                            spec.text, expr.position)
+            raise SpecError(
+                f"'{RETURN}' is a {size}-byte value; ksnoop copies 1, 2, 4 or 8 bytes of a return value",
+                spec.text,
+                expr.position,
+            )
     elif not copies_from_registers(size):
         final = located.btf.skip_modifiers(located.path.type_id)
         members = "; name its members instead" if isinstance(final, (Struct, Union)) else ""
-        raise SpecError(f"'{located.expr_text}' is a {size}-byte value passed in registers: ksnoop copies 1, 2, 4, 8, "
-                        f"9, 10, 12 or 16 bytes from them{members}", spec.text, expr.position)
+        raise SpecError(
+            f"'{located.expr_text}' is a {size}-byte value passed in registers: ksnoop copies 1, 2, 4, 8, "
+            f"9, 10, 12 or 16 bytes from them{members}",
+            spec.text,
+            expr.position,
+        )
 
 
 _OPS = {op.value: op for op in CompareOp}
@@ -479,14 +599,25 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
                 raise fail(f"'{literal.value}' is longer than '{located.expr_text}' ({type_name}) can hold")
             return Test(value, Predicate(op, data))
         if isinstance(final, Ptr) and (is_char(btf.skip_modifiers(final.type_id)) or _is_text_bytes(btf, final)):
-            string = replace(value, hops=_followed(path), in_memory=True, offset=0, size=STRING_SIZE, string=True,
-                             user_memory=_user_pointer(btf, final))
+            string = replace(
+                value,
+                hops=_followed(path),
+                in_memory=True,
+                offset=0,
+                size=STRING_SIZE,
+                string=True,
+                user_memory=_user_pointer(btf, final),
+            )
             return Test(string, Predicate(op, data))
-        raise fail(f"cannot compare '{located.expr_text}' ({type_name}) with a string; strings compare with "
-                   "char arrays and char pointers")
+        raise fail(
+            f"cannot compare '{located.expr_text}' ({type_name}) with a string; strings compare with "
+            "char arrays and char pointers"
+        )
     if not isinstance(final, (Int, Enum, Enum64, Ptr)) or isinstance(final, Float):
-        raise fail(f"cannot compare '{located.expr_text}' ({type_name}) with {_describe(literal)}; "
-                   "name a member that is a number")
+        raise fail(
+            f"cannot compare '{located.expr_text}' ({type_name}) with {_describe(literal)}; "
+            "name a member that is a number"
+        )
     if literal.kind is LiteralKind.NAME:
         constant = _name_constant(spec, btf, final, literal, located.expr_text, type_name)
     else:
@@ -506,10 +637,14 @@ def _test(spec: TraceSpec, located: _Located, item: Item) -> Test:
         # and only equality survives the swap.
         if op not in (CompareOp.EQ, CompareOp.NE):
             wording = "network" if order == "big" else "little-endian"
-            raise SpecError(f"'{located.expr_text}' ({type_name}) is in {wording} byte order: compare it with == "
-                            f"or !=, not {item.op}", spec.text, item.op_position)
-        constant = int.from_bytes(constant.to_bytes(path.size, order, signed=signed), btf.byteorder,  # type: ignore[arg-type]
-                                  signed=signed)
+            raise SpecError(
+                f"'{located.expr_text}' ({type_name}) is in {wording} byte order: compare it with == "
+                f"or !=, not {item.op}",
+                spec.text,
+                item.op_position,
+            )
+        swapped = constant.to_bytes(path.size, order, signed=signed)  # type: ignore[arg-type]
+        constant = int.from_bytes(swapped, btf.byteorder, signed=signed)  # type: ignore[arg-type]
     return Test(value, Predicate(op, constant, signed))
 
 
@@ -527,16 +662,20 @@ def _name_constant(spec: TraceSpec, btf: BTF, final: object, literal: Literal, e
         close = difflib.get_close_matches(name, [e.name for e in final.values], n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SpecError(f"{type_name} has no enumerator '{name}'{hint}", spec.text, literal.position)
-    raise SpecError(f"'{name}' is not a value for '{expr}' ({type_name}): use a number, or NULL for a pointer",
-                    spec.text, literal.position)
+    raise SpecError(
+        f"'{name}' is not a value for '{expr}' ({type_name}): use a number, or NULL for a pointer",
+        spec.text,
+        literal.position,
+    )
 
 
 def _describe(literal: Literal) -> str:
     return {LiteralKind.INTEGER: "a number", LiteralKind.STRING: "a string", LiteralKind.NAME: "a name"}[literal.kind]
 
 
-def resolve_items(spec: TraceSpec, target: Target,
-                  items: Sequence[Item]) -> Tuple[Tuple[Test, ...], Tuple[Capture, ...]]:
+def resolve_items(
+    spec: TraceSpec, target: Target, items: Sequence[Item]
+) -> Tuple[Tuple[Test, ...], Tuple[Capture, ...]]:
     """The tests and captures `items` ask of `target`'s context slots, resolved as a tracepoint's are:
     each value shown once however often it is named, each comparison a Test. For commands other
     than trace (dump), which build their own probes; SpecError as from resolve()."""

@@ -6,6 +6,7 @@ names are the context's members, resolved by ksnoop/spec/resolve.py as a tracepo
 Each probe's first test skips the kernel's call after the last object (the object NULL), and its
 captures are cut, and flagged as cut, until a record fits the iterator's seq_file buffer.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,10 +41,14 @@ class IterParams:
 
     def kinds(self) -> List[Tuple[str, ParamKind]]:
         """(option, kind) of each option given."""
-        given = [("--map-id", ParamKind.MAP, self.map_id), ("--pid", ParamKind.TASK, self.pid),
-                 ("--tid", ParamKind.TASK, self.tid), ("--cgroup-id", ParamKind.CGROUP, self.cgroup_id),
-                 ("--cgroup", ParamKind.CGROUP, self.cgroup_path),
-                 ("--cgroup-order", ParamKind.CGROUP, self.cgroup_order)]
+        given = [
+            ("--map-id", ParamKind.MAP, self.map_id),
+            ("--pid", ParamKind.TASK, self.pid),
+            ("--tid", ParamKind.TASK, self.tid),
+            ("--cgroup-id", ParamKind.CGROUP, self.cgroup_id),
+            ("--cgroup", ParamKind.CGROUP, self.cgroup_path),
+            ("--cgroup-order", ParamKind.CGROUP, self.cgroup_order),
+        ]
         return [(option, kind) for option, kind, value in given if value is not None]
 
 
@@ -62,7 +67,7 @@ def parse_dump_spec(text: str) -> TraceSpec:
         return parse_spec(text)
     start = len(text) - len(stripped)
     # Blank the prefix out, so every position the parser reports is a position in `text`.
-    blanked = text[:start] + " " * len(ITER_PREFIX) + stripped[len(ITER_PREFIX):]
+    blanked = text[:start] + " " * len(ITER_PREFIX) + stripped[len(ITER_PREFIX) :]
     try:
         spec = parse_spec(blanked)
     except SpecError as err:
@@ -70,8 +75,14 @@ def parse_dump_spec(text: str) -> TraceSpec:
     return dataclasses.replace(spec, text=text, target_position=start)
 
 
-def resolve_dump(specs: Sequence[TraceSpec], iters: IterTargets, params: IterParams = IterParams(), *,
-                 max_record_size: int, element_sizes: Optional[Tuple[int, int]] = None) -> ResolvedDump:
+def resolve_dump(
+    specs: Sequence[TraceSpec],
+    iters: IterTargets,
+    params: IterParams = IterParams(),
+    *,
+    max_record_size: int,
+    element_sizes: Optional[Tuple[int, int]] = None,
+) -> ResolvedDump:
     """One ITER probe per spec. SpecError (usage) for a spec that does not fit its target, UsageError
     for options the targets do not take or a target that needs one, RuntimeFailure for an option
     this kernel's union bpf_iter_link_info lacks. Records are at most `max_record_size` bytes.
@@ -83,8 +94,11 @@ def resolve_dump(specs: Sequence[TraceSpec], iters: IterTargets, params: IterPar
     notes: List[str] = []
     for spec in specs:
         if spec.is_glob:
-            raise SpecError("dump walks one iterator target per spec, not a glob (see ksnoop list 'dump:*')",
-                            spec.text, spec.target_position)
+            raise SpecError(
+                "dump walks one iterator target per spec, not a glob (see ksnoop list 'dump:*')",
+                spec.text,
+                spec.target_position,
+            )
         try:
             target = iters.find(spec.target)
         except UnknownTarget as err:
@@ -98,14 +112,25 @@ def resolve_dump(specs: Sequence[TraceSpec], iters: IterTargets, params: IterPar
             captures = _element_bytes(target, captures, element_sizes)
         captures, cut = fit_captures(captures, max_record_size, spec, target.target.btf)
         for label, size, full_size in cut:
-            notes.append(f"ksnoop: {target.target.label}: '{label}' cut to {size} of {full_size} bytes, so that "
-                         f"a record fits the iterator's buffer ({max_record_size} bytes)")
-        probes.append(Probe(ProbeKind.ITER, target.name, target.target.attach_btf_id, target.target.module,
-                            (_object_test(target),) + tests, captures))
+            notes.append(
+                f"ksnoop: {target.target.label}: '{label}' cut to {size} of {full_size} bytes, so that "
+                f"a record fits the iterator's buffer ({max_record_size} bytes)"
+            )
+        probes.append(
+            Probe(
+                ProbeKind.ITER,
+                target.name,
+                target.target.attach_btf_id,
+                target.target.module,
+                (_object_test(target),) + tests,
+                captures,
+            )
+        )
         found.append(target)
     plan = Plan(probes=tuple(probes), with_comm=False)
-    resolved = ResolvedTrace(plan, tuple(t.target for t in found), tuple(range(len(found))),
-                             tuple(None for _ in found), tuple(notes))
+    resolved = ResolvedTrace(
+        plan, tuple(t.target for t in found), tuple(range(len(found))), tuple(None for _ in found), tuple(notes)
+    )
     return ResolvedDump(resolved, tuple(found))
 
 
@@ -118,19 +143,26 @@ def _check_name(spec: TraceSpec, target: IterTarget, expr: ValueExpr) -> None:
     """A value must start at a member of the context (not meta, not `return`)."""
     names = [a.name for a in target.members]
     if expr.base == RETURN:
-        raise SpecError(f"an iterator has no return value; {target.target.label} gives: {', '.join(names)}",
-                        spec.text, expr.position)
+        raise SpecError(
+            f"an iterator has no return value; {target.target.label} gives: {', '.join(names)}",
+            spec.text,
+            expr.position,
+        )
     if expr.base in names:
         return
     close = difflib.get_close_matches(expr.base, names, n=1, cutoff=0.5)
     hint = f"did you mean '{close[0]}'? " if close else ""
     why = " (meta is the iterator's own bookkeeping)" if expr.base == META else ""
-    raise SpecError(f"{target.target.label} has no member '{expr.base}'{why}; {hint}its context gives: "
-                    f"{', '.join(names)}", spec.text, expr.position)
+    raise SpecError(
+        f"{target.target.label} has no member '{expr.base}'{why}; {hint}its context gives: {', '.join(names)}",
+        spec.text,
+        expr.position,
+    )
 
 
-def _element_bytes(target: IterTarget, captures: Tuple[Capture, ...],
-                   element_sizes: Tuple[int, int]) -> Tuple[Capture, ...]:
+def _element_bytes(
+    target: IterTarget, captures: Tuple[Capture, ...], element_sizes: Tuple[int, int]
+) -> Tuple[Capture, ...]:
     """`key` and `value`, void pointers to one map element's, as the bytes they point to: the map's
     key_size and value_size of them (the iterator hands the program buffers that big)."""
     btf = target.target.btf
@@ -142,8 +174,9 @@ def _element_bytes(target: IterTarget, captures: Tuple[Capture, ...],
         void_pointer = isinstance(typ, Ptr) and isinstance(btf.skip_modifiers(typ.type_id), Void)
         if size and not capture.in_memory and void_pointer:
             kept = min(size, MAX_CAPTURE_SIZE)
-            capture = dataclasses.replace(capture, in_memory=True, hops=(), offset=0, size=kept, type_id=0,
-                                          full_size=size if kept < size else 0)
+            capture = dataclasses.replace(
+                capture, in_memory=True, hops=(), offset=0, size=kept, type_id=0, full_size=size if kept < size else 0
+            )
         out.append(capture)
     return tuple(out)
 
@@ -155,8 +188,9 @@ def _object_test(target: IterTarget) -> Test:
     return Test(value, Predicate(CompareOp.NE, 0))
 
 
-def fit_captures(captures: Tuple[Capture, ...], max_record_size: int, spec: TraceSpec,
-                 btf: BTF) -> Tuple[Tuple[Capture, ...], List[Tuple[str, int, int]]]:
+def fit_captures(
+    captures: Tuple[Capture, ...], max_record_size: int, spec: TraceSpec, btf: BTF
+) -> Tuple[Tuple[Capture, ...], List[Tuple[str, int, int]]]:
     """The captures, the largest struct copies cut until a record takes at most `max_record_size`
     bytes, and (label, size kept, full size) of each cut. A cut capture keeps its full size, so
     the output says what is missing. SpecError when cutting every struct is not enough."""
@@ -167,8 +201,12 @@ def fit_captures(captures: Tuple[Capture, ...], max_record_size: int, spec: Trac
     while size > max_record_size:
         candidates = [i for i, c in enumerate(current) if _cuttable(btf, c)]
         if not candidates:
-            raise SpecError(f"the values make a record of {size} bytes, more than the {max_record_size} an "
-                            "iterator's buffer takes; name fewer or smaller ones", spec.text, 0)
+            raise SpecError(
+                f"the values make a record of {size} bytes, more than the {max_record_size} an "
+                "iterator's buffer takes; name fewer or smaller ones",
+                spec.text,
+                0,
+            )
         i = max(candidates, key=lambda k: (current[k].size, k))  # of equals, the one named last
         c = current[i]
         new_size = max(MIN_CUT_SIZE, (c.size - (size - max_record_size)) & ~7)
@@ -199,8 +237,10 @@ def check_params(target: IterTarget, params: IterParams, iters: IterTargets) -> 
             takes = "takes no options" if target.params is None else f"takes {_options_text(target.params)}"
             raise UsageError(f"{option} is for {', '.join(takers) or 'no target on this kernel'}; {label} {takes}")
     if target.params is ParamKind.MAP and params.map_id is None:
-        raise UsageError(f"{label} walks the elements of one map: give --map-id ID "
-                         "(ksnoop dump 'bpf_map(map->id, map->name)' lists them)")
+        raise UsageError(
+            f"{label} walks the elements of one map: give --map-id ID "
+            "(ksnoop dump 'bpf_map(map->id, map->name)' lists them)"
+        )
     if params.pid is not None and params.tid is not None:
         raise UsageError("--pid and --tid: give one (a process, or one of its threads)")
     if params.cgroup_id is not None and params.cgroup_path is not None:
@@ -208,19 +248,28 @@ def check_params(target: IterTarget, params: IterParams, iters: IterTargets) -> 
     if not given:
         return
     link_info = iters.link_info
-    wanted = {"--map-id": ("map", "map_fd"), "--pid": ("task", "pid"), "--tid": ("task", "tid"),
-              "--cgroup-id": ("cgroup", "cgroup_id"), "--cgroup": ("cgroup", "cgroup_fd"),
-              "--cgroup-order": ("cgroup", "order")}
+    wanted = {
+        "--map-id": ("map", "map_fd"),
+        "--pid": ("task", "pid"),
+        "--tid": ("task", "tid"),
+        "--cgroup-id": ("cgroup", "cgroup_id"),
+        "--cgroup": ("cgroup", "cgroup_fd"),
+        "--cgroup-order": ("cgroup", "order"),
+    }
     for option, _kind in given:
         member, field = wanted[option]
         if not link_info.has(member, field):
-            raise RuntimeFailure(f"{option}: this kernel's iterators take no {member} {field} (union "
-                                 "bpf_iter_link_info has no such field in its BTF)")
+            raise RuntimeFailure(
+                f"{option}: this kernel's iterators take no {member} {field} (union "
+                "bpf_iter_link_info has no such field in its BTF)"
+            )
     if params.cgroup_order is not None and params.cgroup_order not in link_info.cgroup_orders:
         raise UsageError(f"--cgroup-order {params.cgroup_order}: one of {', '.join(link_info.cgroup_orders)}")
 
 
 def _options_text(kind: ParamKind) -> str:
-    return {ParamKind.MAP: "--map-id", ParamKind.TASK: "--pid or --tid",
-            ParamKind.CGROUP: "--cgroup-id or --cgroup, and --cgroup-order"}[kind]
-
+    return {
+        ParamKind.MAP: "--map-id",
+        ParamKind.TASK: "--pid or --tid",
+        ParamKind.CGROUP: "--cgroup-id or --cgroup, and --cgroup-order",
+    }[kind]

@@ -5,6 +5,7 @@ KernelBTF holds the vmlinux BTF and opens module BTF only when a name is not in 
 A tracepoint's argument names come from `__probestub_<tp>` / `__traceiter_<tp>`, since the
 `btf_trace_<tp>` prototype the kernel attaches to carries none.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -104,7 +105,7 @@ class KernelBTF:
     def find_target(self, text: str) -> Target:
         """`tp:NAME` or a function name -> Target; UnknownTarget with the closest names otherwise."""
         if text.startswith(TRACEPOINT_PREFIX):
-            return self.find_tracepoint(text[len(TRACEPOINT_PREFIX):])
+            return self.find_tracepoint(text[len(TRACEPOINT_PREFIX) :])
         return self.find_function(text)
 
     def find_function(self, name: str) -> Target:
@@ -119,8 +120,11 @@ class KernelBTF:
             for typ in btf.find_all(_BTF_TRACE + name, Kind.TYPEDEF):
                 if typ.id >= btf.start_id:
                     return _tracepoint_target(btf, module, name, typ)  # type: ignore[arg-type]
-        close = [TRACEPOINT_PREFIX + n[len(_BTF_TRACE):]
-                 for n in self.closest(_BTF_TRACE + name, Kind.TYPEDEF) if n.startswith(_BTF_TRACE)]
+        close = [
+            TRACEPOINT_PREFIX + n[len(_BTF_TRACE) :]
+            for n in self.closest(_BTF_TRACE + name, Kind.TYPEDEF)
+            if n.startswith(_BTF_TRACE)
+        ]
         raise UnknownTarget(f"no tracepoint '{name}' in BTF", close)
 
     def closest(self, name: str, kind: Kind) -> List[str]:
@@ -134,12 +138,12 @@ class KernelBTF:
         function names (FUNCs of vmlinux, then of each module; a name seen twice is taken once).
         UnknownTarget with names close to the pattern when nothing matches."""
         tracepoint = pattern.startswith(TRACEPOINT_PREFIX)
-        bare = pattern[len(TRACEPOINT_PREFIX):] if tracepoint else pattern
+        bare = pattern[len(TRACEPOINT_PREFIX) :] if tracepoint else pattern
         found: Dict[str, Target] = {}
         for module, btf in self.blobs():
             if tracepoint:
                 for n, i in btf.glob(_BTF_TRACE + bare, [Kind.TYPEDEF]):
-                    name = n[len(_BTF_TRACE):]
+                    name = n[len(_BTF_TRACE) :]
                     if i >= btf.start_id and name not in found:
                         found[name] = _tracepoint_target(btf, module, name, btf.type_by_id(i))  # type: ignore[arg-type]
             else:
@@ -150,8 +154,11 @@ class KernelBTF:
             # Without its wildcards the pattern is a fair stand-in for the names it meant.
             stem = "".join(ch for ch in bare if ch not in "*?")
             if tracepoint:
-                close = [TRACEPOINT_PREFIX + n[len(_BTF_TRACE):]
-                         for n in self.closest(_BTF_TRACE + stem, Kind.TYPEDEF) if n.startswith(_BTF_TRACE)]
+                close = [
+                    TRACEPOINT_PREFIX + n[len(_BTF_TRACE) :]
+                    for n in self.closest(_BTF_TRACE + stem, Kind.TYPEDEF)
+                    if n.startswith(_BTF_TRACE)
+                ]
                 raise UnknownTarget(f"no tracepoint matches '{pattern}'", close)
             raise UnknownTarget(f"no kernel function matches '{pattern}'", self.closest(stem, Kind.FUNC))
         return [found[name] for name in sorted(found)]
@@ -163,7 +170,7 @@ class KernelBTF:
         and tracepoint names alike.
         """
         tracepoints_only = pattern.startswith(TRACEPOINT_PREFIX)
-        bare = pattern[len(TRACEPOINT_PREFIX):] if tracepoints_only else pattern
+        bare = pattern[len(TRACEPOINT_PREFIX) :] if tracepoints_only else pattern
         out: List[Tuple[str, str]] = []
         for module, btf in self.blobs():
             own = btf.start_id
@@ -171,7 +178,7 @@ class KernelBTF:
                 out.extend((n, module) for n, i in btf.glob(bare, [Kind.FUNC]) if i >= own)
             for n, i in btf.glob(_BTF_TRACE + bare, [Kind.TYPEDEF]):
                 if i >= own:
-                    out.append((TRACEPOINT_PREFIX + n[len(_BTF_TRACE):], module))
+                    out.append((TRACEPOINT_PREFIX + n[len(_BTF_TRACE) :], module))
         return sorted(set(out))
 
     # ---- types ------------------------------------------------------------------------------------
@@ -201,8 +208,10 @@ def _tracepoint_target(btf: BTF, module: str, name: str, typedef: Typedef) -> Ta
     ptr = btf.skip_modifiers(typedef.type_id)
     proto = btf.skip_modifiers(ptr.type_id) if isinstance(ptr, Ptr) else None
     if not isinstance(proto, FuncProto) or not proto.params:
-        raise RuntimeFailure(f"btf_trace_{name} [{typedef.id}] is not a pointer to a prototype with a "
-                             "context argument; this BTF is not what the kernel's tracepoints produce")
+        raise RuntimeFailure(
+            f"btf_trace_{name} [{typedef.id}] is not a pointer to a prototype with a "
+            "context argument; this BTF is not what the kernel's tracepoints produce"
+        )
     types = [p.type_id for p in proto.params[1:]]  # the first is the tracepoint's `void *__data`
     names = _tracepoint_arg_names(btf, name, len(types))
     args = tuple(Argument(n, tid) for n, tid in zip(names, types))

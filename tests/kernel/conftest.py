@@ -56,8 +56,7 @@ def kernel() -> KernelBTF:
 def _refusal_of_return_0(attach_type: AttachType, attach_btf_id: int) -> str:
     # "" where the kernel loads `return 0` for this attach type and id, else how it refused.
     try:
-        with load_program([mov64_imm(0, 0), exit_()], ProgType.TRACING, attach_type, attach_btf_id,
-                          name="ksnoop_test"):
+        with load_program([mov64_imm(0, 0), exit_()], ProgType.TRACING, attach_type, attach_btf_id, name="ksnoop_test"):
             return ""
     except LoadRefused as e:
         return f"{errno.errorcode[e.errno or 0]} before verification"
@@ -67,7 +66,7 @@ def _refusal_of_return_0(attach_type: AttachType, attach_btf_id: int) -> str:
 
 @pytest.fixture(scope="session")
 def fentry_refusal() -> str:
-    """"" where this kernel loads an fentry program on ip_send_skb, else how it refused: asked once
+    """ "" where this kernel loads an fentry program on ip_send_skb, else how it refused: asked once
     per run (this machine's kernel refuses fentry; the VM's kernels take it)."""
     for check in (features.check_privileges(), features.check_btf()):
         if not check.ok:

@@ -98,9 +98,7 @@ SYS_ENTER_RECORD = "QII"
 SYS_ENTER_RECORD_SIZE = 16
 
 
-def sys_enter_to_ringbuf(
-    ringbuf_fd: int, tgid: int, submit_flags: int = 0, discard_id: int = -1
-) -> list[Insn]:
+def sys_enter_to_ringbuf(ringbuf_fd: int, tgid: int, submit_flags: int = 0, discard_id: int = -1) -> list[Insn]:
     """tp_btf/sys_enter: for thread group `tgid`, write (ktime, tgid, id) to the ringbuf.
 
     r6 = ctx (u64 args: regs, id), r7 = tgid, r8 = syscall id, r9 = record.

@@ -180,19 +180,14 @@ def test_kill_9_detaches_everything(sys_enter_id: int) -> None:
     try:
         assert child.stdout is not None
         prog_id, link_id = child.stdout.readline().split()
-        shown = subprocess.run(
-            [bpftool, "link", "show", "id", link_id], check=False, capture_output=True, text=True
-        )
+        shown = subprocess.run([bpftool, "link", "show", "id", link_id], check=False, capture_output=True, text=True)
         assert shown.returncode == 0 and f"prog {prog_id}" in shown.stdout and "sys_enter" in shown.stdout
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
         deadline = time.monotonic() + 10
         while True:
             gone = [
-                subprocess.run(
-                    [bpftool, what, "show", "id", ident], check=False, capture_output=True
-                ).returncode
-                != 0
+                subprocess.run([bpftool, what, "show", "id", ident], check=False, capture_output=True).returncode != 0
                 for what, ident in (("link", link_id), ("prog", prog_id))
             ]
             if all(gone) or time.monotonic() > deadline:

@@ -40,9 +40,7 @@ def _loaded(
     """A ringbuf map, the sys_enter program writing to it (not attached) and its reader."""
     with Map.ringbuf(size) as rb:
         insns = sys_enter_to_ringbuf(rb.fd, tgid, **kwargs)
-        prog = load_program(
-            insns, uapi.ProgType.TRACING, uapi.AttachType.TRACE_RAW_TP, btf_id, name="t_sys_enter"
-        )
+        prog = load_program(insns, uapi.ProgType.TRACING, uapi.AttachType.TRACE_RAW_TP, btf_id, name="t_sys_enter")
         with prog, RingBuffer(rb.fd, size, fence) as ring:
             yield ring, prog
 
@@ -142,9 +140,7 @@ def test_small_ring_wraps_many_times(sys_enter_id: int, fenced: bool) -> None:
 
 def _sleepy_child(delay: float) -> subprocess.Popen[str]:
     # Says "ready", sleeps `delay` seconds, then calls getpid() 10 times.
-    code = (
-        f"import os, time\nprint('ready', flush=True)\ntime.sleep({delay})\nfor _ in range(10): os.getpid()\n"
-    )
+    code = f"import os, time\nprint('ready', flush=True)\ntime.sleep({delay})\nfor _ in range(10): os.getpid()\n"
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None and child.stdout.readline() == "ready\n"
     return child

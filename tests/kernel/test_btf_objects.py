@@ -51,8 +51,14 @@ def test_vmlinux_object_fd_works_as_attach_btf_obj_fd() -> None:
     # tp_btf loads on this kernel (fentry does not); the fd goes the same way a module's would.
     sys_enter_id = vmlinux_type_id("btf_trace_sys_enter")
     with btfobj.open_kernel_btf("vmlinux") as obj:
-        with load_program([I.mov64_imm(0, 0), I.exit_()], uapi.ProgType.TRACING, uapi.AttachType.TRACE_RAW_TP,
-                          sys_enter_id, attach_btf_obj_fd=obj.fd, name="t_btf_obj") as prog:
+        with load_program(
+            [I.mov64_imm(0, 0), I.exit_()],
+            uapi.ProgType.TRACING,
+            uapi.AttachType.TRACE_RAW_TP,
+            sys_enter_id,
+            attach_btf_obj_fd=obj.fd,
+            name="t_btf_obj",
+        ) as prog:
             info = prog.info()
             assert (info.attach_btf_obj_id, info.attach_btf_id) == (obj.btf_obj_id, sys_enter_id)
             with attach_tracing(prog) as link:

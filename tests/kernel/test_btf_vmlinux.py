@@ -127,9 +127,7 @@ def test_every_kind_and_name(raw, vmlinux):
     ]
     assert wrong == []
     wrong = [
-        i
-        for i, r in raw.items()
-        if (vmlinux.type_by_id(i).kind.name, vmlinux.type_by_id(i).name) != (r.kind, r.name)
+        i for i, r in raw.items() if (vmlinux.type_by_id(i).kind.name, vmlinux.type_by_id(i).name) != (r.kind, r.name)
     ]
     assert wrong == []
 
@@ -156,10 +154,7 @@ def expected_fields(r):
         assert int(a["vlen"]) == len(r.entries)
         return (
             int(a["size"]),
-            tuple(
-                (n, int(e["type_id"]), int(e["bits_offset"]), int(e.get("bitfield_size", 0)))
-                for n, e in r.entries
-            ),
+            tuple((n, int(e["type_id"]), int(e["bits_offset"]), int(e.get("bitfield_size", 0))) for n, e in r.entries),
         )
     if k in ("ENUM", "ENUM64"):
         assert int(a["vlen"]) == len(r.entries)
@@ -573,7 +568,8 @@ def check_decoded(vmlinux, raw, struct_name, values, expected_decoded):
     wrong = {
         path: (value, value_at(decoded, path))
         for path, value in expected_bits.items()
-        if _decodes_as_int(raw, struct_name, path) and not copies.intersection(path)
+        if _decodes_as_int(raw, struct_name, path)
+        and not copies.intersection(path)
         and value_at(decoded, path) != value
     }
     assert wrong == {}

@@ -20,9 +20,7 @@ pytestmark = pytest.mark.kernel
 
 REPO = Path(__file__).resolve().parents[2]
 VMLINUX = "/sys/kernel/btf/vmlinux"
-BPFTOOL = next(
-    (p for p in ("/usr/sbin/bpftool", shutil.which("bpftool")) if p and os.access(p, os.X_OK)), None
-)
+BPFTOOL = next((p for p in ("/usr/sbin/bpftool", shutil.which("bpftool")) if p and os.access(p, os.X_OK)), None)
 NOBODY = "65534"
 
 
@@ -122,9 +120,7 @@ def test_info_tracepoint(raw):
     assert data["kind"] == "tracepoint" and data["name"] == "net_dev_queue"
     # The names come from __probestub_/__traceiter_, whose first parameter is the tracepoint's __data.
     source = (
-        "__probestub_net_dev_queue"
-        if "__probestub_net_dev_queue" in raw.names("FUNC")
-        else "__traceiter_net_dev_queue"
+        "__probestub_net_dev_queue" if "__probestub_net_dev_queue" in raw.names("FUNC") else "__traceiter_net_dev_queue"
     )
     _kind, _name, func, _ = raw.first("FUNC", source)
     names = [name for name, _ in raw.types[int(func["type_id"])][3]][1:]
@@ -207,9 +203,7 @@ def test_list_functions_match_bpftool(raw):
     assert lines == sorted(lines)
     funcs = {n for n in raw.names("FUNC") if fnmatch.fnmatchcase(n, "tcp_v4_*")}
     tracepoints = {
-        "tp:" + n[len("btf_trace_") :]
-        for n in raw.names("TYPEDEF")
-        if fnmatch.fnmatchcase(n, "btf_trace_tcp_v4_*")
+        "tp:" + n[len("btf_trace_") :] for n in raw.names("TYPEDEF") if fnmatch.fnmatchcase(n, "btf_trace_tcp_v4_*")
     }
     assert funcs, "this kernel has no tcp_v4_* functions in BTF"
     assert set(lines) == funcs | tracepoints
@@ -218,9 +212,7 @@ def test_list_functions_match_bpftool(raw):
 
 def test_list_tracepoints_match_bpftool(raw):
     lines = ok(ksnoop("list", "tp:sched_*")).splitlines()
-    expected = {
-        "tp:" + n[len("btf_trace_") :] for n in raw.names("TYPEDEF") if n.startswith("btf_trace_sched_")
-    }
+    expected = {"tp:" + n[len("btf_trace_") :] for n in raw.names("TYPEDEF") if n.startswith("btf_trace_sched_")}
     assert expected
     assert lines == sorted(expected)
 

@@ -104,9 +104,7 @@ def _load_all(
         btf_id = program.attach_btf_id if on_tracepoint is None else on_tracepoint
         loaded.append(
             stack.enter_context(
-                load_program(
-                    program.bind_maps(fds), program.prog_type, attach_type, btf_id, name=program.name
-                )
+                load_program(program.bind_maps(fds), program.prog_type, attach_type, btf_id, name=program.name)
             )
         )
     return events, drops, loaded
@@ -127,9 +125,7 @@ def tracing(
         ring = stack.enter_context(RingBuffer(events.fd, ring_size))
         # A hand-built `plan` has no targets of its own: its probes share resolved's first BTF.
         btfs = (
-            [t.btf for t in resolved.targets]
-            if plan is resolved.plan
-            else [resolved.targets[0].btf] * len(plan.probes)
+            [t.btf for t in resolved.targets] if plan is resolved.plan else [resolved.targets[0].btf] * len(plan.probes)
         )
         decoders = [build_decoder(plan, i, btf) for i, btf in enumerate(btfs)]
         yield Session(ring, drops, decoders)
@@ -186,8 +182,7 @@ TP_SPECS = [
     'to/take/many/words/of/stack/xxxxxxxxxxxxxxxxxxxxxxxxxx")',
     "tp:net_dev_queue(skb->sk->__sk_common.skc_reuse, skb->sk->__sk_common.skc_reuseport == 1, "
     "skb->sk->sk_no_check_tx, skb->pkt_type < 3)",
-    "tp:net_dev_queue(skb->sk->__sk_common.skc_num, skb->dev->nd_net.net->ns.inum, "
-    "skb->dev->phydev->mdio.addr)",
+    "tp:net_dev_queue(skb->sk->__sk_common.skc_num, skb->dev->nd_net.net->ns.inum, skb->dev->phydev->mdio.addr)",
     "tp:net_dev_queue(skb->dev->nd_net.net->ns.inum > 4026531000)",
     "tp:sched_process_exec(p->comm, p->nsproxy->net_ns->ns.inum, bprm->filename)",
     "tp:sched_process_exec(p, bprm, p->mm)",  # whole structs
@@ -201,9 +196,7 @@ TP_SPECS = [
     # A function pointer in a slot: the verifier refuses a direct ctx load of it, so it is copied out.
     "tp:workqueue_execute_end(function, work->func, function != NULL)",
     "tp:sched_kthread_work_execute_end(function == 0, work)",
-    pytest.param(
-        "tp:net_dev_queue(" + ", ".join(["skb->dev->ifindex"] * 40) + ")", id="40 captures"
-    ),  # bits above 31
+    pytest.param("tp:net_dev_queue(" + ", ".join(["skb->dev->ifindex"] * 40) + ")", id="40 captures"),  # bits above 31
 ]
 FILTERS = [{}, {"pid": 1}, {"comm": b"ksnoop"}, {"pid": 1, "comm": b"fifteen_chars_x"}]
 # fentry/fexit shapes, run on kfree_skb(skb, location, reason, rx_sk): at most 3 arguments + return.
@@ -319,9 +312,9 @@ def _sigqueue_self(code: int) -> None:
     info = (ctypes.c_int * 32)()
     info[0], info[2] = signal.SIGUSR1, code
     libc = ctypes.CDLL(None, use_errno=True)
-    assert (
-        libc.syscall(ctypes.c_long(nr), ctypes.c_int(os.getpid()), ctypes.c_int(signal.SIGUSR1), info) == 0
-    ), os.strerror(ctypes.get_errno())
+    assert libc.syscall(ctypes.c_long(nr), ctypes.c_int(os.getpid()), ctypes.c_int(signal.SIGUSR1), info) == 0, (
+        os.strerror(ctypes.get_errno())
+    )
 
 
 @contextlib.contextmanager
@@ -337,10 +330,7 @@ def test_signed_operators_on_a_negative_int_in_memory(kernel: KernelBTF) -> None
     """si_code, an int in struct kernel_siginfo: -60 (our sigqueue), -6 (SI_TKILL), 0 (SI_USER)."""
     t = _resolve(
         kernel,
-        *[
-            f"tp:signal_generate(sig == {int(signal.SIGUSR1)}, info->si_code {op.value} -6)"
-            for op in CompareOp
-        ],
+        *[f"tp:signal_generate(sig == {int(signal.SIGUSR1)}, info->si_code {op.value} -6)" for op in CompareOp],
         pid=os.getpid(),
     )
     with _sigusr1_caught(), tracing(t) as session:
@@ -450,8 +440,7 @@ def test_bitfields_decode_and_filter(kernel: KernelBTF) -> None:
         for rx, tx in (plain, reuse, nocheck):
             _send(tx, rx, 64)
         ports = {
-            name: tx.getsockname()[1]
-            for name, (_, tx) in (("plain", plain), ("reuse", reuse), ("nocheck", nocheck))
+            name: tx.getsockname()[1] for name, (_, tx) in (("plain", plain), ("reuse", reuse), ("nocheck", nocheck))
         }
         events = session.events()
     values = {name: [e.values[1:] for e in _ours(events, port, 0)] for name, port in ports.items()}
@@ -483,8 +472,7 @@ def test_reads_through_null_pointers_are_flagged_not_zero(kernel: KernelBTF) -> 
     """lo has no PHY (dev->phydev is NULL) and a queued skb is on no list (skb->next is NULL)."""
     t = _resolve(
         kernel,
-        f"tp:net_dev_queue({PORT}, skb->dev->phydev, skb->dev->phydev->mdio.addr, skb->next->len, "
-        "skb->next, skb->len)",
+        f"tp:net_dev_queue({PORT}, skb->dev->phydev, skb->dev->phydev->mdio.addr, skb->next->len, skb->next, skb->len)",
         f"tp:net_dev_queue({PORT}, skb->dev->phydev == NULL, skb->next == NULL)",
         f"tp:net_dev_queue({PORT}, skb->dev->phydev->mdio.addr == 0)",
         f"tp:net_dev_queue({PORT}, skb->dev->phydev->mdio.addr != 0)",
@@ -615,8 +603,9 @@ def test_a_value_in_two_slots_is_copied_from_both(kernel: KernelBTF) -> None:
     mine = ValueTest(length, Predicate(CompareOp.EQ, size + 8))  # payload + UDP header, IP pulled
     both = dataclasses.replace(location, label="both", size=16, type_id=0)
     part = dataclasses.replace(location, label="part", size=12, type_id=0)
-    plan = Plan(probes=(Probe(ProbeKind.TP_BTF, "kfree_skb", target, tests=(mine,),
-                              captures=(location, reason, both, part)),))
+    plan = Plan(
+        probes=(Probe(ProbeKind.TP_BTF, "kfree_skb", target, tests=(mine,), captures=(location, reason, both, part)),)
+    )
     # one slot each for location and reason, two each for both and part
     assert [name for _, name in generate(plan, 0).sections].count("load_arg") == 1 + 1 + 1 + 2 + 2
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
@@ -667,8 +656,12 @@ def _names(kallsyms: Kallsyms, kstack: tuple[int, ...]) -> list[str]:
 
 
 def test_a_datagrams_stack_is_its_send_path(kernel: KernelBTF) -> None:
-    t = resolve([parse_spec(f"tp:net_dev_queue({PORT}, skb->len)")], kernel, Filters(pid=os.getpid()),
-                kstack_depth=DEFAULT_KSTACK_DEPTH)
+    t = resolve(
+        [parse_spec(f"tp:net_dev_queue({PORT}, skb->len)")],
+        kernel,
+        Filters(pid=os.getpid()),
+        kstack_depth=DEFAULT_KSTACK_DEPTH,
+    )
     with tracing(t) as session, udp_pair() as (rx, tx):
         _send(tx, rx, 100)
         events = _ours(session.events(), tx.getsockname()[1])

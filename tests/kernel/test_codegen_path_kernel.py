@@ -73,8 +73,10 @@ def path_attached(kernel: KernelBTF, pid: int) -> Iterator[tuple[PathRun, RingBu
 
     probes = (
         Probe(ProbeKind.TP_BTF, exit_t.name, exit_t.attach_btf_id, emits=False, forgets_path=True),
-        step(done, ProbeKind.FEXIT, 1), step(start, ProbeKind.FENTRY, 1),
-        step(leave, ProbeKind.FEXIT, 0), step(enter, ProbeKind.FENTRY, 0, is_sendto),
+        step(done, ProbeKind.FEXIT, 1),
+        step(start, ProbeKind.FENTRY, 1),
+        step(leave, ProbeKind.FEXIT, 0),
+        step(enter, ProbeKind.FENTRY, 0, is_sendto),
     )
     plan = Plan(probes=probes, filters=Filters(pid=pid))
     targets = [exit_t, done_t, start_t, leave_t, enter_t]
@@ -83,9 +85,15 @@ def path_attached(kernel: KernelBTF, pid: int) -> Iterator[tuple[PathRun, RingBu
         maps = create_maps(stack, programs)
         events, state = maps.shared(MapRole.EVENTS), maps.shared(MapRole.PATH)
         for index, (probe, program) in enumerate(zip(probes, programs)):  # attached in plan order, as ksnoop does
-            loaded = stack.enter_context(load_program(program.bind_maps(maps.fds(index)), program.prog_type,
-                                                      AttachType.TRACE_RAW_TP, probe.attach_btf_id,
-                                                      name=program.name))
+            loaded = stack.enter_context(
+                load_program(
+                    program.bind_maps(maps.fds(index)),
+                    program.prog_type,
+                    AttachType.TRACE_RAW_TP,
+                    probe.attach_btf_id,
+                    name=program.name,
+                )
+            )
             stack.enter_context(attach_tracing(loaded))
         ring = stack.enter_context(RingBuffer(events.fd, plan.ringbuf_size))
         yield PathRun(plan, targets, state), ring
@@ -96,7 +104,7 @@ def _drain(run: PathRun, ring: RingBuffer) -> list[tuple[str, str, tuple, int | 
     out = []
 
     def take(record: memoryview) -> None:
-        index = int.from_bytes(record[PROBE_OFFSET: PROBE_OFFSET + 4], sys.byteorder)
+        index = int.from_bytes(record[PROBE_OFFSET : PROBE_OFFSET + 4], sys.byteorder)
         event = decoders[index](record)
         probe = run.plan.probes[index]
         assert event.pid == os.getpid()
@@ -122,10 +130,14 @@ def test_verifier_takes_every_level_and_side_and_each_send_shows_its_path(kernel
         got = _drain(run, ring)
         left = list(run.state.iter_keys())
     outline = [(target, kind) for target, kind, _, _ in got]
-    assert outline == [("sys_enter", "fentry"), ("net_dev_start_xmit", "fentry"), ("net_dev_xmit", "fexit"),
-                       ("sys_exit", "fexit")] * len(sizes), got
+    assert outline == [
+        ("sys_enter", "fentry"),
+        ("net_dev_start_xmit", "fentry"),
+        ("net_dev_xmit", "fexit"),
+        ("sys_exit", "fexit"),
+    ] * len(sizes), got
     for n, size in enumerate(sizes):
-        enter, start, done, leave = got[4 * n: 4 * n + 4]
+        enter, start, done, leave = got[4 * n : 4 * n + 4]
         assert enter[2] == (SENDTO[platform.machine()],)
         assert start[2] == (size + ETH_IP_UDP,)
         assert done[2] == (0,) and leave[2] == (size,)  # NETDEV_TX_OK; sendto's byte count

@@ -47,10 +47,13 @@ def _counting(plan: Plan, on_tracepoint: int | None = None) -> Iterator[tuple[Ma
         for i, program in enumerate(programs):
             attach_type = program.expected_attach_type if on_tracepoint is None else AttachType.TRACE_RAW_TP
             btf_id = program.attach_btf_id if on_tracepoint is None else on_tracepoint
-            loaded.append(stack.enter_context(
-                load_program(program.bind_maps(maps.fds(i)), program.prog_type, attach_type, btf_id,
-                             name=program.name)
-            ))
+            loaded.append(
+                stack.enter_context(
+                    load_program(
+                        program.bind_maps(maps.fds(i)), program.prog_type, attach_type, btf_id, name=program.name
+                    )
+                )
+            )
         yield counts, loaded
 
 
@@ -62,10 +65,19 @@ def _totals(counts: Map, key: int) -> tuple[int, ...]:
     return tuple(totals)
 
 
-TP_SPECS = ["tp:net_dev_queue", "tp:net_dev_queue(skb->len > 100)", 'tp:net_dev_queue(skb->dev->name == "lo")',
-            "tp:sys_exit(ret < 0)"]
-FUNC_SPECS = ["ip_send_skb", "ip_send_skb(skb->len > 5, return != 0)", "getname_flags", "ip_send_skb(net)",
-              "kfree_skb_partial"]  # int, int with tests, a pointer return (no errors), void
+TP_SPECS = [
+    "tp:net_dev_queue",
+    "tp:net_dev_queue(skb->len > 100)",
+    'tp:net_dev_queue(skb->dev->name == "lo")',
+    "tp:sys_exit(ret < 0)",
+]
+FUNC_SPECS = [
+    "ip_send_skb",
+    "ip_send_skb(skb->len > 5, return != 0)",
+    "getname_flags",
+    "ip_send_skb(net)",
+    "kfree_skb_partial",
+]  # int, int with tests, a pointer return (no errors), void
 FILTERS = [{}, {"pid": 1}, {"comm": b"ksnoop"}, {"pid": 1, "comm": b"fifteen_chars_x"}]
 
 
@@ -79,7 +91,9 @@ def test_verifier_takes_counting_tracepoint_programs(kernel: KernelBTF, spec: st
 @pytest.mark.parametrize("filters", FILTERS[:2], ids=lambda f: ",".join(f) or "nofilter")
 @pytest.mark.parametrize("spec", FUNC_SPECS)
 def test_verifier_takes_counting_fentry_fexit_shaped_programs(
-    kernel: KernelBTF, spec: str, filters: dict  # noqa: F811
+    kernel: KernelBTF,
+    spec: str,
+    filters: dict,  # noqa: F811
 ) -> None:
     plan = _summary(kernel, spec, **filters).plan
     assert [p.kind for p in plan.probes] == [ProbeKind.FENTRY, ProbeKind.FEXIT]

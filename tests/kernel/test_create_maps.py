@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """bpf.maps.create_maps on this kernel: one map per plan, per fentry/fexit pair or per program, as
 the programs' MapSpecs share them, and every one of them gone when the stack closes."""
+
 from __future__ import annotations
 
 import contextlib

@@ -41,10 +41,19 @@ TIMEOUT = 60.0
 CHILD_FDS = (40, 41, 42, 43, 44)
 
 
-def ksnoop(*args: str, prefix: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
-           cwd: Any = REPO) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run([*prefix, sys.executable, "-m", "ksnoop", *args], cwd=cwd, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=TIMEOUT)
+def ksnoop(
+    *args: str, prefix: Sequence[str] = (), env: Optional[Dict[str, str]] = None, cwd: Any = REPO
+) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "ksnoop", *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+    )
 
 
 def dump_json(*args: str) -> List[Dict[str, Any]]:
@@ -108,8 +117,12 @@ class Child:
     def __init__(self, directory: Path) -> None:
         self.names = [f"ksnoop-dump-{os.getpid()}-{i}" for i in range(len(CHILD_FDS))]
         paths = [str(directory / name) for name in self.names]
-        self.proc = subprocess.Popen([sys.executable, "-c", _CHILD, ",".join(map(str, CHILD_FDS)), *paths],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, ",".join(map(str, CHILD_FDS)), *paths],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None and self.proc.stdout.readline() == "ready\n"
         self.pid = self.proc.pid
 
@@ -195,8 +208,9 @@ def test_a_predicate_keeps_and_one_drops(child: Child) -> None:
 def test_text_output(child: Child) -> None:
     result = ksnoop("dump", "--pid", str(child.pid), "task(task->pid, task->comm)")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (f"dump:task(\n    task->pid = (pid_t){child.pid},\n"
-                             '    task->comm = (char[16])"python3"\n);\n')
+    assert result.stdout == (
+        f'dump:task(\n    task->pid = (pid_t){child.pid},\n    task->comm = (char[16])"python3"\n);\n'
+    )
     assert result.stderr == "ksnoop: 1 record\n"
 
 
@@ -252,8 +266,9 @@ def test_map_elements_by_map_id(iterator_refusals: Dict[str, str]) -> None:
     refusal = iterator_refusals["bpf_map_elem"]
     with hash_map() as map_id:
         if refusal:
-            assert one_error(ksnoop("dump", "--map-id", str(map_id), spec), 1) == [refused_line("bpf_map_elem",
-                                                                                                refusal)]
+            assert one_error(ksnoop("dump", "--map-id", str(map_id), spec), 1) == [
+                refused_line("bpf_map_elem", refusal)
+            ]
             return
         records = dump_json("--map-id", str(map_id), spec)
     assert {r["args"]["map->id"] for r in records} == {map_id}
@@ -267,8 +282,7 @@ def test_bpf_maps_lists_a_map_of_ours() -> None:
         info = syscall.bpf_map_info()
         syscall.obj_get_info_by_fd(m.fd, info)
         records = dump_json(f"bpf_map(map->id == {info.id}, map->name, map->max_entries)")
-    assert [r["args"] for r in records] == [{"map->id": info.id, "map->name": "ksnoop_dumplist",
-                                              "map->max_entries": 1}]
+    assert [r["args"] for r in records] == [{"map->id": info.id, "map->name": "ksnoop_dumplist", "map->max_entries": 1}]
 
 
 # ---- cgroups --------------------------------------------------------------------------------------------------
@@ -305,8 +319,12 @@ def test_a_record_too_large_for_the_buffer_is_cut_and_flagged() -> None:
     values = ["task"] + [f"task->{a}" for a in hops] + [f"task->{a}->{b}" for a in hops for b in hops]  # 13 tasks
     result = ksnoop("dump", "-o", "json", "--pid", str(os.getpid()), f"task(task->pid, {', '.join(values)})")
     assert result.returncode == 0, result.stderr
-    cut = re.findall(r"^ksnoop: dump:task: '([^']+)' cut to (\d+) of (\d+) bytes, so that a record fits the "
-                     r"iterator's buffer \((\d+) bytes\)$", result.stderr, re.MULTILINE)
+    cut = re.findall(
+        r"^ksnoop: dump:task: '([^']+)' cut to (\d+) of (\d+) bytes, so that a record fits the "
+        r"iterator's buffer \((\d+) bytes\)$",
+        result.stderr,
+        re.MULTILINE,
+    )
     assert cut, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["args"]["task->pid"] for r in records] == [os.getpid()]  # one thread: this test's process
@@ -326,21 +344,25 @@ def test_unknown_target_suggests_real_ones() -> None:
 
 def test_unknown_member_names_the_closest() -> None:
     first, spec, caret = one_error(ksnoop("dump", "task_file(task->pid, fdd)"), 2)
-    assert first == ("ksnoop: error: dump:task_file has no member 'fdd'; did you mean 'fd'? its context gives: "
-                     "task, fd, file")
+    assert first == (
+        "ksnoop: error: dump:task_file has no member 'fdd'; did you mean 'fd'? its context gives: task, fd, file"
+    )
     assert caret.index("^") == spec.index("fdd")
     first, spec, caret = one_error(ksnoop("dump", "task(task->commm)"), 2)
     assert "struct task_struct has no member 'commm'" in first and "comm" in first
     assert caret.index("^") == spec.index("->commm")
 
 
-@pytest.mark.parametrize("args,status,says", [
-    (["--pid", "1", "tcp"], 2, "--pid is for dump:task, dump:task_file, dump:task_vma; dump:tcp takes no options"),
-    (["bpf_map_elem"], 2, "walks the elements of one map: give --map-id ID"),
-    (["--map-id", "4000000000", "bpf_map_elem"], 2, "--map-id 4000000000: not a valid id"),
-    (["--pid", "1", "--tid", "2", "task"], 2, "--pid and --tid: give one"),
-    (["--cgroup-order", "up", "cgroup"], 2, "--cgroup-order up: one of self-only, descendants-pre"),
-])
+@pytest.mark.parametrize(
+    "args,status,says",
+    [
+        (["--pid", "1", "tcp"], 2, "--pid is for dump:task, dump:task_file, dump:task_vma; dump:tcp takes no options"),
+        (["bpf_map_elem"], 2, "walks the elements of one map: give --map-id ID"),
+        (["--map-id", "4000000000", "bpf_map_elem"], 2, "--map-id 4000000000: not a valid id"),
+        (["--pid", "1", "--tid", "2", "task"], 2, "--pid and --tid: give one"),
+        (["--cgroup-order", "up", "cgroup"], 2, "--cgroup-order up: one of self-only, descendants-pre"),
+    ],
+)
 def test_bad_options(args: List[str], status: int, says: str) -> None:
     (line,) = one_error(ksnoop("dump", *args), status)
     assert says in line
@@ -375,15 +397,19 @@ def test_list_and_info(iterator_refusals: Dict[str, str]) -> None:
     names = listed.stdout.splitlines()
     assert {"dump:task", "dump:task_file", "dump:bpf_map", "dump:tcp"} <= {n.split(" (")[0] for n in names}
     # Each target this kernel refuses is marked with how, and only those.
-    assert names == [f"dump:{name}" + (f" (refused by this kernel: {refusal})" if refusal else "")
-                     for name, refusal in sorted(iterator_refusals.items())]
+    assert names == [
+        f"dump:{name}" + (f" (refused by this kernel: {refusal})" if refusal else "")
+        for name, refusal in sorted(iterator_refusals.items())
+    ]
     info = ksnoop("info", "dump:task_file")
-    assert info.stdout == ("dump:task_file(struct task_struct *task, u32 fd, struct file *file); "
-                           "/* options: --pid PID, --tid TID */\n")
+    assert info.stdout == (
+        "dump:task_file(struct task_struct *task, u32 fd, struct file *file); /* options: --pid PID, --tid TID */\n"
+    )
     info_json = ksnoop("info", "--json", *(f"dump:{name}" for name in sorted(iterator_refusals)))
     assert info_json.returncode == 0, info_json.stderr
     assert {o["name"]: o["refused"] for o in map(json.loads, info_json.stdout.splitlines())} == {
-        name: refusal or None for name, refusal in iterator_refusals.items()}
+        name: refusal or None for name, refusal in iterator_refusals.items()
+    }
 
 
 def test_list_as_nobody_marks_nothing(as_nobody: Tuple[Sequence[str], Dict[str, str], str]) -> None:  # noqa: F811
@@ -428,8 +454,9 @@ def test_every_target_loads_and_walks(name: str, iterator_refusals: Dict[str, st
     program = generate(dump.resolved.plan, 0)
     with contextlib.ExitStack() as stack:
         insns = program.bind_maps(create_maps(stack, [program]).fds(0))
-        with load_program(insns, program.prog_type, program.expected_attach_type, program.attach_btf_id,
-                          name=program.name):
+        with load_program(
+            insns, program.prog_type, program.expected_attach_type, program.attach_btf_id, name=program.name
+        ):
             pass
     if not needs_map:
         result = ksnoop("dump", "-o", "json", "-n", "3", name)
@@ -440,8 +467,13 @@ def test_every_target_loads_and_walks(name: str, iterator_refusals: Dict[str, st
 
 def test_stdout_closed_by_head_ends_quietly() -> None:
     """`ksnoop dump ... | head -1` on a long walk (every kernel symbol): exit 1, nothing on stderr."""
-    proc = subprocess.Popen([sys.executable, "-m", "ksnoop", "dump", "-o", "json", "ksym(ksym->name)"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ksnoop", "dump", "-o", "json", "ksym(ksym->name)"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()
     proc.stdout.close()

@@ -86,7 +86,7 @@ def comparable(text: str) -> list[tuple[str, str]]:
             opened.append(len(out))
         elif stripped.startswith("}"):
             if not _ATTRIBUTE.sub("", stripped).startswith("};"):
-                del out[opened[-1]:]  # pahole expanded a named member of anonymous type: keep its closing
+                del out[opened[-1] :]  # pahole expanded a named member of anonymous type: keep its closing
             opened.pop()
             out.append((_position(stripped), line))
         elif _POSITION.search(stripped):

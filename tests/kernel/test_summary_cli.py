@@ -61,8 +61,11 @@ def test_summary_text_at_a_signal(udp: Loopback, sig: int) -> None:  # noqa: F81
         udp.send(10, 4)  # skb->len <= 1000: not counted
         assert t.stop(sig) == 0, t.stderr
     assert t.stdout == f"tp:net_dev_queue: {sent} calls\n"
-    assert re.fullmatch(r"ksnoop: counting calls of 1 function; the summary comes at Ctrl-C\n"
-                        rf"ksnoop: {sent} calls counted\n", t.stderr)
+    assert re.fullmatch(
+        r"ksnoop: counting calls of 1 function; the summary comes at Ctrl-C\n"
+        rf"ksnoop: {sent} calls counted\n",
+        t.stderr,
+    )
 
 
 def test_summary_with_count_is_a_usage_error() -> None:

@@ -576,8 +576,10 @@ def test_kstack_without_cap_syslog_shows_addresses_and_warns_once(udp: Loopback)
     records = t.json_records()
     assert len(records) >= 3
     warning, summary_line = t.stderr.splitlines()
-    assert warning == ("ksnoop: warning: /proc/kallsyms hides kernel addresses (kernel.kptr_restrict, or no "
-                       "CAP_SYSLOG); kernel stacks show raw addresses")
+    assert warning == (
+        "ksnoop: warning: /proc/kallsyms hides kernel addresses (kernel.kptr_restrict, or no "
+        "CAP_SYSLOG); kernel stacks show raw addresses"
+    )
     assert summary_line + "\n" == summary(len(records))
     for r in records:
         assert r["kstack"] and all(re.fullmatch(r"0x[0-9a-f]{8,16}", f) for f in r["kstack"]), r["kstack"]

@@ -30,19 +30,24 @@ TRACING = re.compile(r"ksnoop: tracing (\d+) tracepoints matching 'tp:net_dev_\*
 def test_a_tracepoint_glob_sees_a_datagram_at_each_tracepoint(udp: Loopback) -> None:  # noqa: F811
     payload, marker = 321, 320
     with Trace("-o", "json", "-p", str(os.getpid()), "tp:net_dev_*(skb->len)") as t:
-        t.first_record(lambda: udp.send(marker), lambda r: r["func"] == "net_dev_queue"
-                       and r["args"]["skb->len"] == skb_len(marker))
+        t.first_record(
+            lambda: udp.send(marker),
+            lambda r: r["func"] == "net_dev_queue" and r["args"]["skb->len"] == skb_len(marker),
+        )
         udp.send(payload)
         assert t.stop() == 0, t.stderr
     records = t.json_records()
     m = TRACING.match(t.stderr)
     assert m and int(m[1]) >= 2, t.stderr  # net_dev_queue, net_dev_xmit and whatever else this kernel has
     # Tracepoints without an skb argument (net_dev_xmit_timeout) are left out, named on one line.
-    rest = t.stderr[m.end():]
+    rest = t.stderr[m.end() :]
     if rest.startswith("ksnoop: warning: "):
         warning, rest = rest.split("\n", 1)
-        assert re.fullmatch(r"ksnoop: warning: left out \d+ tracepoints? matching 'tp:net_dev_\*' whose values "
-                            r"cannot be shown as asked \(the first: .*has no argument 'skb'.*\): [\w:, ]+", warning)
+        assert re.fullmatch(
+            r"ksnoop: warning: left out \d+ tracepoints? matching 'tp:net_dev_\*' whose values "
+            r"cannot be shown as asked \(the first: .*has no argument 'skb'.*\): [\w:, ]+",
+            warning,
+        )
         assert "tp:net_dev_queue" not in warning.split("): ")[-1]
     assert rest == summary(len(records))
     # loopback_xmit has pulled the Ethernet header (eth_type_trans) by net_dev_xmit.
@@ -51,8 +56,12 @@ def test_a_tracepoint_glob_sees_a_datagram_at_each_tracepoint(udp: Loopback) -> 
     assert "net_dev_queue" in funcs and "net_dev_xmit" in funcs, records
     assert funcs.index("net_dev_queue") < funcs.index("net_dev_xmit")
     assert all(r["probe"] == "tracepoint" and r["pid"] == os.getpid() for r in mine)
-    assert {r["func"] for r in records} <= {"net_dev_queue", "net_dev_xmit", "net_dev_start_xmit",
-                                            "net_dev_xmit_timeout"}
+    assert {r["func"] for r in records} <= {
+        "net_dev_queue",
+        "net_dev_xmit",
+        "net_dev_start_xmit",
+        "net_dev_xmit_timeout",
+    }
 
 
 def test_max_probes_refuses_with_the_count_and_a_hint() -> None:
@@ -60,8 +69,11 @@ def test_max_probes_refuses_with_the_count_and_a_hint() -> None:
     _no_traceback(result)
     assert (result.returncode, result.stdout) == (2, ""), result.stderr
     (line,) = result.stderr.splitlines()
-    assert re.fullmatch(r"ksnoop: error: 'tp:net_dev_\*' matches \d+ tracepoints, more than --max-probes 1: "
-                        r"narrow the glob or raise --max-probes", line), line
+    assert re.fullmatch(
+        r"ksnoop: error: 'tp:net_dev_\*' matches \d+ tracepoints, more than --max-probes 1: "
+        r"narrow the glob or raise --max-probes",
+        line,
+    ), line
 
 
 def test_a_glob_matching_nothing_names_close_ones() -> None:

@@ -59,8 +59,10 @@ def connected() -> Iterator[Connected]:
 
 def test_be16_predicate_matches_as_written_and_shows_so(connected: Connected) -> None:
     payload = 321
-    spec = ("tp:net_dev_queue(skb->protocol == 0x0800, skb->len, skb->protocol, "
-            "skb->sk->__sk_common.skc_daddr, skb->sk->__sk_common.skc_dport)")
+    spec = (
+        "tp:net_dev_queue(skb->protocol == 0x0800, skb->len, skb->protocol, "
+        "skb->sk->__sk_common.skc_daddr, skb->sk->__sk_common.skc_dport)"
+    )
     with Trace("-p", str(os.getpid()), spec) as t:
         t.attached()
         connected.send(payload)
@@ -82,8 +84,14 @@ def test_be16_predicate_matches_as_written_and_shows_so(connected: Connected) ->
 def test_be16_predicate_for_another_protocol_drops_ipv4(connected: Connected) -> None:
     """ETH_P_IPV6 (0x86dd) keeps none of the IPv4 datagrams; a marker datagram matching a second
     spec proves the trace saw the traffic."""
-    with Trace("-o", "json", "-p", str(os.getpid()), "tp:net_dev_queue(skb->protocol == 0x86dd, skb->len)",
-               "tp:net_dev_xmit(skb->len)") as t:
+    with Trace(
+        "-o",
+        "json",
+        "-p",
+        str(os.getpid()),
+        "tp:net_dev_queue(skb->protocol == 0x86dd, skb->len)",
+        "tp:net_dev_xmit(skb->len)",
+    ) as t:
         t.first_record(lambda: connected.send(77), lambda r: r["func"] == "net_dev_xmit")
         connected.send(78)
         assert t.stop() == 0, t.stderr
@@ -94,8 +102,9 @@ def test_be16_orders_do_not_compare() -> None:
     result = ksnoop("tp:net_dev_queue(skb->protocol > 0x0800)")
     assert (result.returncode, result.stdout) == (2, "")
     first = result.stderr.splitlines()[0]
-    assert first == ("ksnoop: error: 'skb->protocol' (__be16) is in network byte order: compare it with == or !=, "
-                     "not >")
+    assert first == (
+        "ksnoop: error: 'skb->protocol' (__be16) is in network byte order: compare it with == or !=, not >"
+    )
 
 
 def test_64_bit_values_survive_jq_exactly() -> None:
@@ -113,8 +122,9 @@ def test_64_bit_values_survive_jq_exactly() -> None:
         assert t.stop() == 0, t.stderr
     lines = t.stdout.splitlines()
     assert lines and all(json.loads(line)["args"]["regs->di"] == str(value) for line in lines)
-    through_jq = subprocess.run([jq, "-r", '.args["regs->di"]'], input=lines[0] + "\n", capture_output=True,
-                                text=True, check=True).stdout
+    through_jq = subprocess.run(
+        [jq, "-r", '.args["regs->di"]'], input=lines[0] + "\n", capture_output=True, text=True, check=True
+    ).stdout
     assert through_jq == f"{value}\n"
     # The same value as a JSON number would not have survived: that is why it is a string.
     rounded = subprocess.run([jq, "-c", "."], input=f"{value}\n", capture_output=True, text=True, check=True).stdout

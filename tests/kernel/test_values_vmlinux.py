@@ -49,8 +49,10 @@ def test_every_struct_and_union_decodes_and_renders_as_the_reference(vmlinux: BT
             assert ours == theirs, f"decode of [{typ.id}] {vmlinux.type_name(typ.id)}, {available} bytes"
             assert json.loads(json.dumps(ours)) == ours
             text, reference = render(vmlinux, typ.id, data), reference_values.render(vmlinux, typ.id, data)
-            assert text == reference, (f"render of [{typ.id}] {vmlinux.type_name(typ.id)}, {available} bytes: "
-                                       + _first_difference(text, reference))
+            assert text == reference, (
+                f"render of [{typ.id}] {vmlinux.type_name(typ.id)}, {available} bytes: "
+                + _first_difference(text, reference)
+            )
         checked += 1
     assert checked > 5000, f"only {checked} structs and unions in {VMLINUX}"
     print(f"\n{checked} structs and unions in {time.monotonic() - start:.1f} s")

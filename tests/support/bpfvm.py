@@ -28,8 +28,15 @@ RECORD_BASE = 0x5000_0000
 MAP_BASE = 0x4000_0000
 MAP_VALUE_BASE = 0x3000_0000
 MAX_STEPS = 100_000
-_FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4, MapRole.COUNTS: 5,
-        MapRole.PATH: 6, MapRole.PATH_ZERO: 7}
+_FDS = {
+    MapRole.EVENTS: 1,
+    MapRole.DROPS: 2,
+    MapRole.STASH: 3,
+    MapRole.SCRATCH: 4,
+    MapRole.COUNTS: 5,
+    MapRole.PATH: 6,
+    MapRole.PATH_ZERO: 7,
+}
 # Maps keyed by a u64 (pid_tgid); the others are arrays, keyed by a u32 index.
 _U64_KEYS = (MapRole.STASH, MapRole.PATH)
 _ARRAYS = (MapRole.DROPS, MapRole.SCRATCH, MapRole.COUNTS, MapRole.PATH_ZERO)
@@ -132,9 +139,7 @@ class VM:
     # ---- running ------------------------------------------------------------------------------
     def run(self, program: Program, ctx: Sequence[int]) -> Run:
         insns = program.bind_maps(_FDS)
-        self._ctx = _Region(
-            CTX_BASE, bytearray(b"".join((v & MASK64).to_bytes(8, "little") for v in ctx)), False
-        )
+        self._ctx = _Region(CTX_BASE, bytearray(b"".join((v & MASK64).to_bytes(8, "little") for v in ctx)), False)
         self._stack = _Region(STACK_BASE, bytearray(STACK_SIZE), True, bytearray(STACK_SIZE))
         self._reserved: List[_Region] = []
         self._helpers: List[int] = []
@@ -392,9 +397,7 @@ class VM:
         return self._read(addr, 8 if m.role in _U64_KEYS else 4)
 
     def _new_value(self, m: _MapState) -> int:
-        region = _Region(
-            MAP_VALUE_BASE + 0x10000 * (len(self.map_regions) + 1), bytearray(m.value_size), True
-        )
+        region = _Region(MAP_VALUE_BASE + 0x10000 * (len(self.map_regions) + 1), bytearray(m.value_size), True)
         self.map_regions.append(region)
         return region.base
 

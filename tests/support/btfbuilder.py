@@ -123,9 +123,7 @@ class BTFBuilder:
         at: int | None = None,
     ) -> int:
         """INT of `size` bytes; `bits` and `offset` (in bits) fill the encoding word."""
-        encoding = (
-            (BTF_INT_SIGNED if signed else 0) | (BTF_INT_CHAR if char else 0) | (BTF_INT_BOOL if bool_ else 0)
-        )
+        encoding = (BTF_INT_SIGNED if signed else 0) | (BTF_INT_CHAR if char else 0) | (BTF_INT_BOOL if bool_ else 0)
         nr_bits = size * 8 if bits is None else bits
         word = (encoding << 24) | (offset << 16) | nr_bits
         return self.raw(Kind.INT, name, size_or_type=size, extra=[word], at=at)
@@ -133,9 +131,7 @@ class BTFBuilder:
     def ptr(self, type_id: int, *, at: int | None = None) -> int:
         return self.raw(Kind.PTR, size_or_type=type_id, at=at)
 
-    def array(
-        self, type_id: int, nelems: int, index_type_id: int | None = None, *, at: int | None = None
-    ) -> int:
+    def array(self, type_id: int, nelems: int, index_type_id: int | None = None, *, at: int | None = None) -> int:
         """ARRAY of `nelems`; the index type defaults to an "unsigned int", added if missing."""
         if index_type_id is None:
             index_type_id = self._find_or_add_index_type()
@@ -193,23 +189,17 @@ class BTFBuilder:
         if kind_flag is None:
             kind_flag = any(bitfield_sizes)
         elif not kind_flag and any(bitfield_sizes):
-            raise ValueError(
-                f"{name or '(anon)'}: kind_flag=False has no bitfield_size; use an int_(bits=...) type"
-            )
+            raise ValueError(f"{name or '(anon)'}: kind_flag=False has no bitfield_size; use an int_(bits=...) type")
         extra: list[int] = []
         for (member_name, type_id, bit_offset, *_), bitfield_size in zip(members, bitfield_sizes):
             if kind_flag:
                 if bit_offset >= 1 << 24 or bitfield_size >= 1 << 8:
-                    raise ValueError(
-                        f"{member_name}: offset {bit_offset} or bitfield size {bitfield_size} too large"
-                    )
+                    raise ValueError(f"{member_name}: offset {bit_offset} or bitfield size {bitfield_size} too large")
                 offset_word = bitfield_size << 24 | bit_offset
             else:
                 offset_word = bit_offset
             extra += [self.add_str(member_name), type_id, offset_word]
-        return self.raw(
-            kind, name, vlen=len(members), kind_flag=kind_flag, size_or_type=size, extra=extra, at=at
-        )
+        return self.raw(kind, name, vlen=len(members), kind_flag=kind_flag, size_or_type=size, extra=extra, at=at)
 
     def enum(
         self,
@@ -224,9 +214,7 @@ class BTFBuilder:
         extra: list[int] = []
         for value_name, value in values:
             extra += [self.add_str(value_name), value]
-        return self.raw(
-            Kind.ENUM, name, vlen=len(values), kind_flag=signed, size_or_type=size, extra=extra, at=at
-        )
+        return self.raw(Kind.ENUM, name, vlen=len(values), kind_flag=signed, size_or_type=size, extra=extra, at=at)
 
     def enum64(
         self,
@@ -242,9 +230,7 @@ class BTFBuilder:
         for value_name, value in values:
             value &= (1 << 64) - 1
             extra += [self.add_str(value_name), value & _U32, value >> 32]
-        return self.raw(
-            Kind.ENUM64, name, vlen=len(values), kind_flag=signed, size_or_type=size, extra=extra, at=at
-        )
+        return self.raw(Kind.ENUM64, name, vlen=len(values), kind_flag=signed, size_or_type=size, extra=extra, at=at)
 
     def fwd(self, name: str, union: bool = False, *, at: int | None = None) -> int:
         return self.raw(Kind.FWD, name, kind_flag=union, at=at)
@@ -288,9 +274,7 @@ class BTFBuilder:
     def var(self, name: str, type_id: int, linkage: int = 1, *, at: int | None = None) -> int:
         return self.raw(Kind.VAR, name, size_or_type=type_id, extra=[linkage], at=at)
 
-    def datasec(
-        self, name: str, size: int, vars: Sequence[tuple[int, int, int]], *, at: int | None = None
-    ) -> int:
+    def datasec(self, name: str, size: int, vars: Sequence[tuple[int, int, int]], *, at: int | None = None) -> int:
         """DATASEC of `size` bytes; `vars` are (var_type_id, offset, size) in bytes."""
         extra = [word for secinfo in vars for word in secinfo]
         return self.raw(Kind.DATASEC, name, vlen=len(vars), size_or_type=size, extra=extra, at=at)
@@ -317,7 +301,5 @@ class BTFBuilder:
         order = {"little": "<", "big": ">"}[byteorder]
         words = [word for record in self._records for word in record]  # type: ignore[union-attr]
         types = struct.pack(f"{order}{len(words)}I", *words)
-        header = struct.pack(
-            f"{order}HBBIIIII", BTF_MAGIC, 1, 0, 24, 0, len(types), len(types), len(self._strings)
-        )
+        header = struct.pack(f"{order}HBBIIIII", BTF_MAGIC, 1, 0, 24, 0, len(types), len(types), len(self._strings))
         return header + types + bytes(self._strings)

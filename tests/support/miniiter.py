@@ -42,10 +42,18 @@ def build(byteorder: str = "little") -> tuple[bytes, dict[str, int]]:
     #     struct mm_struct *mm; struct task_struct *real_parent; };         24 32; size 40
     ids["struct task_struct"] = b.reserve()
     ids["struct task_struct *"] = b.ptr(ids["struct task_struct"])
-    b.struct("task_struct", 40, [
-        ("pid", ids["pid_t"], 0), ("tgid", ids["pid_t"], 32), ("comm", char16, 64),
-        ("mm", ids["struct mm_struct *"], 192), ("real_parent", ids["struct task_struct *"], 256),
-    ], at=ids["struct task_struct"])
+    b.struct(
+        "task_struct",
+        40,
+        [
+            ("pid", ids["pid_t"], 0),
+            ("tgid", ids["pid_t"], 32),
+            ("comm", char16, 64),
+            ("mm", ids["struct mm_struct *"], 192),
+            ("real_parent", ids["struct task_struct *"], 256),
+        ],
+        at=ids["struct task_struct"],
+    )
     # struct qstr { u32 hash; const unsigned char *name; };   0 8; size 16
     ids["struct qstr"] = b.struct("qstr", 16, [("hash", u32, 0), ("name", ids["const unsigned char *"], 64)])
     # struct dentry { struct qstr d_name; };                   size 16
@@ -54,23 +62,40 @@ def build(byteorder: str = "little") -> tuple[bytes, dict[str, int]]:
     # struct path { void *mnt; struct dentry *dentry; };       0 8; size 16
     ids["struct path"] = b.struct("path", 16, [("mnt", ids["void *"], 0), ("dentry", ids["struct dentry *"], 64)])
     # struct file { unsigned int f_flags; struct path f_path; const u8 *f_bytes; };   0 8 24; size 32
-    ids["struct file"] = b.struct("file", 32, [
-        ("f_flags", ids["unsigned int"], 0), ("f_path", ids["struct path"], 64),
-        ("f_bytes", ids["const u8 *"], 192),
-    ])
+    ids["struct file"] = b.struct(
+        "file",
+        32,
+        [
+            ("f_flags", ids["unsigned int"], 0),
+            ("f_path", ids["struct path"], 64),
+            ("f_bytes", ids["const u8 *"], 192),
+        ],
+    )
     ids["struct file *"] = b.ptr(ids["struct file"])
     # struct bpf_map { u32 id; char name[16]; u32 key_size; u32 value_size; };   0 4 20 24; size 28
-    ids["struct bpf_map"] = b.struct("bpf_map", 28, [
-        ("id", u32, 0), ("name", char16, 32), ("key_size", u32, 160), ("value_size", u32, 192),
-    ])
+    ids["struct bpf_map"] = b.struct(
+        "bpf_map",
+        28,
+        [
+            ("id", u32, 0),
+            ("name", char16, 32),
+            ("key_size", u32, 160),
+            ("value_size", u32, 192),
+        ],
+    )
     ids["struct bpf_map *"] = b.ptr(ids["struct bpf_map"])
     # struct cgroup { u64 id; int level; };                    0 8; size 16
     ids["struct cgroup"] = b.struct("cgroup", 16, [("id", ids["u64"], 0), ("level", ids["int"], 64)])
     ids["struct cgroup *"] = b.ptr(ids["struct cgroup"])
     # struct sock_common { unsigned int skc_daddr; short unsigned int skc_num; };   0 4; size 8
-    ids["struct sock_common"] = b.struct("sock_common", 8, [
-        ("skc_daddr", ids["unsigned int"], 0), ("skc_num", ids["short unsigned int"], 32),
-    ])
+    ids["struct sock_common"] = b.struct(
+        "sock_common",
+        8,
+        [
+            ("skc_daddr", ids["unsigned int"], 0),
+            ("skc_num", ids["short unsigned int"], 32),
+        ],
+    )
     ids["struct sock_common *"] = b.ptr(ids["struct sock_common"])
     # struct big_thing { char blob[4096]; } is too large to copy whole.
     ids["unsigned char[4096]"] = b.array(ids["unsigned char"], 4096, ids["int"])
@@ -81,9 +106,15 @@ def build(byteorder: str = "little") -> tuple[bytes, dict[str, int]]:
     ids["struct seq_file *"] = b.ptr(ids["struct seq_file"])
     ids["u64:64"] = b.int_("long long unsigned int", 8)
     seq_union = _md_ptr(b, "seq", ids["struct seq_file *"], ids["u64:64"])
-    ids["struct bpf_iter_meta"] = b.struct("bpf_iter_meta", 24, [
-        ("", seq_union, 0), ("session_id", ids["u64"], 64), ("seq_num", ids["u64"], 128),
-    ])
+    ids["struct bpf_iter_meta"] = b.struct(
+        "bpf_iter_meta",
+        24,
+        [
+            ("", seq_union, 0),
+            ("session_id", ids["u64"], 64),
+            ("seq_num", ids["u64"], 128),
+        ],
+    )
     ids["struct bpf_iter_meta *"] = b.ptr(ids["struct bpf_iter_meta"])
     meta = ("meta", ids["struct bpf_iter_meta *"])
     pointers = {type_id for name, type_id in ids.items() if name.endswith("*")}
@@ -108,24 +139,46 @@ def build(byteorder: str = "little") -> tuple[bytes, dict[str, int]]:
     target("cgroup", [("cgroup", ids["struct cgroup *"])])
     target("tcp", [("sk_common", ids["struct sock_common *"]), ("uid", ids["uid_t"])])
     # Not targets: a context with no FUNC, a FUNC with no context, a context not one member per slot.
-    b.struct("bpf_iter__task__safe_trusted", 16, [("meta", ids["struct bpf_iter_meta *"], 0),
-                                                   ("task", ids["struct task_struct *"], 64)])
+    b.struct(
+        "bpf_iter__task__safe_trusted",
+        16,
+        [("meta", ids["struct bpf_iter_meta *"], 0), ("task", ids["struct task_struct *"], 64)],
+    )
     b.func("bpf_iter_num_new", b.func_proto(ids["int"], [("it", ids["void *"])]), static)
     target("crooked", [("fd", u32), ("task", ids["struct task_struct *"])], offsets=[0, 64, 96])
 
     # union bpf_iter_link_info and enum bpf_cgroup_iter_order, as in v6.1+.
-    ids["enum bpf_cgroup_iter_order"] = b.enum("bpf_cgroup_iter_order", 4, [
-        ("BPF_CGROUP_ITER_ORDER_UNSPEC", 0), ("BPF_CGROUP_ITER_SELF_ONLY", 1),
-        ("BPF_CGROUP_ITER_DESCENDANTS_PRE", 2), ("BPF_CGROUP_ITER_DESCENDANTS_POST", 3),
-        ("BPF_CGROUP_ITER_ANCESTORS_UP", 4),
-    ])
+    ids["enum bpf_cgroup_iter_order"] = b.enum(
+        "bpf_cgroup_iter_order",
+        4,
+        [
+            ("BPF_CGROUP_ITER_ORDER_UNSPEC", 0),
+            ("BPF_CGROUP_ITER_SELF_ONLY", 1),
+            ("BPF_CGROUP_ITER_DESCENDANTS_PRE", 2),
+            ("BPF_CGROUP_ITER_DESCENDANTS_POST", 3),
+            ("BPF_CGROUP_ITER_ANCESTORS_UP", 4),
+        ],
+    )
     link_map = b.struct("", 4, [("map_fd", ids["__u32"], 0)])
-    link_cgroup = b.struct("", 16, [("order", ids["enum bpf_cgroup_iter_order"], 0),
-                                    ("cgroup_fd", ids["__u32"], 32), ("cgroup_id", ids["__u64"], 64)])
+    link_cgroup = b.struct(
+        "",
+        16,
+        [
+            ("order", ids["enum bpf_cgroup_iter_order"], 0),
+            ("cgroup_fd", ids["__u32"], 32),
+            ("cgroup_id", ids["__u64"], 64),
+        ],
+    )
     link_task = b.struct("", 12, [("tid", ids["__u32"], 0), ("pid", ids["__u32"], 32), ("pid_fd", ids["__u32"], 64)])
-    ids["union bpf_iter_link_info"] = b.union("bpf_iter_link_info", 16, [
-        ("map", link_map, 0), ("cgroup", link_cgroup, 0), ("task", link_task, 0),
-    ])
+    ids["union bpf_iter_link_info"] = b.union(
+        "bpf_iter_link_info",
+        16,
+        [
+            ("map", link_map, 0),
+            ("cgroup", link_cgroup, 0),
+            ("task", link_task, 0),
+        ],
+    )
     return b.to_bytes(byteorder), ids
 
 

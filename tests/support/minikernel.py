@@ -62,15 +62,11 @@ def make_builder(task_exit: bool = False) -> tuple[BTFBuilder, dict[str, int]]:
     )
 
     # struct net_device { char name[16]; int ifindex; };  size 24
-    ids["struct net_device"] = b.struct(
-        "net_device", 24, [("name", ids["char[16]"], 0), ("ifindex", ids["int"], 128)]
-    )
+    ids["struct net_device"] = b.struct("net_device", 24, [("name", ids["char[16]"], 0), ("ifindex", ids["int"], 128)])
     ids["struct net_device *"] = b.ptr(ids["struct net_device"])
 
     # struct net { unsigned int hash_mix; int ifindex; };  size 8
-    ids["struct net"] = b.struct(
-        "net", 8, [("hash_mix", ids["unsigned int"], 0), ("ifindex", ids["int"], 32)]
-    )
+    ids["struct net"] = b.struct("net", 8, [("hash_mix", ids["unsigned int"], 0), ("ifindex", ids["int"], 32)])
     ids["struct net *"] = b.ptr(ids["struct net"])
 
     # struct sk_buff {                                    bytes  bits
@@ -166,9 +162,7 @@ def make_builder(task_exit: bool = False) -> tuple[BTFBuilder, dict[str, int]]:
 
     # A tracepoint as the kernel describes it: the typedef's params have no names, so
     # tools take them from __probestub_* (void) or __traceiter_* (int), which do.
-    ids["btf_trace_net_dev_queue proto"] = b.func_proto(
-        0, [("", ids["void *"]), ("", ids["struct sk_buff *"])]
-    )
+    ids["btf_trace_net_dev_queue proto"] = b.func_proto(0, [("", ids["void *"]), ("", ids["struct sk_buff *"])])
     ids["btf_trace_net_dev_queue *"] = b.ptr(ids["btf_trace_net_dev_queue proto"])
     ids["btf_trace_net_dev_queue"] = b.typedef("btf_trace_net_dev_queue", ids["btf_trace_net_dev_queue *"])
     ids["__probestub_net_dev_queue proto"] = b.func_proto(
@@ -195,9 +189,7 @@ def make_builder(task_exit: bool = False) -> tuple[BTFBuilder, dict[str, int]]:
     ids["btf_trace_sched_process_exit"] = b.typedef(
         "btf_trace_sched_process_exit", ids["btf_trace_sched_process_exit *"]
     )
-    ids["__probestub_sched_process_exit proto"] = b.func_proto(
-        0, [("__data", ids["void *"]), ("p", ids["void *"])]
-    )
+    ids["__probestub_sched_process_exit proto"] = b.func_proto(0, [("__data", ids["void *"]), ("p", ids["void *"])])
     ids["__probestub_sched_process_exit"] = b.func(
         "__probestub_sched_process_exit", ids["__probestub_sched_process_exit proto"], static
     )
@@ -210,9 +202,7 @@ def build(byteorder: str = "little", task_exit: bool = False) -> tuple[bytes, di
     return builder.to_bytes(byteorder), ids
 
 
-def build_module(
-    base: BTFBuilder, base_ids: dict[str, int], byteorder: str = "little"
-) -> tuple[bytes, dict[str, int]]:
+def build_module(base: BTFBuilder, base_ids: dict[str, int], byteorder: str = "little") -> tuple[bytes, dict[str, int]]:
     """Split BTF for module nf_minimod on `base`, `base_ids`, both from make_builder().
 
     int mini_hook(struct sk_buff *skb) uses the base's int and sk_buff pointer (and its
@@ -228,8 +218,6 @@ def build_module(
         [("skb", base_ids["struct sk_buff *"], 0), ("hook_calls", base_ids["unsigned int"], 64)],
     )
     ids["struct nf_minimod_state *"] = m.ptr(ids["struct nf_minimod_state"])
-    ids["mini_state_get proto"] = m.func_proto(
-        ids["struct nf_minimod_state *"], [("hooknum", base_ids["int"])]
-    )
+    ids["mini_state_get proto"] = m.func_proto(ids["struct nf_minimod_state *"], [("hooknum", base_ids["int"])])
     ids["mini_state_get"] = m.func("mini_state_get", ids["mini_state_get proto"], FuncLinkage.STATIC)
     return m.to_bytes(byteorder), ids

@@ -55,9 +55,20 @@ def with_captures(resolved: ResolvedTrace, probe_index: int, **changes: dict[str
 STRUCT_ADDRESS = 0xFFFF888000C0FFEE
 
 
-def record(resolved: ResolvedTrace, probe_index: int, *values: int | bytes | tuple[int, bytes], failed: int = 0,
-           comm: bytes = b"curl", ts: int = TS, entry_ts: int = 0, pid: int = PID, tid: int = TID,
-           cpu: int = CPU, kstack: tuple[int, ...] = (), kstack_written: int | None = None) -> bytes:
+def record(
+    resolved: ResolvedTrace,
+    probe_index: int,
+    *values: int | bytes | tuple[int, bytes],
+    failed: int = 0,
+    comm: bytes = b"curl",
+    ts: int = TS,
+    entry_ts: int = 0,
+    pid: int = PID,
+    tid: int = TID,
+    cpu: int = CPU,
+    kstack: tuple[int, ...] = (),
+    kstack_written: int | None = None,
+) -> bytes:
     """One record: each value an int (packed into the capture's size, host order) or bytes (padded);
     a struct followed from a pointer is also at STRUCT_ADDRESS, or at `address` given as (address, bytes).
     A probe with a kernel stack gets `kstack`'s addresses and, as bpf_get_stack's result,
@@ -121,16 +132,31 @@ def sk_buff_bytes(length: int = 228, name: bytes = b"hello") -> bytes:
 
 def golden_events() -> tuple[ResolvedTrace, list[Event]]:
     """(resolved trace, events) shown in tests/golden/output/trace.{txt,jsonl}: every kind of value."""
-    t = trace("tp:net_dev_queue(skb->len, skb->dev->name, skb->pkt_type, skb->sk, skb)",
-              "seven_args(a, c, f, return)")
+    t = trace("tp:net_dev_queue(skb->len, skb->dev->name, skb->pkt_type, skb->sk, skb)", "seven_args(a, c, f, return)")
     tp = probe_index(t, ProbeKind.TP_BTF)
     entry, ret = probe_index(t, ProbeKind.FENTRY), probe_index(t, ProbeKind.FEXIT)
     events = [
         event(t, tp, 228, b"lo", 5, 0, sk_buff_bytes()),
-        event(t, tp, 1500, b"eth0", 0, 0xFFFF888000ABC000, sk_buff_bytes(1500, b""), failed=0b00010,
-              comm=b"\x1b]0;pwned\x07", cpu=0, pid=1, tid=1),
-        event(t, entry, *[{"a": -1, "c": 65, "f": b"/etc/passwd"}[c.label]
-                          for c in t.plan.probes[entry].captures], ts=TS + 10),
+        event(
+            t,
+            tp,
+            1500,
+            b"eth0",
+            0,
+            0xFFFF888000ABC000,
+            sk_buff_bytes(1500, b""),
+            failed=0b00010,
+            comm=b"\x1b]0;pwned\x07",
+            cpu=0,
+            pid=1,
+            tid=1,
+        ),
+        event(
+            t,
+            entry,
+            *[{"a": -1, "c": 65, "f": b"/etc/passwd"}[c.label] for c in t.plan.probes[entry].captures],
+            ts=TS + 10,
+        ),
         event(t, ret, 0, ts=TS + 5010, entry_ts=TS + 10),
     ]
     return t, events

@@ -5,6 +5,7 @@ before them, a walk over the BTF per value, one function per kind, slow and plai
 `decode` gives plain Python, `render` ksnoop's text; data shorter than its type still yields what
 fits: decode marks the cut with a TRUNCATED_KEY entry, render with `...`. Kept in tests only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,10 +16,20 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from btf import types as t
 from btf.cdecl import declaration
 from btf.errors import BTFError
+
 # The scalar helpers are btf.values' own: what is checked here is the walk over members and elements.
 from btf.compiled import is_struct_group
-from btf.values import (bitfield_from, char_array_text, enum_name, escape_bytes, int_from, is_char, is_string,
-                        char_literal, string_literal)
+from btf.values import (
+    bitfield_from,
+    char_array_text,
+    enum_name,
+    escape_bytes,
+    int_from,
+    is_char,
+    is_string,
+    char_literal,
+    string_literal,
+)
 
 _HEX_NAMES = ("flags", "mask", "features")
 _LEFT_OUT = object()  # a zero-length array member: no bytes, no value
@@ -33,6 +44,7 @@ _FLOATS = {4: "f", 8: "d"}
 
 
 # ---- decode: bytes -> plain Python ---------------------------------------------------------------
+
 
 def decode(btf: "BTF", type_id: int, data: bytes) -> Any:
     """The value of `data` as `type_id`; see the module docstring for truncation."""
@@ -91,8 +103,9 @@ def _decode(btf: "BTF", type_id: int, data: bytes, depth: int) -> Any:
     return None  # void, functions, forward declarations: nothing to show
 
 
-def _decode_members(btf: "BTF", typ: t.Composite, data: bytes, depth: int, out: Dict[str, Any],
-                    base_bit: int = 0) -> bool:
+def _decode_members(
+    btf: "BTF", typ: t.Composite, data: bytes, depth: int, out: Dict[str, Any], base_bit: int = 0
+) -> bool:
     """Fill `out`; False once the data ran out (and TRUNCATED_KEY is set)."""
     if depth > _MAX_DEPTH:
         raise BTFError("type nests too deeply to decode", type_id=typ.id)
@@ -165,8 +178,10 @@ def _size_or_zero(btf: "BTF", type_id: int) -> int:
 
 # ---- render: bytes -> ksnoop text ----------------------------------------------------------------
 
-def render(btf: "BTF", type_id: int, data: bytes, *, indent: str = "  ", zeroes: bool = False,
-           max_elems: int = 16) -> str:
+
+def render(
+    btf: "BTF", type_id: int, data: bytes, *, indent: str = "  ", zeroes: bool = False, max_elems: int = 16
+) -> str:
     """`(unsigned int)228`; structs as `(struct x){` then one `.member = value,` per line."""
     r = _Renderer(btf, indent, zeroes, max_elems)
     lines: List[str] = []
@@ -184,8 +199,16 @@ class _Renderer:
     def type_label(self, type_id: int) -> str:
         return "(" + declaration(self.btf, type_id, "") + ")"
 
-    def value(self, type_id: int, data: bytes, level: int, prefix: str, lines: List[str],
-              bitfield: Optional[Tuple[int]] = None, name: str = "") -> None:
+    def value(
+        self,
+        type_id: int,
+        data: bytes,
+        level: int,
+        prefix: str,
+        lines: List[str],
+        bitfield: Optional[Tuple[int]] = None,
+        name: str = "",
+    ) -> None:
         """Append the lines of one value; `prefix` (`.len = `) goes before its first line."""
         if level > _MAX_DEPTH:
             raise BTFError("type nests too deeply to render", type_id=type_id)
@@ -200,8 +223,10 @@ class _Renderer:
             lines.append(f"{pad}{prefix}{label}{{")
             ok, zero_members = self.members(typ, data, level + 1, 0, lines)
             if zero_members:
-                lines.insert(len(lines) - (0 if ok else 1), f"{pad}{self.indent}/* {zero_members} zero member"
-                             f"{'' if zero_members == 1 else 's'} */")
+                lines.insert(
+                    len(lines) - (0 if ok else 1),
+                    f"{pad}{self.indent}/* {zero_members} zero member{'' if zero_members == 1 else 's'} */",
+                )
             lines.append(f"{pad}}}")
             return
         if isinstance(typ, t.Array):
@@ -209,8 +234,9 @@ class _Renderer:
             return
         lines.append(f"{pad}{prefix}{label}{self.scalar_text(typ, data, name=name, type_id=type_id)}")
 
-    def scalar_text(self, typ: t.Type, data: bytes = b"", bitfield_value: Optional[int] = None, name: str = "",
-                    type_id: int = 0) -> str:
+    def scalar_text(
+        self, typ: t.Type, data: bytes = b"", bitfield_value: Optional[int] = None, name: str = "", type_id: int = 0
+    ) -> str:
         btf = self.btf
         if bitfield_value is not None:
             value: Any = bitfield_value
@@ -224,8 +250,13 @@ class _Renderer:
             return "true" if value else "false"  # a bool bitfield's value arrives as an int
         if isinstance(typ, t.Int) and is_char(typ):
             return char_literal(value)
-        if (isinstance(typ, t.Int) and bitfield_value is None and typ.bits == 8 * typ.size and not typ.bit_offset
-                and typ.size in (1, 2, 4, 8)):
+        if (
+            isinstance(typ, t.Int)
+            and bitfield_value is None
+            and typ.bits == 8 * typ.size
+            and not typ.bit_offset
+            and typ.size in (1, 2, 4, 8)
+        ):
             if btf.value_byteorder(type_id or typ.id) != btf.byteorder:
                 text = f"0x{value:0{2 * typ.size}x}"
                 if typ.size == 4 and name.endswith("addr"):
@@ -241,8 +272,9 @@ class _Renderer:
             return "{}"
         return str(value)
 
-    def members(self, typ: t.Composite, data: bytes, level: int, base_bit: int, lines: List[str],
-                depth: int = 0) -> Tuple[bool, int]:
+    def members(
+        self, typ: t.Composite, data: bytes, level: int, base_bit: int, lines: List[str], depth: int = 0
+    ) -> Tuple[bool, int]:
         """(whether the data lasted, how many members were left out for being zero)."""
         # `depth` counts anonymous members, which render at their parent's level.
         if level + depth > _MAX_DEPTH:

@@ -57,9 +57,7 @@ def main() -> None:
     struct.pack_into("<II", attr, 0, BPF_PROG_TYPE_TRACING, len(insns) // 8)  # prog_type, insn_cnt
     struct.pack_into("<Q", attr, 8, ctypes.addressof(insn_buf))  # insns
     struct.pack_into("<Q", attr, 16, ctypes.addressof(license_buf))  # license
-    struct.pack_into(
-        "<IIQ", attr, 24, 1, len(log_buf), ctypes.addressof(log_buf)
-    )  # log_level, log_size, log_buf
+    struct.pack_into("<IIQ", attr, 24, 1, len(log_buf), ctypes.addressof(log_buf))  # log_level, log_size, log_buf
     struct.pack_into("<16s", attr, 48, b"ksnoop_vm_probe")  # prog_name
     struct.pack_into("<I", attr, 68, BPF_TRACE_FENTRY)  # expected_attach_type
     struct.pack_into("<I", attr, 108, btf_id)  # attach_btf_id

@@ -89,9 +89,7 @@ def find_kernel() -> Kernel:
     kernel = Kernel(version, Path(f"/boot/vmlinuz-{version}"), Path(f"/lib/modules/{version}"))
     for path in (kernel.vmlinuz, kernel.modules_dir / "modules.dep"):
         if not os.access(path, os.R_OK):
-            raise VMUnavailable(
-                f"linux-image-amd64 depends on {version!r} but {path} is missing or unreadable"
-            )
+            raise VMUnavailable(f"linux-image-amd64 depends on {version!r} but {path} is missing or unreadable")
     return kernel
 
 
@@ -151,7 +149,8 @@ def _read_module(path: Path) -> bytes:
 # PID 1 in the guest. Its job protocol, all on the writable share (same path in guest and host):
 # the host renames a finished jobs/N.tmp to jobs/N (job.sh inside); the guest runs it and
 # writes stdout, stderr, then rc via rename, so the host never reads a half-written status.
-INIT = r"""#!/bin/busybox sh
+INIT = (
+    r"""#!/bin/busybox sh
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 fail() { echo "ksnoop-vm: FATAL: $*"; poweroff -f; }
@@ -196,7 +195,10 @@ while :; do
     sleep 0.05
   fi
 done
-""".replace("@ROOT_TAG@", ROOT_TAG).replace("@SHARED_TAG@", SHARED_TAG).replace("@REPO_TAG@", REPO_TAG)
+""".replace("@ROOT_TAG@", ROOT_TAG)
+    .replace("@SHARED_TAG@", SHARED_TAG)
+    .replace("@REPO_TAG@", REPO_TAG)
+)
 
 
 def build_initramfs(kernel: Kernel) -> Path:
@@ -271,9 +273,7 @@ class VM:
         self._initramfs = build_initramfs(self.kernel)
         if any(c.isspace() for c in str(CACHE_DIR)):
             # The path travels on the kernel command line, which splits at spaces.
-            raise VMUnavailable(
-                f"the VM cache path {CACHE_DIR!s} must not contain spaces (set KSNOOP_VM_CACHE)"
-            )
+            raise VMUnavailable(f"the VM cache path {CACHE_DIR!s} must not contain spaces (set KSNOOP_VM_CACHE)")
         self._boot_timeout = boot_timeout
         self._memory, self._cpus = memory, cpus
         # Appended to the kernel command line, e.g. tsc=reliable (benchmarks/vm_percall.py).
@@ -318,12 +318,8 @@ class VM:
                 self._fail(f"the guest died while running {command!r}")
             if time.monotonic() > deadline:
                 stdout = job_dir / "stdout"
-                partial = (
-                    _tail(stdout.read_text(errors="replace"), 20) if stdout.exists() else "(not started)"
-                )
-                self._fail(
-                    f"{command!r} did not finish within {timeout:g} s; its last stdout lines:\n{partial}"
-                )
+                partial = _tail(stdout.read_text(errors="replace"), 20) if stdout.exists() else "(not started)"
+                self._fail(f"{command!r} did not finish within {timeout:g} s; its last stdout lines:\n{partial}")
             time.sleep(0.02)
         # The guest prints this line before it writes rc; wait for it so the job's kernel messages are
         # in this result's console_log rather than the next one's.
@@ -373,9 +369,7 @@ class VM:
         ]  # fmt: skip
         started = time.monotonic()
         # stdin is not a terminal, so -nographic leaves the host terminal alone.
-        qemu = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._qemu = qemu
         assert qemu.stdout is not None
         threading.Thread(target=self._read_console, args=(qemu.stdout,), daemon=True).start()
@@ -433,9 +427,7 @@ def _tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def run_in_vm(
-    command: Command, timeout: float, env: dict[str, str] | None = None, cwd: str | None = None
-) -> VMResult:
+def run_in_vm(command: Command, timeout: float, env: dict[str, str] | None = None, cwd: str | None = None) -> VMResult:
     """Boot a VM, run one command (see VM.run), and shut the VM down. Raises VMUnavailable or VMError."""
     with VM() as vm:
         return vm.run(command, timeout, env=env, cwd=cwd)

@@ -28,12 +28,19 @@ SCENARIO_TIMEOUT = 900
 SENDERS = [{"name": "a", "comm": "ksnoop-glob-a", "sends": [{"size": 200}, {"size": 50}]}]
 INSTANCES = [
     {"name": "udp_glob", "links": 4, "stop": "int", "args": ["-o", "json", "-p", "{a_pid}", "udp_send*"]},
-    {"name": "tcp_many", "links": 1, "stop": "int", "ready": "stdout",
-     "args": ["-o", "text", "--max-probes", "1000", "tcp_*"]},
+    {
+        "name": "tcp_many",
+        "links": 1,
+        "stop": "int",
+        "ready": "stdout",
+        "args": ["-o", "text", "--max-probes", "1000", "tcp_*"],
+    },
 ]
 TRACING = re.compile(r"ksnoop: tracing (\d+) functions matching '(.*)'")
-REFUSED = re.compile(r"ksnoop: warning: the kernel refused (\d+) of (\d+) functions matching '(.*)', left out "
-                     r"\(.*\): (.*)")
+REFUSED = re.compile(
+    r"ksnoop: warning: the kernel refused (\d+) of (\d+) functions matching '(.*)', left out "
+    r"\(.*\): (.*)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +63,10 @@ def scenario(vm: harness.VM) -> dict[str, Any]:
 
 
 def _explain(scenario: dict[str, Any], name: str) -> str:
-    return (f"\n{json.dumps(scenario['instances'][name])}\n--- stderr:\n{scenario['err'][name]}"
-            f"--- stdout:\n{scenario['out'][name][:3000]}")
+    return (
+        f"\n{json.dumps(scenario['instances'][name])}\n--- stderr:\n{scenario['err'][name]}"
+        f"--- stdout:\n{scenario['out'][name][:3000]}"
+    )
 
 
 def test_udp_send_glob_sees_every_datagram_at_each_function(scenario: dict[str, Any]) -> None:
@@ -73,8 +82,12 @@ def test_udp_send_glob_sees_every_datagram_at_each_function(scenario: dict[str, 
     sizes = [send["size"] for send in sender["sends"]]
     calls = [(r["func"], r["probe"]) for r in records]
     # Each datagram: udp_sendmsg enters, udp_send_skb runs inside it, udp_sendmsg returns len.
-    expected = [("udp_sendmsg", "entry"), ("udp_send_skb", "entry"), ("udp_send_skb", "return"),
-                ("udp_sendmsg", "return")]
+    expected = [
+        ("udp_sendmsg", "entry"),
+        ("udp_send_skb", "entry"),
+        ("udp_send_skb", "return"),
+        ("udp_sendmsg", "return"),
+    ]
     assert calls == expected * len(sizes), _explain(scenario, "udp_glob")
     sendmsg_returns = [r["args"]["return"] for r in records if r["func"] == "udp_sendmsg" and r["probe"] == "return"]
     assert sendmsg_returns == sizes
@@ -101,8 +114,10 @@ def test_a_large_glob_attaches_quickly(scenario: dict[str, Any]) -> None:
     assert functions >= 100 and functions <= links <= 2 * functions, _explain(scenario, "tcp_many")
     seconds = inst["attached_s"] - inst["first_link_s"]
     per_hundred = seconds / functions * 100
-    print(f"\ntcp_*: {matched} matched, {refused} refused, {links} links in {seconds:.1f} s: "
-          f"{per_hundred:.2f} s per hundred functions (TCG)")
+    print(
+        f"\ntcp_*: {matched} matched, {refused} refused, {links} links in {seconds:.1f} s: "
+        f"{per_hundred:.2f} s per hundred functions (TCG)"
+    )
     # Under TCG everything runs some 10-50 times slower than on hardware; the issue's "well under
     # a second per hundred" is a hardware figure.
     assert per_hundred < 30, _explain(scenario, "tcp_many")

@@ -19,9 +19,7 @@ TIMEOUT = 120
 
 @pytest.mark.vm
 def test_guest_runs_this_python_on_the_debian_kernel(vm: harness.VM) -> None:
-    result = vm.run(
-        ["python3", "-c", "import sys, os; print(sys.version); print(os.uname().release)"], TIMEOUT
-    )
+    result = vm.run(["python3", "-c", "import sys, os; print(sys.version); print(os.uname().release)"], TIMEOUT)
     assert result.returncode == 0, result.stderr
     release = result.stdout.splitlines()[-1]
     assert result.stdout == f"{sys.version}\n{release}\n"  # sys.version may span lines (3.9)
@@ -37,9 +35,7 @@ def test_exit_status_and_streams_come_back(vm: harness.VM) -> None:
 
 @pytest.mark.vm
 def test_env_and_cwd_reach_the_command(vm: harness.VM) -> None:
-    result = vm.run(
-        ["sh", "-c", 'echo "$KSNOOP_TEST"; pwd'], TIMEOUT, env={"KSNOOP_TEST": "a 'b'"}, cwd="/etc"
-    )
+    result = vm.run(["sh", "-c", 'echo "$KSNOOP_TEST"; pwd'], TIMEOUT, env={"KSNOOP_TEST": "a 'b'"}, cwd="/etc")
     assert result.stdout == "a 'b'\n/etc\n"
 
 
@@ -59,9 +55,7 @@ def test_kernel_messages_arrive_in_the_console_log(vm: harness.VM) -> None:
 @pytest.mark.vm
 def test_bpffs_tracefs_and_btf_are_there(vm: harness.VM) -> None:
     result = vm.run("cat /proc/mounts; test -s /sys/kernel/btf/vmlinux && echo btf-ok", TIMEOUT)
-    mounts = {
-        (fields[1], fields[2]) for fields in map(str.split, result.stdout.splitlines()) if len(fields) > 2
-    }
+    mounts = {(fields[1], fields[2]) for fields in map(str.split, result.stdout.splitlines()) if len(fields) > 2}
     assert ("/sys/fs/bpf", "bpf") in mounts
     assert ("/sys/kernel/tracing", "tracefs") in mounts
     assert "btf-ok" in result.stdout

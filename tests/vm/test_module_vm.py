@@ -42,8 +42,10 @@ class Scenario:
     seconds: float
 
     def explain(self, name: str) -> str:
-        return (f"\n--- {name}: {json.dumps(self.manifest['status'].get(name))}\n--- stderr:\n"
-                f"{self.errors[name]}--- stdout:\n{self.outputs[name][:3000]}")
+        return (
+            f"\n--- {name}: {json.dumps(self.manifest['status'].get(name))}\n--- stderr:\n"
+            f"{self.errors[name]}--- stdout:\n{self.outputs[name][:3000]}"
+        )
 
     def records(self, name: str) -> list[dict[str, Any]]:
         """The trace's JSON lines, after checking it attached, exited 0 on SIGINT and printed its summary."""

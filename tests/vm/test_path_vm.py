@@ -36,19 +36,33 @@ CHILDREN = 6
 PATH_LINKS = 5
 
 SENDERS = [
-    {"name": "a", "comm": "ksnoop-path-a",
-     "sends": [{"size": 200}, {"size": 50, "port": "closed"}, {"icmp": True}, {"size": 70}]},
+    {
+        "name": "a",
+        "comm": "ksnoop-path-a",
+        "sends": [{"size": 200}, {"size": 50, "port": "closed"}, {"icmp": True}, {"size": 70}],
+    },
     {"name": "b", "comm": "ksnoop-path-b", "sends": [{"size": 300}, {"exits": CHILDREN}]},
 ]
 INSTANCES = [
-    {"name": "json", "links": PATH_LINKS, "stop": "int",
-     "args": ["-s", "-o", "json", "udp_sendmsg(len, return)", "ip_send_skb(skb->len, return)"]},
-    {"name": "pred", "links": PATH_LINKS, "stop": "term",
-     "args": ["-s", "-o", "json", "udp_sendmsg(len == 300)", "ip_send_skb(skb->len)"]},
-    {"name": "text", "links": PATH_LINKS, "stop": "int",
-     "args": ["-s", "udp_sendmsg(len)", "ip_send_skb(skb->len)"]},
-    {"name": "exits", "links": PATH_LINKS, "stop": "term",
-     "args": ["-s", "-o", "json", "do_exit(code)", "exit_signals"]},
+    {
+        "name": "json",
+        "links": PATH_LINKS,
+        "stop": "int",
+        "args": ["-s", "-o", "json", "udp_sendmsg(len, return)", "ip_send_skb(skb->len, return)"],
+    },
+    {
+        "name": "pred",
+        "links": PATH_LINKS,
+        "stop": "term",
+        "args": ["-s", "-o", "json", "udp_sendmsg(len == 300)", "ip_send_skb(skb->len)"],
+    },
+    {"name": "text", "links": PATH_LINKS, "stop": "int", "args": ["-s", "udp_sendmsg(len)", "ip_send_skb(skb->len)"]},
+    {
+        "name": "exits",
+        "links": PATH_LINKS,
+        "stop": "term",
+        "args": ["-s", "-o", "json", "do_exit(code)", "exit_signals"],
+    },
 ]
 
 
@@ -61,8 +75,10 @@ class Run:
 
     def explain(self, name: str) -> str:
         inst = self.manifest["instances"][name]
-        return (f"\n--- ksnoop trace {' '.join(inst['argv'])}: {json.dumps(inst)}\n--- stderr:\n"
-                f"{self.errors[name]}--- stdout:\n{self.outputs[name][:4000]}")
+        return (
+            f"\n--- ksnoop trace {' '.join(inst['argv'])}: {json.dumps(inst)}\n--- stderr:\n"
+            f"{self.errors[name]}--- stdout:\n{self.outputs[name][:4000]}"
+        )
 
     def records(self, name: str) -> list[dict[str, Any]]:
         inst = self.manifest["instances"][name]
@@ -78,8 +94,7 @@ def run(vm: harness.VM) -> Run:
     work = vm.shared_dir / "path"
     work.mkdir(exist_ok=True)
     plan = work / "plan.json"
-    plan.write_text(json.dumps({"senders": SENDERS, "instances": INSTANCES,
-                                "count_map_entries": ["ksnoop_path"]}))
+    plan.write_text(json.dumps({"senders": SENDERS, "instances": INSTANCES, "count_map_entries": ["ksnoop_path"]}))
     started = time.monotonic()
     result = vm.run(["python3", str(DRIVER), str(plan)], SCENARIO_TIMEOUT, cwd=str(harness.REPO))
     assert result.returncode == 0, result.stdout + result.stderr + result.console_log
@@ -87,8 +102,11 @@ def run(vm: harness.VM) -> Run:
     outputs = {i["name"]: (work / f"{i['name']}.out").read_text() for i in INSTANCES}
     errors = {i["name"]: (work / f"{i['name']}.err").read_text() for i in INSTANCES}
     if manifest["not_attached"]:
-        pytest.fail(f"not attached: {manifest['not_attached']}\n"
-                    + "".join(f"{n}: {errors[n]}\n" for n in manifest["not_attached"]) + result.console_log)
+        pytest.fail(
+            f"not attached: {manifest['not_attached']}\n"
+            + "".join(f"{n}: {errors[n]}\n" for n in manifest["not_attached"])
+            + result.console_log
+        )
     faults = [line for line in result.console_log.splitlines() if KERNEL_FAULT.search(line)]
     assert not faults, result.console_log
     print(f"path scenario: {time.monotonic() - started:.0f} s")
@@ -99,8 +117,7 @@ def _outline(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(r["func"], r["probe"]) for r in records]
 
 
-ONE_PATH = [("udp_sendmsg", "entry"), ("ip_send_skb", "entry"), ("ip_send_skb", "return"),
-            ("udp_sendmsg", "return")]
+ONE_PATH = [("udp_sendmsg", "entry"), ("ip_send_skb", "entry"), ("ip_send_skb", "return"), ("udp_sendmsg", "return")]
 
 
 def test_each_datagram_shows_its_whole_path_in_call_order_and_nothing_else(run: Run) -> None:
@@ -109,7 +126,7 @@ def test_each_datagram_shows_its_whole_path_in_call_order_and_nothing_else(run: 
     sizes = [(a["pid"], 200), (a["pid"], 50), (a["pid"], 70), (b["pid"], 300)]
     assert _outline(records) == ONE_PATH * len(sizes), run.explain("json")
     for n, (pid, size) in enumerate(sizes):
-        path = records[4 * n: 4 * n + 4]
+        path = records[4 * n : 4 * n + 4]
         assert {(r["pid"], r["tid"]) for r in path} == {(pid, pid)}
         assert path[0]["args"] == {"len": str(size)}  # a size_t: a decimal string in JSON
         # The datagram's own skb: not the ICMP reply the closed port drew from inside this send.

@@ -26,12 +26,24 @@ SCENARIO_TIMEOUT = 600
 SENDS = [{"size": 100}, {"size": 200}, {"size": 77, "port": 0}, {"size": 300}]
 SENDERS = [{"name": "a", "comm": "ksnoop-sum-a", "sends": SENDS}]
 INSTANCES = [
-    {"name": "full", "links": 4, "stop": "int",
-     "args": ["--summary", "-o", "json", "-p", "{a_pid}", "udp_sendmsg", "ip_send_skb"]},
-    {"name": "calls", "links": 2, "stop": "term",
-     "args": ["--summary", "--calls-only", "-o", "json", "-p", "{a_pid}", "udp_sendmsg", "ip_send_skb"]},
-    {"name": "big", "links": 2, "stop": "int",
-     "args": ["--summary", "-o", "json", "-p", "{a_pid}", "udp_sendmsg(len >= 200)"]},
+    {
+        "name": "full",
+        "links": 4,
+        "stop": "int",
+        "args": ["--summary", "-o", "json", "-p", "{a_pid}", "udp_sendmsg", "ip_send_skb"],
+    },
+    {
+        "name": "calls",
+        "links": 2,
+        "stop": "term",
+        "args": ["--summary", "--calls-only", "-o", "json", "-p", "{a_pid}", "udp_sendmsg", "ip_send_skb"],
+    },
+    {
+        "name": "big",
+        "links": 2,
+        "stop": "int",
+        "args": ["--summary", "-o", "json", "-p", "{a_pid}", "udp_sendmsg(len >= 200)"],
+    },
 ]
 
 

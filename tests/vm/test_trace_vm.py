@@ -286,17 +286,13 @@ def test_pid_filter_keeps_one_sender(scenario: Scenario) -> None:
     assert scenario.instance("pid_a")["argv"][3] == str(a["pid"])
     records = scenario.records("pid_a")
     expected = [d for d in scenario.sent() if d.sender == "a"]
-    assert [(r["args"]["skb->len"], *_pid_tid_comm(r)) for r in records] == [
-        (d.skb_len, *_who(d)) for d in expected
-    ]
+    assert [(r["args"]["skb->len"], *_pid_tid_comm(r)) for r in records] == [(d.skb_len, *_who(d)) for d in expected]
 
 
 def test_comm_filter_keeps_one_sender(scenario: Scenario) -> None:
     records = scenario.records("comm_b")
     expected = [d for d in scenario.sent() if d.sender == "b"]
-    assert [(r["args"]["skb->len"], *_pid_tid_comm(r)) for r in records] == [
-        (d.skb_len, *_who(d)) for d in expected
-    ]
+    assert [(r["args"]["skb->len"], *_pid_tid_comm(r)) for r in records] == [(d.skb_len, *_who(d)) for d in expected]
 
 
 def test_count_stops_after_n_records(scenario: Scenario) -> None:
@@ -351,5 +347,6 @@ def test_text_reads_as_the_kernel_writes_it(scenario: Scenario) -> None:
     failed = [d for d in scenario.datagrams if d.error is not None]
     assert out.count(f"    return = (int){EINVAL} /* -EINVAL */") == len(failed), scenario.explain("failed_text")
     assert out.count("      .sk_data_ready = (void (*)(struct sock *))sock_def_readable,") == len(failed), (
-        scenario.explain("failed_text"))
+        scenario.explain("failed_text")
+    )
     assert "zero members */" in out  # the socket's zero members are counted, not shown

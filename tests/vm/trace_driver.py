@@ -56,8 +56,17 @@ def main(plan_path: str) -> int:
             pipe = None
         stdout.close()
         stderr.close()
-        instances.append({"spec": spec, "argv": argv[4:], "proc": ksnoop, "pipe": pipe, "attached_s": None,
-                          "first_link_s": None, "links_attached": None})
+        instances.append(
+            {
+                "spec": spec,
+                "argv": argv[4:],
+                "proc": ksnoop,
+                "pipe": pipe,
+                "attached_s": None,
+                "first_link_s": None,
+                "links_attached": None,
+            }
+        )
 
     # Wait until every instance holds its links: from then on its programs see every call.
     deadline = time.monotonic() + ATTACH_TIMEOUT
@@ -254,13 +263,21 @@ def _send(send: dict, sock: socket.socket, receiver: socket.socket, dport: int) 
 def _map_entries(name: str) -> dict:
     """Entries in every BPF map called `name`, by map id, read with bpftool (None if it cannot tell)."""
     try:
-        shown = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
-                                          timeout=60, check=True).stdout)
+        shown = json.loads(
+            subprocess.run(
+                ["bpftool", "-j", "map", "show"], capture_output=True, text=True, timeout=60, check=True
+            ).stdout
+        )
         out = {}
         for m in shown:
             if m.get("name") == name:
-                dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(m["id"])], capture_output=True,
-                                      text=True, timeout=60, check=True).stdout
+                dump = subprocess.run(
+                    ["bpftool", "-j", "map", "dump", "id", str(m["id"])],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                ).stdout
                 out[str(m["id"])] = len(json.loads(dump))
         return out
     except (OSError, subprocess.SubprocessError, ValueError) as err:

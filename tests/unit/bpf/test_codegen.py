@@ -69,9 +69,7 @@ def _trace(
     )
 
 
-def _sk_buff(
-    *, length: int = 242, dev: int = DEV, byte84: int = 5 | 1 << 3 | 1 << 4, cb: bytes = b"cb text"
-) -> bytes:
+def _sk_buff(*, length: int = 242, dev: int = DEV, byte84: int = 5 | 1 << 3 | 1 << 4, cb: bytes = b"cb text") -> bytes:
     data = bytearray(104)
     struct.pack_into("<QQQQ", data, 0, 0, 0, 0, dev)
     data[32 : 32 + len(cb)] = cb
@@ -180,9 +178,7 @@ PROGRAM_IDS = [f"{spec}{options or ''}#{i}" for spec, options, _, i, _ in PROGRA
 
 
 @pytest.mark.parametrize("spec,options,resolved,index,program", PROGRAMS, ids=PROGRAM_IDS)
-def test_every_jump_lands_inside_the_program_on_a_whole_instruction(
-    spec, options, resolved, index, program
-) -> None:
+def test_every_jump_lands_inside_the_program_on_a_whole_instruction(spec, options, resolved, index, program) -> None:
     # Only the drop path jumps back (to the shared exit); the VM test below shows nothing loops.
     insns = program.insns
     starts = _pair_starts(insns)
@@ -412,16 +408,10 @@ def test_a_signed_int_argument_compares_as_negative_whatever_its_upper_half_hold
 def test_bitfield_shifts_from_the_mini_kernel() -> None:
     t = _trace("tp:net_dev_queue(skb->pkt_type == 5, skb->cloned == 1)")
     program = generate(t.plan, 0)
-    shifts = [
-        (i.code & 0xF0, i.imm)
-        for i in program.insns
-        if i.code & 0x07 == uapi.BPF_ALU64 and i.dst == tpl.CURSOR
-    ]
+    shifts = [(i.code & 0xF0, i.imm) for i in program.insns if i.code & 0x07 == uapi.BPF_ALU64 and i.dst == tpl.CURSOR]
     # pkt_type: bits 0-2 of byte 84; cloned: bit 4.
     assert shifts == [(uapi.BPF_LSH, 61), (uapi.BPF_RSH, 61), (uapi.BPF_LSH, 59), (uapi.BPF_RSH, 63)]
-    reads = [
-        i for i in program.insns if i.code & 0x07 == uapi.BPF_LDX and i.dst == tpl.CURSOR and i.src == tpl.R10
-    ]
+    reads = [i for i in program.insns if i.code & 0x07 == uapi.BPF_LDX and i.dst == tpl.CURSOR and i.src == tpl.R10]
     assert [i.code & 0x18 for i in reads] == [uapi.BPF_B, uapi.BPF_B]
     for byte84, kept in (
         (5 | 1 << 4, True),
@@ -448,9 +438,7 @@ def test_bitfield_shifts_from_the_mini_kernel() -> None:
 def test_bitfield_extraction_in_a_two_byte_read(
     bit_offset: int, bit_size: int, signed: bool, raw: int, expected: int
 ) -> None:
-    value = Capture(
-        label="bf", slot=0, in_memory=True, offset=4, size=2, bitfield=Bitfield(bit_offset, bit_size)
-    )
+    value = Capture(label="bf", slot=0, in_memory=True, offset=4, size=2, bitfield=Bitfield(bit_offset, bit_size))
     memory = {SKB: b"\xff" * 4 + raw.to_bytes(2, "little") + b"\xff" * 2}
     for constant, kept in ((expected, True), (expected + 1, False), (expected - 1, False)):
         plan = _hand_plan(ValueTest(value, Predicate(CompareOp.EQ, constant, signed)))
@@ -461,11 +449,7 @@ def test_big_endian_bitfields_count_from_the_top(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(sys, "byteorder", "big")
     value = Capture(label="bf", slot=0, in_memory=True, offset=0, size=1, bitfield=Bitfield(0, 3))
     program = generate(_hand_plan(ValueTest(value, Predicate(CompareOp.EQ, 5))), 0)
-    shifts = [
-        (i.code & 0xF0, i.imm)
-        for i in program.insns
-        if i.code & 0x07 == uapi.BPF_ALU64 and i.dst == tpl.CURSOR
-    ]
+    shifts = [(i.code & 0xF0, i.imm) for i in program.insns if i.code & 0x07 == uapi.BPF_ALU64 and i.dst == tpl.CURSOR]
     # The top three bits of the byte: bits 5-7 of the register.
     assert shifts == [(uapi.BPF_LSH, 56), (uapi.BPF_RSH, 61)]
 
@@ -510,11 +494,7 @@ def test_string_predicate_on_a_char_array_reads_up_to_the_literal_nul() -> None:
     assert _read_sizes(program) == [3]  # "lo" and its NUL; what follows the NUL in the array is not read
     assert Helper.probe_read_kernel in _helper_calls(program)
     assert Helper.probe_read_kernel_str not in _helper_calls(program)
-    zeroed = [
-        i.off
-        for i in program.insns
-        if i.code == uapi.BPF_ST | uapi.BPF_MEM | uapi.BPF_DW and i.dst == tpl.R10
-    ]
+    zeroed = [i.off for i in program.insns if i.code == uapi.BPF_ST | uapi.BPF_MEM | uapi.BPF_DW and i.dst == tpl.R10]
     assert zeroed == [tpl.STACK_STRING]
 
 
@@ -568,9 +548,7 @@ def test_a_char_pointer_not_known_as_user_is_read_from_user_memory_when_the_kern
         (b"eth0", False),
     ],
 )
-def test_string_predicate_on_a_char_array_keeps_exactly_equal_names(
-    op: CompareOp, name: bytes, equal: bool
-) -> None:
+def test_string_predicate_on_a_char_array_keeps_exactly_equal_names(op: CompareOp, name: bytes, equal: bool) -> None:
     t = _trace(f'tp:net_dev_queue(skb->dev->name {op.value} "lo")')
     events = _events(t, 0, [SKB], _vm(memory=_memory(dev=_net_device(name))))
     assert bool(events) == (equal if op is CompareOp.EQ else not equal)
@@ -973,6 +951,7 @@ def test_a_slot_the_verifier_will_not_type_is_copied_out_of_the_context() -> Non
     opaque = Capture(label="fn", slot=1, opaque_slot=True)
     program = generate(_hand_plan(ValueTest(opaque, Predicate(CompareOp.NE, 0)), captures=(opaque,)), 0)
     assert _sections(program).count("copy_arg") == 2 and "load_arg" not in _sections(program)
-    copy = next(i for i in program.insns if i.code == uapi.BPF_ALU64 | uapi.BPF_ADD | uapi.BPF_K
-                and i.dst == 3 and i.imm == 8)
+    copy = next(
+        i for i in program.insns if i.code == uapi.BPF_ALU64 | uapi.BPF_ADD | uapi.BPF_K and i.dst == 3 and i.imm == 8
+    )
     assert copy  # r3 = ctx + 8 * slot

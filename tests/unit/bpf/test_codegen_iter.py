@@ -25,8 +25,15 @@ from tests.support import miniiter
 from tests.support.bpfvm_iter import EOVERFLOW, META, IterVM
 
 TASK, PARENT, MM, FILE, DENTRY, NAME, MAP, KEY, VALUE = (
-    0xFFFF888000010000, 0xFFFF888000011000, 0xFFFF888000012000, 0xFFFF888000013000, 0xFFFF888000014000,
-    0xFFFF888000015000, 0xFFFF888000016000, 0xFFFF888000017000, 0xFFFF888000018000,
+    0xFFFF888000010000,
+    0xFFFF888000011000,
+    0xFFFF888000012000,
+    0xFFFF888000013000,
+    0xFFFF888000014000,
+    0xFFFF888000015000,
+    0xFFFF888000016000,
+    0xFFFF888000017000,
+    0xFFFF888000018000,
 )
 
 
@@ -49,8 +56,12 @@ def _memory(**changes: bytes) -> dict[int, bytes]:
 
 
 def _dump(*specs: str, params: IterParams = IterParams(), limit: int | None = None) -> ResolvedDump:
-    return resolve_dump([parse_dump_spec(s) for s in specs], IterTargets(miniiter.kernel()), params,
-                        max_record_size=limit or max_record_size(4096))
+    return resolve_dump(
+        [parse_dump_spec(s) for s in specs],
+        IterTargets(miniiter.kernel()),
+        params,
+        max_record_size=limit or max_record_size(4096),
+    )
 
 
 def _vm(dump: ResolvedDump, **kwargs) -> IterVM:
@@ -109,13 +120,16 @@ def test_task_file_stop_call_has_no_file() -> None:
     assert _run(dump, [META, 0, 3, 0]) == []
 
 
-@pytest.mark.parametrize("spec,kept", [
-    ("task(task->pid, task->mm->total_vm > 10000)", True),
-    ("task(task->pid, task->mm->total_vm > 30000)", False),
-    ('task(task->comm == "curl")', True),
-    ('task(task->comm != "curl")', False),
-    ("task(task->real_parent->mm->total_vm > 0)", False),  # the parent has no mm: the read fails the test
-])
+@pytest.mark.parametrize(
+    "spec,kept",
+    [
+        ("task(task->pid, task->mm->total_vm > 10000)", True),
+        ("task(task->pid, task->mm->total_vm > 30000)", False),
+        ('task(task->comm == "curl")', True),
+        ('task(task->comm != "curl")', False),
+        ("task(task->real_parent->mm->total_vm > 0)", False),  # the parent has no mm: the read fails the test
+    ],
+)
 def test_predicates_keep_and_drop(spec: str, kept: bool) -> None:
     dump = _dump(spec)
     vm = _vm(dump)
@@ -192,8 +206,14 @@ def test_json_lines_of_a_whole_buffer_equal_the_per_record_lines() -> None:
     dump = _dump("task_file(task->pid, fd, file->f_path.dentry->d_name.name, task->mm->total_vm)")
     vm = _vm(dump)
     program = generate(dump.resolved.plan, 0)
-    names = [b"passwd\0", b'quote"and\\back\0', b"tab\tnew\nline\0", "caf\u00e9".encode() + b"\0",
-             b"\xff\xfe bad utf-8\0", b"passwd\0"]
+    names = [
+        b"passwd\0",
+        b'quote"and\\back\0',
+        b"tab\tnew\nline\0",
+        "caf\u00e9".encode() + b"\0",
+        b"\xff\xfe bad utf-8\0",
+        b"passwd\0",
+    ]
     for n, name in enumerate(names):
         vm.kernel[[r.base for r in vm.kernel].index(NAME)].data[:] = name.ljust(64, b"\0")
         task = _task(100 + n, b"curl", mm=0 if n == 2 else MM)  # the third: total_vm unreadable

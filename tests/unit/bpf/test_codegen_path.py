@@ -46,8 +46,9 @@ class Driver:
             key = "exit_task" if probe.forgets_path else (probe.target, probe.kind)
             self.programs[key] = generate(resolved.plan, index)
         size = PathLayout.of(resolved.plan).size
-        self.vm = VM(memory={SKB: _skb(242), NET: bytes(8), DST: bytes(64)}, path_value_size=size,
-                     pid_tgid=TASK_A, **vm_options)
+        self.vm = VM(
+            memory={SKB: _skb(242), NET: bytes(8), DST: bytes(64)}, path_value_size=size, pid_tgid=TASK_A, **vm_options
+        )
         self.seen = 0
 
     def task(self, pid_tgid: int) -> Driver:
@@ -69,7 +70,7 @@ class Driver:
     def events(self) -> list[tuple[str, str, tuple, int | None]]:
         """(function, "entry"/"return", values, duration_ns) of each record since the last call."""
         out = []
-        for rec in self.vm.records[self.seen:]:
+        for rec in self.vm.records[self.seen :]:
             index = HEADER.unpack_from(rec)[3]
             probe = self.resolved.plan.probes[index]
             decode = records.build_decoder(self.resolved.plan, index, self.resolved.targets[index].btf)
@@ -93,8 +94,12 @@ def test_a_full_path_comes_out_when_the_innermost_returns_in_call_order_with_dur
     assert d.events() == []  # nothing until the innermost returns
     d.leave("noargs", 0)
     events = d.events()
-    assert _outline(events) == [("strncpy_from_user", "entry"), ("ip_send_skb", "entry"),
-                                ("noargs", "entry"), ("noargs", "return")]
+    assert _outline(events) == [
+        ("strncpy_from_user", "entry"),
+        ("ip_send_skb", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+    ]
     assert events[0][2] == (64,) and events[1][2] == (242,)
     assert events[3][3] is not None and events[3][3] > 0  # the innermost's duration
     d.leave("ip_send_skb", NET, SKB, 0)
@@ -126,11 +131,16 @@ def test_outer_entries_come_out_once_for_several_innermost_calls() -> None:
         d.enter("noargs").leave("noargs", 0)
     d.leave("ip_send_skb", NET, SKB, 0).leave("strncpy_from_user", DST, SRC, 64, 0)
     assert _outline(d.events()) == [
-        ("strncpy_from_user", "entry"), ("ip_send_skb", "entry"),
-        ("noargs", "entry"), ("noargs", "return"),
-        ("noargs", "entry"), ("noargs", "return"),
-        ("noargs", "entry"), ("noargs", "return"),
-        ("ip_send_skb", "return"), ("strncpy_from_user", "return"),
+        ("strncpy_from_user", "entry"),
+        ("ip_send_skb", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+        ("ip_send_skb", "return"),
+        ("strncpy_from_user", "return"),
     ]
 
 
@@ -142,8 +152,14 @@ def test_a_second_middle_call_shows_its_own_entry_again() -> None:
     d.leave("strncpy_from_user", DST, SRC, 64, 0)
     assert _outline(d.events()) == [
         ("strncpy_from_user", "entry"),
-        ("ip_send_skb", "entry"), ("noargs", "entry"), ("noargs", "return"), ("ip_send_skb", "return"),
-        ("ip_send_skb", "entry"), ("noargs", "entry"), ("noargs", "return"), ("ip_send_skb", "return"),
+        ("ip_send_skb", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+        ("ip_send_skb", "return"),
+        ("ip_send_skb", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+        ("ip_send_skb", "return"),
         ("strncpy_from_user", "return"),
     ]
 
@@ -157,8 +173,7 @@ def test_a_function_calling_itself_neither_pushes_nor_pops() -> None:
     assert d.events() == []  # the nested return is not the path's innermost return
     d.leave("ip_send_skb", NET, SKB, 0)
     events = d.events()
-    assert _outline(events) == [("strncpy_from_user", "entry"), ("ip_send_skb", "entry"),
-                                ("ip_send_skb", "return")]
+    assert _outline(events) == [("strncpy_from_user", "entry"), ("ip_send_skb", "entry"), ("ip_send_skb", "return")]
     assert events[1][2] == (242,)  # the outer call's entry, not the nested one's
     # An outer function re-entered deeper down is no step of this path either.
     d.enter("strncpy_from_user", DST, SRC, 2).leave("strncpy_from_user", DST, SRC, 2, 0)
@@ -193,8 +208,7 @@ def test_entry_tests_decide_whether_a_call_joins_the_path() -> None:
     assert d.events() == [] and d.vm.path_states() == {}
     d.vm.kernel[0].data[80:84] = struct.pack("<I", 1500)
     d.enter("strncpy_from_user", DST, SRC, 64).enter("ip_send_skb", NET, SKB).leave("ip_send_skb", NET, SKB, 0)
-    assert _outline(d.events()) == [("strncpy_from_user", "entry"), ("ip_send_skb", "entry"),
-                                    ("ip_send_skb", "return")]
+    assert _outline(d.events()) == [("strncpy_from_user", "entry"), ("ip_send_skb", "entry"), ("ip_send_skb", "return")]
 
 
 def test_return_tests_filter_the_innermost_path_and_each_outer_return() -> None:
@@ -202,8 +216,7 @@ def test_return_tests_filter_the_innermost_path_and_each_outer_return() -> None:
     d.enter("strncpy_from_user", DST, SRC, 64).enter("ip_send_skb", NET, SKB).leave("ip_send_skb", NET, SKB, 0)
     assert d.events() == []  # ip_send_skb returned 0: the path is not shown
     d.enter("ip_send_skb", NET, SKB).leave("ip_send_skb", NET, SKB, (-11) & U64)
-    assert _outline(d.events()) == [("strncpy_from_user", "entry"), ("ip_send_skb", "entry"),
-                                    ("ip_send_skb", "return")]
+    assert _outline(d.events()) == [("strncpy_from_user", "entry"), ("ip_send_skb", "entry"), ("ip_send_skb", "return")]
     d.leave("strncpy_from_user", DST, SRC, 64, 5)  # fails `return == 0`: no return record
     assert d.events() == [] and d.vm.path_states() == {}
 
@@ -243,19 +256,25 @@ def test_probes_attach_the_exit_hook_first_then_innermost_first_returns_before_e
     order = [(p.target, p.kind.value, p.path) for p in resolved.plan.probes]
     assert order == [
         ("sched_process_exit", "tp_btf", None),
-        ("noargs", "fexit", PathStep(2, 3)), ("noargs", "fentry", PathStep(2, 3)),
-        ("ip_send_skb", "fexit", PathStep(1, 3)), ("ip_send_skb", "fentry", PathStep(1, 3)),
-        ("strncpy_from_user", "fexit", PathStep(0, 3)), ("strncpy_from_user", "fentry", PathStep(0, 3)),
+        ("noargs", "fexit", PathStep(2, 3)),
+        ("noargs", "fentry", PathStep(2, 3)),
+        ("ip_send_skb", "fexit", PathStep(1, 3)),
+        ("ip_send_skb", "fentry", PathStep(1, 3)),
+        ("strncpy_from_user", "fexit", PathStep(0, 3)),
+        ("strncpy_from_user", "fentry", PathStep(0, 3)),
     ]
     assert resolved.plan.probes[0].forgets_path
 
 
-@pytest.mark.parametrize(("specs", "message"), [
-    (("strncpy_*", "noargs"), "not a glob"),
-    (("tp:net_dev_queue", "noargs"), "a tracepoint has no return"),
-    (("noargs", "noargs"), "already in the call path"),
-    (("strncpy_from_usr", "noargs"), "did you mean"),
-])
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (("strncpy_*", "noargs"), "not a glob"),
+        (("tp:net_dev_queue", "noargs"), "a tracepoint has no return"),
+        (("noargs", "noargs"), "already in the call path"),
+        (("strncpy_from_usr", "noargs"), "did you mean"),
+    ],
+)
 def test_paths_that_cannot_be_are_usage_errors(specs: tuple[str, ...], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         _path(*specs)
@@ -272,8 +291,11 @@ def test_a_path_probe_without_its_path_is_refused_by_the_generator() -> None:
     resolved = _path("strncpy_from_user", "noargs")
     probes = tuple(p for p in resolved.plan.probes if not (p.path and p.path.level == 0))
     kept = [i for i, p in enumerate(resolved.plan.probes) if not (p.path and p.path.level == 0)]
-    pairs = tuple(dataclasses.replace(pair, entry=kept.index(pair.entry), exit=kept.index(pair.exit))
-                  for pair in resolved.plan.pairs if pair.entry in kept and pair.exit in kept)
+    pairs = tuple(
+        dataclasses.replace(pair, entry=kept.index(pair.entry), exit=kept.index(pair.exit))
+        for pair in resolved.plan.pairs
+        if pair.entry in kept and pair.exit in kept
+    )
     plan = dataclasses.replace(resolved.plan, probes=probes, pairs=pairs)
     index = next(i for i, p in enumerate(probes) if p.path is not None)
     with pytest.raises(CodegenError, match="no complete call path"):

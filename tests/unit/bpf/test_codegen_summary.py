@@ -46,8 +46,15 @@ def _buckets(vm: VM, key: int = 0) -> dict[int, int]:
 def test_count_calls_pairs_each_function_and_keys_them_in_order() -> None:
     r = _summary("ip_send_skb(skb->len > 5, net)", "tp:net_dev_queue(skb->len)", "noargs", "strncpy_from_user")
     kinds = [(p.kind, p.count and p.count.key) for p in r.plan.probes]
-    assert kinds == [(ProbeKind.FENTRY, None), (ProbeKind.FEXIT, 0), (ProbeKind.TP_BTF, 1),
-                     (ProbeKind.FENTRY, None), (ProbeKind.FEXIT, 2), (ProbeKind.FENTRY, None), (ProbeKind.FEXIT, 3)]
+    assert kinds == [
+        (ProbeKind.FENTRY, None),
+        (ProbeKind.FEXIT, 0),
+        (ProbeKind.TP_BTF, 1),
+        (ProbeKind.FENTRY, None),
+        (ProbeKind.FEXIT, 2),
+        (ProbeKind.FENTRY, None),
+        (ProbeKind.FEXIT, 3),
+    ]
     assert all(p.captures == () and p.kstack_depth == 0 for p in r.plan.probes)
     entry, exit_ = r.plan.probes[:2]
     assert entry.stash is exit_.stash is Stash.TIME and not entry.emits and exit_.requires_entry
@@ -74,8 +81,31 @@ def test_counting_programs_use_no_ring_buffer(index: int) -> None:
 
 
 # Durations at and around every kind of boundary: bucket k holds [2**k, 2**(k+1)), bucket 0 also 0.
-DURATIONS = [0, 1, 2, 3, 4, 7, 8, 1000, 1023, 1024, 2047, 2048, (1 << 31) - 1, 1 << 31, (1 << 32) - 1, 1 << 32,
-             (1 << 32) + 1, (1 << 48) - 1, 1 << 48, 1 << 62, (1 << 63) - 1, 1 << 63, (1 << 64) - 1]
+DURATIONS = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    1000,
+    1023,
+    1024,
+    2047,
+    2048,
+    (1 << 31) - 1,
+    1 << 31,
+    (1 << 32) - 1,
+    1 << 32,
+    (1 << 32) + 1,
+    (1 << 48) - 1,
+    1 << 48,
+    1 << 62,
+    (1 << 63) - 1,
+    1 << 63,
+    (1 << 64) - 1,
+]
 
 
 @pytest.mark.parametrize("elapsed", DURATIONS)
@@ -103,8 +133,17 @@ def test_log2_has_no_loop_and_six_halving_steps() -> None:
 
 
 # (return value in the u64 slot, counted as an error?) for an int: the upper half is not defined.
-INT_RETURNS = [(0, False), (1, False), (-1, True), (-4095, True), (0x7FFFFFFF, False), (-(1 << 31), True),
-               (0xFFFFFFFF_00000005, False), (0x00000000_FFFFFFFF, True), (0x12345678_80000000, True)]
+INT_RETURNS = [
+    (0, False),
+    (1, False),
+    (-1, True),
+    (-4095, True),
+    (0x7FFFFFFF, False),
+    (-(1 << 31), True),
+    (0xFFFFFFFF_00000005, False),
+    (0x00000000_FFFFFFFF, True),
+    (0x12345678_80000000, True),
+]
 
 
 @pytest.mark.parametrize("ret,error", INT_RETURNS, ids=[hex(r & MASK64) for r, _ in INT_RETURNS])
@@ -227,9 +266,10 @@ def test_the_corpus_structure_checks_hold_for_counting_programs() -> None:
         seconds = {s + 1 for s in _pair_starts(insns)}
         for pc, target in _jump_targets(insns):
             assert 0 <= target < len(insns) and target not in seconds and target > pc
-        assert generate(r.plan, i) == generate(_summary("ip_send_skb(skb->len > 5, return != 0)",
-                                                        "tp:net_dev_queue(skb->len > 1)", pid=1,
-                                                        comm=b"x").plan, i)
+        assert generate(r.plan, i) == generate(
+            _summary("ip_send_skb(skb->len > 5, return != 0)", "tp:net_dev_queue(skb->len > 1)", pid=1, comm=b"x").plan,
+            i,
+        )
 
 
 def test_calls_only_is_one_fentry_counting_calls_after_its_tests() -> None:

@@ -29,8 +29,9 @@ CASES = {
 
 def _resolve(case: str) -> ResolvedDump:
     params = IterParams(map_id=1) if case.startswith("map_") else IterParams()
-    return resolve_dump([parse_dump_spec(CASES[case])], IterTargets(miniiter.kernel()), params,
-                        max_record_size=MAX_RECORD_SIZE)
+    return resolve_dump(
+        [parse_dump_spec(CASES[case])], IterTargets(miniiter.kernel()), params, max_record_size=MAX_RECORD_SIZE
+    )
 
 
 def render(case: str) -> str:

@@ -23,8 +23,7 @@ from ksnoop.spec.language import parse_spec
 from tests.support import records
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "listings"
-FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4, MapRole.PATH: 6,
-       MapRole.PATH_ZERO: 7}
+FDS = {MapRole.EVENTS: 1, MapRole.DROPS: 2, MapRole.STASH: 3, MapRole.SCRATCH: 4, MapRole.PATH: 6, MapRole.PATH_ZERO: 7}
 CALL_PATH = "-s "  # a case whose spec starts so is a call path, its specs separated by " | "
 
 CASES = {
@@ -75,7 +74,7 @@ def _listing(program: Program, insns: list[Insn]) -> list[str]:
 
 def _plan(spec: str, filters: Filters, kstack_depth: int) -> Plan:
     if spec.startswith(CALL_PATH):
-        specs = [parse_spec(s) for s in spec[len(CALL_PATH):].split(" | ")]
+        specs = [parse_spec(s) for s in spec[len(CALL_PATH) :].split(" | ")]
         return resolve_path(specs, records.path_kernel(), filters, kstack_depth=kstack_depth).plan
     return resolve([parse_spec(spec)], records.kernel(), filters, kstack_depth=kstack_depth).plan
 
@@ -88,8 +87,7 @@ def render_plan(header: str, plan: Plan) -> str:
         roles = sorted({role for _, role in program.map_slots}, key=lambda r: FDS[r])
         maps = ", ".join(f"{role.value} fd {FDS[role]}" for role in roles)
         lines.append(
-            f"# probe {index}: {probe.kind.value} {probe.target}, record {program.layout.size} bytes, "
-            f"maps: {maps}"
+            f"# probe {index}: {probe.kind.value} {probe.target}, record {program.layout.size} bytes, maps: {maps}"
         )
         lines.extend(_listing(program, program.bind_maps(FDS)))
     return "\n".join(lines) + "\n"
@@ -106,9 +104,7 @@ def check_golden(path: Path, text: str, request: pytest.FixtureRequest) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     assert path.exists(), f"{path} is missing; `pytest --update-golden` writes it"
-    assert text == path.read_text(), (
-        f"{path} differs from the generated listing; review, then --update-golden"
-    )
+    assert text == path.read_text(), f"{path} differs from the generated listing; review, then --update-golden"
 
 
 def check_round_trip(plan: Plan, golden: list[str]) -> None:

@@ -17,7 +17,8 @@ def test_link_info_members_are_packed_as_the_uapi_lays_them_out() -> None:
     assert bpf_iter.link_info_task(pid=42) == struct.pack("=III", 0, 42, 0)
     assert bpf_iter.link_info_task(tid=43) == struct.pack("=III", 43, 0, 0)
     assert bpf_iter.link_info_cgroup(CgroupIterOrder.DESCENDANTS_PRE, cgroup_id=1 << 40) == struct.pack(
-        "=IIQ", 2, 0, 1 << 40)
+        "=IIQ", 2, 0, 1 << 40
+    )
     # Every member fits union bpf_iter_link_info's 16 bytes.
     assert max(s.size for s in (bpf_iter.LINK_INFO_MAP, bpf_iter.LINK_INFO_CGROUP, bpf_iter.LINK_INFO_TASK)) == 16
 

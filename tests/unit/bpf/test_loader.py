@@ -25,9 +25,7 @@ class ScriptedLoad:
         self.err, self.log, self.succeed_at, self.true_size = err, log, succeed_at, true_size
         self.log_sizes: list[int] = []
 
-    def __call__(
-        self, prog_type: int, code: bytes, *, log: syscall.VerifierLog | None = None, **kw: object
-    ) -> int:
+    def __call__(self, prog_type: int, code: bytes, *, log: syscall.VerifierLog | None = None, **kw: object) -> int:
         self.log_sizes.append(log.size if log is not None else 0)
         if len(self.log_sizes) - 1 == self.succeed_at:
             return os.open(os.devnull, os.O_RDONLY)
@@ -78,9 +76,7 @@ def test_rejection_retries_with_a_log_and_reports_it(scripted: ScriptedLoad) -> 
     assert str(err).splitlines()[0] == err.message
 
 
-def test_log_grows_to_the_size_the_kernel_asks_for(
-    scripted: ScriptedLoad, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_log_grows_to_the_size_the_kernel_asks_for(scripted: ScriptedLoad, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loader, "LOG_SIZE_START", 8)
     scripted.log = "x" * 100 + "\n" + LOG
     with pytest.raises(VerifierError) as e:
@@ -89,9 +85,7 @@ def test_log_grows_to_the_size_the_kernel_asks_for(
     assert e.value.log == scripted.log
 
 
-def test_log_doubles_on_kernels_without_log_true_size(
-    scripted: ScriptedLoad, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_log_doubles_on_kernels_without_log_true_size(scripted: ScriptedLoad, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loader, "LOG_SIZE_START", 8)
     scripted.true_size = False
     with pytest.raises(VerifierError) as e:
@@ -114,8 +108,10 @@ def test_no_log_means_refused_before_verification(scripted: ScriptedLoad) -> Non
     with pytest.raises(LoadRefused) as e:
         _load()
     assert not isinstance(e.value, VerifierError) and e.value.errno == errno.EPERM
-    assert str(e.value) == ("Operation not permitted: BPF_PROG_LOAD of 't' (TRACING/TRACE_RAW_TP attach_btf_id 11318) "
-                            "refused before verification; the kernel wrote no verifier log")
+    assert str(e.value) == (
+        "Operation not permitted: BPF_PROG_LOAD of 't' (TRACING/TRACE_RAW_TP attach_btf_id 11318) "
+        "refused before verification; the kernel wrote no verifier log"
+    )
     assert e.value.log == ""
 
 

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Program.maps: the MapSpecs a generated program declares are exactly the maps its instructions
 load, sized as its templates use them."""
+
 from __future__ import annotations
 
 from bpf.codegen import MapRole, Sharing, generate
@@ -26,8 +27,11 @@ def test_ring_buffer_and_drop_counter_are_the_plans() -> None:
     resolved = trace("seven_args(a)")
     specs = {spec.role: spec for spec in generate(resolved.plan, 0).maps}
     events, drops = specs[MapRole.EVENTS], specs[MapRole.DROPS]
-    assert (events.map_type, events.max_entries, events.sharing) == (MapType.RINGBUF, resolved.plan.ringbuf_size,
-                                                                      Sharing.PLAN)
+    assert (events.map_type, events.max_entries, events.sharing) == (
+        MapType.RINGBUF,
+        resolved.plan.ringbuf_size,
+        Sharing.PLAN,
+    )
     assert (drops.map_type, drops.key_size, drops.value_size, drops.max_entries) == (MapType.PERCPU_ARRAY, 4, 8, 1)
 
 
@@ -68,5 +72,8 @@ def test_call_path_state_is_allocated_as_tasks_enter() -> None:
     size = PathLayout.of(resolved.plan).size
     specs = {spec.role: spec for program in _programs(resolved) for spec in program.maps}
     assert (specs[MapRole.PATH].map_type, specs[MapRole.PATH].value_size, specs[MapRole.PATH].flags) == (
-        MapType.HASH, size, BPF_F_NO_PREALLOC)
+        MapType.HASH,
+        size,
+        BPF_F_NO_PREALLOC,
+    )
     assert (specs[MapRole.PATH_ZERO].value_size, specs[MapRole.PATH_ZERO].max_entries) == (size, 1)

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """bpf.plan.Plan checks that its probes' flags go together and that its pairs are real pairs."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,21 +40,24 @@ def test_summary_counting_keeps_pairs() -> None:
     assert counting.plan.probes[1].tests == trace("seven_args(a, return > 0)").plan.probes[1].tests
 
 
-@pytest.mark.parametrize("probes, pairs, message", [
-    ((ENTRY, EXIT), (), "has a time stash but no fexit to pair with"),
-    ((EXIT,), (), "has a time stash but no fentry to pair with"),
-    ((ENTRY, EXIT), (Pair(1, 0),), "an entry/return pair is an fentry and an fexit probe"),
-    ((ENTRY, EXIT), (Pair(0, 2),), "names a probe the plan does not have"),
-    ((ENTRY, dataclasses.replace(EXIT, attach_btf_id=8)), (Pair(0, 1),), "are not one function"),
-    ((ENTRY, dataclasses.replace(EXIT, stash=Stash.RECORD)), (Pair(0, 1),), "disagree on their stash"),
-    ((ENTRY, EXIT, ENTRY), (Pair(0, 1), Pair(2, 1)), "is in two pairs"),
-    ((Probe(ProbeKind.FENTRY, "f", 7, requires_entry=True),), (), "requires its entry"),
-    ((Probe(ProbeKind.TP_BTF, "t", 9, emits=False),), (), "emits nothing"),
-    ((Probe(ProbeKind.TP_BTF, "t", 9, count=Count(0), kstack_depth=4),), (), "counts, so it captures nothing"),
-    ((Probe(ProbeKind.TP_BTF, "t", 9, path=PathStep(0, 1)),), (), "is a call-path step"),
-    ((Probe(ProbeKind.FENTRY, "t", 9, forgets_path=True, emits=False),), (), "forgets call paths"),
-    ((Probe(ProbeKind.ITER, "task", 9, kstack_depth=2),), (), "an iterator program only tests and captures"),
-])
+@pytest.mark.parametrize(
+    "probes, pairs, message",
+    [
+        ((ENTRY, EXIT), (), "has a time stash but no fexit to pair with"),
+        ((EXIT,), (), "has a time stash but no fentry to pair with"),
+        ((ENTRY, EXIT), (Pair(1, 0),), "an entry/return pair is an fentry and an fexit probe"),
+        ((ENTRY, EXIT), (Pair(0, 2),), "names a probe the plan does not have"),
+        ((ENTRY, dataclasses.replace(EXIT, attach_btf_id=8)), (Pair(0, 1),), "are not one function"),
+        ((ENTRY, dataclasses.replace(EXIT, stash=Stash.RECORD)), (Pair(0, 1),), "disagree on their stash"),
+        ((ENTRY, EXIT, ENTRY), (Pair(0, 1), Pair(2, 1)), "is in two pairs"),
+        ((Probe(ProbeKind.FENTRY, "f", 7, requires_entry=True),), (), "requires its entry"),
+        ((Probe(ProbeKind.TP_BTF, "t", 9, emits=False),), (), "emits nothing"),
+        ((Probe(ProbeKind.TP_BTF, "t", 9, count=Count(0), kstack_depth=4),), (), "counts, so it captures nothing"),
+        ((Probe(ProbeKind.TP_BTF, "t", 9, path=PathStep(0, 1)),), (), "is a call-path step"),
+        ((Probe(ProbeKind.FENTRY, "t", 9, forgets_path=True, emits=False),), (), "forgets call paths"),
+        ((Probe(ProbeKind.ITER, "task", 9, kstack_depth=2),), (), "an iterator program only tests and captures"),
+    ],
+)
 def test_flags_that_do_not_go_together_are_refused(probes, pairs, message) -> None:
     with pytest.raises(PlanError, match=message):
         Plan(probes=probes, pairs=pairs)

@@ -70,9 +70,7 @@ def header() -> tuple[dict[str, int], dict[str, int]]:
         (uapi.CgroupIterOrder, "BPF_CGROUP_ITER_"),
     ],
 )
-def test_enums(
-    header: tuple[dict[str, int], dict[str, int]], enum_type: type[enum.IntEnum], prefix: str
-) -> None:
+def test_enums(header: tuple[dict[str, int], dict[str, int]], enum_type: type[enum.IntEnum], prefix: str) -> None:
     known, _ = header
     compared = 0
     for member in enum_type:
@@ -94,11 +92,7 @@ def test_helpers(header: tuple[dict[str, int], dict[str, int]]) -> None:
 
 def test_constants(header: tuple[dict[str, int], dict[str, int]]) -> None:
     known, _ = header
-    ours = {
-        name: value
-        for name, value in vars(uapi).items()
-        if name.startswith("BPF_") and isinstance(value, int)
-    }
+    ours = {name: value for name, value in vars(uapi).items() if name.startswith("BPF_") and isinstance(value, int)}
     both = sorted(set(ours) & set(known))
     assert len(both) >= 60
     for name in both:

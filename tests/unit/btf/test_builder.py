@@ -127,9 +127,7 @@ def test_every_kind_reads_back_through_bpftool(tmp_path):
 
 def test_header_and_strings():
     blob = every_kind().to_bytes()
-    magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
-        "<HBBIIIII", blob
-    )
+    magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<HBBIIIII", blob)
     assert (magic, version, flags, hdr_len, type_off, str_off) == (0xEB9F, 1, 0, 24, 0, type_len)
     assert len(blob) == 24 + type_len + str_len
     strings = blob[24 + type_len :]
@@ -223,9 +221,7 @@ def test_minikernel_reads_back_through_bpftool(tmp_path):
     assert types[ids["const char __user *"]][0].endswith(f"PTR '(anon)' type_id={ids['type_tag user']}")
     assert types[ids["type_tag user"]][0].endswith(f"TYPE_TAG 'user' type_id={ids['const char']}")
 
-    assert types[ids["seven_args"]][0].endswith(
-        f"FUNC 'seven_args' type_id={ids['seven_args proto']} linkage=static"
-    )
+    assert types[ids["seven_args"]][0].endswith(f"FUNC 'seven_args' type_id={ids['seven_args proto']} linkage=static")
     assert [line.split(" type_id=")[0] for line in types[ids["seven_args proto"]][1:]] == [
         "'a'",
         "'b'",

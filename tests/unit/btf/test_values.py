@@ -245,11 +245,19 @@ def test_unknown_enum_values_stay_numbers(sample, byteorder):
         ),
         ("enum mini_flags64", b"\xff" * 8, "MINI_F_ALL", "(enum mini_flags64)MINI_F_ALL"),
         # Bytes after the NUL that are not NUL: not a string but bytes, every one shown.
-        ("char[16]", b"eth0\0junk\0\0\0\0\0\0\0", "eth0\\x00junk" + "\\x00" * 7,
-         '(char[16])"eth0\\x00junk' + "\\x00" * 7 + '"'),
+        (
+            "char[16]",
+            b"eth0\0junk\0\0\0\0\0\0\0",
+            "eth0\\x00junk" + "\\x00" * 7,
+            '(char[16])"eth0\\x00junk' + "\\x00" * 7 + '"',
+        ),
         ("char[16]", b"eth0" + b"\0" * 12, "eth0", '(char[16])"eth0"'),
-        ("char[16]", b"\0\0P\x7f" + b"\1" * 12, "\\x00\\x00P\\x7f" + "\\x01" * 12,
-         '(char[16])"\\x00\\x00P\\x7f' + "\\x01" * 12 + '"'),
+        (
+            "char[16]",
+            b"\0\0P\x7f" + b"\1" * 12,
+            "\\x00\\x00P\\x7f" + "\\x01" * 12,
+            '(char[16])"\\x00\\x00P\\x7f' + "\\x01" * 12 + '"',
+        ),
         ("char[16]", b"abcdefghijklmnop", "abcdefghijklmnop", '(char[16])"abcdefghijklmnop"'),
         ("char[16]", b"a\xffb\0" + b"\0" * 12, "a\\xffb", '(char[16])"a\\xffb"'),
         ("char[16]", "dé\0".encode() + b"\0" * 12, "dé", '(char[16])"dé"'),
@@ -352,7 +360,8 @@ def test_truncated_struct_keeps_what_fits(kernel, byteorder):
     value = btf.decode(ids["struct sk_buff"], full[:84])
     assert list(value) == ["next", "prev", "list", "sk", "dev", "cb", "len", TRUNCATED_KEY]
     assert btf.render(ids["struct sk_buff"], full[:84]).endswith(
-        "  .len = (unsigned int)228,\n  /* 1 zero member */\n  ...\n}")
+        "  .len = (unsigned int)228,\n  /* 1 zero member */\n  ...\n}"
+    )
 
 
 def test_truncated_nested_struct(kernel, byteorder):

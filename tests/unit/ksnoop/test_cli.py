@@ -668,9 +668,7 @@ def test_info_text_escapes_control_characters(cli, evil_btf):
 
 
 def test_info_json_escapes_control_characters(cli, evil_btf):
-    out = cli(
-        "info", "--json", "--btf", evil_btf, "f" + TITLE, "struct evil" + RED, "enum col\x9b", "t\x1b[1m"
-    )
+    out = cli("info", "--json", "--btf", evil_btf, "f" + TITLE, "struct evil" + RED, "enum col\x9b", "t\x1b[1m")
     assert out.exit_code == 0, out.stderr
     assert not CONTROL.search(out.stdout.replace("\n", ""))
     assert "\\u001b]0;pwned\\u0007" in out.stdout
@@ -827,10 +825,15 @@ def test_kstack_depth_is_checked_without_the_cli_too():
         prepare(RunOptions(specs=("tp:net_dev_queue",), kstack_depth=128))
 
 
-@pytest.mark.parametrize("args, zeros, compact", [
-    ([], False, False), (["--zeros"], True, False), (["--compact"], False, True),
-    (["--zeros", "--compact"], True, True),
-])
+@pytest.mark.parametrize(
+    "args, zeros, compact",
+    [
+        ([], False, False),
+        (["--zeros"], True, False),
+        (["--compact"], False, True),
+        (["--zeros", "--compact"], True, True),
+    ],
+)
 def test_layout_options(cli, mini_btf, trace_options, args, zeros, compact):
     out = cli("trace", "--btf", mini_btf, *args, "tp:net_dev_queue")
     assert out.exit_code == 0, out.stderr

@@ -51,8 +51,9 @@ def test_list_without_the_prefix_lists_no_iterators(cli, iter_btf) -> None:
 def test_info_dump_target(cli, iter_btf) -> None:
     out = cli("info", "--btf", iter_btf, "dump:task_file")
     assert out.exit_code == 0, out.stderr
-    assert out.stdout == ("dump:task_file(struct task_struct *task, u32 fd, struct file *file); "
-                          "/* options: --pid PID, --tid TID */\n")
+    assert out.stdout == (
+        "dump:task_file(struct task_struct *task, u32 fd, struct file *file); /* options: --pid PID, --tid TID */\n"
+    )
     data = json.loads(cli("info", "--json", "--btf", iter_btf, "dump:tcp").stdout)
     assert data["params"] == [{"name": "sk_common", "type": "struct sock_common *"}, {"name": "uid", "type": "uid_t"}]
     assert data["kind"] == "iter" and data["object"] == "sk_common" and data["options"] == []
@@ -75,19 +76,29 @@ def test_dump_options_reach_the_session(cli, iter_btf, monkeypatch) -> None:
     out = cli("dump", "--btf", iter_btf, "--pid", "42", "-n", "5", "-o", "json", "task(task->pid)", "task_file")
     assert out.exit_code == 0, out.stderr
     assert out.stderr == "ksnoop: 3 records\n"
-    assert seen["options"] == DumpOptions(specs=("task(task->pid)", "task_file"), params=IterParams(pid=42),
-                                          count=5, output="json", color=False, verbose=False, btf_path=iter_btf)
+    assert seen["options"] == DumpOptions(
+        specs=("task(task->pid)", "task_file"),
+        params=IterParams(pid=42),
+        count=5,
+        output="json",
+        color=False,
+        verbose=False,
+        btf_path=iter_btf,
+    )
     out = cli("dump", "--btf", iter_btf, "--zeros", "--compact", "task")
     assert out.exit_code == 0, out.stderr
     assert (seen["options"].zeros, seen["options"].compact) == (True, True)
 
 
-@pytest.mark.parametrize("spec,says,caret_at", [
-    ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean task", "taks"),
-    ("task(tsk->pid)", "dump:task has no member 'tsk'; did you mean 'task'? its context gives: task", "tsk"),
-    ("task_file(file->f_pathh)", "struct file has no member 'f_pathh'; did you mean f_path?", "->f_pathh"),
-    ("task(return != 0)", "an iterator has no return value", "return"),
-])
+@pytest.mark.parametrize(
+    "spec,says,caret_at",
+    [
+        ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean task", "taks"),
+        ("task(tsk->pid)", "dump:task has no member 'tsk'; did you mean 'task'? its context gives: task", "tsk"),
+        ("task_file(file->f_pathh)", "struct file has no member 'f_pathh'; did you mean f_path?", "->f_pathh"),
+        ("task(return != 0)", "an iterator has no return value", "return"),
+    ],
+)
 def test_dump_spec_errors_have_a_caret(cli, iter_btf, spec: str, says: str, caret_at: str) -> None:
     first, shown, caret = _one_error(cli("dump", "--btf", iter_btf, spec), 2)
     assert says in first
@@ -95,15 +106,18 @@ def test_dump_spec_errors_have_a_caret(cli, iter_btf, spec: str, says: str, care
     assert caret.index("^") - 2 == spec.index(caret_at)
 
 
-@pytest.mark.parametrize("args,says", [
-    (["--pid", "1", "tcp"], "--pid is for dump:task, dump:task_file; dump:tcp takes no options"),
-    (["bpf_map_elem"], "give --map-id ID"),
-    (["--pid", "0", "task"], "--pid 0: not a valid id"),
-    (["--pid", "-3", "task"], "--pid -3: not a valid id"),
-    (["-n", "0", "task"], "--count 0: at least 1"),
-    (["--cgroup-order", "sideways", "cgroup"], "--cgroup-order sideways: one of self-only"),
-    (["task*"], "not a glob"),
-])
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["--pid", "1", "tcp"], "--pid is for dump:task, dump:task_file; dump:tcp takes no options"),
+        (["bpf_map_elem"], "give --map-id ID"),
+        (["--pid", "0", "task"], "--pid 0: not a valid id"),
+        (["--pid", "-3", "task"], "--pid -3: not a valid id"),
+        (["-n", "0", "task"], "--count 0: at least 1"),
+        (["--cgroup-order", "sideways", "cgroup"], "--cgroup-order sideways: one of self-only"),
+        (["task*"], "not a glob"),
+    ],
+)
 def test_dump_bad_options_are_usage_errors(cli, iter_btf, args: list[str], says: str) -> None:
     lines = _one_error(cli("dump", "--btf", iter_btf, *args), 2)
     assert says in lines[0]
@@ -111,8 +125,10 @@ def test_dump_bad_options_are_usage_errors(cli, iter_btf, args: list[str], says:
 
 def test_dump_on_a_kernel_without_iterators_is_a_runtime_failure(cli, mini_btf) -> None:
     (line,) = _one_error(cli("dump", "--btf", mini_btf, "task"), 1)
-    assert line == ("ksnoop: error: cannot dump: this kernel has no BPF iterators (they came in 5.8; its BTF has "
-                    "no struct bpf_iter_meta)")
+    assert line == (
+        "ksnoop: error: cannot dump: this kernel has no BPF iterators (they came in 5.8; its BTF has "
+        "no struct bpf_iter_meta)"
+    )
 
 
 # ---- kernel strings stay harmless -----------------------------------------------------------------------
@@ -140,8 +156,12 @@ def test_list_and_info_escape_control_characters(cli, write_btf) -> None:
 
 # ---- records as text and JSON ---------------------------------------------------------------------------
 def _resolved(*specs: str):
-    dump = resolve_dump([parse_dump_spec(s) for s in specs], IterTargets(KernelBTF(miniiter.kernel().vmlinux, [])),
-                        IterParams(), max_record_size=32760)
+    dump = resolve_dump(
+        [parse_dump_spec(s) for s in specs],
+        IterTargets(KernelBTF(miniiter.kernel().vmlinux, [])),
+        IterParams(),
+        max_record_size=32760,
+    )
     return dump.resolved
 
 
@@ -149,25 +169,36 @@ def test_text_record_has_the_target_and_no_event_header() -> None:
     resolved = _resolved("task_file(task->pid, fd, file->f_path.dentry->d_name.name)")
     event = records.event(resolved, 0, 4242, 3, b"pass\x1b[2Jwd")
     text = TextFormatter(resolved, color=False).format(event)
-    assert text == ('dump:task_file(\n'
-                    '    task->pid = (pid_t)4242,\n'
-                    '    fd = (u32)3,\n'
-                    '    file->f_path.dentry->d_name.name = (const unsigned char *)"pass\\x1b[2Jwd"\n'
-                    ');')
+    assert text == (
+        "dump:task_file(\n"
+        "    task->pid = (pid_t)4242,\n"
+        "    fd = (u32)3,\n"
+        '    file->f_path.dentry->d_name.name = (const unsigned char *)"pass\\x1b[2Jwd"\n'
+        ");"
+    )
 
 
 def test_json_record_has_no_reader_pid_and_says_iter() -> None:
     resolved = _resolved("task(task->pid, task->comm)")
     event = records.event(resolved, 0, 4242, b"cu\x07rl", ts=123, cpu=1)
     data = json.loads(JsonFormatter(resolved).format(event))
-    assert data == {"ts": 123, "cpu": 1, "func": "task", "probe": "iter",
-                    "args": {"task->pid": 4242, "task->comm": "cu\u0007rl"}}
+    assert data == {
+        "ts": 123,
+        "cpu": 1,
+        "func": "task",
+        "probe": "iter",
+        "args": {"task->pid": 4242, "task->comm": "cu\u0007rl"},
+    }
     assert JsonFormatter(resolved).format(event).isascii()
 
 
 def test_json_of_a_cut_struct_says_truncated() -> None:
-    dump = resolve_dump([parse_dump_spec("task(task, task->real_parent)")], IterTargets(miniiter.kernel()),
-                        IterParams(), max_record_size=40 + (8 + 40) + (8 + 16))  # each with its address
+    dump = resolve_dump(
+        [parse_dump_spec("task(task, task->real_parent)")],
+        IterTargets(miniiter.kernel()),
+        IterParams(),
+        max_record_size=40 + (8 + 40) + (8 + 16),
+    )  # each with its address
     resolved = dump.resolved
     probe = resolved.plan.probes[0]
     assert probe.captures[1].truncated

@@ -20,10 +20,20 @@ def _iters() -> IterTargets:
     return IterTargets(miniiter.kernel())
 
 
-def _resolve(*specs: str, params: IterParams = IterParams(), limit: int = LIMIT, iters: IterTargets | None = None,
-             element_sizes: tuple[int, int] | None = None):
-    return resolve_dump([parse_dump_spec(s) for s in specs], iters or _iters(), params, max_record_size=limit,
-                        element_sizes=element_sizes)
+def _resolve(
+    *specs: str,
+    params: IterParams = IterParams(),
+    limit: int = LIMIT,
+    iters: IterTargets | None = None,
+    element_sizes: tuple[int, int] | None = None,
+):
+    return resolve_dump(
+        [parse_dump_spec(s) for s in specs],
+        iters or _iters(),
+        params,
+        max_record_size=limit,
+        element_sizes=element_sizes,
+    )
 
 
 def _spec_error(spec: str, **kwargs) -> SpecError:
@@ -40,7 +50,11 @@ def test_one_iter_probe_per_spec_whose_first_test_skips_the_stop_call() -> None:
     assert not plan.with_comm  # the comm would be the reader's
     stop = plan.probes[0].tests[0]
     assert (stop.value.slot, stop.value.in_memory, stop.predicate.op, stop.predicate.constant) == (
-        3, False, CompareOp.NE, 0)
+        3,
+        False,
+        CompareOp.NE,
+        0,
+    )
     assert [t.label for t in dump.resolved.targets] == ["dump:task_file", "dump:tcp"]
     assert [t.name for t in dump.iters] == ["task_file", "tcp"]
 
@@ -83,31 +97,41 @@ def test_the_dump_prefix_keeps_positions() -> None:
     assert parse_error.value.text == "dump:task(task->pid >)"
 
 
-@pytest.mark.parametrize("spec,says,column", [
-    ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean task", 0),
-    ("task(tsk->pid)", "dump:task has no member 'tsk'; did you mean 'task'? its context gives: task", 5),
-    ("task(task->pidd)", "struct task_struct has no member 'pidd'; did you mean pid?", 9),
-    ("task_file(meta->seq_num)", "no member 'meta' (meta is the iterator's own bookkeeping)", 10),
-    ("task(return)", "an iterator has no return value; dump:task gives: task", 5),
-    ("task*(task->pid)", "not a glob", 0),
-    ('task(task->pid == "x")', "cannot compare 'task->pid' (pid_t) with a string", 18),
-    ("task_file(fd > -1)", "-1 is out of range for 'fd' (u32: 0..4294967295)", 15),
-])
+@pytest.mark.parametrize(
+    "spec,says,column",
+    [
+        ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean task", 0),
+        ("task(tsk->pid)", "dump:task has no member 'tsk'; did you mean 'task'? its context gives: task", 5),
+        ("task(task->pidd)", "struct task_struct has no member 'pidd'; did you mean pid?", 9),
+        ("task_file(meta->seq_num)", "no member 'meta' (meta is the iterator's own bookkeeping)", 10),
+        ("task(return)", "an iterator has no return value; dump:task gives: task", 5),
+        ("task*(task->pid)", "not a glob", 0),
+        ('task(task->pid == "x")', "cannot compare 'task->pid' (pid_t) with a string", 18),
+        ("task_file(fd > -1)", "-1 is out of range for 'fd' (u32: 0..4294967295)", 15),
+    ],
+)
 def test_spec_errors_point_into_the_spec(spec: str, says: str, column: int) -> None:
     err = _spec_error(spec)
     assert says in err.reason
     assert err.position == column, str(err)
 
 
-@pytest.mark.parametrize("spec,params,error,says", [
-    ("tcp", IterParams(pid=1), UsageError, "--pid is for dump:task, dump:task_file; dump:tcp takes no options"),
-    ("task", IterParams(map_id=1), UsageError, "--map-id is for dump:bpf_map_elem; dump:task takes --pid or --tid"),
-    ("bpf_map_elem", IterParams(), UsageError, "dump:bpf_map_elem walks the elements of one map: give --map-id"),
-    ("task", IterParams(pid=1, tid=2), UsageError, "--pid and --tid: give one"),
-    ("cgroup", IterParams(cgroup_id=1, cgroup_path="/sys/fs/cgroup"), UsageError, "--cgroup-id and --cgroup"),
-    ("cgroup", IterParams(cgroup_order="sideways"), UsageError, "--cgroup-order sideways: one of self-only, "
-     "descendants-pre, descendants-post, ancestors-up"),
-])
+@pytest.mark.parametrize(
+    "spec,params,error,says",
+    [
+        ("tcp", IterParams(pid=1), UsageError, "--pid is for dump:task, dump:task_file; dump:tcp takes no options"),
+        ("task", IterParams(map_id=1), UsageError, "--map-id is for dump:bpf_map_elem; dump:task takes --pid or --tid"),
+        ("bpf_map_elem", IterParams(), UsageError, "dump:bpf_map_elem walks the elements of one map: give --map-id"),
+        ("task", IterParams(pid=1, tid=2), UsageError, "--pid and --tid: give one"),
+        ("cgroup", IterParams(cgroup_id=1, cgroup_path="/sys/fs/cgroup"), UsageError, "--cgroup-id and --cgroup"),
+        (
+            "cgroup",
+            IterParams(cgroup_order="sideways"),
+            UsageError,
+            "--cgroup-order sideways: one of self-only, descendants-pre, descendants-post, ancestors-up",
+        ),
+    ],
+)
 def test_options_must_fit_the_target(spec: str, params: IterParams, error: type, says: str) -> None:
     with pytest.raises(error) as err:
         _resolve(spec, params=params)
@@ -123,8 +147,12 @@ def test_options_this_kernel_lacks_are_a_runtime_failure() -> None:
 
 
 def test_accepted_options() -> None:
-    for spec, params in [("task", IterParams(pid=1)), ("task_file", IterParams(tid=2)),
-                         ("bpf_map_elem", IterParams(map_id=3)), ("cgroup", IterParams(cgroup_order="self-only"))]:
+    for spec, params in [
+        ("task", IterParams(pid=1)),
+        ("task_file", IterParams(tid=2)),
+        ("bpf_map_elem", IterParams(map_id=3)),
+        ("cgroup", IterParams(cgroup_order="self-only")),
+    ]:
         assert len(_resolve(spec, params=params).resolved.plan.probes) == 1
 
 

@@ -43,13 +43,16 @@ def test_a_target_attaches_to_its_func_and_names_its_members(iters: IterTargets)
     assert [btf.type_name(a.type_id) for a in task_file.members] == ["struct task_struct *", "u32", "struct file *"]
 
 
-@pytest.mark.parametrize("name,obj,params", [
-    ("task", "task", ParamKind.TASK),
-    ("task_file", "file", ParamKind.TASK),  # the file, which the stop call lacks; the task is its owner
-    ("bpf_map_elem", "key", ParamKind.MAP),  # the map stays set in the stop call; every element has a key
-    ("cgroup", "cgroup", ParamKind.CGROUP),
-    ("tcp", "sk_common", None),  # uid, a scalar, comes after the object
-])
+@pytest.mark.parametrize(
+    "name,obj,params",
+    [
+        ("task", "task", ParamKind.TASK),
+        ("task_file", "file", ParamKind.TASK),  # the file, which the stop call lacks; the task is its owner
+        ("bpf_map_elem", "key", ParamKind.MAP),  # the map stays set in the stop call; every element has a key
+        ("cgroup", "cgroup", ParamKind.CGROUP),
+        ("tcp", "sk_common", None),  # uid, a scalar, comes after the object
+    ],
+)
 def test_object_and_parameters(iters: IterTargets, name: str, obj: str, params: ParamKind | None) -> None:
     target = iters.find(name)
     assert target.object_name == obj
@@ -100,18 +103,27 @@ def test_a_kernel_without_iterators() -> None:
 def test_signature_text_and_json(iters: IterTargets) -> None:
     info = iters.link_info
     assert signature_text(iters.find("task_file"), info) == (
-        "dump:task_file(struct task_struct *task, u32 fd, struct file *file); /* options: --pid PID, --tid TID */")
+        "dump:task_file(struct task_struct *task, u32 fd, struct file *file); /* options: --pid PID, --tid TID */"
+    )
     assert signature_text(iters.find("tcp"), info) == "dump:tcp(struct sock_common *sk_common, uid_t uid);"
     assert signature_text(iters.find("bpf_map_elem"), info).endswith("/* options: --map-id ID (required) */")
     assert signature_json(iters.find("task_file"), info) == {
-        "name": "task_file", "kind": "iter", "module": "vmlinux",
-        "params": [{"name": "task", "type": "struct task_struct *"}, {"name": "fd", "type": "u32"},
-                   {"name": "file", "type": "struct file *"}],
-        "object": "file", "options": ["--pid", "--tid"], "refused": None,
+        "name": "task_file",
+        "kind": "iter",
+        "module": "vmlinux",
+        "params": [
+            {"name": "task", "type": "struct task_struct *"},
+            {"name": "fd", "type": "u32"},
+            {"name": "file", "type": "struct file *"},
+        ],
+        "object": "file",
+        "options": ["--pid", "--tid"],
+        "refused": None,
     }
     # The synthetic BTF is not the running kernel's: nothing is put to the kernel about it.
     assert iters.refusal(iters.find("bpf_map_elem")) == ""
     refused = "EPERM before verification"
     assert signature_text(iters.find("tcp"), info, refused) == (
-        "dump:tcp(struct sock_common *sk_common, uid_t uid); /* refused by this kernel: EPERM before verification */")
+        "dump:tcp(struct sock_common *sk_common, uid_t uid); /* refused by this kernel: EPERM before verification */"
+    )
     assert signature_json(iters.find("tcp"), info, refused)["refused"] == refused

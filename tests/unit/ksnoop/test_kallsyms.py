@@ -43,8 +43,16 @@ def syms() -> Kallsyms:
 def test_only_text_symbols_are_kept_in_address_order(syms: Kallsyms) -> None:
     names = [syms.find(a).name for a in sorted(set(syms._addresses))]  # type: ignore[union-attr]
     assert names == [
-        "_stext", "do_one_initcall", "ip_send_skb", "arch_weak_thing", "udp_sendmsg", "_etext",
-        "bpf_prog_7661c9d641b0ddc7_ksnoop_sys_ente", "ftrace_trampoline", "e1000_xmit_frame", "e1000_probe",
+        "_stext",
+        "do_one_initcall",
+        "ip_send_skb",
+        "arch_weak_thing",
+        "udp_sendmsg",
+        "_etext",
+        "bpf_prog_7661c9d641b0ddc7_ksnoop_sys_ente",
+        "ftrace_trampoline",
+        "e1000_xmit_frame",
+        "e1000_probe",
     ]
     assert len(syms) == 11  # _text too, an alias of _stext
     assert not syms.hidden
@@ -105,7 +113,9 @@ def test_symbolizer_names_frames_and_reads_the_file_once(tmp_path) -> None:
     assert symbolizer.frames(stack) == ["ip_send_skb+0x1d", "e1000_xmit_frame+0x10 [e1000]"]
     (tmp_path / "kallsyms").unlink()  # read once: later stacks need no file
     assert symbolizer.frames(stack[::-1] + (0xFFFFFFFF81001200,)) == [
-        "e1000_xmit_frame+0x10 [e1000]", "ip_send_skb+0x1d", "udp_sendmsg+0x0",
+        "e1000_xmit_frame+0x10 [e1000]",
+        "ip_send_skb+0x1d",
+        "udp_sendmsg+0x0",
     ]
     assert symbolizer.frames(()) == []
     assert warnings == []
@@ -138,7 +148,13 @@ def test_frames_start_at_the_traced_code_not_at_the_tracing_program(tmp_path) ->
     path = tmp_path / "kallsyms"
     path.write_text(SAMPLE + "ffffffff81002000 T bpf_trace_run1\nffffffff81003000 T __bpf_trace_net_dev_xmit\n")
     symbolizer = Symbolizer(lambda message: None, str(path))
-    stack = (0xFFFFFFFFC0025BB0, 0xFFFFFFFF81002010, 0xFFFFFFFF81003004, 0xFFFFFFFF81001210,
-             0xFFFFFFFF81002020, 0xFFFFFFFF81001104)
+    stack = (
+        0xFFFFFFFFC0025BB0,
+        0xFFFFFFFF81002010,
+        0xFFFFFFFF81003004,
+        0xFFFFFFFF81001210,
+        0xFFFFFFFF81002020,
+        0xFFFFFFFF81001104,
+    )
     # Only the leading glue goes: a bpf_trace_run frame deeper in the stack is the kernel's own.
     assert symbolizer.frames(stack) == ["udp_sendmsg+0x10", "bpf_trace_run1+0x20", "ip_send_skb+0x4"]

@@ -27,10 +27,19 @@ GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "output"
 HEADER = {"ts": TS, "cpu": CPU, "pid": PID, "tid": TID, "comm": "curl"}
 
 SK_BUFF_JSON = {
-    "next": "0xffff888000001000", "prev": "0xffff888000002000",
+    "next": "0xffff888000001000",
+    "prev": "0xffff888000002000",
     "list": {"next": "0xffff888000001000", "prev": "0xffff888000002000"},
-    "sk": None, "dev": "0xffff888012345678", "cb": "hello", "len": 228, "pkt_type": 5, "ignore_df": 1,
-    "cloned": 0, "protocol": 2048, "destructor": None, "data": "0xffff8880deadbeef",
+    "sk": None,
+    "dev": "0xffff888012345678",
+    "cb": "hello",
+    "len": 228,
+    "pkt_type": 5,
+    "ignore_df": 1,
+    "cloned": 0,
+    "protocol": 2048,
+    "destructor": None,
+    "data": "0xffff8880deadbeef",
 }
 
 
@@ -52,8 +61,12 @@ def obj(resolved, probe, *values, **kwargs):
 def test_scalars_exact_line():
     t = trace("seven_args(a, b, c, d, g)")
     got = line(t, 0, -1, -(1 << 40), 65, (1 << 64) - 1, 4_000_000_000)
-    want = dict(HEADER, func="seven_args", probe="entry",
-                args={"a": -1, "b": str(-(1 << 40)), "c": 65, "d": str((1 << 64) - 1), "g": 4_000_000_000})
+    want = dict(
+        HEADER,
+        func="seven_args",
+        probe="entry",
+        args={"a": -1, "b": str(-(1 << 40)), "c": 65, "d": str((1 << 64) - 1), "g": 4_000_000_000},
+    )
     assert got == json.dumps(want)  # same keys, order and spacing as json.dumps; 64-bit values as strings
 
 
@@ -76,7 +89,10 @@ def test_read_failed():
     t = trace("tp:net_dev_queue(skb->len, skb->dev->name, skb->dev)")
     failed = {"error": "read failed"}
     assert obj(t, 0, 228, b"lo", b"", failed=0b110)["args"] == {
-        "skb->len": 228, "skb->dev->name": failed, "skb->dev": failed}
+        "skb->len": 228,
+        "skb->dev->name": failed,
+        "skb->dev": failed,
+    }
     # A failed scalar in an all-scalar record leaves the fast path for the converters.
     t = trace("seven_args(a, b)")
     assert obj(t, 0, 1, 2, failed=0b01)["args"] == {"a": failed, "b": "2"}  # b is a long
@@ -90,16 +106,24 @@ def test_whole_struct_pointers_hex_and_anonymous_members_flattened():
 def test_truncated_struct_is_marked():
     t = with_captures(trace("tp:net_dev_queue(skb)"), 0, skb={"size": 32, "full_size": 104})
     assert obj(t, 0, sk_buff_bytes()[:32])["args"]["skb"] == {
-        "next": "0xffff888000001000", "prev": "0xffff888000002000",
+        "next": "0xffff888000001000",
+        "prev": "0xffff888000002000",
         "list": {"next": "0xffff888000001000", "prev": "0xffff888000002000"},
-        "sk": None, "dev": "0xffff888012345678", "...": "truncated",
+        "sk": None,
+        "dev": "0xffff888012345678",
+        "...": "truncated",
     }
 
 
 def test_enums_bools_floats():
-    t = with_captures(trace("seven_args(a, b, d, g)"), 0,
-                      a={"type_id": IDS["enum skb_drop_reason"]}, b={"type_id": IDS["enum mini_flags64"]},
-                      d={"type_id": IDS["double"]}, g={"type_id": IDS["bool"], "size": 1})
+    t = with_captures(
+        trace("seven_args(a, b, d, g)"),
+        0,
+        a={"type_id": IDS["enum skb_drop_reason"]},
+        b={"type_id": IDS["enum mini_flags64"]},
+        d={"type_id": IDS["double"]},
+        g={"type_id": IDS["bool"], "size": 1},
+    )
     args = obj(t, 0, 1, 1 << 40, struct.unpack("<Q", struct.pack("<d", 2.5))[0], 1)["args"]
     assert args == {"a": "SKB_CONSUMED", "b": "MINI_F_HIGH", "d": 2.5, "g": True}
     args = obj(t, 0, 9, (1 << 64) - 1, struct.unpack("<Q", struct.pack("<d", float("nan")))[0], 0)["args"]
@@ -146,8 +170,15 @@ def test_unexpected_values_still_make_json():
 def test_without_comm():
     t = trace("seven_args(a)")
     t = type(t)(dataclasses.replace(t.plan, with_comm=False), t.targets)
-    assert obj(t, 0, 5) == {"ts": TS, "cpu": CPU, "pid": PID, "tid": TID, "func": "seven_args",
-                            "probe": "entry", "args": {"a": 5}}
+    assert obj(t, 0, 5) == {
+        "ts": TS,
+        "cpu": CPU,
+        "pid": PID,
+        "tid": TID,
+        "func": "seven_args",
+        "probe": "entry",
+        "args": {"a": 5},
+    }
 
 
 def test_two_specs_each_probe_its_own_line():
@@ -181,18 +212,43 @@ def _everything(byteorder):
     un = b.union("", 8, [("", anon, 0), ("whole", u64, 0), ("p", vptr, 0)])
     fwd = b.fwd("opaque")
     fields = [
-        ("i", i32, 0), ("u", u32, 32), ("sc", i8, 64), ("flag", bool_, 72), ("w", u16, 80),
-        ("", un, 128), ("big", u64, 192), ("huge", i128, 256), ("fl", f32, 384), ("db", f64, 448),
-        ("ld", f128, 512), ("en", e, 640), ("en64", e64, 704),
-        ("sb", i32, 768, 5), ("ub", u32, 773, 11), ("bb", bool_, 784, 1), ("eb", e, 785, 2),
-        ("name", b.array(char, 8), 800), ("ints", b.array(u16, 4), 864), ("ptrs", b.array(vptr, 2), 960),
-        ("pairs", b.array(pair, 2), 1088), ("grid", b.array(b.array(i8, 2), 2), 1216),
-        ("empty", b.array(i32, 0), 1248), ("tail", b.array(char, 0), 1248),
+        ("i", i32, 0),
+        ("u", u32, 32),
+        ("sc", i8, 64),
+        ("flag", bool_, 72),
+        ("w", u16, 80),
+        ("", un, 128),
+        ("big", u64, 192),
+        ("huge", i128, 256),
+        ("fl", f32, 384),
+        ("db", f64, 448),
+        ("ld", f128, 512),
+        ("en", e, 640),
+        ("en64", e64, 704),
+        ("sb", i32, 768, 5),
+        ("ub", u32, 773, 11),
+        ("bb", bool_, 784, 1),
+        ("eb", e, 785, 2),
+        ("name", b.array(char, 8), 800),
+        ("ints", b.array(u16, 4), 864),
+        ("ptrs", b.array(vptr, 2), 960),
+        ("pairs", b.array(pair, 2), 1088),
+        ("grid", b.array(b.array(i8, 2), 2), 1216),
+        ("empty", b.array(i32, 0), 1248),
+        ("tail", b.array(char, 0), 1248),
     ]
     everything = b.struct("everything", 160, fields)
     old = b.struct("old", 8, [("o", old3, 0), ("after", i32, 32)], kind_flag=False)
-    wrap = b.struct("wrap", 32, [("e", b.ptr(everything), 0), ("o", old, 64), ("f", b.ptr(fwd), 128),
-                                 ("c", b.const(b.typedef("pair_t", pair)), 192)])
+    wrap = b.struct(
+        "wrap",
+        32,
+        [
+            ("e", b.ptr(everything), 0),
+            ("o", old, 64),
+            ("f", b.ptr(fwd), 128),
+            ("c", b.const(b.typedef("pair_t", pair)), 192),
+        ],
+    )
     pairs = b.array(pair, 3)
     btf = BTF.from_bytes(b.to_bytes(byteorder))
     return btf, {"everything": everything, "old": old, "wrap": wrap, "pairs": pairs}
@@ -214,7 +270,8 @@ def test_compiled_encoder_matches_btf_decode(byteorder):
         for data in [bytes(size), b"\xff" * size] + [rng.randbytes(size) for _ in range(20)]:
             # The same values as btf.decode, but pointers are "0x..." strings and NaNs strings too.
             assert _plain_numbers(json.loads(compiled(data))) == _plain_numbers(
-                json_compiled.finite(btf.decode(type_id, data))), btf.type_name(type_id)
+                json_compiled.finite(btf.decode(type_id, data))
+            ), btf.type_name(type_id)
 
 
 def _plain_numbers(value):
@@ -290,8 +347,14 @@ def test_kernel_stack_is_a_list_after_everything_else(tmp_path):
     symbolizer = Symbolizer(lambda message: None, str(path))
     t = trace("seven_args(a, return)", kstack_depth=4)
     text = JsonFormatter(t, symbolizer=symbolizer).format(event(t, 0, 7, kstack=STACK), 99)
-    want = dict(HEADER, func="seven_args", probe="entry", args={"a": 7}, duration_ns=99,
-                kstack=["ip_send_skb+0x1d", "udp_sendmsg+0x34", "e1000_xmit+0x10 [e1000]"])
+    want = dict(
+        HEADER,
+        func="seven_args",
+        probe="entry",
+        args={"a": 7},
+        duration_ns=99,
+        kstack=["ip_send_skb+0x1d", "udp_sendmsg+0x34", "e1000_xmit+0x10 [e1000]"],
+    )
     assert text == json.dumps(want)
     # Without a symbolizer, addresses; a stack that could not be read, an empty list.
     assert json.loads(JsonFormatter(t).format(event(t, 0, 7, kstack=STACK[:1])))["kstack"] == ["0xffffffff8100111d"]
@@ -303,13 +366,13 @@ def test_kernel_stack_is_a_list_after_everything_else(tmp_path):
 
 def test_kernel_stack_json_is_ascii_whatever_the_names(tmp_path):
     path = tmp_path / "kallsyms"
-    path.write_text("ffffffff81001100 T \u00e9vil\x1b\"\n")
+    path.write_text('ffffffff81001100 T \u00e9vil\x1b"\n')
     t = trace("tp:net_dev_queue(skb->len)", kstack_depth=1)
     text = JsonFormatter(t, symbolizer=Symbolizer(lambda m: None, str(path))).format(event(t, 0, 1, kstack=STACK[:1]))
-    assert text.isascii() and json.loads(text)["kstack"] == ["\u00e9vil\x1b\"+0x1d"]
+    assert text.isascii() and json.loads(text)["kstack"] == ['\u00e9vil\x1b"+0x1d']
 
 
-@pytest.mark.parametrize("cb", [b"0x0", b'a"0x0', b"0x0\"", b"x0x0"])
+@pytest.mark.parametrize("cb", [b"0x0", b'a"0x0', b'0x0"', b"x0x0"])
 def test_null_pointers_are_null_and_text_that_reads_like_one_stays_text(cb):
     """Inside a struct, NULL pointers become null over the whole line at once; a char array whose
     text would print as a NULL pointer does must come out as that text all the same."""
@@ -343,9 +406,14 @@ def test_a_records_line_from_its_bytes_equals_its_events(specs, with_comm):
 
 
 def test_a_records_line_from_its_bytes_equals_its_events_for_enums_bools_and_floats():
-    resolved = with_captures(trace("seven_args(a, b, c, d)"), 0, a={"type_id": IDS["enum skb_drop_reason"]},
-                             b={"type_id": IDS["enum mini_flags64"]}, c={"type_id": IDS["bool"]},
-                             d={"type_id": IDS["double"]})
+    resolved = with_captures(
+        trace("seven_args(a, b, c, d)"),
+        0,
+        a={"type_id": IDS["enum skb_drop_reason"]},
+        b={"type_id": IDS["enum mini_flags64"]},
+        c={"type_id": IDS["bool"]},
+        d={"type_id": IDS["double"]},
+    )
     _assert_lines_from_bytes_equal_events(resolved)
 
 
@@ -361,7 +429,8 @@ def _assert_lines_from_bytes_equal_events(resolved):
         fields = record_fields(resolved.plan, index, target.btf)
         line, batch = formatter.record(index, fields, decode), formatter.batch(index, fields, decode)
         assert record_liner(target.btf, probe, fields, "", [""] * len(probe.captures), False) is not None, (
-            "every capture here has a compiled line")
+            "every capture here has a compiled line"
+        )
         records = []
         for n in range(200):
             values = []
@@ -369,8 +438,17 @@ def _assert_lines_from_bytes_equal_events(resolved):
                 data = rng.choice([bytes(capture.size), b"\xff" * capture.size, rng.randbytes(capture.size)])
                 values.append((rng.getrandbits(64), data) if capture.address else data)
             failed = rng.getrandbits(len(probe.captures)) if n % 5 == 0 else 0
-            records.append(record(resolved, index, *values, failed=failed, comm=comms[n % len(comms)],
-                                  entry_ts=rng.choice([0, TS - 1000]), ts=TS + n))
+            records.append(
+                record(
+                    resolved,
+                    index,
+                    *values,
+                    failed=failed,
+                    comm=comms[n % len(comms)],
+                    entry_ts=rng.choice([0, TS - 1000]),
+                    ts=TS + n,
+                )
+            )
         expected = [formatter.format(decode(r)) for r in records]
         assert [line(r) for r in records] == expected
         assert batch(memoryview(b"".join(records))) == expected

@@ -18,8 +18,9 @@ def _counters(calls: int, errors: int, buckets: dict[int, int]) -> bytes:
 
 
 def test_sum_counters_adds_every_cpu_and_knows_what_applies() -> None:
-    resolved = count_calls(resolve([parse_spec(s) for s in ("ip_send_skb", "tp:net_dev_queue", "noargs")],
-                                   records.kernel()))
+    resolved = count_calls(
+        resolve([parse_spec(s) for s in ("ip_send_skb", "tp:net_dev_queue", "noargs")], records.kernel())
+    )
     per_cpu = {
         0: [_counters(2, 1, {10: 2}), _counters(3, 0, {10: 1, 12: 2})],
         1: [_counters(4, 0, {}), _counters(1, 0, {})],
@@ -58,11 +59,13 @@ def test_histogram_edges() -> None:
 
 
 def test_format_text() -> None:
-    text = format_text([
-        FunctionCounts("ip_send_skb", 3, 1, _buckets(b10=3)),
-        FunctionCounts("tp:net_dev_queue", 1, None, None),
-        FunctionCounts("noargs", 0, None, (0,) * LATENCY_BUCKETS),
-    ])
+    text = format_text(
+        [
+            FunctionCounts("ip_send_skb", 3, 1, _buckets(b10=3)),
+            FunctionCounts("tp:net_dev_queue", 1, None, None),
+            FunctionCounts("noargs", 0, None, (0,) * LATENCY_BUCKETS),
+        ]
+    )
     assert text.split("\n") == [
         "ip_send_skb: 3 calls, 1 error",
         "  latency (ns):",
@@ -75,15 +78,19 @@ def test_format_text() -> None:
 
 
 def test_format_json_is_one_object() -> None:
-    text = format_json([
-        FunctionCounts("ip_send_skb", 3, 1, _buckets(b0=1, b10=2)),
-        FunctionCounts("tp:net_dev_queue", 7, None, None),
-    ])
+    text = format_json(
+        [
+            FunctionCounts("ip_send_skb", 3, 1, _buckets(b0=1, b10=2)),
+            FunctionCounts("tp:net_dev_queue", 7, None, None),
+        ]
+    )
     assert "\n" not in text
-    assert json.loads(text) == {"summary": [
-        {"func": "ip_send_skb", "calls": 3, "errors": 1, "latency_ns_log2": {"0": 1, "1024": 2}},
-        {"func": "tp:net_dev_queue", "calls": 7, "errors": None, "latency_ns_log2": None},
-    ]}
+    assert json.loads(text) == {
+        "summary": [
+            {"func": "ip_send_skb", "calls": 3, "errors": 1, "latency_ns_log2": {"0": 1, "1024": 2}},
+            {"func": "tp:net_dev_queue", "calls": 7, "errors": None, "latency_ns_log2": None},
+        ]
+    }
 
 
 def test_summary_refuses_count_and_kstack(cli, mini_btf) -> None:

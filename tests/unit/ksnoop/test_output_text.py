@@ -25,8 +25,9 @@ FIRST = "      1000000123    1     2813 "  # time, cpu, pid of tests.support.rec
 
 
 def lines(resolved, probe, *values, duration_ns=None, color=False, **header):
-    return TextFormatter(resolved, color=color).format(event(resolved, probe, *values, **header),
-                                                       duration_ns).split("\n")
+    return (
+        TextFormatter(resolved, color=color).format(event(resolved, probe, *values, **header), duration_ns).split("\n")
+    )
 
 
 SGR = re.compile("\x1b\\[[0-9;]*m")
@@ -118,9 +119,14 @@ def test_truncated_struct():
 
 
 def test_enums_bools_floats():
-    t = with_captures(trace("seven_args(a, b, d, g)"), 0,
-                      a={"type_id": IDS["enum skb_drop_reason"]}, b={"type_id": IDS["enum mini_flags64"]},
-                      d={"type_id": IDS["double"]}, g={"type_id": IDS["bool"], "size": 1})
+    t = with_captures(
+        trace("seven_args(a, b, d, g)"),
+        0,
+        a={"type_id": IDS["enum skb_drop_reason"]},
+        b={"type_id": IDS["enum mini_flags64"]},
+        d={"type_id": IDS["double"]},
+        g={"type_id": IDS["bool"], "size": 1},
+    )
     assert lines(t, 0, 3, 5, 0x4004000000000000, 1)[1:5] == [
         "    a = (enum skb_drop_reason)SKB_DROP_REASON_NO_SOCKET,",
         "    b = (enum mini_flags64)5,",
@@ -266,16 +272,25 @@ def test_function_pointers_read_as_the_function_they_point_to(tmp_path):
     t = trace("tp:net_dev_queue(skb->destructor, skb)")
     data = bytearray(sk_buff_bytes())
     data[88:96] = (0xFFFFFFFF81001200).to_bytes(8, "little")  # destructor = udp_sendmsg
-    text = TextFormatter(t, color=False, kallsyms_path=str(path)).format(
-        event(t, 0, 0xFFFFFFFF81001200, bytes(data))).split("\n")
+    text = (
+        TextFormatter(t, color=False, kallsyms_path=str(path))
+        .format(event(t, 0, 0xFFFFFFFF81001200, bytes(data)))
+        .split("\n")
+    )
     assert text[1] == "    skb->destructor = (void (*)(struct sk_buff *))udp_sendmsg,"
     assert "      .destructor = (void (*)(struct sk_buff *))udp_sendmsg," in text
     # Not the start of a function (or no kallsyms to read): the address.
-    elsewhere = TextFormatter(t, color=False, kallsyms_path=str(path)).format(
-        event(t, 0, 0xFFFFFFFF81001201, bytes(data))).split("\n")
+    elsewhere = (
+        TextFormatter(t, color=False, kallsyms_path=str(path))
+        .format(event(t, 0, 0xFFFFFFFF81001201, bytes(data)))
+        .split("\n")
+    )
     assert elsewhere[1] == "    skb->destructor = (void (*)(struct sk_buff *))0xffffffff81001201,"
-    unreadable = TextFormatter(t, color=False, kallsyms_path=str(tmp_path / "missing")).format(
-        event(t, 0, 0xFFFFFFFF81001200, bytes(data))).split("\n")
+    unreadable = (
+        TextFormatter(t, color=False, kallsyms_path=str(tmp_path / "missing"))
+        .format(event(t, 0, 0xFFFFFFFF81001200, bytes(data)))
+        .split("\n")
+    )
     assert unreadable[1] == "    skb->destructor = (void (*)(struct sk_buff *))0xffffffff81001200,"
 
 
@@ -290,12 +305,14 @@ def test_zeros_and_compact_layouts():
     assert "      .sk = (struct sock *)NULL," in zeros and not any("zero member" in line for line in zeros)
     assert len(zeros) == len(default) - 1 + 3  # the count's line gives way to the 3 members
     (compact,) = TextFormatter(t, color=False, layout=TextLayout(compact=True)).format(record).split("\n")
-    assert compact == (FIRST + "tp:net_dev_queue( /* curl */ skb->len = (unsigned int)228, "
-                       "skb = *(struct sk_buff *)0xffff888000c0ffee { "
-                       ".next = (struct sk_buff *)0xffff888000001000, .prev = (struct sk_buff *)0xffff888000002000, "
-                       ".list = (struct list_head){ .next = (struct list_head *)0xffff888000001000, "
-                       ".prev = (struct list_head *)0xffff888000002000, }, "
-                       ".dev = (struct net_device *)0xffff888012345678, .cb = (char[48])\"hello\", "
-                       ".len = (unsigned int)228, .pkt_type:3 = (__u8)5, .ignore_df:1 = (__u8)1, "
-                       ".protocol = (__u16)2048, .data = (unsigned char *)0xffff8880deadbeef, "
-                       "/* 3 zero members */ } );")
+    assert compact == (
+        FIRST + "tp:net_dev_queue( /* curl */ skb->len = (unsigned int)228, "
+        "skb = *(struct sk_buff *)0xffff888000c0ffee { "
+        ".next = (struct sk_buff *)0xffff888000001000, .prev = (struct sk_buff *)0xffff888000002000, "
+        ".list = (struct list_head){ .next = (struct list_head *)0xffff888000001000, "
+        ".prev = (struct list_head *)0xffff888000002000, }, "
+        '.dev = (struct net_device *)0xffff888012345678, .cb = (char[48])"hello", '
+        ".len = (unsigned int)228, .pkt_type:3 = (__u8)5, .ignore_df:1 = (__u8)1, "
+        ".protocol = (__u16)2048, .data = (unsigned char *)0xffff8880deadbeef, "
+        "/* 3 zero members */ } );"
+    )

@@ -16,15 +16,18 @@ def path_btf(tmp_path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["strncpy_*", "noargs"], "not a glob"),
-    (["tp:net_dev_queue", "noargs"], "a tracepoint has no return"),
-    (["noargs", "noargs"], "noargs is already in the call path"),
-    (["ip_send_sbk", "noargs"], "did you mean ip_send_skb"),
-    (["--summary", "ip_send_skb", "noargs"], "-s shows the calls of one path, and --summary counts every call"),
-    (["ip_send_skb(skb->lne)", "noargs"], "no member 'lne'; did you mean len"),
-    (["noargs"] * 17, "at most 16"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["strncpy_*", "noargs"], "not a glob"),
+        (["tp:net_dev_queue", "noargs"], "a tracepoint has no return"),
+        (["noargs", "noargs"], "noargs is already in the call path"),
+        (["ip_send_sbk", "noargs"], "did you mean ip_send_skb"),
+        (["--summary", "ip_send_skb", "noargs"], "-s shows the calls of one path, and --summary counts every call"),
+        (["ip_send_skb(skb->lne)", "noargs"], "no member 'lne'; did you mean len"),
+        (["noargs"] * 17, "at most 16"),
+    ],
+)
 def test_call_path_usage_errors(cli, path_btf: str, args: list[str], message: str) -> None:
     out = cli("trace", "-s", "--btf", path_btf, *args)
     assert out.exit_code == 2, (out.stdout, out.stderr)

@@ -15,8 +15,11 @@ from ksnoop.spec.language import parse_spec
 from ksnoop.spec.resolve import ResolvedTrace, resolve_path
 from tests.support import records
 
-IP_SEND_SKB, NOARGS, NET_DEV_QUEUE = records.IDS["ip_send_skb"], records.IDS["noargs"], \
-    records.IDS["btf_trace_net_dev_queue"]
+IP_SEND_SKB, NOARGS, NET_DEV_QUEUE = (
+    records.IDS["ip_send_skb"],
+    records.IDS["noargs"],
+    records.IDS["btf_trace_net_dev_queue"],
+)
 
 
 def _programs(resolved: ResolvedTrace) -> tuple[Program, ...]:
@@ -130,13 +133,17 @@ def test_a_call_path_plan_says_each_level() -> None:
 
 
 def test_notes_always_and_the_plan_with_verbose_sanitised() -> None:
-    resolved = dataclasses.replace(records.trace("noargs"),
-                                   notes=("ksnoop: 'no*' matched 1 function", "a \x1b[2J note\n"))
+    resolved = dataclasses.replace(
+        records.trace("noargs"), notes=("ksnoop: 'no*' matched 1 function", "a \x1b[2J note\n")
+    )
     programs = _programs(resolved)
     err = io.StringIO()
     write_notes(resolved, programs, False, err)
     assert err.getvalue() == "ksnoop: 'no*' matched 1 function\na \\x1b[2J note\\x0a\n"
     err = io.StringIO()
     write_notes(resolved, programs, True, err)
-    assert err.getvalue().splitlines() == ["ksnoop: 'no*' matched 1 function", "a \\x1b[2J note\\x0a",
-                                           *describe_plan(resolved, programs)]
+    assert err.getvalue().splitlines() == [
+        "ksnoop: 'no*' matched 1 function",
+        "a \\x1b[2J note\\x0a",
+        *describe_plan(resolved, programs),
+    ]

@@ -63,8 +63,12 @@ def _reader(*chunks: bytes):
             yield reader
 
 
-def _walk_text(*chunks: bytes, limit: int | None = None, dump: ResolvedDump = DUMP,
-               options: DumpOptions = DumpOptions(specs=(), compact=True)) -> tuple[_Walked, list[str]]:
+def _walk_text(
+    *chunks: bytes,
+    limit: int | None = None,
+    dump: ResolvedDump = DUMP,
+    options: DumpOptions = DumpOptions(specs=(), compact=True),
+) -> tuple[_Walked, list[str]]:
     formatter = _formatter(options, dump)
     btf = dump.iters[0].target.btf
     fields, decode = record_fields(dump.resolved.plan, 0, btf), build_decoder(dump.resolved.plan, 0, btf)
@@ -72,8 +76,16 @@ def _walk_text(*chunks: bytes, limit: int | None = None, dump: ResolvedDump = DU
     writer = _Writer(out)
     with _reader(*chunks) as reader:
         try:
-            walked = _walk(reader, dump.iters[0], 0, SIZE, formatter.record(0, fields, decode),
-                           formatter.batch(0, fields, decode), writer, limit)
+            walked = _walk(
+                reader,
+                dump.iters[0],
+                0,
+                SIZE,
+                formatter.record(0, fields, decode),
+                formatter.batch(0, fields, decode),
+                writer,
+                limit,
+            )
         finally:
             writer.flush()
     return walked, out.getvalue().splitlines()
@@ -116,8 +128,16 @@ def test_the_whole_records_before_a_cut_one_are_printed() -> None:
     btf = DUMP.iters[0].target.btf
     fields, decode = record_fields(DUMP.resolved.plan, 0, btf), build_decoder(DUMP.resolved.plan, 0, btf)
     with _reader(_stream(3)[: 2 * SIZE + 24]) as reader, pytest.raises(RuntimeFailure):
-        _walk(reader, DUMP.iters[0], 0, SIZE, formatter.record(0, fields, decode), formatter.batch(0, fields, decode),
-              writer, None)
+        _walk(
+            reader,
+            DUMP.iters[0],
+            0,
+            SIZE,
+            formatter.record(0, fields, decode),
+            formatter.batch(0, fields, decode),
+            writer,
+            None,
+        )
     assert writer.pending == [_line(0), _line(1)] and out.getvalue() == ""
 
 
@@ -127,20 +147,25 @@ def test_a_record_of_another_probe_is_refused() -> None:
     assert len(second) == 2 * SIZE  # records of the same size: only the probe index tells them apart
     with pytest.raises(RuntimeFailure) as failure:
         _walk_text(second, dump=two)
-    assert str(failure.value) == ("reading dump:task: a record of probe 1 where probe 0's were expected: the stream is "
-                                  "not what the program writes")
+    assert str(failure.value) == (
+        "reading dump:task: a record of probe 1 where probe 0's were expected: the stream is "
+        "not what the program writes"
+    )
 
 
 # A read that ends exactly at the limit: _walk reads on and prints one record more (-n 2 prints 3).
 
 
-@pytest.mark.parametrize("limit,chunks,read", [
-    (3, (2, 3), 5),  # the first chunk whole, then record by record up to the limit
-    (5, (5,), 5),
-    (4, (2, 5), 7),
-    pytest.param(2, (2, 3), 2),  # the first chunk reaches it: no further read is needed
-    pytest.param(4, (1, 1, 1, 1, 1), 4),
-])
+@pytest.mark.parametrize(
+    "limit,chunks,read",
+    [
+        (3, (2, 3), 5),  # the first chunk whole, then record by record up to the limit
+        (5, (5,), 5),
+        (4, (2, 5), 7),
+        pytest.param(2, (2, 3), 2),  # the first chunk reaches it: no further read is needed
+        pytest.param(4, (1, 1, 1, 1, 1), 4),
+    ],
+)
 def test_the_count_limit(limit: int, chunks: tuple[int, ...], read: int) -> None:
     stream = _stream(sum(chunks))
     cuts = [SIZE * sum(chunks[:k]) for k in range(len(chunks) + 1)]
@@ -195,21 +220,27 @@ TASK_TARGET = DUMP.iters[0]
 CGROUP_TARGET = _dump("cgroup(cgroup->id)").iters[0]
 
 
-@pytest.mark.parametrize("params,info,expect", [
-    (IterParams(), None, {}),
-    (IterParams(pid=42), struct.pack("=III", 0, 42, 0), {"pid": 42}),
-    (IterParams(tid=43), struct.pack("=III", 43, 0, 0), {"tid": 43}),
-])
+@pytest.mark.parametrize(
+    "params,info,expect",
+    [
+        (IterParams(), None, {}),
+        (IterParams(pid=42), struct.pack("=III", 0, 42, 0), {"pid": 42}),
+        (IterParams(tid=43), struct.pack("=III", 43, 0, 0), {"tid": 43}),
+    ],
+)
 def test_task_parameters(params: IterParams, info: bytes | None, expect: dict) -> None:
     with contextlib.ExitStack() as stack:
         assert _link_info(stack, TASK_TARGET, params) == (info, expect)
 
 
-@pytest.mark.parametrize("params,order,cgroup_id", [
-    (IterParams(), CgroupIterOrder.DESCENDANTS_PRE, 0),  # ksnoop's default: the whole tree below
-    (IterParams(cgroup_order="self-only", cgroup_id=7), CgroupIterOrder.SELF_ONLY, 7),
-    (IterParams(cgroup_order="ancestors-up"), CgroupIterOrder.ANCESTORS_UP, 0),
-])
+@pytest.mark.parametrize(
+    "params,order,cgroup_id",
+    [
+        (IterParams(), CgroupIterOrder.DESCENDANTS_PRE, 0),  # ksnoop's default: the whole tree below
+        (IterParams(cgroup_order="self-only", cgroup_id=7), CgroupIterOrder.SELF_ONLY, 7),
+        (IterParams(cgroup_order="ancestors-up"), CgroupIterOrder.ANCESTORS_UP, 0),
+    ],
+)
 def test_cgroup_parameters(params: IterParams, order: CgroupIterOrder, cgroup_id: int) -> None:
     expect = {"cgroup_order": int(order), **({"cgroup_id": cgroup_id} if cgroup_id else {})}
     with contextlib.ExitStack() as stack:
@@ -233,20 +264,27 @@ def test_a_cgroup_path_that_cannot_be_opened(tmp_path) -> None:
     assert str(failure.value) == f"--cgroup {missing}: No such file or directory"
 
 
-@pytest.mark.parametrize("code,params,reason", [
-    (errno.E2BIG, IterParams(), "Argument list too long (this kernel's bpf_iter_link_info is smaller than the "
-                                "parameters given)"),
-    (errno.EINVAL, IterParams(pid=42), "Invalid argument (the kernel refused the task parameters)"),
-    (errno.EINVAL, IterParams(), "Invalid argument"),
-    (errno.ENOENT, IterParams(cgroup_id=7), "No such file or directory (no cgroup with id 7)"),
-    (errno.EBADF, IterParams(cgroup_path="/tmp"), "Bad file descriptor (/tmp is not a cgroup directory)"),
-    (errno.EPERM, IterParams(cgroup_path="/tmp"), "Operation not permitted"),
-])
+@pytest.mark.parametrize(
+    "code,params,reason",
+    [
+        (
+            errno.E2BIG,
+            IterParams(),
+            "Argument list too long (this kernel's bpf_iter_link_info is smaller than the parameters given)",
+        ),
+        (errno.EINVAL, IterParams(pid=42), "Invalid argument (the kernel refused the task parameters)"),
+        (errno.EINVAL, IterParams(), "Invalid argument"),
+        (errno.ENOENT, IterParams(cgroup_id=7), "No such file or directory (no cgroup with id 7)"),
+        (errno.EBADF, IterParams(cgroup_path="/tmp"), "Bad file descriptor (/tmp is not a cgroup directory)"),
+        (errno.EPERM, IterParams(cgroup_path="/tmp"), "Operation not permitted"),
+    ],
+)
 def test_link_refusals_are_worded_for_the_parameters(code: int, params: IterParams, reason: str) -> None:
     assert _attach_reason(OSError(code, os.strerror(code)), params) == reason
 
 
 # ---- prepare -----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def iter_btf(tmp_path_factory) -> str:
@@ -262,13 +300,19 @@ def test_prepare_resolves_and_generates_each_spec(iter_btf: str) -> None:
     assert [p.name for p in programs] == ["ksnoop_task", "ksnoop_task_fil"]
 
 
-@pytest.mark.parametrize("options,message", [
-    (DumpOptions(specs=("task",), count=0), "--count 0: at least 1"),
-    (DumpOptions(specs=("task",), params=IterParams(pid=0)), "--pid 0: not a valid id"),
-    (DumpOptions(specs=("task",), params=IterParams(tid=1 << 31)), f"--tid {1 << 31}: not a valid id"),
-    (DumpOptions(specs=("bpf_map_elem",), params=IterParams(map_id=-1)), "--map-id -1: not a valid id"),
-    (DumpOptions(specs=("cgroup",), params=IterParams(cgroup_id=1 << 64)), f"--cgroup-id {1 << 64}: not a valid id"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (DumpOptions(specs=("task",), count=0), "--count 0: at least 1"),
+        (DumpOptions(specs=("task",), params=IterParams(pid=0)), "--pid 0: not a valid id"),
+        (DumpOptions(specs=("task",), params=IterParams(tid=1 << 31)), f"--tid {1 << 31}: not a valid id"),
+        (DumpOptions(specs=("bpf_map_elem",), params=IterParams(map_id=-1)), "--map-id -1: not a valid id"),
+        (
+            DumpOptions(specs=("cgroup",), params=IterParams(cgroup_id=1 << 64)),
+            f"--cgroup-id {1 << 64}: not a valid id",
+        ),
+    ],
+)
 def test_prepare_refuses_bad_numbers(options: DumpOptions, message: str) -> None:
     with pytest.raises(UsageError) as failure:
         prepare(options)
@@ -285,5 +329,6 @@ def test_prepare_on_a_kernel_without_iterators(tmp_path) -> None:
     path.write_bytes(minikernel.build()[0])
     with pytest.raises(RuntimeFailure) as failure:
         prepare(DumpOptions(specs=("task",), btf_path=str(path)))
-    assert str(failure.value) == ("cannot dump: this kernel has no BPF iterators (they came in 5.8; its BTF has no "
-                                  "struct bpf_iter_meta)")
+    assert str(failure.value) == (
+        "cannot dump: this kernel has no BPF iterators (they came in 5.8; its BTF has no struct bpf_iter_meta)"
+    )

@@ -53,8 +53,13 @@ def _records(probes: list[int], vm: VM | None = None) -> list[bytes]:
     return vm.records[before:]
 
 
-def _read(ring: MemoryRing, drops: PerCPUArray | None = None, stop: StopFlag | None = None,
-          out: io.StringIO | None = None, **options) -> tuple[Summary, list[str], str]:
+def _read(
+    ring: MemoryRing,
+    drops: PerCPUArray | None = None,
+    stop: StopFlag | None = None,
+    out: io.StringIO | None = None,
+    **options,
+) -> tuple[Summary, list[str], str]:
     """read_records as run_records calls it: (its summary, the lines printed, stderr)."""
     run_options = RunOptions(specs=(), compact=True, **options)
     err = io.StringIO()
@@ -79,10 +84,26 @@ def test_json_lines() -> None:
     ring.submit(*_records([1, 0]))
     _, lines, _ = _read(ring, count=2, output="json")
     assert [json.loads(line) for line in lines] == [
-        {"ts": 1001000, "cpu": 1, "pid": 4242, "tid": 4243, "comm": "curl", "func": "net_dev_queue",
-         "probe": "tracepoint", "args": {"skb->dev->name": "lo"}},
-        {"ts": 1002000, "cpu": 1, "pid": 4242, "tid": 4243, "comm": "curl", "func": "ip_send_skb",
-         "probe": "entry", "args": {"skb->len": 242}},
+        {
+            "ts": 1001000,
+            "cpu": 1,
+            "pid": 4242,
+            "tid": 4243,
+            "comm": "curl",
+            "func": "net_dev_queue",
+            "probe": "tracepoint",
+            "args": {"skb->dev->name": "lo"},
+        },
+        {
+            "ts": 1002000,
+            "cpu": 1,
+            "pid": 4242,
+            "tid": 4243,
+            "comm": "curl",
+            "func": "ip_send_skb",
+            "probe": "entry",
+            "args": {"skb->len": 242},
+        },
     ]
 
 
@@ -99,8 +120,9 @@ def test_the_count_ends_the_trace_leaving_later_records_in_the_ring() -> None:
 
 def test_records_that_come_while_waiting_count_towards_the_limit() -> None:
     vm = _vm(TRACE)
-    ring = MemoryRing(waits=[lambda: ring.submit(*_records([0], vm)), lambda: None,
-                             lambda: ring.submit(*_records([1, 0], vm))])
+    ring = MemoryRing(
+        waits=[lambda: ring.submit(*_records([0], vm)), lambda: None, lambda: ring.submit(*_records([1, 0], vm))]
+    )
     summary, lines, _ = _read(ring, count=3)
     assert lines == [ENTRY_TEXT.format(ts=1001000), TP_TEXT.format(ts=1002000), ENTRY_TEXT.format(ts=1003000)]
     assert summary == Summary(3, 0)
@@ -152,8 +174,10 @@ def test_lost_records_are_reported_as_they_happen_summed_over_cpus() -> None:
     ring = MemoryRing(waits=[first, second])
     summary, lines, err = _read(ring, PerCPUArray(full, MapRole.DROPS), count=2)
     assert lines == [ENTRY_TEXT.format(ts=1001000), TP_TEXT.format(ts=1002000)]
-    assert err == ("ksnoop: lost 1 records: the ring buffer was full (try a larger -P/--pages or a narrower spec)\n"
-                   "ksnoop: lost 2 records: the ring buffer was full (try a larger -P/--pages or a narrower spec)\n")
+    assert err == (
+        "ksnoop: lost 1 records: the ring buffer was full (try a larger -P/--pages or a narrower spec)\n"
+        "ksnoop: lost 2 records: the ring buffer was full (try a larger -P/--pages or a narrower spec)\n"
+    )
     assert summary == Summary(2, 3)
 
 
@@ -175,10 +199,16 @@ def test_a_kernel_stack_the_program_could_not_take() -> None:
     vm.run(generate(resolved.plan, 0), [SKB])
     err = io.StringIO()
     for output, expected in (
-        ("text", "         1001000    1     4242 tp:net_dev_queue( /* curl */ skb->len = (unsigned int)242 ); "
-                 "<no kernel stack>"),
-        ("json", '{"ts": 1001000, "cpu": 1, "pid": 4242, "tid": 4243, "comm": "curl", "func": "net_dev_queue", '
-                 '"probe": "tracepoint", "args": {"skb->len": 242}, "kstack": []}'),
+        (
+            "text",
+            "         1001000    1     4242 tp:net_dev_queue( /* curl */ skb->len = (unsigned int)242 ); "
+            "<no kernel stack>",
+        ),
+        (
+            "json",
+            '{"ts": 1001000, "cpu": 1, "pid": 4242, "tid": 4243, "comm": "curl", "func": "net_dev_queue", '
+            '"probe": "tracepoint", "args": {"skb->len": 242}, "kstack": []}',
+        ),
     ):
         options = RunOptions(specs=(), compact=True, kstack_depth=4, output=output, count=1)
         lines = _record_lines(_formatter(options, resolved, err), resolved)

@@ -51,40 +51,67 @@ def test_a_refused_ring_buffer_says_its_pages(monkeypatch: pytest.MonkeyPatch) -
     programs = _programs(resolved)
     pages = resolved.plan.ringbuf_size // mmap.PAGESIZE
     assert _refused(monkeypatch, programs, MapRole.EVENTS, errno.ENOMEM) == (
-        f"cannot create a ring buffer of {pages} pages: Cannot allocate memory (try a smaller -P/--pages)")
+        f"cannot create a ring buffer of {pages} pages: Cannot allocate memory (try a smaller -P/--pages)"
+    )
 
 
 def test_a_refused_call_path_state_says_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
     resolved = resolve_path([parse_spec("ip_send_skb(skb->len)"), parse_spec("noargs")], records.path_kernel())
     assert _refused(monkeypatch, _programs(resolved), MapRole.PATH, errno.E2BIG) == (
         "cannot create the call-path state (152 bytes a task): Argument list too long "
-        "(capture less, or fewer functions)")
+        "(capture less, or fewer functions)"
+    )
 
 
 def test_any_other_refused_map_says_its_role_type_and_value_size(monkeypatch: pytest.MonkeyPatch) -> None:
     programs = _programs(count_calls(records.trace("ip_send_skb")))
     assert _refused(monkeypatch, programs, MapRole.COUNTS, errno.EPERM) == (
-        "cannot create the counts map (PERCPU_ARRAY, 528-byte values): Operation not permitted")
+        "cannot create the counts map (PERCPU_ARRAY, 528-byte values): Operation not permitted"
+    )
     programs = _programs(records.trace("ip_send_skb"))
     assert _refused(monkeypatch, programs, MapRole.DROPS, errno.EINVAL) == (
-        "cannot create the drops map (PERCPU_ARRAY, 8-byte values): Invalid argument")
+        "cannot create the drops map (PERCPU_ARRAY, 8-byte values): Invalid argument"
+    )
 
 
-@pytest.mark.parametrize("attach_type,label,code,message", [
-    (AttachType.TRACE_FENTRY, "ip_send_skb", errno.EPERM,
-     "cannot trace ip_send_skb: this kernel refuses fentry/fexit programs (EPERM before verification, even with "
-     "full privileges); tp: tracepoints still work; see ksnoop list 'tp:*'"),
-    (AttachType.TRACE_FEXIT, "noargs", errno.EINVAL,
-     "cannot trace noargs: this kernel refuses fentry/fexit programs (EINVAL before verification, even with "
-     "full privileges); tp: tracepoints still work; see ksnoop list 'tp:*'"),
-    (AttachType.TRACE_RAW_TP, "tp:net_dev_queue", errno.EPERM,
-     "this kernel refuses tp_btf programs for tp:net_dev_queue (EPERM before verification)"),
-    (AttachType.TRACE_ITER, "dump:task", errno.EPERM,
-     "this kernel refuses iterator programs for dump:task (EPERM before verification)"),
-    (AttachType.TRACE_ITER, "dump:task", errno.EINVAL,
-     "cannot load the iterator program for dump:task: Invalid argument (EINVAL before verification)"),
-    (AttachType.LSM_MAC, "x", errno.EPERM, "this kernel refuses these programs for x (EPERM before verification)"),
-])
+@pytest.mark.parametrize(
+    "attach_type,label,code,message",
+    [
+        (
+            AttachType.TRACE_FENTRY,
+            "ip_send_skb",
+            errno.EPERM,
+            "cannot trace ip_send_skb: this kernel refuses fentry/fexit programs (EPERM before verification, even with "
+            "full privileges); tp: tracepoints still work; see ksnoop list 'tp:*'",
+        ),
+        (
+            AttachType.TRACE_FEXIT,
+            "noargs",
+            errno.EINVAL,
+            "cannot trace noargs: this kernel refuses fentry/fexit programs (EINVAL before verification, even with "
+            "full privileges); tp: tracepoints still work; see ksnoop list 'tp:*'",
+        ),
+        (
+            AttachType.TRACE_RAW_TP,
+            "tp:net_dev_queue",
+            errno.EPERM,
+            "this kernel refuses tp_btf programs for tp:net_dev_queue (EPERM before verification)",
+        ),
+        (
+            AttachType.TRACE_ITER,
+            "dump:task",
+            errno.EPERM,
+            "this kernel refuses iterator programs for dump:task (EPERM before verification)",
+        ),
+        (
+            AttachType.TRACE_ITER,
+            "dump:task",
+            errno.EINVAL,
+            "cannot load the iterator program for dump:task: Invalid argument (EINVAL before verification)",
+        ),
+        (AttachType.LSM_MAC, "x", errno.EPERM, "this kernel refuses these programs for x (EPERM before verification)"),
+    ],
+)
 def test_a_load_refused_before_verification(attach_type: AttachType, label: str, code: int, message: str) -> None:
     refused = runner.refusal(attach_type, label, code)
     assert isinstance(refused, Refused) and str(refused) == message
@@ -115,8 +142,10 @@ def test_a_hard_open_files_limit_too_low_is_an_error(nofile) -> None:
         pytest.skip("no hard RLIMIT_NOFILE to pass")
     with pytest.raises(RuntimeFailure) as failure:
         runner.raise_open_files_limit(hard)
-    assert str(failure.value) == (f"{hard} probes need about {2 * hard + 256} open files, but RLIMIT_NOFILE allows "
-                                  f"{hard} (raise it with ulimit -n, or trace fewer functions)")
+    assert str(failure.value) == (
+        f"{hard} probes need about {2 * hard + 256} open files, but RLIMIT_NOFILE allows "
+        f"{hard} (raise it with ulimit -n, or trace fewer functions)"
+    )
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == nofile
 
 

@@ -48,8 +48,9 @@ def _tracepoint(vm: VM) -> None:
 def _count(cpus: list[VM], stop: StopFlag | None = None, **options) -> tuple[list[FunctionCounts], str]:
     err = io.StringIO()
     run_options = RunOptions(specs=(), summary=True, **options)
-    totals = count_until_stopped(TRACE, PerCPUArray(cpus, MapRole.COUNTS), run_options,
-                                 stop if stop is not None else StopFlag(), err)
+    totals = count_until_stopped(
+        TRACE, PerCPUArray(cpus, MapRole.COUNTS), run_options, stop if stop is not None else StopFlag(), err
+    )
     return totals, err.getvalue()
 
 
@@ -90,11 +91,13 @@ def test_the_totals_as_json() -> None:
     out = io.StringIO()
     assert report(totals, RunOptions(specs=(), summary=True, output="json"), out) == Summary(0, 0, calls=7)
     assert out.getvalue().endswith("}\n") and out.getvalue().count("\n") == 1
-    assert json.loads(out.getvalue()) == {"summary": [
-        {"func": "ip_send_skb", "calls": 4, "errors": 2, "latency_ns_log2": {"512": 1, "2048": 1, "4096": 2}},
-        {"func": "tp:net_dev_queue", "calls": 2, "errors": None, "latency_ns_log2": None},
-        {"func": "noargs", "calls": 1, "errors": None, "latency_ns_log2": {"64": 1}},
-    ]}
+    assert json.loads(out.getvalue()) == {
+        "summary": [
+            {"func": "ip_send_skb", "calls": 4, "errors": 2, "latency_ns_log2": {"512": 1, "2048": 1, "4096": 2}},
+            {"func": "tp:net_dev_queue", "calls": 2, "errors": None, "latency_ns_log2": None},
+            {"func": "noargs", "calls": 1, "errors": None, "latency_ns_log2": {"64": 1}},
+        ]
+    }
 
 
 def test_a_function_no_cpu_saw_counts_zero() -> None:
@@ -154,6 +157,7 @@ def test_without_a_time_limit_only_ctrl_c_ends_the_count() -> None:
 @contextlib.contextmanager
 def _watchdog(seconds: float):
     """A failure instead of a hang: SIGALRM after `seconds` raises in the main thread."""
+
     def expired(signum, frame):
         raise TimeoutError(f"still running after {seconds} s")
 
@@ -168,6 +172,11 @@ def _watchdog(seconds: float):
 
 def test_one_function_is_one_function() -> None:
     err = io.StringIO()
-    count_until_stopped(count_calls(_trace("noargs")), PerCPUArray([_vm()], MapRole.COUNTS),
-                        RunOptions(specs=(), summary=True, duration_s=0.0), StopFlag(), err)
+    count_until_stopped(
+        count_calls(_trace("noargs")),
+        PerCPUArray([_vm()], MapRole.COUNTS),
+        RunOptions(specs=(), summary=True, duration_s=0.0),
+        StopFlag(),
+        err,
+    )
     assert err.getvalue() == "ksnoop: counting calls of 1 function; the summary comes at the time limit or Ctrl-C\n"

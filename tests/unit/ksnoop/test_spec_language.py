@@ -82,10 +82,10 @@ PARSE_ERRORS = [
     ("f(return.x)", "'return' is a value, not a pointer or struct; it takes no members", 8),
     ("f(return[0])", "'return' is a value, not a pointer or struct; it takes no members", 8),
     # literal: not a number, string or plain name
-    ("f(a == ,)", 'expected a number, a "string", an enumerator or NULL, found \',\'', 7),
-    ("f(a == b.c)", 'expected a number, a "string", an enumerator or NULL, found \'b.c\'', 7),
-    ("f(a == tp:x)", 'expected a number, a "string", an enumerator or NULL, found \'tp:x\'', 7),
-    ("f(a == (1))", 'expected a number, a "string", an enumerator or NULL, found \'(\'', 7),
+    ("f(a == ,)", "expected a number, a \"string\", an enumerator or NULL, found ','", 7),
+    ("f(a == b.c)", "expected a number, a \"string\", an enumerator or NULL, found 'b.c'", 7),
+    ("f(a == tp:x)", "expected a number, a \"string\", an enumerator or NULL, found 'tp:x'", 7),
+    ("f(a == (1))", "expected a number, a \"string\", an enumerator or NULL, found '('", 7),
     # _integer: a number token Python's int(..., 0) refuses, as an index or a literal
     ("f(a[0x])", "'0x' is not a number (decimal, or hex with 0x)", 4),
     ("f(a[1x])", "'1x' is not a number (decimal, or hex with 0x)", 4),
@@ -143,10 +143,19 @@ def test_a_tracepoint_target_keeps_its_prefix() -> None:
     assert spec.items == (Item(ValueExpr("skb", (), 17, 20)),)
 
 
-@pytest.mark.parametrize("target,glob", [
-    ("tcp_v4_*", True), ("*", True), ("*_skb", True), ("tp:net_dev_?ueue", True), ("tp:*", True),
-    ("ip_send_skb", False), ("tp:net_dev_queue", False), ("_x9", False),
-])
+@pytest.mark.parametrize(
+    "target,glob",
+    [
+        ("tcp_v4_*", True),
+        ("*", True),
+        ("*_skb", True),
+        ("tp:net_dev_?ueue", True),
+        ("tp:*", True),
+        ("ip_send_skb", False),
+        ("tp:net_dev_queue", False),
+        ("_x9", False),
+    ],
+)
 def test_globs(target: str, glob: bool) -> None:
     spec = parse_spec(target + "(return)")
     assert (spec.target, spec.is_glob) == (target, glob)
@@ -203,28 +212,52 @@ def test_a_predicate_on_a_member_and_on_return() -> None:
     )
 
 
-@pytest.mark.parametrize("spec,column", [
-    ("f(a>1)", 3), ("f(a >1)", 4), ("f(a  >=  1)", 5), ('f(a->b!="x")', 6), ("f(a[2] <= -1)", 7),
-])
+@pytest.mark.parametrize(
+    "spec,column",
+    [
+        ("f(a>1)", 3),
+        ("f(a >1)", 4),
+        ("f(a  >=  1)", 5),
+        ('f(a->b!="x")', 6),
+        ("f(a[2] <= -1)", 7),
+    ],
+)
 def test_an_operator_keeps_its_own_position(spec: str, column: int) -> None:
     # The resolver puts carets on the operator: from where it is, not from the literal after it.
     (item,) = parse_spec(spec).items
     assert item.op_position == column and spec[column:].startswith(item.op or "?")
 
 
-@pytest.mark.parametrize("text,value", [
-    ("0", 0), ("42", 42), ("-7", -7), ("0x800", 0x800), ("0X1f", 31), ("-0x10", -16),
-    ("18446744073709551615", (1 << 64) - 1),
-])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("0", 0),
+        ("42", 42),
+        ("-7", -7),
+        ("0x800", 0x800),
+        ("0X1f", 31),
+        ("-0x10", -16),
+        ("18446744073709551615", (1 << 64) - 1),
+    ],
+)
 def test_integer_literals(text: str, value: int) -> None:
     (item,) = parse_spec(f"f(a == {text})").items
     assert item.literal == Literal(LiteralKind.INTEGER, value, 7)
 
 
-@pytest.mark.parametrize("text,value", [
-    ('""', ""), ('"lo"', "lo"), ('"a b,c)"', "a b,c)"), ('"\\n\\t"', "\n\t"), ('"\\\\"', "\\"),
-    ('"say \\"hi\\""', 'say "hi"'), ('"nul\\0"', "nul\0"), ('"x\\\\"', "x\\"),
-])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ('""', ""),
+        ('"lo"', "lo"),
+        ('"a b,c)"', "a b,c)"),
+        ('"\\n\\t"', "\n\t"),
+        ('"\\\\"', "\\"),
+        ('"say \\"hi\\""', 'say "hi"'),
+        ('"nul\\0"', "nul\0"),
+        ('"x\\\\"', "x\\"),
+    ],
+)
 def test_string_literals_and_their_escapes(text: str, value: str) -> None:
     (item,) = parse_spec(f"f(a == {text})").items
     assert item.literal == Literal(LiteralKind.STRING, value, 7)

@@ -18,8 +18,13 @@ from tests.support import minikernel, records
 
 # Every FUNC of the mini kernel, sorted; `*` matches these and no tracepoint.
 FUNCTIONS = [
-    "__probestub_net_dev_queue", "__traceiter_net_dev_queue", "ip_send_skb", "noargs", "printk",
-    "seven_args", "strncpy_from_user",
+    "__probestub_net_dev_queue",
+    "__traceiter_net_dev_queue",
+    "ip_send_skb",
+    "noargs",
+    "printk",
+    "seven_args",
+    "strncpy_from_user",
 ]
 
 
@@ -59,8 +64,9 @@ def test_a_function_glob_matches_functions_only_each_with_its_own_stash_group():
         pairs.setdefault(probe.target, set()).add(probe.stash_group)
     # Functions with an fexit (all but the void ones) stash; fentry and fexit share their group,
     # and no two functions do.
-    paired = [groups for name, groups in pairs.items() if len(
-        [p for p in resolved.plan.probes if p.target == name]) == 2]
+    paired = [
+        groups for name, groups in pairs.items() if len([p for p in resolved.plan.probes if p.target == name]) == 2
+    ]
     assert len(paired) == 5 and all(len(groups) == 1 for groups in paired)
     assert len({next(iter(g)) for g in paired}) == len(paired)
     assert set(resolved.sources) == {0} and resolved.globs == ("*",)
@@ -70,13 +76,13 @@ def test_a_glob_with_items_keeps_the_functions_that_have_them(with_module):
     resolved = _resolve("*(skb->len, return)", kernel=with_module)
     kept = sorted({(t.name, t.module) for t in resolved.targets})
     # The tracepoint stubs return void or have no `skb`... only these have both skb and a return value.
-    assert kept == [("__traceiter_net_dev_queue", "vmlinux"), ("ip_send_skb", "vmlinux"),
-                    ("mini_hook", "nf_minimod")]
+    assert kept == [("__traceiter_net_dev_queue", "vmlinux"), ("ip_send_skb", "vmlinux"), ("mini_hook", "nf_minimod")]
     count, warning = resolved.notes
     assert count == "ksnoop: tracing 3 functions matching '*'"
     assert warning.startswith("ksnoop: warning: left out 6 functions matching '*' whose values cannot be shown")
-    assert warning.endswith(": __probestub_net_dev_queue, mini_state_get, noargs, printk, seven_args, "
-                            "strncpy_from_user")
+    assert warning.endswith(
+        ": __probestub_net_dev_queue, mini_state_get, noargs, printk, seven_args, strncpy_from_user"
+    )
 
 
 def test_a_tracepoint_glob(with_module):
@@ -89,17 +95,24 @@ def test_a_tracepoint_glob(with_module):
 def test_items_that_fit_no_match_are_the_error_of_the_first():
     with pytest.raises(SpecError) as err:
         _resolve("ip_*(skbb)")
-    assert err.value.reason.startswith("none of the 1 functions matching 'ip_*' fits: ip_send_skb has no "
-                                       "argument 'skbb'; did you mean 'skb'?")
+    assert err.value.reason.startswith(
+        "none of the 1 functions matching 'ip_*' fits: ip_send_skb has no argument 'skbb'; did you mean 'skb'?"
+    )
     assert err.value.position == len("ip_*(")
 
 
-@pytest.mark.parametrize("specs, says", [
-    (["*"], "'*' matches 7 functions, more than --max-probes 3: narrow the glob or raise --max-probes"),
-    (["*(return)"], "'*' matches 5 functions, more than --max-probes 3"),
-    (["ip_*", "s*", "noargs"], "4 functions and tracepoints to trace ('ip_*' matches 1, 's*' matches 2), "
-     "more than --max-probes 3: narrow the glob or raise --max-probes"),
-])
+@pytest.mark.parametrize(
+    "specs, says",
+    [
+        (["*"], "'*' matches 7 functions, more than --max-probes 3: narrow the glob or raise --max-probes"),
+        (["*(return)"], "'*' matches 5 functions, more than --max-probes 3"),
+        (
+            ["ip_*", "s*", "noargs"],
+            "4 functions and tracepoints to trace ('ip_*' matches 1, 's*' matches 2), "
+            "more than --max-probes 3: narrow the glob or raise --max-probes",
+        ),
+    ],
+)
 def test_over_the_limit_is_a_usage_error_with_the_count_and_a_hint(specs, says):
     with pytest.raises(UsageError) as err:
         _resolve(*specs, max_probes=3)
@@ -112,10 +125,13 @@ def test_the_default_limit():
     assert DEFAULT_MAX_PROBES == 64
 
 
-@pytest.mark.parametrize("spec, says", [
-    ("ip_sned_*", "no kernel function matches 'ip_sned_*'; did you mean ip_send_skb"),
-    ("tp:net_dev_qeue*", "no tracepoint matches 'tp:net_dev_qeue*'; did you mean tp:net_dev_queue"),
-])
+@pytest.mark.parametrize(
+    "spec, says",
+    [
+        ("ip_sned_*", "no kernel function matches 'ip_sned_*'; did you mean ip_send_skb"),
+        ("tp:net_dev_qeue*", "no tracepoint matches 'tp:net_dev_qeue*'; did you mean tp:net_dev_queue"),
+    ],
+)
 def test_a_glob_matching_nothing_names_close_ones(spec, says):
     with pytest.raises(SpecError) as err:
         _resolve(spec)
