@@ -102,8 +102,8 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
 
     write_notes(resolved, programs, options.verbose, err)
     require_privileges("dumping")
-    formatter = _formatter(options, dump)
-    writer = _Writer(out)
+    formatter = formatter_for(options, dump)
+    writer = LineWriter(out)
     records = size = 0
     read_s = load_s = 0.0
     start = time.perf_counter()
@@ -118,7 +118,7 @@ def run(options: DumpOptions, out: TextIO, err: TextIO) -> DumpSummary:
             opening = time.perf_counter()
             reader = _open_walk(stack, target, resolved.plan.probes[index], program, options.params)
             load_s += time.perf_counter() - opening
-            walked = _walk(reader, target, index, program.layout.size, line, batch, writer, limit)
+            walked = walk(reader, target, index, program.layout.size, line, batch, writer, limit)
         records += walked.records
         size += walked.bytes
         read_s += walked.read_s
@@ -151,7 +151,7 @@ def _map_fd(map_id: int) -> int:
         raise RuntimeFailure(f"--map-id {map_id}: {error.strerror or error}") from None
 
 
-def _formatter(options: DumpOptions, dump: ResolvedDump) -> Formatter:
+def formatter_for(options: DumpOptions, dump: ResolvedDump) -> Formatter:
     if options.output == "json":
         from ksnoop.output.json_lines import JsonFormatter
 
@@ -163,7 +163,7 @@ def _formatter(options: DumpOptions, dump: ResolvedDump) -> Formatter:
     )
 
 
-class _Writer:
+class LineWriter:
     """Lines out in batches: with a tty or PYTHONUNBUFFERED a write per record is a syscall each."""
 
     def __init__(self, out: TextIO):
@@ -188,22 +188,22 @@ class _Writer:
 
 
 @dataclass(frozen=True)
-class _Walked:
+class Walked:
     records: int
     bytes: int
     read_s: float
 
 
-def _walk(
+def walk(
     reader: IterReader,
     target: IterTarget,
     index: int,
     record_size: int,
     line: Callable[[Any], str],
     batch: Callable[[Any], List[str]],
-    writer: _Writer,
+    writer: LineWriter,
     limit: Optional[int],
-) -> _Walked:
+) -> Walked:
     """Read the walk to EOF (or `limit` records), splitting the bytes into records of `record_size`:
     every record in the stream comes from this one program, whose records all have one size. Whole
     chunks of records become lines in one `batch` call; `line` takes the last ones up to `limit`."""
@@ -240,17 +240,17 @@ def _walk(
             records += whole // record_size
             pending = data[whole:]
             if limit is not None and records >= limit:  # reached: no further read
-                return _Walked(records, size, read_s)
+                return Walked(records, size, read_s)
             continue
         # The limit falls inside this chunk: its records one by one, up to the limit.
         for offset in range(0, whole, record_size):
             add(line(view[offset : offset + record_size]))
             records += 1
             if limit is not None and records >= limit:
-                return _Walked(records, size, read_s)
+                return Walked(records, size, read_s)
     if pending:
         raise RuntimeFailure(f"reading {label}: the walk ended inside a record ({len(pending)} of {record_size} bytes)")
-    return _Walked(records, size, read_s)
+    return Walked(records, size, read_s)
 
 
 def _open_walk(
@@ -261,11 +261,11 @@ def _open_walk(
     maps = create_maps(stack, [program])
     btf_obj_fd = module_btf_objects(stack, [probe]).get(probe.module)
     prog = stack.enter_context(load_generated(program, maps.fds(0), label, btf_obj_fd))
-    iter_info, expect = _link_info(stack, target, params)
+    iter_info, expect = link_info(stack, target, params)
     try:
         link = stack.enter_context(attach_iter(prog, iter_info))
     except OSError as error:
-        raise RuntimeFailure(f"cannot link the iterator program to {label}: {_attach_reason(error, params)}") from None
+        raise RuntimeFailure(f"cannot link the iterator program to {label}: {attach_reason(error, params)}") from None
     if expect:
         _check_link(link, label, expect)
     try:
@@ -274,7 +274,7 @@ def _open_walk(
         raise RuntimeFailure(f"cannot start walking {label}: {error.strerror or error}") from None
 
 
-def _link_info(
+def link_info(
     stack: contextlib.ExitStack, target: IterTarget, params: IterParams
 ) -> Tuple[Optional[bytes], Dict[str, int]]:
     """The packed bpf_iter_link_info for the target's parameters (fds it needs entering `stack`), and
@@ -320,7 +320,7 @@ def _check_link(link: IterLink, label: str, expect: Dict[str, int]) -> None:
             )
 
 
-def _attach_reason(error: OSError, params: IterParams) -> str:
+def attach_reason(error: OSError, params: IterParams) -> str:
     text = error.strerror or str(error)
     if error.errno == errno.E2BIG:
         return f"{text} (this kernel's bpf_iter_link_info is smaller than the parameters given)"

@@ -47,8 +47,8 @@ def run_records(
     """Attach the programs and print each record as it comes, until the count, the time limit,
     SIGINT or SIGTERM; then drain, report lost records and detach."""
     raise_open_files_limit(len(resolved.plan.probes))
-    formatter = _formatter(options, resolved, err)
-    lines = _record_lines(formatter, resolved)
+    formatter = formatter_for(options, resolved, err)
+    lines = record_lines(formatter, resolved)
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.installed())
@@ -69,7 +69,7 @@ def run_records(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Formatter:
+def formatter_for(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Formatter:
     symbolizer = None
     if options.kstack_depth:
         from ksnoop.output.kallsyms import Symbolizer
@@ -89,7 +89,7 @@ def _formatter(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> For
     )
 
 
-def _record_lines(formatter: Formatter, resolved: ResolvedTrace) -> List[Callable[[Any], str]]:
+def record_lines(formatter: Formatter, resolved: ResolvedTrace) -> List[Callable[[Any], str]]:
     # One function per probe from a whole record to its line, indexed by the record's probe.
     plan = resolved.plan
     return [

@@ -154,7 +154,7 @@ def _module_gone(module: str, target: str) -> str:
     return f"module {module} is not loaded anymore: cannot trace {target}"
 
 
-def _check_module_loaded(module: str, target: str) -> None:
+def check_module_loaded(module: str, target: str) -> None:
     # Unloaded after its BTF object was opened: the verifier finds no address for the function.
     if module != "vmlinux" and module not in loaded_modules():
         raise RuntimeFailure(_module_gone(module, target))
@@ -167,13 +167,13 @@ def attach(
     try:
         loaded = load_generated(program, fds, target, btf_obj_fd)
     except (VerifierRejected, NotTraceable):
-        _check_module_loaded(module, target)
+        check_module_loaded(module, target)
         raise
     with loaded:
         try:
             link = attach_tracing(loaded)
         except OSError as err:
-            _check_module_loaded(module, target)
+            check_module_loaded(module, target)
             raise NotTraceable(
                 f"cannot attach to {target}: {err.strerror or err} (it may be inlined or marked notrace)"
             ) from None

@@ -26,7 +26,7 @@ from ksnoop.errors import RuntimeFailure, UsageError
 from ksnoop.output.decode import build_decoder, record_fields
 from ksnoop.output.json_lines import JsonFormatter
 from ksnoop.output.text import TextFormatter
-from ksnoop.run.dump import DumpOptions, _attach_reason, _formatter, _link_info, _walk, _Walked, _Writer, prepare
+from ksnoop.run.dump import DumpOptions, attach_reason, formatter_for, link_info, walk, Walked, LineWriter, prepare
 from ksnoop.spec.resolve_dump import IterParams, ResolvedDump
 from tests.support import minikernel, miniiter
 from tests.unit.bpf.test_codegen_iter import META, TASK, _dump, _task, _vm
@@ -68,15 +68,15 @@ def _walk_text(
     limit: int | None = None,
     dump: ResolvedDump = DUMP,
     options: DumpOptions = DumpOptions(specs=(), compact=True),
-) -> tuple[_Walked, list[str]]:
-    formatter = _formatter(options, dump)
+) -> tuple[Walked, list[str]]:
+    formatter = formatter_for(options, dump)
     btf = dump.iters[0].target.btf
     fields, decode = record_fields(dump.resolved.plan, 0, btf), build_decoder(dump.resolved.plan, 0, btf)
     out = io.StringIO()
-    writer = _Writer(out)
+    writer = LineWriter(out)
     with _reader(*chunks) as reader:
         try:
-            walked = _walk(
+            walked = walk(
                 reader,
                 dump.iters[0],
                 0,
@@ -123,12 +123,12 @@ def test_a_stream_ending_inside_a_record_is_an_error_after_the_whole_ones() -> N
 
 def test_the_whole_records_before_a_cut_one_are_printed() -> None:
     out = io.StringIO()
-    writer = _Writer(out)
-    formatter = _formatter(DumpOptions(specs=(), compact=True), DUMP)
+    writer = LineWriter(out)
+    formatter = formatter_for(DumpOptions(specs=(), compact=True), DUMP)
     btf = DUMP.iters[0].target.btf
     fields, decode = record_fields(DUMP.resolved.plan, 0, btf), build_decoder(DUMP.resolved.plan, 0, btf)
     with _reader(_stream(3)[: 2 * SIZE + 24]) as reader, pytest.raises(RuntimeFailure):
-        _walk(
+        walk(
             reader,
             DUMP.iters[0],
             0,
@@ -153,7 +153,7 @@ def test_a_record_of_another_probe_is_refused() -> None:
     )
 
 
-# A read that ends exactly at the limit: _walk reads on and prints one record more (-n 2 prints 3).
+# A read that ends exactly at the limit: walk reads on and prints one record more (-n 2 prints 3).
 
 
 @pytest.mark.parametrize(
@@ -177,7 +177,7 @@ def test_the_count_limit(limit: int, chunks: tuple[int, ...], read: int) -> None
 def test_a_read_error_is_worded_with_the_target(tmp_path) -> None:
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)  # read(2) of a directory: EISDIR
     with IterReader(fd) as reader, pytest.raises(RuntimeFailure) as failure:
-        _walk(reader, DUMP.iters[0], 0, SIZE, str, list, _Writer(io.StringIO()), None)
+        walk(reader, DUMP.iters[0], 0, SIZE, str, list, LineWriter(io.StringIO()), None)
     assert str(failure.value) == "reading dump:task: Is a directory"
 
 
@@ -192,7 +192,7 @@ def test_the_writer_writes_in_batches_of_512() -> None:
             return super().write(text)
 
     out = Writes()
-    writer = _Writer(out)
+    writer = LineWriter(out)
     for n in range(511):
         writer.add(str(n))
     assert out.line_counts == []
@@ -205,8 +205,8 @@ def test_the_writer_writes_in_batches_of_512() -> None:
 
 
 def test_the_formatter_follows_the_options() -> None:
-    assert isinstance(_formatter(DumpOptions(specs=(), output="json"), DUMP), JsonFormatter)
-    text = _formatter(DumpOptions(specs=(), zeros=True), DUMP)
+    assert isinstance(formatter_for(DumpOptions(specs=(), output="json"), DUMP), JsonFormatter)
+    text = formatter_for(DumpOptions(specs=(), zeros=True), DUMP)
     assert isinstance(text, TextFormatter)
     btf = DUMP.iters[0].target.btf
     record = memoryview(_stream(1))
@@ -230,7 +230,7 @@ CGROUP_TARGET = _dump("cgroup(cgroup->id)").iters[0]
 )
 def test_task_parameters(params: IterParams, info: bytes | None, expect: dict) -> None:
     with contextlib.ExitStack() as stack:
-        assert _link_info(stack, TASK_TARGET, params) == (info, expect)
+        assert link_info(stack, TASK_TARGET, params) == (info, expect)
 
 
 @pytest.mark.parametrize(
@@ -244,12 +244,12 @@ def test_task_parameters(params: IterParams, info: bytes | None, expect: dict) -
 def test_cgroup_parameters(params: IterParams, order: CgroupIterOrder, cgroup_id: int) -> None:
     expect = {"cgroup_order": int(order), **({"cgroup_id": cgroup_id} if cgroup_id else {})}
     with contextlib.ExitStack() as stack:
-        assert _link_info(stack, CGROUP_TARGET, params) == (struct.pack("=IIQ", order, 0, cgroup_id), expect)
+        assert link_info(stack, CGROUP_TARGET, params) == (struct.pack("=IIQ", order, 0, cgroup_id), expect)
 
 
 def test_a_cgroup_path_is_an_fd_closed_with_the_walk(tmp_path) -> None:
     with contextlib.ExitStack() as stack:
-        info, expect = _link_info(stack, CGROUP_TARGET, IterParams(cgroup_path=str(tmp_path)))
+        info, expect = link_info(stack, CGROUP_TARGET, IterParams(cgroup_path=str(tmp_path)))
         order, fd, cgroup_id = struct.unpack("=IIQ", info)
         assert (order, cgroup_id, expect) == (CgroupIterOrder.DESCENDANTS_PRE, 0, {"cgroup_order": 2})
         assert os.path.samefile(f"/proc/self/fd/{fd}", tmp_path)
@@ -260,7 +260,7 @@ def test_a_cgroup_path_is_an_fd_closed_with_the_walk(tmp_path) -> None:
 def test_a_cgroup_path_that_cannot_be_opened(tmp_path) -> None:
     missing = tmp_path / "gone"
     with contextlib.ExitStack() as stack, pytest.raises(UsageError) as failure:
-        _link_info(stack, CGROUP_TARGET, IterParams(cgroup_path=str(missing)))
+        link_info(stack, CGROUP_TARGET, IterParams(cgroup_path=str(missing)))
     assert str(failure.value) == f"--cgroup {missing}: No such file or directory"
 
 
@@ -280,7 +280,7 @@ def test_a_cgroup_path_that_cannot_be_opened(tmp_path) -> None:
     ],
 )
 def test_link_refusals_are_worded_for_the_parameters(code: int, params: IterParams, reason: str) -> None:
-    assert _attach_reason(OSError(code, os.strerror(code)), params) == reason
+    assert attach_reason(OSError(code, os.strerror(code)), params) == reason
 
 
 # ---- prepare -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 
 from bpf.codegen import MapRole, generate
 from ksnoop.run.options import RunOptions, Summary
-from ksnoop.run.record_loop import POLL_INTERVAL_S, _formatter, _record_lines, read_records
+from ksnoop.run.record_loop import POLL_INTERVAL_S, formatter_for, record_lines, read_records
 from ksnoop.run.stopping import StopFlag
 from tests.support.bpfvm import VM
 from tests.support.memring import MemoryRing, PerCPUArray
@@ -63,7 +63,7 @@ def _read(
     """read_records as run_records calls it: (its summary, the lines printed, stderr)."""
     run_options = RunOptions(specs=(), compact=True, **options)
     err = io.StringIO()
-    lines = _record_lines(_formatter(run_options, TRACE, err), TRACE)
+    lines = record_lines(formatter_for(run_options, TRACE, err), TRACE)
     out = out if out is not None else io.StringIO()
     drops = drops if drops is not None else PerCPUArray([_vm(TRACE)], MapRole.DROPS)
     summary = read_records(ring, drops, lines, run_options, stop if stop is not None else StopFlag(), out, err)
@@ -211,7 +211,7 @@ def test_a_kernel_stack_the_program_could_not_take() -> None:
         ),
     ):
         options = RunOptions(specs=(), compact=True, kstack_depth=4, output=output, count=1)
-        lines = _record_lines(_formatter(options, resolved, err), resolved)
+        lines = record_lines(formatter_for(options, resolved, err), resolved)
         out = io.StringIO()
         ring = MemoryRing()
         ring.submit(*vm.records)

@@ -166,8 +166,8 @@ def test_vmlinux_probes_need_no_btf_object() -> None:
 def test_a_module_unloaded_meanwhile_is_named(fake_sysfs) -> None:
     fake_sysfs("vmlinux", minikernel.build()[0])
     fake_sysfs("dummy", b"")
-    runner._check_module_loaded("dummy", "dummy_xmit")
-    runner._check_module_loaded("vmlinux", "ip_send_skb")
+    runner.check_module_loaded("dummy", "dummy_xmit")
+    runner.check_module_loaded("vmlinux", "ip_send_skb")
     with pytest.raises(RuntimeFailure) as failure:
-        runner._check_module_loaded("veth", "veth_xmit")
+        runner.check_module_loaded("veth", "veth_xmit")
     assert str(failure.value) == "module veth is not loaded anymore: cannot trace veth_xmit"
