@@ -20,7 +20,7 @@ from bpf.plan import DEFAULT_KSTACK_DEPTH, MAX_KSTACK_DEPTH
 from btf import BTFError
 
 from ksnoop import __version__
-from ksnoop.errors import KsnoopError, RuntimeFailure
+from ksnoop.errors import KsnoopError, NothingMatched, RuntimeFailure
 from ksnoop.spec.resolve import DEFAULT_MAX_PROBES
 from ksnoop.sanitize import sanitize, sanitize_layout
 
@@ -133,6 +133,13 @@ def list_(
             found = [(t.target.label, t.target.module, refusal_note(iters.refusal(t))) for t in iters.glob(pattern)]
         else:
             found = [(label, module, "") for label, module in kernel.list_targets(pattern)]
+        if not found:
+            what = (
+                "iterator target"
+                if pattern.startswith(ITER_PREFIX)
+                else ("tracepoint" if pattern.startswith("tp:") else "traceable function or tracepoint")
+            )
+            raise NothingMatched(f"no {what} matches '{pattern}' (ksnoop list '*' lists them all)")
         for label, module, note in found:
             # One line per name: a newline or tab inside a BTF name is escaped like any control character.
             sys.stdout.write(sanitize((label if module == "vmlinux" else f"{label} [{module}]") + note) + "\n")

@@ -27,6 +27,12 @@ class UnknownTarget(UsageError):
         self.suggestions = tuple(suggestions)
 
 
+class NothingMatched(KsnoopError):
+    """A search the user asked for found nothing (`ksnoop list` of a glob no name matches)."""
+
+    exit_status = 1
+
+
 class RuntimeFailure(KsnoopError):
     """The request was sound but the system could not carry it out (permissions, kernel, corrupt data)."""
 

@@ -435,13 +435,10 @@ MINI_FUNCS = [
         ("*", sorted(MINI_FUNCS + ["tp:net_dev_queue"])),
         ("tp:*", ["tp:net_dev_queue"]),
         ("tp:net_*", ["tp:net_dev_queue"]),
-        ("tp:ip_*", []),  # tp: matches tracepoints only
         ("ip_*", ["ip_send_skb"]),
         ("*net_dev*", ["__probestub_net_dev_queue", "__traceiter_net_dev_queue", "tp:net_dev_queue"]),
         ("[ns]*", ["noargs", "seven_args", "strncpy_from_user", "tp:net_dev_queue"]),
         ("?rintk", ["printk"]),
-        ("nothing_matches*", []),
-        ("u32", []),  # typedefs and types are not traceable
     ],
 )
 def test_list_globs(cli, mini_btf, pattern, expected):
@@ -450,6 +447,20 @@ def test_list_globs(cli, mini_btf, pattern, expected):
     assert out.exit_code == 0, out.stderr
     assert out.lines == sorted(expected)
     assert out.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "pattern, message",
+    [
+        ("tp:ip_*", "no tracepoint matches 'tp:ip_*'"),  # tp: matches tracepoints only
+        ("nothing_matches*", "no traceable function or tracepoint matches 'nothing_matches*'"),
+        ("u32", "no traceable function or tracepoint matches 'u32'"),  # typedefs and types are not traceable
+        ("dump:nosuch*", "no iterator target matches 'dump:nosuch*'"),
+    ],
+)
+def test_list_of_a_glob_nothing_matches_says_so(cli, mini_btf, pattern, message):
+    line = one_error_line(cli("list", "--btf", mini_btf, pattern), 1)
+    assert line == f"ksnoop: error: {message} (ksnoop list '*' lists them all)"
 
 
 def test_list_names_each_function_once(cli, write_btf):
