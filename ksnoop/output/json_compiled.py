@@ -69,10 +69,6 @@ def float_json(v: float) -> str:
     return repr(v) if math.isfinite(v) else json_string(repr(v))
 
 
-def bool_json(v: Any) -> str:
-    return "true" if v else "false"
-
-
 def bytes_json(v: Any) -> str:
     """Bytes no type explains."""
     return '{"bytes": "%s"}' % bytes(v).hex()
@@ -278,8 +274,13 @@ class _TreeJson:
         self.args.append(arg)
 
     def result(self, template_name: str) -> str:
-        """The expression giving the text: the template filled."""
-        return f"{template_name} % ({''.join(a + ', ' for a in self.args)})"
+        """The expression giving the text: the template filled with this tree's arguments."""
+        return _filled(template_name, self.args)
+
+
+def _filled(template_name: str, args: List[str]) -> str:
+    """The expression filling the template bound as `template_name` with the expressions `args`."""
+    return f"{template_name} % ({''.join(a + ', ' for a in args)})"
 
 
 def struct_encoder(btf: BTF, type_id: int, available: int, truncated: bool) -> Callable[[Any], str]:
@@ -350,11 +351,11 @@ def record_liner(
             if capture.truncated and not isinstance(compiled.root, Leaf):
                 tree.mark_truncated(compiled.root, start)
             continue
-        if capture.bitfield is not None and capture.type_id and not capture.string:
+        if capture.bitfield is not None and not capture.bitfield.bit_size:
             tree.parts.append("0")  # an int of no bits
             continue
-        if not (capture.string or not capture.type_id):
-            return None  # a scalar of odd size: decoded as bytes
+        if not capture.string and capture.type_id:
+            return None  # a scalar of odd size, or a type no reader takes: decoded as bytes
         raw = source.local()
         source.add(f"{raw}, = {source.bind(struct.Struct(f'{capture.size}s').unpack_from, 'bytes')}(record, {at})")
         text = KeptJson(_string_json) if capture.string else KeptJson(bytes_json)
@@ -365,14 +366,11 @@ def record_liner(
     head_args = [h.ts, h.cpu, pid, tid, comm]
     values = "".join(tree.parts)
     template = source.bind(head + values + "}}", "template")
-    line = _TreeJson(source, btf.byteorder)
-    line.args = head_args + tree.args
+    args = head_args + tree.args
     if fields.is_return:
-        timed = _TreeJson(source, btf.byteorder)
-        timed.args = line.args + [f"{h.ts} - {h.entry_ts}"]
         with_duration = source.bind(head + values + '}, "duration_ns": %d}', "template")
-        source.add(f"if {h.entry_ts}: return {timed.result(with_duration)}")
-    function: Callable[[Any, int], Optional[str]] = source.function("line", "record, offset", line.result(template))
+        source.add(f"if {h.entry_ts}: return {_filled(with_duration, args + [f'{h.ts} - {h.entry_ts}'])}")
+    function: Callable[[Any, int], Optional[str]] = source.function("line", "record, offset", _filled(template, args))
     return function
 
 

@@ -18,6 +18,7 @@ from btf.values import is_char
 from ksnoop.output.decode import READ_FAILED, Decoder, Event, RawValue, RecordFields
 from ksnoop.output.formatter import each_record
 from ksnoop.output.json_compiled import (
+    KeptJson,
     bytes_json,
     dumps,
     float_json,
@@ -40,8 +41,6 @@ PROBE_KINDS = {
     ProbeKind.ITER: "iter",
 }
 READ_FAILED_JSON = '{"error": "read failed"}'
-# A process's comm rarely changes; their encodings are kept, up to this many.
-_COMM_CACHE_SIZE = 4096
 _KSTACK_CACHE_SIZE = 4096  # distinct stacks whose JSON is kept
 
 Converter = Callable[[Any], str]  # a value (never READ_FAILED) -> its JSON text
@@ -129,7 +128,7 @@ class JsonFormatter:
         self._probes = tuple(
             _ProbeFormat(target, probe, plan.with_comm) for target, probe in zip(resolved.targets, plan.probes)
         )
-        self._comms: Dict[str, str] = {}
+        self._comms = KeptJson(json_string)  # a process's comm rarely changes
 
     def format(self, event: Event, duration_ns: Optional[int] = None) -> str:
         """The event's line, without a newline. `duration_ns` defaults to the event's own."""
@@ -140,9 +139,7 @@ class JsonFormatter:
         if duration_ns is None:
             duration_ns = event_duration_ns
         fmt = self._probes[probe]
-        comm_json = self._comms.get(comm)
-        if comm_json is None:
-            comm_json = self._comm(comm)
+        comm_json = self._comms[comm]
         head = (ts, cpu, pid, tid, comm_json)
         if fmt.direct:
             # Plain integers and pointers fill %d/%x directly; anything else there (READ_FAILED,
@@ -217,13 +214,6 @@ class JsonFormatter:
                 self._kstacks.clear()
             text = self._kstacks[kstack] = "[" + ", ".join(frames) + "]"
         return text
-
-    def _comm(self, comm: str) -> str:
-        if len(self._comms) >= _COMM_CACHE_SIZE:
-            self._comms.clear()
-        # A %-argument, not template text: no %-escaping.
-        encoded = self._comms[comm] = json_string(comm)
-        return encoded
 
 
 # ---- per-capture choice ---------------------------------------------------------------------------
