@@ -141,6 +141,7 @@ class CompiledType:
         self._units: Dict[Tuple[int, int], int] = {}  # (offset, span) of a bitfield's storage -> unit
         self._bitfield_leaves: List[Tuple[int, int, int, int, bool]] = []  # (unit, leaf, shift, bits, signed)
         self._enum_names: Dict[int, Dict[int, str]] = {}
+        self._unit_list: Optional[Tuple[BitfieldUnit, ...]] = None  # made by `units` when asked
         if bitfield is None:
             self.root: Node = self._value(type_id, 0, available, 0)
         else:  # one bitfield, `bitfield` = (bit offset, bits), alone in `available` bytes
@@ -168,11 +169,13 @@ class CompiledType:
     @property
     def units(self) -> Tuple["BitfieldUnit", ...]:
         """The storage units bitfields are cut from, in read()'s order."""
-        units, first = [], self._values - sum(len(table.cuts) for _, table in self._bitfields)
-        for position, table in self._bitfields:
-            units.append(BitfieldUnit(position, first, len(table.cuts)))
-            first += len(table.cuts)
-        return tuple(units)
+        if self._unit_list is None:
+            units, first = [], self._values - sum(len(table.cuts) for _, table in self._bitfields)
+            for position, table in self._bitfields:
+                units.append(BitfieldUnit(position, first, table.cuts))
+                first += len(table.cuts)
+            self._unit_list = tuple(units)
+        return self._unit_list
 
     def read_source(self, source: PySource, data: str, offset: str, uncut: Sequence["BitfieldUnit"] = ()) -> List[str]:
         """Add to `source` the statements that read, from `data` at byte `offset` (names in the
@@ -200,11 +203,11 @@ class CompiledType:
         """Expressions, of the unit's value named `value`, for each of its bitfields in order."""
         return list(self._cuts(unit, value))
 
-    def _cuts(self, unit: "BitfieldUnit", value: str) -> Iterator[str]:
+    @staticmethod
+    def _cuts(unit: "BitfieldUnit", value: str) -> Iterator[str]:
         # Cut inline, not looked up in the unit's table: values that do not repeat (counters,
         # random bytes) would each cost the table a call of its own.
-        table = dict(self._bitfields)[unit.position]
-        for shift, mask, sign in table.cuts:
+        for shift, mask, sign in unit.cuts:
             bits = f"({value} >> {shift}) & {mask:#x}" if shift else f"{value} & {mask:#x}"
             yield f"(({bits}) ^ {sign:#x}) - {sign:#x}" if sign else bits
 
@@ -475,7 +478,11 @@ class BitfieldUnit:
 
     position: int
     first: int
-    count: int
+    cuts: Tuple[Tuple[int, int, int], ...]  # per bitfield: (shift, mask, sign bit or 0)
+
+    @property
+    def count(self) -> int:
+        return len(self.cuts)
 
 
 class _BitTable(dict):  # type: ignore[type-arg]
