@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, PROBE_OFFSET, Capture, Plan, ProbeKind, RecordLayout
 from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
@@ -62,12 +62,28 @@ _SIGNED_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 
 
 _PROBE_INDEX = struct.Struct("=I").unpack_from
+T = TypeVar("T")
 
 
 def probe_of(record: Any, offset: int = 0) -> int:
     """Which of the plan's probes wrote the record at `offset` in `record`."""
     index: int = _PROBE_INDEX(record, offset + PROBE_OFFSET)[0]
     return index
+
+
+def by_probe(functions: Sequence[Callable[[Any], T]]) -> Callable[[Any], T]:
+    """One function of a record that calls the one of `functions` for the probe that wrote it:
+    the only one itself where the plan has one probe, so no record pays for a dispatch."""
+    if len(functions) == 1:
+        return functions[0]
+    table = list(functions)
+    offset = PROBE_OFFSET
+
+    def dispatch(record: Any) -> T:
+        index: int = _PROBE_INDEX(record, offset)[0]
+        return table[index](record)
+
+    return dispatch
 
 
 @dataclass(frozen=True)

@@ -327,18 +327,25 @@ def capture_reader(btf: BTF, capture: Capture) -> Optional[CompiledType]:
 
 
 def record_liner(
-    btf: BTF, probe: Probe, fields: RecordFields, head: str, label_keys: List[str], taskless: bool
-) -> Optional[Callable[[Any, int], Optional[str]]]:
-    """A function (buffer, offset) -> the JSON line of the record there, or None where a read
-    failed (the caller decodes that record to show which). `head` is the line's %-template up to
-    its "args" object (taking ts, cpu, pid, tid and comm's JSON), `label_keys` each capture's key
-    as template text. None when the probe's records need what only decoding gives (a kernel
-    stack, a capture of a kind no reader covers)."""
+    btf: BTF,
+    probe: Probe,
+    fields: RecordFields,
+    head: str,
+    label_keys: List[str],
+    taskless: bool,
+    failed_line: Callable[[Any], str],
+) -> Optional[Callable[..., str]]:
+    """A function (buffer, offset=0) -> the JSON line of the record there; a record with a failed
+    read goes to `failed_line` (which decodes it to show which), cut out of the buffer. `head` is
+    the line's %-template up to its "args" object (taking ts, cpu, pid, tid and comm's JSON),
+    `label_keys` each capture's key as template text. None when the probe's records need what
+    only decoding gives (a kernel stack, a capture of a kind no reader covers)."""
     if fields.kstack_depth:
         return None
     source = PySource()
     h = head_source(source, fields, "record", "offset")
-    source.add(f"if {h.failed}: return None")
+    cut = f"record[offset : offset + {fields.unpacker.size}]"
+    source.add(f"if {h.failed}: return {source.bind(failed_line, 'failed_line')}({cut})")
     tree = _TreeJson(source, btf.byteorder)
     for n, (capture, offset, key) in enumerate(zip(probe.captures, fields.capture_offsets, label_keys)):
         tree.parts.append((", " if n else "") + key)
@@ -370,7 +377,7 @@ def record_liner(
     if fields.is_return:
         with_duration = source.bind(head + values + '}, "duration_ns": %d}', "template")
         source.add(f"if {h.entry_ts}: return {_filled(with_duration, args + [f'{h.ts} - {h.entry_ts}'])}")
-    function: Callable[[Any, int], Optional[str]] = source.function("line", "record, offset", _filled(template, args))
+    function: Callable[..., str] = source.function("line", "record, offset=0", _filled(template, args))
     return function
 
 

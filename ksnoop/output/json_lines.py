@@ -175,32 +175,43 @@ class JsonFormatter:
     def record(self, probe_index: int, fields: RecordFields, decode: Decoder) -> Callable[[Any], str]:
         """A function from one record of probe `probe_index` to its line, as format(decode(record))
         would give it: from the record's bytes where the probe's line has a compiled function."""
-        line = self._liner(probe_index, fields)
-        slow = self.format
-        if line is None:
-            return lambda record: slow(decode(record))
-        return lambda record: line(record, 0) or slow(decode(record))
+        line, decoded_line = self._liner(probe_index, fields, decode)
+        return decoded_line if line is None else line
 
     def batch(self, probe_index: int, fields: RecordFields, decode: Decoder) -> Callable[[Any], List[str]]:
         """For a buffer of whole records of one probe (an iterator's stream): their lines."""
-        line = self._liner(probe_index, fields)
-        slow, size = self.format, fields.unpacker.size
+        line, decoded_line = self._liner(probe_index, fields, decode)
+        size = fields.unpacker.size
         if line is None:
-            return each_record(self.record(probe_index, fields, decode), size)
+            return each_record(decoded_line, size)
+        compiled_line = line
 
         def lines(buffer: Any) -> List[str]:
-            return [
-                line(buffer, offset) or slow(decode(buffer[offset : offset + size]))
-                for offset in range(0, len(buffer), size)
-            ]
+            return [compiled_line(buffer, offset) for offset in range(0, len(buffer), size)]
 
         return lines
 
-    def _liner(self, probe_index: int, fields: RecordFields) -> Optional[Callable[[Any, int], Optional[str]]]:
+    def _liner(
+        self, probe_index: int, fields: RecordFields, decode: Decoder
+    ) -> Tuple[Optional[Callable[..., str]], Callable[[Any], str]]:
+        # The probe's generated line function (None where it has none), and the line through the
+        # Event that it falls back on for a record with a failed read.
+        slow = self.format
+
+        def decoded_line(record: Any) -> str:
+            return slow(decode(record))
+
         fmt = self._probes[probe_index]
-        return record_liner(
-            self._btfs[probe_index], self._plan.probes[probe_index], fields, fmt.head, fmt.keys, fmt.taskless
+        line = record_liner(
+            self._btfs[probe_index],
+            self._plan.probes[probe_index],
+            fields,
+            fmt.head,
+            fmt.keys,
+            fmt.taskless,
+            decoded_line,
         )
+        return line, decoded_line
 
     def _kstack(self, kstack: Tuple[int, ...]) -> str:
         """The JSON list of the frames; kept per stack, since the same ones recur."""

@@ -13,7 +13,7 @@ from bpf.codegen import MapRole, Program
 from bpf.ringbuf import RecordCallback, RingBuffer
 
 from ksnoop.errors import RuntimeFailure
-from ksnoop.output.decode import build_decoder, probe_of, record_fields
+from ksnoop.output.decode import build_decoder, by_probe, record_fields
 from ksnoop.output.formatter import Formatter
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, raise_open_files_limit, say_detaching
@@ -122,9 +122,11 @@ def read_records(
             pending.clear()
         out.flush()
 
+    line = by_probe(lines)
+
     def on_record(record: memoryview) -> bool:
         nonlocal printed
-        pending.append(lines[probe_of(record)](record))
+        pending.append(line(record))
         if len(pending) >= _BATCH_LINES:
             flush()
         printed += 1

@@ -428,7 +428,7 @@ def _assert_lines_from_bytes_equal_events(resolved):
         decode = build_decoder(resolved.plan, index, target.btf)
         fields = record_fields(resolved.plan, index, target.btf)
         line, batch = formatter.record(index, fields, decode), formatter.batch(index, fields, decode)
-        assert record_liner(target.btf, probe, fields, "", [""] * len(probe.captures), False) is not None, (
+        assert record_liner(target.btf, probe, fields, "", [""] * len(probe.captures), False, str) is not None, (
             "every capture here has a compiled line"
         )
         records = []
