@@ -60,7 +60,7 @@ def test_object_and_parameters(iters: IterTargets, name: str, obj: str, params: 
 
 
 def test_the_dump_prefix_is_optional(iters: IterTargets) -> None:
-    assert iters.find("dump:task") is iters.find("task")
+    assert iters.find("dump:task") == iters.find("task")
 
 
 def test_unknown_target_suggests_the_closest(iters: IterTargets) -> None:
