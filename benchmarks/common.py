@@ -11,6 +11,7 @@ import contextlib
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,21 @@ def run_child(argv: Sequence[str]) -> Tuple[float, int]:
 def environment() -> Dict[str, Any]:
     """Where figures are measured, for every benchmark's JSON: machine() and the commit()."""
     return {**machine(), "commit": commit()}
+
+
+def python_speed_ns() -> float:
+    """This machine's speed for Python now: ns per "%d" of a 64-bit integer, the costliest step of
+    a JSON line, median of 7 rounds. The 2-core machine the figures come from runs 15-40% faster
+    or slower from one hour to the next, so every benchmark reports this before and after its
+    run: two figures measured at different times compare only once divided by it."""
+    values = [0xFFFF_8880_0000_0000 + 4099 * n for n in range(2000)]
+    rounds = []
+    for _ in range(7):
+        start = time.perf_counter()
+        for value in values:
+            "%d" % value
+        rounds.append((time.perf_counter() - start) / len(values) * 1e9)
+    return round(statistics.median(rounds), 1)
 
 
 def machine() -> Dict[str, Any]:

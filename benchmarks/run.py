@@ -14,7 +14,7 @@ import importlib
 import json
 import sys
 
-from common import ROOT, environment
+from common import ROOT, environment, python_speed_ns
 
 # name -> default --runs: 21, fewer where a round takes seconds (the kernel benchmarks) or a minute
 # and a half (the VM's).
@@ -54,8 +54,14 @@ def main() -> None:
     sys.path.insert(0, ROOT)  # ksnoop, bpf, btf and tests, from this checkout
     benchmark = importlib.import_module(f"bench_{args.name}")
     measured_on = environment()  # before the run: the commit measured, should the checkout change meanwhile
+    speed_before = python_speed_ns()
     figures = benchmark.run(args)
     figures.setdefault("measured_on", measured_on)  # unless the benchmark knows better (vm: the guest)
+    figures["python_speed_ns"] = {
+        "before": speed_before,
+        "after": python_speed_ns(),
+        "what": "ns per '%d' of a 64-bit int, median of 7 rounds: how fast this machine ran Python then",
+    }
     print(json.dumps(figures))
 
 
