@@ -95,6 +95,9 @@ class Program:
     module: str
     layout: RecordLayout
     sections: Tuple[Tuple[int, str], ...]  # (first instruction, template name), for listings
+    # A kprobe program goes on a function by name (not by BTF id), as a kprobe or a kretprobe.
+    kprobe_function: str = ""
+    retprobe: bool = False
 
     def bind_maps(self, fds: Mapping[MapRole, int]) -> List[Insn]:
         """The instructions with each map's fd in its ld_imm64 (BPF_PSEUDO_MAP_FD)."""
@@ -110,7 +113,11 @@ _ATTACH = {
     ProbeKind.FEXIT: AttachType.TRACE_FEXIT,
     ProbeKind.TP_BTF: AttachType.TRACE_RAW_TP,
     ProbeKind.ITER: AttachType.TRACE_ITER,
+    # A kprobe attached through a perf event takes no expected attach type.
+    ProbeKind.KPROBE: AttachType.UNSPEC,
+    ProbeKind.KRETPROBE: AttachType.UNSPEC,
 }
+_KPROBE_KINDS = (ProbeKind.KPROBE, ProbeKind.KRETPROBE)
 
 # The jump that leaves when the test fails: the inverse of the operator, unsigned or signed.
 _FAIL_JUMP = {
@@ -226,7 +233,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
     layout = RecordLayout.of(probe, plan.with_comm)
     if probe.path is not None or probe.forgets_path:
         return _program(_path_program(plan, probe_index, layout), plan, probe_index, layout)
-    fexit_stash = probe.kind is ProbeKind.FEXIT and probe.stash is not Stash.NONE
+    fexit_stash = probe.kind.is_return and probe.stash is not Stash.NONE
     asm = _Assembler()
     asm.emit(tpl.PROLOGUE)
     if fexit_stash:
@@ -240,13 +247,13 @@ def generate(plan: Plan, probe_index: int) -> Program:
     _emit_tests(asm, probe)
     if probe.count is not None:
         _emit_count(asm, probe, probe.count)
-    elif probe.kind is ProbeKind.FENTRY and not probe.emits:
+    elif probe.kind.is_entry and not probe.emits:
         asm.emit(tpl.STASH_TIME_ONLY)
         asm.emit(tpl.STASH_PUT)
     else:
         if fexit_stash and probe.stash is Stash.RECORD:
             asm.emit(tpl.EMIT_STASHED, size=_paired_entry_layout(plan, probe_index).size, dropped="dropped")
-        holds_record = probe.kind is ProbeKind.FENTRY and probe.stash is Stash.RECORD
+        holds_record = probe.kind.is_entry and probe.stash is Stash.RECORD
         if holds_record:
             asm.emit(tpl.SCRATCH_RECORD, out="out")
         else:
@@ -255,7 +262,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
         if holds_record:
             asm.emit(tpl.STASH_RECORD)
         else:
-            if probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME:
+            if probe.kind.is_entry and probe.stash is Stash.TIME:
                 asm.emit(tpl.STASH_TIME)
                 asm.emit(tpl.STASH_PUT)
             _emit_submit(asm, plan, layout)
@@ -283,12 +290,15 @@ def _program(asm: _Assembler, plan: Plan, probe_index: int, layout: RecordLayout
         insns=asm.assemble(),
         map_slots=tuple(asm.map_slots),
         maps=tuple(_map_spec(plan, probe_index, layout, role) for role in roles),
-        prog_type=ProgType.TRACING,
+        prog_type=ProgType.KPROBE if probe.kind in _KPROBE_KINDS else ProgType.TRACING,
         expected_attach_type=_ATTACH[probe.kind],
-        attach_btf_id=probe.attach_btf_id,
+        # A kprobe is attached by the function's name, not its BTF id.
+        attach_btf_id=0 if probe.kind in _KPROBE_KINDS else probe.attach_btf_id,
         module=probe.module,
         layout=layout,
         sections=tuple(asm.sections),
+        kprobe_function=probe.target if probe.kind in _KPROBE_KINDS else "",
+        retprobe=probe.kind is ProbeKind.KRETPROBE,
     )
 
 
@@ -318,7 +328,7 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
         return MapSpec(role, uapi.MapType.ARRAY, 4, size, 1, Sharing.PLAN, name="ksnoop_path0")
     if role is MapRole.STASH:
         if probe.stash is Stash.RECORD:  # the entry record, held for the fexit
-            entry = layout if probe.kind is ProbeKind.FENTRY else _paired_entry_layout(plan, probe_index)
+            entry = layout if probe.kind.is_entry else _paired_entry_layout(plan, probe_index)
             value_size = entry.size
         else:  # the entry's ktime
             value_size = 8
@@ -380,12 +390,12 @@ def _path_program(plan: Plan, probe_index: int, layout: RecordLayout) -> _Assemb
         raise CodegenError(
             f"{probe.target}: the plan's call path has {len(state.slot_offsets)} levels, not {step.length}"
         )
-    if probe.kind is ProbeKind.FENTRY:
+    if probe.kind.is_entry:
         _emit_path_entry(asm, plan, probe, probe_index, layout, state)
         asm.label("out")
         asm.emit(tpl.EXIT)
         _place_dropped(asm, "out")
-    elif probe.kind is ProbeKind.FEXIT:
+    elif probe.kind.is_return:
         _emit_path_return(asm, plan, probe, probe_index, layout, state)
         asm.label("popped")
         if step.level == 0:  # the outermost returned: the path is over for this task
@@ -483,7 +493,7 @@ def _emit_record_body(
     if plan.with_comm:
         asm.emit(tpl.HEADER_COMM, rec_offset=COMM_OFFSET)
     for n, (capture, rec_offset) in enumerate(zip(probe.captures, layout.capture_offsets)):
-        _emit_capture(asm, capture, rec_offset, n)
+        _emit_capture(asm, probe, capture, rec_offset, n)
     if layout.kstack_depth:
         asm.emit(
             tpl.CAPTURE_STACK,
@@ -495,7 +505,7 @@ def _emit_record_body(
 
 def _emit_count(asm: _Assembler, probe: Probe, count: Count) -> None:
     """Summary mode: calls, errors and the latency bucket added to the function's counters."""
-    if count.latency and not (probe.kind is ProbeKind.FEXIT and probe.stash is Stash.TIME and probe.requires_entry):
+    if count.latency and not (probe.kind.is_return and probe.stash is Stash.TIME and probe.requires_entry):
         raise CodegenError(f"{probe.target}: latency needs an fexit that requires its entry's stashed time")
     asm.emit(tpl.COUNTERS, key=count.key, out="out")
     asm.emit(tpl.COUNT_ONE, counter_offset=CALLS_OFFSET)
@@ -503,7 +513,7 @@ def _emit_count(asm: _Assembler, probe: Probe, count: Count) -> None:
         value = count.errors
         if value.in_memory or value.size not in _SIZE_CODES:
             raise CodegenError(f"{probe.target}: errors are counted on a return value in a register")
-        asm.emit(tpl.LOAD_ARG, slot_offset=8 * value.slot)
+        asm.emit(tpl.LOAD_ARG, slot_offset=probe.context_offset(value.slot))
         if value.size < 8:  # sign-extend; the upper bits of a narrow value are not defined
             shift = 64 - 8 * value.size
             asm.emit(tpl.EXTRACT_BITS, left=shift, right=shift, shift_op=uapi.BPF_ARSH)
@@ -523,13 +533,16 @@ def _paired_entry_layout(plan: Plan, probe_index: int) -> RecordLayout:
     return RecordLayout.of(plan.probes[entry], plan.with_comm)
 
 
-def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:
+def _emit_locate(asm: _Assembler, probe: Probe, capture: Capture, fail: str) -> None:
     """r9 = the slot's value, then each hop's pointer followed; a NULL argument goes to `fail`."""
-    if capture.opaque_slot:
+    slot_offset = probe.context_offset(capture.slot)
+    # A kprobe's context is registers, plain scalars the verifier lets a program load whatever
+    # their C type: only a BTF-typed context (fentry, tp_btf) has slots it will not type.
+    if capture.opaque_slot and probe.kind not in _KPROBE_KINDS:
         asm.emit(tpl.COPY_ARG)
-        asm.emit(tpl.FOLLOW_POINTER, offset=8 * capture.slot, fail=fail)
+        asm.emit(tpl.FOLLOW_POINTER, offset=slot_offset, fail=fail)
     else:
-        asm.emit(tpl.LOAD_ARG, slot_offset=8 * capture.slot)
+        asm.emit(tpl.LOAD_ARG, slot_offset=slot_offset)
     if capture.in_memory:
         asm.emit(tpl.NULL_CHECK, fail=fail)
     for offset in capture.hops:
@@ -538,12 +551,14 @@ def _emit_locate(asm: _Assembler, capture: Capture, fail: str) -> None:
 
 def _emit_tests(asm: _Assembler, probe: Probe, fail: str = "out") -> None:
     for n, test in enumerate(probe.tests):
-        _emit_test(asm, test.value, test.predicate, f"test{n}", fail)
+        _emit_test(asm, probe, test.value, test.predicate, f"test{n}", fail)
 
 
-def _emit_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: str, fail: str = "out") -> None:
+def _emit_test(
+    asm: _Assembler, probe: Probe, capture: Capture, predicate: Predicate, name: str, fail: str = "out"
+) -> None:
     """Leave for `fail` unless the predicate holds; a value that cannot be read fails the test."""
-    _emit_locate(asm, capture, fail)
+    _emit_locate(asm, probe, capture, fail)
     if isinstance(predicate.constant, bytes):
         _emit_string_test(asm, capture, predicate, name, fail)
         return
@@ -623,18 +638,18 @@ def copies_from_registers(size: int) -> bool:
     return size in _SIZE_CODES or size - 8 in _SIZE_CODES
 
 
-def _emit_capture(asm: _Assembler, capture: Capture, rec_offset: int, n: int) -> None:
+def _emit_capture(asm: _Assembler, probe: Probe, capture: Capture, rec_offset: int, n: int) -> None:
     fail, done = f"fail{n}", f"done{n}"
-    _emit_locate(asm, capture, fail)
+    _emit_locate(asm, probe, capture, fail)
     if not capture.in_memory:
         if not copies_from_registers(capture.size) or (capture.opaque_slot and capture.size > 8):
             two = " or two" if capture.size > 8 and not capture.opaque_slot else ""
             raise CodegenError(f"{capture.label}: a {capture.size}-byte value cannot come from one register{two}")
         asm.emit(tpl.STORE_REGISTER, size=min(capture.size, 8), rec_offset=rec_offset)
         if capture.size > 8:  # the rest is in the next slot, stored after the first
-            asm.emit(tpl.LOAD_ARG, slot_offset=8 * (capture.slot + 1))
+            asm.emit(tpl.LOAD_ARG, slot_offset=probe.context_offset(capture.slot + 1))
             asm.emit(tpl.STORE_REGISTER, size=capture.size - 8, rec_offset=rec_offset + 8)
-        if not capture.hops and not capture.opaque_slot:
+        if not capture.hops and not (capture.opaque_slot and probe.kind not in _KPROBE_KINDS):
             return  # nothing could fail
     else:
         if capture.address:  # r9 is the struct's address: it goes first, its bytes after it

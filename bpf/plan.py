@@ -34,6 +34,26 @@ class ProbeKind(enum.Enum):
     # bpf_iter__<target> whose u64 slots hold the object's pointers and scalars; records go to the
     # iterator's seq_file (bpf_seq_write), not the ring buffer.
     ITER = "iter"
+    # Where fentry is missing: a kprobe (entry) or kretprobe (return) program, its context the
+    # struct pt_regs at that moment; arguments and the return value are read from the registers
+    # the calling convention puts them in (Probe.context_offsets).
+    KPROBE = "kprobe"
+    KRETPROBE = "kretprobe"
+
+    @property
+    def is_entry(self) -> bool:
+        """A function's entry: fentry or kprobe."""
+        return self in (ProbeKind.FENTRY, ProbeKind.KPROBE)
+
+    @property
+    def is_return(self) -> bool:
+        """A function's return: fexit or kretprobe."""
+        return self in (ProbeKind.FEXIT, ProbeKind.KRETPROBE)
+
+    @property
+    def return_kind(self) -> "ProbeKind":
+        """The return side of an entry kind (fentry -> fexit, kprobe -> kretprobe)."""
+        return {ProbeKind.FENTRY: ProbeKind.FEXIT, ProbeKind.KPROBE: ProbeKind.KRETPROBE}[self]
 
 
 class CompareOp(enum.Enum):
@@ -159,6 +179,19 @@ class Probe:
     # Call-path mode: a program on the sched_process_exit tracepoint that drops the exiting
     # task's path state, for paths left open by a function that never returns (do_exit...).
     forgets_path: bool = False
+    # Where each context slot lies, in bytes from the start of the program's context: for a
+    # kprobe, the pt_regs member holding argument i (or, for a kretprobe, the return value, at the
+    # slot after the arguments); -1 where no register holds it. Empty: slot i is the u64 at 8 * i
+    # (fentry, fexit, tp_btf, iter).
+    context_offsets: Tuple[int, ...] = ()
+
+    def context_offset(self, slot: int) -> int:
+        """Where context slot `slot` lies; PlanError for a slot the probe's context does not hold."""
+        if not self.context_offsets:
+            return 8 * slot
+        if not 0 <= slot < len(self.context_offsets) or self.context_offsets[slot] < 0:
+            raise PlanError(f"{self.kind.value}:{self.target}: no register holds context slot {slot}")
+        return self.context_offsets[slot]
 
 
 @dataclass(frozen=True)
@@ -225,8 +258,8 @@ def _check_plan(plan: Plan) -> None:
         if not (0 <= pair.entry < len(probes) and 0 <= pair.exit < len(probes)):
             raise PlanError(f"{pair} names a probe the plan does not have")
         entry, exit_ = probes[pair.entry], probes[pair.exit]
-        if entry.kind is not ProbeKind.FENTRY or exit_.kind is not ProbeKind.FEXIT:
-            raise PlanError(f"{pair}: an entry/return pair is an fentry and an fexit probe")
+        if not entry.kind.is_entry or exit_.kind is not entry.kind.return_kind:
+            raise PlanError(f"{pair}: an entry/return pair is an fentry and an fexit, or a kprobe and a kretprobe")
         if (entry.attach_btf_id, entry.module) != (exit_.attach_btf_id, exit_.module):
             raise PlanError(f"{pair}: {entry.target} and {exit_.target} are not one function")
         if (entry.stash, entry.stash_group) != (exit_.stash, exit_.stash_group):
@@ -238,24 +271,30 @@ def _check_plan(plan: Plan) -> None:
     for index, probe in enumerate(probes):
         what = f"probe {index} ({probe.kind.value}:{probe.target})"
         if probe.stash is not Stash.NONE and index not in paired:
-            other = "fentry" if probe.kind is ProbeKind.FEXIT else "fexit"
+            partners = {
+                ProbeKind.FENTRY: "fexit",
+                ProbeKind.FEXIT: "fentry",
+                ProbeKind.KPROBE: "kretprobe",
+                ProbeKind.KRETPROBE: "kprobe",
+            }
+            other = partners.get(probe.kind, "return probe")
             raise PlanError(f"{what} has a {probe.stash.value} stash but no {other} to pair with")
-        if probe.requires_entry and not (probe.kind is ProbeKind.FEXIT and probe.stash is not Stash.NONE):
-            raise PlanError(f"{what} requires its entry, which only an fexit with a stash can")
+        if probe.requires_entry and not (probe.kind.is_return and probe.stash is not Stash.NONE):
+            raise PlanError(f"{what} requires its entry, which only a return probe with a stash can")
         if not probe.emits and not (
-            probe.count is not None
-            or probe.forgets_path
-            or (probe.kind is ProbeKind.FENTRY and probe.stash is Stash.TIME)
+            probe.count is not None or probe.forgets_path or (probe.kind.is_entry and probe.stash is Stash.TIME)
         ):
             raise PlanError(f"{what} emits nothing and neither counts, stashes its time nor forgets paths")
         if probe.count is not None and (probe.captures or probe.kstack_depth or probe.path is not None):
             raise PlanError(f"{what} counts, so it captures nothing, takes no stack and is on no call path")
         if probe.path is not None and (
-            probe.kind not in (ProbeKind.FENTRY, ProbeKind.FEXIT)
+            not (probe.kind.is_entry or probe.kind.is_return)
             or probe.stash is not Stash.NONE
             or probe.count is not None
         ):
-            raise PlanError(f"{what} is a call-path step: an fentry or fexit with no stash and no count")
+            raise PlanError(f"{what} is a call-path step: an entry or return probe with no stash and no count")
+        if probe.context_offsets and probe.kind not in (ProbeKind.KPROBE, ProbeKind.KRETPROBE):
+            raise PlanError(f"{what}: only a kprobe's context is registers at their own offsets")
         if probe.forgets_path and (probe.kind is not ProbeKind.TP_BTF or probe.emits):
             raise PlanError(f"{what} forgets call paths: a tracepoint probe that emits nothing")
         if probe.kind is ProbeKind.ITER and (
@@ -337,7 +376,7 @@ class PathLayout:
     @classmethod
     def of(cls, plan: "Plan") -> "PathLayout":
         """The layout for the plan's call path; ValueError if it has none or a level is missing."""
-        entries = {p.path.level: p for p in plan.probes if p.path is not None and p.kind is ProbeKind.FENTRY}
+        entries = {p.path.level: p for p in plan.probes if p.path is not None and p.kind.is_entry}
         if not entries or sorted(entries) != list(range(len(entries))):
             raise ValueError("the plan has no complete call path")
         offset = PATH_NESTED_OFFSET + 8 * len(entries)

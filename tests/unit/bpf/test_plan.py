@@ -45,7 +45,7 @@ def test_summary_counting_keeps_pairs() -> None:
     [
         ((ENTRY, EXIT), (), "has a time stash but no fexit to pair with"),
         ((EXIT,), (), "has a time stash but no fentry to pair with"),
-        ((ENTRY, EXIT), (Pair(1, 0),), "an entry/return pair is an fentry and an fexit probe"),
+        ((ENTRY, EXIT), (Pair(1, 0),), "an entry/return pair is an fentry and an fexit, or a kprobe and a kretprobe"),
         ((ENTRY, EXIT), (Pair(0, 2),), "names a probe the plan does not have"),
         ((ENTRY, dataclasses.replace(EXIT, attach_btf_id=8)), (Pair(0, 1),), "are not one function"),
         ((ENTRY, dataclasses.replace(EXIT, stash=Stash.RECORD)), (Pair(0, 1),), "disagree on their stash"),
