@@ -57,5 +57,11 @@ class FdOwner(Closing):
             fd, self._fd = self._fd, None
             os.close(fd)
 
+    def detach_fd(self) -> int:
+        """The fd, which this object stops owning: the caller (another owner) closes it."""
+        fd = self.fd
+        self._fd = None
+        return fd
+
     def __del__(self) -> None:
         self.close()

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""What this kernel and this process can do, found by trying: privileges, tp_btf, fentry, ringbuf,
-each iterator target.
+"""What this kernel and this process can do, found by trying: privileges, tp_btf, fentry, kprobes,
+ringbuf, each iterator target.
 
 Each probe loads or creates the smallest thing that answers the question, closes it, and
 caches a `Feature(ok, reason)`. Nothing here looks at the kernel version.
@@ -21,6 +21,7 @@ from .errnos import errno_name
 from .insn import exit_, mov64_imm
 from .loader import LoadRefused, VerifierError, load_program
 from .maps import Map
+from .perf import NoKprobes, kprobe_pmu
 from .uapi import AttachType, ProgType
 
 CAP_SYS_ADMIN = 21
@@ -38,6 +39,9 @@ class Feature:
     ok: bool
     reason: str = ""
     missing: Tuple[str, ...] = ()
+    # The kernel said no before verifying anything (its policy: a security module, lockdown), so
+    # it says no to every program of this kind, not to this one's target.
+    refused: bool = False
 
     def __bool__(self) -> bool:
         return self.ok
@@ -90,16 +94,24 @@ def _describe(e: OSError) -> str:
     return f"{errno_name(code)}: {os.strerror(code)}"
 
 
-def _probe_load(prog_type: ProgType, attach_type: AttachType, attach_btf_id: int, what: str) -> tuple[Feature, int]:
+def _probe_load(
+    prog_type: ProgType, attach_type: AttachType, attach_btf_id: int, what: str, module: str = "vmlinux"
+) -> tuple[Feature, int]:
     # (the answer, the load's errno or 0)
     try:
-        with load_program(_RETURN_0, prog_type, attach_type, attach_btf_id, name="ksnoop_probe"):
+        with contextlib.ExitStack() as stack:
+            btf_obj_fd = None if module == "vmlinux" else stack.enter_context(open_kernel_btf(module)).fd
+            stack.enter_context(
+                load_program(
+                    _RETURN_0, prog_type, attach_type, attach_btf_id, attach_btf_obj_fd=btf_obj_fd, name="ksnoop_probe"
+                )
+            )
             return Feature(True), 0
     except OSError as e:
         if e.errno == errno.EPERM and not check_privileges():
             return check_privileges(), e.errno or 0
         if isinstance(e, LoadRefused):
-            return Feature(False, _describe(e)), e.errno or 0
+            return Feature(False, _describe(e), refused=True), e.errno or 0
         return Feature(False, f"{what} programs do not load here ({_describe(e)})"), e.errno or 0
 
 
@@ -110,13 +122,25 @@ def probe_tp_btf(attach_btf_id: int) -> Feature:
 
 
 @functools.cache
-def probe_fentry(attach_btf_id: int) -> Feature:
-    """Can an fentry program load on the function (BTF FUNC) `attach_btf_id`?
+def probe_fentry(attach_btf_id: int, module: str = "vmlinux") -> Feature:
+    """Can an fentry program load on the function (BTF FUNC) `attach_btf_id` of `module`?
 
     Some kernels refuse every fentry/fexit load with EPERM before verifying anything (this
-    machine's 6.18 does, with full privileges); the reason is then "EPERM before verification".
+    machine's 6.18 does, with full privileges); the reason is then "EPERM before verification"
+    and `refused` is set.
     """
-    return _probe_load(ProgType.TRACING, AttachType.TRACE_FENTRY, attach_btf_id, "fentry")[0]
+    return _probe_load(ProgType.TRACING, AttachType.TRACE_FENTRY, attach_btf_id, "fentry", module)[0]
+
+
+@functools.cache
+def probe_kprobes() -> Feature:
+    """Can this process put kprobes on functions: does the kernel have the kprobe PMU (bpf.perf),
+    and does a BPF_PROG_TYPE_KPROBE program load?"""
+    try:
+        kprobe_pmu()
+    except NoKprobes as error:
+        return Feature(False, error.strerror or str(error), refused=True)
+    return _probe_load(ProgType.KPROBE, AttachType.UNSPEC, 0, "kprobe")[0]
 
 
 @functools.cache

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Sequence
 
-from . import syscall
+from . import perf, syscall
 from .errnos import ENOTSUPP
 from .fd import FdOwner
 from .insn import Insn, decode, encode
@@ -251,6 +251,32 @@ def attach_tracing(prog: LoadedProgram) -> Link:
         log.debug("BPF_LINK_CREATE refused (%s); trying BPF_RAW_TRACEPOINT_OPEN", e)
     fd = syscall.raw_tracepoint_open(prog.fd)
     return Link(fd, prog, "RAW_TRACEPOINT_OPEN")
+
+
+def attach_kprobe(prog: LoadedProgram, function: str, retprobe: bool) -> Link:
+    """Attach a BPF_PROG_TYPE_KPROBE program to a kprobe (or kretprobe) on `function`.
+
+    Opens the kprobe as a perf event (bpf.perf) and links the program to it with BPF_LINK_CREATE
+    (BPF_PERF_EVENT, v5.15); the link holds the event, so the event's own fd is closed. Where
+    LINK_CREATE does not take it, PERF_EVENT_IOC_SET_BPF attaches the program to the event, whose
+    fd is then the attachment. Raises bpf.perf.NoKprobes, or OSError from perf_event_open (see
+    bpf.perf.open_kprobe) or the attach.
+    """
+    if prog.prog_type != ProgType.KPROBE:
+        raise ValueError(f"attach_kprobe() of a {prog.prog_type.name} program")
+    event = perf.open_kprobe(function, retprobe)
+    with event:
+        try:
+            fd = syscall.link_create(prog.fd, int(AttachType.PERF_EVENT), target_fd=event.fd)
+            return Link(fd, prog, "LINK_CREATE")
+        except OSError as e:
+            if e.errno not in _LINK_CREATE_UNSUPPORTED:
+                raise
+            log.debug("BPF_LINK_CREATE of a perf event refused (%s); trying PERF_EVENT_IOC_SET_BPF", e)
+        event.set_bpf(prog.fd)
+        event.enable()
+        return Link(event.detach_fd(), prog, "PERF_EVENT_IOC_SET_BPF")
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def attach_raw_tracepoint(prog: LoadedProgram, tracepoint: str) -> Link:

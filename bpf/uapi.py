@@ -117,6 +117,10 @@ class LinkType(enum.IntEnum):
     TRACING = 2
     CGROUP = 3
     ITER = 4
+    NETNS = 5
+    XDP = 6
+    PERF_EVENT = 7
+    KPROBE_MULTI = 8
 
 
 class CgroupIterOrder(enum.IntEnum):
