@@ -39,6 +39,7 @@ from btf.values import is_char
 
 from ksnoop.spec.language import GLOB_CHARS, RETURN, Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr
 from ksnoop.errors import UnknownTarget, UsageError
+from ksnoop.spec.calling import NoConvention, registers
 from ksnoop.spec.targets import TRACEPOINT_PREFIX, KernelBTF, Target, TargetKind
 
 # How much of a string a char pointer's capture reads, NUL included.
@@ -82,6 +83,7 @@ def resolve(
     ringbuf_size: int = 1 << 22,
     kstack_depth: int = 0,
     max_probes: int = DEFAULT_MAX_PROBES,
+    function_kind: ProbeKind = ProbeKind.FENTRY,
 ) -> ResolvedTrace:
     """Resolve every spec; SpecError (usage, exit 2) pointing into the spec that does not fit.
     Entry and tracepoint records carry `kstack_depth` frames of the kernel stack (0: none).
@@ -93,6 +95,9 @@ def resolve(
     naming those left out says why for the first. When they fit none, that first error is
     raised. More than `max_probes` functions and tracepoints in all is a UsageError, as is a
     glob matching nothing (UnknownTarget-style, with the closest names).
+
+    Functions are traced by `function_kind` probes: FENTRY (and fexit), or KPROBE (and kretprobe),
+    which read arguments from the registers the calling convention puts them in (ksnoop.spec.calling).
     """
     probes: List[Probe] = []
     targets: List[Target] = []
@@ -114,7 +119,7 @@ def resolve(
         spec_notes: List[str] = []
         for target in found:
             try:
-                new, new_notes = _probes(spec, target, group, kstack_depth)
+                new, new_notes = _probes(spec, target, group, kstack_depth, function_kind)
             except SpecError as err:
                 if not spec.is_glob:
                     raise
@@ -173,6 +178,7 @@ def resolve_path(
     with_comm: bool = True,
     ringbuf_size: int = 1 << 22,
     kstack_depth: int = 0,
+    function_kind: ProbeKind = ProbeKind.FENTRY,
 ) -> ResolvedTrace:
     """Call-path mode (`-s`): the specs name functions in call order, outermost first, and each is
     shown only inside a call of the one before, in the same task. Every function gets an fentry
@@ -207,11 +213,12 @@ def resolve_path(
     levels: List[Tuple[int, Target, List[Probe]]] = []
     notes: List[str] = []
     for level, (spec, target) in enumerate(zip(specs, found)):
-        sides = _sides(spec, target)
+        sides = _sides(spec, target, function_kind)
         notes.extend(sides.notes)
         step = PathStep(level, length)
+        entry_offsets, return_offsets = _context_offsets(spec, target, function_kind)
         entry = Probe(
-            ProbeKind.FENTRY,
+            function_kind,
             target.name,
             target.attach_btf_id,
             target.module,
@@ -219,15 +226,17 @@ def resolve_path(
             sides.entry_captures,
             kstack_depth=kstack_depth,
             path=step,
+            context_offsets=entry_offsets,
         )
         exit_ = Probe(
-            ProbeKind.FEXIT,
+            function_kind.return_kind,
             target.name,
             target.attach_btf_id,
             target.module,
             sides.exit_tests,
             sides.exit_captures,
             path=step,
+            context_offsets=return_offsets,
         )
         levels.append((level, target, [exit_, entry]))
     task_exit = kernel.find_target(TRACEPOINT_PREFIX + TASK_EXIT_TRACEPOINT)
@@ -278,7 +287,7 @@ class _Sides:
     notes: Tuple[str, ...] = ()  # the values shown by default that are left out, and why
 
 
-def _sides(spec: TraceSpec, target: Target) -> _Sides:
+def _sides(spec: TraceSpec, target: Target, function_kind: ProbeKind = ProbeKind.FENTRY) -> _Sides:
     defaults = () if spec.items else _default_items(spec, target)
     if target.kind is TargetKind.FUNCTION and spec.items and all(item.value.base == RETURN for item in spec.items):
         # Only the return value named (`f(return != 0)`): the entry still shows every argument.
@@ -292,19 +301,19 @@ def _sides(spec: TraceSpec, target: Target) -> _Sides:
         at_return = item.value.base == RETURN
         if at_return and target.kind is TargetKind.TRACEPOINT:
             raise SpecError("a tracepoint has no return value", spec.text, item.value.position)
-        located = _locate(spec, target, item.value)
         captures = exit_captures if at_return else entry_captures
-        if all(c.label != located.expr_text for c in captures):  # `f(x > 1, x)` shows x once
-            try:
+        try:
+            located = _locate(spec, target, item.value, function_kind)
+            if all(c.label != located.expr_text for c in captures):  # `f(x > 1, x)` shows x once
                 captures.append(_capture(spec, item.value, located))
-            except SpecError as err:
-                if not by_default:
-                    raise
-                # Shown by default, not named: what the program cannot copy (a struct passed by value
-                # that registers do not hold whole) is left out, and a note says so.
-                notes.append(
-                    f"ksnoop: {target.label}: '{located.expr_text}' left out of the values shown: {err.reason}"
-                )
+        except SpecError as err:
+            if not by_default:
+                raise
+            # Shown by default, not named: what the program cannot read or copy (a struct passed by
+            # value that registers do not hold whole; for a kprobe, what no register holds for
+            # certain) is left out, and a note says so.
+            notes.append(f"ksnoop: {target.label}: '{item.value.text}' left out of the values shown: {err.reason}")
+            continue
         if item.op is not None:
             assert item.literal is not None
             test = _test(spec, located, item)
@@ -315,9 +324,11 @@ def _sides(spec: TraceSpec, target: Target) -> _Sides:
     return _Sides(tuple(entry_tests), tuple(entry_captures), tuple(exit_tests), tuple(exit_captures), tuple(notes))
 
 
-def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> Tuple[List[Probe], Tuple[str, ...]]:
+def _probes(
+    spec: TraceSpec, target: Target, group: int, kstack_depth: int, function_kind: ProbeKind = ProbeKind.FENTRY
+) -> Tuple[List[Probe], Tuple[str, ...]]:
     """The target's probes for the spec, and the notes on what they leave out."""
-    sides = _sides(spec, target)
+    sides = _sides(spec, target, function_kind)
     entry_tests, entry_captures = sides.entry_tests, sides.entry_captures
     exit_tests, exit_captures = sides.exit_tests, sides.exit_captures
     if target.kind is TargetKind.TRACEPOINT:
@@ -332,14 +343,16 @@ def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> T
                 kstack_depth=kstack_depth,
             )
         ], sides.notes
+    entry_offsets, return_offsets = _context_offsets(spec, target, function_kind)
     entry = Probe(
-        ProbeKind.FENTRY,
+        function_kind,
         target.name,
         target.attach_btf_id,
         target.module,
         tuple(entry_tests),
         tuple(entry_captures),
         kstack_depth=kstack_depth,
+        context_offsets=entry_offsets,
     )
     if not exit_captures:
         return [entry], sides.notes
@@ -350,7 +363,7 @@ def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> T
         entry, stash=stash, stash_group=group, emits=bool(entry_captures) or stash is Stash.RECORD or kstack_depth > 0
     )
     exit_ = Probe(
-        ProbeKind.FEXIT,
+        function_kind.return_kind,
         target.name,
         target.attach_btf_id,
         target.module,
@@ -359,6 +372,7 @@ def _probes(spec: TraceSpec, target: Target, group: int, kstack_depth: int) -> T
         stash=stash,
         stash_group=group,
         requires_entry=bool(entry_tests),
+        context_offsets=return_offsets,
     )
     return [entry, exit_], sides.notes
 
@@ -386,8 +400,36 @@ def _slots(target: Target) -> Dict[str, Tuple[int, int]]:
     return out
 
 
-def _locate(spec: TraceSpec, target: Target, expr: ValueExpr) -> _Located:
+def context_offsets(target: Target, function_kind: ProbeKind) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """The entry's and the return's Probe.context_offsets for `target` traced by `function_kind`
+    probes: none for fentry; for kprobes, the registers of the calling convention (NoConvention
+    where ksnoop does not know it)."""
+    if function_kind is not ProbeKind.KPROBE:
+        return (), ()
+    found = registers(target)
+    return found.entry_offsets, found.return_offsets
+
+
+def _context_offsets(spec: TraceSpec, target: Target, function_kind: ProbeKind) -> Tuple[Tuple[int, ...], ...]:
+    try:
+        return context_offsets(target, function_kind)
+    except NoConvention as err:
+        raise SpecError(f"cannot put a kprobe on {target.label}: {err}", spec.text, spec.target_position) from None
+
+
+def _locate(spec: TraceSpec, target: Target, expr: ValueExpr, function_kind: ProbeKind = ProbeKind.FENTRY) -> _Located:
     slots = _slots(target)
+    if function_kind is ProbeKind.KPROBE and target.kind is TargetKind.FUNCTION and expr.base in slots:
+        try:
+            refused = registers(target).refused
+        except NoConvention as err:
+            raise SpecError(f"cannot put a kprobe on {target.label}: {err}", spec.text, expr.position) from None
+        if expr.base in refused:
+            raise SpecError(
+                f"a kprobe on {target.label} cannot read '{expr.base}': {refused[expr.base]}",
+                spec.text,
+                expr.position,
+            )
     if expr.base == RETURN and target.return_type_id == 0:
         raise SpecError(f"{target.label} returns void", spec.text, expr.position)
     if expr.base not in slots:
