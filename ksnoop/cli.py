@@ -150,6 +150,12 @@ class OutputFormat(str, enum.Enum):
     json = "json"
 
 
+class Backend(str, enum.Enum):  # ksnoop.run.backend.BACKENDS
+    auto = "auto"
+    fentry = "fentry"
+    kprobe = "kprobe"
+
+
 @app.command()
 def trace(
     specs: Annotated[
@@ -225,6 +231,16 @@ def trace(
             "directly), all together, in call order with durations, when the innermost returns.",
         ),
     ] = False,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            case_sensitive=False,
+            help="How functions are probed: fentry/fexit, kprobe/kretprobe (registers per the calling "
+            "convention; where a kernel has no fentry), or auto: fentry where the kernel takes it, else "
+            "kprobes, saying so.",
+        ),
+    ] = Backend.auto,
     zeros: ZerosOption = False,
     compact: CompactOption = False,
     btf: BTFOption = None,
@@ -254,6 +270,7 @@ def trace(
         calls_only=calls_only,
         zeros=zeros,
         compact=compact,
+        backend=backend.value,
     )
     with _reported_errors():
         summary = run_trace(options, sys.stdout, sys.stderr)

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
-from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, PROBE_OFFSET, Capture, Plan, ProbeKind, RecordLayout
+from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, PROBE_OFFSET, Capture, Plan, RecordLayout
 from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
 from btf.compiled import compile_bitfield, enum_names
 from btf.pysource import PySource
@@ -152,7 +152,7 @@ def record_fields(plan: Plan, probe_index: int, btf: BTF) -> RecordFields:
         tuple(converters),
         plan.with_comm,
         layout.kstack_depth,
-        probe.kind is ProbeKind.FEXIT,
+        probe.kind.is_return,
         layout.capture_offsets,
     )
 

@@ -37,6 +37,8 @@ from ksnoop.spec.targets import Target
 PROBE_KINDS = {
     ProbeKind.FENTRY: "entry",
     ProbeKind.FEXIT: "return",
+    ProbeKind.KPROBE: "entry",  # the same records, whichever probe took them
+    ProbeKind.KRETPROBE: "return",
     ProbeKind.TP_BTF: "tracepoint",
     ProbeKind.ITER: "iter",
 }

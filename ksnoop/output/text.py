@@ -154,9 +154,7 @@ class _ProbeFormat:
         for i, capture in enumerate(probe.captures):
             comma = "," if i < count - 1 else ""
             start = m.layout.indent + _pct(m.styled(STYLE_LABEL, capture.label)) + " = "
-            code, convert = _capture_format(
-                btf, capture, m, is_return=probe.kind is ProbeKind.FEXIT and capture.label == RETURN
-            )
+            code, convert = _capture_format(btf, capture, m, is_return=probe.kind.is_return and capture.label == RETURN)
             if code is None:
                 direct = False
                 code = "%s"

@@ -29,6 +29,7 @@ class RunOptions:
     calls_only: bool = False  # --summary counting calls alone, at entry (no fexit)
     zeros: bool = False  # text: show struct members that are all zero
     compact: bool = False  # text: one line per record
+    backend: str = "auto"  # functions by "fentry", "kprobe", or "auto": fentry where the kernel takes it
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from bpf.btfobj import open_kernel_btf
 from bpf.codegen import MapRole, Program
 from bpf.errnos import errno_name
 from bpf.features import check_privileges
-from bpf.loader import LoadedProgram, LoadRefused, VerifierError, attach_tracing, load_program
+from bpf.loader import LoadedProgram, LoadRefused, VerifierError, attach_kprobe, attach_tracing, load_program
+from bpf.perf import NoKprobes
 from bpf.maps import MapCreationFailed, ProgramMaps
 from bpf.maps import create_maps as create_program_maps
 from bpf.plan import Probe
@@ -68,6 +69,7 @@ def create_maps(stack: contextlib.ExitStack, programs: Sequence[Program]) -> Pro
 
 # What a user calls each kind of program the kernel may refuse as a whole.
 _KIND_WORDS = {
+    AttachType.UNSPEC: "kprobe",
     AttachType.TRACE_FENTRY: "fentry/fexit",
     AttachType.TRACE_FEXIT: "fentry/fexit",
     AttachType.TRACE_RAW_TP: "tp_btf",
@@ -171,14 +173,30 @@ def attach(
         raise
     with loaded:
         try:
-            link = attach_tracing(loaded)
+            if program.kprobe_function:
+                link = attach_kprobe(loaded, program.kprobe_function, program.retprobe)
+            else:
+                link = attach_tracing(loaded)
+        except NoKprobes as err:
+            raise Refused(f"cannot trace {target}: {err.strerror}") from None
         except OSError as err:
             check_module_loaded(module, target)
-            raise NotTraceable(
-                f"cannot attach to {target}: {err.strerror or err} (it may be inlined or marked notrace)"
-            ) from None
+            raise NotTraceable(_attach_failure(target, program, err)) from None
         with link:
             yield link
+
+
+def _attach_failure(target: str, program: Program, err: OSError) -> str:
+    """Why attaching to `target` failed, in a user's words."""
+    why = err.strerror or str(err)
+    if not program.kprobe_function:
+        return f"cannot attach to {target}: {why} (it may be inlined or marked notrace)"
+    kind = "kretprobe" if program.retprobe else "kprobe"
+    if err.errno == errno.ENOENT:
+        return f"cannot put a {kind} on {target}: no such symbol in /proc/kallsyms (it may be inlined)"
+    if err.errno in (errno.EINVAL, errno.EILSEQ):
+        return f"cannot put a {kind} on {target}: {why} (kprobes may not probe it: notrace, or on the kprobe blacklist)"
+    return f"cannot put a {kind} on {target}: {why}"
 
 
 # fds a trace holds besides two per probe (its program and link): maps, BTF objects, stdio, Python's own.

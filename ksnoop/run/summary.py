@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from bpf.plan import COUNTERS, LATENCY_BUCKETS, Capture, Count, Pair, Probe, ProbeKind, Stash
+from bpf.plan import COUNTERS, LATENCY_BUCKETS, Capture, Count, Pair, Probe, Stash
 from btf import Int
 
 from ksnoop.errors import UsageError
-from ksnoop.spec.resolve import ResolvedTrace, _slots
+from ksnoop.spec.resolve import ResolvedTrace, _slots, context_offsets
 from ksnoop.spec.language import RETURN
 from ksnoop.spec.targets import Target, TargetKind
 
@@ -49,7 +49,7 @@ def count_calls(resolved: ResolvedTrace, calls_only: bool = False) -> ResolvedTr
     out_pairs: List[Pair] = []
     for n, (probe, target) in enumerate(zip(probes, targets)):
         partner = plan.partner(n)
-        if probe.kind is ProbeKind.FEXIT and partner is not None:
+        if probe.kind.is_return and partner is not None:
             continue  # counted with its fentry
         exit_tests = probes[partner].tests if partner is not None else ()
         key = sum(p.count is not None for p in out_probes)
@@ -66,7 +66,7 @@ def count_calls(resolved: ResolvedTrace, calls_only: bool = False) -> ResolvedTr
         else:
             entry = replace(probe, captures=(), kstack_depth=0, stash=Stash.TIME, stash_group=key, emits=False)
             exit_ = Probe(
-                ProbeKind.FEXIT,
+                probe.kind.return_kind,
                 target.name,
                 target.attach_btf_id,
                 target.module,
@@ -76,6 +76,7 @@ def count_calls(resolved: ResolvedTrace, calls_only: bool = False) -> ResolvedTr
                 emits=False,
                 requires_entry=True,
                 count=Count(key, _error_value(target), latency=True),
+                context_offsets=context_offsets(target, probe.kind)[1],
             )
             made = [entry, exit_]
             out_pairs.append(Pair(len(out_probes), len(out_probes) + 1))

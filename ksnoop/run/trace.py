@@ -7,12 +7,14 @@ the runner and detach everything on the way out, whatever ends the run.
 from __future__ import annotations
 
 import mmap
+from dataclasses import replace
 from typing import TextIO, Tuple
 
 from bpf.codegen import Program, generate
 from bpf.plan import MAX_KSTACK_DEPTH, Filters
 
 from ksnoop.errors import UsageError
+from ksnoop.run.backend import BACKENDS, choose_backend
 from ksnoop.run.describe import write_notes
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import run_records
@@ -49,12 +51,20 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         raise UsageError("-s shows the calls of one path, and --summary counts every call: use one")
     if options.calls_only and not options.summary:
         raise UsageError("--calls-only is a kind of --summary: add --summary")
+    if options.backend not in BACKENDS:
+        raise UsageError(f"--backend {options.backend}: one of {', '.join(BACKENDS)}")
     specs = [parse_spec(text) for text in options.specs]
     kernel = KernelBTF.load(options.btf_path)
+    backend = choose_backend(options.backend, specs, kernel)
     filters = Filters(pid=options.pid, comm=options.comm.encode() if options.comm is not None else None)
     if options.call_path:
         resolved = resolve_path(
-            specs, kernel, filters, ringbuf_size=options.pages * mmap.PAGESIZE, kstack_depth=options.kstack_depth
+            specs,
+            kernel,
+            filters,
+            ringbuf_size=options.pages * mmap.PAGESIZE,
+            kstack_depth=options.kstack_depth,
+            function_kind=backend.kind,
         )
     else:
         resolved = resolve(
@@ -64,7 +74,12 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
             ringbuf_size=options.pages * mmap.PAGESIZE,
             kstack_depth=options.kstack_depth,
             max_probes=options.max_probes,
+            function_kind=backend.kind,
         )
+    said = [f"ksnoop: backend: {backend.why}"] if options.verbose and backend.why else []
+    if backend.note and not options.verbose:
+        said.append(backend.note)
+    resolved = replace(resolved, notes=tuple(said) + resolved.notes)
     if options.summary:
         resolved = count_calls(resolved, calls_only=options.calls_only)
     programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))

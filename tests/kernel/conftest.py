@@ -76,6 +76,22 @@ def fentry_refusal() -> str:
 
 
 @pytest.fixture(scope="session")
+def kprobe_refusal() -> str:
+    """ "" where this kernel has kprobes (a kprobe PMU, and a kprobe program loads), else why not:
+    this machine's kernel is built without them; the VM's kernels have them."""
+    check = features.check_privileges()
+    if not check.ok:
+        pytest.skip(check.reason)
+    if not os.path.isdir("/sys/bus/event_source/devices/kprobe"):
+        return "no kprobe PMU"
+    try:
+        with load_program([mov64_imm(0, 0), exit_()], ProgType.KPROBE, AttachType.UNSPEC, 0, name="ksnoop_test"):
+            return ""
+    except OSError as e:
+        return f"{errno.errorcode[e.errno or 0]} loading a kprobe program"
+
+
+@pytest.fixture(scope="session")
 def iterator_refusals() -> dict[str, str]:
     """Iterator target name -> "" where this kernel loads an iterator program for it, else how it
     refused ("EPERM before verification"). Asked once per run by loading the smallest program

@@ -234,6 +234,51 @@ def test_verifier_takes_fentry_fexit_shaped_programs(kernel: KernelBTF, spec: st
     _verify(plan, kernel.find_tracepoint("kfree_skb").attach_btf_id)
 
 
+KPROBE_SPECS = [
+    *FUNC_SPECS,
+    "tcp_sendmsg(sk->__sk_common.skc_dport, msg->msg_iter.count > 0, size, return)",  # three registers
+    "ip_send_skb",  # every argument, whole structs, and the return
+    "ip_send_skb(skb->dev->name, return < 0)",
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS[:2], ids=lambda f: ",".join(f) or "nofilter")
+@pytest.mark.parametrize("spec", KPROBE_SPECS)
+def test_verifier_takes_kprobe_programs(kernel: KernelBTF, spec: str, filters: dict) -> None:
+    """Kprobe programs load here (this kernel has no kprobe PMU to attach them to: tests/vm runs
+    them): their context is struct pt_regs, read at the calling convention's registers, and every
+    read through a pointer goes through probe_read, as a context with no BTF types demands."""
+    plan = resolve([parse_spec(spec)], kernel, Filters(**filters), function_kind=ProbeKind.KPROBE).plan
+    assert {p.kind for p in plan.probes} <= {ProbeKind.KPROBE, ProbeKind.KRETPROBE}
+    assert all(p.context_offsets for p in plan.probes)
+    _verify(plan)
+
+
+def test_verifier_takes_kprobe_summary_and_call_path_programs(kernel: KernelBTF) -> None:
+    from ksnoop.run.summary import count_calls
+    from ksnoop.spec.resolve import resolve_path
+
+    def verify(plan: Plan) -> None:  # as ksnoop loads them: summaries have no ring buffer
+        programs = [generate(plan, i) for i in range(len(plan.probes))]
+        with contextlib.ExitStack() as stack:
+            maps = create_maps(stack, programs)
+            for index, program in enumerate(programs):
+                insns = program.bind_maps(maps.fds(index))
+                attach = (program.expected_attach_type, program.attach_btf_id)
+                stack.enter_context(load_program(insns, program.prog_type, *attach, name=program.name))
+
+    specs = [parse_spec("ip_send_skb(skb->len > 5)"), parse_spec("udp_sendmsg")]
+    resolved = resolve(specs, kernel, function_kind=ProbeKind.KPROBE)
+    for calls_only in (False, True):
+        plan = count_calls(resolved, calls_only=calls_only).plan
+        kinds = {ProbeKind.KPROBE} if calls_only else {ProbeKind.KPROBE, ProbeKind.KRETPROBE}
+        assert {p.kind for p in plan.probes} == kinds
+        verify(plan)
+    path = resolve_path(specs[::-1], kernel, function_kind=ProbeKind.KPROBE).plan
+    assert {p.kind for p in path.probes} == {ProbeKind.TP_BTF, ProbeKind.KPROBE, ProbeKind.KRETPROBE}
+    verify(path)
+
+
 def test_verifier_takes_a_time_only_fentry(kernel: KernelBTF) -> None:
     plan = _resolve(kernel, "ip_send_skb(skb->len, return)").plan
     entry = dataclasses.replace(plan.probes[0], captures=(), emits=False)

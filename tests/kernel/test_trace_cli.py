@@ -929,13 +929,16 @@ def test_pages_below_one_is_a_usage_error() -> None:
     assert "--pages" in result.stderr
 
 
-def test_function_on_a_kernel_that_refuses_fentry(fentry_refusal: str) -> None:
-    """Where this kernel refuses fentry (this machine's does), one line saying so; where it loads
-    it, the trace runs (records and output are tested in tests/vm)."""
-    if not fentry_refusal:
+def test_function_on_a_kernel_that_refuses_fentry(fentry_refusal: str, kprobe_refusal: str) -> None:
+    """Where this kernel refuses fentry (this machine's does) and has no kprobes (nor has this
+    machine's), one line saying both; where it takes fentry, or has kprobes to fall back on, the
+    trace runs (records and output are tested in tests/vm, on kernels with both)."""
+    if not fentry_refusal or not kprobe_refusal:
         result = ksnoop("--duration", "0.5", "ip_send_skb")
         _no_traceback(result)
         assert result.returncode == 0, result.stderr
+        if fentry_refusal:  # fell back, and said so once
+            assert result.stderr.count("tracing functions with kprobes") == 1, result.stderr
         return
     for spec in ("ip_send_skb", "tcp_v4_connect(return != 0)"):
         result = ksnoop(spec)
@@ -943,8 +946,24 @@ def test_function_on_a_kernel_that_refuses_fentry(fentry_refusal: str) -> None:
         assert (result.returncode, result.stdout) == (1, ""), result.stderr
         (line,) = result.stderr.splitlines()
         name = spec.split("(")[0]
-        assert line.startswith(f"ksnoop: error: cannot trace {name}: ")
-        assert "fentry/fexit" in line and "refuse" in line and "tp:" in line and fentry_refusal in line
+        assert line == (
+            f"ksnoop: error: cannot trace {name}: this kernel has neither fentry/fexit (refused: "
+            f"{fentry_refusal}) nor kprobes (no kprobe PMU: /sys/bus/event_source/devices/kprobe is missing)"
+        ), line
+    # Asked for by name, each backend says what it lacks.
+    result = ksnoop("--backend", "fentry", "ip_send_skb")
+    _no_traceback(result)
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("ksnoop: error: cannot trace ip_send_skb: ")
+    assert "fentry/fexit" in line and "refuse" in line and "tp:" in line and fentry_refusal in line
+    result = ksnoop("--backend", "kprobe", "ip_send_skb")
+    _no_traceback(result)
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert (
+        result.stderr == "ksnoop: error: --backend kprobe: this kernel has no kprobes (no kprobe PMU: "
+        "/sys/bus/event_source/devices/kprobe is missing)\n"
+    )
 
 
 def test_not_root(as_nobody: Tuple[Sequence[str], Dict[str, str], str]) -> None:  # noqa: F811

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""`ksnoop trace` with fentry/fexit, end to end in the VM (this machine's kernel refuses fentry).
+"""`ksnoop trace` with fentry/fexit and with kprobes/kretprobes (`--backend`), end to end in the VM
+(this machine's kernel refuses fentry and has no kprobes). Every test runs once per backend: the
+records, text and JSON must be the same whichever probes took them.
 
 One guest run (trace_driver.py) starts every ksnoop below at once, waits until each has attached,
 then two sender processes with their own comms send UDP datagrams on loopback one after another:
@@ -123,12 +125,14 @@ class Scenario:
         assert inst["returncode"] == 0, self.explain(name)
 
 
-@pytest.fixture(scope="module")
-def scenario(vm: harness.VM) -> Scenario:
-    work = vm.shared_dir / "trace"
+@pytest.fixture(scope="module", params=["fentry", "kprobe"])
+def scenario(vm: harness.VM, request: pytest.FixtureRequest) -> Scenario:
+    backend = request.param
+    work = vm.shared_dir / f"trace-{backend}"
     work.mkdir(exist_ok=True)
     plan = work / "plan.json"
-    plan.write_text(json.dumps({"senders": SENDERS, "instances": INSTANCES}))
+    instances = [{**i, "args": [*i["args"], "--backend", backend]} for i in INSTANCES]
+    plan.write_text(json.dumps({"senders": SENDERS, "instances": instances}))
     started = time.monotonic()
     result = vm.run(["python3", str(DRIVER), str(plan)], SCENARIO_TIMEOUT, cwd=str(harness.REPO))
     seconds = time.monotonic() - started
