@@ -238,9 +238,9 @@ def generate(plan: Plan, probe_index: int) -> Program:
     asm.emit(tpl.PROLOGUE)
     if fexit_stash:
         if probe.stash is Stash.TIME:
-            asm.emit(tpl.STASH_TAKE)  # first, so the entry time is used up whichever way out
+            asm.emit(tpl.STASH_TAKE, stash_group=probe.stash_group)  # first, so the entry time is used up whichever way out
         else:
-            asm.emit(tpl.STASH_LOOKUP)  # first, so every way out can delete the entry
+            asm.emit(tpl.STASH_LOOKUP, stash_group=probe.stash_group)  # first, so every way out can delete the entry
         if probe.requires_entry:
             asm.emit(tpl.REQUIRE_ENTRY, out="out")
     _emit_filters(asm, plan)
@@ -248,7 +248,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
     if probe.count is not None:
         _emit_count(asm, probe, probe.count)
     elif probe.kind.is_entry and not probe.emits:
-        asm.emit(tpl.STASH_TIME_ONLY)
+        asm.emit(tpl.STASH_TIME_ONLY, stash_group=probe.stash_group)
         asm.emit(tpl.STASH_PUT)
     else:
         if fexit_stash and probe.stash is Stash.RECORD:
@@ -260,10 +260,10 @@ def generate(plan: Plan, probe_index: int) -> Program:
             asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped")
         _emit_record_body(asm, plan, probe, probe_index, layout, entry_ts=fexit_stash)
         if holds_record:
-            asm.emit(tpl.STASH_RECORD)
+            asm.emit(tpl.STASH_RECORD, stash_group=probe.stash_group)
         else:
             if probe.kind.is_entry and probe.stash is Stash.TIME:
-                asm.emit(tpl.STASH_TIME)
+                asm.emit(tpl.STASH_TIME, stash_group=probe.stash_group)
                 asm.emit(tpl.STASH_PUT)
             _emit_submit(asm, plan, layout)
     asm.label("out")

@@ -417,11 +417,27 @@ SEQ_WRITE = Template(
     ),
 )
 
+def _stash_key(reg: int, scratch: int) -> Tuple[TInsn, ...]:
+    """`reg` (a pid_tgid) becomes the stash key: the thread id (the low half, unique system-wide)
+    with the pair's `stash_group` in the high half, so that one map can hold the entries of many
+    functions (a kprobe_multi program's) without a task's nested calls overwriting each other's;
+    clobbers `scratch`."""
+    return (
+        T(i.alu64_imm(LSH, reg, 32)),
+        T(i.alu64_imm(RSH, reg, 32)),
+        T(i.mov64_imm(scratch, 0), imm="stash_group"),
+        T(i.alu64_imm(LSH, scratch, 32)),
+        T(i.alu64_reg(OR, reg, scratch)),
+    )
+
+
 STASH_TIME = Template(
     "stash_time",
-    "STACK_PTR = the record's pid_tgid, STACK_VALUE = its ktime: a key and value for stash_put; clobbers r1",
+    "STACK_PTR = the stash key of the record's pid_tgid, STACK_VALUE = its ktime: a key and value for "
+    "stash_put; clobbers r1, r2",
     (
         T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
+        *_stash_key(R1, R2),
         T(i.stx_mem(8, R10, R1, STACK_PTR)),
         T(i.ldx_mem(8, R1, RECORD, TS_OFFSET)),
         T(i.stx_mem(8, R10, R1, STACK_VALUE)),
@@ -430,10 +446,11 @@ STASH_TIME = Template(
 
 STASH_TIME_ONLY = Template(
     "stash_time_only",
-    "STACK_PTR = pid_tgid, STACK_VALUE = ktime now, for an "
-    "fentry that emits nothing: a key and value for stash_put; clobbers r0-r5",
+    "STACK_PTR = this task's stash key, STACK_VALUE = ktime now, for an "
+    "entry probe that emits nothing: a key and value for stash_put; clobbers r0-r5",
     (
         T(i.call(Helper.get_current_pid_tgid)),
+        *_stash_key(R0, R1),
         T(i.stx_mem(8, R10, R0, STACK_PTR)),
         T(i.call(Helper.ktime_get_ns)),
         T(i.stx_mem(8, R10, R0, STACK_VALUE)),
@@ -463,10 +480,12 @@ STASH_PUT = Template(
 
 STASH_RECORD = Template(
     "stash_record",
-    "stores the failed mask, then stash[pid_tgid] = the whole record at r7; uses STACK_PTR; clobbers r0-r5",
+    "stores the failed mask, then stash[the stash key of its pid_tgid] = the whole record at r7; uses "
+    "STACK_PTR; clobbers r0-r5",
     (
         T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
         T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
+        *_stash_key(R1, R2),
         T(i.stx_mem(8, R10, R1, STACK_PTR)),
         *_pair(i.ld_map_fd(R1, 0), map="stash"),
         T(i.mov64_reg(R2, R10)),
@@ -479,10 +498,12 @@ STASH_RECORD = Template(
 
 
 def _stash_read(take: bool) -> Tuple[TInsn, ...]:
-    """STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stash's first u64, or 0; with `take`, 0 left there."""
+    """STACK_STASH_KEY = this task's stash key; STACK_ENTRY_TS = the stash's first u64, or 0; with
+    `take`, 0 left there."""
     return (
         T(i.st_mem(8, R10, STACK_ENTRY_TS, 0)),
         T(i.call(Helper.get_current_pid_tgid)),
+        *_stash_key(R0, R1),
         T(i.stx_mem(8, R10, R0, STACK_STASH_KEY)),
         *_keyed_call(Helper.map_lookup_elem, "stash", STACK_STASH_KEY),
         T(i.jmp_imm(JEQ, R0, 0, 3 if take else 2)),
@@ -494,14 +515,14 @@ def _stash_read(take: bool) -> Tuple[TInsn, ...]:
 
 STASH_LOOKUP = Template(
     "stash_lookup",
-    "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed "
+    "STACK_STASH_KEY = this task's stash key; STACK_ENTRY_TS = the stashed "
     "entry's ktime (the first u64 of either stash), or 0; clobbers r0-r5",
     _stash_read(False),
 )
 
 STASH_TAKE = Template(
     "stash_take",
-    "STACK_STASH_KEY = pid_tgid; STACK_ENTRY_TS = the stashed entry time, "
+    "STACK_STASH_KEY = this task's stash key; STACK_ENTRY_TS = the stashed entry time, "
     "or 0, which it leaves in the stash instead (entry time stashes are used once, and "
     "reused in place rather than deleted); clobbers r0-r5",
     _stash_read(True),

@@ -760,11 +760,13 @@ def test_stash_time_gives_the_return_record_its_entry_time() -> None:
     run = vm.run(fentry, [NET, SKB, 0])
     (first,) = _decode(t, run.records)
     assert first.values == (242,)
-    assert run.stash == {(PID << 32 | TID).to_bytes(8, "little"): first.ts_ns.to_bytes(8, "little")}
+    # Keyed by the thread id, with the pair's stash group above it (one map may serve many functions).
+    key = (entry.stash_group << 32 | TID).to_bytes(8, "little")
+    assert run.stash == {key: first.ts_ns.to_bytes(8, "little")}
     (ret,) = _decode(t, vm.run(fexit, [NET, SKB, (-22) & ((1 << 64) - 1)]).records[1:])
     assert ret.probe == 1 and ret.values == (-22,)
     assert ret.duration_ns == ret.ts_ns - first.ts_ns and ret.duration_ns > 0
-    assert vm.run(fexit, [NET, SKB, 0]).stash == {(PID << 32 | TID).to_bytes(8, "little"): bytes(8)}
+    assert vm.run(fexit, [NET, SKB, 0]).stash == {key: bytes(8)}
     again = vm.run(fexit, [NET, SKB, 0])
     assert HEADER.unpack_from(again.records[-1])[5] == 0  # no entry seen: no entry time
     assert _decode(t, again.records[-1:])[0].duration_ns is None
@@ -826,7 +828,7 @@ def test_time_only_fentry_stashes_and_emits_nothing() -> None:
     assert {role for _, role in program.map_slots} == {MapRole.STASH}
     vm = _vm()
     run = vm.run(program, [NET, SKB, 0])
-    assert run.records == [] and list(run.stash) == [(PID << 32 | TID).to_bytes(8, "little")]
+    assert run.records == [] and list(run.stash) == [(entry.stash_group << 32 | TID).to_bytes(8, "little")]
     stashed = int.from_bytes(next(iter(run.stash.values())), "little")
     ret = vm.run(generate(plan, 1), [NET, SKB, 0]).records[-1]
     assert struct.unpack_from("=Q", ret, ENTRY_TS_OFFSET)[0] == stashed
