@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import templates as tpl
 from . import uapi
@@ -58,6 +58,7 @@ class Sharing(enum.Enum):
 
     PLAN = "plan"  # all of them: the ring buffer, the drop counter, summary counters, call-path state
     PAIR = "pair"  # one fentry/fexit pair (their Probe.stash_group): the stash, the entry's scratch record
+    MULTI = "multi"  # the kprobe_multi programs of one MultiAttach.share (a glob's): stash and scratch
     PROGRAM = "program"  # this program alone (an iterator's scratch record)
 
 
@@ -98,6 +99,8 @@ class Program:
     # A kprobe program goes on a function by name (not by BTF id), as a kprobe or a kretprobe.
     kprobe_function: str = ""
     retprobe: bool = False
+    # A kprobe_multi program goes on these functions, by one link whose cookie for function k is k.
+    multi_functions: Tuple[str, ...] = ()
 
     def bind_maps(self, fds: Mapping[MapRole, int]) -> List[Insn]:
         """The instructions with each map's fd in its ld_imm64 (BPF_PSEUDO_MAP_FD)."""
@@ -188,6 +191,14 @@ class _Assembler:
                 insn = _patch(insn, hole, value)
             self.items.append(insn if label is None else _Jump(insn, label))
 
+    def append(self, program: "Program") -> None:
+        """A whole generated program's instructions, its map slots and sections moved along with
+        them: its own jumps are relative and stay as they are."""
+        start = len(self.items)
+        self.items.extend(program.insns)
+        self.map_slots.extend((start + index, role) for index, role in program.map_slots)
+        self.sections.extend((start + first, name) for first, name in program.sections)
+
     def jumps_to(self, label: str) -> bool:
         return any(isinstance(item, _Jump) and item.label == label for item in self.items)
 
@@ -196,6 +207,8 @@ class _Assembler:
         for pos, item in enumerate(self.items):
             if isinstance(item, _Jump):
                 target = self.labels[item.label]
+                if not -(1 << 15) <= target - pos - 1 < 1 << 15:
+                    raise CodegenError(f"a jump of {target - pos - 1} instructions: more than a jump's 16 bits reach")
                 item = Insn(item.insn.code, item.insn.dst, item.insn.src, target - pos - 1, item.insn.imm)
             out.append(item)
         return tuple(out)
@@ -238,7 +251,9 @@ def generate(plan: Plan, probe_index: int) -> Program:
     asm.emit(tpl.PROLOGUE)
     if fexit_stash:
         if probe.stash is Stash.TIME:
-            asm.emit(tpl.STASH_TAKE, stash_group=probe.stash_group)  # first, so the entry time is used up whichever way out
+            asm.emit(
+                tpl.STASH_TAKE, stash_group=probe.stash_group
+            )  # first, so the entry time is used up whichever way out
         else:
             asm.emit(tpl.STASH_LOOKUP, stash_group=probe.stash_group)  # first, so every way out can delete the entry
         if probe.requires_entry:
@@ -272,6 +287,56 @@ def generate(plan: Plan, probe_index: int) -> Program:
     asm.emit(tpl.EXIT)
     _place_dropped(asm, "out")
     return _program(asm, plan, probe_index, layout)
+
+
+def generate_multi(plan: Plan, multi_index: int, only: Optional[Sequence[int]] = None) -> Program:
+    """The one program of plan.multi[multi_index] (or of `only` those of its probes): the link's
+    cookie for the function that fired (its index in Program.multi_functions) chooses, by a binary
+    search of compare-and-jumps, the branch that is that probe's own program as generate() writes
+    it. Nothing is looked up at run time."""
+    multi = plan.multi[multi_index]
+    probes = list(multi.probes if only is None else only)
+    if not probes or not set(probes) <= set(multi.probes):
+        raise CodegenError(f"{probes}: not probes of {multi}")
+    branches = [generate(plan, i) for i in probes]
+    asm = _Assembler()
+    asm.emit(tpl.ATTACH_COOKIE)
+    _emit_dispatch(asm, 0, len(branches))
+    for n, branch in enumerate(branches):
+        asm.label(f"branch{n}")
+        asm.append(branch)
+    first = plan.probes[probes[0]]
+    maps: Dict[MapRole, MapSpec] = {}
+    for branch in branches:
+        for spec in branch.maps:
+            if maps.setdefault(spec.role, spec) != spec:
+                raise CodegenError(f"the branches of one kprobe_multi program disagree on its {spec.role.value} map")
+    return Program(
+        name=f"ksnoop_multi_{'ret' if first.kind is ProbeKind.KRETPROBE else 'entry'}"[: uapi.BPF_OBJ_NAME_LEN - 1],
+        insns=asm.assemble(),
+        map_slots=tuple(asm.map_slots),
+        maps=tuple(maps.values()),
+        prog_type=ProgType.KPROBE,
+        expected_attach_type=AttachType.TRACE_KPROBE_MULTI,
+        attach_btf_id=0,
+        module="vmlinux",
+        layout=branches[0].layout,
+        sections=tuple(asm.sections),
+        retprobe=first.kind is ProbeKind.KRETPROBE,
+        multi_functions=tuple(plan.probes[i].target for i in probes),
+    )
+
+
+def _emit_dispatch(asm: _Assembler, low: int, high: int) -> None:
+    # Branches low..high-1: halve the range until one is left, then jump to it.
+    if high - low == 1:
+        asm.emit(tpl.GOTO, target=f"branch{low}")
+        return
+    middle = (low + high) // 2
+    asm.emit(tpl.COOKIE_AT_LEAST, branch=middle, target=f"from{middle}")
+    _emit_dispatch(asm, low, middle)
+    asm.label(f"from{middle}")
+    _emit_dispatch(asm, middle, high)
 
 
 def _place_dropped(asm: _Assembler, then: str) -> None:
@@ -326,17 +391,22 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
                 name="ksnoop_path",
             )
         return MapSpec(role, uapi.MapType.ARRAY, 4, size, 1, Sharing.PLAN, name="ksnoop_path0")
+    multi = plan.multi_of(probe_index)
+    if multi is not None and role in (MapRole.STASH, MapRole.SCRATCH):
+        # One map for the whole share, as large as its largest value: the stash key (thread id and
+        # stash group) keeps the functions apart, and each branch reads and writes its own size.
+        sharers = [i for m in plan.multi if m.share == multi.share for i in m.probes]
+        sizes = [_pair_value_size(plan, i, role) for i in sharers if plan.probes[i].stash is not Stash.NONE]
+        map_type = uapi.MapType.LRU_HASH if role is MapRole.STASH else uapi.MapType.PERCPU_ARRAY
+        key_size, entries = (8, STASH_ENTRIES) if role is MapRole.STASH else (4, 1)
+        name = "ksnoop_stash" if role is MapRole.STASH else "ksnoop_scratch"
+        return MapSpec(role, map_type, key_size, max(sizes), entries, Sharing.MULTI, group=multi.share, name=name)
     if role is MapRole.STASH:
-        if probe.stash is Stash.RECORD:  # the entry record, held for the fexit
-            entry = layout if probe.kind.is_entry else _paired_entry_layout(plan, probe_index)
-            value_size = entry.size
-        else:  # the entry's ktime
-            value_size = 8
         return MapSpec(
             role,
             uapi.MapType.LRU_HASH,
             8,
-            value_size,
+            _pair_value_size(plan, probe_index, role),
             STASH_ENTRIES,
             Sharing.PAIR,
             group=probe.stash_group,
@@ -356,6 +426,16 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
             name="ksnoop_scratch",
         )
     raise AssertionError(f"no map spec for {role}")
+
+
+def _pair_value_size(plan: Plan, probe_index: int, role: MapRole) -> int:
+    """The value size of a pair's stash (the entry record held for the return probe, or the
+    entry's ktime) or scratch (the entry record, built before it is stashed)."""
+    probe = plan.probes[probe_index]
+    entry = RecordLayout.of(probe, plan.with_comm) if probe.kind.is_entry else _paired_entry_layout(plan, probe_index)
+    if role is MapRole.STASH and probe.stash is not Stash.RECORD:
+        return 8
+    return entry.size
 
 
 # ---- call-path mode ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Tuple
 from .btfobj import open_kernel_btf
 from .errnos import errno_name
 from .insn import exit_, mov64_imm
-from .loader import LoadRefused, VerifierError, load_program
+from .loader import LoadRefused, VerifierError, attach_kprobe_multi, load_program
 from .maps import Map
 from .perf import NoKprobes, kprobe_pmu
 from .uapi import AttachType, ProgType
@@ -141,6 +141,21 @@ def probe_kprobes() -> Feature:
     except NoKprobes as error:
         return Feature(False, error.strerror or str(error), refused=True)
     return _probe_load(ProgType.KPROBE, AttachType.UNSPEC, 0, "kprobe")[0]
+
+
+@functools.cache
+def probe_kprobe_multi(function: str) -> Feature:
+    """Can one link put kprobes on many functions (kprobe_multi: v5.18, CONFIG_FPROBE)? Asked by
+    linking the smallest program to `function` alone and closing it at once."""
+    kprobes = probe_kprobes()
+    if not kprobes:
+        return kprobes
+    try:
+        with load_program(_RETURN_0, ProgType.KPROBE, AttachType.TRACE_KPROBE_MULTI, 0, name="ksnoop_probe") as prog:
+            with attach_kprobe_multi(prog, [function], retprobe=False):
+                return Feature(True)
+    except OSError as e:
+        return Feature(False, f"no kprobe_multi links ({_describe(e)})")
 
 
 @functools.cache

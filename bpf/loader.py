@@ -279,6 +279,17 @@ def attach_kprobe(prog: LoadedProgram, function: str, retprobe: bool) -> Link:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def attach_kprobe_multi(prog: LoadedProgram, functions: Sequence[str], retprobe: bool) -> Link:
+    """Attach a kprobe_multi program (loaded with TRACE_KPROBE_MULTI) to every one of `functions`
+    with one link (v5.18, and a kernel built with CONFIG_FPROBE), the cookie of function k being k.
+    OSError as the kernel says: EOPNOTSUPP without fprobe, ESRCH for a name not in kallsyms,
+    EINVAL for a function ftrace cannot hook; nothing is attached then."""
+    if prog.prog_type != ProgType.KPROBE or prog.expected_attach_type != AttachType.TRACE_KPROBE_MULTI:
+        raise ValueError("attach_kprobe_multi() of a program not loaded for kprobe_multi")
+    fd = syscall.link_create_kprobe_multi(prog.fd, int(AttachType.TRACE_KPROBE_MULTI), functions, retprobe)
+    return Link(fd, prog, "LINK_CREATE")
+
+
 def attach_raw_tracepoint(prog: LoadedProgram, tracepoint: str) -> Link:
     """Attach a BPF_PROG_TYPE_RAW_TRACEPOINT program to `tracepoint` (e.g. "sys_enter")."""
     if prog.prog_type not in (ProgType.RAW_TRACEPOINT, ProgType.RAW_TRACEPOINT_WRITABLE):

@@ -195,6 +195,8 @@ def create_maps(stack: contextlib.ExitStack, programs: Sequence[Program]) -> Pro
             key: tuple[object, ...] = (spec.role,)
             if spec.sharing is Sharing.PAIR:
                 key = (spec.role, spec.group)
+            elif spec.sharing is Sharing.MULTI:
+                key = (spec.role, "multi", spec.group)
             elif spec.sharing is Sharing.PROGRAM:
                 key = (spec.role, "program", index)
             if key in made:

@@ -210,6 +210,18 @@ class Pair:
     exit: int
 
 
+@dataclass(frozen=True)
+class MultiAttach:
+    """Kprobes attached together by one kprobe_multi link: plan.probes[i] for each i in `probes`
+    (all KPROBE, or all KRETPROBE, of distinct functions) become the branches of one program,
+    chosen by the link's cookie for the function that fired. The stash and scratch maps of their
+    pairs are shared by every multi of one `share` (a glob's entries and returns): one program can
+    load only so many maps, and the stash key tells the functions apart."""
+
+    probes: Tuple[int, ...]
+    share: int
+
+
 class PlanError(ValueError):
     """A plan whose probes say things that do not go together (a generator or resolver bug)."""
 
@@ -228,6 +240,8 @@ class Plan:
     - `path`: an FENTRY or FEXIT probe with no stash and no count.
     - `forgets_path`: a TP_BTF probe that emits nothing.
     - ITER probes: none of stash, count, path, forgets_path, kstack_depth.
+    - `multi`: each of KPROBE probes only, or KRETPROBE probes only, of distinct functions, none on
+      a call path, each probe in one multi at most.
     """
 
     probes: Tuple[Probe, ...]
@@ -237,9 +251,17 @@ class Plan:
     # Submit without waking the reader until this much is pending; the reader also polls.
     wakeup_bytes: int = 1 << 16
     pairs: Tuple[Pair, ...] = ()
+    multi: Tuple[MultiAttach, ...] = ()
 
     def __post_init__(self) -> None:
         _check_plan(self)
+
+    def multi_of(self, index: int) -> Optional[MultiAttach]:
+        """The multi attachment probe `index` is a branch of, or None."""
+        for multi in self.multi:
+            if index in multi.probes:
+                return multi
+        return None
 
     def partner(self, index: int) -> Optional[int]:
         """The other half of probe `index`'s pair, or None."""
@@ -253,6 +275,26 @@ class Plan:
 
 def _check_plan(plan: Plan) -> None:
     probes = plan.probes
+    in_multi: Dict[int, MultiAttach] = {}
+    for multi in plan.multi:
+        kinds = {probes[i].kind for i in multi.probes if 0 <= i < len(probes)}
+        if (
+            len(kinds) != 1
+            or len(multi.probes) != len(set(multi.probes))
+            or any(not 0 <= i < len(probes) for i in multi.probes)
+        ):
+            raise PlanError(f"{multi}: a multi attachment is distinct probes of the plan, all of one kind")
+        if kinds - {ProbeKind.KPROBE, ProbeKind.KRETPROBE}:
+            raise PlanError(f"{multi}: only kprobes attach together")
+        targets = [(probes[i].target, probes[i].module) for i in multi.probes]
+        if len(set(targets)) != len(targets):
+            raise PlanError(f"{multi}: a function twice")
+        for i in multi.probes:
+            if i in in_multi:
+                raise PlanError(f"probe {i} ({probes[i].target}) is in two multi attachments")
+            if probes[i].path is not None:
+                raise PlanError(f"probe {i} ({probes[i].target}) is a call-path step, attached alone")
+            in_multi[i] = multi
     paired: Dict[int, Pair] = {}
     for pair in plan.pairs:
         if not (0 <= pair.entry < len(probes) and 0 <= pair.exit < len(probes)):

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import resource
+from collections.abc import Sequence
 from typing import Union
 
 from .uapi import BPF_OBJ_NAME_LEN, BPF_TAG_SIZE, Cmd
@@ -143,11 +144,16 @@ class _link_create_tracing(ctypes.Structure):
     _fields_ = [("target_btf_id", _u32), ("_pad0", _u32), ("cookie", _u64)]
 
 
+class _link_create_kprobe_multi(ctypes.Structure):
+    _fields_ = [("flags", _u32), ("cnt", _u32), ("syms", _u64), ("addrs", _u64), ("cookies", _u64)]
+
+
 class _link_create_target(ctypes.Union):
     _fields_ = [
         ("target_btf_id", _u32),
         ("iter", _link_create_iter),
         ("tracing", _link_create_tracing),
+        ("kprobe_multi", _link_create_kprobe_multi),
     ]
 
 
@@ -540,6 +546,27 @@ def raw_tracepoint_open(prog_fd: int, name: str | None = None) -> int:
     a.name = _addr(name_buf)
     a.prog_fd = prog_fd
     return bpf(Cmd.RAW_TRACEPOINT_OPEN, attr)
+
+
+BPF_F_KPROBE_MULTI_RETURN = 1 << 0
+
+
+def link_create_kprobe_multi(prog_fd: int, attach_type: int, functions: Sequence[str], retprobe: bool) -> int:
+    """BPF_LINK_CREATE of a kprobe_multi link (v5.18) on `functions`, by name, the cookie of
+    function k being k; returns a link fd. A return probe on each with `retprobe`."""
+    names = [ctypes.create_string_buffer(name.encode()) for name in functions]
+    syms = (ctypes.c_char_p * len(names))(*[ctypes.cast(n, ctypes.c_char_p) for n in names])
+    cookies = (_u64 * len(names))(*range(len(names)))
+    attr = bpf_attr()
+    a = attr.link_create
+    a.prog_fd = prog_fd
+    a.attach_type = attach_type
+    m = a.kprobe_multi
+    m.flags = BPF_F_KPROBE_MULTI_RETURN if retprobe else 0
+    m.cnt = len(names)
+    m.syms = ctypes.addressof(syms)
+    m.cookies = ctypes.addressof(cookies)
+    return bpf(Cmd.LINK_CREATE, attr)
 
 
 def link_create(

@@ -350,6 +350,25 @@ MARK_FAILED_HIGH = Template(
 
 GOTO = Template("goto", "jumps to `target`", (T(i.ja(0), off="target"),))
 
+# ---- kprobe_multi: one program for many functions, a branch each, chosen by the link's cookie ----
+
+ATTACH_COOKIE = Template(
+    "attach_cookie",
+    "r0 = the cookie the kprobe_multi link gave the function that fired (its branch); r1 = ctx "
+    "again, as each branch's prologue expects; clobbers r1-r6",
+    (
+        T(i.mov64_reg(CTX, R1)),
+        T(i.call(Helper.get_attach_cookie)),
+        T(i.mov64_reg(R1, CTX)),
+    ),
+)
+
+COOKIE_AT_LEAST = Template(
+    "cookie_at_least",
+    "jumps to `target` if the cookie in r0 is at least `branch`",
+    (T(i.jmp_imm(uapi.BPF_JGE, R0, 0, 0), imm="branch", off="target"),),
+)
+
 SUBMIT = Template(
     "submit",
     "stores the failed mask and submits r7 with BPF_RB_NO_WAKEUP, except the one "
@@ -416,6 +435,7 @@ SEQ_WRITE = Template(
         T(i.call(Helper.seq_write)),
     ),
 )
+
 
 def _stash_key(reg: int, scratch: int) -> Tuple[TInsn, ...]:
     """`reg` (a pid_tgid) becomes the stash key: the thread id (the low half, unique system-wide)

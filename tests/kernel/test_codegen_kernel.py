@@ -254,6 +254,33 @@ def test_verifier_takes_kprobe_programs(kernel: KernelBTF, spec: str, filters: d
     _verify(plan)
 
 
+@pytest.mark.parametrize("spec", ["udp_*(return)", "tcp_v4_*", "tcp_*(sk->__sk_common.skc_dport == 5353)"])
+@pytest.mark.parametrize("summary", [False, True])
+def test_verifier_takes_kprobe_multi_programs(kernel: KernelBTF, spec: str, summary: bool) -> None:
+    """A glob's kprobes as one kprobe_multi program each side: the dispatch on the link's cookie
+    and every function's branch pass the verifier together (tests/vm attaches them on 6.12)."""
+    from bpf.codegen import generate_multi
+    from ksnoop.run.summary import count_calls
+    from ksnoop.spec.multi import group_kprobes
+
+    resolved = resolve([parse_spec(spec)], kernel, function_kind=ProbeKind.KPROBE, max_probes=4096)
+    if summary:
+        resolved = count_calls(resolved, calls_only=False)
+    sizes = [len(generate(resolved.plan, i).insns) for i in range(len(resolved.plan.probes))]
+    plan = group_kprobes(resolved, sizes).plan
+    assert plan.multi and all(len(m.probes) >= 8 for m in plan.multi)
+    programs = [generate(plan, i) for i in range(len(plan.probes))]
+    with contextlib.ExitStack() as stack:
+        maps = create_maps(stack, programs)
+        for index, multi in enumerate(plan.multi):
+            program = generate_multi(plan, index)
+            fds = {role: fd for i in multi.probes for role, fd in maps.fds(i).items()}
+            loaded = stack.enter_context(
+                load_program(program.bind_maps(fds), program.prog_type, program.expected_attach_type, name=program.name)
+            )
+            assert len(loaded.xlated_insns()) >= len(program.insns)
+
+
 def test_verifier_takes_kprobe_summary_and_call_path_programs(kernel: KernelBTF) -> None:
     from ksnoop.run.summary import count_calls
     from ksnoop.spec.resolve import resolve_path

@@ -137,7 +137,9 @@ class VM:
         return COUNTERS.unpack(bytes(COUNTERS_SIZE) if address is None else self._read(address, COUNTERS_SIZE))
 
     # ---- running ------------------------------------------------------------------------------
-    def run(self, program: Program, ctx: Sequence[int]) -> Run:
+    def run(self, program: Program, ctx: Sequence[int], cookie: int = 0) -> Run:
+        """Run `program` on a context of u64s (`ctx`); bpf_get_attach_cookie gives `cookie`."""
+        self._cookie = cookie
         insns = program.bind_maps(_FDS)
         self._ctx = _Region(CTX_BASE, bytearray(b"".join((v & MASK64).to_bytes(8, "little") for v in ctx)), False)
         self._stack = _Region(STACK_BASE, bytearray(STACK_SIZE), True, bytearray(STACK_SIZE))
@@ -297,6 +299,10 @@ class VM:
             return self.ktime
         if helper == Helper.get_current_pid_tgid:
             return self.pid_tgid
+        if helper == Helper.get_attach_cookie:
+            if a(1) != CTX_BASE:
+                raise VMError(f"{pc}: bpf_get_attach_cookie wants the context, got {a(1):#x}")
+            return self._cookie
         if helper == Helper.get_smp_processor_id:
             return self.cpu
         if helper == Helper.get_current_comm:

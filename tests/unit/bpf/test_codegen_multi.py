@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""kprobe_multi programs: one program for a glob's functions, whose branch for each is that
+function's own kprobe program, chosen by the link's cookie. Run in the test interpreter
+(tests/support/bpfvm.py) with every cookie: each must run its function's branch, reading that
+function's arguments from pt_regs, and nothing else; entries and returns of nested calls keep
+their stashed times apart in the one stash map they share."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from bpf.codegen import CodegenError, MapRole, Sharing, generate, generate_multi
+from bpf.plan import HEADER, MultiAttach, PlanError, ProbeKind
+from btf import BTF
+from ksnoop.output.decode import build_decoder
+from ksnoop.spec.language import parse_spec
+from ksnoop.spec.multi import MULTI_MIN_FUNCTIONS, group_kprobes
+from ksnoop.spec.resolve import ResolvedTrace, resolve
+from ksnoop.spec.targets import KernelBTF
+from tests.support.bpfvm import VM
+from tests.support.btfbuilder import BTFBuilder
+
+X86_REGS = ["r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di"]
+FUNCTIONS = 11  # f00..f10, each `int fNN(unsigned long a, unsigned long b)`
+PID, TID = 4242, 4243
+
+
+def _kernel() -> KernelBTF:
+    b = BTFBuilder()
+    u64 = b.int_("unsigned long", 8)
+    s32 = b.int_("int", 4, signed=True)
+    b.struct("pt_regs", 8 * 21, [(name, u64, 64 * n) for n, name in enumerate(X86_REGS)])
+    proto = b.func_proto(s32, [("a", u64), ("b", u64)])
+    for n in range(FUNCTIONS):
+        b.func(f"f{n:02d}", proto)
+    b.func("alone", proto)
+    return KernelBTF(BTF.from_bytes(b.to_bytes()), [])
+
+
+def _resolved(*specs: str) -> ResolvedTrace:
+    resolved = resolve([parse_spec(s) for s in specs], _kernel(), function_kind=ProbeKind.KPROBE)
+    sizes = [len(generate(resolved.plan, i).insns) for i in range(len(resolved.plan.probes))]
+    return group_kprobes(resolved, sizes)
+
+
+def _regs(**values: int) -> list[int]:
+    """A pt_regs as 21 u64s, the named registers set."""
+    ctx = [0] * 21
+    for name, value in values.items():
+        ctx[X86_REGS.index(name)] = value
+    return ctx
+
+
+def _vm(resolved: ResolvedTrace) -> VM:
+    return VM(pid_tgid=PID << 32 | TID)
+
+
+def test_a_glob_of_enough_functions_is_grouped_by_side_and_shares_one_stash() -> None:
+    resolved = _resolved("f*(a, b, return)", "alone(a)")
+    plan = resolved.plan
+    entries, returns = plan.multi
+    assert len(entries.probes) == len(returns.probes) == FUNCTIONS
+    assert {plan.probes[i].kind for i in entries.probes} == {ProbeKind.KPROBE}
+    assert {plan.probes[i].kind for i in returns.probes} == {ProbeKind.KRETPROBE}
+    assert entries.share == returns.share == 0
+    alone = [i for i, p in enumerate(plan.probes) if p.target == "alone"]
+    assert alone and all(plan.multi_of(i) is None for i in alone)  # named alone: a kprobe of its own
+    stashes = {
+        spec for i in entries.probes + returns.probes for spec in generate(plan, i).maps if spec.role is MapRole.STASH
+    }
+    (stash,) = stashes  # one map for the glob, not one per function
+    assert stash.sharing is Sharing.MULTI and stash.group == 0
+    # Fewer than a handful of functions: one kprobe each.
+    assert _resolved("f1*(a)").plan.multi == ()  # f10 alone
+    assert MULTI_MIN_FUNCTIONS > 1
+
+
+def test_each_cookie_runs_its_own_functions_branch() -> None:
+    resolved = _resolved("f*(a, b > 10)")
+    plan = resolved.plan
+    (entries,) = plan.multi
+    program = generate_multi(plan, 0)
+    assert program.multi_functions == tuple(f"f{n:02d}" for n in range(FUNCTIONS))
+    assert program.prog_type == 2 and program.expected_attach_type == 42  # KPROBE, TRACE_KPROBE_MULTI
+    vm = _vm(resolved)
+    for cookie, probe_index in enumerate(entries.probes):
+        before = len(vm.records)
+        run = vm.run(program, _regs(di=1000 + cookie, si=11), cookie=cookie)
+        (record,) = run.records[before:]
+        assert HEADER.unpack_from(record)[3] == probe_index  # the probe index its branch writes
+        event = build_decoder(plan, probe_index, resolved.targets[probe_index].btf)(record)
+        assert event.values == (1000 + cookie, 11)
+        # The branch's own predicate: b > 10 holds for 11, not for 10.
+        assert vm.run(program, _regs(di=1, si=10), cookie=cookie).records[len(vm.records) :] == []
+    assert len(vm.records) == FUNCTIONS
+
+
+def test_nested_calls_of_two_functions_keep_their_entry_times_apart() -> None:
+    resolved = _resolved("f*(return)")
+    plan = resolved.plan
+    entries, returns = plan.multi
+    enter, leave = generate_multi(plan, 0), generate_multi(plan, 1)
+    vm = _vm(resolved)
+    # f03 calls f07: both enter, then f07 returns, then f03. One stash map, keyed by thread and function.
+    vm.run(enter, _regs(di=1, si=2), cookie=3)
+    t3 = vm.ktime
+    vm.run(enter, _regs(di=1, si=2), cookie=7)
+    t7 = vm.ktime
+    inner = vm.run(leave, _regs(ax=7), cookie=7).records[-1]
+    outer = vm.run(leave, _regs(ax=3), cookie=3).records[-1]
+    for record, cookie, entered in ((inner, 7, t7), (outer, 3, t3)):
+        ts, _pid_tgid, _cpu, probe, _failed, entry_ts = HEADER.unpack_from(record)
+        assert probe == returns.probes[cookie]
+        assert entry_ts == entered, (cookie, entry_ts, entered)
+        assert struct.unpack_from("=i", record, len(record) - 8)[0] == cookie  # the return value, from ax
+
+
+def test_a_multi_is_checked() -> None:
+    resolved = _resolved("f*(a)")
+    plan = resolved.plan
+    with pytest.raises(CodegenError, match="not probes of"):
+        generate_multi(plan, 0, only=[len(plan.probes) + 5])
+    with pytest.raises(PlanError, match="all of one kind"):
+        type(plan)(probes=plan.probes, multi=(MultiAttach((0, 0), 0),))
