@@ -21,7 +21,7 @@ from btf import BTFError
 
 from ksnoop import __version__
 from ksnoop.errors import KsnoopError, NothingMatched, RuntimeFailure
-from ksnoop.spec.resolve import DEFAULT_MAX_PROBES
+from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, MULTI_MAX_PROBES
 from ksnoop.sanitize import sanitize, sanitize_layout
 
 app = typer.Typer(
@@ -197,14 +197,15 @@ def trace(
         ),
     ] = None,
     max_probes: Annotated[
-        int,
+        Optional[int],
         typer.Option(
             "--max-probes",
             metavar="N",
             min=1,
-            help="Refuse to trace more than N functions and tracepoints (each a glob matches counts).",
+            help=f"Refuse to trace more than N functions and tracepoints (each a glob matches counts; "
+            f"default {DEFAULT_MAX_PROBES}, or {MULTI_MAX_PROBES} where globs attach by one kprobe_multi link).",
         ),
-    ] = DEFAULT_MAX_PROBES,
+    ] = None,
     summary_view: Annotated[
         bool,
         typer.Option(

@@ -6,10 +6,10 @@ program of each kind on a function the specs name), never from its version.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
-from bpf.features import check_privileges, probe_fentry, probe_kprobes
+from bpf.features import check_privileges, probe_fentry, probe_kprobe_multi, probe_kprobes
 from bpf.plan import ProbeKind
 
 from ksnoop.errors import Refused, UnknownTarget
@@ -27,9 +27,25 @@ class Backend:
     kind: ProbeKind  # FENTRY (with FEXIT) or KPROBE (with KRETPROBE)
     why: str
     note: str = ""
+    multi: bool = False  # kprobes: a glob's functions can share one kprobe_multi link
 
 
 def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> Backend:
+    """As _choose_kind, and for kprobes whether the kernel takes kprobe_multi links (asked by
+    linking one to the first function the specs name)."""
+    backend = _choose_kind(name, specs, kernel)
+    if backend.kind is not ProbeKind.KPROBE or not kernel.running or not check_privileges():
+        return backend
+    function = _first_function(specs, kernel, vmlinux_only=True)
+    if function is None:
+        return backend
+    multi = probe_kprobe_multi(function.name)
+    if not multi:
+        return replace(backend, why=f"{backend.why}; one kprobe per function: {multi.reason}")
+    return replace(backend, why=f"{backend.why}; a glob's functions by one kprobe_multi link", multi=True)
+
+
+def _choose_kind(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> Backend:
     """The backend `name` ("auto", "fentry" or "kprobe") means for these specs on this kernel.
 
     "auto" is fentry unless the kernel refuses fentry programs as such (before verifying them:
@@ -64,7 +80,7 @@ def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> 
     return Backend(ProbeKind.KPROBE, why, f"ksnoop: {why}; tracing functions with kprobes")
 
 
-def _first_function(specs: Sequence[TraceSpec], kernel: KernelBTF) -> Optional[Target]:
+def _first_function(specs: Sequence[TraceSpec], kernel: KernelBTF, vmlinux_only: bool = False) -> Optional[Target]:
     # The first function a spec names or its glob matches: where the kernel is asked.
     for spec in specs:
         if spec.target.startswith(TRACEPOINT_PREFIX):
@@ -74,6 +90,6 @@ def _first_function(specs: Sequence[TraceSpec], kernel: KernelBTF) -> Optional[T
         except UnknownTarget:
             continue  # the resolver says what is wrong with it
         for target in found:
-            if target.kind is TargetKind.FUNCTION:
+            if target.kind is TargetKind.FUNCTION and (target.module == "vmlinux" or not vmlinux_only):
                 return target
     return None

@@ -47,6 +47,14 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
             lines.append(f"  count: key {probe.count.key}, calls, {errors}{', latency' if probe.count.latency else ''}")
         lines.append(f"  program {program.name}: {len(program.insns)} instructions")
         lines.extend("    " + line for line in format_insns(program.insns))
+    for multi in resolved.plan.multi:
+        probes = resolved.plan.probes
+        side = "returns" if probes[multi.probes[0]].kind.is_return else "entries"
+        lines.append(
+            f"kprobe_multi: the {side} of {len(multi.probes)} functions by one link, one program whose "
+            f"branch k (the program above of the k-th) the link's cookie k selects: "
+            + ", ".join(probes[i].target for i in multi.probes)
+        )
     return lines
 
 

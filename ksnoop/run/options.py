@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from ksnoop.spec.resolve import DEFAULT_MAX_PROBES
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -23,7 +21,9 @@ class RunOptions:
     verbose: bool = False
     btf_path: Optional[str] = None
     kstack_depth: int = 0  # kernel stack frames in each entry and tracepoint record; 0 for none
-    max_probes: int = DEFAULT_MAX_PROBES  # functions and tracepoints, a glob's matches counted each
+    # Functions and tracepoints, a glob's matches counted each; None: DEFAULT_MAX_PROBES, or more
+    # where globs attach by kprobe_multi (MULTI_MAX_PROBES).
+    max_probes: Optional[int] = None
     summary: bool = False  # count calls, errors and latency in the kernel; print totals at exit
     call_path: bool = False  # -s: the specs are a call path, outermost first
     calls_only: bool = False  # --summary counting calls alone, at entry (no fexit)

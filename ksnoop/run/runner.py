@@ -23,7 +23,16 @@ from bpf.btfobj import open_kernel_btf
 from bpf.codegen import MapRole, Program
 from bpf.errnos import errno_name
 from bpf.features import check_privileges
-from bpf.loader import LoadedProgram, LoadRefused, VerifierError, attach_kprobe, attach_tracing, load_program
+from bpf.codegen import generate_multi
+from bpf.loader import (
+    LoadedProgram,
+    LoadRefused,
+    VerifierError,
+    attach_kprobe,
+    attach_kprobe_multi,
+    attach_tracing,
+    load_program,
+)
 from bpf.perf import NoKprobes
 from bpf.maps import MapCreationFailed, ProgramMaps
 from bpf.maps import create_maps as create_program_maps
@@ -199,6 +208,62 @@ def _attach_failure(target: str, program: Program, err: OSError) -> str:
     return f"cannot put a {kind} on {target}: {why}"
 
 
+def _attach_multi(
+    stack: contextlib.ExitStack, resolved: ResolvedTrace, multi_index: int, maps: ProgramMaps, err: TextIO
+) -> Optional[Tuple[Any, List[int]]]:
+    """Load plan.multi[multi_index]'s program and link it to its functions with one kprobe_multi
+    link, entering `stack`: (the link, the probes it holds). None, with one warning, where the
+    kernel refuses: those functions then get one kprobe each. Functions ftrace cannot hook (not in
+    available_filter_functions, when tracefs shows it) would fail the whole link: left to kprobes."""
+    plan = resolved.plan
+    multi = plan.multi[multi_index]
+    glob = resolved.globs[multi.share] if 0 <= multi.share < len(resolved.globs) else None
+    hookable = ftrace_functions()
+    branches = [i for i in multi.probes if hookable is None or plan.probes[i].target in hookable]
+    side = "returns" if plan.probes[multi.probes[0]].kind.is_return else "entries"
+    what = f"the {side} of {len(multi.probes)} functions matching '{glob}'"
+    if not branches:
+        return None
+    program = generate_multi(plan, multi_index, only=branches)
+    fds: Dict[MapRole, int] = {}
+    for i in branches:
+        fds.update(maps.fds(i))
+    with contextlib.ExitStack() as multi_stack:
+        try:
+            loaded = multi_stack.enter_context(load_generated(program, fds, f"'{glob}'"))
+            link = multi_stack.enter_context(attach_kprobe_multi(loaded, program.multi_functions, program.retprobe))
+        except NotPermitted:
+            raise
+        except (RuntimeFailure, OSError) as error:
+            why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            err.write(
+                sanitize(f"ksnoop: warning: one kprobe_multi link for {what} was refused ({why}): one kprobe each")
+                + "\n"
+            )
+            return None
+        stack.enter_context(multi_stack.pop_all())
+    log.debug("%s: one kprobe_multi link on %d functions", what, len(branches))
+    return link, branches
+
+
+_FTRACE_FUNCTIONS = (
+    "/sys/kernel/tracing/available_filter_functions",
+    "/sys/kernel/debug/tracing/available_filter_functions",
+)
+
+
+def ftrace_functions() -> Optional["set[str]"]:
+    """The functions ftrace can hook (so kprobe_multi can), from tracefs; None where it is not
+    mounted or not readable (lockdown)."""
+    for path in _FTRACE_FUNCTIONS:
+        try:
+            with open(path) as f:
+                return {line.split(None, 1)[0] for line in f if line.strip()}
+        except OSError:
+            continue
+    return None
+
+
 # fds a trace holds besides two per probe (its program and link): maps, BTF objects, stdio, Python's own.
 _SPARE_FDS = 256
 
@@ -247,6 +312,13 @@ def attach_all(
     """
     probes = resolved.plan.probes
     links: List[Any] = []
+    in_multi: "set[int]" = set()
+    for index in range(len(resolved.plan.multi)):
+        multi_link = _attach_multi(stack, resolved, index, maps, err)
+        if multi_link is not None:
+            link, branches = multi_link
+            links.append(link)
+            in_multi.update(branches)
     tried: Dict[int, int] = {}
     refused: Dict[int, List[Tuple[str, RuntimeFailure]]] = {}
     start = time.monotonic()
@@ -255,10 +327,13 @@ def attach_all(
     for i in range(len(probes)):
         if i in done:
             continue
-        # A function's fentry and fexit (the plan's pair) are attached together, in plan order.
+        # A function's fentry and fexit (the plan's pair) are attached together, in plan order;
+        # those a kprobe_multi link holds already are not attached again.
         partner = plan.partner(i)
-        function_probes = [i] if partner is None else [i, partner]
-        done.update(function_probes)
+        function_probes = [n for n in ([i] if partner is None else [i, partner]) if n not in in_multi]
+        done.update([i] if partner is None else [i, partner])
+        if not function_probes:
+            continue
         source = resolved.sources[i] if resolved.sources else -1
         is_glob = source >= 0 and resolved.globs[source] is not None
         with contextlib.ExitStack() as function:

@@ -22,7 +22,8 @@ from ksnoop.run.runner import require_privileges
 from ksnoop.run.summary import count_calls
 from ksnoop.run.summary_loop import run_summary
 from ksnoop.spec.language import parse_spec
-from ksnoop.spec.resolve import ResolvedTrace, resolve, resolve_path
+from ksnoop.spec.multi import group_kprobes
+from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, MULTI_MAX_PROBES, ResolvedTrace, resolve, resolve_path
 from ksnoop.spec.targets import KernelBTF
 
 __all__ = ["RunOptions", "Summary", "prepare", "run"]
@@ -73,7 +74,7 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
             filters,
             ringbuf_size=options.pages * mmap.PAGESIZE,
             kstack_depth=options.kstack_depth,
-            max_probes=options.max_probes,
+            max_probes=options.max_probes or (MULTI_MAX_PROBES if backend.multi else DEFAULT_MAX_PROBES),
             function_kind=backend.kind,
         )
     said = [f"ksnoop: backend: {backend.why}"] if options.verbose and backend.why else []
@@ -83,6 +84,10 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     if options.summary:
         resolved = count_calls(resolved, calls_only=options.calls_only)
     programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
+    if backend.multi:
+        resolved = group_kprobes(resolved, [len(p.insns) for p in programs])
+        if resolved.plan.multi:  # their stashes are shared now: the maps each program names change
+            programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
     return resolved, programs
 
 

@@ -46,6 +46,10 @@ from ksnoop.spec.targets import TRACEPOINT_PREFIX, KernelBTF, Target, TargetKind
 STRING_SIZE = 128
 # How many functions and tracepoints one trace attaches to unless --max-probes says otherwise.
 DEFAULT_MAX_PROBES = 64
+# The same where a glob's functions share one kprobe_multi link: attaching them is one system call
+# whatever their number, so what grows is ksnoop's own work, about 1 ms a function to resolve,
+# generate and verify; bpftrace and retsnoop attach thousands this way.
+MULTI_MAX_PROBES = 2048
 
 
 @dataclass(frozen=True)

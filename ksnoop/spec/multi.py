@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Which kprobes attach together: a glob's functions by one kprobe_multi link for their entries
+and one for their returns, as retsnoop, bpftrace and pwru do, so that attaching hundreds takes
+one system call instead of one kprobe (and its detach) each.
+
+In: a resolved trace with kprobes, and the length of each probe's program. Out: the same trace
+whose plan says, in Plan.multi, which probes are the branches of one kprobe_multi program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Dict, List, Sequence, Tuple
+
+from bpf.plan import MultiAttach, ProbeKind
+
+from ksnoop.spec.resolve import ResolvedTrace
+
+# A glob of fewer functions is attached one kprobe each: a handful of links cost no more than one,
+# and a program of one function needs no dispatch.
+MULTI_MIN_FUNCTIONS = 8
+# A branch is reached by 16-bit jumps from the dispatch at the program's start, so each program
+# stays under 2**15 instructions; a glob whose programs are longer gets several links.
+MULTI_MAX_INSNS = 30000
+
+
+def group_kprobes(resolved: ResolvedTrace, program_sizes: Sequence[int]) -> ResolvedTrace:
+    """`resolved` with each glob's kprobes (at least MULTI_MIN_FUNCTIONS functions of vmlinux: a
+    module's functions are attached alone) grouped by side into multi attachments, sharing one
+    stash per glob. `program_sizes[i]`: the instructions of probe i's program."""
+    plan = resolved.plan
+    sides: Dict[Tuple[int, ProbeKind], List[int]] = {}
+    for index, probe in enumerate(plan.probes):
+        source = resolved.sources[index] if resolved.sources else -1
+        if source < 0 or resolved.globs[source] is None or probe.path is not None:
+            continue
+        if probe.kind in (ProbeKind.KPROBE, ProbeKind.KRETPROBE) and probe.module == "vmlinux":
+            sides.setdefault((source, probe.kind), []).append(index)
+    multi: List[MultiAttach] = []
+    for (source, _kind), probes in sides.items():
+        if len(probes) < MULTI_MIN_FUNCTIONS:
+            continue
+        chunk: List[int] = []
+        size = 0
+        for index in probes:
+            if chunk and size + program_sizes[index] > MULTI_MAX_INSNS:
+                multi.append(MultiAttach(tuple(chunk), share=source))
+                chunk, size = [], 0
+            chunk.append(index)
+            size += program_sizes[index]
+        multi.append(MultiAttach(tuple(chunk), share=source))
+    if not multi:
+        return resolved
+    return replace(resolved, plan=replace(plan, multi=tuple(multi)))
