@@ -28,6 +28,7 @@ class Backend:
     why: str
     note: str = ""
     multi: bool = False  # kprobes: a glob's functions can share one kprobe_multi link
+    no_multi: str = ""  # kprobes without kprobe_multi: why not
 
 
 def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> Backend:
@@ -41,7 +42,7 @@ def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> 
         return backend
     multi = probe_kprobe_multi(function.name)
     if not multi:
-        return replace(backend, why=f"{backend.why}; one kprobe per function: {multi.reason}")
+        return replace(backend, why=f"{backend.why}; one kprobe per function: {multi.reason}", no_multi=multi.reason)
     return replace(backend, why=f"{backend.why}; a glob's functions by one kprobe_multi link", multi=True)
 
 

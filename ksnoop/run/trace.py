@@ -22,7 +22,7 @@ from ksnoop.run.runner import require_privileges
 from ksnoop.run.summary import count_calls
 from ksnoop.run.summary_loop import run_summary
 from ksnoop.spec.language import parse_spec
-from ksnoop.spec.multi import group_kprobes
+from ksnoop.spec.multi import group_kprobes, multi_globs
 from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, MULTI_MAX_PROBES, ResolvedTrace, resolve, resolve_path
 from ksnoop.spec.targets import KernelBTF
 
@@ -88,6 +88,10 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         resolved = group_kprobes(resolved, [len(p.insns) for p in programs])
         if resolved.plan.multi:  # their stashes are shared now: the maps each program names change
             programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
+    elif backend.no_multi and multi_globs(resolved):
+        globs = ", ".join(f"'{glob}'" for glob in multi_globs(resolved))
+        note = f"ksnoop: {globs}: one kprobe per function, since this kernel has {backend.no_multi}"
+        resolved = replace(resolved, notes=resolved.notes + (note,))
     return resolved, programs
 
 

@@ -24,22 +24,30 @@ MULTI_MIN_FUNCTIONS = 8
 MULTI_MAX_INSNS = 30000
 
 
-def group_kprobes(resolved: ResolvedTrace, program_sizes: Sequence[int]) -> ResolvedTrace:
-    """`resolved` with each glob's kprobes (at least MULTI_MIN_FUNCTIONS functions of vmlinux: a
-    module's functions are attached alone) grouped by side into multi attachments, sharing one
-    stash per glob. `program_sizes[i]`: the instructions of probe i's program."""
-    plan = resolved.plan
+def _sides(resolved: ResolvedTrace) -> Dict[Tuple[int, ProbeKind], List[int]]:
+    # (spec, kprobe or kretprobe) -> the probes of a glob's functions that could share a link:
+    # at least MULTI_MIN_FUNCTIONS of vmlinux (a module's functions are attached alone).
     sides: Dict[Tuple[int, ProbeKind], List[int]] = {}
-    for index, probe in enumerate(plan.probes):
+    for index, probe in enumerate(resolved.plan.probes):
         source = resolved.sources[index] if resolved.sources else -1
         if source < 0 or resolved.globs[source] is None or probe.path is not None:
             continue
         if probe.kind in (ProbeKind.KPROBE, ProbeKind.KRETPROBE) and probe.module == "vmlinux":
             sides.setdefault((source, probe.kind), []).append(index)
+    return {side: probes for side, probes in sides.items() if len(probes) >= MULTI_MIN_FUNCTIONS}
+
+
+def multi_globs(resolved: ResolvedTrace) -> List[str]:
+    """The globs whose kprobes group_kprobes would attach by kprobe_multi links."""
+    return list(dict.fromkeys(str(resolved.globs[source]) for source, _kind in _sides(resolved)))
+
+
+def group_kprobes(resolved: ResolvedTrace, program_sizes: Sequence[int]) -> ResolvedTrace:
+    """`resolved` with each glob's kprobes grouped by side into multi attachments (see _sides),
+    sharing one stash per glob. `program_sizes[i]`: the instructions of probe i's program."""
+    plan = resolved.plan
     multi: List[MultiAttach] = []
-    for (source, _kind), probes in sides.items():
-        if len(probes) < MULTI_MIN_FUNCTIONS:
-            continue
+    for (source, _kind), probes in _sides(resolved).items():
         chunk: List[int] = []
         size = 0
         for index in probes:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 ATTACH_TIMEOUT = float(os.environ.get("KSNOOP_VM_ATTACH_TIMEOUT", "240"))
 EXIT_TIMEOUT = 60.0
-STOP_SIGNALS = {"term": signal.SIGTERM, "int": signal.SIGINT}
+STOP_SIGNALS = {"term": signal.SIGTERM, "int": signal.SIGINT, "kill": signal.SIGKILL}
 
 
 def main(plan_path: str) -> int:
@@ -82,6 +82,9 @@ def main(plan_path: str) -> int:
                 if inst["spec"].get("ready") == "stdout":  # the text header: every program attached
                     ready = (out_dir / f"{inst['spec']['name']}.out").stat().st_size > 0
                     links = links_held(inst["proc"].pid) if ready else links
+                elif inst["spec"].get("ready") == "stderr":  # --summary says so once every program is attached
+                    ready = b"ksnoop: counting calls" in (out_dir / f"{inst['spec']['name']}.err").read_bytes()
+                    links = links_held(inst["proc"].pid) if ready else links
                 else:
                     ready = links >= inst["spec"]["links"]
                 if ready:
@@ -121,6 +124,7 @@ def main(plan_path: str) -> int:
             _reap(sender)
 
     manifest = {
+        "links_after_exit": _link_types(),
         "senders": sent,
         "attached_all_s": attached_all_s,
         "traffic_done_s": traffic_done_s,
@@ -258,6 +262,21 @@ def _send(send: dict, sock: socket.socket, receiver: socket.socket, dport: int) 
         return {"size": send["size"], "port": port, "error": None}
     except OSError as err:
         return {"size": send["size"], "port": port, "error": err.errno}
+
+
+def _link_types() -> list:
+    """The type of every BPF link in the system once every instance has exited (bpftool), or None
+    if bpftool cannot tell: what a killed tracer left behind."""
+    try:
+        shown = json.loads(
+            subprocess.run(
+                ["bpftool", "-j", "link", "show"], capture_output=True, text=True, timeout=60, check=True
+            ).stdout
+            or "[]"
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None  # type: ignore[return-value]
+    return [link.get("type") for link in shown]
 
 
 def _map_entries(name: str) -> dict:
