@@ -75,7 +75,7 @@ def _choose_kind(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> Ba
     if not kprobes:
         raise Refused(
             f"cannot trace {function.label}: this kernel has neither fentry/fexit (refused: {fentry.reason}) "
-            f"nor kprobes ({kprobes.reason})"
+            f"nor kprobes ({kprobes.reason}); tp: tracepoints still work; see ksnoop list 'tp:*'"
         )
     why = f"kprobes/kretprobes: this kernel refuses fentry programs ({fentry.reason})"
     return Backend(ProbeKind.KPROBE, why, f"ksnoop: {why}; tracing functions with kprobes")

@@ -948,7 +948,8 @@ def test_function_on_a_kernel_that_refuses_fentry(fentry_refusal: str, kprobe_re
         name = spec.split("(")[0]
         assert line == (
             f"ksnoop: error: cannot trace {name}: this kernel has neither fentry/fexit (refused: "
-            f"{fentry_refusal}) nor kprobes (no kprobe PMU: /sys/bus/event_source/devices/kprobe is missing)"
+            f"{fentry_refusal}) nor kprobes (no kprobe PMU: /sys/bus/event_source/devices/kprobe is missing); "
+            "tp: tracepoints still work; see ksnoop list 'tp:*'"
         ), line
     # Asked for by name, each backend says what it lacks.
     result = ksnoop("--backend", "fentry", "ip_send_skb")
