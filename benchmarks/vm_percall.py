@@ -71,7 +71,10 @@ class Tracer:
     name: str
     tool: str  # "ksnoop", "bpftrace" or "" for the untraced loop
     argv: Tuple[str, ...]
-    links: int  # BPF links it holds once attached: one per fentry or fexit program
+    # BPF links it holds once attached: one per fentry, fexit, kprobe or kretprobe program of ksnoop's;
+    # 0: it holds none to count (bpftrace 0.17's kprobes are perf events with a program set by ioctl),
+    # so it is taken as attached once it has said "Attaching" and its CPU time has stopped rising.
+    links: int
     shows: str  # the information it gives, for the reader of the results
     env: Tuple[Tuple[str, str], ...] = ()
     flat_out: bool = False  # the loop runs flat out ("saturated") instead of in chunks
@@ -80,12 +83,15 @@ class Tracer:
 def tracers() -> List[Tracer]:
     ksnoop = ("python3", "-m", "ksnoop", "trace")
     fields = f'printf("%llu %d %d %d %s %d\\n", nsecs, pid, tid, cpu, comm, args->{ARG});'
+
     # What ksnoop --summary counts, written the way bpftrace users write it.
-    counters = (
-        f"kfunc:{FUNC} {{ @start[tid] = nsecs; }} "
-        f"kretfunc:{FUNC} /@start[tid]/ {{ @calls = count(); if (retval < 0) {{ @errors = count(); }} "
-        f"@ns = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
-    )
+    def counters(entry: str, ret: str) -> str:
+        return (
+            f"{entry}:{FUNC} {{ @start[tid] = nsecs; }} "
+            f"{ret}:{FUNC} /@start[tid]/ {{ @calls = count(); if (retval < 0) {{ @errors = count(); }} "
+            f"@ns = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
+        )
+
     big = tuple(BIG_PERF_BUFFER.items())
     return [
         Tracer("untraced", "", (), 0, "nothing"),
@@ -109,9 +115,37 @@ def tracers() -> List[Tracer]:
         Tracer(
             "bpftrace_summary",
             "bpftrace",
-            ("bpftrace", "-e", counters),
+            ("bpftrace", "-e", counters("kfunc", "kretfunc")),
             2,
             "calls, errors, log2 latency histogram (fentry + fexit, as ksnoop --summary)",
+        ),
+        Tracer(
+            "ksnoop_kprobe_summary",
+            "ksnoop",
+            (*ksnoop, "--backend", "kprobe", "--summary", FUNC),
+            2,
+            "calls, errors, log2 latency histogram (kprobe + kretprobe)",
+        ),
+        Tracer(
+            "ksnoop_kprobe_calls",
+            "ksnoop",
+            (*ksnoop, "--backend", "kprobe", "--summary", "--calls-only", FUNC),
+            1,
+            "calls (kprobe), as bpftrace's count()",
+        ),
+        Tracer(
+            "bpftrace_kprobe_count",
+            "bpftrace",
+            ("bpftrace", "-e", f"kprobe:{FUNC} {{ @c = count(); }}"),
+            0,
+            "calls (kprobe)",
+        ),
+        Tracer(
+            "bpftrace_kprobe_summary",
+            "bpftrace",
+            ("bpftrace", "-e", counters("kprobe", "kretprobe")),
+            0,
+            "calls, errors, log2 latency histogram (kprobe + kretprobe, as ksnoop --summary --backend kprobe)",
         ),
         Tracer(
             "ksnoop_records",
@@ -163,6 +197,9 @@ PAIRS = [
     ("ksnoop_records", "bpftrace_printf", "a JSON record vs printf of the argument"),
     ("ksnoop_records", "bpftrace_printf_fields", "a JSON record vs printf of the same fields"),
     ("ksnoop_records_saturated", "bpftrace_printf_saturated", "flat out, readers behind, records lost"),
+    ("ksnoop_kprobe_calls", "bpftrace_kprobe_count", "kprobes: --summary --calls-only vs count(): calls alone"),
+    ("ksnoop_kprobe_summary", "bpftrace_kprobe_summary", "kprobes: --summary vs bpftrace counting the same"),
+    ("ksnoop_kprobe_summary", "ksnoop_summary", "ksnoop --summary by kprobe + kretprobe vs by fentry + fexit"),
 ]
 
 
@@ -229,7 +266,14 @@ def start_tracer(tracer: Tracer, out_dir: Path, tag: str) -> Tuple[subprocess.Po
             env=env,
             preexec_fn=lambda: os.sched_setaffinity(0, {TRACER_CPU}),
         )
-    while links_held(proc.pid) < tracer.links:
+
+    def attached() -> bool:
+        if tracer.links:
+            return links_held(proc.pid) >= tracer.links
+        said = (out_dir / f"{tag}.out").read_bytes() + (out_dir / f"{tag}.err").read_bytes()
+        return b"Attaching" in said and wait_until_idle(proc.pid) >= 0
+
+    while not attached():
         if proc.poll() is not None or time.monotonic() - started > ATTACH_TIMEOUT_S:
             stop_tracer(proc)
             raise SystemExit(
