@@ -1,17 +1,20 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Boot the Debian kernel under qemu with this machine's / shared read-only, and run commands there.
+"""Boot a Debian kernel under qemu with this machine's / shared read-only, and run commands there.
 
-In: the Debian packages linux-image-amd64, busybox-static and qemu-system-x86. Out: a `VM` that boots
-once and runs many commands, and `run_in_vm()` for a single one; each gives a `VMResult`.
+In: the Debian packages linux-image-amd64 (6.1), busybox-static and qemu-system-x86, and Debian 13's 6.12
+fetched into CACHE_DIR (`fetch_kernel`, or `python3 tests/vm/harness.py --fetch 6.12`). Out: a `VM` that
+boots one of them once and runs many commands, and `run_in_vm()` for a single one; each gives a `VMResult`.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import gzip
 import hashlib
 import lzma
 import os
+import re
 import shlex
 import shutil
 import struct
@@ -26,9 +29,17 @@ from typing import IO, NoReturn, Union
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("KSNOOP_VM_CACHE", REPO / ".vm-cache"))
+# The kernels the harness boots, by short name: Debian 12's own (what linux-image-amd64 points at) and
+# Debian 13's 6.12, which has kprobe_multi (CONFIG_FPROBE) and kprobe session where 6.1 has neither.
+KERNELS = ("6.1", "6.12")
+DEFAULT_KERNEL = "6.1"
+# Kernels that are not installed here but fetched into CACHE_DIR: short name -> Debian suite.
+FETCHED = {"6.12": "trixie"}
+FETCH_COMMAND = "python3 tests/vm/harness.py --fetch {name}"
 QEMU = "qemu-system-x86_64"
 BUSYBOX = Path("/bin/busybox")
-# Insertion order matters: insmod does not resolve dependencies.
+# Insertion order matters: insmod does not resolve dependencies. A module a kernel builds in (virtio in
+# 6.12) or does not have (fscache, part of netfs since 6.4) is left out.
 MODULES = (
     "virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
     "netfs", "fscache", "9pnet", "9pnet_virtio", "9p",
@@ -64,14 +75,27 @@ class VMResult:
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
-    version: str
+    name: str  # the short name, one of KERNELS: "6.1"
+    version: str  # what uname -r says in the guest: "6.1.0-57-amd64"
     vmlinuz: Path
-    modules_dir: Path
+    modules_dir: Path  # the kernel's /lib/modules/<version>, wherever it is on this machine
+    config: Path  # the kernel's build configuration, boot/config-<version>
 
 
-def find_kernel() -> Kernel:
-    """The kernel that Debian's linux-image-amd64 points at. Raises VMUnavailable if it isn't installed."""
-    hint = "install it with: apt-get install linux-image-amd64 (or .ci/install-vm-deps)"
+def find_kernel(name: str = DEFAULT_KERNEL) -> Kernel:
+    """The kernel called `name` (one of KERNELS). Raises VMUnavailable if it is not installed or fetched."""
+    if name not in KERNELS:
+        raise ValueError(f"no kernel called {name!r}; the harness knows {', '.join(KERNELS)}")
+    kernel = _find_fetched(name) if name in FETCHED else _find_installed(name)
+    for path in (kernel.vmlinuz, kernel.modules_dir):
+        if not os.access(path, os.R_OK):
+            raise VMUnavailable(f"kernel {kernel.version}: {path} is missing or unreadable")
+    return kernel
+
+
+def _find_installed(name: str) -> Kernel:
+    """The kernel that Debian's linux-image-amd64 points at."""
+    hint = "install it with: apt-get install linux-image-amd64 (or .ci/install-deps)"
     try:
         depends = subprocess.run(
             ["dpkg-query", "-W", "-f=${Status}|${Depends}", "linux-image-amd64"],
@@ -86,11 +110,186 @@ def find_kernel() -> Kernel:
         raise VMUnavailable(f"the Debian kernel package linux-image-amd64 is not installed; {hint}")
     # Depends is "linux-image-6.1.0-56-amd64 (= 6.1.192-2)".
     version = depends.split()[0].removeprefix("linux-image-") if depends else ""
-    kernel = Kernel(version, Path(f"/boot/vmlinuz-{version}"), Path(f"/lib/modules/{version}"))
-    for path in (kernel.vmlinuz, kernel.modules_dir / "modules.dep"):
-        if not os.access(path, os.R_OK):
-            raise VMUnavailable(f"linux-image-amd64 depends on {version!r} but {path} is missing or unreadable")
-    return kernel
+    if not version.startswith(f"{name}."):
+        raise VMUnavailable(f"linux-image-amd64 depends on {version!r}, not a {name} kernel (Debian 12's)")
+    return Kernel(
+        name,
+        version,
+        Path(f"/boot/vmlinuz-{version}"),
+        Path(f"/lib/modules/{version}"),
+        Path(f"/boot/config-{version}"),
+    )
+
+
+def _find_fetched(name: str) -> Kernel:
+    """The newest kernel `name` that fetch_kernel unpacked into CACHE_DIR/kernel-<version>/."""
+    found = [(_version_key(path.name), path) for path in CACHE_DIR.glob(f"kernel-{name}.*/boot/vmlinuz-*")]
+    if not found:
+        command = FETCH_COMMAND.format(name=name)
+        raise VMUnavailable(f"the {name} kernel is not in the VM cache {CACHE_DIR}; fetch it with: {command}")
+    vmlinuz = max(found)[1]
+    root, version = vmlinuz.parents[1], vmlinuz.name.removeprefix("vmlinuz-")
+    return Kernel(name, version, vmlinuz, root / "usr/lib/modules" / version, root / "boot" / f"config-{version}")
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(number) for number in re.findall(r"\d+", text))
+
+
+def fetch_kernel(name: str) -> Kernel:
+    """Download Debian's kernel `name` (one of FETCHED) and unpack it into CACHE_DIR; returns it.
+
+    When it is there already this only finds it, with no network. apt runs with a private configuration
+    in a scratch directory (its own sources list, lists, cache and status; not the system's apt.conf.d,
+    whose update hooks touch the system): the system's apt sources and state are only read. It takes
+    the newest plain -amd64 flavour image package (not -rt, -cloud, -dbg or -unsigned), unpacks it with
+    dpkg-deb and writes its modules.dep (depmod), so that modprobe works in the guest. Raises
+    VMUnavailable when apt, dpkg or depmod fails.
+    """
+    if name not in FETCHED:
+        raise ValueError(f"kernel {name!r} is not fetched; fetched kernels: {', '.join(FETCHED)}")
+    try:
+        return find_kernel(name)
+    except VMUnavailable:
+        pass
+    for tool in ("apt-get", "apt-cache", "dpkg-deb"):
+        if shutil.which(tool) is None:
+            raise VMUnavailable(f"{tool} not found: fetching the {name} kernel needs Debian's apt and dpkg")
+    depmod = shutil.which("depmod", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if depmod is None:
+        raise VMUnavailable("depmod not found; install it with: apt-get install kmod")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    # Everything but the unpacked kernel (apt's lists and caches, ~140 MB, and the package) goes at the end.
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix=".fetch-") as work:
+        apt_env = {**os.environ, "APT_CONFIG": str(_private_apt(Path(work) / "apt", FETCHED[name]))}
+        _check_output(["apt-get", "-q", "update"], apt_env)
+        names = _check_output(["apt-cache", "pkgnames", f"linux-image-{name}."], apt_env).split()
+        flavour = re.compile(rf"linux-image-({re.escape(name)}\.\d+\+deb\d+-amd64)")
+        versions = [match.group(1) for match in map(flavour.fullmatch, names) if match]
+        if not versions:
+            raise VMUnavailable(f"no linux-image-{name}.*-amd64 package in Debian {FETCHED[name]}")
+        version = max(versions, key=_version_key)
+        _check_output(["apt-get", "-q", "download", f"linux-image-{version}"], apt_env, cwd=work)
+        (deb,) = Path(work).glob("*.deb")
+        root = Path(work) / "root"
+        _check_output(["dpkg-deb", "-x", str(deb), str(root)], apt_env)
+        deb.unlink()
+        # depmod -b looks in <root>/lib/modules; the package has them in usr/lib (merged /usr).
+        if not (root / "lib").exists():
+            (root / "lib").symlink_to("usr/lib")
+        _check_output([depmod, "-b", str(root), version], apt_env)
+        # Unpacked whole, then renamed into place: a half-unpacked tree is never found.
+        target = CACHE_DIR / f"kernel-{version}"
+        try:
+            root.rename(target)
+        except OSError:
+            if not (target / "boot" / f"vmlinuz-{version}").exists():
+                raise
+            # A parallel fetch got there first; its tree is the same package's.
+    return find_kernel(name)
+
+
+def _private_apt(apt_dir: Path, suite: str) -> Path:
+    """Write an apt configuration for `suite` of the system's Debian archive under apt_dir; returns its path."""
+    uri, signed_by = _debian_archive()
+    empty = apt_dir / "empty"
+    for directory in (empty, apt_dir / "lists/partial", apt_dir / "cache/archives/partial", apt_dir / "state"):
+        directory.mkdir(parents=True, exist_ok=True)
+    (apt_dir / "status").touch()
+    options = f" [signed-by={signed_by}]" if signed_by else ""
+    (apt_dir / "sources.list").write_text(f"deb{options} {uri} {suite} main\n")
+    settings = {
+        "Dir::Etc::main": "/dev/null",
+        "Dir::Etc::parts": empty,
+        "Dir::Etc::SourceList": apt_dir / "sources.list",
+        "Dir::Etc::SourceParts": empty,
+        "Dir::Etc::Preferences": "/dev/null",
+        "Dir::Etc::PreferencesParts": empty,
+        "Dir::State": apt_dir / "state",
+        "Dir::State::Lists": apt_dir / "lists",
+        "Dir::State::status": apt_dir / "status",
+        "Dir::Cache": apt_dir / "cache",
+        "Acquire::Languages": "none",
+        # Exit non-zero when an index cannot be fetched, rather than warn and go on with none.
+        "APT::Update::Error-Mode": "any",
+        # The lists are ours; as root apt would otherwise hand downloads to the _apt user, who cannot write here.
+        "APT::Sandbox::User": "root",
+        # The system's proxies, since its apt.conf.d is not read.
+        **{key: value for key in ("Acquire::http::Proxy", "Acquire::https::Proxy") if (value := _apt_setting(key))},
+    }
+    config = apt_dir / "apt.conf"
+    config.write_text("".join(f'{key} "{value}";\n' for key, value in settings.items()))
+    return config
+
+
+def _apt_setting(key: str) -> str:
+    """A setting of the system's apt configuration, or "" (read with apt-config)."""
+    shown = subprocess.run(["apt-config", "dump", key], capture_output=True, text=True, check=False).stdout
+    match = re.search(rf'^{re.escape(key)} "(.*)";$', shown, re.MULTILINE | re.IGNORECASE)
+    return match.group(1) if match else ""
+
+
+def _debian_archive() -> tuple[str, str | None]:
+    """The URI of the Debian archive in the system's apt sources (the entry for this release's own suite),
+    and its Signed-By keyring if it names a file."""
+    release = _os_release().get("VERSION_CODENAME", "")
+    sources = Path("/etc/apt/sources.list.d")
+    entries = [*_one_line_sources(Path("/etc/apt/sources.list"))]
+    for path in sorted(sources.glob("*.list")) if sources.is_dir() else []:
+        entries += _one_line_sources(path)
+    for path in sorted(sources.glob("*.sources")) if sources.is_dir() else []:
+        entries += _deb822_sources(path)
+    for uri, suites, components, signed_by in entries:
+        if release in suites and "main" in components:
+            return uri, signed_by if signed_by and signed_by.startswith("/") else None
+    raise VMUnavailable(f"no Debian archive for {release or 'this release'!r} (main) in the system's apt sources")
+
+
+def _os_release() -> dict[str, str]:
+    lines = Path("/etc/os-release").read_text().splitlines() if Path("/etc/os-release").exists() else []
+    return {key: value.strip('"') for key, _, value in (line.partition("=") for line in lines)}
+
+
+# A source: (URI, suites, components, Signed-By or None).
+_Source = tuple[str, list[str], list[str], Union[str, None]]
+
+
+def _one_line_sources(path: Path) -> list[_Source]:
+    entries = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        options = re.search(r"\[(.*?)\]", line)
+        fields = re.sub(r"\[.*?\]", "", line.partition("#")[0]).split()
+        if len(fields) >= 4 and fields[0] == "deb":
+            signed_by = re.search(r"signed-by=(\S+)", options.group(1)) if options else None
+            entries.append((fields[1], [fields[2]], fields[3:], signed_by.group(1) if signed_by else None))
+    return entries
+
+
+def _deb822_sources(path: Path) -> list[_Source]:
+    entries = []
+    for paragraph in re.split(r"\n\s*\n", path.read_text()):
+        fields: dict[str, str] = {}
+        key = ""
+        for line in paragraph.splitlines():
+            if line.startswith("#"):
+                continue
+            if line[:1].isspace() and key:
+                fields[key] += "\n" + line.strip()
+            elif ":" in line:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                fields[key] = value.strip()
+        if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
+            entry = (fields.get("suites", "").split(), fields.get("components", "").split(), fields.get("signed-by"))
+            entries += [(uri, *entry) for uri in fields.get("uris", "").split()]
+    return entries
+
+
+def _check_output(argv: list[str], env: dict[str, str], cwd: str | None = None) -> str:
+    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise VMUnavailable(f"{' '.join(argv)} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
+    return result.stdout
 
 
 def _check_static_busybox() -> None:
@@ -119,10 +318,8 @@ def _check_qemu() -> str:
 
 def _module_paths(kernel: Kernel) -> list[Path]:
     """Paths of MODULES in load order, skipping any that are built in or not shipped."""
-    found: dict[str, Path] = {}
-    for line in (kernel.modules_dir / "modules.dep").read_text().splitlines():
-        relpath = line.partition(":")[0]
-        found[_module_name(relpath)] = kernel.modules_dir / relpath
+    # Found by walking the tree rather than from modules.dep, which a package unpacked by hand has not.
+    found = {_module_name(path.name): path for path in kernel.modules_dir.rglob("*.ko*")}
     builtin_file = kernel.modules_dir / "modules.builtin"
     builtin = {_module_name(p) for p in builtin_file.read_text().split()} if builtin_file.exists() else set()
     return [found[name] for name in MODULES if name in found and name not in builtin]
@@ -164,9 +361,16 @@ mkdir -p /newroot
 # the guest read them may look stale: hand fresh files over in the shared directory (default cache=none).
 mount -t 9p -o ro,cache=loose,$opts @ROOT_TAG@ /newroot || fail "mount of the host root over 9p"
 cd /newroot || fail "cd /newroot"
+# A kernel that is not installed here (fetched into the VM cache) brings its modules' tree, which
+# modprobe must find at /lib/modules/<version>: bound there before /tmp, where the cache may be, goes.
+modules=$(sed -n 's/.*ksnoop.modules=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$modules" ]; then
+  mount -o bind "/newroot$modules" lib/modules || fail "bind mount of $modules on /lib/modules"
+fi
+mount -t tmpfs tmpfs tmp || fail "tmpfs on /tmp"
 mount -t proc proc proc && mount -t sysfs sysfs sys && mount -t devtmpfs devtmpfs dev &&
   mkdir -p dev/pts dev/shm && mount -t devpts devpts dev/pts && mount -t tmpfs tmpfs dev/shm &&
-  mount -t tmpfs tmpfs tmp && mount -t tmpfs tmpfs run &&
+  mount -t tmpfs tmpfs run &&
   mount -t bpf bpf sys/fs/bpf && mount -t tracefs tracefs sys/kernel/tracing || fail "mounts in the new root"
 # A host path under /tmp is hidden by the guest's tmpfs (a CI clone may live there), so the checkout
 # gets a share of its own at its own path; elsewhere this mounts it over the same files.
@@ -265,15 +469,25 @@ class VM:
     """
 
     def __init__(
-        self, boot_timeout: float = BOOT_TIMEOUT, memory: str = "2G", cpus: int = 2, kernel_args: Sequence[str] = ()
+        self,
+        boot_timeout: float = BOOT_TIMEOUT,
+        memory: str = "2G",
+        cpus: int = 2,
+        kernel_args: Sequence[str] = (),
+        kernel: Kernel | str = DEFAULT_KERNEL,
     ) -> None:
+        """`kernel`: a Kernel, or the short name of one (KERNELS); raises VMUnavailable if it is missing."""
         self._qemu_path = _check_qemu()
         _check_static_busybox()
-        self.kernel = find_kernel()
+        self.kernel = kernel if isinstance(kernel, Kernel) else find_kernel(kernel)
         self._initramfs = build_initramfs(self.kernel)
-        if any(c.isspace() for c in str(CACHE_DIR)):
-            # The path travels on the kernel command line, which splits at spaces.
-            raise VMUnavailable(f"the VM cache path {CACHE_DIR!s} must not contain spaces (set KSNOOP_VM_CACHE)")
+        # These paths travel on the kernel command line, which splits at spaces.
+        for what, path in (
+            ("VM cache (set KSNOOP_VM_CACHE)", CACHE_DIR),
+            ("kernel modules", self.kernel.modules_dir),
+        ):
+            if any(c.isspace() for c in str(path)):
+                raise VMUnavailable(f"the path of the {what} must not contain spaces: {path!s}")
         self._boot_timeout = boot_timeout
         self._memory, self._cpus = memory, cpus
         # Appended to the kernel command line, e.g. tsc=reliable (benchmarks/vm_percall.py).
@@ -336,7 +550,7 @@ class VM:
 
     def close(self) -> None:
         """Stop qemu and remove `shared_dir`."""
-        self._stop()
+        self.stop()
         shutil.rmtree(self.shared_dir, ignore_errors=True)
 
     @property
@@ -349,7 +563,7 @@ class VM:
             return _tail(self._console.decode(errors="replace"), lines)
 
     def _boot(self) -> subprocess.Popen[bytes]:
-        self._stop()
+        self.stop()
         (self.shared_dir / "ready").unlink(missing_ok=True)
         shutil.rmtree(self.shared_dir / "jobs", ignore_errors=True)
         (self.shared_dir / "jobs").mkdir()
@@ -357,15 +571,19 @@ class VM:
         with self._console_lock:
             self._console.clear()
             self._console_mark = 0
+        append = f"console=ttyS0 quiet panic=-1 ksnoop.shared={self.shared_dir} ksnoop.repo={REPO}"
+        shares = [
+            "-virtfs", f"local,path=/,mount_tag={ROOT_TAG},security_model=none,readonly=on,multidevs=remap",
+            "-virtfs", f"local,path={REPO},mount_tag={REPO_TAG},security_model=none,readonly=on,multidevs=remap",
+            "-virtfs", f"local,path={self.shared_dir},mount_tag={SHARED_TAG},security_model=none",
+        ]  # fmt: skip
+        if self.kernel.modules_dir != Path("/lib/modules", self.kernel.version):
+            append += f" ksnoop.modules={self.kernel.modules_dir.parent}"
         argv = [
             self._qemu_path, "-accel", ACCEL, "-cpu", "max", "-m", self._memory, "-smp", str(self._cpus),
             "-nographic", "-no-reboot", "-net", "none",
             "-kernel", str(self.kernel.vmlinuz), "-initrd", str(self._initramfs),
-            "-append", f"console=ttyS0 quiet panic=-1 ksnoop.shared={self.shared_dir} ksnoop.repo={REPO} "
-                       f"{self._kernel_args}".rstrip(),
-            "-virtfs", f"local,path=/,mount_tag={ROOT_TAG},security_model=none,readonly=on,multidevs=remap",
-            "-virtfs", f"local,path={REPO},mount_tag={REPO_TAG},security_model=none,readonly=on,multidevs=remap",
-            "-virtfs", f"local,path={self.shared_dir},mount_tag={SHARED_TAG},security_model=none",
+            "-append", f"{append} {self._kernel_args}".rstrip(), *shares,
         ]  # fmt: skip
         started = time.monotonic()
         # stdin is not a terminal, so -nographic leaves the host terminal alone.
@@ -400,7 +618,8 @@ class VM:
                     return
             time.sleep(0.01)
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
+        """Kill qemu, if it runs; the next run() boots again (for a test that boots another VM meanwhile)."""
         # A kill is safe: the guest's root is read-only and results are on the host as soon as written.
         if self._qemu is not None:
             self._qemu.kill()
@@ -408,7 +627,7 @@ class VM:
             self._qemu = None
 
     def _fail(self, message: str) -> NoReturn:
-        self._stop()
+        self.stop()
         # Give the reader thread a moment to collect the last console bytes.
         time.sleep(0.2)
         log = CACHE_DIR / "last-console.log"
@@ -427,19 +646,50 @@ def _tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def run_in_vm(command: Command, timeout: float, env: dict[str, str] | None = None, cwd: str | None = None) -> VMResult:
+def run_in_vm(
+    command: Command,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    kernel: Kernel | str = DEFAULT_KERNEL,
+) -> VMResult:
     """Boot a VM, run one command (see VM.run), and shut the VM down. Raises VMUnavailable or VMError."""
-    with VM() as vm:
+    with VM(kernel=kernel) as vm:
         return vm.run(command, timeout, env=env, cwd=cwd)
 
 
 def main(argv: list[str]) -> int:
-    """`python3 tests/vm/harness.py CMD...`: run CMD in the guest, print its output and timings."""
-    with VM() as vm:
-        result = vm.run(argv or ["uname", "-a"], timeout=600, cwd=os.getcwd())
+    """`python3 tests/vm/harness.py [--kernel NAME] CMD...`: run CMD in the guest, print its output and timings.
+    `--fetch NAME`: fetch that kernel into the VM cache (see fetch_kernel) and exit."""
+    parser = argparse.ArgumentParser(
+        prog="python3 tests/vm/harness.py",
+        description="Run CMD (default: uname -a) as root in a qemu guest booted with a Debian kernel, with this "
+        "machine's / read-only as its root, and print its output, exit status and boot time.",
+    )
+    parser.add_argument("--kernel", choices=KERNELS, default=DEFAULT_KERNEL, help="the kernel to boot (%(default)s)")
+    parser.add_argument(
+        "--fetch",
+        choices=sorted(FETCHED),
+        metavar="NAME",
+        help=f"download and unpack kernel NAME ({', '.join(FETCHED)}) into {CACHE_DIR} and exit; "
+        "when it is there already, nothing is downloaded",
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
+    args = parser.parse_args(argv)
+    if args.fetch:
+        try:
+            kernel = fetch_kernel(args.fetch)
+        except VMUnavailable as error:
+            print(f"harness: cannot fetch the {args.fetch} kernel: {error}", file=sys.stderr)
+            return 1
+        print(f"harness: kernel {kernel.name}: {kernel.version} in {kernel.vmlinuz.parents[1]}")
+        return 0
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    with VM(kernel=args.kernel) as vm:
+        result = vm.run(command or ["uname", "-a"], timeout=600, cwd=os.getcwd())
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
-        print(f"[boot {vm.boot_seconds:.1f} s, exit {result.returncode}]", file=sys.stderr)
+        print(f"[kernel {vm.kernel.version}, boot {vm.boot_seconds:.1f} s, exit {result.returncode}]", file=sys.stderr)
         return result.returncode
 
 
