@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""The VM harness itself: the guest runs the Debian kernel, results come back, and fentry works there."""
+"""The VM harness itself: the guest runs the Debian kernel it was asked for (each test runs on each kernel),
+results come back, fentry works there, and fetching 6.12 happens once."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,13 +20,33 @@ TIMEOUT = 120
 
 
 @pytest.mark.vm
-def test_guest_runs_this_python_on_the_debian_kernel(vm: harness.VM) -> None:
+def test_guest_runs_this_python_on_the_debian_kernel(vm: harness.VM, request: pytest.FixtureRequest) -> None:
     result = vm.run(["python3", "-c", "import sys, os; print(sys.version); print(os.uname().release)"], TIMEOUT)
     assert result.returncode == 0, result.stderr
     release = result.stdout.splitlines()[-1]
     assert result.stdout == f"{sys.version}\n{release}\n"  # sys.version may span lines (3.9)
+    assert vm.kernel.name == request.node.callspec.params["vm"]
     assert release == vm.kernel.version
+    assert release.startswith(f"{vm.kernel.name}.")
     assert release != os.uname().release
+
+
+@pytest.mark.vm
+def test_kprobe_multi_is_in_6_12_only_by_its_config_and_its_running_kernel(vm: harness.VM) -> None:
+    # The reason for the second kernel: fprobe (kprobe_multi links) and kprobe session are in 6.12, not in 6.1.
+    config = vm.kernel.config.read_text().splitlines()
+    assert config[2].startswith(f"# Linux/x86 {vm.kernel.name}."), config[2]  # "# Linux/x86 6.1.192 Kernel ..."
+    fprobe = "CONFIG_FPROBE=y" in config
+    assert fprobe == (vm.kernel.name == "6.12"), [line for line in config if "FPROBE" in line]
+    result = vm.run("grep -ow -e register_fprobe -e bpf_session_is_return /proc/kallsyms | sort -u", TIMEOUT)
+    assert result.stdout.split() == (["bpf_session_is_return", "register_fprobe"] if fprobe else []), result.stderr
+
+
+@pytest.mark.vm
+def test_modprobe_finds_the_booted_kernels_modules(vm: harness.VM) -> None:
+    # For a fetched kernel the guest sees its modules (and the modules.dep the fetch wrote) at /lib/modules.
+    result = vm.run("modprobe veth && grep -o '^veth ' /proc/modules && modprobe -r veth", TIMEOUT)
+    assert (result.returncode, result.stdout) == (0, "veth \n"), result.stderr
 
 
 @pytest.mark.vm
@@ -83,7 +105,7 @@ def test_timeout_kills_qemu_and_the_next_command_reboots(vm: harness.VM) -> None
 
 @pytest.mark.vm
 def test_boot_timeout_kills_qemu_and_shows_the_console(vm: harness.VM) -> None:
-    impatient = harness.VM(boot_timeout=0.5)
+    impatient = harness.VM(boot_timeout=0.5, kernel=vm.kernel)
     with impatient, pytest.raises(harness.VMError, match="(?s)not ready within 0.5 s.*last console lines"):
         impatient.run(["true"], TIMEOUT)
     assert impatient.qemu_pid is None
@@ -93,3 +115,24 @@ def test_missing_qemu_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(harness, "QEMU", "qemu-system-nonexistent")
     with pytest.raises(harness.VMUnavailable, match="apt-get install qemu-system-x86"):
         harness.VM()
+
+
+@pytest.mark.vm
+def test_fetching_the_6_12_kernel_twice_needs_no_network_the_second_time() -> None:
+    try:
+        first = harness.fetch_kernel("6.12")  # downloads only if the cache has no 6.12 yet
+    except harness.VMUnavailable as error:
+        if os.environ.get("KSNOOP_REQUIRE_VM") == "1":
+            pytest.fail(f"KSNOOP_REQUIRE_VM=1 but the 6.12 kernel cannot be fetched: {error}", pytrace=False)
+        pytest.skip(f"the 6.12 kernel cannot be fetched: {error}")
+    # In a network namespace of its own there is only a loopback device that is down: apt could reach nothing.
+    no_network = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net"]
+    again = subprocess.run(
+        [*no_network, sys.executable, Path(harness.__file__), "--fetch", "6.12"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"harness: kernel 6.12: {first.version} in {first.vmlinuz.parents[1]}\n"
