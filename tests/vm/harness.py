@@ -48,11 +48,14 @@ INITRAMFS_DIRS = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "s
 ROOT_TAG = "hostroot"
 SHARED_TAG = "ksnoopshared"
 REPO_TAG = "ksnooprepo"
+PREFIX_TAG = "ksnoopprefix"
 BOOT_TIMEOUT = float(os.environ.get("KSNOOP_VM_BOOT_TIMEOUT", "120"))
 # -enable-kvm fails on nested hosts (see kernel-facts.md), so TCG is the default; CI with KVM may override.
 ACCEL = os.environ.get("KSNOOP_VM_ACCEL", "tcg,thread=multi")
 # python3 in the guest is the interpreter running the harness, found without pyenv's shims.
 GUEST_PATH = f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# A virtual environment's prefix, which the guest must see at its own path (None outside one).
+VENV_PREFIX = Path(sys.prefix) if sys.prefix != sys.base_prefix else None
 
 Command = Union[Sequence[str], str]
 
@@ -378,6 +381,12 @@ repo=$(sed -n 's/.*ksnoop.repo=\([^ ]*\).*/\1/p' /proc/cmdline)
 [ -n "$repo" ] || fail "no ksnoop.repo= on the kernel command line"
 mkdir -p "/newroot$repo" 2>/dev/null
 mount -t 9p -o ro,cache=loose,$opts @REPO_TAG@ "/newroot$repo" || fail "mount of the checkout"
+# The same for a virtual environment's prefix, where python3 in the guest comes from.
+prefix=$(sed -n 's/.*ksnoop.prefix=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$prefix" ]; then
+  mkdir -p "/newroot$prefix" 2>/dev/null
+  mount -t 9p -o ro,cache=loose,$opts @PREFIX_TAG@ "/newroot$prefix" || fail "mount of the Python prefix"
+fi
 mkdir -p "/newroot$shared" 2>/dev/null
 mount -t 9p -o rw,$opts @SHARED_TAG@ "/newroot$shared" || fail "mount of the shared directory"
 hostname ksnoop-vm
@@ -402,6 +411,7 @@ done
 """.replace("@ROOT_TAG@", ROOT_TAG)
     .replace("@SHARED_TAG@", SHARED_TAG)
     .replace("@REPO_TAG@", REPO_TAG)
+    .replace("@PREFIX_TAG@", PREFIX_TAG)
 )
 
 
@@ -485,8 +495,9 @@ class VM:
         for what, path in (
             ("VM cache (set KSNOOP_VM_CACHE)", CACHE_DIR),
             ("kernel modules", self.kernel.modules_dir),
+            ("virtual environment", VENV_PREFIX),
         ):
-            if any(c.isspace() for c in str(path)):
+            if path is not None and any(c.isspace() for c in str(path)):
                 raise VMUnavailable(f"the path of the {what} must not contain spaces: {path!s}")
         self._boot_timeout = boot_timeout
         self._memory, self._cpus = memory, cpus
@@ -577,6 +588,10 @@ class VM:
             "-virtfs", f"local,path={REPO},mount_tag={REPO_TAG},security_model=none,readonly=on,multidevs=remap",
             "-virtfs", f"local,path={self.shared_dir},mount_tag={SHARED_TAG},security_model=none",
         ]  # fmt: skip
+        if VENV_PREFIX is not None:
+            append += f" ksnoop.prefix={VENV_PREFIX}"
+            shares += ["-virtfs", f"local,path={VENV_PREFIX},mount_tag={PREFIX_TAG},security_model=none,"
+                                  "readonly=on,multidevs=remap"]  # fmt: skip
         if self.kernel.modules_dir != Path("/lib/modules", self.kernel.version):
             append += f" ksnoop.modules={self.kernel.modules_dir.parent}"
         argv = [

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The VM harness itself: the guest runs the Debian kernel it was asked for (each test runs on each kernel),
-results come back, fentry works there, and fetching 6.12 happens once."""
+results come back, the guest's python3 is the host's, fentry works there, and fetching 6.12 happens once."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from tests.vm import harness
 FENTRY_PROBE = Path(__file__).with_name("fentry_probe.py")
 # Python under TCG starts in about 1 s; leave room for a loaded CI machine.
 TIMEOUT = 120
+# What identifies an interpreter: printed in the guest and on the host, compared line by line.
+WHICH_PYTHON = "import sys; print(sys.executable); print(sys.prefix); print(sys.version)"
 
 
 @pytest.mark.vm
@@ -47,6 +50,36 @@ def test_modprobe_finds_the_booted_kernels_modules(vm: harness.VM) -> None:
     # For a fetched kernel the guest sees its modules (and the modules.dep the fetch wrote) at /lib/modules.
     result = vm.run("modprobe veth && grep -o '^veth ' /proc/modules && modprobe -r veth", TIMEOUT)
     assert (result.returncode, result.stdout) == (0, "veth \n"), result.stderr
+
+
+@pytest.mark.vm
+def test_guest_python3_is_the_interpreter_running_the_tests(vm: harness.VM) -> None:
+    result = vm.run(["python3", "-c", WHICH_PYTHON], TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    executable, prefix, version = result.stdout.split("\n", 2)
+    # python3 from this interpreter's directory: sys.executable itself when the tests run as `python3 -m pytest`.
+    assert executable == str(Path(sys.executable).with_name("python3"))
+    assert os.path.realpath(executable) == os.path.realpath(sys.executable)
+    assert (prefix, version) == (sys.prefix, f"{sys.version}\n")
+
+
+@pytest.mark.vm
+def test_a_virtual_environment_under_tmp_is_the_guests_python3(vm: harness.VM) -> None:
+    # The guest's /tmp is its own tmpfs: the harness must share the venv's prefix at its own path.
+    vm.stop()  # one VM at a time; the next test boots this one again
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="ksnoop-venv-") as venv:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+        python = Path(venv, "bin", "python3")
+        host = subprocess.run([python, "-c", WHICH_PYTHON], capture_output=True, text=True, check=True).stdout
+        assert host.split("\n")[1] == venv
+        guest = subprocess.run(
+            [python, Path(harness.__file__), "--kernel", vm.kernel.name, "python3", "-c", WHICH_PYTHON],
+            capture_output=True,
+            text=True,
+            timeout=harness.BOOT_TIMEOUT + TIMEOUT,
+            check=False,
+        )
+    assert (guest.returncode, guest.stdout) == (0, host), guest.stderr
 
 
 @pytest.mark.vm
