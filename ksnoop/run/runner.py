@@ -264,6 +264,10 @@ def ftrace_functions() -> Optional["set[str]"]:
     return None
 
 
+# How the verifier (v6.10 on) refuses a return probe on a function that never returns (do_exit...).
+_NEVER_RETURNS = "__noreturn functions is rejected"
+
+
 # fds a trace holds besides two per probe (its program and link): maps, BTF objects, stdio, Python's own.
 _SPARE_FDS = 256
 
@@ -320,6 +324,9 @@ def attach_all(
             links.append(link)
             in_multi.update(branches)
     tried: Dict[int, int] = {}
+    # The functions of a glob that a kprobe_multi link holds count as tried and attached.
+    for held in {(resolved.sources[i], probes[i].target, probes[i].module) for i in in_multi}:
+        tried[held[0]] = tried.get(held[0], 0) + 1
     refused: Dict[int, List[Tuple[str, RuntimeFailure]]] = {}
     start = time.monotonic()
     plan = resolved.plan
@@ -334,22 +341,33 @@ def attach_all(
         done.update([i] if partner is None else [i, partner])
         if not function_probes:
             continue
+        counted = len(function_probes) < (1 if partner is None else 2)  # its other side is in a multi link
         source = resolved.sources[i] if resolved.sources else -1
         is_glob = source >= 0 and resolved.globs[source] is not None
         with contextlib.ExitStack() as function:
             try:
-                attached = [
-                    function.enter_context(
-                        attach(
-                            probes[n].target,
-                            programs[n],
-                            maps.fds(n),
-                            probes[n].module,
-                            btf_obj_fds.get(probes[n].module),
+                attached = []
+                for n in function_probes:
+                    try:
+                        attached.append(
+                            function.enter_context(
+                                attach(
+                                    probes[n].target,
+                                    programs[n],
+                                    maps.fds(n),
+                                    probes[n].module,
+                                    btf_obj_fds.get(probes[n].module),
+                                )
+                            )
                         )
-                    )
-                    for n in function_probes
-                ]
+                    except VerifierRejected as error:
+                        if not (probes[n].kind.is_return and _NEVER_RETURNS in str(error)):
+                            raise
+                        # Nothing to wait for: its entry is traced alone (a call path's state is
+                        # forgotten when the task exits, as for any task dying inside a path).
+                        err.write(
+                            sanitize(f"ksnoop: {probes[n].target} never returns: its entry is traced alone") + "\n"
+                        )
             except NotPermitted:
                 raise
             except RuntimeFailure as error:
@@ -359,7 +377,7 @@ def attach_all(
             else:
                 links.extend(attached)
                 stack.enter_context(function.pop_all())
-        if is_glob:
+        if is_glob and not counted:
             tried[source] = tried.get(source, 0) + 1
     for source, failures in refused.items():
         if len(failures) == tried[source]:

@@ -14,7 +14,7 @@ from bpf.plan import COUNTERS, LATENCY_BUCKETS, Capture, Count, Pair, Probe, Sta
 from btf import Int
 
 from ksnoop.errors import UsageError
-from ksnoop.spec.resolve import ResolvedTrace, _slots, context_offsets
+from ksnoop.spec.resolve import LEFT_OUT, ResolvedTrace, _slots, context_offsets
 from ksnoop.spec.language import RETURN
 from ksnoop.spec.targets import Target, TargetKind
 
@@ -85,9 +85,10 @@ def count_calls(resolved: ResolvedTrace, calls_only: bool = False) -> ResolvedTr
         if sources:
             out_sources.extend(sources[n] for _ in made)
     plan = replace(plan, probes=tuple(out_probes), pairs=tuple(out_pairs))
+    notes = tuple(note for note in resolved.notes if LEFT_OUT not in note)  # no values are shown
     if sources:
-        return replace(resolved, plan=plan, targets=tuple(out_targets), sources=tuple(out_sources))
-    return replace(resolved, plan=plan, targets=tuple(out_targets))
+        return replace(resolved, plan=plan, targets=tuple(out_targets), sources=tuple(out_sources), notes=notes)
+    return replace(resolved, plan=plan, targets=tuple(out_targets), notes=notes)
 
 
 def _error_value(target: Target) -> Optional[Capture]:

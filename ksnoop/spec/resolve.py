@@ -42,6 +42,9 @@ from ksnoop.errors import UnknownTarget, UsageError
 from ksnoop.spec.calling import NoConvention, registers
 from ksnoop.spec.targets import TRACEPOINT_PREFIX, KernelBTF, Target, TargetKind
 
+# What a note says of a value shown by default that the probe cannot read (a summary, which shows
+# no values, leaves such notes out).
+LEFT_OUT = "left out of the values shown"
 # How much of a string a char pointer's capture reads, NUL included.
 STRING_SIZE = 128
 # How many functions and tracepoints one trace attaches to unless --max-probes says otherwise.
@@ -316,7 +319,7 @@ def _sides(spec: TraceSpec, target: Target, function_kind: ProbeKind = ProbeKind
             # Shown by default, not named: what the program cannot read or copy (a struct passed by
             # value that registers do not hold whole; for a kprobe, what no register holds for
             # certain) is left out, and a note says so.
-            notes.append(f"ksnoop: {target.label}: '{item.value.text}' left out of the values shown: {err.reason}")
+            notes.append(f"ksnoop: {target.label}: '{item.value.text}' {LEFT_OUT}: {err.reason}")
             continue
         if item.op is not None:
             assert item.literal is not None
