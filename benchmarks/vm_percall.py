@@ -390,6 +390,7 @@ def run_benchmark(
     flat_out_s: float = DEFAULT_FLAT_OUT_S,
     clock: str = "tsc",
     only: Optional[Sequence[str]] = None,
+    kernel: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Boot one VM, run every tracer there `rounds` times; the summarised figures."""
     from tests.vm import harness
@@ -399,7 +400,7 @@ def run_benchmark(
     names = [t.name for t in tracers() if only is None or t.name in only or t.name == "untraced"]
     kernel_args = ["tsc=reliable"] if clock == "tsc" else []
     started = time.monotonic()
-    with harness.VM(kernel_args=kernel_args) as vm:
+    with harness.VM(kernel_args=kernel_args, kernel=kernel or harness.DEFAULT_KERNEL) as vm:
         loop = vm.shared_dir / "close_loop"  # compiled here: the guest runs this machine's binaries
         subprocess.run(["cc", "-O2", "-DCLOSE_LOOP", "-o", str(loop), str(LOOP_SOURCE)], check=True)
         plan = {
@@ -552,11 +553,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="the guest's clocksource: tsc (boots with tsc=reliable; default) or hpet (TCG's default)",
     )
     parser.add_argument("--only", nargs="+", choices=[t.name for t in tracers()], help="time only these tracers")
+    parser.add_argument(
+        "--kernel", default=None, help="the VM kernel to boot (tests/vm/harness.py's names; default 6.1)"
+    )
     parser.add_argument("--guest", metavar="PLAN", help=argparse.SUPPRESS)  # the side that runs in the VM
     args = parser.parse_args(argv)
     if args.guest:
         return guest_main(args.guest)
-    result = run_benchmark(args.rounds, args.calls, args.chunks, args.flat_out_s, args.clock, args.only)
+    result = run_benchmark(args.rounds, args.calls, args.chunks, args.flat_out_s, args.clock, args.only, args.kernel)
     print(human_summary(result), file=sys.stderr)
     print(json.dumps(result))
     return 0
