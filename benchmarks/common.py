@@ -252,12 +252,12 @@ def attach_generated(stack: contextlib.ExitStack, plan: Any) -> Any:
     return maps
 
 
-def load_and_attach(stack: contextlib.ExitStack, program: Any, fds: Dict[Any, int]) -> None:
-    """Load a generated `program` with its maps' `fds` (role -> fd) and attach it; detached and
-    unloaded when `stack` closes."""
-    from bpf.loader import attach_tracing, load_program
+def load_generated(stack: contextlib.ExitStack, program: Any, fds: Dict[Any, int]) -> Any:
+    """Load a generated `program` with its maps' `fds` (role -> fd); unloaded when `stack` closes.
+    OSError as the kernel says."""
+    from bpf.loader import load_program
 
-    loaded = stack.enter_context(
+    return stack.enter_context(
         load_program(
             program.bind_maps(fds),
             program.prog_type,
@@ -266,7 +266,14 @@ def load_and_attach(stack: contextlib.ExitStack, program: Any, fds: Dict[Any, in
             name=program.name,
         )
     )
-    stack.enter_context(attach_tracing(loaded))
+
+
+def load_and_attach(stack: contextlib.ExitStack, program: Any, fds: Dict[Any, int]) -> None:
+    """Load a generated `program` with its maps' `fds` (role -> fd) and attach it; detached and
+    unloaded when `stack` closes."""
+    from bpf.loader import attach_tracing
+
+    stack.enter_context(attach_tracing(load_generated(stack, program, fds)))
 
 
 def count_drops(drops: Any) -> int:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from common import environment, machine  # this file's directory: both sides run it as a script
+from common import environment, load_generated, machine  # this file's directory: both sides run it as a script
 
 REPO = Path(__file__).resolve().parents[1]
 ONE = "tcp_sendmsg"
@@ -39,7 +39,7 @@ def steps(glob: str, backend: str) -> Dict[str, Any]:
     """The guest side, one backend: every step timed once, in this process."""
     sys.path.insert(0, str(REPO))
     from bpf.codegen import generate_multi
-    from bpf.loader import attach_kprobe, attach_kprobe_multi, attach_tracing, load_program
+    from bpf.loader import attach_kprobe, attach_kprobe_multi, attach_tracing
     from bpf.maps import create_maps
     from ksnoop.run.runner import ftrace_functions
     from ksnoop.run.trace import RunOptions, prepare
@@ -50,17 +50,6 @@ def steps(glob: str, backend: str) -> Dict[str, Any]:
     plan = resolved.plan
     load_s = attach_s = 0.0
     loaded = attached = 0
-
-    def load(program: Any, fds: Dict[Any, int], stack: contextlib.ExitStack) -> Any:
-        return stack.enter_context(
-            load_program(
-                program.bind_maps(fds),
-                program.prog_type,
-                program.expected_attach_type,
-                program.attach_btf_id,
-                name=program.name,
-            )
-        )
 
     with contextlib.ExitStack() as stack:
         maps = create_maps(stack, programs)
@@ -73,7 +62,7 @@ def steps(glob: str, backend: str) -> Dict[str, Any]:
             program = generate_multi(plan, index, only=branches)
             fds = {role: fd for i in branches for role, fd in maps.fds(i).items()}
             t1 = time.perf_counter()
-            prog = load(program, fds, stack)
+            prog = load_generated(stack, program, fds)
             t2 = time.perf_counter()
             links.enter_context(attach_kprobe_multi(prog, program.multi_functions, program.retprobe))
             t3 = time.perf_counter()
@@ -88,7 +77,7 @@ def steps(glob: str, backend: str) -> Dict[str, Any]:
                 continue
             t0 = time.perf_counter()
             try:
-                prog = load(program, maps.fds(index), stack)
+                prog = load_generated(stack, program, maps.fds(index))
             except OSError:
                 continue  # a function the verifier refuses: ksnoop leaves it out too
             t1 = time.perf_counter()

@@ -19,9 +19,12 @@ from ksnoop.spec.resolve import ResolvedTrace
 # A glob of fewer functions is attached one kprobe each: a handful of links cost no more than one,
 # and a program of one function needs no dispatch.
 MULTI_MIN_FUNCTIONS = 8
-# A branch is reached by 16-bit jumps from the dispatch at the program's start, so each program
-# stays under 2**15 instructions; a glob whose programs are longer gets several links.
-MULTI_MAX_INSNS = 30000
+# A branch is reached by 16-bit jumps from the dispatch at the program's start, and the verifier
+# grows a program as it patches it (inlined helpers, rewritten context loads): 6.12 refused a
+# 30,000-instruction program of all of tcp_* ("insn 22419 cannot be patched due to 16-bit range").
+# So each program stays at a quarter of a jump's reach; a glob whose programs are longer gets
+# several links (tcp_*'s --summary --calls-only programs: two a side).
+MULTI_MAX_INSNS = 8192
 
 
 def _sides(resolved: ResolvedTrace) -> Dict[Tuple[int, ProbeKind], List[int]]:

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.vm import harness
-from tests.vm.test_trace_vm import KERNEL_FAULT
+from tests.vm.trace_driver import explain, run_scenario
 
 pytestmark = pytest.mark.vm
 
-DRIVER = Path(__file__).with_name("trace_driver.py")
 SCENARIO_TIMEOUT = 900
 SENDERS = [{"name": "a", "comm": "ksnoop-glob-a", "sends": [{"size": 200}, {"size": 50}]}]
 INSTANCES = [
@@ -45,28 +42,11 @@ REFUSED = re.compile(
 
 @pytest.fixture(scope="module")
 def scenario(vm: harness.VM) -> dict[str, Any]:
-    work = vm.shared_dir / "glob"
-    work.mkdir(exist_ok=True)
-    plan = work / "plan.json"
-    plan.write_text(json.dumps({"senders": SENDERS, "instances": INSTANCES}))
-    started = time.monotonic()
-    result = vm.run(["python3", str(DRIVER), str(plan)], SCENARIO_TIMEOUT, cwd=str(harness.REPO))
-    assert result.returncode == 0, result.stdout + result.stderr + result.console_log
-    manifest = json.loads((work / "manifest.json").read_text())
-    manifest["seconds"] = time.monotonic() - started
-    manifest["out"] = {i["name"]: (work / f"{i['name']}.out").read_text() for i in INSTANCES}
-    manifest["err"] = {i["name"]: (work / f"{i['name']}.err").read_text() for i in INSTANCES}
-    assert not manifest["not_attached"], manifest
-    faults = [line for line in result.console_log.splitlines() if KERNEL_FAULT.search(line)]
-    assert not faults, result.console_log
-    return manifest
+    return run_scenario(vm, "glob", {"senders": SENDERS, "instances": INSTANCES}, SCENARIO_TIMEOUT)
 
 
 def _explain(scenario: dict[str, Any], name: str) -> str:
-    return (
-        f"\n{json.dumps(scenario['instances'][name])}\n--- stderr:\n{scenario['err'][name]}"
-        f"--- stdout:\n{scenario['out'][name][:3000]}"
-    )
+    return explain(scenario, name)
 
 
 def test_udp_send_glob_sees_every_datagram_at_each_function(scenario: dict[str, Any]) -> None:

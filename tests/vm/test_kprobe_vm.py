@@ -14,17 +14,16 @@ instance watches only sender a (-p), so what the kernel does for it is exactly w
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.vm import harness
-from tests.vm.test_trace_vm import HEADERS, KERNEL_FAULT
+from tests.vm.test_trace_vm import HEADERS
+from tests.vm.trace_driver import explain, run_scenario
 
 pytestmark = pytest.mark.vm
 
-DRIVER = Path(__file__).with_name("trace_driver.py")
 SCENARIO_TIMEOUT = 900
 SIZES = [120, 230, 340]
 SENDERS = [{"name": "a", "comm": "ksnoop-kp-a", "sends": [{"size": size} for size in SIZES]}]
@@ -49,30 +48,15 @@ def _instances(multi: bool) -> list[dict[str, Any]]:
 def scenario(vm: harness.VM) -> dict[str, Any]:
     probe = vm.run("grep -qw register_fprobe /proc/kallsyms", timeout=60)
     multi = probe.returncode == 0
-    work = vm.shared_dir / "kprobe"
-    work.mkdir(exist_ok=True)
-    plan = work / "plan.json"
-    instances = _instances(multi)
-    plan.write_text(json.dumps({"senders": SENDERS, "instances": instances}))
-    result = vm.run(["python3", str(DRIVER), str(plan)], SCENARIO_TIMEOUT, cwd=str(harness.REPO))
-    assert result.returncode == 0, result.stdout + result.stderr + result.console_log
-    manifest = json.loads((work / "manifest.json").read_text())
+    manifest = run_scenario(vm, "kprobe", {"senders": SENDERS, "instances": _instances(multi)}, SCENARIO_TIMEOUT)
     manifest["multi"] = multi
-    manifest["out"] = {i["name"]: (work / f"{i['name']}.out").read_text() for i in instances}
-    manifest["err"] = {i["name"]: (work / f"{i['name']}.err").read_text() for i in instances}
-    assert not manifest["not_attached"], json.dumps(manifest, indent=1)
-    faults = [line for line in result.console_log.splitlines() if KERNEL_FAULT.search(line)]
-    assert not faults, result.console_log
     (sender,) = manifest["senders"]
     assert [send["error"] for send in sender["sends"]] == [None] * len(SIZES)
     return manifest
 
 
 def _explain(scenario: dict[str, Any], name: str) -> str:
-    return (
-        f"\nmulti={scenario['multi']} {json.dumps(scenario['instances'][name])}\n--- stderr:\n"
-        f"{scenario['err'][name][-3000:]}--- stdout:\n{scenario['out'][name][:3000]}"
-    )
+    return f"\nmulti={scenario['multi']}" + explain(scenario, name)
 
 
 def test_one_link_a_side_where_the_kernel_has_kprobe_multi_else_one_kprobe_each(scenario: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.vm import harness
-from tests.vm.test_trace_vm import KERNEL_FAULT
+from tests.vm.trace_driver import KERNEL_FAULT
 
 pytestmark = pytest.mark.vm
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.vm import harness
+from tests.vm.trace_driver import KERNEL_FAULT
 
 pytestmark = pytest.mark.vm
 
@@ -35,7 +36,6 @@ DRIVER = Path(__file__).with_name("trace_driver.py")
 SCENARIO_TIMEOUT = 600
 HEADERS = 28  # UDP + IPv4 headers, in skb->len at ip_send_skb
 EINVAL = -errno.EINVAL
-KERNEL_FAULT = re.compile(r"WARNING: CPU|BUG: (?!soft lockup)|Oops|general protection fault|Call Trace.*bpf")
 
 # Sender a sends 200 and 50 bytes, then 77 to port 0 (udp_sendmsg fails); b sends 300 and 60 bytes.
 SENDERS = [

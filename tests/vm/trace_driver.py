@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ATTACH_TIMEOUT = float(os.environ.get("KSNOOP_VM_ATTACH_TIMEOUT", "240"))
 EXIT_TIMEOUT = 60.0
+# Kernel warnings and oopses (a BPF splat, say) on the guest's console; a soft lockup or RCU stall
+# only means TCG was starved on a busy host.
+KERNEL_FAULT = re.compile(r"WARNING: CPU|BUG: (?!soft lockup)|Oops|general protection fault|Call Trace.*bpf")
 STOP_SIGNALS = {"term": signal.SIGTERM, "int": signal.SIGINT, "kill": signal.SIGKILL}
 
 
@@ -318,6 +323,41 @@ def _reap(sender: dict) -> None:
         os.close(sender["go"])
         os.waitpid(sender["process_pid"], 0)
         sender["process_pid"] = None
+
+
+def explain(manifest: dict, name: str) -> str:  # type: ignore[type-arg]
+    """For an assertion's message: instance `name` of a run_scenario manifest, its stderr and stdout."""
+    return (
+        f"\n{json.dumps(manifest['instances'][name])}\n--- stderr:\n{manifest['err'][name][-3000:]}"
+        f"--- stdout:\n{manifest['out'][name][:3000]}"
+    )
+
+
+def run_scenario(vm: Any, name: str, plan: dict, timeout: float) -> dict:  # type: ignore[type-arg]
+    """The host side: run this driver in `vm` (a tests.vm.harness.VM) on `plan` in a directory of
+    its own, `name`; its manifest, with each instance's stdout and stderr under "out" and "err",
+    the run's "seconds" and the guest's "console_log". Fails the calling test if the driver
+    failed, an instance never attached, or the kernel warned (KERNEL_FAULT)."""
+    import pytest
+
+    work = vm.shared_dir / name
+    work.mkdir(exist_ok=True)
+    (work / "plan.json").write_text(json.dumps(plan))
+    started = time.monotonic()
+    result = vm.run(["python3", __file__, str(work / "plan.json")], timeout, cwd=str(Path(__file__).parents[2]))
+    if result.returncode != 0:
+        pytest.fail(result.stdout + result.stderr + result.console_log, pytrace=False)
+    manifest = json.loads((work / "manifest.json").read_text())
+    manifest["seconds"] = time.monotonic() - started
+    manifest["console_log"] = result.console_log
+    names = [i["name"] for i in plan["instances"]]
+    manifest["out"] = {n: (work / f"{n}.out").read_text(errors="replace") for n in names}
+    manifest["err"] = {n: (work / f"{n}.err").read_text(errors="replace") for n in names}
+    if manifest["not_attached"]:
+        pytest.fail(json.dumps({n: manifest["err"][n] for n in manifest["not_attached"]}, indent=1), pytrace=False)
+    faults = [line for line in result.console_log.splitlines() if KERNEL_FAULT.search(line)]
+    assert not faults, result.console_log
+    return manifest  # type: ignore[no-any-return]
 
 
 if __name__ == "__main__":
