@@ -395,18 +395,18 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
     if multi is not None and role in (MapRole.STASH, MapRole.SCRATCH):
         # One map for the whole share, as large as its largest value: the stash key (thread id and
         # stash group) keeps the functions apart, and each branch reads and writes its own size.
-        sharers = [i for m in plan.multi if m.share == multi.share for i in m.probes]
-        sizes = [_pair_value_size(plan, i, role) for i in sharers if plan.probes[i].stash is not Stash.NONE]
-        map_type = uapi.MapType.LRU_HASH if role is MapRole.STASH else uapi.MapType.PERCPU_ARRAY
-        key_size, entries = (8, STASH_ENTRIES) if role is MapRole.STASH else (4, 1)
-        name = "ksnoop_stash" if role is MapRole.STASH else "ksnoop_scratch"
-        return MapSpec(role, map_type, key_size, max(sizes), entries, Sharing.MULTI, group=multi.share, name=name)
+        scratch = role is MapRole.SCRATCH
+        size = plan.pair_value_size(probe_index, scratch)
+        map_type = uapi.MapType.PERCPU_ARRAY if scratch else uapi.MapType.LRU_HASH
+        key_size, entries = (4, 1) if scratch else (8, STASH_ENTRIES)
+        name = "ksnoop_scratch" if scratch else "ksnoop_stash"
+        return MapSpec(role, map_type, key_size, size, entries, Sharing.MULTI, group=multi.share, name=name)
     if role is MapRole.STASH:
         return MapSpec(
             role,
             uapi.MapType.LRU_HASH,
             8,
-            _pair_value_size(plan, probe_index, role),
+            plan.pair_value_size(probe_index, scratch=False),
             STASH_ENTRIES,
             Sharing.PAIR,
             group=probe.stash_group,
@@ -426,16 +426,6 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
             name="ksnoop_scratch",
         )
     raise AssertionError(f"no map spec for {role}")
-
-
-def _pair_value_size(plan: Plan, probe_index: int, role: MapRole) -> int:
-    """The value size of a pair's stash (the entry record held for the return probe, or the
-    entry's ktime) or scratch (the entry record, built before it is stashed)."""
-    probe = plan.probes[probe_index]
-    entry = RecordLayout.of(probe, plan.with_comm) if probe.kind.is_entry else _paired_entry_layout(plan, probe_index)
-    if role is MapRole.STASH and probe.stash is not Stash.RECORD:
-        return 8
-    return entry.size
 
 
 # ---- call-path mode ---------------------------------------------------------------------------

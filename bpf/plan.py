@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Dict, Optional, Tuple, Union
 
 # A whole struct copied into a record is cut at this size, and the cut is flagged.
@@ -256,21 +257,54 @@ class Plan:
     def __post_init__(self) -> None:
         _check_plan(self)
 
-    def multi_of(self, index: int) -> Optional[MultiAttach]:
-        """The multi attachment probe `index` is a branch of, or None."""
-        for multi in self.multi:
-            if index in multi.probes:
-                return multi
-        return None
-
     def partner(self, index: int) -> Optional[int]:
         """The other half of probe `index`'s pair, or None."""
+        return self._partners.get(index)
+
+    def multi_of(self, index: int) -> Optional[MultiAttach]:
+        """The multi attachment probe `index` is a branch of, or None."""
+        return self._multi_of.get(index)
+
+    def pair_value_size(self, index: int, scratch: bool) -> int:
+        """The value size of the stash (the entry's ktime, or its whole record held for the return
+        probe) or, with `scratch`, of the scratch record of probe `index`'s pair; for a branch of a
+        multi attachment, of the maps its whole share uses: the largest of its pairs'."""
+        multi = self.multi_of(index)
+        if multi is not None:
+            return self._share_value_sizes[(multi.share, scratch)]
+        return self._own_value_size(index, scratch)
+
+    def _own_value_size(self, index: int, scratch: bool) -> int:
+        probe = self.probes[index]
+        if not scratch and probe.stash is not Stash.RECORD:
+            return 8
+        entry = index if probe.kind.is_entry else self.partner(index)
+        assert entry is not None, "Plan checks that a probe with a stash has a pair"
+        return RecordLayout.of(self.probes[entry], self.with_comm).size
+
+    # Looked up for every probe's program: worked out once per plan (hundreds of probes in a glob).
+    @cached_property
+    def _partners(self) -> Dict[int, int]:
+        partners = {}
         for pair in self.pairs:
-            if pair.entry == index:
-                return pair.exit
-            if pair.exit == index:
-                return pair.entry
-        return None
+            partners[pair.entry], partners[pair.exit] = pair.exit, pair.entry
+        return partners
+
+    @cached_property
+    def _multi_of(self) -> Dict[int, MultiAttach]:
+        return {index: multi for multi in self.multi for index in multi.probes}
+
+    @cached_property
+    def _share_value_sizes(self) -> Dict[Tuple[int, bool], int]:
+        sizes: Dict[Tuple[int, bool], int] = {}
+        for multi in self.multi:
+            for index in multi.probes:
+                if self.probes[index].stash is Stash.NONE:
+                    continue
+                for scratch in (False, True):
+                    key = (multi.share, scratch)
+                    sizes[key] = max(sizes.get(key, 0), self._own_value_size(index, scratch))
+        return sizes
 
 
 def _check_plan(plan: Plan) -> None:
