@@ -14,6 +14,7 @@ instance watches only sender a (-p), so what the kernel does for it is exactly w
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -121,3 +122,35 @@ def test_kill_9_leaves_no_kprobe_attached(scenario: dict[str, Any]) -> None:
     left = scenario["links_after_exit"]
     assert left is not None, "bpftool could not list links in the guest"
     assert not KPROBE_LINKS & set(left), left
+
+
+# The first function on the guest kernel's kprobe blacklist that its BTF has (so ksnoop resolves
+# it, and only the kprobe is refused): read from debugfs, mounted for the purpose.
+BLACKLISTED = """
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug || exit 3
+python3 - <<'PY'
+from btf import BTF
+btf = BTF.vmlinux()
+for line in open("/sys/kernel/debug/kprobes/blacklist"):
+    name = line.split()[-1]
+    if "." not in name and btf.find(name) is not None and type(btf.find(name)).__name__ == "Func":
+        print(name)
+        break
+PY
+"""
+
+
+def test_a_function_kprobes_may_not_probe_is_one_clear_error(vm: harness.VM) -> None:
+    found = vm.run(BLACKLISTED, 300, cwd=str(harness.REPO))
+    assert found.returncode == 0 and found.stdout.strip(), found.stdout + found.stderr
+    function = found.stdout.strip()
+    result = vm.run(
+        ["python3", "-m", "ksnoop", "trace", "--backend", "kprobe", "--duration", "1", function],
+        300,
+        cwd=str(harness.REPO),
+    )
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    (line,) = result.stderr.splitlines()
+    wanted = rf"ksnoop: error: cannot put a (?:kprobe|kretprobe) on {function}: .*\(kprobes may not probe it"
+    assert re.match(wanted, line), line
+    assert "Traceback" not in result.stderr
