@@ -289,16 +289,18 @@ def generate(plan: Plan, probe_index: int) -> Program:
     return _program(asm, plan, probe_index, layout)
 
 
-def generate_multi(plan: Plan, multi_index: int, only: Optional[Sequence[int]] = None) -> Program:
+def generate_multi(
+    plan: Plan, multi_index: int, only: Optional[Sequence[int]] = None, programs: Optional[Sequence[Program]] = None
+) -> Program:
     """The one program of plan.multi[multi_index] (or of `only` those of its probes): the link's
     cookie for the function that fired (its index in Program.multi_functions) chooses, by a binary
     search of compare-and-jumps, the branch that is that probe's own program as generate() writes
-    it. Nothing is looked up at run time."""
+    it (or `programs[i]`, that program generated already). Nothing is looked up at run time."""
     multi = plan.multi[multi_index]
     probes = list(multi.probes if only is None else only)
     if not probes or not set(probes) <= set(multi.probes):
         raise CodegenError(f"{probes}: not probes of {multi}")
-    branches = [generate(plan, i) for i in probes]
+    branches = [generate(plan, i) if programs is None else programs[i] for i in probes]
     asm = _Assembler()
     asm.emit(tpl.ATTACH_COOKIE)
     _emit_dispatch(asm, 0, len(branches))
@@ -375,8 +377,8 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
     if role is MapRole.DROPS:  # one u64 a CPU: records lost to a full ring buffer
         return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, 8, 1, Sharing.PLAN, name="ksnoop_drops")
     if role is MapRole.COUNTS:
-        keys = 1 + max((p.count.key for p in plan.probes if p.count is not None), default=0)
-        return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, COUNTERS_SIZE, keys, Sharing.PLAN, name="ksnoop_counts")
+        slots = plan.counter_slots
+        return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, COUNTERS_SIZE, slots, Sharing.PLAN, name="ksnoop_counts")
     if role in (MapRole.PATH, MapRole.PATH_ZERO):
         size = PathLayout.of(plan).size
         if role is MapRole.PATH:  # allocated as tasks enter a path, not all up front

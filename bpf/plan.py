@@ -282,6 +282,11 @@ class Plan:
         assert entry is not None, "Plan checks that a probe with a stash has a pair"
         return RecordLayout.of(self.probes[entry], self.with_comm).size
 
+    @cached_property
+    def counter_slots(self) -> int:
+        """Summary mode: the slots of the counters map, one past the largest Count.key."""
+        return 1 + max((p.count.key for p in self.probes if p.count is not None), default=0)
+
     # Looked up for every probe's program: worked out once per plan (hundreds of probes in a glob).
     @cached_property
     def _partners(self) -> Dict[int, int]:

@@ -209,22 +209,27 @@ def _attach_failure(target: str, program: Program, err: OSError) -> str:
 
 
 def _attach_multi(
-    stack: contextlib.ExitStack, resolved: ResolvedTrace, multi_index: int, maps: ProgramMaps, err: TextIO
+    stack: contextlib.ExitStack,
+    resolved: ResolvedTrace,
+    programs: Tuple[Program, ...],
+    multi_index: int,
+    maps: ProgramMaps,
+    err: TextIO,
+    hookable: Optional["set[str]"],
 ) -> Optional[Tuple[Any, List[int]]]:
     """Load plan.multi[multi_index]'s program and link it to its functions with one kprobe_multi
     link, entering `stack`: (the link, the probes it holds). None, with one warning, where the
     kernel refuses: those functions then get one kprobe each. Functions ftrace cannot hook (not in
-    available_filter_functions, when tracefs shows it) would fail the whole link: left to kprobes."""
+    `hookable`, when tracefs shows it) would fail the whole link: left to kprobes."""
     plan = resolved.plan
     multi = plan.multi[multi_index]
     glob = resolved.globs[multi.share] if 0 <= multi.share < len(resolved.globs) else None
-    hookable = ftrace_functions()
     branches = [i for i in multi.probes if hookable is None or plan.probes[i].target in hookable]
     side = "returns" if plan.probes[multi.probes[0]].kind.is_return else "entries"
     what = f"the {side} of {len(multi.probes)} functions matching '{glob}'"
     if not branches:
         return None
-    program = generate_multi(plan, multi_index, only=branches)
+    program = generate_multi(plan, multi_index, only=branches, programs=programs)
     fds: Dict[MapRole, int] = {}
     for i in branches:
         fds.update(maps.fds(i))
@@ -317,8 +322,9 @@ def attach_all(
     probes = resolved.plan.probes
     links: List[Any] = []
     in_multi: "set[int]" = set()
+    hookable = ftrace_functions() if resolved.plan.multi else None  # read once: tens of thousands of lines
     for index in range(len(resolved.plan.multi)):
-        multi_link = _attach_multi(stack, resolved, index, maps, err)
+        multi_link = _attach_multi(stack, resolved, programs, index, maps, err, hookable)
         if multi_link is not None:
             link, branches = multi_link
             links.append(link)

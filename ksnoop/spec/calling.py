@@ -90,6 +90,14 @@ def registers(target: Target, arch: Optional[str] = None) -> Registers:
     """Where a kprobe on `target` (a function) finds each argument, and its kretprobe the return
     value; the arguments no register holds for certain, with the reason. NoConvention as above."""
     arch = arch or machine()
+    key = ("kprobe registers of", target.attach_btf_id, arch)
+    cached: Optional[Registers] = target.btf.compiled.get(key)
+    if cached is None:
+        cached = target.btf.compiled[key] = _registers(target, arch)
+    return cached
+
+
+def _registers(target: Target, arch: str) -> Registers:
     arguments, return_value = register_offsets(target.btf, arch)
     btf = target.btf
     entry: list[int] = []
