@@ -32,11 +32,13 @@ class Backend:
 
 
 def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> Backend:
-    """As _choose_kind, and for kprobes whether the kernel takes kprobe_multi links (asked by
-    linking one to the first function the specs name)."""
+    """As _choose_kind, and for kprobes of a glob whether the kernel takes kprobe_multi links
+    (asked by linking one to the first function the specs name)."""
     backend = _choose_kind(name, specs, kernel)
     if backend.kind is not ProbeKind.KPROBE or not kernel.running or not check_privileges():
         return backend
+    if not any(spec.is_glob for spec in specs):
+        return backend  # functions named one by one get a kprobe each: no link to ask about
     function = _first_function(specs, kernel, vmlinux_only=True)
     if function is None:
         return backend
