@@ -267,7 +267,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
         asm.emit(tpl.STASH_PUT)
     else:
         if fexit_stash and probe.stash is Stash.RECORD:
-            asm.emit(tpl.EMIT_STASHED, size=_paired_entry_layout(plan, probe_index).size, dropped="dropped")
+            asm.emit(tpl.EMIT_STASHED, size=plan.entry_layout(probe_index).size, dropped="dropped")
         holds_record = probe.kind.is_entry and probe.stash is Stash.RECORD
         if holds_record:
             asm.emit(tpl.SCRATCH_RECORD, out="out")
@@ -393,40 +393,20 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
                 name="ksnoop_path",
             )
         return MapSpec(role, uapi.MapType.ARRAY, 4, size, 1, Sharing.PLAN, name="ksnoop_path0")
-    multi = plan.multi_of(probe_index)
-    if multi is not None and role in (MapRole.STASH, MapRole.SCRATCH):
-        # One map for the whole share, as large as its largest value: the stash key (thread id and
-        # stash group) keeps the functions apart, and each branch reads and writes its own size.
-        scratch = role is MapRole.SCRATCH
-        size = plan.pair_value_size(probe_index, scratch)
-        map_type = uapi.MapType.PERCPU_ARRAY if scratch else uapi.MapType.LRU_HASH
-        key_size, entries = (4, 1) if scratch else (8, STASH_ENTRIES)
-        name = "ksnoop_scratch" if scratch else "ksnoop_stash"
-        return MapSpec(role, map_type, key_size, size, entries, Sharing.MULTI, group=multi.share, name=name)
-    if role is MapRole.STASH:
-        return MapSpec(
-            role,
-            uapi.MapType.LRU_HASH,
-            8,
-            plan.pair_value_size(probe_index, scratch=False),
-            STASH_ENTRIES,
-            Sharing.PAIR,
-            group=probe.stash_group,
-            name="ksnoop_stash",
-        )
-    if role is MapRole.SCRATCH:  # one record a CPU, built before it is stashed or written
-        if probe.kind is ProbeKind.ITER:
-            return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, layout.size, 1, Sharing.PROGRAM, name="ksnoop_scratch")
-        return MapSpec(
-            role,
-            uapi.MapType.PERCPU_ARRAY,
-            4,
-            layout.size,
-            1,
-            Sharing.PAIR,
-            group=probe.stash_group,
-            name="ksnoop_scratch",
-        )
+    if role is MapRole.SCRATCH and probe.kind is ProbeKind.ITER:  # the record, built before seq_write
+        return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, layout.size, 1, Sharing.PROGRAM, name="ksnoop_scratch")
+    if role in (MapRole.STASH, MapRole.SCRATCH):
+        # A pair's: the stash (entry time or record, per task) and the scratch record an entry
+        # builds before it stashes it. The branches of a kprobe_multi share use one map of each,
+        # as large as its largest value: the stash key (thread id and stash group) keeps the
+        # functions apart, and each branch reads and writes its own size.
+        multi = plan.multi_of(probe_index)
+        sharing, group = (Sharing.PAIR, probe.stash_group) if multi is None else (Sharing.MULTI, multi.share)
+        if role is MapRole.SCRATCH:
+            size = plan.pair_value_size(probe_index, scratch=True)
+            return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, size, 1, sharing, group=group, name="ksnoop_scratch")
+        size = plan.pair_value_size(probe_index, scratch=False)
+        return MapSpec(role, uapi.MapType.LRU_HASH, 8, size, STASH_ENTRIES, sharing, group=group, name="ksnoop_stash")
     raise AssertionError(f"no map spec for {role}")
 
 
@@ -596,13 +576,6 @@ def _emit_count(asm: _Assembler, probe: Probe, count: Count) -> None:
         asm.emit(tpl.ELAPSED)
         asm.emit(tpl.LOG2)
         asm.emit(tpl.COUNT_BUCKET)
-
-
-def _paired_entry_layout(plan: Plan, probe_index: int) -> RecordLayout:
-    """The record layout of the fentry paired with fexit probe `probe_index` (Plan checks it has one)."""
-    entry = plan.partner(probe_index)
-    assert entry is not None, "Plan checks that a probe with a stash has a pair"
-    return RecordLayout.of(plan.probes[entry], plan.with_comm)
 
 
 def _emit_locate(asm: _Assembler, probe: Probe, capture: Capture, fail: str) -> None:

@@ -274,13 +274,17 @@ class Plan:
             return self._share_value_sizes[(multi.share, scratch)]
         return self._own_value_size(index, scratch)
 
-    def _own_value_size(self, index: int, scratch: bool) -> int:
+    def entry_layout(self, index: int) -> "RecordLayout":
+        """The record layout of probe `index`'s entry: its own, or its pair's entry probe's."""
         probe = self.probes[index]
-        if not scratch and probe.stash is not Stash.RECORD:
-            return 8
         entry = index if probe.kind.is_entry else self.partner(index)
         assert entry is not None, "Plan checks that a probe with a stash has a pair"
-        return RecordLayout.of(self.probes[entry], self.with_comm).size
+        return RecordLayout.of(self.probes[entry], self.with_comm)
+
+    def _own_value_size(self, index: int, scratch: bool) -> int:
+        if not scratch and self.probes[index].stash is not Stash.RECORD:
+            return 8
+        return self.entry_layout(index).size
 
     @cached_property
     def counter_slots(self) -> int:
