@@ -60,7 +60,7 @@ def steps(glob: str, backend: str) -> Dict[str, Any]:
             branches = [i for i in multi.probes if hookable is None or plan.probes[i].target in hookable]
             t0 = time.perf_counter()
             program = generate_multi(plan, index, only=branches)
-            fds = {role: fd for i in branches for role, fd in maps.fds(i).items()}
+            fds = maps.fds_of(branches)
             t1 = time.perf_counter()
             prog = load_generated(stack, program, fds)
             t2 = time.perf_counter()

@@ -175,6 +175,11 @@ class ProgramMaps:
         """Role -> fd of every map the program loads, for Program.bind_maps."""
         return self._fds[program_index]
 
+    def fds_of(self, program_indices: Sequence[int]) -> dict[MapRole, int]:
+        """Role -> fd of every map those programs load: for one program made of them (kprobe_multi's,
+        whose branches share their maps)."""
+        return {role: fd for index in program_indices for role, fd in self._fds[index].items()}
+
     def shared(self, role: MapRole) -> Map:
         """The one map of a role every program shares (the ring buffer, the drop counter...)."""
         return self._shared[role]

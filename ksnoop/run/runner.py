@@ -230,9 +230,7 @@ def _attach_multi(
     if not branches:
         return None
     program = generate_multi(plan, multi_index, only=branches, programs=programs)
-    fds: Dict[MapRole, int] = {}
-    for i in branches:
-        fds.update(maps.fds(i))
+    fds = maps.fds_of(branches)
     with contextlib.ExitStack() as multi_stack:
         try:
             loaded = multi_stack.enter_context(load_generated(program, fds, f"'{glob}'"))

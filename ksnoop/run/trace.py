@@ -88,10 +88,11 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         resolved = group_kprobes(resolved, [len(p.insns) for p in programs])
         if resolved.plan.multi:  # their stashes are shared now: the maps each program names change
             programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
-    elif backend.no_multi and multi_globs(resolved):
+    elif backend.no_multi:
         globs = ", ".join(f"'{glob}'" for glob in multi_globs(resolved))
-        note = f"ksnoop: {globs}: one kprobe per function, since this kernel has {backend.no_multi}"
-        resolved = replace(resolved, notes=resolved.notes + (note,))
+        if globs:
+            note = f"ksnoop: {globs}: one kprobe per function, since this kernel has {backend.no_multi}"
+            resolved = replace(resolved, notes=resolved.notes + (note,))
     return resolved, programs
 
 

@@ -274,7 +274,7 @@ def test_verifier_takes_kprobe_multi_programs(kernel: KernelBTF, spec: str, summ
         maps = create_maps(stack, programs)
         for index, multi in enumerate(plan.multi):
             program = generate_multi(plan, index)
-            fds = {role: fd for i in multi.probes for role, fd in maps.fds(i).items()}
+            fds = maps.fds_of(multi.probes)
             loaded = stack.enter_context(
                 load_program(program.bind_maps(fds), program.prog_type, program.expected_attach_type, name=program.name)
             )
