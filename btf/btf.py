@@ -10,6 +10,8 @@ from __future__ import annotations
 import bisect
 import difflib
 import fnmatch
+import itertools
+import operator
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -82,6 +84,7 @@ class BTF:
         self._cache: Dict[int, t.Type] = {}
         self._type_bytes: Optional[bytes] = None
         self._names_by_kind: Dict[Tuple[int, ...], List[Tuple[str, int]]] = {}
+        self._glob_strings: Dict[str, Optional[Dict[int, str]]] = {}
         self._pointer_size: Optional[int] = None
         # What btf.compiled and btf.values build once per type: readers and renderers, by a key
         # whose first item says which.
@@ -412,10 +415,64 @@ class BTF:
         candidates = {nm for nm, _ in self.names(kinds) if abs(len(nm) - len(name)) <= slack}
         return difflib.get_close_matches(name, sorted(candidates), n=n, cutoff=0.7)
 
-    def glob(self, pattern: str, kinds: Sequence[Kind]) -> List[Tuple[str, int]]:
-        """(name, id) of types of these kinds whose name matches a shell glob, sorted by name."""
+    def glob(self, pattern: str, kinds: Sequence[Kind], inherited: bool = True) -> List[Tuple[str, int]]:
+        """(name, id) of types of these kinds whose name matches a shell glob, sorted by name;
+        with inherited=False only the types this blob defines (a module's own, not vmlinux's).
+
+        A glob with a literal part (`tcp_*`) looks for that text in the string section and
+        matches just the strings holding it, instead of naming every type: tens of thousands
+        of names cost seconds in Python under emulation, and `trace 'tcp_*'` starts with this.
+        """
+        found = self.base.glob(pattern, kinds) if inherited and self.base is not None else []
+        strings = self._strings_matching(pattern)
+        if strings is None:  # nothing literal to look for: every name is a candidate
+            match = fnmatch.fnmatchcase
+            own = self.start_id
+            found.extend((nm, i) for nm, i in self.names(kinds) if i >= own and match(nm, pattern))
+        elif strings:
+            ids, name_offsets = self._named_records(kinds)
+            found.extend((strings[off], i) for off, i in zip(name_offsets, ids) if off in strings)
+        return sorted(found)
+
+    def _strings_matching(self, pattern: str) -> Optional[Dict[int, str]]:
+        """{string offset: string} of the strings here and in the base that match a glob; None
+        when the glob has no literal text (then every string is a candidate)."""
+        cached = self._glob_strings.get(pattern)
+        if cached is not None or pattern in self._glob_strings:
+            return cached
+        before_class = pattern.split("[", 1)[0]  # what a [...] class holds is not literal
+        literal = max(before_class.replace("?", "*").split("*"), key=len)
+        if not literal:
+            self._glob_strings[pattern] = None
+            return None
+        found = dict(self.base._strings_matching(pattern) or {}) if self.base is not None else {}
         match = fnmatch.fnmatchcase
-        return sorted((nm, i) for nm, i in self.names(kinds) if match(nm, pattern))
+        strings, first = self._index.strings, self._index.start_str_off
+        needle = literal.encode("utf-8", "backslashreplace")
+        at = strings.find(needle)
+        while at != -1:
+            start = strings.rfind(b"\0", 0, at) + 1
+            end = strings.find(b"\0", at)
+            if end == -1:  # the section ends in NUL (checked on reading): only a bad blob gets here
+                end = len(strings)
+            name = strings[start:end].decode("utf-8", "backslashreplace")
+            if match(name, pattern):
+                found[first + start] = name
+            at = strings.find(needle, end)
+        self._glob_strings[pattern] = found
+        return found
+
+    def _named_records(self, kinds: Sequence[Kind]) -> Tuple[List[int], List[int]]:
+        """(ids, name offsets) of the types of these kinds defined here, gathered by C-level
+        iterators (compress, itemgetter) rather than a Python loop over every record."""
+        wanted = {int(k) for k in kinds}
+        index = self._index
+        select = list(map(wanted.__contains__, index.kinds))
+        ids = list(itertools.compress(range(self.start_id, self.start_id + len(index.kinds)), select))
+        starts = list(itertools.compress(index.type_starts, select))
+        if len(starts) == 1:
+            return ids, [index.words[starts[0]]]
+        return ids, list(operator.itemgetter(*starts)(index.words)) if starts else []
 
     def iter_types(self, kind: Optional[Kind] = None) -> Iterator[t.Type]:
         """Every type defined in this blob (not the base), in id order, built lazily."""

@@ -93,9 +93,9 @@ class IterTargets:
         if self._found is None:
             found: Dict[str, IterTarget] = {}
             for module, btf in self.kernel.blobs():
-                for name, type_id in btf.glob(CONTEXT_PREFIX + "*", [Kind.STRUCT]):
+                for name, type_id in btf.glob(CONTEXT_PREFIX + "*", [Kind.STRUCT], inherited=False):
                     target_name = name[len(CONTEXT_PREFIX) :]
-                    if type_id < btf.start_id or target_name in found:
+                    if target_name in found:
                         continue
                     target = iter_target(btf, module, target_name, type_id)
                     if target is not None:

@@ -65,6 +65,7 @@ class KernelBTF:
         self.vmlinux = vmlinux
         self._module_names = module_names
         self._modules: Dict[str, BTF] = {}
+        self._globbed: Dict[str, List[Target]] = {}
         # Is this the running kernel's own BTF (not --btf FILE)? Only then may its ids be put to the
         # kernel, as when asking which targets it refuses.
         self.running = running
@@ -136,19 +137,26 @@ class KernelBTF:
     def glob_targets(self, pattern: str) -> List[Target]:
         """Every target a glob names, sorted by name: `tp:GLOB` over tracepoints, otherwise over
         function names (FUNCs of vmlinux, then of each module; a name seen twice is taken once).
-        UnknownTarget with names close to the pattern when nothing matches."""
+        UnknownTarget with names close to the pattern when nothing matches. Kept per pattern:
+        choosing the backend and resolving both ask."""
+        found = self._globbed.get(pattern)
+        if found is None:
+            found = self._globbed[pattern] = self._glob_targets(pattern)
+        return list(found)
+
+    def _glob_targets(self, pattern: str) -> List[Target]:
         tracepoint = pattern.startswith(TRACEPOINT_PREFIX)
         bare = pattern[len(TRACEPOINT_PREFIX) :] if tracepoint else pattern
         found: Dict[str, Target] = {}
         for module, btf in self.blobs():
             if tracepoint:
-                for n, i in btf.glob(_BTF_TRACE + bare, [Kind.TYPEDEF]):
+                for n, i in btf.glob(_BTF_TRACE + bare, [Kind.TYPEDEF], inherited=False):
                     name = n[len(_BTF_TRACE) :]
-                    if i >= btf.start_id and name not in found:
+                    if name not in found:
                         found[name] = _tracepoint_target(btf, module, name, btf.type_by_id(i))  # type: ignore[arg-type]
             else:
-                for n, i in btf.glob(bare, [Kind.FUNC]):
-                    if i >= btf.start_id and n not in found:
+                for n, i in btf.glob(bare, [Kind.FUNC], inherited=False):
+                    if n not in found:
                         found[n] = _function_target(btf, module, btf.type_by_id(i))  # type: ignore[arg-type]
         if not found:
             # Without its wildcards the pattern is a fair stand-in for the names it meant.
@@ -173,12 +181,10 @@ class KernelBTF:
         bare = pattern[len(TRACEPOINT_PREFIX) :] if tracepoints_only else pattern
         out: List[Tuple[str, str]] = []
         for module, btf in self.blobs():
-            own = btf.start_id
             if not tracepoints_only:
-                out.extend((n, module) for n, i in btf.glob(bare, [Kind.FUNC]) if i >= own)
-            for n, i in btf.glob(_BTF_TRACE + bare, [Kind.TYPEDEF]):
-                if i >= own:
-                    out.append((TRACEPOINT_PREFIX + n[len(_BTF_TRACE) :], module))
+                out.extend((n, module) for n, _ in btf.glob(bare, [Kind.FUNC], inherited=False))
+            for n, _ in btf.glob(_BTF_TRACE + bare, [Kind.TYPEDEF], inherited=False):
+                out.append((TRACEPOINT_PREFIX + n[len(_BTF_TRACE) :], module))
         return sorted(set(out))
 
     # ---- types ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ decoded and rendered from bytes laid out at offsets taken from bpftool's dump, n
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import subprocess
@@ -338,6 +339,36 @@ def test_names_of_every_kind(raw, vmlinux):
         wanted = {k.name for k in kinds}
         expected = [(r.name, i) for i, r in raw.items() if r.kind in wanted and r.name]
         assert vmlinux.names(kinds) == expected
+
+
+@pytest.mark.parametrize(
+    "pattern", ["tcp_*", "*_sendmsg", "ip_send_sk?", "tcp_v[46]_*", "*sk*_rcv*", "__x64_sys_*", "no_such_*", "*"]
+)
+@pytest.mark.parametrize("kinds", [[Kind.FUNC], [Kind.STRUCT, Kind.UNION], [Kind.TYPEDEF]])
+def test_glob_finds_what_fnmatch_finds_in_bpftools_names(raw, vmlinux, pattern, kinds):
+    """glob looks for a pattern's literal text in the string section, not at every name: it must
+    still find exactly the names fnmatch accepts, of the kinds asked."""
+    wanted = {k.name for k in kinds}
+    named = ((r.name, i) for i, r in raw.items() if r.kind in wanted and r.name)  # glob, as names, skips anonymous
+    expected = sorted((n, i) for n, i in named if fnmatch.fnmatchcase(n, pattern))
+    assert vmlinux.glob(pattern, kinds) == expected
+
+
+def test_module_glob_finds_its_own_functions_and_the_base(vmlinux):
+    """A module's BTF names its functions with its own strings or, where vmlinux has the same
+    string, with vmlinux's: a glob over the module finds both kinds, inherited or not."""
+    modules = sorted(os.listdir("/sys/kernel/btf"))
+    name = next((m for m in modules if m != "vmlinux"), None)
+    if name is None:
+        pytest.skip("no module with BTF is loaded")
+    module = BTF.module(name, vmlinux)
+    own = [(n, i) for n, i in module.names([Kind.FUNC]) if i >= module.start_id]
+    assert own, f"module {name} has no functions in its BTF"
+    for pattern in {n[:3] + "*" for n, _ in own} | {"*" + n[-4:] for n, _ in own}:
+        expected = sorted((n, i) for n, i in own if fnmatch.fnmatchcase(n, pattern))
+        assert module.glob(pattern, [Kind.FUNC], inherited=False) == expected
+        with_base = sorted(expected + vmlinux.glob(pattern, [Kind.FUNC]))
+        assert module.glob(pattern, [Kind.FUNC]) == with_base
 
 
 def test_lookup_finds_a_sample_of_names(raw, vmlinux):

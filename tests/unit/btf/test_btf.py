@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from btf import BTF, BTFError, BTFLookupError, Enum64, Func, Int, Kind, Struct, Typedef, Union
+from tests.support import minikernel
 from tests.support.btfbuilder import BTFBuilder
 
 
@@ -333,6 +334,28 @@ def test_split_sizes_and_names_cross_the_boundary(split):
         ("mini_hook", module_ids["mini_hook"]),
         ("mini_state_get", module_ids["mini_state_get"]),
     ]
+
+
+@pytest.mark.parametrize("leading_nul", [False, True])
+def test_split_glob_finds_module_functions_named_by_either_blobs_strings(leading_nul):
+    """A module's function whose name vmlinux's strings already hold points into them (libbpf's
+    string dedup): glob looks for the pattern's text in both string sections."""
+    base_builder, base_ids = minikernel.make_builder()
+    m = BTFBuilder(base=base_builder, split_leading_nul=leading_nul)
+    proto = m.func_proto(base_ids["int"], [])
+    own = {name: m.func(name, proto) for name in ("printk", "print_mod", "xprint")}
+    base = BTF.from_bytes(base_builder.to_bytes())
+    module = BTF.from_bytes(m.to_bytes(), base=base, name="mod")
+    assert module.glob("print*", [Kind.FUNC], inherited=False) == [
+        ("print_mod", own["print_mod"]),
+        ("printk", own["printk"]),  # named by the base's string "printk"
+    ]
+    assert module.glob("print*", [Kind.FUNC]) == sorted(
+        [("print_mod", own["print_mod"]), ("printk", own["printk"]), ("printk", base_ids["printk"])]
+    )
+    assert module.glob("*print?", [Kind.FUNC], inherited=False) == [("printk", own["printk"])]
+    assert module.glob("[px]*", [Kind.FUNC], inherited=False) == sorted((n, i) for n, i in own.items())
+    assert module.glob("*", [Kind.FUNC], inherited=False) == sorted((n, i) for n, i in own.items())
 
 
 def test_split_suggestions_come_from_both(split):
