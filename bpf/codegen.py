@@ -146,6 +146,10 @@ _READ_HELPERS = {
 }
 
 
+# Holes a map fd fills (map_slots), not emit's values.
+_MAP_HOLES = frozenset(role.value for role in MapRole)
+
+
 @dataclass
 class _Jump:
     """An instruction whose `off` is a label, resolved once every label has a position."""
@@ -166,7 +170,7 @@ class _Assembler:
         self.labels[name] = len(self.items)
 
     def emit(self, template: tpl.Template, **values: Union[int, str]) -> None:
-        missing = set(template.hole_names) - set(values) - {r.value for r in MapRole}
+        missing = set(template.hole_names).difference(values, _MAP_HOLES)
         assert not missing, f"{template.name}: holes left unfilled: {sorted(missing)}"
         self.sections.append((len(self.items), template.name))
         high_word: Optional[int] = None  # an ld_imm64's upper half, for the pair's second slot

@@ -15,6 +15,7 @@ programs STACK_ENTRY_TS and STACK_STASH_KEY for the entry's stash.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -77,8 +78,8 @@ class Template:
     contract: str  # the registers and stack it reads and writes, and where it jumps
     insns: Tuple[TInsn, ...]
 
-    @property
-    def hole_names(self) -> Tuple[str, ...]:
+    @functools.cached_property
+    def hole_names(self) -> Tuple[str, ...]:  # asked at every emit: a glob's programs emit thousands
         return tuple(dict.fromkeys(h.name for t in self.insns for h in t.holes))
 
 

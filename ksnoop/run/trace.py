@@ -22,7 +22,7 @@ from ksnoop.run.runner import require_privileges
 from ksnoop.run.summary import count_calls
 from ksnoop.run.summary_loop import run_summary
 from ksnoop.spec.language import parse_spec
-from ksnoop.spec.multi import group_kprobes, multi_globs
+from ksnoop.spec.multi import group_kprobes, multi_globs, split_multi
 from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, MULTI_MAX_PROBES, ResolvedTrace, resolve, resolve_path
 from ksnoop.spec.targets import KernelBTF
 
@@ -76,6 +76,7 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
             kstack_depth=options.kstack_depth,
             max_probes=options.max_probes or (MULTI_MAX_PROBES if backend.multi else DEFAULT_MAX_PROBES),
             function_kind=backend.kind,
+            defaults=not options.summary,
         )
     said = [f"ksnoop: backend: {backend.why}"] if options.verbose and backend.why else []
     if backend.note and not options.verbose:
@@ -83,11 +84,11 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     resolved = replace(resolved, notes=tuple(said) + resolved.notes)
     if options.summary:
         resolved = count_calls(resolved, calls_only=options.calls_only)
+    if backend.multi:  # grouped before generating: a glob's programs name the stash they share
+        resolved = group_kprobes(resolved)
     programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
-    if backend.multi:
-        resolved = group_kprobes(resolved, [len(p.insns) for p in programs])
-        if resolved.plan.multi:  # their stashes are shared now: the maps each program names change
-            programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
+    if resolved.plan.multi:
+        resolved = split_multi(resolved, [len(p.insns) for p in programs])
     elif backend.no_multi:
         globs = ", ".join(f"'{glob}'" for glob in multi_globs(resolved))
         if globs:

@@ -3,7 +3,7 @@
 and one for their returns, as retsnoop, bpftrace and pwru do, so that attaching hundreds takes
 one system call instead of one kprobe (and its detach) each.
 
-In: a resolved trace with kprobes, and the length of each probe's program. Out: the same trace
+In: a resolved trace with kprobes (then the length of each probe's program). Out: the same trace
 whose plan says, in Plan.multi, which probes are the branches of one kprobe_multi program.
 """
 
@@ -45,21 +45,29 @@ def multi_globs(resolved: ResolvedTrace) -> List[str]:
     return list(dict.fromkeys(str(resolved.globs[source]) for source, _kind in _sides(resolved)))
 
 
-def group_kprobes(resolved: ResolvedTrace, program_sizes: Sequence[int]) -> ResolvedTrace:
-    """`resolved` with each glob's kprobes grouped by side into multi attachments (see _sides),
-    sharing one stash per glob. `program_sizes[i]`: the instructions of probe i's program."""
+def group_kprobes(resolved: ResolvedTrace) -> ResolvedTrace:
+    """`resolved` with each glob's kprobes grouped by side (see _sides) into one multi attachment,
+    sharing one stash per glob. The programs generate() writes for it do not change when
+    split_multi then cuts a side into several links: those share the stash still."""
+    multi = [MultiAttach(tuple(probes), share=source) for (source, _kind), probes in _sides(resolved).items()]
+    if not multi:
+        return resolved
+    return replace(resolved, plan=replace(resolved.plan, multi=tuple(multi)))
+
+
+def split_multi(resolved: ResolvedTrace, program_sizes: Sequence[int]) -> ResolvedTrace:
+    """`resolved` with each multi attachment cut into links of at most MULTI_MAX_INSNS
+    instructions of branches. `program_sizes[i]`: the instructions of probe i's program."""
     plan = resolved.plan
     multi: List[MultiAttach] = []
-    for (source, _kind), probes in _sides(resolved).items():
+    for whole in plan.multi:
         chunk: List[int] = []
         size = 0
-        for index in probes:
+        for index in whole.probes:
             if chunk and size + program_sizes[index] > MULTI_MAX_INSNS:
-                multi.append(MultiAttach(tuple(chunk), share=source))
+                multi.append(MultiAttach(tuple(chunk), share=whole.share))
                 chunk, size = [], 0
             chunk.append(index)
             size += program_sizes[index]
-        multi.append(MultiAttach(tuple(chunk), share=source))
-    if not multi:
-        return resolved
+        multi.append(MultiAttach(tuple(chunk), share=whole.share))
     return replace(resolved, plan=replace(plan, multi=tuple(multi)))

@@ -91,6 +91,7 @@ def resolve(
     kstack_depth: int = 0,
     max_probes: int = DEFAULT_MAX_PROBES,
     function_kind: ProbeKind = ProbeKind.FENTRY,
+    defaults: bool = True,
 ) -> ResolvedTrace:
     """Resolve every spec; SpecError (usage, exit 2) pointing into the spec that does not fit.
     Entry and tracepoint records carry `kstack_depth` frames of the kernel stack (0: none).
@@ -105,6 +106,10 @@ def resolve(
 
     Functions are traced by `function_kind` probes: FENTRY (and fexit), or KPROBE (and kretprobe),
     which read arguments from the registers the calling convention puts them in (ksnoop.spec.calling).
+
+    A spec that names no values shows every argument and the return value; with `defaults` False
+    (a summary, which shows none) it captures only what it names, and a glob of hundreds resolves
+    no argument it will not use.
     """
     probes: List[Probe] = []
     targets: List[Target] = []
@@ -126,7 +131,7 @@ def resolve(
         spec_notes: List[str] = []
         for target in found:
             try:
-                new, new_notes = _probes(spec, target, group, kstack_depth, function_kind)
+                new, new_notes = _probes(spec, target, group, kstack_depth, function_kind, defaults)
             except SpecError as err:
                 if not spec.is_glob:
                     raise
@@ -294,9 +299,16 @@ class _Sides:
     notes: Tuple[str, ...] = ()  # the values shown by default that are left out, and why
 
 
-def _sides(spec: TraceSpec, target: Target, function_kind: ProbeKind = ProbeKind.FENTRY) -> _Sides:
-    defaults = () if spec.items else _default_items(spec, target)
-    if target.kind is TargetKind.FUNCTION and spec.items and all(item.value.base == RETURN for item in spec.items):
+def _sides(
+    spec: TraceSpec, target: Target, function_kind: ProbeKind = ProbeKind.FENTRY, with_defaults: bool = True
+) -> _Sides:
+    defaults = () if spec.items or not with_defaults else _default_items(spec, target)
+    if (
+        with_defaults
+        and target.kind is TargetKind.FUNCTION
+        and spec.items
+        and all(item.value.base == RETURN for item in spec.items)
+    ):
         # Only the return value named (`f(return != 0)`): the entry still shows every argument.
         defaults = _default_items(spec, target, with_return=False)
     entry_tests: List[Test] = []
@@ -332,10 +344,15 @@ def _sides(spec: TraceSpec, target: Target, function_kind: ProbeKind = ProbeKind
 
 
 def _probes(
-    spec: TraceSpec, target: Target, group: int, kstack_depth: int, function_kind: ProbeKind = ProbeKind.FENTRY
+    spec: TraceSpec,
+    target: Target,
+    group: int,
+    kstack_depth: int,
+    function_kind: ProbeKind = ProbeKind.FENTRY,
+    with_defaults: bool = True,
 ) -> Tuple[List[Probe], Tuple[str, ...]]:
     """The target's probes for the spec, and the notes on what they leave out."""
-    sides = _sides(spec, target, function_kind)
+    sides = _sides(spec, target, function_kind, with_defaults)
     entry_tests, entry_captures = sides.entry_tests, sides.entry_captures
     exit_tests, exit_captures = sides.exit_tests, sides.exit_captures
     if target.kind is TargetKind.TRACEPOINT:

@@ -261,15 +261,15 @@ def test_verifier_takes_kprobe_multi_programs(kernel: KernelBTF, spec: str, summ
     and every function's branch pass the verifier together (tests/vm attaches them on 6.12)."""
     from bpf.codegen import generate_multi
     from ksnoop.run.summary import count_calls
-    from ksnoop.spec.multi import group_kprobes
+    from ksnoop.spec.multi import group_kprobes, split_multi
 
     resolved = resolve([parse_spec(spec)], kernel, function_kind=ProbeKind.KPROBE, max_probes=4096)
     if summary:
         resolved = count_calls(resolved, calls_only=False)
-    sizes = [len(generate(resolved.plan, i).insns) for i in range(len(resolved.plan.probes))]
-    plan = group_kprobes(resolved, sizes).plan
+    grouped = group_kprobes(resolved)
+    programs = [generate(grouped.plan, i) for i in range(len(grouped.plan.probes))]
+    plan = split_multi(grouped, [len(p.insns) for p in programs]).plan
     assert plan.multi and all(len(m.probes) >= 8 for m in plan.multi)
-    programs = [generate(plan, i) for i in range(len(plan.probes))]
     with contextlib.ExitStack() as stack:
         maps = create_maps(stack, programs)
         for index, multi in enumerate(plan.multi):

@@ -16,7 +16,7 @@ from bpf.plan import HEADER, MultiAttach, PlanError, ProbeKind
 from btf import BTF
 from ksnoop.output.decode import build_decoder
 from ksnoop.spec.language import parse_spec
-from ksnoop.spec.multi import MULTI_MIN_FUNCTIONS, group_kprobes
+from ksnoop.spec.multi import MULTI_MIN_FUNCTIONS, group_kprobes, split_multi
 from ksnoop.spec.resolve import ResolvedTrace, resolve
 from ksnoop.spec.targets import KernelBTF
 from tests.support.bpfvm import VM
@@ -41,8 +41,8 @@ def _kernel() -> KernelBTF:
 
 def _resolved(*specs: str) -> ResolvedTrace:
     resolved = resolve([parse_spec(s) for s in specs], _kernel(), function_kind=ProbeKind.KPROBE)
-    sizes = [len(generate(resolved.plan, i).insns) for i in range(len(resolved.plan.probes))]
-    return group_kprobes(resolved, sizes)
+    grouped = group_kprobes(resolved)
+    return split_multi(grouped, [len(generate(grouped.plan, i).insns) for i in range(len(grouped.plan.probes))])
 
 
 def _regs(**values: int) -> list[int]:
@@ -75,6 +75,26 @@ def test_a_glob_of_enough_functions_is_grouped_by_side_and_shares_one_stash() ->
     # Fewer than a handful of functions: one kprobe each.
     assert _resolved("f1*(a)").plan.multi == ()  # f10 alone
     assert MULTI_MIN_FUNCTIONS > 1
+
+
+def test_a_side_longer_than_one_program_may_be_is_cut_into_links_that_share_its_stash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """split_multi cuts by program length, after generating: the branches name the glob's one
+    stash whichever link holds them, so the programs need not be generated again."""
+    from ksnoop.spec import multi as multi_module
+
+    grouped = group_kprobes(resolve([parse_spec("f*(a, return)")], _kernel(), function_kind=ProbeKind.KPROBE))
+    programs = [generate(grouped.plan, i) for i in range(len(grouped.plan.probes))]
+    sizes = [len(p.insns) for p in programs]
+    monkeypatch.setattr(multi_module, "MULTI_MAX_INSNS", 3 * max(sizes))
+    split = split_multi(grouped, sizes).plan
+    entries = [m for m in split.multi if split.probes[m.probes[0]].kind is ProbeKind.KPROBE]
+    assert len(entries) == -(-FUNCTIONS // 3)  # three functions a link, the last link the rest
+    assert all(sum(sizes[i] for i in m.probes) <= 3 * max(sizes) for m in split.multi)
+    assert [i for m in entries for i in m.probes] == [i for m in grouped.plan.multi[:1] for i in m.probes]
+    assert {m.share for m in split.multi} == {0}
+    assert [generate(split, i) for i in range(len(split.probes))] == programs
 
 
 def test_each_cookie_runs_its_own_functions_branch() -> None:
