@@ -123,6 +123,32 @@ class Map(FdOwner):
         raw = value.raw
         return [raw[i : i + self.value_size] for i in range(0, len(raw), stride)]
 
+    def lookup_all_percpu(self) -> dict[bytes, list[bytes]]:
+        """Every element of a per-CPU map, key -> one value per possible CPU, read with
+        BPF_MAP_LOOKUP_BATCH: one system call for an array's whole counters, where a glob's
+        hundreds of keys one at a time cost a call each. (Batch lookup came in v5.6, before the
+        ring buffer every trace needs.)"""
+        if not self.is_percpu:
+            raise TypeError("lookup_all_percpu() of a map that is not per-CPU")
+        stride = _round8(self.value_size)
+        element = self._value_buffer_size()
+        count = max(1, self.max_entries)
+        keys = ctypes.create_string_buffer(self.key_size * count)
+        values = ctypes.create_string_buffer(element * count)
+        out_batch = ctypes.create_string_buffer(max(self.key_size, 8))
+        found: dict[bytes, list[bytes]] = {}
+        in_batch: ctypes.Array[ctypes.c_char] | None = None
+        while True:
+            got, done = syscall.map_lookup_batch(self.fd, in_batch, out_batch, keys, values, count)
+            raw_keys, raw_values = keys.raw, values.raw
+            for n in range(got):
+                value = raw_values[n * element : (n + 1) * element]
+                key = raw_keys[n * self.key_size : (n + 1) * self.key_size]
+                found[key] = [value[i : i + self.value_size] for i in range(0, element, stride)]
+            if done or got == 0:
+                return found
+            in_batch = ctypes.create_string_buffer(out_batch.raw, len(out_batch))
+
     def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
         """Set `key` to `value` (flags BPF_ANY, BPF_NOEXIST, BPF_EXIST from uapi).
 

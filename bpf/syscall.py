@@ -84,6 +84,21 @@ class map_elem_attr(ctypes.Structure):
     ]
 
 
+class map_batch_attr(ctypes.Structure):
+    """bpf_attr for BPF_MAP_*_BATCH (v5.6): `count` elements in and out."""
+
+    _fields_ = [
+        ("in_batch", _u64),
+        ("out_batch", _u64),
+        ("keys", _u64),
+        ("values", _u64),
+        ("count", _u32),
+        ("map_fd", _u32),
+        ("elem_flags", _u64),
+        ("flags", _u64),
+    ]
+
+
 class prog_load_attr(ctypes.Structure):
     """bpf_attr for BPF_PROG_LOAD, up to log_true_size (v6.4)."""
 
@@ -188,6 +203,7 @@ class bpf_attr(ctypes.Union):
     _fields_ = [
         ("map_create", map_create_attr),
         ("map_elem", map_elem_attr),
+        ("batch", map_batch_attr),
         ("prog_load", prog_load_attr),
         ("get_id", get_id_attr),
         ("info", obj_info_attr),
@@ -425,6 +441,32 @@ def map_get_next_key(
 ) -> None:
     """BPF_MAP_GET_NEXT_KEY: the key after `key` (the first for None) into `next_key`; ENOENT at the end."""
     _map_elem(Cmd.MAP_GET_NEXT_KEY, map_fd, key, next_key)
+
+
+def map_lookup_batch(
+    map_fd: int,
+    in_batch: ctypes.Array[ctypes.c_char] | None,
+    out_batch: ctypes.Array[ctypes.c_char],
+    keys: ctypes.Array[ctypes.c_char],
+    values: ctypes.Array[ctypes.c_char],
+    count: int,
+) -> tuple[int, bool]:
+    """BPF_MAP_LOOKUP_BATCH: up to `count` elements after the position `in_batch` holds (None: the
+    first) into `keys` and `values`, the next position into `out_batch`. (elements read, whether
+    the map is done): the kernel says done with ENOENT, after filling what it found."""
+    attr = bpf_attr()
+    a = attr.batch
+    a.map_fd = map_fd
+    a.in_batch = _addr(in_batch)
+    a.out_batch = _addr(out_batch)
+    a.keys = _addr(keys)
+    a.values = _addr(values)
+    a.count = count
+    try:
+        bpf(Cmd.MAP_LOOKUP_BATCH, attr)
+    except FileNotFoundError:
+        return a.count, True
+    return a.count, False
 
 
 class VerifierLog:

@@ -7,16 +7,22 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import List, TextIO, Tuple
+from typing import Dict, List, Protocol, TextIO, Tuple
 
 from bpf.codegen import MapRole, Program
 
 from ksnoop.run.options import RunOptions, Summary
-from ksnoop.run.record_loop import POLL_INTERVAL_S, PerCPUValues
+from ksnoop.run.record_loop import POLL_INTERVAL_S
 from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, say_detaching
 from ksnoop.run.stopping import StopFlag
 from ksnoop.run.summary import FunctionCounts, counted, sum_counters
 from ksnoop.spec.resolve import ResolvedTrace
+
+
+class AllPerCPUValues(Protocol):
+    """A per-CPU map read back whole (bpf.maps.Map): key -> one value per possible CPU."""
+
+    def lookup_all_percpu(self) -> Dict[bytes, List[bytes]]: ...
 
 
 def run_summary(
@@ -37,7 +43,7 @@ def run_summary(
 
 
 def count_until_stopped(
-    resolved: ResolvedTrace, counts: PerCPUValues, options: RunOptions, stop: StopFlag, err: TextIO
+    resolved: ResolvedTrace, counts: AllPerCPUValues, options: RunOptions, stop: StopFlag, err: TextIO
 ) -> List[FunctionCounts]:
     """Say what is counted, wait for the time limit or `stop`, then sum each key's per-CPU counters
     (`counts`: the COUNTS map while the programs are attached)."""
@@ -50,9 +56,8 @@ def count_until_stopped(
     while not stop and (deadline is None or time.monotonic() < deadline):
         remaining = POLL_INTERVAL_S if deadline is None else deadline - time.monotonic()
         time.sleep(max(0.0, min(POLL_INTERVAL_S, remaining)))
-    return sum_counters(
-        resolved, {key: counts.lookup_percpu(key.to_bytes(4, sys.byteorder)) or [] for key in range(keys)}
-    )
+    every = counts.lookup_all_percpu()  # one system call for a glob's hundreds of keys
+    return sum_counters(resolved, {key: every.get(key.to_bytes(4, sys.byteorder), []) for key in range(keys)})
 
 
 def report(totals: List[FunctionCounts], options: RunOptions, out: TextIO) -> Summary:

@@ -65,6 +65,26 @@ def test_percpu_array_has_a_value_per_possible_cpu() -> None:
             m.lookup(u32.pack(1))
 
 
+@pytest.mark.parametrize("map_type", [uapi.MapType.PERCPU_ARRAY, uapi.MapType.PERCPU_HASH])
+def test_lookup_all_percpu_reads_what_lookup_percpu_reads(map_type: uapi.MapType) -> None:
+    """One batch lookup for every key, as a glob's summary reads its counters: the same keys and
+    per-CPU values as a lookup of each key, values that differ by key."""
+    ncpus = len(possible_cpus())
+    entries = 700
+    array = map_type is uapi.MapType.PERCPU_ARRAY
+    written = range(0, entries, 1 if array else 3)  # an array has every key; the hash, those written
+    with Map(map_type, 4, 12, entries) as m:
+        for key in written:
+            m.update(u32.pack(key), struct.pack("<IQ", key, key * 7919))
+        every = m.lookup_all_percpu()
+        assert sorted(every) == sorted(u32.pack(k) for k in written)
+        for key in written:
+            expected = [struct.pack("<IQ", key, key * 7919)] * ncpus
+            assert every[u32.pack(key)] == m.lookup_percpu(u32.pack(key)) == expected
+    with Map(uapi.MapType.ARRAY, 4, 8, 1) as plain, pytest.raises(TypeError):
+        plain.lookup_all_percpu()
+
+
 def test_bad_map_is_refused_with_einval() -> None:
     with pytest.raises(OSError) as e:
         Map(uapi.MapType.RINGBUF, 0, 0, 1000)  # not a power of 2

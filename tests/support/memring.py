@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Callable, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from bpf.codegen import MapRole
 from bpf.ringbuf import Ring, RingBuffer
@@ -90,3 +90,8 @@ class PerCPUArray:
             address = state.values.get(key)
             out.append(bytes(state.value_size) if address is None else vm._read(address, state.value_size))
         return out
+
+    def lookup_all_percpu(self) -> Dict[bytes, List[bytes]]:
+        """As Map.lookup_all_percpu, for the keys some program touched (the rest read as zeros)."""
+        keys = {key for vm in self.vms for key in vm.maps[_FDS[self.role]].values}
+        return {key: self.lookup_percpu(key) for key in sorted(keys)}
