@@ -253,18 +253,24 @@ def attach_tracing(prog: LoadedProgram) -> Link:
     return Link(fd, prog, "RAW_TRACEPOINT_OPEN")
 
 
-def attach_kprobe(prog: LoadedProgram, function: str, retprobe: bool) -> Link:
+def attach_kprobe(prog: LoadedProgram, function: str, retprobe: bool, event: perf.PerfEvent | None = None) -> Link:
     """Attach a BPF_PROG_TYPE_KPROBE program to a kprobe (or kretprobe) on `function`.
 
-    Opens the kprobe as a perf event (bpf.perf) and links the program to it with BPF_LINK_CREATE
+    Opens the kprobe as a perf event (bpf.perf), or takes `event`, opened already on that function
+    (then closed here, whatever happens), and links the program to it with BPF_LINK_CREATE
     (BPF_PERF_EVENT, v5.15); the link holds the event, so the event's own fd is closed. Where
     LINK_CREATE does not take it, PERF_EVENT_IOC_SET_BPF attaches the program to the event, whose
     fd is then the attachment. Raises bpf.perf.NoKprobes, or OSError from perf_event_open (see
     bpf.perf.open_kprobe) or the attach.
     """
+    if event is not None and (event.function, event.retprobe) != (function, retprobe):
+        event.close()
+        raise ValueError(f"attach_kprobe() on {function} of {event!r}")
     if prog.prog_type != ProgType.KPROBE:
+        if event is not None:
+            event.close()
         raise ValueError(f"attach_kprobe() of a {prog.prog_type.name} program")
-    event = perf.open_kprobe(function, retprobe)
+    event = event or perf.open_kprobe(function, retprobe)
     with event:
         try:
             fd = syscall.link_create(prog.fd, int(AttachType.PERF_EVENT), target_fd=event.fd)

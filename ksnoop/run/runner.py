@@ -33,7 +33,7 @@ from bpf.loader import (
     attach_tracing,
     load_program,
 )
-from bpf.perf import NoKprobes
+from bpf.perf import NoKprobes, PerfEvent, open_kprobe
 from bpf.maps import MapCreationFailed, ProgramMaps
 from bpf.maps import create_maps as create_program_maps
 from bpf.plan import Probe
@@ -175,24 +175,35 @@ def check_module_loaded(module: str, target: str) -> None:
 def attach(
     target: str, program: Program, fds: Dict[MapRole, int], module: str = "vmlinux", btf_obj_fd: Optional[int] = None
 ) -> Any:
-    try:
-        loaded = load_generated(program, fds, target, btf_obj_fd)
-    except (VerifierRejected, NotTraceable):
-        check_module_loaded(module, target)
-        raise
-    with loaded:
+    with contextlib.ExitStack() as stack:
+        # A kprobe's perf event is opened before its program is loaded: a function kprobes may not
+        # probe (inlined, blacklisted) then costs no verifier run, and a glob has a few of those.
+        event = stack.enter_context(_open_kprobe(target, program, module)) if program.kprobe_function else None
         try:
-            if program.kprobe_function:
-                link = attach_kprobe(loaded, program.kprobe_function, program.retprobe)
+            loaded = stack.enter_context(load_generated(program, fds, target, btf_obj_fd))
+        except (VerifierRejected, NotTraceable):
+            check_module_loaded(module, target)
+            raise
+        try:
+            if event is not None:
+                link = attach_kprobe(loaded, program.kprobe_function, program.retprobe, event=event)
             else:
                 link = attach_tracing(loaded)
-        except NoKprobes as err:
-            raise Refused(f"cannot trace {target}: {err.strerror}") from None
         except OSError as err:
             check_module_loaded(module, target)
             raise NotTraceable(_attach_failure(target, program, err)) from None
         with link:
             yield link
+
+
+def _open_kprobe(target: str, program: Program, module: str) -> PerfEvent:
+    try:
+        return open_kprobe(program.kprobe_function, program.retprobe)
+    except NoKprobes as err:
+        raise Refused(f"cannot trace {target}: {err.strerror}") from None
+    except OSError as err:
+        check_module_loaded(module, target)
+        raise NotTraceable(_attach_failure(target, program, err)) from None
 
 
 def _attach_failure(target: str, program: Program, err: OSError) -> str:
@@ -260,10 +271,13 @@ def ftrace_functions() -> Optional["set[str]"]:
     mounted or not readable (lockdown)."""
     for path in _FTRACE_FUNCTIONS:
         try:
-            with open(path) as f:
-                return {line.split(None, 1)[0] for line in f if line.strip()}
+            with open(path, "rb") as f:
+                text = f.read()
         except OSError:
             continue
+        # Lines are `name` or `name [module]`: split() takes every word in one C-level pass, and a
+        # `[module]` word names no function. Tens of thousands of lines, read before each glob's link.
+        return set(text.decode("utf-8", "replace").split())
     return None
 
 
