@@ -354,23 +354,6 @@ def test_glob_finds_what_fnmatch_finds_in_bpftools_names(raw, vmlinux, pattern, 
     assert vmlinux.glob(pattern, kinds) == expected
 
 
-def test_module_glob_finds_its_own_functions_and_the_base(vmlinux):
-    """A module's BTF names its functions with its own strings or, where vmlinux has the same
-    string, with vmlinux's: a glob over the module finds both kinds, inherited or not."""
-    modules = sorted(os.listdir("/sys/kernel/btf"))
-    name = next((m for m in modules if m != "vmlinux"), None)
-    if name is None:
-        pytest.skip("no module with BTF is loaded")
-    module = BTF.module(name, vmlinux)
-    own = [(n, i) for n, i in module.names([Kind.FUNC]) if i >= module.start_id]
-    assert own, f"module {name} has no functions in its BTF"
-    for pattern in {n[:3] + "*" for n, _ in own} | {"*" + n[-4:] for n, _ in own}:
-        expected = sorted((n, i) for n, i in own if fnmatch.fnmatchcase(n, pattern))
-        assert module.glob(pattern, [Kind.FUNC], inherited=False) == expected
-        with_base = sorted(expected + vmlinux.glob(pattern, [Kind.FUNC]))
-        assert module.glob(pattern, [Kind.FUNC]) == with_base
-
-
 def test_lookup_finds_a_sample_of_names(raw, vmlinux):
     # Every 100th uniquely named struct, union, enum and function: about 800 lookups, each a full scan.
     prefix = {"STRUCT": "struct ", "UNION": "union ", "ENUM": "enum ", "ENUM64": "enum ", "FUNC": ""}
