@@ -253,25 +253,28 @@ def attach_tracing(prog: LoadedProgram) -> Link:
     return Link(fd, prog, "RAW_TRACEPOINT_OPEN")
 
 
-def attach_kprobe(prog: LoadedProgram, function: str, retprobe: bool, event: perf.PerfEvent | None = None) -> Link:
-    """Attach a BPF_PROG_TYPE_KPROBE program to a kprobe (or kretprobe) on `function`.
-
-    Opens the kprobe as a perf event (bpf.perf), or takes `event`, opened already on that function
-    (then closed here, whatever happens), and links the program to it with BPF_LINK_CREATE
-    (BPF_PERF_EVENT, v5.15); the link holds the event, so the event's own fd is closed. Where
-    LINK_CREATE does not take it, PERF_EVENT_IOC_SET_BPF attaches the program to the event, whose
-    fd is then the attachment. Raises bpf.perf.NoKprobes, or OSError from perf_event_open (see
-    bpf.perf.open_kprobe) or the attach.
+def attach_kprobe(prog: LoadedProgram, function: str, retprobe: bool) -> Link:
+    """Attach a BPF_PROG_TYPE_KPROBE program to a kprobe (or kretprobe) on `function`: opens the
+    kprobe as a perf event (bpf.perf) and attaches to it (attach_kprobe_event). Raises
+    bpf.perf.NoKprobes, or OSError from perf_event_open (see bpf.perf.open_kprobe) or the attach.
     """
-    if event is not None and (event.function, event.retprobe) != (function, retprobe):
-        event.close()
-        raise ValueError(f"attach_kprobe() on {function} of {event!r}")
     if prog.prog_type != ProgType.KPROBE:
-        if event is not None:
-            event.close()
         raise ValueError(f"attach_kprobe() of a {prog.prog_type.name} program")
-    event = event or perf.open_kprobe(function, retprobe)
+    return attach_kprobe_event(prog, perf.open_kprobe(function, retprobe))
+
+
+def attach_kprobe_event(prog: LoadedProgram, event: perf.PerfEvent) -> Link:
+    """Attach a BPF_PROG_TYPE_KPROBE program to a kprobe's perf event, which this takes over (and
+    closes, whatever happens): opened first, a probe the kernel refuses costs no program load.
+
+    Links the program to it with BPF_LINK_CREATE (BPF_PERF_EVENT, v5.15); the link holds the
+    event, so the event's own fd is closed. Where LINK_CREATE does not take it,
+    PERF_EVENT_IOC_SET_BPF attaches the program to the event, whose fd is then the attachment.
+    Raises OSError from the attach.
+    """
     with event:
+        if prog.prog_type != ProgType.KPROBE:
+            raise ValueError(f"attach_kprobe_event() of a {prog.prog_type.name} program")
         try:
             fd = syscall.link_create(prog.fd, int(AttachType.PERF_EVENT), target_fd=event.fd)
             return Link(fd, prog, "LINK_CREATE")

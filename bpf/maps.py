@@ -114,14 +114,16 @@ class Map(FdOwner):
         """One value per possible CPU (in possible_cpus() order), or None if absent."""
         if not self.is_percpu:
             raise TypeError("lookup_percpu() of a map that is not per-CPU")
-        stride = _round8(self.value_size)
         value = ctypes.create_string_buffer(self._value_buffer_size())
         try:
             syscall.map_lookup_elem(self.fd, self._key(key), value)
         except FileNotFoundError:
             return None
-        raw = value.raw
-        return [raw[i : i + self.value_size] for i in range(0, len(raw), stride)]
+        return self._per_cpu(value.raw)
+
+    def _per_cpu(self, raw: bytes) -> list[bytes]:
+        """One element's per-CPU values as the kernel lays them out: each rounded up to 8 bytes."""
+        return [raw[i : i + self.value_size] for i in range(0, len(raw), _round8(self.value_size))]
 
     def lookup_all_percpu(self) -> dict[bytes, list[bytes]]:
         """Every element of a per-CPU map, key -> one value per possible CPU, read with
@@ -130,7 +132,6 @@ class Map(FdOwner):
         ring buffer every trace needs.)"""
         if not self.is_percpu:
             raise TypeError("lookup_all_percpu() of a map that is not per-CPU")
-        stride = _round8(self.value_size)
         element = self._value_buffer_size()
         count = max(1, self.max_entries)
         keys = ctypes.create_string_buffer(self.key_size * count)
@@ -142,9 +143,8 @@ class Map(FdOwner):
             got, done = syscall.map_lookup_batch(self.fd, in_batch, out_batch, keys, values, count)
             raw_keys, raw_values = keys.raw, values.raw
             for n in range(got):
-                value = raw_values[n * element : (n + 1) * element]
                 key = raw_keys[n * self.key_size : (n + 1) * self.key_size]
-                found[key] = [value[i : i + self.value_size] for i in range(0, element, stride)]
+                found[key] = self._per_cpu(raw_values[n * element : (n + 1) * element])
             if done or got == 0:
                 return found
             in_batch = ctypes.create_string_buffer(out_batch.raw, len(out_batch))

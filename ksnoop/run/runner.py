@@ -28,7 +28,7 @@ from bpf.loader import (
     LoadedProgram,
     LoadRefused,
     VerifierError,
-    attach_kprobe,
+    attach_kprobe_event,
     attach_kprobe_multi,
     attach_tracing,
     load_program,
@@ -186,7 +186,7 @@ def attach(
             raise
         try:
             if event is not None:
-                link = attach_kprobe(loaded, program.kprobe_function, program.retprobe, event=event)
+                link = attach_kprobe_event(loaded, event)
             else:
                 link = attach_tracing(loaded)
         except OSError as err:
