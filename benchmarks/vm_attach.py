@@ -38,7 +38,7 @@ ONE = "tcp_sendmsg"
 def steps(glob: str, backend: str) -> Dict[str, Any]:
     """The guest side, one backend: every step timed once, in this process."""
     sys.path.insert(0, str(REPO))
-    from bpf.codegen import generate_multi
+    from bpf.codegen import generate, generate_multi
     from bpf.loader import attach_kprobe, attach_kprobe_multi, attach_tracing
     from bpf.maps import create_maps
     from ksnoop.run.runner import ftrace_functions
@@ -59,12 +59,14 @@ def steps(glob: str, backend: str) -> Dict[str, Any]:
         for index, multi in enumerate(plan.multi):
             branches = [i for i in multi.probes if hookable is None or plan.probes[i].target in hookable]
             t0 = time.perf_counter()
-            program = generate_multi(plan, index, only=branches)
+            program = generate_multi(plan, index, only=branches, programs=programs)
             fds = maps.fds_of(branches)
             t1 = time.perf_counter()
             prog = load_generated(stack, program, fds)
             t2 = time.perf_counter()
-            links.enter_context(attach_kprobe_multi(prog, program.multi_functions, program.retprobe))
+            links.enter_context(
+                attach_kprobe_multi(prog, program.multi_functions, program.retprobe, program.multi_cookies)
+            )
             t3 = time.perf_counter()
             prepared += t1 - t0  # generating the dispatch is Python's part
             load_s += t2 - t1
@@ -76,6 +78,8 @@ def steps(glob: str, backend: str) -> Dict[str, Any]:
             if index in in_multi:
                 continue
             t0 = time.perf_counter()
+            if program.branch:  # a function ftrace cannot hook: its own kprobe, as ksnoop does
+                program = generate(plan, index)
             try:
                 prog = load_generated(stack, program, maps.fds(index))
             except OSError:

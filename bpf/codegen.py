@@ -99,8 +99,13 @@ class Program:
     # A kprobe program goes on a function by name (not by BTF id), as a kprobe or a kretprobe.
     kprobe_function: str = ""
     retprobe: bool = False
-    # A kprobe_multi program goes on these functions, by one link whose cookie for function k is k.
+    # A kprobe_multi program goes on these functions by one link, with these cookies (see
+    # templates.COOKIE_FIELDS): each names the branch that serves its function, and its numbers.
     multi_functions: Tuple[str, ...] = ()
+    multi_cookies: Tuple[int, ...] = ()
+    # A branch of a kprobe_multi program (generate(..., branch=True)) reads its function's numbers
+    # from the cookie that program saves first: it is not loaded alone.
+    branch: bool = False
 
     def bind_maps(self, fds: Mapping[MapRole, int]) -> List[Insn]:
         """The instructions with each map's fd in its ld_imm64 (BPF_PSEUDO_MAP_FD)."""
@@ -159,7 +164,8 @@ class _Jump:
 
 
 class _Assembler:
-    def __init__(self) -> None:
+    def __init__(self, by_cookie: bool = False) -> None:
+        self.by_cookie = by_cookie  # a kprobe_multi branch: templates.BY_COOKIE's forms
         self.items: List[Union[Insn, _Jump]] = []
         self.labels: Dict[str, int] = {}
         self.map_slots: List[Tuple[int, MapRole]] = []
@@ -170,6 +176,8 @@ class _Assembler:
         self.labels[name] = len(self.items)
 
     def emit(self, template: tpl.Template, **values: Union[int, str]) -> None:
+        if self.by_cookie:
+            template = tpl.BY_COOKIE.get(template.name, template)
         missing = set(template.hole_names).difference(values, _MAP_HOLES)
         assert not missing, f"{template.name}: holes left unfilled: {sorted(missing)}"
         self.sections.append((len(self.items), template.name))
@@ -238,9 +246,12 @@ def _s32(value: int) -> int:
 # ---- the program ------------------------------------------------------------------------------
 
 
-def generate(plan: Plan, probe_index: int) -> Program:
-    """The BPF program for plan.probes[probe_index]; CodegenError if the plan cannot be expressed."""
+def generate(plan: Plan, probe_index: int, branch: bool = False) -> Program:
+    """The BPF program for plan.probes[probe_index]; CodegenError if the plan cannot be expressed.
+    With `branch`, its form as a branch of its kprobe_multi program (see generate_multi)."""
     probe = plan.probes[probe_index]
+    if branch and plan.multi_of(probe_index) is None:
+        raise CodegenError(f"{probe.target}: not one of a kprobe_multi program's functions")
     if probe.kind is ProbeKind.ITER:
         return _iter_program(plan, probe_index)
     if len(probe.captures) > MAX_CAPTURES:
@@ -251,7 +262,7 @@ def generate(plan: Plan, probe_index: int) -> Program:
     if probe.path is not None or probe.forgets_path:
         return _program(_path_program(plan, probe_index, layout), plan, probe_index, layout)
     fexit_stash = probe.kind.is_return and probe.stash is not Stash.NONE
-    asm = _Assembler()
+    asm = _Assembler(by_cookie=branch)
     asm.emit(tpl.PROLOGUE)
     if fexit_stash:
         if probe.stash is Stash.TIME:
@@ -296,18 +307,33 @@ def generate(plan: Plan, probe_index: int) -> Program:
 def generate_multi(
     plan: Plan, multi_index: int, only: Optional[Sequence[int]] = None, programs: Optional[Sequence[Program]] = None
 ) -> Program:
-    """The one program of plan.multi[multi_index] (or of `only` those of its probes): the link's
-    cookie for the function that fired (its index in Program.multi_functions) chooses, by a binary
-    search of compare-and-jumps, the branch that is that probe's own program as generate() writes
-    it (or `programs[i]`, that program generated already). Nothing is looked up at run time."""
+    """The one program of plan.multi[multi_index] (or of `only` those of its probes).
+
+    Each probe's program is generated as a branch (generate(..., branch=True), or `programs[i]`,
+    generated so already), which takes the numbers naming its function from the link's cookie
+    for the function that fired: the functions whose branches are then the same instructions
+    (a glob's functions with the same captures and tests) share one. The cookie's top bits
+    choose the branch, by a binary search of compare-and-jumps. Nothing is looked up at run time,
+    and the verifier checks each distinct branch once, not once per function."""
     multi = plan.multi[multi_index]
     probes = list(multi.probes if only is None else only)
     if not probes or not set(probes) <= set(multi.probes):
         raise CodegenError(f"{probes}: not probes of {multi}")
-    branches = [generate(plan, i) if programs is None else programs[i] for i in probes]
+    branches: List[Program] = []
+    numbers: Dict[Tuple[Insn, ...], int] = {}  # a branch's instructions -> its number
+    cookies = []
+    for index in probes:
+        program = generate(plan, index, branch=True) if programs is None else programs[index]
+        if not program.branch:
+            raise CodegenError(f"{plan.probes[index].target}: its program was not generated as a branch")
+        number = numbers.setdefault(program.insns, len(numbers))
+        if number == len(branches):
+            branches.append(program)
+        cookies.append(_cookie(plan, index, number))
     asm = _Assembler()
-    asm.emit(tpl.ATTACH_COOKIE)
-    _emit_dispatch(asm, 0, len(branches))
+    asm.emit(tpl.COOKIE_BRANCH)
+    if len(branches) > 1:
+        _emit_dispatch(asm, 0, len(branches))
     for n, branch in enumerate(branches):
         asm.label(f"branch{n}")
         asm.append(branch)
@@ -330,7 +356,24 @@ def generate_multi(
         sections=tuple(asm.sections),
         retprobe=first.kind is ProbeKind.KRETPROBE,
         multi_functions=tuple(plan.probes[i].target for i in probes),
+        multi_cookies=tuple(cookies),
     )
+
+
+def _cookie(plan: Plan, probe_index: int, branch: int) -> int:
+    """The cookie of plan.probes[probe_index]'s function: its numbers at templates.COOKIE_FIELDS, and
+    the number of the branch that serves it at COOKIE_BRANCH_SHIFT."""
+    probe = plan.probes[probe_index]
+    numbers = {"probe": probe_index, "key": probe.count.key if probe.count else 0, "stash_group": probe.stash_group}
+    cookie = branch << tpl.COOKIE_BRANCH_SHIFT
+    for name, value in numbers.items():
+        if not 0 <= value <= tpl.COOKIE_FIELD_MAX:
+            raise CodegenError(
+                f"{probe.target}: its {name} number {value} is more than a kprobe_multi cookie's "
+                f"{tpl.COOKIE_FIELD_MAX} (trace fewer functions)"
+            )
+        cookie |= value << tpl.COOKIE_FIELDS[name]
+    return cookie
 
 
 def _emit_dispatch(asm: _Assembler, low: int, high: int) -> None:
@@ -339,7 +382,7 @@ def _emit_dispatch(asm: _Assembler, low: int, high: int) -> None:
         asm.emit(tpl.GOTO, target=f"branch{low}")
         return
     middle = (low + high) // 2
-    asm.emit(tpl.COOKIE_AT_LEAST, branch=middle, target=f"from{middle}")
+    asm.emit(tpl.BRANCH_AT_LEAST, branch=middle, target=f"from{middle}")
     _emit_dispatch(asm, low, middle)
     asm.label(f"from{middle}")
     _emit_dispatch(asm, middle, high)
@@ -370,6 +413,7 @@ def _program(asm: _Assembler, plan: Plan, probe_index: int, layout: RecordLayout
         sections=tuple(asm.sections),
         kprobe_function=probe.target if probe.kind in _KPROBE_KINDS else "",
         retprobe=probe.kind is ProbeKind.KRETPROBE,
+        branch=asm.by_cookie,
     )
 
 

@@ -288,14 +288,18 @@ def attach_kprobe_event(prog: LoadedProgram, event: perf.PerfEvent) -> Link:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def attach_kprobe_multi(prog: LoadedProgram, functions: Sequence[str], retprobe: bool) -> Link:
+def attach_kprobe_multi(
+    prog: LoadedProgram, functions: Sequence[str], retprobe: bool, cookies: "Sequence[int] | None" = None
+) -> Link:
     """Attach a kprobe_multi program (loaded with TRACE_KPROBE_MULTI) to every one of `functions`
-    with one link (v5.18, and a kernel built with CONFIG_FPROBE), the cookie of function k being k.
+    with one link (v5.18, and a kernel built with CONFIG_FPROBE), the cookie of function k being
+    cookies[k] (k itself by default).
     OSError as the kernel says: EOPNOTSUPP without fprobe, ESRCH for a name not in kallsyms,
     EINVAL for a function ftrace cannot hook; nothing is attached then."""
     if prog.prog_type != ProgType.KPROBE or prog.expected_attach_type != AttachType.TRACE_KPROBE_MULTI:
         raise ValueError("attach_kprobe_multi() of a program not loaded for kprobe_multi")
-    fd = syscall.link_create_kprobe_multi(prog.fd, int(AttachType.TRACE_KPROBE_MULTI), functions, retprobe)
+    cookies = range(len(functions)) if cookies is None else cookies
+    fd = syscall.link_create_kprobe_multi(prog.fd, int(AttachType.TRACE_KPROBE_MULTI), functions, retprobe, cookies)
     return Link(fd, prog, "LINK_CREATE")
 
 

@@ -593,12 +593,16 @@ def raw_tracepoint_open(prog_fd: int, name: str | None = None) -> int:
 BPF_F_KPROBE_MULTI_RETURN = 1 << 0
 
 
-def link_create_kprobe_multi(prog_fd: int, attach_type: int, functions: Sequence[str], retprobe: bool) -> int:
+def link_create_kprobe_multi(
+    prog_fd: int, attach_type: int, functions: Sequence[str], retprobe: bool, cookies: Sequence[int]
+) -> int:
     """BPF_LINK_CREATE of a kprobe_multi link (v5.18) on `functions`, by name, the cookie of
-    function k being k; returns a link fd. A return probe on each with `retprobe`."""
+    function k being cookies[k]; returns a link fd. A return probe on each with `retprobe`."""
+    if len(cookies) != len(functions):
+        raise ValueError(f"{len(functions)} functions but {len(cookies)} cookies")
     names = [ctypes.create_string_buffer(name.encode()) for name in functions]
     syms = (ctypes.c_char_p * len(names))(*[ctypes.cast(n, ctypes.c_char_p) for n in names])
-    cookies = (_u64 * len(names))(*range(len(names)))
+    cookie_array = (_u64 * len(names))(*cookies)
     attr = bpf_attr()
     a = attr.link_create
     a.prog_fd = prog_fd
@@ -607,7 +611,7 @@ def link_create_kprobe_multi(prog_fd: int, attach_type: int, functions: Sequence
     m.flags = BPF_F_KPROBE_MULTI_RETURN if retprobe else 0
     m.cnt = len(names)
     m.syms = ctypes.addressof(syms)
-    m.cookies = ctypes.addressof(cookies)
+    m.cookies = ctypes.addressof(cookie_array)
     return bpf(Cmd.LINK_CREATE, attr)
 
 

@@ -48,6 +48,17 @@ STACK_STRING = STACK_COMM - MAX_STRING_PREDICATE - 8
 STACK_ENTRY_TS = STACK_STRING - 8  # fexit: the stashed entry time, 0 if none
 STACK_STASH_KEY = STACK_ENTRY_TS - 8  # fexit: this task's pid_tgid, the stash key
 STACK_PATH_KEY = STACK_STASH_KEY  # call-path programs (which have no stash): the path state's key
+STACK_COOKIE = STACK_STASH_KEY - 8  # kprobe_multi programs: the link's cookie for the function that fired
+
+# A kprobe_multi program has one branch for all the functions whose programs are the same but
+# for the numbers that name the function (its probe index, its counters' key, its stash group):
+# the link gives each function a cookie holding them, 16 bits each at these shifts, with the
+# number of its branch in the top 16 bits. The `_BY_COOKIE` templates (BY_COOKIE) read them from
+# the cookie saved at STACK_COOKIE where the others take them as constants.
+COOKIE_FIELDS = {"probe": 0, "key": 16, "stash_group": 32}
+COOKIE_BRANCH_SHIFT = 48
+COOKIE_FIELD_MAX = 0xFFFF
+_BY_COOKIE = "_by_cookie"
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,20 @@ def _keyed_call(helper: Helper, role: str, key_offset: int) -> Tuple[TInsn, ...]
     )
 
 
-ADD, OR, LSH, RSH, ARSH = uapi.BPF_ADD, uapi.BPF_OR, uapi.BPF_LSH, uapi.BPF_RSH, uapi.BPF_ARSH
+def _function_value(reg: int, name: str, by_cookie: bool) -> Tuple[TInsn, ...]:
+    """`reg` = the function's number `name` (a COOKIE_FIELDS key): the constant, or `by_cookie`
+    its field of the cookie at STACK_COOKIE."""
+    if not by_cookie:
+        return (T(i.mov64_imm(reg, 0), imm=name),)
+    shift = COOKIE_FIELDS[name]
+    return (
+        T(i.ldx_mem(8, reg, R10, STACK_COOKIE)),
+        *((T(i.alu64_imm(RSH, reg, shift)),) if shift else ()),
+        T(i.alu64_imm(AND, reg, COOKIE_FIELD_MAX)),
+    )
+
+
+ADD, AND, OR, LSH, RSH, ARSH = uapi.BPF_ADD, uapi.BPF_AND, uapi.BPF_OR, uapi.BPF_LSH, uapi.BPF_RSH, uapi.BPF_ARSH
 JEQ, JNE = uapi.BPF_JEQ, uapi.BPF_JNE
 LDX_MEM = uapi.BPF_LDX | uapi.BPF_MEM
 STX_MEM = uapi.BPF_STX | uapi.BPF_MEM
@@ -270,20 +294,29 @@ RESERVE = Template(
     ),
 )
 
-HEADER = Template(
-    "header",
-    "fills the record header: ktime, pid_tgid, cpu, probe index, no entry time; clobbers r0-r5",
-    (
-        T(i.call(Helper.ktime_get_ns)),
-        T(i.stx_mem(8, RECORD, R0, TS_OFFSET)),
-        T(i.call(Helper.get_current_pid_tgid)),
-        T(i.stx_mem(8, RECORD, R0, PID_TGID_OFFSET)),
-        T(i.call(Helper.get_smp_processor_id)),
-        T(i.stx_mem(4, RECORD, R0, CPU_OFFSET)),
-        T(i.st_mem(4, RECORD, PROBE_OFFSET, 0), imm="probe"),
-        T(i.st_mem(8, RECORD, ENTRY_TS_OFFSET, 0)),
-    ),
-)
+
+def _header(by_cookie: bool) -> Template:
+    if by_cookie:
+        probe: Tuple[TInsn, ...] = (*_function_value(R0, "probe", True), T(i.stx_mem(4, RECORD, R0, PROBE_OFFSET)))
+    else:
+        probe = (T(i.st_mem(4, RECORD, PROBE_OFFSET, 0), imm="probe"),)
+    return Template(
+        "header" + _BY_COOKIE * by_cookie,
+        "fills the record header: ktime, pid_tgid, cpu, probe index, no entry time; clobbers r0-r5",
+        (
+            T(i.call(Helper.ktime_get_ns)),
+            T(i.stx_mem(8, RECORD, R0, TS_OFFSET)),
+            T(i.call(Helper.get_current_pid_tgid)),
+            T(i.stx_mem(8, RECORD, R0, PID_TGID_OFFSET)),
+            T(i.call(Helper.get_smp_processor_id)),
+            T(i.stx_mem(4, RECORD, R0, CPU_OFFSET)),
+            *probe,
+            T(i.st_mem(8, RECORD, ENTRY_TS_OFFSET, 0)),
+        ),
+    )
+
+
+HEADER = _header(False)
 
 HEADER_COMM = Template(
     "header_comm",
@@ -353,20 +386,22 @@ GOTO = Template("goto", "jumps to `target`", (T(i.ja(0), off="target"),))
 
 # ---- kprobe_multi: one program for many functions, a branch each, chosen by the link's cookie ----
 
-ATTACH_COOKIE = Template(
-    "attach_cookie",
-    "r0 = the cookie the kprobe_multi link gave the function that fired (its branch); r1 = ctx "
-    "again, as each branch's prologue expects; clobbers r1-r6",
+COOKIE_BRANCH = Template(
+    "cookie_branch",
+    "STACK_COOKIE = the cookie the kprobe_multi link gave the function that fired, r0 = its branch "
+    "number (the top 16 bits); r1 = ctx again, as each branch's prologue expects; clobbers r1-r6",
     (
         T(i.mov64_reg(CTX, R1)),
         T(i.call(Helper.get_attach_cookie)),
+        T(i.stx_mem(8, R10, R0, STACK_COOKIE)),
+        T(i.alu64_imm(RSH, R0, COOKIE_BRANCH_SHIFT)),
         T(i.mov64_reg(R1, CTX)),
     ),
 )
 
-COOKIE_AT_LEAST = Template(
-    "cookie_at_least",
-    "jumps to `target` if the cookie in r0 is at least `branch`",
+BRANCH_AT_LEAST = Template(
+    "branch_at_least",
+    "jumps to `target` if the branch number in r0 is at least `branch`",
     (T(i.jmp_imm(uapi.BPF_JGE, R0, 0, 0), imm="branch", off="target"),),
 )
 
@@ -438,7 +473,7 @@ SEQ_WRITE = Template(
 )
 
 
-def _stash_key(reg: int, scratch: int) -> Tuple[TInsn, ...]:
+def _stash_key(reg: int, scratch: int, by_cookie: bool) -> Tuple[TInsn, ...]:
     """`reg` (a pid_tgid) becomes the stash key: the thread id (the low half, unique system-wide)
     with the pair's `stash_group` in the high half, so that one map can hold the entries of many
     functions (a kprobe_multi program's) without a task's nested calls overwriting each other's;
@@ -446,37 +481,44 @@ def _stash_key(reg: int, scratch: int) -> Tuple[TInsn, ...]:
     return (
         T(i.alu64_imm(LSH, reg, 32)),
         T(i.alu64_imm(RSH, reg, 32)),
-        T(i.mov64_imm(scratch, 0), imm="stash_group"),
+        *_function_value(scratch, "stash_group", by_cookie),
         T(i.alu64_imm(LSH, scratch, 32)),
         T(i.alu64_reg(OR, reg, scratch)),
     )
 
 
-STASH_TIME = Template(
-    "stash_time",
-    "STACK_PTR = the stash key of the record's pid_tgid, STACK_VALUE = its ktime: a key and value for "
-    "stash_put; clobbers r1, r2",
-    (
-        T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
-        *_stash_key(R1, R2),
-        T(i.stx_mem(8, R10, R1, STACK_PTR)),
-        T(i.ldx_mem(8, R1, RECORD, TS_OFFSET)),
-        T(i.stx_mem(8, R10, R1, STACK_VALUE)),
-    ),
-)
+def _stash_time(by_cookie: bool) -> Template:
+    return Template(
+        "stash_time" + _BY_COOKIE * by_cookie,
+        "STACK_PTR = the stash key of the record's pid_tgid, STACK_VALUE = its ktime: a key and value for "
+        "stash_put; clobbers r1, r2",
+        (
+            T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
+            *_stash_key(R1, R2, by_cookie),
+            T(i.stx_mem(8, R10, R1, STACK_PTR)),
+            T(i.ldx_mem(8, R1, RECORD, TS_OFFSET)),
+            T(i.stx_mem(8, R10, R1, STACK_VALUE)),
+        ),
+    )
 
-STASH_TIME_ONLY = Template(
-    "stash_time_only",
-    "STACK_PTR = this task's stash key, STACK_VALUE = ktime now, for an "
-    "entry probe that emits nothing: a key and value for stash_put; clobbers r0-r5",
-    (
-        T(i.call(Helper.get_current_pid_tgid)),
-        *_stash_key(R0, R1),
-        T(i.stx_mem(8, R10, R0, STACK_PTR)),
-        T(i.call(Helper.ktime_get_ns)),
-        T(i.stx_mem(8, R10, R0, STACK_VALUE)),
-    ),
-)
+
+def _stash_time_only(by_cookie: bool) -> Template:
+    return Template(
+        "stash_time_only" + _BY_COOKIE * by_cookie,
+        "STACK_PTR = this task's stash key, STACK_VALUE = ktime now, for an "
+        "entry probe that emits nothing: a key and value for stash_put; clobbers r0-r5",
+        (
+            T(i.call(Helper.get_current_pid_tgid)),
+            *_stash_key(R0, R1, by_cookie),
+            T(i.stx_mem(8, R10, R0, STACK_PTR)),
+            T(i.call(Helper.ktime_get_ns)),
+            T(i.stx_mem(8, R10, R0, STACK_VALUE)),
+        ),
+    )
+
+
+STASH_TIME = _stash_time(False)
+STASH_TIME_ONLY = _stash_time_only(False)
 
 STASH_PUT = Template(
     "stash_put",
@@ -499,55 +541,63 @@ STASH_PUT = Template(
     ),
 )
 
-STASH_RECORD = Template(
-    "stash_record",
-    "stores the failed mask, then stash[the stash key of its pid_tgid] = the whole record at r7; uses "
-    "STACK_PTR; clobbers r0-r5",
-    (
-        T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
-        T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
-        *_stash_key(R1, R2),
-        T(i.stx_mem(8, R10, R1, STACK_PTR)),
-        *_pair(i.ld_map_fd(R1, 0), map="stash"),
-        T(i.mov64_reg(R2, R10)),
-        T(i.alu64_imm(ADD, R2, STACK_PTR)),
-        T(i.mov64_reg(R3, RECORD)),
-        T(i.mov64_imm(R4, uapi.BPF_ANY)),
-        T(i.call(Helper.map_update_elem)),
-    ),
-)
 
-
-def _stash_read(take: bool) -> Tuple[TInsn, ...]:
-    """STACK_STASH_KEY = this task's stash key; STACK_ENTRY_TS = the stash's first u64, or 0; with
-    `take`, 0 left there."""
-    return (
-        T(i.st_mem(8, R10, STACK_ENTRY_TS, 0)),
-        T(i.call(Helper.get_current_pid_tgid)),
-        *_stash_key(R0, R1),
-        T(i.stx_mem(8, R10, R0, STACK_STASH_KEY)),
-        *_keyed_call(Helper.map_lookup_elem, "stash", STACK_STASH_KEY),
-        T(i.jmp_imm(JEQ, R0, 0, 3 if take else 2)),
-        T(i.ldx_mem(8, R1, R0, 0)),
-        T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
-        *((T(i.st_mem(8, R0, 0, 0)),) if take else ()),
+def _stash_record(by_cookie: bool) -> Template:
+    return Template(
+        "stash_record" + _BY_COOKIE * by_cookie,
+        "stores the failed mask, then stash[the stash key of its pid_tgid] = the whole record at r7; uses "
+        "STACK_PTR; clobbers r0-r5",
+        (
+            T(i.stx_mem(8, RECORD, FAILED, FAILED_OFFSET)),
+            T(i.ldx_mem(8, R1, RECORD, PID_TGID_OFFSET)),
+            *_stash_key(R1, R2, by_cookie),
+            T(i.stx_mem(8, R10, R1, STACK_PTR)),
+            *_pair(i.ld_map_fd(R1, 0), map="stash"),
+            T(i.mov64_reg(R2, R10)),
+            T(i.alu64_imm(ADD, R2, STACK_PTR)),
+            T(i.mov64_reg(R3, RECORD)),
+            T(i.mov64_imm(R4, uapi.BPF_ANY)),
+            T(i.call(Helper.map_update_elem)),
+        ),
     )
 
 
-STASH_LOOKUP = Template(
-    "stash_lookup",
-    "STACK_STASH_KEY = this task's stash key; STACK_ENTRY_TS = the stashed "
-    "entry's ktime (the first u64 of either stash), or 0; clobbers r0-r5",
-    _stash_read(False),
-)
+def _stash_read(take: bool, by_cookie: bool) -> Template:
+    """STACK_STASH_KEY = this task's stash key; STACK_ENTRY_TS = the stash's first u64, or 0; with
+    `take`, 0 left there."""
+    if take:
+        name, contract = (
+            "stash_take",
+            "STACK_STASH_KEY = this task's stash key; STACK_ENTRY_TS = the stashed entry time, "
+            "or 0, which it leaves in the stash instead (entry time stashes are used once, and "
+            "reused in place rather than deleted); clobbers r0-r5",
+        )
+    else:
+        name, contract = (
+            "stash_lookup",
+            "STACK_STASH_KEY = this task's stash key; STACK_ENTRY_TS = the stashed "
+            "entry's ktime (the first u64 of either stash), or 0; clobbers r0-r5",
+        )
+    return Template(
+        name + _BY_COOKIE * by_cookie,
+        contract,
+        (
+            T(i.st_mem(8, R10, STACK_ENTRY_TS, 0)),
+            T(i.call(Helper.get_current_pid_tgid)),
+            *_stash_key(R0, R1, by_cookie),
+            T(i.stx_mem(8, R10, R0, STACK_STASH_KEY)),
+            *_keyed_call(Helper.map_lookup_elem, "stash", STACK_STASH_KEY),
+            T(i.jmp_imm(JEQ, R0, 0, 3 if take else 2)),
+            T(i.ldx_mem(8, R1, R0, 0)),
+            T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
+            *((T(i.st_mem(8, R0, 0, 0)),) if take else ()),
+        ),
+    )
 
-STASH_TAKE = Template(
-    "stash_take",
-    "STACK_STASH_KEY = this task's stash key; STACK_ENTRY_TS = the stashed entry time, "
-    "or 0, which it leaves in the stash instead (entry time stashes are used once, and "
-    "reused in place rather than deleted); clobbers r0-r5",
-    _stash_read(True),
-)
+
+STASH_RECORD = _stash_record(False)
+STASH_LOOKUP = _stash_read(False, False)
+STASH_TAKE = _stash_read(True, False)
 
 REQUIRE_ENTRY = Template(
     "require_entry",
@@ -591,17 +641,26 @@ STASH_DELETE = Template(
 
 # ---- summary mode: counters in a PERCPU_ARRAY instead of records; here r7 = the counters ----
 
-COUNTERS = Template(
-    "counters",
-    "r7 = this function's counters (PERCPU_ARRAY `counts`, key `key`); jumps "
-    "to `out` if the lookup fails; uses STACK_PTR; clobbers r0-r5",
-    (
-        T(i.st_mem(4, R10, STACK_PTR, 0), imm="key"),
-        *_keyed_call(Helper.map_lookup_elem, "counts", STACK_PTR),
-        T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
-        T(i.mov64_reg(RECORD, R0)),
-    ),
-)
+
+def _counters(by_cookie: bool) -> Template:
+    if by_cookie:
+        key: Tuple[TInsn, ...] = (*_function_value(R1, "key", True), T(i.stx_mem(4, R10, R1, STACK_PTR)))
+    else:
+        key = (T(i.st_mem(4, R10, STACK_PTR, 0), imm="key"),)
+    return Template(
+        "counters" + _BY_COOKIE * by_cookie,
+        "r7 = this function's counters (PERCPU_ARRAY `counts`, key `key`); jumps "
+        "to `out` if the lookup fails; uses STACK_PTR; clobbers r0-r5",
+        (
+            *key,
+            *_keyed_call(Helper.map_lookup_elem, "counts", STACK_PTR),
+            T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+            T(i.mov64_reg(RECORD, R0)),
+        ),
+    )
+
+
+COUNTERS = _counters(False)
 
 # A per-CPU value is only ever touched by programs on its own CPU, and tracing programs run with
 # migration disabled, so a plain load-add-store needs no atomic.
@@ -851,6 +910,21 @@ EXIT = Template(
     ),
 )
 
+# The templates that name a function by its numbers, and their kprobe_multi forms, which read
+# those from the cookie (see COOKIE_FIELDS); by the plain template's name.
+BY_COOKIE = {
+    plain.name: by_cookie
+    for plain, by_cookie in (
+        (HEADER, _header(True)),
+        (STASH_TIME, _stash_time(True)),
+        (STASH_TIME_ONLY, _stash_time_only(True)),
+        (STASH_RECORD, _stash_record(True)),
+        (STASH_LOOKUP, _stash_read(False, True)),
+        (STASH_TAKE, _stash_read(True, True)),
+        (COUNTERS, _counters(True)),
+    )
+}
+
 ALL = (
     PROLOGUE,
     PID_FILTER,
@@ -911,4 +985,7 @@ ALL = (
     PATH_FORGET,
     EXIT,
     SEQ_WRITE,
+    COOKIE_BRANCH,
+    BRANCH_AT_LEAST,
+    *BY_COOKIE.values(),
 )

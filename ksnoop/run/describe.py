@@ -4,9 +4,10 @@ then each program's listing), and the resolver's notes, on stderr, sanitised."""
 
 from __future__ import annotations
 
-from typing import List, TextIO, Tuple
+from typing import Dict, List, TextIO, Tuple
 
 from bpf.codegen import Program
+from bpf.insn import Insn
 from bpf.listing import format_insns
 
 from ksnoop.sanitize import sanitize
@@ -16,6 +17,7 @@ from ksnoop.spec.resolve import ResolvedTrace
 def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> List[str]:
     """`-v`: one line per probe and per capture, then each program's listing."""
     lines = []
+    listed: Dict[Tuple[Insn, ...], str] = {}  # a kprobe_multi branch listed already -> whose
     for probe, program in zip(resolved.plan.probes, programs):
         lines.append(
             f"probe {probe.kind.value}:{probe.target} attach_btf_id {probe.attach_btf_id} "
@@ -45,14 +47,22 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
         if probe.count is not None:  # --summary: counters, no record
             errors = f"errors of a {probe.count.errors.size}-byte return" if probe.count.errors else "no errors"
             lines.append(f"  count: key {probe.count.key}, calls, {errors}{', latency' if probe.count.latency else ''}")
-        lines.append(f"  program {program.name}: {len(program.insns)} instructions")
+        if program.branch and program.insns in listed:
+            lines.append(f"  kprobe_multi branch: {len(program.insns)} instructions, {listed[program.insns]}'s")
+            continue
+        if program.branch:
+            listed[program.insns] = probe.target
+            lines.append(f"  kprobe_multi branch: {len(program.insns)} instructions (its numbers from the cookie)")
+        else:
+            lines.append(f"  program {program.name}: {len(program.insns)} instructions")
         lines.extend("    " + line for line in format_insns(program.insns))
     for multi in resolved.plan.multi:
         probes = resolved.plan.probes
         side = "returns" if probes[multi.probes[0]].kind.is_return else "entries"
         lines.append(
             f"kprobe_multi: the {side} of {len(multi.probes)} functions by one link, one program whose "
-            f"branch k (the program above of the k-th) the link's cookie k selects: "
+            f"branches (above) the link's cookie for the function that fired selects, "
+            f"{len({programs[i].insns for i in multi.probes})} distinct: "
             + ", ".join(probes[i].target for i in multi.probes)
         )
     return lines

@@ -20,10 +20,9 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from bpf.btfobj import open_kernel_btf
-from bpf.codegen import MapRole, Program
+from bpf.codegen import MapRole, Program, generate, generate_multi
 from bpf.errnos import errno_name
 from bpf.features import check_privileges
-from bpf.codegen import generate_multi
 from bpf.loader import (
     LoadedProgram,
     LoadRefused,
@@ -36,7 +35,7 @@ from bpf.loader import (
 from bpf.perf import NoKprobes, PerfEvent, open_kprobe
 from bpf.maps import MapCreationFailed, ProgramMaps
 from bpf.maps import create_maps as create_program_maps
-from bpf.plan import Probe
+from bpf.plan import Plan, Probe
 from bpf.uapi import AttachType
 from btf.sources import loaded_modules
 
@@ -219,6 +218,14 @@ def _attach_failure(target: str, program: Program, err: OSError) -> str:
     return f"cannot put a {kind} on {target}: {why}"
 
 
+def _alone(plan: Plan, programs: Tuple[Program, ...], index: int) -> Program:
+    """The program probe `index` is attached with alone: programs[index], or where that is a branch
+    of a kprobe_multi program (whose link the kernel refused, or ftrace cannot hook the function)
+    the program generate() writes for it alone."""
+    program = programs[index]
+    return generate(plan, index) if program.branch else program
+
+
 def _attach_multi(
     stack: contextlib.ExitStack,
     resolved: ResolvedTrace,
@@ -245,7 +252,9 @@ def _attach_multi(
     with contextlib.ExitStack() as multi_stack:
         try:
             loaded = multi_stack.enter_context(load_generated(program, fds, f"'{glob}'"))
-            link = multi_stack.enter_context(attach_kprobe_multi(loaded, program.multi_functions, program.retprobe))
+            link = multi_stack.enter_context(
+                attach_kprobe_multi(loaded, program.multi_functions, program.retprobe, program.multi_cookies)
+            )
         except NotPermitted:
             raise
         except (RuntimeFailure, OSError) as error:
@@ -371,7 +380,7 @@ def attach_all(
                             function.enter_context(
                                 attach(
                                     probes[n].target,
-                                    programs[n],
+                                    _alone(plan, programs, n),
                                     maps.fds(n),
                                     probes[n].module,
                                     btf_obj_fds.get(probes[n].module),

@@ -86,9 +86,10 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         resolved = count_calls(resolved, calls_only=options.calls_only)
     if backend.multi:  # grouped before generating: a glob's programs name the stash they share
         resolved = group_kprobes(resolved)
-    programs = tuple(generate(resolved.plan, i) for i in range(len(resolved.plan.probes)))
-    if resolved.plan.multi:
-        resolved = split_multi(resolved, [len(p.insns) for p in programs])
+    plan = resolved.plan
+    programs = tuple(generate(plan, i, branch=plan.multi_of(i) is not None) for i in range(len(plan.probes)))
+    if plan.multi:
+        resolved = split_multi(resolved, [p.insns for p in programs])
     elif backend.no_multi:
         globs = ", ".join(f"'{glob}'" for glob in multi_globs(resolved))
         if globs:

@@ -10,7 +10,7 @@ whose plan says, in Plan.multi, which probes are the branches of one kprobe_mult
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Set, Tuple
 
 from bpf.plan import MultiAttach, ProbeKind
 
@@ -55,19 +55,24 @@ def group_kprobes(resolved: ResolvedTrace) -> ResolvedTrace:
     return replace(resolved, plan=replace(resolved.plan, multi=tuple(multi)))
 
 
-def split_multi(resolved: ResolvedTrace, program_sizes: Sequence[int]) -> ResolvedTrace:
+def split_multi(resolved: ResolvedTrace, branches: Sequence[Tuple[object, ...]]) -> ResolvedTrace:
     """`resolved` with each multi attachment cut into links of at most MULTI_MAX_INSNS
-    instructions of branches. `program_sizes[i]`: the instructions of probe i's program."""
+    instructions of branches. `branches[i]`: the instructions of probe i's program as a branch;
+    the functions whose branches are the same instructions share one (generate_multi)."""
     plan = resolved.plan
     multi: List[MultiAttach] = []
     for whole in plan.multi:
         chunk: List[int] = []
+        seen: Set[Tuple[object, ...]] = set()
         size = 0
         for index in whole.probes:
-            if chunk and size + program_sizes[index] > MULTI_MAX_INSNS:
+            added = 0 if branches[index] in seen else len(branches[index])
+            if chunk and size + added > MULTI_MAX_INSNS:
                 multi.append(MultiAttach(tuple(chunk), share=whole.share))
-                chunk, size = [], 0
+                chunk, size, seen = [], 0, set()
+                added = len(branches[index])
             chunk.append(index)
-            size += program_sizes[index]
+            seen.add(branches[index])
+            size += added
         multi.append(MultiAttach(tuple(chunk), share=whole.share))
     return replace(resolved, plan=replace(plan, multi=tuple(multi)))

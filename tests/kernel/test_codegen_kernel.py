@@ -267,8 +267,8 @@ def test_verifier_takes_kprobe_multi_programs(kernel: KernelBTF, spec: str, summ
     if summary:
         resolved = count_calls(resolved, calls_only=False)
     grouped = group_kprobes(resolved)
-    programs = [generate(grouped.plan, i) for i in range(len(grouped.plan.probes))]
-    plan = split_multi(grouped, [len(p.insns) for p in programs]).plan
+    programs = [generate(grouped.plan, i, branch=True) for i in range(len(grouped.plan.probes))]
+    plan = split_multi(grouped, [p.insns for p in programs]).plan
     assert plan.multi and all(len(m.probes) >= 8 for m in plan.multi)
     with contextlib.ExitStack() as stack:
         maps = create_maps(stack, programs)
@@ -279,6 +279,33 @@ def test_verifier_takes_kprobe_multi_programs(kernel: KernelBTF, spec: str, summ
                 load_program(program.bind_maps(fds), program.prog_type, program.expected_attach_type, name=program.name)
             )
             assert len(loaded.xlated_insns()) >= len(program.insns)
+
+
+def test_a_calls_only_glob_is_one_branch_the_verifier_takes_once(kernel: KernelBTF) -> None:
+    """--summary --calls-only: every function's program is the same but for its counters' key,
+    which its cookie holds, so a glob of hundreds is one short program each link."""
+    from bpf.codegen import generate_multi
+    from ksnoop.run.summary import count_calls
+    from ksnoop.spec.multi import group_kprobes, split_multi
+
+    resolved = resolve([parse_spec("tcp_*")], kernel, function_kind=ProbeKind.KPROBE, max_probes=4096, defaults=False)
+    grouped = group_kprobes(count_calls(resolved, calls_only=True))
+    programs = [generate(grouped.plan, i, branch=True) for i in range(len(grouped.plan.probes))]
+    plan = split_multi(grouped, [p.insns for p in programs]).plan
+    (multi,) = plan.multi
+    assert len(multi.probes) == len(plan.probes) > 100
+    program = generate_multi(plan, 0, programs=programs)
+    assert len(program.insns) < 2 * len(programs[0].insns)
+    keys = sorted(plan.probes[i].count.key for i in multi.probes)  # type: ignore[union-attr]
+    assert sorted((c >> 16) & 0xFFFF for c in program.multi_cookies) == keys
+    assert {c >> 48 for c in program.multi_cookies} == {0}
+    with contextlib.ExitStack() as stack:
+        maps = create_maps(stack, programs)
+        fds = maps.fds_of(multi.probes)
+        loaded = stack.enter_context(
+            load_program(program.bind_maps(fds), program.prog_type, program.expected_attach_type, name=program.name)
+        )
+        assert len(loaded.xlated_insns()) >= len(program.insns)
 
 
 def test_verifier_takes_kprobe_summary_and_call_path_programs(kernel: KernelBTF) -> None:

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """kprobe_multi programs: one program for a glob's functions, whose branch for each is that
-function's own kprobe program, chosen by the link's cookie. Run in the test interpreter
-(tests/support/bpfvm.py) with every cookie: each must run its function's branch, reading that
-function's arguments from pt_regs, and nothing else; entries and returns of nested calls keep
-their stashed times apart in the one stash map they share."""
+function's own kprobe program with its numbers (probe, key, stash group) read from the link's
+cookie, which also chooses the branch; functions whose branches are the same share one. Run in
+the test interpreter (tests/support/bpfvm.py) with every cookie: each must run its function's
+branch, reading that function's arguments from pt_regs, and nothing else; entries and returns of
+nested calls keep their stashed times apart in the one stash map they share."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.support.btfbuilder import BTFBuilder
 
 X86_REGS = ["r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di"]
 FUNCTIONS = 11  # f00..f10, each `int fNN(unsigned long a, unsigned long b)`
+SHAPES = 3  # g00..g08: `int g(a)`, `int g(a, b)`, `int g(a, b, c)` in turn
 PID, TID = 4242, 4243
 
 
@@ -36,13 +38,21 @@ def _kernel() -> KernelBTF:
     for n in range(FUNCTIONS):
         b.func(f"f{n:02d}", proto)
     b.func("alone", proto)
+    protos = [b.func_proto(s32, [(name, u64) for name in "abc"[: n + 1]]) for n in range(SHAPES)]
+    for n in range(3 * SHAPES):
+        b.func(f"g{n:02d}", protos[n % SHAPES])
     return KernelBTF(BTF.from_bytes(b.to_bytes()), [])
 
 
 def _resolved(*specs: str) -> ResolvedTrace:
     resolved = resolve([parse_spec(s) for s in specs], _kernel(), function_kind=ProbeKind.KPROBE)
     grouped = group_kprobes(resolved)
-    return split_multi(grouped, [len(generate(grouped.plan, i).insns) for i in range(len(grouped.plan.probes))])
+    return split_multi(grouped, _branches(grouped))
+
+
+def _branches(resolved: ResolvedTrace) -> list:
+    plan = resolved.plan
+    return [generate(plan, i, branch=plan.multi_of(i) is not None).insns for i in range(len(plan.probes))]
 
 
 def _regs(**values: int) -> list[int]:
@@ -80,21 +90,33 @@ def test_a_glob_of_enough_functions_is_grouped_by_side_and_shares_one_stash() ->
 def test_a_side_longer_than_one_program_may_be_is_cut_into_links_that_share_its_stash(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """split_multi cuts by program length, after generating: the branches name the glob's one
-    stash whichever link holds them, so the programs need not be generated again."""
+    """split_multi cuts by the length of each link's distinct branches, after generating: the
+    branches name the glob's one stash whichever link holds them, so they need not be generated
+    again."""
     from ksnoop.spec import multi as multi_module
 
-    grouped = group_kprobes(resolve([parse_spec("f*(a, return)")], _kernel(), function_kind=ProbeKind.KPROBE))
-    programs = [generate(grouped.plan, i) for i in range(len(grouped.plan.probes))]
-    sizes = [len(p.insns) for p in programs]
-    monkeypatch.setattr(multi_module, "MULTI_MAX_INSNS", 3 * max(sizes))
-    split = split_multi(grouped, sizes).plan
-    entries = [m for m in split.multi if split.probes[m.probes[0]].kind is ProbeKind.KPROBE]
-    assert len(entries) == -(-FUNCTIONS // 3)  # three functions a link, the last link the rest
-    assert all(sum(sizes[i] for i in m.probes) <= 3 * max(sizes) for m in split.multi)
-    assert [i for m in entries for i in m.probes] == [i for m in grouped.plan.multi[:1] for i in m.probes]
-    assert {m.share for m in split.multi} == {0}
-    assert [generate(split, i) for i in range(len(split.probes))] == programs
+    grouped = group_kprobes(resolve([parse_spec("g*(return)")], _kernel(), function_kind=ProbeKind.KPROBE))
+    branches = _branches(grouped)
+    entries = grouped.plan.multi[0].probes
+    shapes = list(dict.fromkeys(branches[i] for i in entries))
+    assert len(shapes) == SHAPES  # one branch per prototype, whatever the number of functions
+    # Room for the two shortest distinct branches a link (the shapes grow with the arguments).
+    assert len(shapes[0]) < len(shapes[1]) < len(shapes[2])
+    monkeypatch.setattr(multi_module, "MULTI_MAX_INSNS", sum(len(b) for b in shapes[:2]))
+    split = split_multi(grouped, branches)
+    links = [m for m in split.plan.multi if split.plan.probes[m.probes[0]].kind is ProbeKind.KPROBE]
+    assert [i for m in links for i in m.probes] == list(entries)
+    for link in links:
+        assert sum(len(b) for b in {branches[i] for i in link.probes}) <= multi_module.MULTI_MAX_INSNS
+    # g00-g01 (shapes 0 and 1), g02 (shape 2 leaves no room for another), g03-g04, g05, ...
+    assert [len(m.probes) for m in links] == [2, 1] * SHAPES
+    assert {m.share for m in split.plan.multi} == {0}
+    assert _branches(split) == branches
+    # One shape: a link holds every function while one branch fits.
+    same = group_kprobes(resolve([parse_spec("f*")], _kernel(), function_kind=ProbeKind.KPROBE))
+    same_branches = _branches(same)
+    monkeypatch.setattr(multi_module, "MULTI_MAX_INSNS", len(same_branches[same.plan.multi[0].probes[0]]))
+    assert [len(m.probes) for m in split_multi(same, same_branches).plan.multi] == [FUNCTIONS, FUNCTIONS]  # a side each
 
 
 def test_each_cookie_runs_its_own_functions_branch() -> None:
@@ -104,14 +126,18 @@ def test_each_cookie_runs_its_own_functions_branch() -> None:
     program = generate_multi(plan, 0)
     assert program.multi_functions == tuple(f"f{n:02d}" for n in range(FUNCTIONS))
     assert program.prog_type == 2 and program.expected_attach_type == 42  # KPROBE, TRACE_KPROBE_MULTI
+    # Functions of one prototype and one spec: one branch serves them all.
+    assert [name for _, name in program.sections].count("prologue") == 1
+    assert len(program.insns) < len(generate(plan, entries.probes[0], branch=True).insns) + 10
     vm = _vm(resolved)
-    for cookie, probe_index in enumerate(entries.probes):
+    for n, probe_index in enumerate(entries.probes):
         before = len(vm.records)
-        run = vm.run(program, _regs(di=1000 + cookie, si=11), cookie=cookie)
+        cookie = program.multi_cookies[n]
+        run = vm.run(program, _regs(di=1000 + n, si=11), cookie=cookie)
         (record,) = run.records[before:]
         assert HEADER.unpack_from(record)[3] == probe_index  # the probe index its branch writes
         event = build_decoder(plan, probe_index, resolved.targets[probe_index].btf)(record)
-        assert event.values == (1000 + cookie, 11)
+        assert event.values == (1000 + n, 11)
         # The branch's own predicate: b > 10 holds for 11, not for 10.
         assert vm.run(program, _regs(di=1, si=10), cookie=cookie).records[len(vm.records) :] == []
     assert len(vm.records) == FUNCTIONS
@@ -124,17 +150,17 @@ def test_nested_calls_of_two_functions_keep_their_entry_times_apart() -> None:
     enter, leave = generate_multi(plan, 0), generate_multi(plan, 1)
     vm = _vm(resolved)
     # f03 calls f07: both enter, then f07 returns, then f03. One stash map, keyed by thread and function.
-    vm.run(enter, _regs(di=1, si=2), cookie=3)
+    vm.run(enter, _regs(di=1, si=2), cookie=enter.multi_cookies[3])
     t3 = vm.ktime
-    vm.run(enter, _regs(di=1, si=2), cookie=7)
+    vm.run(enter, _regs(di=1, si=2), cookie=enter.multi_cookies[7])
     t7 = vm.ktime
-    inner = vm.run(leave, _regs(ax=7), cookie=7).records[-1]
-    outer = vm.run(leave, _regs(ax=3), cookie=3).records[-1]
-    for record, cookie, entered in ((inner, 7, t7), (outer, 3, t3)):
+    inner = vm.run(leave, _regs(ax=7), cookie=leave.multi_cookies[7]).records[-1]
+    outer = vm.run(leave, _regs(ax=3), cookie=leave.multi_cookies[3]).records[-1]
+    for record, n, entered in ((inner, 7, t7), (outer, 3, t3)):
         ts, _pid_tgid, _cpu, probe, _failed, entry_ts = HEADER.unpack_from(record)
-        assert probe == returns.probes[cookie]
-        assert entry_ts == entered, (cookie, entry_ts, entered)
-        assert struct.unpack_from("=i", record, len(record) - 8)[0] == cookie  # the return value, from ax
+        assert probe == returns.probes[n]
+        assert entry_ts == entered, (n, entry_ts, entered)
+        assert struct.unpack_from("=i", record, len(record) - 8)[0] == n  # the return value, from ax
 
 
 def test_a_multi_is_checked() -> None:
