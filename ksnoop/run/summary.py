@@ -47,12 +47,14 @@ def count_calls(resolved: ResolvedTrace, calls_only: bool = False) -> ResolvedTr
     out_targets: List[Target] = []
     out_sources: List[int] = []
     out_pairs: List[Pair] = []
+    counted = 0
     for n, (probe, target) in enumerate(zip(probes, targets)):
         partner = plan.partner(n)
         if probe.kind.is_return and partner is not None:
             continue  # counted with its fentry
         exit_tests = probes[partner].tests if partner is not None else ()
-        key = sum(p.count is not None for p in out_probes)
+        key = counted  # each function (or tracepoint) counts with one probe
+        counted += 1
         made: List[Probe]
         if target.kind is TargetKind.TRACEPOINT:
             made = [replace(probe, captures=(), kstack_depth=0, count=Count(key))]
