@@ -164,8 +164,9 @@ class _Jump:
 
 
 class _Assembler:
-    def __init__(self, by_cookie: bool = False) -> None:
-        self.by_cookie = by_cookie  # a kprobe_multi branch: templates.BY_COOKIE's forms
+    def __init__(self, cookie_forms: Optional[Mapping[str, tpl.Template]] = None) -> None:
+        # A kprobe_multi branch: the forms of templates.BY_COOKIE (or BY_COOKIE_RETURN) it emits.
+        self.cookie_forms = cookie_forms
         self.items: List[Union[Insn, _Jump]] = []
         self.labels: Dict[str, int] = {}
         self.map_slots: List[Tuple[int, MapRole]] = []
@@ -176,8 +177,8 @@ class _Assembler:
         self.labels[name] = len(self.items)
 
     def emit(self, template: tpl.Template, **values: Union[int, str]) -> None:
-        if self.by_cookie:
-            template = tpl.BY_COOKIE.get(template.name, template)
+        if self.cookie_forms is not None:
+            template = self.cookie_forms.get(template.name, template)
         missing = set(template.hole_names).difference(values, _MAP_HOLES)
         assert not missing, f"{template.name}: holes left unfilled: {sorted(missing)}"
         self.sections.append((len(self.items), template.name))
@@ -262,7 +263,8 @@ def generate(plan: Plan, probe_index: int, branch: bool = False) -> Program:
     if probe.path is not None or probe.forgets_path:
         return _program(_path_program(plan, probe_index, layout), plan, probe_index, layout)
     fexit_stash = probe.kind.is_return and probe.stash is not Stash.NONE
-    asm = _Assembler(by_cookie=branch)
+    forms = (tpl.BY_COOKIE_RETURN if probe.kind.is_return else tpl.BY_COOKIE) if branch else None
+    asm = _Assembler(cookie_forms=forms)
     asm.emit(tpl.PROLOGUE)
     if fexit_stash:
         if probe.stash is Stash.TIME:
@@ -312,60 +314,141 @@ def generate_multi(
     Each probe's program is generated as a branch (generate(..., branch=True), or `programs[i]`,
     generated so already), which takes the numbers naming its function from the link's cookie
     for the function that fired: the functions whose branches are then the same instructions
-    (a glob's functions with the same captures and tests) share one. The cookie's top bits
-    choose the branch, by a binary search of compare-and-jumps. Nothing is looked up at run time,
-    and the verifier checks each distinct branch once, not once per function."""
+    (a glob's functions with the same captures and tests) share one. The cookie also holds the
+    number of the branch, chosen by a binary search of compare-and-jumps. Nothing is looked up
+    at run time, and the verifier checks each distinct branch once, not once per function."""
     multi = plan.multi[multi_index]
     probes = list(multi.probes if only is None else only)
     if not probes or not set(probes) <= set(multi.probes):
         raise CodegenError(f"{probes}: not probes of {multi}")
-    branches: List[Program] = []
-    numbers: Dict[Tuple[Insn, ...], int] = {}  # a branch's instructions -> its number
-    cookies = []
-    for index in probes:
-        program = generate(plan, index, branch=True) if programs is None else programs[index]
-        if not program.branch:
-            raise CodegenError(f"{plan.probes[index].target}: its program was not generated as a branch")
-        number = numbers.setdefault(program.insns, len(numbers))
-        if number == len(branches):
-            branches.append(program)
-        cookies.append(_cookie(plan, index, number))
+    returns = plan.probes[probes[0]].kind.is_return
+    side = _Side(plan, probes, programs)
     asm = _Assembler()
-    asm.emit(tpl.COOKIE_BRANCH)
-    if len(branches) > 1:
-        _emit_dispatch(asm, 0, len(branches))
-    for n, branch in enumerate(branches):
-        asm.label(f"branch{n}")
-        asm.append(branch)
-    first = plan.probes[probes[0]]
+    asm.emit(tpl.COOKIE_SAVE)
+    asm.emit(tpl.RETURN_BRANCH if returns else tpl.ENTRY_BRANCH)
+    side.emit(asm, "branch")
+    entries = [_entry_of(plan, i) for i in probes] if returns else probes
+    cookies = [
+        _cookie(plan, entry, side.numbers[n] if not returns else 0, side.numbers[n] if returns else 0)
+        for n, entry in enumerate(entries)
+    ]
+    return _multi_program(plan, asm, side.branches, probes, cookies, AttachType.TRACE_KPROBE_MULTI, returns)
+
+
+def generate_session(
+    plan: Plan,
+    entries: Sequence[int],
+    is_return_id: int,
+    programs: Optional[Sequence[Program]] = None,
+) -> Program:
+    """One kprobe session program (v6.10) for the entry probes `entries` of a glob's kprobe_multi
+    and their return probes: run at each function's entry and again at its return, it asks the
+    kfunc bpf_session_is_return (`is_return_id`, its BTF id in vmlinux) which, then dispatches on
+    that side's branch number in the cookie as generate_multi does. One link where there were two."""
+    entries = list(entries)
+    returns = [plan.partner(i) for i in entries]
+    if not entries or any(r is None or not plan.probes[r].kind.is_return for r in returns):
+        raise CodegenError(f"{entries}: a kprobe session wants entry probes that each have a return probe")
+    for group in (entries, returns):
+        multis = {plan.multi_of(i) for i in group}  # type: ignore[arg-type]
+        if None in multis or len({m.share for m in multis if m is not None}) != 1:
+            raise CodegenError(f"{group}: not the probes of one glob's kprobe_multi side")
+    entry_side = _Side(plan, entries, programs)
+    return_side = _Side(plan, [r for r in returns if r is not None], programs)
+    asm = _Assembler()
+    asm.emit(tpl.COOKIE_SAVE)
+    asm.emit(tpl.SESSION_RETURNING, is_return=is_return_id, target="returning")
+    asm.emit(tpl.ENTRY_BRANCH)
+    entry_side.emit(asm, "entry")
+    asm.label("returning")
+    asm.emit(tpl.RETURN_BRANCH)
+    return_side.emit(asm, "return")
+    cookies = [_cookie(plan, e, entry_side.numbers[n], return_side.numbers[n]) for n, e in enumerate(entries)]
+    branches = entry_side.branches + return_side.branches
+    return _multi_program(plan, asm, branches, entries, cookies, AttachType.TRACE_KPROBE_SESSION, False)
+
+
+class _Side:
+    """The distinct branches of one side's probes, and each probe's branch number."""
+
+    def __init__(self, plan: Plan, probes: Sequence[int], programs: Optional[Sequence[Program]]) -> None:
+        self.branches: List[Program] = []
+        self.numbers: List[int] = []
+        seen: Dict[Tuple[Insn, ...], int] = {}
+        for index in probes:
+            program = generate(plan, index, branch=True) if programs is None else programs[index]
+            if not program.branch:
+                raise CodegenError(f"{plan.probes[index].target}: its program was not generated as a branch")
+            number = seen.setdefault(program.insns, len(seen))
+            if number > tpl.COOKIE_BRANCH_MAX:
+                raise CodegenError(
+                    f"{plan.probes[index].target}: more than {tpl.COOKIE_BRANCH_MAX + 1} distinct branches "
+                    "in one kprobe_multi program"
+                )
+            if number == len(self.branches):
+                self.branches.append(program)
+            self.numbers.append(number)
+
+    def emit(self, asm: _Assembler, prefix: str) -> None:
+        """The dispatch on the branch number in r0, then the branches."""
+        if len(self.branches) > 1:
+            _emit_dispatch(asm, prefix, 0, len(self.branches))
+        for n, branch in enumerate(self.branches):
+            asm.label(f"{prefix}{n}")
+            asm.append(branch)
+
+
+def _entry_of(plan: Plan, return_index: int) -> int:
+    partner = plan.partner(return_index)
+    if partner is None:
+        raise CodegenError(f"{plan.probes[return_index].target}: a return probe without its entry")
+    return partner
+
+
+def _multi_program(
+    plan: Plan,
+    asm: _Assembler,
+    branches: Sequence[Program],
+    probes: Sequence[int],
+    cookies: Sequence[int],
+    attach_type: AttachType,
+    retprobe: bool,
+) -> Program:
     maps: Dict[MapRole, MapSpec] = {}
     for branch in branches:
         for spec in branch.maps:
             if maps.setdefault(spec.role, spec) != spec:
                 raise CodegenError(f"the branches of one kprobe_multi program disagree on its {spec.role.value} map")
+    kind = "session" if attach_type is AttachType.TRACE_KPROBE_SESSION else "ret" if retprobe else "entry"
     return Program(
-        name=f"ksnoop_multi_{'ret' if first.kind is ProbeKind.KRETPROBE else 'entry'}"[: uapi.BPF_OBJ_NAME_LEN - 1],
+        name=f"ksnoop_multi_{kind}"[: uapi.BPF_OBJ_NAME_LEN - 1],
         insns=asm.assemble(),
         map_slots=tuple(asm.map_slots),
         maps=tuple(maps.values()),
         prog_type=ProgType.KPROBE,
-        expected_attach_type=AttachType.TRACE_KPROBE_MULTI,
+        expected_attach_type=attach_type,
         attach_btf_id=0,
         module="vmlinux",
         layout=branches[0].layout,
         sections=tuple(asm.sections),
-        retprobe=first.kind is ProbeKind.KRETPROBE,
+        retprobe=retprobe,
         multi_functions=tuple(plan.probes[i].target for i in probes),
         multi_cookies=tuple(cookies),
     )
 
 
-def _cookie(plan: Plan, probe_index: int, branch: int) -> int:
-    """The cookie of plan.probes[probe_index]'s function: its numbers at templates.COOKIE_FIELDS, and
-    the number of the branch that serves it at COOKIE_BRANCH_SHIFT."""
-    probe = plan.probes[probe_index]
-    numbers = {"probe": probe_index, "key": probe.count.key if probe.count else 0, "stash_group": probe.stash_group}
-    cookie = branch << tpl.COOKIE_BRANCH_SHIFT
+def _cookie(plan: Plan, entry: int, entry_branch: int, return_branch: int) -> int:
+    """The cookie of the function whose entry probe is plan.probes[entry] (see templates.COOKIE_FIELDS)."""
+    probe = plan.probes[entry]
+    partner = plan.partner(entry)
+    numbers = {"probe": entry, "return_probe": partner if partner is not None else 0}
+    sides = [probe] if partner is None else [probe, plan.probes[partner]]
+    counted = {p.count.key for p in sides if p.count is not None}
+    stashed = {p.stash_group for p in sides if p.stash is not Stash.NONE}
+    if len(counted | stashed) > 1:
+        raise CodegenError(f"{probe.target}: its counters' key and its stash group differ; a cookie holds one")
+    numbers["key"] = next(iter(counted | stashed), 0)
+    cookie = entry_branch << tpl.COOKIE_ENTRY_BRANCH_SHIFT | return_branch << tpl.COOKIE_RETURN_BRANCH_SHIFT
     for name, value in numbers.items():
         if not 0 <= value <= tpl.COOKIE_FIELD_MAX:
             raise CodegenError(
@@ -376,16 +459,16 @@ def _cookie(plan: Plan, probe_index: int, branch: int) -> int:
     return cookie
 
 
-def _emit_dispatch(asm: _Assembler, low: int, high: int) -> None:
+def _emit_dispatch(asm: _Assembler, prefix: str, low: int, high: int) -> None:
     # Branches low..high-1: halve the range until one is left, then jump to it.
     if high - low == 1:
-        asm.emit(tpl.GOTO, target=f"branch{low}")
+        asm.emit(tpl.GOTO, target=f"{prefix}{low}")
         return
     middle = (low + high) // 2
-    asm.emit(tpl.BRANCH_AT_LEAST, branch=middle, target=f"from{middle}")
-    _emit_dispatch(asm, low, middle)
-    asm.label(f"from{middle}")
-    _emit_dispatch(asm, middle, high)
+    asm.emit(tpl.BRANCH_AT_LEAST, branch=middle, target=f"{prefix}_from{middle}")
+    _emit_dispatch(asm, prefix, low, middle)
+    asm.label(f"{prefix}_from{middle}")
+    _emit_dispatch(asm, prefix, middle, high)
 
 
 def _place_dropped(asm: _Assembler, then: str) -> None:
@@ -413,7 +496,7 @@ def _program(asm: _Assembler, plan: Plan, probe_index: int, layout: RecordLayout
         sections=tuple(asm.sections),
         kprobe_function=probe.target if probe.kind in _KPROBE_KINDS else "",
         retprobe=probe.kind is ProbeKind.KRETPROBE,
-        branch=asm.by_cookie,
+        branch=asm.cookie_forms is not None,
     )
 
 

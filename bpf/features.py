@@ -158,6 +158,20 @@ def probe_kprobe_multi(function: str) -> Feature:
         return Feature(False, f"no kprobe_multi links ({_describe(e)})")
 
 
+def probe_kprobe_session(function: str) -> Feature:
+    """Can one link run a program at both the entry and the return of many functions (kprobe
+    session: v6.10)? Asked as probe_kprobe_multi is, with the session attach type."""
+    kprobes = probe_kprobes()
+    if not kprobes:
+        return kprobes
+    try:
+        with load_program(_RETURN_0, ProgType.KPROBE, AttachType.TRACE_KPROBE_SESSION, 0, name="ksnoop_probe") as prog:
+            with attach_kprobe_multi(prog, [function], retprobe=False):
+                return Feature(True)
+    except OSError as e:
+        return Feature(False, f"no kprobe session links ({_describe(e)})")
+
+
 @functools.cache
 def probe_iter(attach_btf_id: int, module: str = "vmlinux") -> Feature:
     """Can an iterator program load for the target whose FUNC bpf_iter_<name> is `attach_btf_id`

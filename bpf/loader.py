@@ -296,10 +296,12 @@ def attach_kprobe_multi(
     cookies[k] (k itself by default).
     OSError as the kernel says: EOPNOTSUPP without fprobe, ESRCH for a name not in kallsyms,
     EINVAL for a function ftrace cannot hook; nothing is attached then."""
-    if prog.prog_type != ProgType.KPROBE or prog.expected_attach_type != AttachType.TRACE_KPROBE_MULTI:
-        raise ValueError("attach_kprobe_multi() of a program not loaded for kprobe_multi")
+    multi_types = (AttachType.TRACE_KPROBE_MULTI, AttachType.TRACE_KPROBE_SESSION)
+    if prog.prog_type != ProgType.KPROBE or prog.expected_attach_type not in multi_types:
+        raise ValueError("attach_kprobe_multi() of a program not loaded for kprobe_multi or a kprobe session")
     cookies = range(len(functions)) if cookies is None else cookies
-    fd = syscall.link_create_kprobe_multi(prog.fd, int(AttachType.TRACE_KPROBE_MULTI), functions, retprobe, cookies)
+    # A session program (loaded with TRACE_KPROBE_SESSION, v6.10) runs at each entry and return.
+    fd = syscall.link_create_kprobe_multi(prog.fd, int(prog.expected_attach_type), functions, retprobe, cookies)
     return Link(fd, prog, "LINK_CREATE")
 
 

@@ -253,6 +253,9 @@ class Plan:
     wakeup_bytes: int = 1 << 16
     pairs: Tuple[Pair, ...] = ()
     multi: Tuple[MultiAttach, ...] = ()
+    # Where the kernel takes kprobe session links (v6.10): the BTF id of the kfunc
+    # bpf_session_is_return in vmlinux, and a glob's entries and returns go by one link; else 0.
+    session_is_return: int = 0
 
     def __post_init__(self) -> None:
         _check_plan(self)

@@ -51,13 +51,18 @@ STACK_PATH_KEY = STACK_STASH_KEY  # call-path programs (which have no stash): th
 STACK_COOKIE = STACK_STASH_KEY - 8  # kprobe_multi programs: the link's cookie for the function that fired
 
 # A kprobe_multi program has one branch for all the functions whose programs are the same but
-# for the numbers that name the function (its probe index, its counters' key, its stash group):
-# the link gives each function a cookie holding them, 16 bits each at these shifts, with the
-# number of its branch in the top 16 bits. The `_BY_COOKIE` templates (BY_COOKIE) read them from
-# the cookie saved at STACK_COOKIE where the others take them as constants.
-COOKIE_FIELDS = {"probe": 0, "key": 16, "stash_group": 32}
-COOKIE_BRANCH_SHIFT = 48
+# for the numbers that name the function: the link gives each function a cookie holding them,
+# and the number of the branch that serves it, at these shifts (16 bits a number, 8 a branch
+# number). One cookie serves both sides of a function (its entry's link and its return's, or one
+# kprobe session link running both), so each side reads its own probe index; a function's
+# counters' key and its stash group are one number where it has both (count_calls). The
+# `_by_cookie` templates (BY_COOKIE, BY_COOKIE_RETURN) read them from the cookie saved at
+# STACK_COOKIE where the others take them as constants.
+COOKIE_FIELDS = {"probe": 0, "return_probe": 16, "key": 32, "stash_group": 32}
 COOKIE_FIELD_MAX = 0xFFFF
+COOKIE_ENTRY_BRANCH_SHIFT = 48
+COOKIE_RETURN_BRANCH_SHIFT = 56
+COOKIE_BRANCH_MAX = 0xFF
 _BY_COOKIE = "_by_cookie"
 
 
@@ -295,13 +300,13 @@ RESERVE = Template(
 )
 
 
-def _header(by_cookie: bool) -> Template:
+def _header(by_cookie: bool, field: str = "probe") -> Template:
     if by_cookie:
-        probe: Tuple[TInsn, ...] = (*_function_value(R0, "probe", True), T(i.stx_mem(4, RECORD, R0, PROBE_OFFSET)))
+        probe: Tuple[TInsn, ...] = (*_function_value(R0, field, True), T(i.stx_mem(4, RECORD, R0, PROBE_OFFSET)))
     else:
         probe = (T(i.st_mem(4, RECORD, PROBE_OFFSET, 0), imm="probe"),)
     return Template(
-        "header" + _BY_COOKIE * by_cookie,
+        "header" + _BY_COOKIE * by_cookie + ("_" + field) * (field != "probe"),
         "fills the record header: ktime, pid_tgid, cpu, probe index, no entry time; clobbers r0-r5",
         (
             T(i.call(Helper.ktime_get_ns)),
@@ -386,23 +391,54 @@ GOTO = Template("goto", "jumps to `target`", (T(i.ja(0), off="target"),))
 
 # ---- kprobe_multi: one program for many functions, a branch each, chosen by the link's cookie ----
 
-COOKIE_BRANCH = Template(
-    "cookie_branch",
-    "STACK_COOKIE = the cookie the kprobe_multi link gave the function that fired, r0 = its branch "
-    "number (the top 16 bits); r1 = ctx again, as each branch's prologue expects; clobbers r1-r6",
+
+def _cookie_branch(shift: int) -> Tuple[TInsn, ...]:
+    """r0 = the branch number at `shift` of the cookie at STACK_COOKIE."""
+    return (
+        T(i.ldx_mem(8, R0, R10, STACK_COOKIE)),
+        T(i.alu64_imm(RSH, R0, shift)),
+        T(i.alu64_imm(AND, R0, COOKIE_BRANCH_MAX)),
+    )
+
+
+COOKIE_SAVE = Template(
+    "cookie_save",
+    "STACK_COOKIE = the cookie the link gave the function that fired; r6 = ctx; clobbers r0-r5",
     (
         T(i.mov64_reg(CTX, R1)),
         T(i.call(Helper.get_attach_cookie)),
         T(i.stx_mem(8, R10, R0, STACK_COOKIE)),
-        T(i.alu64_imm(RSH, R0, COOKIE_BRANCH_SHIFT)),
-        T(i.mov64_reg(R1, CTX)),
     ),
+)
+
+ENTRY_BRANCH = Template(
+    "entry_branch",
+    "r0 = the number of the entry branch serving the function that fired; r1 = ctx again, as each "
+    "branch's prologue expects",
+    (*_cookie_branch(COOKIE_ENTRY_BRANCH_SHIFT), T(i.mov64_reg(R1, CTX))),
+)
+
+RETURN_BRANCH = Template(
+    "return_branch",
+    "r0 = the number of the return branch serving the function that fired; r1 = ctx again",
+    (*_cookie_branch(COOKIE_RETURN_BRANCH_SHIFT), T(i.mov64_reg(R1, CTX))),
 )
 
 BRANCH_AT_LEAST = Template(
     "branch_at_least",
     "jumps to `target` if the branch number in r0 is at least `branch`",
     (T(i.jmp_imm(uapi.BPF_JGE, R0, 0, 0), imm="branch", off="target"),),
+)
+
+SESSION_RETURNING = Template(
+    "session_returning",
+    "jumps to `target` if this run of a kprobe session program is the function's return (the "
+    "kfunc bpf_session_is_return, whose BTF id is `is_return`); clobbers r0-r5",
+    (
+        T(i.mov64_reg(R1, CTX)),
+        T(i.Insn(uapi.BPF_JMP | uapi.BPF_CALL, 0, uapi.BPF_PSEUDO_KFUNC_CALL, 0, 0), imm="is_return"),
+        T(i.jmp_imm(JNE, R0, 0, 0), off="target"),
+    ),
 )
 
 SUBMIT = Template(
@@ -911,7 +947,8 @@ EXIT = Template(
 )
 
 # The templates that name a function by its numbers, and their kprobe_multi forms, which read
-# those from the cookie (see COOKIE_FIELDS); by the plain template's name.
+# those from the cookie (see COOKIE_FIELDS); by the plain template's name. A return branch's
+# record names its own probe.
 BY_COOKIE = {
     plain.name: by_cookie
     for plain, by_cookie in (
@@ -924,6 +961,7 @@ BY_COOKIE = {
         (COUNTERS, _counters(True)),
     )
 }
+BY_COOKIE_RETURN = {**BY_COOKIE, HEADER.name: _header(True, "return_probe")}
 
 ALL = (
     PROLOGUE,
@@ -985,7 +1023,11 @@ ALL = (
     PATH_FORGET,
     EXIT,
     SEQ_WRITE,
-    COOKIE_BRANCH,
+    COOKIE_SAVE,
+    ENTRY_BRANCH,
+    RETURN_BRANCH,
     BRANCH_AT_LEAST,
+    SESSION_RETURNING,
     *BY_COOKIE.values(),
+    BY_COOKIE_RETURN[HEADER.name],
 )

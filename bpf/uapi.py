@@ -107,6 +107,7 @@ class AttachType(enum.IntEnum):
     TRACE_ITER = 28
     PERF_EVENT = 41
     TRACE_KPROBE_MULTI = 42
+    TRACE_KPROBE_SESSION = 56  # v6.10
 
 
 class LinkType(enum.IntEnum):

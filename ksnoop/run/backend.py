@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
-from bpf.features import check_privileges, probe_fentry, probe_kprobe_multi, probe_kprobes
+from bpf.features import check_privileges, probe_fentry, probe_kprobe_multi, probe_kprobe_session, probe_kprobes
 from bpf.plan import ProbeKind
+from btf import Kind
 
 from ksnoop.errors import Refused, UnknownTarget
 from ksnoop.spec.language import TraceSpec
@@ -29,6 +30,8 @@ class Backend:
     note: str = ""
     multi: bool = False  # kprobes: a glob's functions can share one kprobe_multi link
     no_multi: str = ""  # kprobes without kprobe_multi: why not
+    # kprobe sessions (a glob's entries and returns by one link): bpf_session_is_return's BTF id, or 0
+    session_is_return: int = 0
 
 
 def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> Backend:
@@ -45,7 +48,15 @@ def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> 
     multi = probe_kprobe_multi(function.name)
     if not multi:
         return replace(backend, why=f"{backend.why}; one kprobe per function: {multi.reason}", no_multi=multi.reason)
-    return replace(backend, why=f"{backend.why}; a glob's functions by one kprobe_multi link", multi=True)
+    why = f"{backend.why}; a glob's functions by one kprobe_multi link"
+    # The kfunc a session program asks which side it runs for: in the BTF of kernels from v6.10.
+    is_return = kernel.vmlinux.find("bpf_session_is_return", Kind.FUNC)
+    session = probe_kprobe_session(function.name) if is_return is not None else None
+    if is_return is None or not session:
+        reason = session.reason if session is not None else "no kfunc bpf_session_is_return in its BTF"
+        return replace(backend, why=f"{why}, a side each ({reason})", multi=True)
+    why = f"{why}, entries and returns together (a kprobe session)"
+    return replace(backend, why=why, multi=True, session_is_return=is_return.id)
 
 
 def _choose_kind(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> Backend:

@@ -20,7 +20,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from bpf.btfobj import open_kernel_btf
-from bpf.codegen import MapRole, Program, generate, generate_multi
+from bpf.codegen import MapRole, Program, generate, generate_multi, generate_session
 from bpf.errnos import errno_name
 from bpf.features import check_privileges
 from bpf.loader import (
@@ -230,25 +230,35 @@ def _attach_multi(
     stack: contextlib.ExitStack,
     resolved: ResolvedTrace,
     programs: Tuple[Program, ...],
-    multi_index: int,
+    multi_indices: Sequence[int],
     maps: ProgramMaps,
     err: TextIO,
     hookable: Optional["set[str]"],
 ) -> Optional[Tuple[Any, List[int]]]:
-    """Load plan.multi[multi_index]'s program and link it to its functions with one kprobe_multi
-    link, entering `stack`: (the link, the probes it holds). None, with one warning, where the
-    kernel refuses: those functions then get one kprobe each. Functions ftrace cannot hook (not in
-    `hookable`, when tracefs shows it) would fail the whole link: left to kprobes."""
+    """Load the program of plan.multi[i] (one index), or the kprobe session program of a glob's
+    entries and returns (two: the entries' multi, then the returns'), and link it to its
+    functions with one link, entering `stack`: (the link, the probes it holds). None where the
+    kernel refuses: one warning for a kprobe_multi link, whose functions then get one kprobe
+    each; a refused session is logged and its sides go by a kprobe_multi link each. Functions
+    ftrace cannot hook (not in `hookable`, when tracefs shows it) would fail the whole link:
+    left to kprobes."""
     plan = resolved.plan
-    multi = plan.multi[multi_index]
+    multi = plan.multi[multi_indices[0]]
     glob = resolved.globs[multi.share] if 0 <= multi.share < len(resolved.globs) else None
-    branches = [i for i in multi.probes if hookable is None or plan.probes[i].target in hookable]
-    side = "returns" if plan.probes[multi.probes[0]].kind.is_return else "entries"
-    what = f"the {side} of {len(multi.probes)} functions matching '{glob}'"
-    if not branches:
+    entries = [i for i in multi.probes if hookable is None or plan.probes[i].target in hookable]
+    if not entries:
         return None
-    program = generate_multi(plan, multi_index, only=branches, programs=programs)
-    fds = maps.fds_of(branches)
+    session = len(multi_indices) == 2
+    if session:
+        held = [*entries, *(_partner(plan, i) for i in entries)]
+        program = generate_session(plan, entries, plan.session_is_return, programs=programs)
+        what = f"the entries and returns of {len(multi.probes)} functions matching '{glob}'"
+    else:
+        held = entries
+        program = generate_multi(plan, multi_indices[0], only=entries, programs=programs)
+        side = "returns" if plan.probes[multi.probes[0]].kind.is_return else "entries"
+        what = f"the {side} of {len(multi.probes)} functions matching '{glob}'"
+    fds = maps.fds_of(held)
     with contextlib.ExitStack() as multi_stack:
         try:
             loaded = multi_stack.enter_context(load_generated(program, fds, f"'{glob}'"))
@@ -259,14 +269,38 @@ def _attach_multi(
             raise
         except (RuntimeFailure, OSError) as error:
             why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            if session:
+                log.debug("a kprobe session link for %s was refused (%s): a kprobe_multi link a side", what, why)
+                return None
             err.write(
                 sanitize(f"ksnoop: warning: one kprobe_multi link for {what} was refused ({why}): one kprobe each")
                 + "\n"
             )
             return None
         stack.enter_context(multi_stack.pop_all())
-    log.debug("%s: one kprobe_multi link on %d functions", what, len(branches))
-    return link, branches
+    log.debug("%s: one %s link on %d functions", what, "kprobe session" if session else "kprobe_multi", len(entries))
+    return link, held
+
+
+def _partner(plan: Plan, index: int) -> int:
+    partner = plan.partner(index)
+    assert partner is not None, f"probe {index} of a kprobe session has no return probe"
+    return partner
+
+
+def _links_to_make(plan: Plan) -> List[Tuple[int, ...]]:
+    """The kprobe_multi links to make, as indices of plan.multi: (entries, returns) for a glob's
+    two sides going by one kprobe session link where the plan says the kernel takes them, then
+    (i,) for every side that goes alone."""
+    sessions: List[Tuple[int, ...]] = []
+    if plan.session_is_return:
+        returns_of = {multi.probes: index for index, multi in enumerate(plan.multi)}
+        for index, multi in enumerate(plan.multi):
+            partners = tuple(plan.partner(i) for i in multi.probes)
+            if not plan.probes[multi.probes[0]].kind.is_return and partners in returns_of:
+                sessions.append((index, returns_of[partners]))  # type: ignore[index]
+    paired = {index for pair in sessions for index in pair}
+    return sessions + [(index,) for index in range(len(plan.multi)) if index not in paired]
 
 
 _FTRACE_FUNCTIONS = (
@@ -344,12 +378,18 @@ def attach_all(
     links: List[Any] = []
     in_multi: "set[int]" = set()
     hookable = ftrace_functions() if resolved.plan.multi else None  # read once: tens of thousands of lines
-    for index in range(len(resolved.plan.multi)):
-        multi_link = _attach_multi(stack, resolved, programs, index, maps, err, hookable)
-        if multi_link is not None:
-            link, branches = multi_link
-            links.append(link)
-            in_multi.update(branches)
+    linked: "set[int]" = set()  # of plan.multi: the sides a link holds
+    for indices in _links_to_make(resolved.plan):
+        # A session refused: a kprobe_multi link a side.
+        for attempt in [indices] if len(indices) == 1 else [indices, *((i,) for i in indices)]:
+            if linked.intersection(attempt):
+                continue
+            multi_link = _attach_multi(stack, resolved, programs, attempt, maps, err, hookable)
+            if multi_link is not None:
+                link, branches = multi_link
+                links.append(link)
+                in_multi.update(branches)
+                linked.update(attempt)
     tried: Dict[int, int] = {}
     # The functions of a glob that a kprobe_multi link holds count as tried and attached.
     for held in {(resolved.sources[i], probes[i].target, probes[i].module) for i in in_multi}:

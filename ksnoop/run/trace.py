@@ -86,6 +86,8 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         resolved = count_calls(resolved, calls_only=options.calls_only)
     if backend.multi:  # grouped before generating: a glob's programs name the stash they share
         resolved = group_kprobes(resolved)
+        if backend.session_is_return and resolved.plan.multi:
+            resolved = replace(resolved, plan=replace(resolved.plan, session_is_return=backend.session_is_return))
     plan = resolved.plan
     programs = tuple(generate(plan, i, branch=plan.multi_of(i) is not None) for i in range(len(plan.probes)))
     if plan.multi:

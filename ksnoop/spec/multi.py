@@ -25,6 +25,8 @@ MULTI_MIN_FUNCTIONS = 8
 # So each program stays at a quarter of a jump's reach; a glob whose programs are longer gets
 # several links (tcp_*'s --summary --calls-only programs: two a side).
 MULTI_MAX_INSNS = 8192
+# The cookie holds a branch number in 8 bits (bpf.templates.COOKIE_BRANCH_MAX).
+MULTI_MAX_BRANCHES = 256
 
 
 def _sides(resolved: ResolvedTrace) -> Dict[Tuple[int, ProbeKind], List[int]]:
@@ -57,22 +59,56 @@ def group_kprobes(resolved: ResolvedTrace) -> ResolvedTrace:
 
 def split_multi(resolved: ResolvedTrace, branches: Sequence[Tuple[object, ...]]) -> ResolvedTrace:
     """`resolved` with each multi attachment cut into links of at most MULTI_MAX_INSNS
-    instructions of branches. `branches[i]`: the instructions of probe i's program as a branch;
-    the functions whose branches are the same instructions share one (generate_multi)."""
+    instructions of branches, and MULTI_MAX_BRANCHES distinct ones. `branches[i]`: the
+    instructions of probe i's program as a branch; the functions whose branches are the same
+    instructions share one (generate_multi). A glob's entries and returns are cut at the same
+    functions, so that each cut can be one kprobe session link (generate_session)."""
     plan = resolved.plan
     multi: List[MultiAttach] = []
-    for whole in plan.multi:
-        chunk: List[int] = []
-        seen: Set[Tuple[object, ...]] = set()
-        size = 0
-        for index in whole.probes:
-            added = 0 if branches[index] in seen else len(branches[index])
-            if chunk and size + added > MULTI_MAX_INSNS:
-                multi.append(MultiAttach(tuple(chunk), share=whole.share))
-                chunk, size, seen = [], 0, set()
-                added = len(branches[index])
-            chunk.append(index)
-            seen.add(branches[index])
-            size += added
-        multi.append(MultiAttach(tuple(chunk), share=whole.share))
+    for sides in _by_share(resolved):
+        # The sides' probes, function by function: (entry, return) or (entry,).
+        functions = list(zip(*(side.probes for side in sides)))
+        cuts: List[List[Tuple[int, ...]]] = [[]]
+        seen: List[Set[Tuple[object, ...]]] = [set() for _ in sides]
+        sizes = [0 for _ in sides]
+        for probes in functions:
+            added = [0 if branches[i] in seen[n] else len(branches[i]) for n, i in enumerate(probes)]
+            full = any(
+                sizes[n] + added[n] > MULTI_MAX_INSNS or (added[n] and len(seen[n]) == MULTI_MAX_BRANCHES)
+                for n in range(len(sides))
+            )
+            if cuts[-1] and full:
+                cuts.append([])
+                seen = [set() for _ in sides]
+                sizes = [0 for _ in sides]
+                added = [len(branches[i]) for i in probes]
+            cuts[-1].append(probes)
+            for n, i in enumerate(probes):
+                seen[n].add(branches[i])
+                sizes[n] += added[n]
+        for cut in cuts:
+            multi.extend(
+                MultiAttach(tuple(probes[n] for probes in cut), share=sides[0].share) for n in range(len(sides))
+            )
     return replace(resolved, plan=replace(plan, multi=tuple(multi)))
+
+
+def _by_share(resolved: ResolvedTrace) -> List[List[MultiAttach]]:
+    """The multi attachments of each glob: [entries, returns] where each entry's return probe is
+    the return side's probe at the same place (every glob of functions with return values), else
+    each side alone."""
+    plan = resolved.plan
+    shares: Dict[int, List[MultiAttach]] = {}
+    for multi in plan.multi:
+        shares.setdefault(multi.share, []).append(multi)
+    out: List[List[MultiAttach]] = []
+    for sides in shares.values():
+        entries = [m for m in sides if not plan.probes[m.probes[0]].kind.is_return]
+        returns = [m for m in sides if plan.probes[m.probes[0]].kind.is_return]
+        if len(entries) == len(returns) == 1 and [plan.partner(i) for i in entries[0].probes] == list(
+            returns[0].probes
+        ):
+            out.append([entries[0], returns[0]])
+        else:
+            out.extend([side] for side in sides)
+    return out

@@ -137,9 +137,14 @@ class VM:
         return COUNTERS.unpack(bytes(COUNTERS_SIZE) if address is None else self._read(address, COUNTERS_SIZE))
 
     # ---- running ------------------------------------------------------------------------------
-    def run(self, program: Program, ctx: Sequence[int], cookie: int = 0) -> Run:
-        """Run `program` on a context of u64s (`ctx`); bpf_get_attach_cookie gives `cookie`."""
+    # The BTF id kfunc calls to bpf_session_is_return carry (a kprobe session program's).
+    session_is_return_id = 4242
+
+    def run(self, program: Program, ctx: Sequence[int], cookie: int = 0, returning: bool = False) -> Run:
+        """Run `program` on a context of u64s (`ctx`); bpf_get_attach_cookie gives `cookie`, and
+        the kfunc bpf_session_is_return `returning`."""
         self._cookie = cookie
+        self._returning = returning
         insns = program.bind_maps(_FDS)
         self._ctx = _Region(CTX_BASE, bytearray(b"".join((v & MASK64).to_bytes(8, "little") for v in ctx)), False)
         self._stack = _Region(STACK_BASE, bytearray(STACK_SIZE), True, bytearray(STACK_SIZE))
@@ -210,6 +215,13 @@ class VM:
         if code == uapi.BPF_JMP | uapi.BPF_EXIT:
             self._reg(regs, 0)
             return -1
+        if code == uapi.BPF_JMP | uapi.BPF_CALL and insn.src == uapi.BPF_PSEUDO_KFUNC_CALL:
+            if insn.imm != self.session_is_return_id:
+                raise VMError(f"{pc}: a kfunc call to BTF id {insn.imm}, not bpf_session_is_return's")
+            regs[0] = int(self._returning)
+            for n in range(1, 6):
+                regs[n] = None
+            return pc + 1
         if code == uapi.BPF_JMP | uapi.BPF_CALL:
             args = [regs[n] for n in range(1, 6)]
             regs[0] = self._call(insn.imm, args, pc) & MASK64

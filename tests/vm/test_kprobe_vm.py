@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Globs by kprobes (`--backend kprobe`), end to end in the VM, on each kernel the harness boots:
-where the kernel has kprobe_multi (CONFIG_FPROBE: Debian's 6.12) a glob's functions attach by one
-link a side, and where it has not (Debian 12's 6.1) one kprobe each, saying so; the records and
-counts are the same. Whether the guest's kernel has fprobe is read from its /proc/kallsyms
-(`register_fprobe`), not from ksnoop.
+where the kernel has kprobe sessions (v6.10: Debian's 6.12) a glob's entries and returns attach by
+one link, where it has kprobe_multi alone (CONFIG_FPROBE) by one link a side, and where it has
+neither (Debian 12's 6.1) one kprobe each, saying so; the records and counts are the same.
+Whether the guest's kernel has fprobe and sessions is read from its /proc/kallsyms
+(`register_fprobe`, `bpf_session_is_return`), not from ksnoop.
 
 One guest run of trace_driver.py: sender a sends datagrams of known sizes on loopback. Every
 instance watches only sender a (-p), so what the kernel does for it is exactly what is counted.
@@ -32,7 +33,7 @@ KPROBE_LINKS = {"kprobe_multi", "perf_event"}
 FALLBACK = "ksnoop: warning: one kprobe_multi link"
 
 
-def _instances(multi: bool) -> list[dict[str, Any]]:
+def _instances(multi: bool, session: bool) -> list[dict[str, Any]]:
     glob = ["--backend", "kprobe", "--max-probes", "1000", "-p", "{a_pid}", "udp_*"]
     instances = [
         # Calls, errors and latency per function: entries and returns paired through one shared stash.
@@ -40,34 +41,45 @@ def _instances(multi: bool) -> list[dict[str, Any]]:
         # Killed once attached: nothing may stay attached.
         {"name": "killed", "ready": "stderr", "stop": "kill", "args": ["--summary", "--calls-only", *glob]},
     ]
-    if multi:  # two links hold every hookable function: attached once both are there
-        instances.append({"name": "records", "links": 2, "stop": "term", "args": ["-o", "json", *glob]})
+    if multi:  # one link a side (or one session) holds every hookable function: attached once there
+        instances.append({"name": "records", "links": _sides(session), "stop": "term", "args": ["-o", "json", *glob]})
     return instances
 
 
 @pytest.fixture(scope="module")
 def scenario(vm: harness.VM) -> dict[str, Any]:
-    probe = vm.run("grep -qw register_fprobe /proc/kallsyms", timeout=60)
-    multi = probe.returncode == 0
-    manifest = run_scenario(vm, "kprobe", {"senders": SENDERS, "instances": _instances(multi)}, SCENARIO_TIMEOUT)
-    manifest["multi"] = multi
+    multi = vm.run("grep -qw register_fprobe /proc/kallsyms", timeout=60).returncode == 0
+    session = multi and vm.run("grep -qw bpf_session_is_return /proc/kallsyms", timeout=60).returncode == 0
+    manifest = run_scenario(
+        vm, "kprobe", {"senders": SENDERS, "instances": _instances(multi, session)}, SCENARIO_TIMEOUT
+    )
+    manifest["multi"], manifest["session"] = multi, session
     (sender,) = manifest["senders"]
     assert [send["error"] for send in sender["sends"]] == [None] * len(SIZES)
     return manifest
 
 
+def _sides(session: bool) -> int:
+    """The kprobe_multi links holding a glob's entries and returns: one kprobe session, or one a side."""
+    return 1 if session else 2
+
+
 def _explain(scenario: dict[str, Any], name: str) -> str:
-    return f"\nmulti={scenario['multi']}" + explain(scenario, name)
+    return f"\nmulti={scenario['multi']} session={scenario['session']}" + explain(scenario, name)
 
 
-def test_one_link_a_side_where_the_kernel_has_kprobe_multi_else_one_kprobe_each(scenario: dict[str, Any]) -> None:
+def test_one_session_or_one_link_a_side_where_the_kernel_has_them_else_one_kprobe_each(
+    scenario: dict[str, Any],
+) -> None:
     inst = scenario["instances"]["summary"]
     assert inst["returncode"] == 0, _explain(scenario, "summary")
     functions = int(scenario["err"]["summary"].split("ksnoop: counting calls of ")[1].split()[0])
     assert functions >= 8, _explain(scenario, "summary")
     if scenario["multi"]:
-        # Entries and returns by a link each; a function ftrace cannot hook would add a kprobe pair.
-        assert 2 <= inst["links_attached"] < 2 + functions, _explain(scenario, "summary")
+        # Entries and returns by one session link, or a link each; a function ftrace cannot hook
+        # would add a kprobe pair.
+        sides = _sides(scenario["session"])
+        assert sides <= inst["links_attached"] < sides + functions, _explain(scenario, "summary")
         assert FALLBACK not in scenario["err"]["summary"]
         assert "one kprobe per function" not in scenario["err"]["summary"]
     else:
@@ -92,7 +104,9 @@ def test_records_of_a_multi_linked_glob_nest_and_carry_their_values(scenario: di
         assert "records" not in scenario["instances"]
         return  # 6.1: no kprobe_multi; single kprobes' records are the trace scenario's (test_trace_vm.py)
     inst = scenario["instances"]["records"]
-    assert inst["returncode"] == 0 and inst["links_attached"] >= 2, _explain(scenario, "records")
+    assert inst["returncode"] == 0 and inst["links_attached"] >= _sides(scenario["session"]), _explain(
+        scenario, "records"
+    )
     records = [json.loads(line) for line in scenario["out"]["records"].splitlines()]
     # Each return pops the entry of its own function, with the duration since that entry: calls
     # of different functions nested in one task keep their stash entries apart. (A function that

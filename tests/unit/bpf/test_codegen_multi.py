@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from bpf.codegen import CodegenError, MapRole, Sharing, generate, generate_multi
+from bpf.codegen import CodegenError, MapRole, Sharing, generate, generate_multi, generate_session
 from bpf.plan import HEADER, MultiAttach, PlanError, ProbeKind
 from btf import BTF
 from ksnoop.output.decode import build_decoder
@@ -161,6 +161,39 @@ def test_nested_calls_of_two_functions_keep_their_entry_times_apart() -> None:
         assert probe == returns.probes[n]
         assert entry_ts == entered, (n, entry_ts, entered)
         assert struct.unpack_from("=i", record, len(record) - 8)[0] == n  # the return value, from ax
+
+
+def test_a_kprobe_session_runs_both_sides_of_nested_calls_in_one_program() -> None:
+    """One program for a glob's entries and returns (BPF_TRACE_KPROBE_SESSION): the kfunc
+    bpf_session_is_return chooses the side, the cookie the function; each side's records and
+    stash are what its own kprobe_multi program would write."""
+    resolved = _resolved("f*(a, return)")
+    plan = resolved.plan
+    entries, returns = plan.multi
+    session = generate_session(plan, entries.probes, VM.session_is_return_id)
+    assert session.expected_attach_type == 56 and session.prog_type == 2  # TRACE_KPROBE_SESSION, KPROBE
+    assert session.multi_functions == tuple(f"f{n:02d}" for n in range(FUNCTIONS)) and not session.retprobe
+    assert [name for _, name in session.sections].count("prologue") == 2  # one branch a side
+    vm = _vm(resolved)
+    cookies = session.multi_cookies
+    # f03 calls f07; each entry records `a`, each return its value and its entry's time.
+    opened = [vm.run(session, _regs(di=30 + n), cookie=cookies[n]).records[-1] for n in (3, 7)]
+    entered = {}
+    for n, record in zip((3, 7), opened):
+        ts, _pid_tgid, _cpu, probe, _failed, _entry_ts = HEADER.unpack_from(record)
+        assert probe == entries.probes[n]
+        assert build_decoder(plan, probe, resolved.targets[probe].btf)(record).values == (30 + n,)
+        entered[n] = ts
+    for n in (7, 3):
+        record = vm.run(session, _regs(ax=n), cookie=cookies[n], returning=True).records[-1]
+        _ts, _pid_tgid, _cpu, probe, _failed, entry_ts = HEADER.unpack_from(record)
+        assert probe == returns.probes[n] and entry_ts == entered[n]
+        assert struct.unpack_from("=i", record, len(record) - 8)[0] == n
+    # The same cookies, as separate kprobe_multi links would give: each side's program agrees.
+    assert generate_multi(plan, 0).multi_cookies == tuple(c & ~(0xFF << 56) for c in cookies)
+    assert generate_multi(plan, 1).multi_cookies == tuple(c & ~(0xFF << 48) for c in cookies)
+    with pytest.raises(CodegenError, match="return probe"):
+        generate_session(_resolved("f*(a)").plan, _resolved("f*(a)").plan.multi[0].probes, 1)
 
 
 def test_a_multi_is_checked() -> None:
