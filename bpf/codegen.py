@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import enum
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import templates as tpl
 from . import uapi
-from .insn import Insn
+from .insn import Insn, Insns
 from .plan import (
     CALLS_OFFSET,
     COMM_OFFSET,
@@ -224,7 +224,7 @@ class _Assembler:
                     raise CodegenError(f"a jump of {target - pos - 1} instructions: more than a jump's 16 bits reach")
                 item = Insn(item.insn.code, item.insn.dst, item.insn.src, target - pos - 1, item.insn.imm)
             out.append(item)
-        return tuple(out)
+        return Insns(out)
 
 
 def _patch(insn: Insn, hole: tpl.Hole, value: int) -> Insn:
@@ -245,6 +245,45 @@ def _s32(value: int) -> int:
 
 
 # ---- the program ------------------------------------------------------------------------------
+
+
+def generate_all(plan: Plan) -> Tuple[Program, ...]:
+    """Every probe's program, as ksnoop loads them: the probes of a kprobe_multi attachment as
+    branches (generate(..., branch=True)), the rest alone. A glob's functions whose branches can
+    only come out the same (_branch_shape) are generated once: hundreds of functions, each
+    costing the generator's templates and the comparisons that find their branches the same."""
+    programs: List[Program] = []
+    made: Dict[Tuple[object, ...], Program] = {}
+    for index, probe in enumerate(plan.probes):
+        if plan.multi_of(index) is None:
+            programs.append(generate(plan, index))
+            continue
+        shape = _branch_shape(plan, index)
+        first = made.get(shape)
+        if first is None:
+            made[shape] = first = generate(plan, index, branch=True)
+            programs.append(first)
+        else:
+            programs.append(replace(first, name=_program_name(probe), kprobe_function=probe.target))
+    return tuple(programs)
+
+
+def _branch_shape(plan: Plan, index: int) -> Tuple[object, ...]:
+    """What a branch's program is made from besides the plan's own settings: the probe and its
+    partner's (for a return's stashed entry record) but for the names and the numbers a branch
+    takes from the cookie, and the maps of its glob."""
+    multi = plan.multi_of(index)
+    partner = plan.partner(index)
+    return (
+        multi.share if multi is not None else -1,
+        _unnamed(plan.probes[index]),
+        _unnamed(plan.probes[partner]) if partner is not None else None,
+    )
+
+
+def _unnamed(probe: Probe) -> Probe:
+    count = replace(probe.count, key=0) if probe.count is not None else None
+    return replace(probe, target="", attach_btf_id=0, stash_group=0, count=count)
 
 
 def generate(plan: Plan, probe_index: int, branch: bool = False) -> Program:
@@ -478,12 +517,16 @@ def _place_dropped(asm: _Assembler, then: str) -> None:
         asm.emit(tpl.GOTO, target=then)
 
 
+def _program_name(probe: Probe) -> str:
+    name = "ksnoop_" + "".join(c if c.isalnum() or c == "_" else "_" for c in probe.target)
+    return name[: uapi.BPF_OBJ_NAME_LEN - 1]
+
+
 def _program(asm: _Assembler, plan: Plan, probe_index: int, layout: RecordLayout) -> Program:
     probe = plan.probes[probe_index]
-    name = "ksnoop_" + "".join(c if c.isalnum() or c == "_" else "_" for c in probe.target)
     roles = list(dict.fromkeys(role for _, role in asm.map_slots))
     return Program(
-        name=name[: uapi.BPF_OBJ_NAME_LEN - 1],
+        name=_program_name(probe),
         insns=asm.assemble(),
         map_slots=tuple(asm.map_slots),
         maps=tuple(_map_spec(plan, probe_index, layout, role) for role in roles),

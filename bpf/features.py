@@ -158,18 +158,20 @@ def probe_kprobe_multi(function: str) -> Feature:
         return Feature(False, f"no kprobe_multi links ({_describe(e)})")
 
 
-def probe_kprobe_session(function: str) -> Feature:
-    """Can one link run a program at both the entry and the return of many functions (kprobe
-    session: v6.10)? Asked as probe_kprobe_multi is, with the session attach type."""
+def probe_kprobe_session() -> Feature:
+    """Does this kernel run kprobe session programs (v6.10), one program at both the entry and
+    the return of many functions? Asked by loading the smallest one: a kernel without them
+    refuses the attach type. Linking is not asked again here (that costs an ftrace update and
+    its grace periods): the caller has linked a kprobe_multi program, the same fprobe
+    underneath, and a session link refused at attach time falls back to one link a side."""
     kprobes = probe_kprobes()
     if not kprobes:
         return kprobes
     try:
-        with load_program(_RETURN_0, ProgType.KPROBE, AttachType.TRACE_KPROBE_SESSION, 0, name="ksnoop_probe") as prog:
-            with attach_kprobe_multi(prog, [function], retprobe=False):
-                return Feature(True)
+        with load_program(_RETURN_0, ProgType.KPROBE, AttachType.TRACE_KPROBE_SESSION, 0, name="ksnoop_probe"):
+            return Feature(True)
     except OSError as e:
-        return Feature(False, f"no kprobe session links ({_describe(e)})")
+        return Feature(False, f"no kprobe session programs ({_describe(e)})")
 
 
 @functools.cache

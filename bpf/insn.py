@@ -11,6 +11,7 @@ import struct
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Optional
 
 from . import uapi
 
@@ -82,6 +83,18 @@ class Insn:
     def is_ld_imm64(self) -> bool:
         """True for the first slot of a 16-byte BPF_LD | BPF_IMM | BPF_DW pair."""
         return self.code == uapi.BPF_LD | uapi.BPF_IMM | uapi.BPF_DW
+
+
+class Insns(tuple):  # type: ignore[type-arg]
+    """A program's instructions: a tuple of Insn whose hash is computed once. A kprobe_multi
+    program tells hundreds of functions' branches apart by their instructions, and a tuple's
+    hash (every Insn's fields, in Python) is otherwise computed again at each lookup."""
+
+    def __hash__(self) -> int:
+        cached: Optional[int] = self.__dict__.get("hash")
+        if cached is None:
+            cached = self.__dict__["hash"] = tuple.__hash__(self)
+        return cached
 
 
 def _size_code(size: int) -> int:

@@ -51,7 +51,7 @@ def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> 
     why = f"{backend.why}; a glob's functions by one kprobe_multi link"
     # The kfunc a session program asks which side it runs for: in the BTF of kernels from v6.10.
     is_return = kernel.vmlinux.find("bpf_session_is_return", Kind.FUNC)
-    session = probe_kprobe_session(function.name) if is_return is not None else None
+    session = probe_kprobe_session() if is_return is not None else None
     if is_return is None or not session:
         reason = session.reason if session is not None else "no kfunc bpf_session_is_return in its BTF"
         return replace(backend, why=f"{why}, a side each ({reason})", multi=True)

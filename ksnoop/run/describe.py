@@ -59,8 +59,11 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
     for multi in resolved.plan.multi:
         probes = resolved.plan.probes
         side = "returns" if probes[multi.probes[0]].kind.is_return else "entries"
+        how = "one link"
+        if resolved.plan.session_is_return and resolved.plan.partner(multi.probes[0]) is not None:
+            how = "one kprobe session link with their other side where the kernel takes it, else one link"
         lines.append(
-            f"kprobe_multi: the {side} of {len(multi.probes)} functions by one link, one program whose "
+            f"kprobe_multi: the {side} of {len(multi.probes)} functions by {how}, one program whose "
             f"branches (above) the link's cookie for the function that fired selects, "
             f"{len({programs[i].insns for i in multi.probes})} distinct: "
             + ", ".join(probes[i].target for i in multi.probes)

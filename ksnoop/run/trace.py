@@ -10,7 +10,7 @@ import mmap
 from dataclasses import replace
 from typing import TextIO, Tuple
 
-from bpf.codegen import Program, generate
+from bpf.codegen import Program, generate_all
 from bpf.plan import MAX_KSTACK_DEPTH, Filters
 
 from ksnoop.errors import UsageError
@@ -89,7 +89,7 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         if backend.session_is_return and resolved.plan.multi:
             resolved = replace(resolved, plan=replace(resolved.plan, session_is_return=backend.session_is_return))
     plan = resolved.plan
-    programs = tuple(generate(plan, i, branch=plan.multi_of(i) is not None) for i in range(len(plan.probes)))
+    programs = generate_all(plan)
     if plan.multi:
         resolved = split_multi(resolved, [p.insns for p in programs])
     elif backend.no_multi:

@@ -837,7 +837,7 @@ def test_an_execs_stack_and_a_short_depth(kernel: KernelBTF, tmp_path: Any) -> N
 
 def test_a_function_pointer_argument_reads_as_its_address(kernel: KernelBTF) -> None:
     """workqueue_execute_end passes work->func again as `function`: the copied slot and the value
-    read through `work` must agree, record after record, and the kernel runs such work every second."""
+    read through `work` agree, and the kernel runs such work every second."""
     t = _resolve(kernel, "tp:workqueue_execute_end(function, work->func)")
     assert t.plan.probes[0].captures[0].opaque_slot and not t.plan.probes[0].captures[1].opaque_slot
     deadline = time.monotonic() + 20
@@ -848,5 +848,8 @@ def test_a_function_pointer_argument_reads_as_its_address(kernel: KernelBTF) -> 
             time.sleep(0.2)
             events = session.events()
     assert events, "no workqueue item ran in 20 s"
-    for e in events:
-        assert e.values[0] == e.values[1] and e.values[0] > 0xFFFF000000000000
+    assert all(e.values[0] > 0xFFFF000000000000 for e in events)
+    # The work item may be freed, or set to another function, by the function it ran (the
+    # tracepoint fires after it): most records agree, not every one (seen once in CI's runs).
+    agreeing = sum(e.values[0] == e.values[1] for e in events)
+    assert agreeing * 2 > len(events), [(hex(e.values[0]), hex(e.values[1])) for e in events]

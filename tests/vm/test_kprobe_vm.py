@@ -80,6 +80,8 @@ def test_one_session_or_one_link_a_side_where_the_kernel_has_them_else_one_kprob
         # would add a kprobe pair.
         sides = _sides(scenario["session"])
         assert sides <= inst["links_attached"] < sides + functions, _explain(scenario, "summary")
+        # Kprobe pairs come two links at a time: one session link leaves the count odd.
+        assert inst["links_attached"] % 2 == sides % 2, _explain(scenario, "summary")
         assert FALLBACK not in scenario["err"]["summary"]
         assert "one kprobe per function" not in scenario["err"]["summary"]
     else:

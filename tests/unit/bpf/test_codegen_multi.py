@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from bpf.codegen import CodegenError, MapRole, Sharing, generate, generate_multi, generate_session
+from bpf.codegen import CodegenError, MapRole, Sharing, generate, generate_all, generate_multi, generate_session
 from bpf.plan import HEADER, MultiAttach, PlanError, ProbeKind
 from btf import BTF
 from ksnoop.output.decode import build_decoder
@@ -194,6 +194,19 @@ def test_a_kprobe_session_runs_both_sides_of_nested_calls_in_one_program() -> No
     assert generate_multi(plan, 1).multi_cookies == tuple(c & ~(0xFF << 48) for c in cookies)
     with pytest.raises(CodegenError, match="return probe"):
         generate_session(_resolved("f*(a)").plan, _resolved("f*(a)").plan.multi[0].probes, 1)
+
+
+@pytest.mark.parametrize("specs", [("g*(return)", "alone(a)"), ("f*(a, b > 10)",), ("g*(a > 1, return == 0)",)])
+def test_generate_all_makes_each_branch_once_and_the_same_as_generate(specs: tuple) -> None:
+    """generate_all generates a glob's branches of one shape once: each program is what generate
+    writes for its probe (names included), and functions of one shape share one instruction tuple."""
+    resolved = _resolved(*specs)
+    plan = resolved.plan
+    programs = generate_all(plan)
+    for index, program in enumerate(programs):
+        assert program == generate(plan, index, branch=plan.multi_of(index) is not None), plan.probes[index].target
+    for multi in plan.multi:  # f*: one prototype, one generation; g*: one a prototype at most
+        assert len({id(programs[i].insns) for i in multi.probes}) <= (1 if specs[0].startswith("f") else SHAPES)
 
 
 def test_a_multi_is_checked() -> None:
