@@ -20,6 +20,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import statistics
@@ -187,6 +188,10 @@ def main(argv: List[str]) -> int:
     from tests.vm import harness
 
     host = environment()  # before the run: the commit the guest runs, from the shared checkout
+    # The guest sees this checkout read-only, where Python cannot write its bytecode cache: compile
+    # it here, as an installed package comes, or each guest process compiles every module again.
+    for package in ("bpf", "btf", "ksnoop"):
+        compileall.compile_dir(str(REPO / package), quiet=1)
     with harness.VM(kernel=args.kernel or harness.DEFAULT_KERNEL) as vm:
         result = vm.run(
             [
