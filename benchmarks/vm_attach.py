@@ -58,7 +58,7 @@ def steps(glob: str, backend: str) -> Dict[str, Any]:
         in_multi: "set[int]" = set()
         hookable = ftrace_functions()
         for index, multi in enumerate(plan.multi):
-            branches = [i for i in multi.probes if hookable is None or plan.probes[i].target in hookable]
+            branches = [i for i in multi.probes if hookable is None or plan.probes[i].target.encode() in hookable]
             t0 = time.perf_counter()
             program = generate_multi(plan, index, only=branches, programs=programs)
             fds = maps.fds_of(branches)

@@ -233,7 +233,7 @@ def _attach_multi(
     multi_indices: Sequence[int],
     maps: ProgramMaps,
     err: TextIO,
-    hookable: Optional["set[str]"],
+    hookable: Optional["set[bytes]"],
 ) -> Optional[Tuple[Any, List[int]]]:
     """Load the program of plan.multi[i] (one index), or the kprobe session program of a glob's
     entries and returns (two: the entries' multi, then the returns'), and link it to its
@@ -245,7 +245,7 @@ def _attach_multi(
     plan = resolved.plan
     multi = plan.multi[multi_indices[0]]
     glob = resolved.globs[multi.share] if 0 <= multi.share < len(resolved.globs) else None
-    entries = [i for i in multi.probes if hookable is None or plan.probes[i].target in hookable]
+    entries = [i for i in multi.probes if hookable is None or plan.probes[i].target.encode() in hookable]
     if not entries:
         return None
     session = len(multi_indices) == 2
@@ -309,7 +309,7 @@ _FTRACE_FUNCTIONS = (
 )
 
 
-def ftrace_functions() -> Optional["set[str]"]:
+def ftrace_functions() -> Optional["set[bytes]"]:
     """The functions ftrace can hook (so kprobe_multi can), from tracefs; None where it is not
     mounted or not readable (lockdown)."""
     for path in _FTRACE_FUNCTIONS:
@@ -319,8 +319,9 @@ def ftrace_functions() -> Optional["set[str]"]:
         except OSError:
             continue
         # Lines are `name` or `name [module]`: split() takes every word in one C-level pass, and a
-        # `[module]` word names no function. Tens of thousands of lines, read before each glob's link.
-        return set(text.decode("utf-8", "replace").split())
+        # `[module]` word names no function. Tens of thousands of lines, read before each glob's
+        # link: split as bytes, not decoded (a glob asks about a few hundred names, encoded).
+        return set(text.split())
     return None
 
 

@@ -367,7 +367,10 @@ def _probes(
                 kstack_depth=kstack_depth,
             )
         ], sides.notes
-    entry_offsets, return_offsets = _context_offsets(spec, target, function_kind)
+    # A probe that reads no argument (a --summary counting calls) needs no registers: a glob's
+    # hundreds of prototypes are not classified for nothing.
+    reads = entry_tests or entry_captures or exit_tests or exit_captures
+    entry_offsets, return_offsets = _context_offsets(spec, target, function_kind) if reads else ((), ())
     entry = Probe(
         function_kind,
         target.name,
