@@ -389,7 +389,7 @@ class BTF:
         prefix = parts[0] + " " if len(parts) == 2 and parts[0] in _TAG_KINDS else ""
         suggestions = [prefix + s for s in self.closest_names(bare, kinds)]
         what = name if kind is None else f"{kind.name} '{name}'"
-        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        hint = "; did you mean " + ", ".join(repr(s) for s in suggestions) + "?" if suggestions else ""
         raise BTFLookupError(f"no type or function named '{what}' in {self.name} BTF{hint}", suggestions)
 
     def names(self, kinds: Sequence[Kind]) -> List[Tuple[str, int]]:

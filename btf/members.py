@@ -188,7 +188,7 @@ def resolve(btf: "BTF", type_id: int, steps: Sequence[Step]) -> MemberPath:
         if found is None:
             names = member_names(btf, typ)
             close = difflib.get_close_matches(step.name, names, n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = "; did you mean " + ", ".join(repr(c) for c in close) + "?" if close else ""
             raise MemberPathError(f"{btf.type_name(typ.id)} has no member '{step.name}'{hint}", step.position, close)
         member, member_bit_offset = found
         bit_offset += member_bit_offset

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 
 from .errors import BTFError, BTFLookupError
+from .uapi import BTF_MAGIC
 
 SYSFS_BTF_DIR = "/sys/kernel/btf"
 VMLINUX_PATH = os.path.join(SYSFS_BTF_DIR, "vmlinux")
 _ELF_MAGIC = b"\x7fELF"
+_BTF_MAGICS = (BTF_MAGIC.to_bytes(2, "little"), BTF_MAGIC.to_bytes(2, "big"))
 
 
 def module_path(name: str) -> str:
@@ -44,11 +46,24 @@ def read_btf_bytes(path: str) -> bytes:
             data = f.read()
     except FileNotFoundError:
         raise BTFLookupError(f"no BTF at {path}: file not found") from None
+    except IsADirectoryError:
+        raise BTFError(f"{path} is a directory, not a BTF or ELF file") from None
     except OSError as err:
         raise BTFError(f"cannot read BTF from {path}: {err.strerror}") from None
     if data.startswith(_ELF_MAGIC):
         return _elf_btf_section(path, data)
+    if data[:2] not in _BTF_MAGICS:
+        raise BTFError(f"{path} is not a BTF or ELF file ({_what_it_is(data)})")
     return data
+
+
+def _what_it_is(data: bytes) -> str:
+    if not data:
+        return "it is empty"
+    head = data[:64]
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "it is text"
+    return f"it starts with bytes {head[:8].hex(' ')}"
 
 
 def _elf_btf_section(path: str, data: bytes) -> bytes:

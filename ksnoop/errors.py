@@ -18,11 +18,17 @@ class UsageError(KsnoopError):
     exit_status = 2
 
 
+def did_you_mean(suggestions: Sequence[str]) -> str:
+    """The one way ksnoop offers the closest right names: "did you mean 'a', 'b'?" (each quoted, as
+    the name in error is), or "" when there are none."""
+    return "did you mean " + ", ".join(f"'{s}'" for s in suggestions) + "?" if suggestions else ""
+
+
 class UnknownTarget(UsageError):
     """A function, tracepoint or type that the BTF does not have; `suggestions` are the closest real ones."""
 
     def __init__(self, message: str, suggestions: Sequence[str] = ()):
-        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        hint = f"; {did_you_mean(suggestions)}" if suggestions else ""
         super().__init__(message + hint)
         self.suggestions = tuple(suggestions)
 
@@ -49,8 +55,18 @@ class NotTraceable(RuntimeFailure):
 
 class Refused(RuntimeFailure):
     """The kernel refused a program before verifying it, whatever the privileges: its policy (a
-    security module, lockdown) for that kind of program or that target."""
+    security module, lockdown) for that kind of program or that target. `log` is what the verifier
+    wrote, if anything (its statistics line at most; -v prints it)."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
 
 
 class VerifierRejected(RuntimeFailure):
-    """The kernel's verifier refused a generated program; the message carries its last lines."""
+    """The kernel's verifier refused a generated program; the message carries its reason line,
+    `log` the whole verifier log (-v prints it)."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log

@@ -112,13 +112,24 @@ class _Token:
     position: int
 
 
+# Operators as C spells them wrong, and what was meant.
+_MISSPELT = {"=>": ">=", "=<": "<=", "=": "==", "!": "!="}
+
+
+def _meant(text: str, pos: int) -> str:
+    for wrong, right in _MISSPELT.items():
+        if text.startswith(wrong, pos):
+            return f"; did you mean '{right}'? (a comparison is {', '.join(OPERATORS)})"
+    return ""
+
+
 def _tokens(text: str) -> List[_Token]:
     out = []
     pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise SpecError(f"unexpected character '{text[pos]}'", text, pos)
+            raise SpecError(f"unexpected character '{text[pos]}'{_meant(text, pos)}", text, pos)
         kind = m.lastgroup or ""
         if kind != "space":
             out.append(_Token(kind, m.group(), pos))

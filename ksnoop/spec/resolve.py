@@ -38,7 +38,7 @@ from btf.members import resolve as resolve_members
 from btf.values import is_char
 
 from ksnoop.spec.language import GLOB_CHARS, RETURN, Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr
-from ksnoop.errors import UnknownTarget, UsageError
+from ksnoop.errors import UnknownTarget, UsageError, did_you_mean
 from ksnoop.spec.calling import NoConvention, registers
 from ksnoop.spec.targets import TRACEPOINT_PREFIX, KernelBTF, Target, TargetKind
 
@@ -462,7 +462,7 @@ def _locate(spec: TraceSpec, target: Target, expr: ValueExpr, function_kind: Pro
     if expr.base not in slots:
         names = [a.name for a in target.args]
         close = difflib.get_close_matches(expr.base, names, n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'? " if close else ""
+        hint = f"{did_you_mean(close)} " if close else ""
         listed = ", ".join(names) if names else "none"
         raise SpecError(
             f"{target.label} has no argument '{expr.base}'; {hint}its arguments are: {listed}", spec.text, expr.position
@@ -729,7 +729,7 @@ def _name_constant(spec: TraceSpec, btf: BTF, final: object, literal: Literal, e
             if e.name == name:
                 return e.value
         close = difflib.get_close_matches(name, [e.name for e in final.values], n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = f"; {did_you_mean(close)}" if close else ""
         raise SpecError(f"{type_name} has no enumerator '{name}'{hint}", spec.text, literal.position)
     raise SpecError(
         f"'{name}' is not a value for '{expr}' ({type_name}): use a number, or NULL for a pointer",

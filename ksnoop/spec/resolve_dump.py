@@ -18,7 +18,7 @@ from bpf.plan import MAX_CAPTURE_SIZE, Capture, CompareOp, Plan, Predicate, Prob
 from btf import BTF, Array, Ptr, Struct, Union, Void
 from btf.values import is_char
 
-from ksnoop.errors import RuntimeFailure, UnknownTarget, UsageError
+from ksnoop.errors import RuntimeFailure, UnknownTarget, UsageError, did_you_mean
 from ksnoop.spec.iter_targets import META, IterTarget, IterTargets, ParamKind
 from ksnoop.spec.resolve import ResolvedTrace, resolve_items
 from ksnoop.spec.language import RETURN, Item, SpecError, TraceSpec, ValueExpr, parse_spec
@@ -151,7 +151,7 @@ def _check_name(spec: TraceSpec, target: IterTarget, expr: ValueExpr) -> None:
     if expr.base in names:
         return
     close = difflib.get_close_matches(expr.base, names, n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    hint = f"{did_you_mean(close)} " if close else ""
     why = " (meta is the iterator's own bookkeeping)" if expr.base == META else ""
     raise SpecError(
         f"{target.target.label} has no member '{expr.base}'{why}; {hint}its context gives: {', '.join(names)}",

@@ -78,8 +78,10 @@ class KernelBTF:
                 return cls(BTF.from_file(btf_path), [])
             return cls(BTF.vmlinux(), running=True)
         except BTFError as err:
-            hint = "" if btf_path else " (is the kernel built with CONFIG_DEBUG_INFO_BTF?)"
-            raise RuntimeFailure(f"cannot read BTF: {err}{hint}") from None
+            if btf_path is not None:  # named with the option, so the user sees which file it was
+                named = f"--btf: {err}" if btf_path in str(err) else f"--btf {btf_path}: {err}"
+                raise RuntimeFailure(named) from None
+            raise RuntimeFailure(f"cannot read BTF: {err} (is the kernel built with CONFIG_DEBUG_INFO_BTF?)") from None
 
     @property
     def module_names(self) -> List[str]:
@@ -114,7 +116,10 @@ class KernelBTF:
             for typ in btf.find_all(name, Kind.FUNC):
                 if typ.id >= btf.start_id:  # a module blob also sees vmlinux's ids; take only its own
                     return _function_target(btf, module, typ)  # type: ignore[arg-type]
-        raise UnknownTarget(f"no kernel function '{name}' in BTF", self.closest(name, Kind.FUNC))
+        if any(btf.find(_BTF_TRACE + name, Kind.TYPEDEF) is not None for _module, btf in self.blobs()):
+            raise UnknownTarget(f"'{name}' is a tracepoint, not a kernel function", [TRACEPOINT_PREFIX + name])
+        close = self.closest(name, Kind.FUNC)
+        raise UnknownTarget(f"no kernel function '{name}' in BTF", close)
 
     def find_tracepoint(self, name: str) -> Target:
         for module, btf in self.blobs():

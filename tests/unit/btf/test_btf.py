@@ -101,7 +101,7 @@ def test_lookup_miss_suggests_close_names(mini, name, suggestion):
     assert all(s.split()[0] == name.split()[0] for s in err.value.suggestions if name.startswith(("struct ", "enum ")))
     message = str(err.value)
     assert f"'{name}'" in message and "vmlinux BTF" in message
-    assert f"did you mean {', '.join(err.value.suggestions)}?" in message
+    assert "did you mean " + ", ".join(repr(s) for s in err.value.suggestions) + "?" in message
     assert isinstance(err.value, KeyError)
 
 

@@ -176,11 +176,11 @@ def test_nested_paths(nested, base, path, expected):
 @pytest.mark.parametrize(
     "path, message, position, suggestions",
     [
-        ("->lne", "struct sk_buff has no member 'lne'; did you mean len, cloned?", 0, ("len", "cloned")),
-        ("->dev->nmae", "struct net_device has no member 'nmae'; did you mean name?", 5, ("name",)),
-        ("->dev->ifindx", "struct net_device has no member 'ifindx'; did you mean ifindex?", 5, ("ifindex",)),
-        ("->lis.next", "struct sk_buff has no member 'lis'; did you mean list?", 0, ("list",)),
-        ("->nxt", "struct sk_buff has no member 'nxt'; did you mean next?", 0, ("next",)),
+        ("->lne", "struct sk_buff has no member 'lne'; did you mean 'len', 'cloned'?", 0, ("len", "cloned")),
+        ("->dev->nmae", "struct net_device has no member 'nmae'; did you mean 'name'?", 5, ("name",)),
+        ("->dev->ifindx", "struct net_device has no member 'ifindx'; did you mean 'ifindex'?", 5, ("ifindex",)),
+        ("->lis.next", "struct sk_buff has no member 'lis'; did you mean 'list'?", 0, ("list",)),
+        ("->nxt", "struct sk_buff has no member 'nxt'; did you mean 'next'?", 0, ("next",)),
         ("->zzzzzz", "struct sk_buff has no member 'zzzzzz'", 0, ()),
         (".len", "'.' on 'struct sk_buff *', which is a pointer; use '->'", 0, ()),
         ("->dev.name", "'.' on 'struct net_device *', which is a pointer; use '->'", 5, ()),
@@ -209,7 +209,7 @@ def test_error_names_the_struct_behind_a_typedef(nested):
     btf, ids = nested
     with pytest.raises(MemberPathError) as err:
         resolve(btf, ids["outer_ptr_t"], "->b[0].cc")
-    assert str(err.value) == "struct inner has no member 'cc'; did you mean c?"
+    assert str(err.value) == "struct inner has no member 'cc'; did you mean 'c'?"
     assert err.value.position == 6
     with pytest.raises(MemberPathError) as err:
         resolve(btf, ids["outer_t"], ".yy")

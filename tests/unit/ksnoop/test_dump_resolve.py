@@ -100,9 +100,9 @@ def test_the_dump_prefix_keeps_positions() -> None:
 @pytest.mark.parametrize(
     "spec,says,column",
     [
-        ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean task", 0),
+        ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean 'task'", 0),
         ("task(tsk->pid)", "dump:task has no member 'tsk'; did you mean 'task'? its context gives: task", 5),
-        ("task(task->pidd)", "struct task_struct has no member 'pidd'; did you mean pid?", 9),
+        ("task(task->pidd)", "struct task_struct has no member 'pidd'; did you mean 'pid'?", 9),
         ("task_file(meta->seq_num)", "no member 'meta' (meta is the iterator's own bookkeeping)", 10),
         ("task(return)", "an iterator has no return value; dump:task gives: task", 5),
         ("task*(task->pid)", "not a glob", 0),

@@ -22,9 +22,9 @@ def path_btf(tmp_path) -> str:
         (["strncpy_*", "noargs"], "not a glob"),
         (["tp:net_dev_queue", "noargs"], "a tracepoint has no return"),
         (["noargs", "noargs"], "noargs is already in the call path"),
-        (["ip_send_sbk", "noargs"], "did you mean ip_send_skb"),
+        (["ip_send_sbk", "noargs"], "did you mean 'ip_send_skb'"),
         (["--summary", "ip_send_skb", "noargs"], "-s shows the calls of one path, and --summary counts every call"),
-        (["ip_send_skb(skb->lne)", "noargs"], "no member 'lne'; did you mean len"),
+        (["ip_send_skb(skb->lne)", "noargs"], "no member 'lne'; did you mean 'len'"),
         (["noargs"] * 17, "at most 16"),
     ],
 )

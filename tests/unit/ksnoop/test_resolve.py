@@ -784,10 +784,10 @@ LONG_STRING = "x" * 128
 # rest from btf/members.py, whose MemberPathError resolve.py turns into a SpecError at the step's position.
 ERRORS = [
     # resolve: no such target (the caret is on the target)
-    ("ip_send_skbb", "no kernel function 'ip_send_skbb' in BTF; did you mean ip_send_skb?", 0),
-    ("tp:net_dev_queu", "no tracepoint 'net_dev_queu' in BTF; did you mean tp:net_dev_queue?", 0),
-    ("ip_sned_*", "no kernel function matches 'ip_sned_*'; did you mean ip_send_skb?", 0),
-    ("tp:net_dev_qeue*(skb)", "no tracepoint matches 'tp:net_dev_qeue*'; did you mean tp:net_dev_queue?", 0),
+    ("ip_send_skbb", "no kernel function 'ip_send_skbb' in BTF; did you mean 'ip_send_skb'?", 0),
+    ("tp:net_dev_queu", "no tracepoint 'net_dev_queu' in BTF; did you mean 'tp:net_dev_queue'?", 0),
+    ("ip_sned_*", "no kernel function matches 'ip_sned_*'; did you mean 'ip_send_skb'?", 0),
+    ("tp:net_dev_qeue*(skb)", "no tracepoint matches 'tp:net_dev_qeue*'; did you mean 'tp:net_dev_queue'?", 0),
     # resolve: a glob whose items fit none of its functions: the first one's error, where it points
     (
         "ip_*(skbb)",
@@ -834,8 +834,8 @@ ERRORS = [
     ("ip_send_skb(skb->dev->ifindex.x)", "'.x' on 'int', which is not a struct or union", 29),
     ("ip_send_skb(skb->data->x)", "'->x' on 'unsigned char', which is not a struct or union", 21),
     # members.resolve: no such member, with the closest ones when there are
-    ("ip_send_skb(skb->lenn)", "struct sk_buff has no member 'lenn'; did you mean len?", 15),
-    ("ip_send_skb(skb->list.nxt)", "struct list_head has no member 'nxt'; did you mean next?", 21),
+    ("ip_send_skb(skb->lenn)", "struct sk_buff has no member 'lenn'; did you mean 'len'?", 15),
+    ("ip_send_skb(skb->list.nxt)", "struct list_head has no member 'nxt'; did you mean 'next'?", 21),
     ("ip_send_skb(skb->zzz)", "struct sk_buff has no member 'zzz'", 15),
     # members._element_size: an index through a pointer to what has no size
     ("ip_send_skb(skb->destructor[0])", "cannot index 'void (struct sk_buff *)': its elements have no size", 27),
@@ -1018,12 +1018,12 @@ MORE_ERRORS = [
     # _name_constant: no such enumerator, with the closest ones when there are
     (
         "mini_rcv(reason == SKB_CONSUMD)",
-        "enum skb_drop_reason has no enumerator 'SKB_CONSUMD'; did you mean SKB_CONSUMED?",
+        "enum skb_drop_reason has no enumerator 'SKB_CONSUMD'; did you mean 'SKB_CONSUMED'?",
         19,
     ),
     (
         "mini_rcv(flags == MINI_F_HGH)",
-        "enum mini_flags64 has no enumerator 'MINI_F_HGH'; did you mean MINI_F_HIGH, MINI_F_LOW, MINI_F_ALL?",
+        "enum mini_flags64 has no enumerator 'MINI_F_HGH'; did you mean 'MINI_F_HIGH', 'MINI_F_LOW', 'MINI_F_ALL'?",
         18,
     ),
     ("mini_rcv(reason == XYZ)", "enum skb_drop_reason has no enumerator 'XYZ'", 19),
@@ -1048,8 +1048,8 @@ def test_an_ordering_on_little_endian_values_in_a_big_endian_kernel() -> None:
 # tests/kernel/test_trace_cli.py's SPEC_ERRORS, each spec mistake at unit level: the mini kernel (with
 # sched_process_exec from build_more) stands in for this machine's, and the whole message is checked.
 CLI_SPEC_ERRORS = [
-    ("ip_send_skbb", "no kernel function 'ip_send_skbb' in BTF; did you mean ip_send_skb?", 0),
-    ("tp:net_dev_queu", "no tracepoint 'net_dev_queu' in BTF; did you mean tp:net_dev_queue?", 0),
+    ("ip_send_skbb", "no kernel function 'ip_send_skbb' in BTF; did you mean 'ip_send_skb'?", 0),
+    ("tp:net_dev_queu", "no tracepoint 'net_dev_queu' in BTF; did you mean 'tp:net_dev_queue'?", 0),
     (
         "tp:net_dev_queue(sbk->len)",
         "tp:net_dev_queue has no argument 'sbk'; did you mean 'skb'? its arguments are: skb",
@@ -1060,8 +1060,8 @@ CLI_SPEC_ERRORS = [
         "tp:sched_process_exec has no argument 'old_pd'; did you mean 'old_pid'? its arguments are: p, old_pid, bprm",
         22,
     ),
-    ("tp:net_dev_queue(skb->lenn)", "struct sk_buff has no member 'lenn'; did you mean len?", 20),
-    ("tp:sched_process_exec(p->comn)", "struct task_struct has no member 'comn'; did you mean comm?", 23),
+    ("tp:net_dev_queue(skb->lenn)", "struct sk_buff has no member 'lenn'; did you mean 'len'?", 20),
+    ("tp:sched_process_exec(p->comn)", "struct task_struct has no member 'comn'; did you mean 'comm'?", 23),
     ("tp:net_dev_queue(skb->len->x)", "'->' on 'unsigned int', which is not a pointer; use '.'", 25),
     ("tp:net_dev_queue(skb.len)", "'.' on 'struct sk_buff *', which is a pointer; use '->'", 20),
     (
@@ -1122,7 +1122,7 @@ def _path_error(*specs: str, wrong: int = -1) -> SpecError:
     "specs,message,column",
     [
         (("noargs", "strncpy_*"), "a call path (-s) names functions one by one, not a glob", 0),
-        (("noargs", "ip_send_skbb(skb)"), "no kernel function 'ip_send_skbb' in BTF; did you mean ip_send_skb?", 0),
+        (("noargs", "ip_send_skbb(skb)"), "no kernel function 'ip_send_skbb' in BTF; did you mean 'ip_send_skb'?", 0),
         (
             ("noargs", " tp:net_dev_queue(skb)"),
             "a call path (-s) is made of functions: a tracepoint has no return to end a call",
@@ -1142,7 +1142,7 @@ def test_call_path_errors(specs: tuple[str, ...], message: str, column: int) -> 
 
 def test_a_call_paths_steps_are_resolved_as_a_traces() -> None:
     err = _path_error("ip_send_skb(skb->lenn)", "noargs", wrong=0)
-    assert (err.reason, err.position) == ("struct sk_buff has no member 'lenn'; did you mean len?", 15)
+    assert (err.reason, err.position) == ("struct sk_buff has no member 'lenn'; did you mean 'len'?", 15)
 
 
 def test_a_call_path_longer_than_the_state_holds() -> None:
@@ -1162,11 +1162,12 @@ DUMP_ERRORS = [
     # a glob
     ("task*(task->pid)", "dump walks one iterator target per spec, not a glob (see ksnoop list 'dump:*')", 0),
     # no such target: the closest names, or all of them when none is close
-    ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean task?", 0),
-    ("  dump:taks", "no iterator target 'taks' in this kernel's BTF; did you mean task?", 2),
+    ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean 'task'?", 0),
+    ("  dump:taks", "no iterator target 'taks' in this kernel's BTF; did you mean 'task'?", 2),
     (
         "xyzzy",
-        "no iterator target 'xyzzy' in this kernel's BTF; did you mean bpf_map_elem, cgroup, task, task_file, tcp?",
+        "no iterator target 'xyzzy' in this kernel's BTF; "
+        "did you mean 'bpf_map_elem', 'cgroup', 'task', 'task_file', 'tcp'?",
         0,
     ),
     # _check_name: `return`
@@ -1181,7 +1182,7 @@ DUMP_ERRORS = [
         14,
     ),
     # resolve_items: what trace checks, the same way
-    ("task(task->pidd)", "struct task_struct has no member 'pidd'; did you mean pid?", 9),
+    ("task(task->pidd)", "struct task_struct has no member 'pidd'; did you mean 'pid'?", 9),
     (
         'task(task->comm == "abcdefghijklmnopq")',
         "'abcdefghijklmnopq' is longer than 'task->comm' (char[16]) can hold",

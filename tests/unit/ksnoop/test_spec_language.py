@@ -16,8 +16,11 @@ from ksnoop.spec.language import Item, Literal, LiteralKind, SpecError, TraceSpe
 PARSE_ERRORS = [
     # _tokens: a character no token starts with
     ("f(a @ 1)", "unexpected character '@'", 4),
-    ("f(a = 1)", "unexpected character '='", 4),
-    ("f(a ! 1)", "unexpected character '!'", 4),
+    ("f(a = 1)", "unexpected character '='; did you mean '=='? (a comparison is ==, !=, >=, <=, >, <)", 4),
+    ("f(a => 1)", "unexpected character '='; did you mean '>='? (a comparison is ==, !=, >=, <=, >, <)", 4),
+    ("f(a =< 1)", "unexpected character '='; did you mean '<='? (a comparison is ==, !=, >=, <=, >, <)", 4),
+    ("f(a ! 1)", "unexpected character '!'; did you mean '!='? (a comparison is ==, !=, >=, <=, >, <)", 4),
+    ("f(a ~ 1)", "unexpected character '~'", 4),
     ("f(a - 1)", "unexpected character '-'", 4),
     ("ip-send", "unexpected character '-'", 2),
     ("tp:", "unexpected character ':'", 2),  # `tp:` needs a name: the lexer reads `tp`, then ':'

@@ -128,8 +128,8 @@ def test_the_default_limit():
 @pytest.mark.parametrize(
     "spec, says",
     [
-        ("ip_sned_*", "no kernel function matches 'ip_sned_*'; did you mean ip_send_skb"),
-        ("tp:net_dev_qeue*", "no tracepoint matches 'tp:net_dev_qeue*'; did you mean tp:net_dev_queue"),
+        ("ip_sned_*", "no kernel function matches 'ip_sned_*'; did you mean 'ip_send_skb'"),
+        ("tp:net_dev_qeue*", "no tracepoint matches 'tp:net_dev_qeue*'; did you mean 'tp:net_dev_queue'"),
     ],
 )
 def test_a_glob_matching_nothing_names_close_ones(spec, says):
