@@ -75,7 +75,7 @@ class _ProbeFormat:
             + task
             + comm
             + ', "func": '
-            + pct(json_string(target.name))
+            + pct(json_string(target.name if self.taskless else target.label))  # dump's specs name no dump:
             + ', "probe": '
             + json_string(PROBE_KINDS[probe.kind])
             + ', "args": {'
@@ -109,15 +109,15 @@ class JsonFormatter:
     """Turns Events of one ResolvedTrace into JSON lines.
 
     `{"ts": ns, "cpu": 1, "pid": 2813, "tid": 2813, "comm": "curl", "func": "ip_send_skb",
-    "probe": "entry", "args": {"skb->len": 228}, "duration_ns": 1234}`. "func" is the kernel's
-    name of the function or tracepoint (`net_dev_queue`, without `tp:`); "probe" says which:
-    "entry", "return" or "tracepoint". Argument keys are the capture labels, the return value's
-    is "return". Values: integers and floats as numbers (NaN and infinities as strings, which
-    JSON lacks), bools, enumerator names, strings, pointers not followed as "0x..." strings
-    (inside structs too), structs as objects keyed by member name (anonymous members flattened,
-    "...": "truncated" when cut), an unreadable value as {"error": "read failed"}. Output is
-    pure ASCII. `duration_ns` appears only on records that have one (passed, or the Event's);
-    "comm" only when the plan copies it. A record with a kernel stack ends with
+    "probe": "entry", "args": {"skb->len": 228}, "duration_ns": 1234}`. "func" names the
+    function or tracepoint as a spec does (`ip_send_skb`, `tp:net_dev_queue`), and as --summary's
+    JSON does; "probe" says which record: "entry", "return" or "tracepoint". Argument keys are
+    the capture labels, the return value's is "return". Values: integers and floats as numbers
+    (NaN and infinities as strings, which JSON lacks), bools, enumerator names, strings,
+    pointers not followed as "0x..." strings (inside structs too), structs as objects keyed by
+    member name (anonymous members flattened, "...": "truncated" when cut), an unreadable value
+    as {"error": "read failed"}. Output is pure ASCII. `duration_ns` appears only on records
+    that have one (passed, or the Event's); "comm" only when the plan copies it. A record with a kernel stack ends with
     `"kstack": ["ip_send_skb+0x1d", "ipt_do_table+0x2c1 [ip_tables]", ...]`, innermost first, named by
     `symbolizer` ("0x..." addresses without one); [] when it could not be read.
     """

@@ -32,7 +32,7 @@ def test_a_tracepoint_glob_sees_a_datagram_at_each_tracepoint(udp: Loopback) -> 
     with Trace("-o", "json", "-p", str(os.getpid()), "tp:net_dev_*(skb->len)") as t:
         t.first_record(
             lambda: udp.send(marker),
-            lambda r: r["func"] == "net_dev_queue" and r["args"]["skb->len"] == skb_len(marker),
+            lambda r: r["func"] == "tp:net_dev_queue" and r["args"]["skb->len"] == skb_len(marker),
         )
         udp.send(payload)
         assert t.stop() == 0, t.stderr
@@ -53,14 +53,14 @@ def test_a_tracepoint_glob_sees_a_datagram_at_each_tracepoint(udp: Loopback) -> 
     # loopback_xmit has pulled the Ethernet header (eth_type_trans) by net_dev_xmit.
     mine = [r for r in records if r["args"]["skb->len"] in (skb_len(payload), skb_len(payload) - 14)]
     funcs = [r["func"] for r in mine]
-    assert "net_dev_queue" in funcs and "net_dev_xmit" in funcs, records
-    assert funcs.index("net_dev_queue") < funcs.index("net_dev_xmit")
+    assert "tp:net_dev_queue" in funcs and "tp:net_dev_xmit" in funcs, records
+    assert funcs.index("tp:net_dev_queue") < funcs.index("tp:net_dev_xmit")
     assert all(r["probe"] == "tracepoint" and r["pid"] == os.getpid() for r in mine)
     assert {r["func"] for r in records} <= {
-        "net_dev_queue",
-        "net_dev_xmit",
-        "net_dev_start_xmit",
-        "net_dev_xmit_timeout",
+        "tp:net_dev_queue",
+        "tp:net_dev_xmit",
+        "tp:net_dev_start_xmit",
+        "tp:net_dev_xmit_timeout",
     }
 
 

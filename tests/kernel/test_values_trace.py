@@ -92,10 +92,10 @@ def test_be16_predicate_for_another_protocol_drops_ipv4(connected: Connected) ->
         "tp:net_dev_queue(skb->protocol == 0x86dd, skb->len)",
         "tp:net_dev_xmit(skb->len)",
     ) as t:
-        t.first_record(lambda: connected.send(77), lambda r: r["func"] == "net_dev_xmit")
+        t.first_record(lambda: connected.send(77), lambda r: r["func"] == "tp:net_dev_xmit")
         connected.send(78)
         assert t.stop() == 0, t.stderr
-    assert not [r for r in t.json_records() if r["func"] == "net_dev_queue"]
+    assert not [r for r in t.json_records() if r["func"] == "tp:net_dev_queue"]
 
 
 def test_be16_orders_do_not_compare() -> None:

@@ -80,9 +80,9 @@ def test_return_record_with_duration():
     assert obj(t, ret, -22, duration_ns=77)["duration_ns"] == 77  # the caller's figure wins
 
 
-def test_tracepoint_func_is_the_kernel_name():
+def test_tracepoint_func_is_named_as_a_spec_names_it():
     t = trace("tp:net_dev_queue(skb -> len)")
-    assert obj(t, 0, 228) == dict(HEADER, func="net_dev_queue", probe="tracepoint", args={"skb->len": 228})
+    assert obj(t, 0, 228) == dict(HEADER, func="tp:net_dev_queue", probe="tracepoint", args={"skb->len": 228})
 
 
 def test_read_failed():
@@ -184,7 +184,7 @@ def test_without_comm():
 def test_two_specs_each_probe_its_own_line():
     t = trace("seven_args(a)", "tp:net_dev_queue(skb->len)")
     tp = probe_index(t, ProbeKind.TP_BTF)
-    assert obj(t, tp, 1500)["func"] == "net_dev_queue"
+    assert obj(t, tp, 1500)["func"] == "tp:net_dev_queue"
     assert obj(t, 0, 3)["func"] == "seven_args"
 
 
