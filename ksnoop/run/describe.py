@@ -4,14 +4,16 @@ then each program's listing), and the resolver's notes, on stderr, sanitised."""
 
 from __future__ import annotations
 
-from typing import Dict, List, TextIO, Tuple
+from typing import Dict, Iterable, List, Optional, TextIO, Tuple
 
 from bpf.codegen import Program
 from bpf.insn import Insn
 from bpf.listing import format_insns
+from bpf.plan import ProbeKind
 
 from ksnoop.sanitize import sanitize
 from ksnoop.spec.resolve import ResolvedTrace
+from ksnoop.spec.targets import TRACEPOINT_PREFIX
 
 
 def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> List[str]:
@@ -71,10 +73,45 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
     return lines
 
 
-def write_notes(resolved: ResolvedTrace, programs: Tuple[Program, ...], verbose: bool, err: TextIO) -> None:
+def write_notes(resolved: ResolvedTrace, programs: Tuple[Program, ...], verbose: int, err: TextIO) -> None:
     """The resolver's notes, and with `verbose` the plan and listings, on stderr, sanitised."""
     for note in resolved.notes:
         err.write(sanitize(note) + "\n")
     if verbose:
         for line in describe_plan(resolved, programs):
             err.write(sanitize(line) + "\n")
+
+
+def ready_line(resolved: ResolvedTrace, labels: Iterable[str], duration_s: Optional[float], summary: bool) -> str:
+    """The line that says every probe is attached (`labels`: the targets attached), so that a
+    script can wait for it before it starts its workload, as for bcc's "Tracing... Hit Ctrl-C"."""
+    labels = set(labels)
+    tracepoints = sum(1 for label in labels if label.startswith(TRACEPOINT_PREFIX))
+    functions = len(labels) - tracepoints
+    parts = []
+    if functions:
+        parts.append(f"{_plural(functions, 'function')} ({_function_probes(resolved)})")
+    if tracepoints:
+        parts.append(_plural(tracepoints, "tracepoint"))
+    what = ", ".join(parts)
+    if summary:
+        when = "at the time limit or Ctrl-C" if duration_s is not None else "at Ctrl-C"
+        return f"ksnoop: counting calls of {what}; the summary comes {when}"
+    until = f"stops after {duration_s:g} s or at Ctrl-C" if duration_s is not None else "Ctrl-C to stop"
+    return f"ksnoop: tracing {what}; {until}"
+
+
+def _function_probes(resolved: ResolvedTrace) -> str:
+    plan = resolved.plan
+    kinds = {p.kind for p in plan.probes}
+    if ProbeKind.FENTRY in kinds or ProbeKind.FEXIT in kinds:
+        return "fentry/fexit" if ProbeKind.FEXIT in kinds else "fentry"
+    if plan.session_is_return and plan.multi:
+        return "kprobe session"
+    if plan.multi:
+        return "kprobe_multi"
+    return "kprobes" if ProbeKind.KRETPROBE in kinds else "kprobe"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

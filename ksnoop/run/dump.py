@@ -28,13 +28,13 @@ from ksnoop.output.decode import build_decoder, probe_of, record_fields
 from ksnoop.spec.resolve_dump import IterParams, ResolvedDump, parse_dump_spec, resolve_dump
 from ksnoop.errors import NotPermitted, RuntimeFailure, UsageError
 from ksnoop.output.formatter import Formatter
+from ksnoop.output.writer import LineWriter
 from ksnoop.run.runner import create_maps, load_generated, module_btf_objects, require_privileges
 from ksnoop.spec.iter_targets import IterTarget, IterTargets, ParamKind, no_iterators_reason
 from ksnoop.spec.targets import KernelBTF
 
 log = logging.getLogger(__name__)
 
-_BATCH_LINES = 512
 # Where the cgroup iterator walks when --cgroup-order is not given: every cgroup below the start
 # (the kernel's own default is the starting cgroup alone).
 DEFAULT_CGROUP_ORDER = "descendants-pre"
@@ -47,7 +47,7 @@ class DumpOptions:
     count: Optional[int] = None  # stop after this many records, over every spec
     output: str = "text"  # "text" or "json"
     color: bool = False
-    verbose: bool = False
+    verbose: int = 0  # as RunOptions.verbose
     btf_path: Optional[str] = None
     zeros: bool = False  # text: show struct members that are all zero
     compact: bool = False  # text: one line per record
@@ -161,30 +161,6 @@ def formatter_for(options: DumpOptions, dump: ResolvedDump) -> Formatter:
     return TextFormatter(
         dump.resolved, color=options.color, layout=TextLayout(zeros=options.zeros, compact=options.compact)
     )
-
-
-class LineWriter:
-    """Lines out in batches: with a tty or PYTHONUNBUFFERED a write per record is a syscall each."""
-
-    def __init__(self, out: TextIO):
-        self.out = out
-        self.pending: List[str] = []
-
-    def add(self, line: str) -> None:
-        self.pending.append(line)
-        if len(self.pending) >= _BATCH_LINES:
-            self.flush()
-
-    def extend(self, lines: List[str]) -> None:
-        self.pending.extend(lines)
-        if len(self.pending) >= _BATCH_LINES:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.out.write("\n".join(self.pending) + "\n")
-            self.pending.clear()
-        self.out.flush()
 
 
 @dataclass(frozen=True)

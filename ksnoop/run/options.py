@@ -13,12 +13,13 @@ class RunOptions:
     specs: Tuple[str, ...]
     pid: Optional[int] = None
     comm: Optional[str] = None
-    count: Optional[int] = None  # stop after this many records
+    count: Optional[int] = None  # stop after this many calls (records where no return is traced)
     duration_s: Optional[float] = None
     pages: int = 1024  # ringbuf size in pages; a power of two
     output: str = "text"  # "text" or "json"
     color: bool = False
-    verbose: bool = False
+    verbose: int = 0  # 1: the plan, the listings and a rejected program's verifier log; 2: debug logs too
+    quiet: bool = False  # no ready line
     btf_path: Optional[str] = None
     kstack_depth: int = 0  # kernel stack frames in each entry and tracepoint record; 0 for none
     # Functions and tracepoints, a glob's matches counted each; None: DEFAULT_MAX_PROBES, or more

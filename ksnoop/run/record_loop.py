@@ -10,12 +10,15 @@ import time
 from typing import Any, Callable, List, Optional, Protocol, TextIO, Tuple
 
 from bpf.codegen import MapRole, Program
+from bpf.plan import Plan
 from bpf.ringbuf import RecordCallback, RingBuffer
 
 from ksnoop.errors import RuntimeFailure
-from ksnoop.output.decode import build_decoder, by_probe, record_fields
+from ksnoop.output.decode import build_decoder, by_probe, probe_of, record_fields
 from ksnoop.output.formatter import Formatter
+from ksnoop.output.writer import LineWriter
 from ksnoop.run.options import RunOptions, Summary
+from ksnoop.run.describe import ready_line
 from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, raise_open_files_limit, say_detaching
 from ksnoop.run.stopping import StopFlag
 from ksnoop.spec.resolve import ResolvedTrace
@@ -23,7 +26,6 @@ from ksnoop.spec.resolve import ResolvedTrace
 # How long the reader sleeps when no wake-up comes: records are submitted without waking it
 # until a backlog builds, so this bounds how late a quiet trace shows a record.
 POLL_INTERVAL_S = 0.05
-_BATCH_LINES = 512
 
 
 class RecordSource(Protocol):
@@ -44,29 +46,50 @@ class PerCPUValues(Protocol):
 def run_records(
     resolved: ResolvedTrace, programs: Tuple[Program, ...], options: RunOptions, out: TextIO, err: TextIO
 ) -> Summary:
-    """Attach the programs and print each record as it comes, until the count, the time limit,
-    SIGINT or SIGTERM; then drain, report lost records and detach."""
+    """Attach the programs and print each record as it comes, until the count, the time limit or a
+    stop signal; then drain, report lost records and detach."""
     raise_open_files_limit(len(resolved.plan.probes))
     formatter = formatter_for(options, resolved, err)
     lines = record_lines(formatter, resolved)
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(stop.installed())
         btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
         maps = create_maps(stack, programs)
         events, drops = maps.shared(MapRole.EVENTS), maps.shared(MapRole.DROPS)
-        links = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
-        stack.callback(say_detaching, links, err)  # runs first on the way out: before the links close
+        attached = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
+        stack.callback(say_detaching, attached.links, err)  # runs first on the way out: before the links close
         try:
             ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
         except OSError as error:  # mmap or epoll: EMFILE, ENOMEM
             raise RuntimeFailure(f"cannot map the ring buffer: {error.strerror or error}") from None
+        # Until here a signal ends ksnoop at once (stopping.exit_on_signals); from here it drains.
+        stack.enter_context(stop.installed())
+        if not options.quiet:
+            err.write(ready_line(resolved, attached.labels, options.duration_s, summary=False) + "\n")
+            err.flush()
         header = formatter.header()
         if header:
             out.write(header + "\n")
             out.flush()
-        return read_records(ring, drops, lines, options, stop, out, err)
+        return read_records(ring, drops, lines, options, stop, out, err, call_ends(resolved.plan))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def call_ends(plan: Plan) -> List[bool]:
+    """Per probe, whether its record ends what -n counts: a call's return record (its entry came
+    before it), an entry or tracepoint with no return traced, or a call path's outermost return
+    (the outermost traced: a function that never returns has none)."""
+    path_end = min((p.path.level for p in plan.probes if p.path is not None and p.kind.is_return), default=-1)
+    ends = []
+    for i, probe in enumerate(plan.probes):
+        if not probe.emits:
+            ends.append(False)
+        elif probe.path is not None:
+            ends.append(probe.kind.is_return and probe.path.level == path_end)
+        else:
+            partner = plan.partner(i)
+            ends.append(probe.kind.is_return or partner is None or not plan.probes[partner].emits)
+    return ends if any(ends) else [probe.emits for probe in plan.probes]
 
 
 def formatter_for(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> Formatter:
@@ -106,38 +129,34 @@ def read_records(
     stop: StopFlag,
     out: TextIO,
     err: TextIO,
+    ends: Optional[List[bool]] = None,
 ) -> Summary:
     """Print each record's line (`lines`: one function per probe) until the count, the duration or a
-    signal ends the trace."""
+    signal ends the trace. -n counts the records `ends` marks (call_ends; every record if None)."""
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
     count_limit = options.count
-    printed = 0
+    printed = counted = 0
     lost_reported = 0
-    # Lines go out in batches: with PYTHONUNBUFFERED, or a tty, a write per record is a syscall each.
-    pending: List[str] = []
-
-    def flush() -> None:
-        if pending:
-            out.write("\n".join(pending) + "\n")
-            pending.clear()
-        out.flush()
-
+    writer = LineWriter(out)
     line = by_probe(lines)
+    every_record_counts = ends is None or all(ends)
+    counts = ends or []
 
     def on_record(record: memoryview) -> bool:
-        nonlocal printed
-        pending.append(line(record))
-        if len(pending) >= _BATCH_LINES:
-            flush()
+        nonlocal printed, counted
+        writer.add(line(record))
         printed += 1
-        return count_limit is not None and printed >= count_limit
+        if count_limit is None:
+            return False
+        if every_record_counts or counts[probe_of(record)]:
+            counted += 1
+        return counted >= count_limit
 
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
         timeout = POLL_INTERVAL_S if remaining is None else max(0.0, min(POLL_INTERVAL_S, remaining))
-        limit = None if count_limit is None else count_limit - printed
-        ring.poll(on_record, timeout, limit)
-        flush()
+        ring.poll(on_record, timeout)
+        writer.flush()
         lost = _lost(drops)
         if lost > lost_reported:
             err.write(
@@ -145,11 +164,12 @@ def read_records(
                 "(try a larger -P/--pages or a narrower spec)\n"
             )
             lost_reported = lost
-        if count_limit is not None and printed >= count_limit:
+        if count_limit is not None and counted >= count_limit:
             break
         if stop or (deadline is not None and time.monotonic() >= deadline):
-            ring.drain(on_record, None if count_limit is None else count_limit - printed)
-            flush()
+            if count_limit is None or counted < count_limit:
+                ring.drain(on_record)
+            writer.flush()
             break
     return Summary(printed, _lost(drops))
 

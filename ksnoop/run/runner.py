@@ -17,7 +17,8 @@ import mmap
 import os
 import resource
 import time
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, TextIO, Tuple
 
 from bpf.btfobj import open_kernel_btf
 from bpf.codegen import MapRole, Program, generate, generate_multi, generate_session
@@ -106,17 +107,18 @@ def load_generated(
     except VerifierError as error:
         raise VerifierRejected(
             f"the kernel's verifier rejected the program for {label}: {error.reason} "
-            "(run with -v for the program listing)"
+            "(-v shows the program and the verifier's whole log)",
+            error.log,
         ) from None
     except LoadRefused as error:
-        raise refusal(program.expected_attach_type, label, error.errno or errno.EPERM) from None
+        raise refusal(program.expected_attach_type, label, error.errno or errno.EPERM, error.log) from None
     except PermissionError:
         raise NotPermitted(f"the kernel refused to load the program for {label} (EPERM)") from None
     except OSError as error:
         raise NotTraceable(f"cannot load the program for {label}: {error.strerror or error}") from None
 
 
-def refusal(attach_type: AttachType, label: str, code: int) -> Refused:
+def refusal(attach_type: AttachType, label: str, code: int, log: str = "") -> Refused:
     """The error for a load the kernel refused before verification with errno `code`.
 
     EPERM there, with the privileges checked before loading, is the kernel's policy (a security
@@ -127,11 +129,12 @@ def refusal(attach_type: AttachType, label: str, code: int) -> Refused:
     if attach_type in (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT):
         return Refused(
             f"cannot trace {label}: this kernel refuses {kind} programs ({how}, even with full "
-            "privileges); tp: tracepoints still work; see ksnoop list 'tp:*'"
+            "privileges); tp: tracepoints still work; see ksnoop list 'tp:*'",
+            log,
         )
     if code != errno.EPERM:
-        return Refused(f"cannot load the {kind} program for {label}: {os.strerror(code)} ({how})")
-    return Refused(f"this kernel refuses {kind} programs for {label} ({how})")
+        return Refused(f"cannot load the {kind} program for {label}: {os.strerror(code)} ({how})", log)
+    return Refused(f"this kernel refuses {kind} programs for {label} ({how})", log)
 
 
 def module_btf_objects(stack: contextlib.ExitStack, probes: Sequence[Probe]) -> Dict[str, int]:
@@ -359,6 +362,15 @@ def say_detaching(links: List[Any], err: TextIO) -> None:
         err.flush()
 
 
+@dataclass(frozen=True)
+class Attached:
+    """What attach_all attached: the links, and the labels of the targets they trace (a glob's
+    functions the kernel refused are not among them)."""
+
+    links: List[Any]
+    labels: FrozenSet[str]
+
+
 def attach_all(
     stack: contextlib.ExitStack,
     resolved: ResolvedTrace,
@@ -366,8 +378,8 @@ def attach_all(
     maps: ProgramMaps,
     btf_obj_fds: Dict[str, int],
     err: TextIO,
-) -> List[Any]:
-    """Load and attach every probe, the links entering `stack`; returns the links.
+) -> Attached:
+    """Load and attach every probe, the links entering `stack`.
 
     A function a glob matched that the kernel refuses (EINVAL, ENOTSUPP, EPERM for that function,
     a verifier rejection) is left out, its fentry and fexit together, with one warning line per
@@ -461,4 +473,7 @@ def attach_all(
             + "\n"
         )
     log.debug("%d programs attached in %.3f s", len(links), time.monotonic() - start)
-    return links
+    left_out = {label for failures in refused.values() for label, _ in failures}
+    # The call path's helper on sched_process_exit is no target of the user's.
+    labels = frozenset(t.label for t, p in zip(resolved.targets, probes) if not p.forgets_path)
+    return Attached(links, labels - left_out)

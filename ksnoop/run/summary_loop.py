@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The summary loop: the programs count calls, errors and latency into per-CPU counters (no ring
-buffer); at the time limit, SIGINT or SIGTERM the counters are summed over CPUs and printed."""
+buffer); at the time limit, a stop signal the counters are summed over CPUs and printed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Dict, List, Protocol, TextIO, Tuple
 
 from bpf.codegen import MapRole, Program
 
+from ksnoop.run.describe import ready_line
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
 from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, say_detaching
@@ -29,29 +30,29 @@ def run_summary(
     resolved: ResolvedTrace, programs: Tuple[Program, ...], options: RunOptions, out: TextIO, err: TextIO
 ) -> Summary:
     """--summary: the programs count into a PERCPU_ARRAY (no ring buffer); at the time limit,
-    SIGINT or SIGTERM the counters are summed over CPUs and printed."""
+    a stop signal the counters are summed over CPUs and printed."""
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(stop.installed())
         btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
         maps = create_maps(stack, programs)
         counts = maps.shared(MapRole.COUNTS)
-        links = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
-        stack.callback(say_detaching, links, err)
-        totals = count_until_stopped(resolved, counts, options, stop, err)
+        attached = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
+        stack.callback(say_detaching, attached.links, err)
+        # Until here a signal ends ksnoop at once (stopping.exit_on_signals); from here it summarises.
+        stack.enter_context(stop.installed())
+        if not options.quiet:
+            err.write(ready_line(resolved, attached.labels, options.duration_s, summary=True) + "\n")
+            err.flush()
+        totals = count_until_stopped(resolved, counts, options, stop)
     return report(totals, options, out)
 
 
 def count_until_stopped(
-    resolved: ResolvedTrace, counts: AllPerCPUValues, options: RunOptions, stop: StopFlag, err: TextIO
+    resolved: ResolvedTrace, counts: AllPerCPUValues, options: RunOptions, stop: StopFlag
 ) -> List[FunctionCounts]:
-    """Say what is counted, wait for the time limit or `stop`, then sum each key's per-CPU counters
-    (`counts`: the COUNTS map while the programs are attached)."""
+    """Wait for the time limit or `stop`, then sum each key's per-CPU counters (`counts`: the
+    COUNTS map while the programs are attached)."""
     keys = len(counted(resolved))
-    noun = "function" if keys == 1 else "functions"
-    when = "at the time limit or Ctrl-C" if options.duration_s is not None else "at Ctrl-C"
-    err.write(f"ksnoop: counting calls of {keys} {noun}; the summary comes {when}\n")
-    err.flush()
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
     while not stop and (deadline is None or time.monotonic() < deadline):
         remaining = POLL_INTERVAL_S if deadline is None else deadline - time.monotonic()

@@ -45,7 +45,7 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     if not 0 <= options.kstack_depth <= MAX_KSTACK_DEPTH:
         raise UsageError(f"--kstack-depth {options.kstack_depth}: at most {MAX_KSTACK_DEPTH} frames")
     if options.summary and options.count is not None:
-        raise UsageError("--count stops after N records, and --summary prints none: use --duration or Ctrl-C")
+        raise UsageError("--count stops after N calls printed, and --summary prints none: use --duration or Ctrl-C")
     if options.summary and options.kstack_depth:
         raise UsageError("--kstack shows a stack per record, and --summary prints none")
     if options.call_path and options.summary:

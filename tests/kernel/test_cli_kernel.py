@@ -354,3 +354,45 @@ def test_head_1_through_a_shell_pipeline():
     assert first and not first.startswith("status=")
     assert status == "status=1"
     assert stderr == ""
+
+
+def test_a_program_the_verifier_rejects_is_its_reason_and_with_v_its_whole_log(capsys):
+    """A generated tp_btf program broken on purpose (it returns R2, which no one set) goes through
+    the runner's load and the CLI's error report as a real rejection would: one line with the
+    verifier's own reason; with -v the whole log from this kernel's verifier above it."""
+    import contextlib
+    import dataclasses
+
+    import click
+
+    from bpf.codegen import generate_all
+    from bpf.insn import exit_, mov64_reg
+    from bpf.maps import create_maps
+    from bpf.plan import Filters
+    from ksnoop.cli import _reported_errors
+    from ksnoop.errors import VerifierRejected
+    from ksnoop.run.runner import load_generated
+    from ksnoop.spec.language import parse_spec
+    from ksnoop.spec.resolve import resolve
+    from ksnoop.spec.targets import KernelBTF
+
+    if os.geteuid() != 0:
+        pytest.skip("loading BPF programs needs root")
+    resolved = resolve([parse_spec("tp:sys_enter(id)")], KernelBTF.load(), Filters())
+    (program,) = generate_all(resolved.plan)
+    broken = dataclasses.replace(program, insns=(mov64_reg(0, 2), exit_()), map_slots=())
+    with contextlib.ExitStack() as stack, pytest.raises(VerifierRejected) as rejected:
+        load_generated(broken, create_maps(stack, [broken]).fds(0), "tp:sys_enter")
+    assert "R2 !read_ok" in str(rejected.value) and "R2 !read_ok" in rejected.value.log
+    for verbose in (0, 1):
+        with pytest.raises(click.exceptions.Exit) as exited, _reported_errors(verbose):
+            raise rejected.value
+        assert exited.value.exit_code == 1
+        lines = capsys.readouterr().err.splitlines()
+        assert lines[-1].startswith("ksnoop: error: the kernel's verifier rejected the program for tp:sys_enter: ")
+        assert lines[-1].endswith("R2 !read_ok (-v shows the program and the verifier's whole log)"), lines[-1]
+        if verbose:  # the log as the kernel wrote it, statistics line included
+            assert lines[0] == "ksnoop: the verifier's log:" and any(line.startswith("processed ") for line in lines)
+            assert len(lines) == 2 + len(rejected.value.log.rstrip("\n").splitlines())
+        else:
+            assert len(lines) == 1

@@ -10,28 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
 
 import pytest
 
-from tests.kernel.test_trace_cli import TIMEOUT, Loopback, Trace, nothing_left_loaded, send_from_another_process
+from tests.kernel.test_trace_cli import Loopback, Trace, nothing_left_loaded, send_from_another_process
 from tests.kernel.test_trace_cli import udp  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel", "nothing_left_loaded")]
 nothing_left_loaded = nothing_left_loaded  # a fixture, used by pytestmark above
 
-COUNTING = "ksnoop: counting calls of 1 function; the summary comes "
+COUNTING = "ksnoop: counting calls of 1 tracepoint; the summary comes "
 
 
 def _attached(t: Trace) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while COUNTING not in t.stderr:
-        if t.proc.poll() is not None or time.monotonic() > deadline:
-            t.kill()
-            raise AssertionError(f"ksnoop did not start counting: {t.stderr}")
-        time.sleep(0.01)
+    assert t.ready().startswith(COUNTING)
 
 
 def test_summary_json_counts_exactly_what_was_sent(udp: Loopback) -> None:  # noqa: F811
@@ -61,11 +55,8 @@ def test_summary_text_at_a_signal(udp: Loopback, sig: int) -> None:  # noqa: F81
         udp.send(10, 4)  # skb->len <= 1000: not counted
         assert t.stop(sig) == 0, t.stderr
     assert t.stdout == f"tp:net_dev_queue: {sent} calls\n"
-    assert re.fullmatch(
-        r"ksnoop: counting calls of 1 function; the summary comes at Ctrl-C\n"
-        rf"ksnoop: {sent} calls counted\n",
-        t.stderr,
-    )
+    assert t.ready_lines == ["ksnoop: counting calls of 1 tracepoint; the summary comes at Ctrl-C"]
+    assert t.stderr == f"ksnoop: {sent} calls counted\n"
 
 
 def test_summary_with_count_is_a_usage_error() -> None:

@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set,
 
 import pytest
 
+from tests.support.ready import split_ready
 from tests.kernel.test_cli_kernel import as_nobody  # noqa: F401  (a fixture: uid 65534 with ksnoop's imports)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel", "nothing_left_loaded")]
@@ -256,7 +257,22 @@ class Trace:
 
     @property
     def stderr(self) -> str:
-        return "".join(self._err)
+        """stderr less the ready line (see `ready_lines`)."""
+        return split_ready("".join(self._err))[1]
+
+    @property
+    def ready_lines(self) -> List[str]:
+        return split_ready("".join(self._err))[0]
+
+    def ready(self) -> str:
+        """Wait for the line on stderr that says every probe is attached; the line."""
+        deadline = time.monotonic() + TIMEOUT
+        while not self.ready_lines:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"ksnoop never said it was ready: {''.join(self._err)}")
+            time.sleep(0.01)
+        return self.ready_lines[0]
 
     def json_records(self) -> List[Dict[str, Any]]:
         return [json.loads(line, object_pairs_hook=_unique_keys) for line in self._out]
@@ -453,7 +469,7 @@ def test_udp_json_output(udp: Loopback, pinned_cpu: int) -> None:
     assert isinstance(record["ts"], int) and before <= record["ts"] <= after
     assert record["cpu"] == pinned_cpu
     assert (record["pid"], record["tid"], record["comm"]) == (os.getpid(), threading.get_native_id(), my_comm())
-    assert (record["func"], record["probe"]) == ("net_dev_queue", "tracepoint")
+    assert (record["func"], record["probe"]) == ("tp:net_dev_queue", "tracepoint")
     args = record["args"]
     assert list(args) == ["skb->len", "skb->dev->name", "skb"]
     assert args["skb->len"] == skb_len(payload) and args["skb->dev->name"] == "lo"
@@ -484,7 +500,7 @@ def test_exec_json(true_copy: Path) -> None:
             "pid": record["pid"],
             "tid": record["pid"],
             "comm": name,
-            "func": "sched_process_exec",
+            "func": "tp:sched_process_exec",
             "probe": "tracepoint",
             "args": {
                 "p->pid": record["pid"],
@@ -814,7 +830,7 @@ def test_stdout_closed_by_head(udp: Loopback, output: str) -> None:
     else:
         assert json.loads(first)["args"] == {"skb->len": skb_len(payload)}
     assert "Traceback" not in stderr
-    assert (status, stderr) == ("status=1", "")
+    assert (status, split_ready(stderr)) == ("status=1", (["ksnoop: tracing 1 tracepoint; Ctrl-C to stop"], ""))
 
 
 # ---- -v ---------------------------------------------------------------------------------------------------------
@@ -874,11 +890,11 @@ def _no_traceback(result: "subprocess.CompletedProcess[str]") -> None:
 
 SPEC_ERRORS = [
     # (spec, the fragment the caret points into, what the message says)
-    ("ip_send_skbb", "ip_send_skbb", ["no kernel function 'ip_send_skbb'", "did you mean ip_send_skb"]),
-    ("tp:net_dev_queu", "tp:net_dev_queu", ["no tracepoint 'net_dev_queu'", "did you mean tp:net_dev_queue"]),
+    ("ip_send_skbb", "ip_send_skbb", ["no kernel function 'ip_send_skbb'", "did you mean 'ip_send_skb'"]),
+    ("tp:net_dev_queu", "tp:net_dev_queu", ["no tracepoint 'net_dev_queu'", "did you mean 'tp:net_dev_queue'"]),
     ("tp:net_dev_queue(sbk->len)", "sbk", ["has no argument 'sbk'", "'skb'", "its arguments are: skb"]),
     ("tp:sched_process_exec(old_pd, p)", "old_pd", ["no argument 'old_pd'", "its arguments are: p, old_pid, bprm"]),
-    ("tp:net_dev_queue(skb->lenn)", "->lenn", ["struct sk_buff has no member 'lenn'", "did you mean len"]),
+    ("tp:net_dev_queue(skb->lenn)", "->lenn", ["struct sk_buff has no member 'lenn'", "did you mean 'len'"]),
     ("tp:sched_process_exec(p->comn)", "->comn", ["struct task_struct has no member 'comn'", "comm"]),
     ("tp:net_dev_queue(skb->len->x)", "->x", ["'->'", "'unsigned int'", "not a pointer", "use '.'"]),
     ("tp:net_dev_queue(skb.len)", ".len", ["'.'", "'struct sk_buff *'", "is a pointer", "use '->'"]),

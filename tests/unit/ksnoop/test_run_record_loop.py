@@ -15,7 +15,10 @@ import time
 
 from bpf.codegen import MapRole, generate
 from ksnoop.run.options import RunOptions, Summary
-from ksnoop.run.record_loop import POLL_INTERVAL_S, formatter_for, record_lines, read_records
+from ksnoop.run.record_loop import POLL_INTERVAL_S, call_ends, formatter_for, record_lines, read_records
+from ksnoop.spec.language import parse_spec
+from ksnoop.spec.resolve import resolve_path
+from tests.support import records
 from ksnoop.run.stopping import StopFlag
 from tests.support.bpfvm import VM
 from tests.support.memring import MemoryRing, PerCPUArray
@@ -90,7 +93,7 @@ def test_json_lines() -> None:
             "pid": 4242,
             "tid": 4243,
             "comm": "curl",
-            "func": "net_dev_queue",
+            "func": "tp:net_dev_queue",
             "probe": "tracepoint",
             "args": {"skb->dev->name": "lo"},
         },
@@ -206,7 +209,7 @@ def test_a_kernel_stack_the_program_could_not_take() -> None:
         ),
         (
             "json",
-            '{"ts": 1001000, "cpu": 1, "pid": 4242, "tid": 4243, "comm": "curl", "func": "net_dev_queue", '
+            '{"ts": 1001000, "cpu": 1, "pid": 4242, "tid": 4243, "comm": "curl", "func": "tp:net_dev_queue", '
             '"probe": "tracepoint", "args": {"skb->len": 242}, "kstack": []}',
         ),
     ):
@@ -218,3 +221,35 @@ def test_a_kernel_stack_the_program_could_not_take() -> None:
         read_records(ring, PerCPUArray([vm], MapRole.DROPS), lines, options, StopFlag(), out, err)
         assert out.getvalue() == expected + "\n"
     assert err.getvalue() == ""
+
+
+def test_with_returns_traced_the_count_is_of_calls_each_ended_by_its_return() -> None:
+    calls = _trace("ip_send_skb(skb->len, return)")
+    assert call_ends(calls.plan) == [False, True]  # the entry probe, then its return
+    programs = [generate(calls.plan, i) for i in range(2)]
+    vm = _vm(calls)
+    for _ in range(3):
+        vm.run(programs[0], [NET, SKB])
+        vm.run(programs[1], [NET, SKB, 0])
+    ring = MemoryRing()
+    ring.submit(*vm.records)
+    run_options = RunOptions(specs=(), compact=True, count=2, output="json")
+    err = io.StringIO()
+    out = io.StringIO()
+    lines = record_lines(formatter_for(run_options, calls, err), calls)
+    drops = PerCPUArray([_vm(calls)], MapRole.DROPS)
+    summary = read_records(ring, drops, lines, run_options, StopFlag(), out, err, call_ends(calls.plan))
+    # -n 2: two calls, each an entry and its return; the third call stays in the ring.
+    assert [json.loads(line)["probe"] for line in out.getvalue().splitlines()] == ["entry", "return"] * 2
+    assert summary == Summary(4, 0)
+
+
+def test_what_ends_a_call_for_the_count() -> None:
+    # No return traced: every record is a call (entries, tracepoints).
+    assert call_ends(TRACE.plan) == [True, True]
+    # A call path ends with its outermost function's return; the innermost's return record, which
+    # brings the entries with it, does not end it.
+    path = resolve_path([parse_spec("ip_send_skb(skb->len, return)"), parse_spec("noargs")], records.path_kernel())
+    ends = {(p.target, p.kind.value): end for p, end in zip(path.plan.probes, call_ends(path.plan))}
+    assert ends.pop(("ip_send_skb", "fexit")) is True
+    assert not any(ends.values()), ends

@@ -19,6 +19,7 @@ from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
 from ksnoop.run.stopping import StopFlag
 from ksnoop.run.summary import FunctionCounts, count_calls
+from ksnoop.run.describe import ready_line
 from ksnoop.run.summary_loop import count_until_stopped, report
 from tests.support.bpfvm import VM
 from tests.support.memring import PerCPUArray
@@ -46,12 +47,13 @@ def _tracepoint(vm: VM) -> None:
 
 
 def _count(cpus: list[VM], stop: StopFlag | None = None, **options) -> tuple[list[FunctionCounts], str]:
-    err = io.StringIO()
     run_options = RunOptions(specs=(), summary=True, **options)
     totals = count_until_stopped(
-        TRACE, PerCPUArray(cpus, MapRole.COUNTS), run_options, stop if stop is not None else StopFlag(), err
+        TRACE, PerCPUArray(cpus, MapRole.COUNTS), run_options, stop if stop is not None else StopFlag()
     )
-    return totals, err.getvalue()
+    # The line run_summary writes once everything is attached (here, all of TRACE's targets).
+    attached = {t.label for t in TRACE.targets}
+    return totals, ready_line(TRACE, attached, run_options.duration_s, summary=True) + "\n"
 
 
 def test_the_counters_of_every_cpu_are_summed() -> None:
@@ -62,7 +64,10 @@ def test_the_counters_of_every_cpu_are_summed() -> None:
         FunctionCounts("tp:net_dev_queue", 2, None, None),
         FunctionCounts("noargs", 1, None, tuple(int(k == 6) for k in range(64))),  # 100 ns: [64, 128)
     ]
-    assert err == "ksnoop: counting calls of 3 functions; the summary comes at the time limit or Ctrl-C\n"
+    assert err == (
+        "ksnoop: counting calls of 2 functions (fentry/fexit), 1 tracepoint; the summary comes at the time limit "
+        "or Ctrl-C\n"
+    )
 
 
 def test_the_totals_as_text() -> None:
@@ -151,7 +156,7 @@ def test_without_a_time_limit_only_ctrl_c_ends_the_count() -> None:
         totals, err = _count(cpus, stop)
         assert time.monotonic() - start < POLL_INTERVAL_S
     assert [t.calls for t in totals] == [4, 2, 1]
-    assert err == "ksnoop: counting calls of 3 functions; the summary comes at Ctrl-C\n"
+    assert err == "ksnoop: counting calls of 2 functions (fentry/fexit), 1 tracepoint; the summary comes at Ctrl-C\n"
 
 
 @contextlib.contextmanager
@@ -171,12 +176,10 @@ def _watchdog(seconds: float):
 
 
 def test_one_function_is_one_function() -> None:
-    err = io.StringIO()
+    one = count_calls(_trace("noargs"))
     count_until_stopped(
-        count_calls(_trace("noargs")),
-        PerCPUArray([_vm()], MapRole.COUNTS),
-        RunOptions(specs=(), summary=True, duration_s=0.0),
-        StopFlag(),
-        err,
+        one, PerCPUArray([_vm()], MapRole.COUNTS), RunOptions(specs=(), summary=True, duration_s=0.0), StopFlag()
     )
-    assert err.getvalue() == "ksnoop: counting calls of 1 function; the summary comes at the time limit or Ctrl-C\n"
+    assert ready_line(one, ["noargs"], 0.0, summary=True) == (
+        "ksnoop: counting calls of 1 function (fentry/fexit); the summary comes at the time limit or Ctrl-C"
+    )

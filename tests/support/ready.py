@@ -1,0 +1,19 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""ksnoop's ready line ("ksnoop: tracing 2 functions (fentry/fexit); Ctrl-C to stop", or with
+--summary "ksnoop: counting calls of ..."), told apart from the rest of its stderr, so that tests
+can wait for it and still compare the rest exactly."""
+
+from __future__ import annotations
+
+import re
+from typing import List, Tuple
+
+READY = re.compile(r"ksnoop: (tracing|counting calls of) .*; .*Ctrl-C.*")
+
+
+def split_ready(stderr: str) -> Tuple[List[str], str]:
+    """(the ready lines, the rest of `stderr` as it was, less those lines)."""
+    ready, rest = [], []
+    for line in stderr.splitlines(keepends=True):
+        (ready if READY.fullmatch(line.rstrip("\n")) else rest).append(line)
+    return [line.rstrip("\n") for line in ready], "".join(rest)
