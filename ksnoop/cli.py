@@ -7,31 +7,60 @@ Usage errors exit 2, runtime failures 1; no traceback reaches the user.
 # unevaluated, as strings, and then loses every Annotated[..., typer.Option(...)] (`--json` became `--as-json`).
 
 import contextlib
-import enum
+import difflib
+import errno
 import json
 import os
 import sys
-from typing import Annotated, Iterator, List, Optional
+from typing import Annotated, Iterator, List, Optional, TextIO
 
+import click
 import typer
-
 
 from bpf.plan import DEFAULT_KSTACK_DEPTH, MAX_KSTACK_DEPTH
 from btf import BTFError
 
 from ksnoop import __version__
-from ksnoop.errors import KsnoopError, NothingMatched, RuntimeFailure
+from ksnoop.errors import (
+    KsnoopError,
+    NothingMatched,
+    Refused,
+    RuntimeFailure,
+    UsageError,
+    VerifierRejected,
+    did_you_mean,
+)
+from ksnoop.output.writer import OutputFailed, checked, silence_stdout, stdout_closed
 from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, MULTI_MAX_PROBES
 from ksnoop.sanitize import sanitize, sanitize_layout
+from ksnoop.usage import OneOf, Seconds, WholeNumber, usage_line
 
 app = typer.Typer(
     add_completion=False,
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     help="Show the arguments and return values of Linux kernel functions as they run.",
 )
 
+# Help texts are one line a paragraph (rich wraps them to the terminal; a line break inside a
+# paragraph would stay, raggedly); "\n" only where a line must start, as in an example.
+OutputOption = Annotated[
+    str,
+    typer.Option(
+        "--output", "-o", click_type=OneOf(("text", "json")), help="text, or json: one JSON object per line, for jq."
+    ),
+]
+VerboseOption = Annotated[
+    int,
+    typer.Option(
+        "--verbose",
+        "-v",
+        count=True,
+        metavar="",
+        help="On stderr: -v the resolved plan, the generated programs and, when the kernel refuses one, its whole "
+        "verifier log; -vv also the debug logs.",
+    ),
+]
 ZerosOption = Annotated[
     bool,
     typer.Option("--zeros", help="Text: show struct members that are all zero (else they are left out and counted)."),
@@ -45,6 +74,7 @@ BTFOption = Annotated[
         help="Read BTF from this file (raw BTF or an ELF with .BTF) instead of /sys/kernel/btf/vmlinux.",
     ),
 ]
+COMMANDS = ("info", "list", "trace", "dump")
 
 
 def _version(value: bool) -> None:
@@ -63,10 +93,21 @@ def _main(
 
 
 @contextlib.contextmanager
-def _reported_errors() -> Iterator[None]:
+def _reported_errors(verbose: int = 0) -> Iterator[None]:
     """Turn ksnoop's and the BTF library's errors into `ksnoop: error: ...` and an exit status."""
+    if verbose >= 2:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="ksnoop: debug: %(name)s: %(message)s")
     try:
         yield
+    except (VerifierRejected, Refused) as err:
+        if verbose and err.log:  # above the error line, which stays the last
+            print("ksnoop: the verifier's log:\n" + sanitize_layout(err.log.rstrip("\n")), file=sys.stderr)
+        _fail(str(err), err.exit_status)
+    except OutputFailed as err:
+        silence_stdout()
+        _fail(str(err), err.exit_status)
     except KsnoopError as err:
         _fail(str(err), err.exit_status)
     except BTFError as err:
@@ -81,35 +122,48 @@ def _fail(message: str, status: int) -> None:
     raise typer.Exit(status)
 
 
-def _write(line: str) -> None:
-    sys.stdout.write(sanitize_layout(line) + "\n")
+def _stdout() -> TextIO:
+    return checked(sys.stdout)
 
 
-@app.command()
+@app.command(
+    short_help="A function's or tracepoint's signature, or a type's layout, from BTF.",
+    help="Show a function's or tracepoint's signature, a type's layout, or an iterator target's context, "
+    "from the kernel's BTF.",
+)
 def info(
     targets: Annotated[
         List[str],
         typer.Argument(
             metavar="TARGET...",
-            help="A function, tp:TRACEPOINT, 'struct NAME', 'union NAME', 'enum NAME' or a typedef.",
+            help="A function, tp:TRACEPOINT, dump:ITERATOR, 'struct NAME', 'union NAME', 'enum NAME' or a typedef.",
         ),
     ],
     *,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per target per line.")] = False,
+    output: OutputOption = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
     btf: BTFOption = None,
 ) -> None:
-    """Show a function's or tracepoint's signature, or a type's layout, from the kernel's BTF."""
     from ksnoop.info import describe
     from ksnoop.spec.targets import KernelBTF
 
+    as_json = as_json or output == "json"
+    out = _stdout()
     with _reported_errors():
         kernel = KernelBTF.load(btf)
         for text in targets:
             result = describe(kernel, text.strip(), as_json)
-            _write(json.dumps(result) if as_json else result)
+            out.write((json.dumps(result) if as_json else sanitize_layout(result)) + "\n")
+        out.flush()
 
 
-@app.command("list")
+@app.command(
+    "list",
+    short_help="The functions and tracepoints a glob matches; 'dump:*' for iterator targets.",
+    help="List traceable kernel functions and tp: tracepoints matching a glob, sorted. 'dump:*' lists the "
+    "iterator targets ksnoop dump can walk, marking those this kernel refuses (asked when run as root). "
+    "A glob that matches nothing is an error (exit 1).",
+)
 def list_(
     pattern: Annotated[
         str,
@@ -118,67 +172,104 @@ def list_(
         ),
     ] = "*",
     *,
+    output: OutputOption = "text",
     btf: BTFOption = None,
 ) -> None:
-    """List traceable kernel functions and tp: tracepoints matching a glob, sorted; 'dump:*' lists the
-    iterator targets ksnoop dump can walk, marking those this kernel refuses (asked when run as root)."""
-    from ksnoop.spec.targets import ITER_PREFIX, KernelBTF
+    from ksnoop.spec.iter_targets import refusal_note
+    from ksnoop.spec.targets import ITER_PREFIX, TRACEPOINT_PREFIX, KernelBTF
 
+    out = _stdout()
     with _reported_errors():
         kernel = KernelBTF.load(btf)
         if pattern.startswith(ITER_PREFIX):
-            from ksnoop.spec.iter_targets import IterTargets, refusal_note
+            from ksnoop.spec.iter_targets import IterTargets
 
             iters = IterTargets(kernel)
-            found = [(t.target.label, t.target.module, refusal_note(iters.refusal(t))) for t in iters.glob(pattern)]
+            found = [(t.target.label, t.target.module, iters.refusal(t)) for t in iters.glob(pattern)]
         else:
             found = [(label, module, "") for label, module in kernel.list_targets(pattern)]
         if not found:
             what = (
                 "iterator target"
                 if pattern.startswith(ITER_PREFIX)
-                else ("tracepoint" if pattern.startswith("tp:") else "traceable function or tracepoint")
+                else ("tracepoint" if pattern.startswith(TRACEPOINT_PREFIX) else "traceable function or tracepoint")
             )
             raise NothingMatched(f"no {what} matches '{pattern}' (ksnoop list '*' lists them all)")
-        for label, module, note in found:
-            # One line per name: a newline or tab inside a BTF name is escaped like any control character.
-            sys.stdout.write(sanitize((label if module == "vmlinux" else f"{label} [{module}]") + note) + "\n")
+        for label, module, refused in found:
+            if output == "json":
+                kind = (
+                    "iterator"
+                    if label.startswith(ITER_PREFIX)
+                    else ("tracepoint" if label.startswith(TRACEPOINT_PREFIX) else "func")
+                )
+                entry = {"name": label, "kind": kind, "module": module}
+                if refused:
+                    entry["refused"] = refused
+                out.write(json.dumps(entry) + "\n")
+            else:
+                # One line per name: a newline or tab inside a BTF name is escaped like any control character.
+                line = label if module == "vmlinux" else f"{label} [{module}]"
+                out.write(sanitize(line + refusal_note(refused) if refused else line) + "\n")
+        out.flush()
 
 
-class OutputFormat(str, enum.Enum):
-    text = "text"
-    json = "json"
+TRACE_HELP = (
+    "Trace kernel functions and tracepoints: print their arguments and return values as they run, until "
+    "Ctrl-C, --count or --duration. Once every probe is attached, a line on stderr says so (-q: not).\n\n"
+    "A SPEC is TARGET or TARGET(ITEM, ...). TARGET is a kernel function or tp:TRACEPOINT, either may be a "
+    "glob ('tcp_v4_*', 'tp:net_dev_*'): every match is traced, with the items that fit it. An ITEM is a value "
+    "to show: an argument by name, 'return', or a path through members and array elements (skb->dev->name, "
+    "sk->__sk_common.skc_family, skb->cb[0]); an ITEM followed by ==, !=, <, <=, > or >= and a literal (a "
+    'number, "a string", an enumerator or NULL) filters instead, in the kernel, before anything is copied. '
+    "With no items, every argument and the return value are shown; 'ksnoop info FUNCTION' shows the names.\n\n"
+    "Examples:\n\n"
+    "ksnoop trace 'ip_send_skb(skb->len > 100)'  # sends of more than 100 bytes\n"
+    "ksnoop trace -o json 'tcp_v4_connect(sk, return != 0)' | jq .  # failed connects, as JSON\n"
+    "ksnoop trace --summary --duration 10 'tcp_*'  # calls, errors and latency of tcp_* for 10 s"
+)
 
 
-class Backend(str, enum.Enum):  # ksnoop.run.backend.BACKENDS
-    auto = "auto"
-    fentry = "fentry"
-    kprobe = "kprobe"
-
-
-@app.command()
+@app.command(
+    short_help="Print arguments and return values of kernel functions and tracepoints as they run.", help=TRACE_HELP
+)
 def trace(
     specs: Annotated[
         List[str],
         typer.Argument(
             metavar="SPEC...",
-            help="FUNCTION or tp:TRACEPOINT, optionally with (ITEM, ...): values to show, "
-            "each optionally compared with a literal to filter, e.g. 'ip_send_skb(skb->len > 100, skb)'.",
+            help="TARGET or TARGET(ITEM, ...), as above, e.g. 'ip_send_skb(skb->len > 100, skb)'.",
         ),
     ],
     *,
-    pid: Annotated[Optional[int], typer.Option("--pid", "-p", help="Only this process (tgid).")] = None,
-    comm: Annotated[Optional[str], typer.Option("--comm", help="Only tasks with this command name.")] = None,
-    count: Annotated[Optional[int], typer.Option("--count", "-n", min=1, help="Stop after N records.")] = None,
-    duration: Annotated[Optional[float], typer.Option("--duration", min=0.0, help="Stop after SECONDS.")] = None,
+    pid: Annotated[
+        Optional[int],
+        typer.Option("--pid", "-p", click_type=WholeNumber(0, metavar="PID"), help="Only this process (tgid)."),
+    ] = None,
+    comm: Annotated[
+        Optional[str],
+        typer.Option("--comm", metavar="NAME", help="Only tasks with this command name (15 bytes at most)."),
+    ] = None,
+    count: Annotated[
+        Optional[int],
+        typer.Option(
+            "--count",
+            "-n",
+            click_type=WholeNumber(1),
+            help="Stop after N calls: a call is an entry with its return when returns are traced (with -s a call "
+            "path with its returns), else a record.",
+        ),
+    ] = None,
+    duration: Annotated[
+        Optional[float], typer.Option("--duration", click_type=Seconds(), help="Stop after SECONDS.")
+    ] = None,
     pages: Annotated[
-        int, typer.Option("--pages", "-P", min=1, help="Ring buffer size in pages (a power of two).")
+        int,
+        typer.Option("--pages", "-P", click_type=WholeNumber(1), help="Ring buffer size in pages (a power of two)."),
     ] = 1024,
-    output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="text, or json (one object per line).")
-    ] = OutputFormat.text,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the generated programs on stderr.")
+    output: OutputOption = "text",
+    verbose: VerboseOption = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No line on stderr when every probe is attached.")
     ] = False,
     kstack: Annotated[
         bool,
@@ -190,18 +281,16 @@ def trace(
         Optional[int],
         typer.Option(
             "--kstack-depth",
-            metavar="N",
-            min=1,
-            max=MAX_KSTACK_DEPTH,
-            help=f"Frames of kernel stack to keep (implies --kstack; default {DEFAULT_KSTACK_DEPTH}).",
+            click_type=WholeNumber(1, MAX_KSTACK_DEPTH),
+            help=f"Frames of kernel stack to keep (implies --kstack; default {DEFAULT_KSTACK_DEPTH}, "
+            f"at most {MAX_KSTACK_DEPTH}).",
         ),
     ] = None,
     max_probes: Annotated[
         Optional[int],
         typer.Option(
             "--max-probes",
-            metavar="N",
-            min=1,
+            click_type=WholeNumber(1),
             help=f"Refuse to trace more than N functions and tracepoints (each a glob matches counts; "
             f"default {DEFAULT_MAX_PROBES}, or {MULTI_MAX_PROBES} where globs attach by one kprobe_multi link).",
         ),
@@ -233,24 +322,19 @@ def trace(
         ),
     ] = False,
     backend: Annotated[
-        Backend,
+        str,
         typer.Option(
             "--backend",
-            case_sensitive=False,
+            click_type=OneOf(("auto", "fentry", "kprobe")),  # ksnoop.run.backend.BACKENDS
             help="How functions are probed: fentry/fexit, kprobe/kretprobe (registers per the calling "
-            "convention; where a kernel has no fentry), or auto: fentry where the kernel takes it, else "
-            "kprobes, saying so.",
+            "convention; where a kernel has no fentry), or auto (the default): fentry where the kernel takes it, "
+            "else kprobes, saying so.",
         ),
-    ] = Backend.auto,
+    ] = "auto",
     zeros: ZerosOption = False,
     compact: CompactOption = False,
     btf: BTFOption = None,
 ) -> None:
-    """Trace kernel functions and tracepoints: print their arguments and return values as they run.
-
-    A SPEC's name may be a glob ('tcp_v4_*', 'tp:net_dev_*'): every function (or tracepoint) it matches
-    is traced, each with the values that fit it; functions the kernel will not attach to are left out
-    with a warning."""
     from ksnoop.run.trace import RunOptions, run as run_trace
 
     options = RunOptions(
@@ -260,9 +344,10 @@ def trace(
         count=count,
         duration_s=duration,
         pages=pages,
-        output=output.value,
-        color=output is OutputFormat.text and _use_color(),
+        output=output,
+        color=output == "text" and _use_color(),
         verbose=verbose,
+        quiet=quiet,
         btf_path=btf,
         kstack_depth=kstack_depth if kstack_depth is not None else (DEFAULT_KSTACK_DEPTH if kstack else 0),
         max_probes=max_probes,
@@ -271,10 +356,10 @@ def trace(
         calls_only=calls_only,
         zeros=zeros,
         compact=compact,
-        backend=backend.value,
+        backend=backend,
     )
-    with _reported_errors():
-        summary = run_trace(options, sys.stdout, sys.stderr)
+    with _reported_errors(verbose):
+        summary = run_trace(options, _stdout(), sys.stderr)
         if summary.calls is not None:
             print(f"ksnoop: {summary.calls} call{'' if summary.calls == 1 else 's'} counted", file=sys.stderr)
             return
@@ -283,7 +368,15 @@ def trace(
         print(f"ksnoop: {summary.records} {noun}{lost}", file=sys.stderr)
 
 
-@app.command()
+@app.command(
+    short_help="Print every kernel object of a kind (tasks, files, sockets...) by a BPF iterator.",
+    help="Walk every kernel object of a kind with a BPF iterator and print each, as trace prints a call. "
+    "The values, comparisons and output are trace's; the names are the iterator context's members "
+    "(ksnoop info dump:TARGET shows them).\n\n"
+    "Examples:\n\n"
+    "ksnoop dump --pid PID 'task_file(fd, file->f_path.dentry->d_name.name)'  # a process's open files\n"
+    "ksnoop dump -o json --pid PID 'task_vma(vma->vm_start, vma->vm_end)' | jq -c .args  # its memory map",
+)
 def dump(
     specs: Annotated[
         List[str],
@@ -296,17 +389,32 @@ def dump(
     *,
     pid: Annotated[
         Optional[int],
-        typer.Option("--pid", "-p", help="Task iterators: only this process's tasks (task, task_file, task_vma)."),
+        typer.Option(
+            "--pid",
+            "-p",
+            click_type=WholeNumber(1, metavar="PID"),
+            help="Task iterators: only this process's tasks (task, task_file, task_vma).",
+        ),
     ] = None,
-    tid: Annotated[Optional[int], typer.Option("--tid", help="Task iterators: only this thread.")] = None,
+    tid: Annotated[
+        Optional[int],
+        typer.Option("--tid", click_type=WholeNumber(1, metavar="TID"), help="Task iterators: only this thread."),
+    ] = None,
     map_id: Annotated[
         Optional[int],
         typer.Option(
-            "--map-id", help="Map element iterators: the map whose elements to walk (bpf_map_elem, sockmap...)."
+            "--map-id",
+            click_type=WholeNumber(1, metavar="ID"),
+            help="Map element iterators: the map whose elements to walk (bpf_map_elem, sockmap...).",
         ),
     ] = None,
     cgroup_id: Annotated[
-        Optional[int], typer.Option("--cgroup-id", help="The cgroup iterator: start at the cgroup with this id.")
+        Optional[int],
+        typer.Option(
+            "--cgroup-id",
+            click_type=WholeNumber(1, metavar="ID"),
+            help="The cgroup iterator: start at the cgroup with this id.",
+        ),
     ] = None,
     cgroup: Annotated[
         Optional[str],
@@ -316,26 +424,20 @@ def dump(
         Optional[str],
         typer.Option(
             "--cgroup-order",
-            metavar="ORDER",
-            help="The cgroup iterator's walk: self-only, descendants-pre (the "
-            "default), descendants-post or ancestors-up.",
+            click_type=OneOf(("self-only", "descendants-pre", "descendants-post", "ancestors-up")),
+            help="The cgroup iterator's walk: self-only, descendants-pre (the default), descendants-post or "
+            "ancestors-up.",
         ),
     ] = None,
-    count: Annotated[Optional[int], typer.Option("--count", "-n", help="Stop after N records.")] = None,
-    output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="text, or json (one object per line).")
-    ] = OutputFormat.text,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show the resolved plan and the generated programs on stderr.")
-    ] = False,
+    count: Annotated[
+        Optional[int], typer.Option("--count", "-n", click_type=WholeNumber(1), help="Stop after N records.")
+    ] = None,
+    output: OutputOption = "text",
+    verbose: VerboseOption = 0,
     zeros: ZerosOption = False,
     compact: CompactOption = False,
     btf: BTFOption = None,
 ) -> None:
-    """Walk every kernel object of a kind with a BPF iterator and print each, as trace prints a call.
-
-    The values, comparisons and output are trace's; the names are the iterator context's members
-    (ksnoop info dump:TARGET shows them)."""
     from ksnoop.run.dump import DumpOptions, run as run_dump
     from ksnoop.spec.resolve_dump import IterParams
 
@@ -345,15 +447,15 @@ def dump(
             map_id=map_id, pid=pid, tid=tid, cgroup_id=cgroup_id, cgroup_path=cgroup, cgroup_order=cgroup_order
         ),
         count=count,
-        output=output.value,
-        color=output is OutputFormat.text and _use_color(),
+        output=output,
+        color=output == "text" and _use_color(),
         verbose=verbose,
         btf_path=btf,
         zeros=zeros,
         compact=compact,
     )
-    with _reported_errors():
-        summary = run_dump(options, sys.stdout, sys.stderr)
+    with _reported_errors(verbose):
+        summary = run_dump(options, _stdout(), sys.stderr)
         print(f"ksnoop: {summary.records} record{'' if summary.records == 1 else 's'}", file=sys.stderr)
 
 
@@ -361,19 +463,57 @@ def _use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-def run() -> None:
-    """Run the app; a closed stdout (`| head`) ends it quietly with status 1, as click does."""
+def _unknown_command(args: List[str]) -> Optional[str]:
+    """The error for a first word that is no command (click's wording, and typer's, vary by version)."""
+    if not args or args[0].startswith("-") or args[0] in COMMANDS:
+        return None
+    close = difflib.get_close_matches(args[0], COMMANDS, n=1, cutoff=0.5)
+    hint = f"{did_you_mean(close)} " if close else ""
+    return f"no command '{args[0]}'; {hint}the commands are {', '.join(COMMANDS)} (see ksnoop --help)"
+
+
+def run(args: Optional[List[str]] = None) -> None:
+    """Run the app: every error one line, a closed stdout (`| head`) quiet with status 1, as click does."""
+    args = sys.argv[1:] if args is None else args
+    status = 0
     try:
+        if stdout_closed():
+            raise OutputFailed(OSError(errno.EBADF, "standard output is closed"))
+        unknown = _unknown_command(args)
+        if unknown is not None:
+            raise UsageError(unknown)
         try:
-            app()
+            # Not standalone: click's errors come back here, to be worded once (ksnoop.usage).
+            result = app(args=args or ["--help"], prog_name="ksnoop", standalone_mode=False)
+            status = result if isinstance(result, int) else 0
         finally:
             # Output still buffered when the app returns would otherwise meet the closed pipe only
             # at interpreter exit, outside any handler.
-            sys.stdout.flush()
+            if sys.stdout is not None:
+                sys.stdout.flush()
     except BrokenPipeError:
         # Python would complain again when it flushes stdout at exit; point it at /dev/null first.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        silence_stdout()
+        status = 1
+    except OutputFailed as err:
+        if not stdout_closed():
+            silence_stdout()
+        print(f"ksnoop: error: {err}", file=sys.stderr)
+        status = err.exit_status
+    except KsnoopError as err:
+        print(f"ksnoop: error: {sanitize(str(err))}", file=sys.stderr)
+        status = err.exit_status
+    except click.ClickException as err:
+        print(f"ksnoop: error: {sanitize(usage_line(err))}", file=sys.stderr)
+        status = err.exit_code
+    except click.exceptions.Exit as err:
+        status = err.exit_code
+    except click.Abort:
+        status = 1
+    except OSError as err:
+        if err.errno != errno.ENOSPC and err.errno != errno.EIO:
+            raise
+        silence_stdout()  # the last flush, in the finally above, failed
+        print(f"ksnoop: error: {OutputFailed(err)}", file=sys.stderr)
+        status = 1
+    sys.exit(status)

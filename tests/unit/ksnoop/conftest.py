@@ -12,11 +12,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import ksnoop
-from ksnoop.cli import app
+from ksnoop.cli import run
 from tests.support import minikernel
 
 REPO = Path(__file__).resolve().parents[3]
@@ -39,15 +40,26 @@ class Outcome:
         return self.stdout.splitlines()
 
 
+# ksnoop's entry point as CliRunner runs a command: every argument handed to ksnoop.cli.run as it
+# is, so the tests see what `ksnoop ARGS` prints, click's errors worded by ksnoop included.
+_ENTRY = click.Command(
+    "ksnoop",
+    callback=lambda args: run(list(args)),
+    params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    add_help_option=False,
+)
+
+
 @pytest.fixture
 def cli():
-    """Run the typer app in-process: cli("info", "--btf", path, "ip_send_skb") -> Outcome."""
+    """Run ksnoop in-process: cli("info", "--btf", path, "ip_send_skb") -> Outcome."""
     # click < 8.2 (the newest for Python 3.9) mixes stderr into stdout unless told not to.
     mixes = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
     runner = CliRunner(mix_stderr=False) if mixes else CliRunner()
 
     def invoke(*args: str) -> Outcome:
-        result = runner.invoke(app, list(args))
+        result = runner.invoke(_ENTRY, list(args))
         return Outcome(result.exit_code, result.stdout, result.stderr, result.exception)
 
     return invoke

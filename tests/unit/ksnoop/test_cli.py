@@ -576,14 +576,19 @@ def _corrupt_blob(what, elf_file):
 def test_unreadable_btf_exit_1_one_line(cli, write_btf, elf_file, what, command):
     path = write_btf(_corrupt_blob(what, elf_file))
     out = cli(command[0], "--btf", path, *command[1:])
-    one_error_line(out, 1)
+    line = one_error_line(out, 1)
     assert out.stdout == ""
+    assert line.startswith("ksnoop: error: --btf") and path in line, line  # which file, and what is wrong
 
 
 @pytest.mark.parametrize("command", [["info", "ip_send_skb"], ["list"]])
 def test_missing_or_directory_btf_exit_1(cli, tmp_path, command):
-    for path in (tmp_path / "nonexistent", tmp_path):
-        one_error_line(cli(command[0], "--btf", str(path), *command[1:]), 1)
+    for path, what in (
+        (tmp_path / "nonexistent", "file not found"),
+        (tmp_path, "is a directory, not a BTF or ELF file"),
+    ):
+        line = one_error_line(cli(command[0], "--btf", str(path), *command[1:]), 1)
+        assert line.startswith("ksnoop: error: --btf") and str(path) in line and what in line, line
 
 
 def test_bad_type_reference_is_reported_not_raised(cli, write_btf):

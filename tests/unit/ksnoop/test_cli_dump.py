@@ -61,7 +61,7 @@ def test_info_dump_target(cli, iter_btf) -> None:
 
 def test_info_unknown_dump_target(cli, iter_btf) -> None:
     (line,) = _one_error(cli("info", "--btf", iter_btf, "dump:tsk"), 2)
-    assert "no iterator target 'tsk'" in line and "did you mean task" in line
+    assert "no iterator target 'tsk'" in line and "did you mean 'task'" in line
 
 
 # ---- dump: options and errors ---------------------------------------------------------------------------
@@ -93,9 +93,9 @@ def test_dump_options_reach_the_session(cli, iter_btf, monkeypatch) -> None:
 @pytest.mark.parametrize(
     "spec,says,caret_at",
     [
-        ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean task", "taks"),
+        ("taks(task->pid)", "no iterator target 'taks' in this kernel's BTF; did you mean 'task'", "taks"),
         ("task(tsk->pid)", "dump:task has no member 'tsk'; did you mean 'task'? its context gives: task", "tsk"),
-        ("task_file(file->f_pathh)", "struct file has no member 'f_pathh'; did you mean f_path?", "->f_pathh"),
+        ("task_file(file->f_pathh)", "struct file has no member 'f_pathh'; did you mean 'f_path'?", "->f_pathh"),
         ("task(return != 0)", "an iterator has no return value", "return"),
     ],
 )
@@ -111,8 +111,8 @@ def test_dump_spec_errors_have_a_caret(cli, iter_btf, spec: str, says: str, care
     [
         (["--pid", "1", "tcp"], "--pid is for dump:task, dump:task_file; dump:tcp takes no options"),
         (["bpf_map_elem"], "give --map-id ID"),
-        (["--pid", "0", "task"], "--pid 0: not a valid id"),
-        (["--pid", "-3", "task"], "--pid -3: not a valid id"),
+        (["--pid", "0", "task"], "--pid 0: at least 1"),
+        (["--pid", "-3", "task"], "--pid -3: at least 1"),
         (["-n", "0", "task"], "--count 0: at least 1"),
         (["--cgroup-order", "sideways", "cgroup"], "--cgroup-order sideways: one of self-only"),
         (["task*"], "not a glob"),

@@ -37,7 +37,7 @@ def btf_path(tmp_path_factory) -> str:
         (dict(kstack_depth=-1), "--kstack-depth -1: at most 127 frames"),
         (
             dict(summary=True, count=5),
-            "--count stops after N records, and --summary prints none: use --duration or Ctrl-C",
+            "--count stops after N calls printed, and --summary prints none: use --duration or Ctrl-C",
         ),
         (dict(summary=True, kstack_depth=4), "--kstack shows a stack per record, and --summary prints none"),
         (

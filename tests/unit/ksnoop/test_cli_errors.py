@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The CLI's whole table of usage errors, no kernel needed (the mini kernels' BTF by --btf): every
+option given a bad value, every command and option misspelt, every spec mistake a user makes.
+Each is one `ksnoop: error:` line in ksnoop's words (a spec's adds the spec and a caret under the
+fault), exit 2, nothing on stdout: whatever click, typer and rich versions are installed."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import miniiter
+
+# (argv, with "{btf}" for the mini kernel's or "{iter}" for the iterator kernel's BTF; the line)
+OPTION_ERRORS = [
+    (
+        ["tracee"],
+        "no command 'tracee'; did you mean 'trace'? the commands are info, list, trace, dump (see ksnoop --help)",
+    ),
+    (["--bogus"], "no option --bogus (see ksnoop --help)"),
+    (["trace"], "ksnoop trace needs SPEC... (see ksnoop trace --help)"),
+    (["info"], "ksnoop info needs TARGET... (see ksnoop info --help)"),
+    (["list", "a", "b"], "got unexpected extra argument (b) (see ksnoop list --help)"),
+    (["trace", "-n", "abc", "noargs"], "--count abc: not a whole number (at least 1)"),
+    (["trace", "-n", "0", "noargs"], "--count 0: at least 1"),
+    (["trace", "--pid", "abc", "noargs"], "--pid abc: not a whole number (at least 0)"),
+    (["trace", "--pid", "-1", "noargs"], "--pid -1: at least 0"),
+    (
+        ["trace", "--comm", "a_very_long_command", "noargs"],
+        "--comm 'a_very_long_command': a task's comm has at most 15 bytes",
+    ),
+    (["trace", "--duration", "x", "noargs"], "--duration x: not a number of seconds (such as 5 or 0.5)"),
+    (["trace", "--duration", "-1", "noargs"], "--duration -1: 0 seconds or more"),
+    (["trace", "--pages", "abc", "noargs"], "--pages abc: not a whole number (at least 1)"),
+    (["trace", "--pages", "0", "noargs"], "--pages 0: at least 1"),
+    (["trace", "--pages", "3", "noargs"], "--pages 3: the ring buffer size must be a power of two pages"),
+    (["trace", "-o", "yaml", "noargs"], "--output yaml: one of text, json"),
+    (["trace", "-o", "jsno", "noargs"], "--output jsno: one of text, json; did you mean 'json'?"),
+    (["trace", "--kstack-depth", "0", "noargs"], "--kstack-depth 0: from 1 to 127"),
+    (["trace", "--kstack-depth", "200", "noargs"], "--kstack-depth 200: from 1 to 127"),
+    (["trace", "--max-probes", "0", "noargs"], "--max-probes 0: at least 1"),
+    (["trace", "--backend", "kprob", "noargs"], "--backend kprob: one of auto, fentry, kprobe; did you mean 'kprobe'?"),
+    (
+        ["trace", "--durationn", "1", "noargs"],
+        "no option --durationn; did you mean '--duration'? (see ksnoop trace --help)",
+    ),
+    (
+        ["trace", "--summary", "-n", "2", "noargs"],
+        "--count stops after N calls printed, and --summary prints none: use --duration or Ctrl-C",
+    ),
+    (["trace", "--calls-only", "noargs"], "--calls-only is a kind of --summary: add --summary"),
+    (
+        ["trace", "-s", "--summary", "noargs"],
+        "-s shows the calls of one path, and --summary counts every call: use one",
+    ),
+    (["trace", "--summary", "--kstack", "noargs"], "--kstack shows a stack per record, and --summary prints none"),
+    (["dump", "--pid", "x", "task"], "--pid x: not a whole number (at least 1)"),
+    (["dump", "--tid", "0", "task"], "--tid 0: at least 1"),
+    (["dump", "--map-id", "x", "bpf_map_elem"], "--map-id x: not a whole number (at least 1)"),
+    (["dump", "--cgroup-id", "x", "cgroup"], "--cgroup-id x: not a whole number (at least 1)"),
+    (
+        ["dump", "--cgroup-order", "up", "cgroup"],
+        "--cgroup-order up: one of self-only, descendants-pre, descendants-post, ancestors-up",
+    ),
+    (["dump", "-n", "0", "task"], "--count 0: at least 1"),
+    (["list", "-o", "xml"], "--output xml: one of text, json"),
+    (["info", "-o", "xml", "noargs"], "--output xml: one of text, json"),
+    (["info", "ip_send_skbb"], "no kernel function or typedef 'ip_send_skbb' in BTF; did you mean 'ip_send_skb'?"),
+]
+
+# (trace's spec, the message, the text the caret points at)
+SPEC_ERRORS = [
+    ("ip_send_skbb", "no kernel function 'ip_send_skbb' in BTF; did you mean 'ip_send_skb'?", "ip_send_skbb"),
+    (
+        "net_dev_queue",
+        "'net_dev_queue' is a tracepoint, not a kernel function; did you mean 'tp:net_dev_queue'?",
+        "net_dev_queue",
+    ),
+    ("tp:net_dev_queu", "no tracepoint 'net_dev_queu' in BTF; did you mean 'tp:net_dev_queue'?", "tp:net_dev_queu"),
+    (
+        "ip_send_skb(skb->len = 100)",
+        "unexpected character '='; did you mean '=='? (a comparison is ==, !=, >=, <=, >, <)",
+        "= 100",
+    ),
+    (
+        "ip_send_skb(skb->len => 100)",
+        "unexpected character '='; did you mean '>='? (a comparison is ==, !=, >=, <=, >, <)",
+        "=> 100",
+    ),
+    ("ip_send_skb(skb->lenn)", "struct sk_buff has no member 'lenn'; did you mean 'len'?", "->lenn"),
+    ("ip_send_skb(sbk)", "ip_send_skb has no argument 'sbk'; did you mean 'skb'? its arguments are: net, skb", "sbk"),
+    ("ip_send_skb(skb->len > )", "expected a number, a \"string\", an enumerator or NULL, found ')'", ")"),
+    ("ip_send_skb(skb->len", "expected ',' or ')', found the end of the spec", ""),
+    ('ip_send_skb(skb->len > "x")', "strings compare only with == and !=, not >", '> "x"'),
+    ("noargs(return)", "noargs returns void", "return"),
+    ("ip_send_*(skb->lne)", "none of the 1 functions matching 'ip_send_*' fits: ", "->lne"),
+]
+
+
+@pytest.fixture
+def btfs(mini_btf, write_btf) -> dict[str, str]:
+    return {"btf": mini_btf, "iter": write_btf(miniiter.blob(), "miniiter.btf")}
+
+
+def _line(outcome) -> str:
+    assert outcome.exit_code == 2, (outcome.stdout, outcome.stderr)
+    assert outcome.stdout == "" and "Traceback" not in outcome.stderr and "│" not in outcome.stderr
+    first, *rest = outcome.stderr.splitlines()
+    assert first.startswith("ksnoop: error: ") and not any("error" in line for line in rest), outcome.stderr
+    return first, rest
+
+
+@pytest.mark.parametrize("args, says", OPTION_ERRORS, ids=[" ".join(a) for a, _ in OPTION_ERRORS])
+def test_an_option_error_is_one_line_in_ksnoops_words(cli, btfs, args: list[str], says: str) -> None:
+    command = args[0]
+    if command in ("trace", "dump", "info", "list"):
+        args = [command, "--btf", btfs["iter" if command == "dump" else "btf"], *args[1:]]
+    first, rest = _line(cli(*args))
+    assert (first, rest) == ("ksnoop: error: " + says, [])
+
+
+@pytest.mark.parametrize("spec, says, at", SPEC_ERRORS, ids=[s for s, _, _ in SPEC_ERRORS])
+def test_a_spec_error_is_one_line_and_a_caret(cli, mini_btf, spec: str, says: str, at: str) -> None:
+    first, rest = _line(cli("trace", "--btf", mini_btf, spec))
+    assert first.startswith("ksnoop: error: " + says), first
+    shown, caret = rest
+    assert shown == "  " + spec
+    assert caret.index("^") - 2 == (spec.index(at) if at else len(spec)), caret
