@@ -366,9 +366,14 @@ def generate_multi(
     asm.emit(tpl.COOKIE_SAVE)
     asm.emit(tpl.RETURN_BRANCH if returns else tpl.ENTRY_BRANCH)
     side.emit(asm, "branch")
-    entries = [_entry_of(plan, i) for i in probes] if returns else probes
+    entries = [plan.partner_of(i) for i in probes] if returns else probes
     cookies = [
-        _cookie(plan, entry, side.numbers[n] if not returns else 0, side.numbers[n] if returns else 0)
+        _cookie(
+            plan,
+            entry,
+            entry_branch=0 if returns else side.numbers[n],
+            return_branch=side.numbers[n] if returns else 0,
+        )
         for n, entry in enumerate(entries)
     ]
     return _multi_program(plan, asm, side.branches, probes, cookies, AttachType.TRACE_KPROBE_MULTI, returns)
@@ -402,7 +407,10 @@ def generate_session(
     asm.label("returning")
     asm.emit(tpl.RETURN_BRANCH)
     return_side.emit(asm, "return")
-    cookies = [_cookie(plan, e, entry_side.numbers[n], return_side.numbers[n]) for n, e in enumerate(entries)]
+    cookies = [
+        _cookie(plan, e, entry_branch=entry_side.numbers[n], return_branch=return_side.numbers[n])
+        for n, e in enumerate(entries)
+    ]
     branches = entry_side.branches + return_side.branches
     return _multi_program(plan, asm, branches, entries, cookies, AttachType.TRACE_KPROBE_SESSION, False)
 
@@ -437,13 +445,6 @@ class _Side:
             asm.append(branch)
 
 
-def _entry_of(plan: Plan, return_index: int) -> int:
-    partner = plan.partner(return_index)
-    if partner is None:
-        raise CodegenError(f"{plan.probes[return_index].target}: a return probe without its entry")
-    return partner
-
-
 def _multi_program(
     plan: Plan,
     asm: _Assembler,
@@ -476,7 +477,7 @@ def _multi_program(
     )
 
 
-def _cookie(plan: Plan, entry: int, entry_branch: int, return_branch: int) -> int:
+def _cookie(plan: Plan, entry: int, *, entry_branch: int, return_branch: int) -> int:
     """The cookie of the function whose entry probe is plan.probes[entry] (see templates.COOKIE_FIELDS)."""
     probe = plan.probes[entry]
     partner = plan.partner(entry)

@@ -264,6 +264,13 @@ class Plan:
         """The other half of probe `index`'s pair, or None."""
         return self._partners.get(index)
 
+    def partner_of(self, index: int) -> int:
+        """The other half of probe `index`'s pair, which must have one (PlanError otherwise)."""
+        partner = self._partners.get(index)
+        if partner is None:
+            raise PlanError(f"probe {index} ({self.probes[index].target}) is not half of a pair")
+        return partner
+
     def multi_of(self, index: int) -> Optional[MultiAttach]:
         """The multi attachment probe `index` is a branch of, or None."""
         return self._multi_of.get(index)

@@ -253,7 +253,7 @@ def _attach_multi(
         return None
     session = len(multi_indices) == 2
     if session:
-        held = [*entries, *(_partner(plan, i) for i in entries)]
+        held = [*entries, *(plan.partner_of(i) for i in entries)]
         program = generate_session(plan, entries, plan.session_is_return, programs=programs)
         what = f"the entries and returns of {len(multi.probes)} functions matching '{glob}'"
     else:
@@ -283,12 +283,6 @@ def _attach_multi(
         stack.enter_context(multi_stack.pop_all())
     log.debug("%s: one %s link on %d functions", what, "kprobe session" if session else "kprobe_multi", len(entries))
     return link, held
-
-
-def _partner(plan: Plan, index: int) -> int:
-    partner = plan.partner(index)
-    assert partner is not None, f"probe {index} of a kprobe session has no return probe"
-    return partner
 
 
 def _links_to_make(plan: Plan) -> List[Tuple[int, ...]]:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Dict, List, Sequence, Set, Tuple
 
 from bpf.plan import MultiAttach, ProbeKind
+from bpf.templates import COOKIE_BRANCH_MAX
 
 from ksnoop.spec.resolve import ResolvedTrace
 
@@ -25,8 +26,8 @@ MULTI_MIN_FUNCTIONS = 8
 # So each program stays at a quarter of a jump's reach; a glob whose programs are longer gets
 # several links (tcp_*'s --summary --calls-only programs: two a side).
 MULTI_MAX_INSNS = 8192
-# The cookie holds a branch number in 8 bits (bpf.templates.COOKIE_BRANCH_MAX).
-MULTI_MAX_BRANCHES = 256
+# The cookie holds a branch number, 0 to COOKIE_BRANCH_MAX.
+MULTI_MAX_BRANCHES = COOKIE_BRANCH_MAX + 1
 
 
 def _sides(resolved: ResolvedTrace) -> Dict[Tuple[int, ProbeKind], List[int]]:
