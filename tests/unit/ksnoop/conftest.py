@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import struct
@@ -26,6 +27,17 @@ REPO = Path(__file__).resolve().parents[3]
 assert Path(ksnoop.__file__).resolve().is_relative_to(REPO), (
     f"ksnoop imported from {ksnoop.__file__}, not from the checkout {REPO}"
 )
+
+
+class _Runner(CliRunner):
+    """A CliRunner whose stderr is line-buffered, as a process's is (Python 3.9+): click < 8.2 reads
+    the stderr it captured without flushing it, losing a last line printed without flush=True."""
+
+    @contextlib.contextmanager
+    def isolation(self, *args, **kwargs):
+        with super().isolation(*args, **kwargs) as streams:
+            sys.stderr.reconfigure(line_buffering=True)
+            yield streams
 
 
 @dataclass
@@ -56,7 +68,7 @@ def cli():
     """Run ksnoop in-process: cli("info", "--btf", path, "ip_send_skb") -> Outcome."""
     # click < 8.2 (the newest for Python 3.9) mixes stderr into stdout unless told not to.
     mixes = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
-    runner = CliRunner(mix_stderr=False) if mixes else CliRunner()
+    runner = _Runner(mix_stderr=False) if mixes else _Runner()
 
     def invoke(*args: str) -> Outcome:
         result = runner.invoke(_ENTRY, list(args))
