@@ -7,6 +7,7 @@ Expected text comes from what the builder wrote (offsets in minikernel.py's comm
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -729,6 +730,31 @@ def test_help_renders(cli, args, words):
     assert out.exception is None or isinstance(out.exception, SystemExit)
     for word in words:
         assert word in out.stdout, (word, out.stdout)
+
+
+@pytest.mark.parametrize("command", ["info", "list", "trace", "dump"])
+def test_help_wraps_to_the_terminal_and_says_what_every_option_is(run_module, command):
+    # A process, so that COLUMNS reaches rich as it does at a terminal (CliRunner fixes the width).
+    width = 72
+    result = run_module(command, "--help", env={**os.environ, "COLUMNS": str(width), "TERM": "dumb"})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= width for line in lines), [line for line in lines if len(line) > width]
+    # No paragraph keeps a line break of its own: each wrapped line but a paragraph's last is full.
+    text = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith(("│", "╭", "╰", "Usage"))]
+    prose = text[: text.index("Examples:")] if "Examples:" in text else text  # examples are lines of their own
+    for line, after in zip(prose, prose[1:]):
+        if not line.endswith((".", ":", ")")) and after[:1].islower():
+            assert len(line) + len(after.split()[0]) >= width - 4, (line, after)
+    options = [line for line in lines if line.lstrip("│ ").startswith("--")]
+    assert options and all(len(line.split("  ")) > 2 for line in options), options  # each with its help
+
+
+def test_trace_help_teaches_the_spec_language(run_module):
+    text = " ".join(run_module("trace", "--help", env={**os.environ, "COLUMNS": "200"}).stdout.split())
+    for taught in ("A SPEC is TARGET or TARGET(ITEM, ...)", "==, !=, <, <=, > or >=", "'return'", "Examples:"):
+        assert taught in text, taught
+    assert text.count("ksnoop trace ") >= 3
 
 
 # ---- the real entry point, as a process -----------------------------------------------------------------
