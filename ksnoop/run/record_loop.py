@@ -53,6 +53,8 @@ def run_records(
     lines = record_lines(formatter, resolved)
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
+        # Its handlers go last on the way out: a signal while detaching does not cut the summary.
+        stack.enter_context(stop.installed(armed=False))
         btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
         maps = create_maps(stack, programs)
         events, drops = maps.shared(MapRole.EVENTS), maps.shared(MapRole.DROPS)
@@ -63,7 +65,7 @@ def run_records(
         except OSError as error:  # mmap or epoll: EMFILE, ENOMEM
             raise RuntimeFailure(f"cannot map the ring buffer: {error.strerror or error}") from None
         # Until here a signal ends ksnoop at once (stopping.exit_on_signals); from here it drains.
-        stack.enter_context(stop.installed())
+        stop.arm()
         if not options.quiet:
             err.write(ready_line(resolved, attached.labels, options.duration_s, summary=False) + "\n")
             err.flush()

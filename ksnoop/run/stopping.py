@@ -38,14 +38,23 @@ class StopFlag:
     def __bool__(self) -> bool:
         return self.signal is not None
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator["StopFlag"]:
-        def handler(signum: int, _frame: Any) -> None:
-            self.signal = signum
+    def _handler(self, signum: int, _frame: Any) -> None:
+        self.signal = signum
 
-        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    @contextlib.contextmanager
+    def installed(self, armed: bool = True) -> Iterator["StopFlag"]:
+        """Within the block, once armed (now, or at arm()), stop signals set the flag; the handlers
+        before it come back as the block ends. Entered before attaching and armed after, it keeps
+        the flag through the detaching and the summary that follow a stop."""
+        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        if armed:
+            self.arm()
         try:
             yield self
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+    def arm(self) -> None:
+        for s in STOP_SIGNALS:
+            signal.signal(s, self._handler)

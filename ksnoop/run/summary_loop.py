@@ -32,19 +32,21 @@ def run_summary(
     """--summary: the programs count into a PERCPU_ARRAY (no ring buffer); at the time limit,
     a stop signal the counters are summed over CPUs and printed."""
     stop = StopFlag()
-    with contextlib.ExitStack() as stack:
-        btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
-        maps = create_maps(stack, programs)
-        counts = maps.shared(MapRole.COUNTS)
-        attached = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
-        stack.callback(say_detaching, attached.links, err)
-        # Until here a signal ends ksnoop at once (stopping.exit_on_signals); from here it summarises.
-        stack.enter_context(stop.installed())
-        if not options.quiet:
-            err.write(ready_line(resolved, attached.labels, options.duration_s, summary=True) + "\n")
-            err.flush()
-        totals = count_until_stopped(resolved, counts, options, stop)
-    return report(totals, options, out)
+    # Its handlers stay till the end: a signal while detaching does not cut the summary.
+    with stop.installed(armed=False):
+        with contextlib.ExitStack() as stack:
+            btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
+            maps = create_maps(stack, programs)
+            counts = maps.shared(MapRole.COUNTS)
+            attached = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
+            stack.callback(say_detaching, attached.links, err)
+            # Until here a signal ends ksnoop at once (stopping.exit_on_signals); from here it summarises.
+            stop.arm()
+            if not options.quiet:
+                err.write(ready_line(resolved, attached.labels, options.duration_s, summary=True) + "\n")
+                err.flush()
+            totals = count_until_stopped(resolved, counts, options, stop)
+        return report(totals, options, out)
 
 
 def count_until_stopped(
