@@ -62,6 +62,7 @@ INSTANCES = [
     _instance("pid_a", 1, "int", "-o", "json", "-p", "{a_pid}", "ip_send_skb(skb->len)"),
     _instance("comm_b", 1, "term", "-o", "json", "--comm", "{b_comm}", "ip_send_skb(skb->len)"),
     _instance("count3_jq", 1, "self", "-o", "json", "-n", "3", "ip_send_skb(skb->len)", pipe=JQ),
+    _instance("count2_calls", 2, "self", "-o", "json", "-n", "2", "udp_sendmsg(len, return)"),
     _instance("text", 1, "int", "-o", "text", "ip_send_skb(skb->len > 100)"),
     _instance("failed_text", 2, "term", "-o", "text", "udp_sendmsg(return < 0, sk)"),
 ]
@@ -86,7 +87,8 @@ class Scenario:
     manifest: dict[str, Any]
     datagrams: list[Datagram]  # in the order they were sent
     outputs: dict[str, str]
-    errors: dict[str, str]
+    errors: dict[str, str]  # less the ready line
+    ready: dict[str, list[str]]  # the ready line(s)
     seconds: float
 
     def sent(self) -> list[Datagram]:
@@ -140,8 +142,9 @@ def scenario(vm: harness.VM, request: pytest.FixtureRequest) -> Scenario:
     assert result.returncode == 0, result.stdout + result.stderr + result.console_log
     manifest = json.loads((work / "manifest.json").read_text())
     outputs = {i["name"]: (work / f"{i['name']}.out").read_text() for i in INSTANCES}
-    # The ready line is checked where it matters (tests/kernel/test_endings.py); the rest exactly.
-    errors = {i["name"]: split_ready((work / f"{i['name']}.err").read_text())[1] for i in INSTANCES}
+    said = {i["name"]: split_ready((work / f"{i['name']}.err").read_text()) for i in INSTANCES}
+    errors = {name: rest for name, (_, rest) in said.items()}
+    ready = {name: lines for name, (lines, _) in said.items()}
     if manifest["not_attached"]:
         pytest.fail(
             f"not attached: {manifest['not_attached']}\n"
@@ -161,7 +164,7 @@ def scenario(vm: harness.VM, request: pytest.FixtureRequest) -> Scenario:
     # only means TCG was starved on a busy host.
     faults = [line for line in result.console_log.splitlines() if KERNEL_FAULT.search(line)]
     assert not faults, result.console_log
-    return Scenario(manifest, datagrams, outputs, errors, seconds)
+    return Scenario(manifest, datagrams, outputs, errors, ready, seconds)
 
 
 def _pid_tid_comm(record: dict[str, Any]) -> tuple[int, int, str]:
@@ -306,6 +309,25 @@ def test_count_stops_after_n_records(scenario: Scenario) -> None:
     assert len(scenario.sent()) > 3
     scenario.check_exit("count3_jq")
     assert scenario.errors["count3_jq"] == "ksnoop: 3 records\n", scenario.explain("count3_jq")
+
+
+def test_with_returns_traced_count_stops_after_n_calls_each_with_its_return(scenario: Scenario) -> None:
+    # -n 2 on entries and returns: two calls, the last record their second return, never an
+    # entry left waiting for a return the count cut off.
+    records = scenario.records("count2_calls")
+    returns = [n for n, r in enumerate(records) if r["probe"] == "return"]
+    assert len(returns) == 2 and returns[-1] == len(records) - 1, scenario.explain("count2_calls")
+    for n in returns:
+        entries = [r for r in records[:n] if r["probe"] == "entry" and r["tid"] == records[n]["tid"]]
+        assert entries, f"a return with no entry before it{scenario.explain('count2_calls')}"
+
+
+def test_the_ready_line_says_what_is_attached_and_how(scenario: Scenario) -> None:
+    argv = scenario.instance("two_funcs")["argv"]
+    how = {"fentry": "fentry/fexit", "kprobe": "kprobes"}[argv[argv.index("--backend") + 1]]
+    assert scenario.ready["two_funcs"] == [f"ksnoop: tracing 2 functions ({how}); Ctrl-C to stop"]
+    # Every instance said it once, before its first record (the driver's wait saw it come).
+    assert all(len(lines) == 1 for lines in scenario.ready.values()), scenario.ready
 
 
 def test_json_through_jq(scenario: Scenario) -> None:

@@ -284,6 +284,11 @@ def _link_types() -> list:
     return [link.get("type") for link in shown]
 
 
+def _map_ids() -> set:
+    shown = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True, timeout=60, check=True)
+    return {m["id"] for m in json.loads(shown.stdout)}
+
+
 def _map_entries(name: str) -> dict:
     """Entries in every BPF map called `name`, by map id, read with bpftool (None if it cannot tell)."""
     try:
@@ -300,9 +305,12 @@ def _map_entries(name: str) -> dict:
                     capture_output=True,
                     text=True,
                     timeout=60,
-                    check=True,
-                ).stdout
-                out[str(m["id"])] = len(json.loads(dump))
+                    check=False,
+                )
+                if dump.returncode != 0 and m["id"] not in _map_ids():
+                    continue  # its ksnoop ended (-n) between the listing and the dump
+                dump.check_returncode()
+                out[str(m["id"])] = len(json.loads(dump.stdout))
         return out
     except (OSError, subprocess.SubprocessError, ValueError) as err:
         return {"error": repr(err)}
