@@ -424,7 +424,7 @@ def dump(
         Optional[str],
         typer.Option(
             "--cgroup-order",
-            click_type=OneOf(("self-only", "descendants-pre", "descendants-post", "ancestors-up")),
+            metavar="ORDER",  # checked against the kernel's enum bpf_cgroup_iter_order by the resolver
             help="The cgroup iterator's walk: self-only, descendants-pre (the default), descendants-post or "
             "ancestors-up.",
         ),
