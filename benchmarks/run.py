@@ -27,6 +27,7 @@ BENCHMARKS = {
     "vm": 4,
     "dump": 5,
     "dump_struct": 5,
+    "endings": 200,
 }
 
 
@@ -48,6 +49,7 @@ def main() -> None:
         metavar="TASKS,FILES",
         help="dump: tasks and open files per task (default 100,100 1000,100 1000,1000); repeatable",
     )
+    parser.add_argument("--seed", type=int, default=1, help="endings: the seed of the random moments")
     args = parser.parse_args()
     if args.runs is None:
         args.runs = BENCHMARKS[args.name]

@@ -32,10 +32,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
+from tests.support.kernel_objects import BPFTOOL, held_ids, ksnoop_objects as _ksnoop_objects, wait_until_gone
 from tests.support.ready import split_ready
 from tests.kernel.test_cli_kernel import as_nobody  # noqa: F401  (a fixture: uid 65534 with ksnoop's imports)
 
@@ -43,7 +44,6 @@ pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel", "nothing
 
 REPO = Path(__file__).resolve().parents[2]
 VMLINUX = "/sys/kernel/btf/vmlinux"
-BPFTOOL = next((p for p in ("/usr/sbin/bpftool", shutil.which("bpftool")) if p and os.access(p, os.X_OK)), None)
 HEADER = "%16s %4s %8s %s" % ("TIME", "CPU", "PID", "FUNCTION/ARGS")
 UDP_OVERHEAD = 8 + 20 + 14  # UDP, IPv4 and Ethernet headers: skb->len on loopback's net_dev_queue
 TIMEOUT = 20.0  # for anything that should take well under a second
@@ -342,67 +342,6 @@ def parse_text(text: str) -> List[TextRecord]:
 
 
 # ---- nothing of ksnoop stays loaded ----------------------------------------------------------------------
-def _bpftool(*args: str) -> Any:
-    # bpftool gives up when an object it has listed goes away before it opens it (other tests load
-    # and unload programs all the time): ask again.
-    for _ in range(20):
-        result = subprocess.run([BPFTOOL, "-j", *args], capture_output=True, text=True, check=False, timeout=TIMEOUT)  # type: ignore[list-item]
-        if result.returncode == 0:
-            return json.loads(result.stdout or "[]")
-        time.sleep(0.01)
-    raise AssertionError(f"bpftool {' '.join(args)} failed: {result.stdout} {result.stderr}")
-
-
-def _ksnoop_objects() -> Dict[str, Set[int]]:
-    """ids of the ksnoop_* programs and maps loaded now, and of the links to those programs."""
-    progs = {p["id"] for p in _bpftool("prog", "show") if p.get("name", "").startswith("ksnoop_")}
-    links = {link["id"] for link in _bpftool("link", "show") if link.get("prog_id") in progs}
-    maps = {m["id"] for m in _bpftool("map", "show") if m.get("name", "").startswith("ksnoop_")}
-    return {"prog": progs, "link": links, "map": maps}
-
-
-def held_ids(pids: Optional[Sequence[int]] = None) -> Dict[str, Set[int]]:
-    """The BPF programs, links and maps that live processes (or these ones) hold fds of."""
-    out: Dict[str, Set[int]] = {"prog": set(), "link": set(), "map": set()}
-    if pids is None:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf"):
-                    continue
-                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                    info = f.read()
-            except OSError:
-                continue
-            for key, kind in (("prog_id", "prog"), ("link_id", "link"), ("map_id", "map")):
-                m = re.search(rf"^{key}:\s*(\d+)$", info, re.M)
-                if m:
-                    out[kind].add(int(m[1]))
-    return out
-
-
-def leftovers(before: Dict[str, Set[int]]) -> Dict[str, Set[int]]:
-    now = _ksnoop_objects()
-    held = held_ids()
-    # A link held by a live process keeps its program (and that program its maps) loaded.
-    return {kind: now[kind] - before[kind] - held[kind] for kind in now}
-
-
-def wait_until_gone(before: Dict[str, Set[int]]) -> None:
-    deadline = time.monotonic() + 5.0
-    while True:
-        left = leftovers(before)
-        if not any(left.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)  # freeing goes through RCU and workqueues: a moment after the fds close
-    assert not any(left.values()), f"ksnoop objects left loaded and held by no process: {left}"
-
-
 @pytest.fixture
 def nothing_left_loaded() -> Iterator[None]:
     if BPFTOOL is None:

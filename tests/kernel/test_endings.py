@@ -1,0 +1,155 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""How `ksnoop trace` and `ksnoop dump` end, on this machine's kernel: by a signal before or after
+everything is attached, by an output that fails, by a reader that goes away. Each ends with no
+traceback, the status it should, and nothing of ksnoop's left loaded in the kernel.
+
+Synchronisation: the ready line on stderr says every probe is attached."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from tests.kernel.test_trace_cli import nothing_left_loaded  # noqa: F401  (a fixture)
+from tests.support.ready import READY, split_ready
+
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel", "nothing_left_loaded")]
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT = 60.0
+STOP = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
+
+
+def _start(*args: str, stdout: object = subprocess.DEVNULL) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ksnoop", *args],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _ready(proc: subprocess.Popen) -> str:
+    """The ready line, read from stderr as it comes (the lines before it kept in `proc.said`)."""
+    assert proc.stderr is not None
+    said: List[str] = []
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise AssertionError(f"ksnoop ended before it was ready: {''.join(said)}")
+        if READY.fullmatch(line.rstrip("\n")):
+            proc.said = said  # type: ignore[attr-defined]
+            return line.rstrip("\n")
+        said.append(line)
+    raise AssertionError("no ready line in time")
+
+
+def _no_traceback(stderr: str) -> None:
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+
+
+@pytest.mark.parametrize("name", list(STOP))
+def test_a_signal_after_attaching_drains_summarises_and_exits_0(name: str) -> None:
+    proc = _start("trace", "-o", "json", "tp:sys_enter(id)")
+    assert _ready(proc) == "ksnoop: tracing 1 tracepoint; Ctrl-C to stop"
+    proc.send_signal(STOP[name])
+    _, rest = proc.communicate(timeout=TIMEOUT)
+    _no_traceback(rest)
+    assert proc.returncode == 0, rest
+    assert rest.startswith("ksnoop: ") and rest.endswith(" records\n") and rest.count("\n") == 1, rest
+
+
+@pytest.mark.parametrize("name", list(STOP))
+def test_a_signal_after_attaching_a_summary_still_prints_it(name: str) -> None:
+    proc = _start("trace", "--summary", "tp:sys_enter", stdout=subprocess.PIPE)
+    assert _ready(proc).startswith("ksnoop: counting calls of 1 tracepoint; ")
+    proc.send_signal(STOP[name])
+    out, rest = proc.communicate(timeout=TIMEOUT)
+    _no_traceback(rest)
+    assert proc.returncode == 0 and out.startswith("tp:sys_enter: ") and rest.endswith(" counted\n"), (out, rest)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3])
+@pytest.mark.parametrize("name", list(STOP))
+@pytest.mark.parametrize("command", [["trace", "tp:sched_*"], ["dump", "task_file"]], ids=["trace", "dump"])
+def test_a_signal_while_starting_ends_quietly_with_128_plus_its_number(
+    command: List[str], name: str, delay: float
+) -> None:
+    proc = _start(*command)
+    time.sleep(delay)
+    proc.send_signal(STOP[name])
+    _, stderr = proc.communicate(timeout=TIMEOUT)
+    _no_traceback(stderr)
+    ready, rest = split_ready(stderr)
+    if ready or rest.endswith(" records\n"):
+        # Quicker than the signal: attached (so it drained and summarised), or a dump done; the
+        # signal may even find Python finishing, its handlers gone, and end it as it would.
+        assert proc.returncode in (0, -STOP[name]), stderr
+    else:
+        assert (proc.returncode, rest) == (128 + STOP[name], ""), stderr
+
+
+def test_ready_line_once_before_any_record_and_q_leaves_it_out() -> None:
+    for quiet, expected in (([], 1), (["-q"], 0)):
+        proc = _start("trace", *quiet, "-n", "3", "-o", "json", "tp:sys_enter(id)", stdout=subprocess.PIPE)
+        out, stderr = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 0 and len(out.splitlines()) == 3, stderr
+        ready, rest = split_ready(stderr)
+        assert len(ready) == expected and rest == "ksnoop: 3 records\n", stderr
+        if ready:
+            assert stderr.startswith(ready[0])  # the first line: before the summary, after nothing
+
+
+def test_dump_says_no_ready_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ksnoop", "dump", "-n", "2", "task"], cwd=REPO, capture_output=True, text=True
+    )
+    assert (result.returncode, result.stderr) == (0, "ksnoop: 2 records\n"), result.stderr
+
+
+def test_a_full_disk_is_one_line_and_exit_1() -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "ksnoop", "trace", "-q", "-n", "1000", "tp:sys_enter(id)"],
+            cwd=REPO,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=TIMEOUT,
+        )
+    _no_traceback(result.stderr)
+    assert (result.returncode, result.stderr) == (1, "ksnoop: error: writing output: No space left on device\n")
+
+
+def test_a_closed_stdout_is_one_line_and_exit_1_before_attaching() -> None:
+    result = subprocess.run(
+        ["sh", "-c", '"$@" >&-', "sh", sys.executable, "-m", "ksnoop", "trace", "tp:sys_enter(id)"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    _no_traceback(result.stderr)
+    assert result.returncode == 1
+    assert result.stderr == "ksnoop: error: writing output: standard output is closed\n"
+
+
+def test_a_reader_that_goes_away_ends_it_quietly() -> None:
+    proc = _start("trace", "-o", "json", "tp:sys_enter(id)", stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    _ready(proc)
+    assert proc.stdout.readline()  # a record; then the reader goes, as `| head -1` does
+    proc.stdout.close()
+    proc.wait(timeout=TIMEOUT)
+    rest = proc.stderr.read() if proc.stderr else ""
+    _no_traceback(rest)
+    assert proc.returncode == 1 and rest == "", rest
