@@ -396,3 +396,14 @@ def test_a_program_the_verifier_rejects_is_its_reason_and_with_v_its_whole_log(c
             assert len(lines) == 2 + len(rejected.value.log.rstrip("\n").splitlines())
         else:
             assert len(lines) == 1
+
+
+def test_vv_turns_the_debug_logs_on_and_v_alone_does_not():
+    if os.geteuid() != 0:
+        pytest.skip("tracing needs root")
+    for verbose, debug in (("-v", False), ("-vv", True)):
+        result = ksnoop("trace", verbose, "-q", "-n", "1", "tp:sys_enter(id)")
+        assert result.returncode == 0, result.stderr
+        assert "probe tp_btf:sys_enter" in result.stderr  # the plan, with -v and -vv alike
+        said = "ksnoop: debug: ksnoop.run.runner: 1 programs attached in " in result.stderr
+        assert said is debug, result.stderr
