@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import pytest
 
-from tests.support.kernel_objects import BPFTOOL, held_ids, ksnoop_objects as _ksnoop_objects, wait_until_gone
+from tests.support.kernel_objects import held_ids, ksnoop_objects as _ksnoop_objects, wait_until_gone
 from tests.support.ready import split_ready
 from tests.kernel.test_cli_kernel import as_nobody  # noqa: F401  (a fixture: uid 65534 with ksnoop's imports)
 
@@ -44,6 +44,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel", "nothing
 
 REPO = Path(__file__).resolve().parents[2]
 VMLINUX = "/sys/kernel/btf/vmlinux"
+BPFTOOL = next((p for p in ("/usr/sbin/bpftool", shutil.which("bpftool")) if p and os.access(p, os.X_OK)), None)
 HEADER = "%16s %4s %8s %s" % ("TIME", "CPU", "PID", "FUNCTION/ARGS")
 UDP_OVERHEAD = 8 + 20 + 14  # UDP, IPv4 and Ethernet headers: skb->len on loopback's net_dev_queue
 TIMEOUT = 20.0  # for anything that should take well under a second
@@ -344,8 +345,6 @@ def parse_text(text: str) -> List[TextRecord]:
 # ---- nothing of ksnoop stays loaded ----------------------------------------------------------------------
 @pytest.fixture
 def nothing_left_loaded() -> Iterator[None]:
-    if BPFTOOL is None:
-        pytest.skip("bpftool is not installed (Debian package bpftool)")
     before = _ksnoop_objects()
     yield
     wait_until_gone(before)
@@ -774,8 +773,10 @@ def test_stdout_closed_by_head(udp: Loopback, output: str) -> None:
 
 # ---- -v ---------------------------------------------------------------------------------------------------------
 def _btf_raw() -> str:
+    if BPFTOOL is None:
+        pytest.skip("bpftool is not installed (Debian package bpftool)")
     result = subprocess.run(
-        [BPFTOOL, "btf", "dump", "file", VMLINUX, "format", "raw"],  # type: ignore[list-item]
+        [BPFTOOL, "btf", "dump", "file", VMLINUX, "format", "raw"],
         capture_output=True,
         text=True,
         check=True,
