@@ -49,12 +49,13 @@ def iter_ids(kind: str) -> Iterator[int]:
 
 
 def _info(kind: str, obj_id: int, map_ids: Optional[List[int]] = None) -> Optional[_Info]:
-    # Its bpf_*_info, None if it went away since it was listed; a program's map ids into `map_ids`.
+    # Its bpf_*_info, None if it went away since it was listed (or is not whole yet); a program's
+    # map ids into `map_ids`.
     attr = syscall.bpf_attr()
     attr.get_id.start_id = obj_id
     try:
         fd = syscall.bpf(_FD_BY_ID[kind], attr)
-    except FileNotFoundError:
+    except (FileNotFoundError, BlockingIOError):  # ENOENT: freed; EAGAIN: a link still being made
         return None
     try:
         info: _Info
