@@ -7,6 +7,7 @@ Synchronisation: the ready line on stderr says every probe is attached."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -98,15 +99,45 @@ def test_a_signal_while_starting_ends_quietly_with_128_plus_its_number(
         assert (proc.returncode, rest) == (128 + STOP[name], ""), stderr
 
 
+def test_signals_all_through_the_end_leave_one_summary_and_no_traceback() -> None:
+    # INT, TERM and HUP every 5 ms from the ready line on: through draining, detaching a glob's 35
+    # links, summarising and Python's own finishing.
+    proc = _start("trace", "tp:sched_*")
+    _ready(proc)
+    signals = list(STOP.values())
+    sent = 0
+    deadline = time.monotonic() + TIMEOUT
+    while proc.poll() is None and time.monotonic() < deadline:
+        proc.send_signal(signals[sent % len(signals)])
+        sent += 1
+        time.sleep(0.005)
+    _, rest = proc.communicate(timeout=TIMEOUT)
+    _no_traceback(rest)
+    summaries = [line for line in rest.splitlines() if re.fullmatch(r"ksnoop: \d+ records?(, .*)?", line)]
+    assert len(summaries) == 1 and rest.endswith(summaries[0] + "\n"), (proc.returncode, rest)
+    # 0; or, from a signal after the summary, 128 + it (ksnoop's first handler back) or the signal
+    # itself (Python finishing, its handlers gone).
+    assert proc.returncode == 0 or abs(proc.returncode) % 128 in signals, (proc.returncode, rest)
+
+
 def test_ready_line_once_before_any_record_and_q_leaves_it_out() -> None:
     for quiet, expected in (([], 1), (["-q"], 0)):
-        proc = _start("trace", *quiet, "-n", "3", "-o", "json", "tp:sys_enter(id)", stdout=subprocess.PIPE)
-        out, stderr = proc.communicate(timeout=TIMEOUT)
-        assert proc.returncode == 0 and len(out.splitlines()) == 3, stderr
-        ready, rest = split_ready(stderr)
-        assert len(ready) == expected and rest == "ksnoop: 3 records\n", stderr
-        if ready:
-            assert stderr.startswith(ready[0])  # the first line: before the summary, after nothing
+        # stderr into stdout's pipe: the lines come in the order ksnoop wrote them.
+        result = subprocess.run(
+            [sys.executable, "-m", "ksnoop", "trace", *quiet, "-n", "3", "-o", "json", "tp:sys_enter(id)"],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        lines = result.stdout.splitlines()
+        assert result.returncode == 0, result.stdout
+        ready = [n for n, line in enumerate(lines) if READY.fullmatch(line)]
+        records = [n for n, line in enumerate(lines) if line.startswith("{")]
+        assert ready == list(range(expected)) and len(records) == 3, lines  # once, before any record
+        assert lines[expected:] == [lines[n] for n in records] + ["ksnoop: 3 records"], lines
 
 
 def test_dump_says_no_ready_line() -> None:
