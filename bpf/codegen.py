@@ -638,6 +638,11 @@ def _path_program(plan: Plan, probe_index: int, layout: RecordLayout) -> _Assemb
 def _emit_filters(asm: _Assembler, plan: Plan) -> None:
     if plan.filters.pid is not None:
         asm.emit(tpl.PID_FILTER, pid=plan.filters.pid, out="out")
+    if plan.filters.uid is not None:
+        asm.emit(tpl.UID_FILTER, uid=plan.filters.uid, out="out")
+    if plan.filters.cgroup is not None:
+        cgroup = plan.filters.cgroup
+        asm.emit(tpl.CGROUP_FILTER, level=cgroup.level, cgroup_id=cgroup.id, out="out")
     if plan.filters.comm is not None:
         lo, hi = _words(plan.filters.comm.ljust(COMM_SIZE, b"\0")[:COMM_SIZE])
         asm.emit(tpl.COMM_FILTER, comm_lo=lo, comm_hi=hi, out="out")

@@ -199,6 +199,18 @@ class Probe:
 class Filters:
     pid: Optional[int] = None  # a process (tgid), as upstream ksnoop's -p
     comm: Optional[bytes] = None  # at most COMM_SIZE - 1 bytes
+    uid: Optional[int] = None  # the task's real uid, as bcc trace's --uid
+    cgroup: Optional["CgroupFilter"] = None  # the task's cgroup (v2) is this one or below it
+
+
+@dataclass(frozen=True)
+class CgroupFilter:
+    """A cgroup v2 directory: its id (the kernfs node id, its inode number) and its level (the
+    number of directories between it and the cgroup2 root; the root is level 0). A task is in it
+    or below it when its cgroup's ancestor at `level` has this `id`."""
+
+    id: int
+    level: int
 
 
 @dataclass(frozen=True)

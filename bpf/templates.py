@@ -157,6 +157,28 @@ PID_FILTER = Template(
     ),
 )
 
+UID_FILTER = Template(
+    "uid_filter",
+    "drops the event unless the current task's uid (the low 32 bits of bpf_get_current_uid_gid) "
+    "== CONST, compared as 32 bits; clobbers r0-r5",
+    (
+        T(i.call(Helper.get_current_uid_gid)),
+        T(i.jmp32_imm(JNE, R0, 0, 0), imm="uid", off="out"),
+    ),
+)
+
+CGROUP_FILTER = Template(
+    "cgroup_filter",
+    "drops the event unless the current task's cgroup (v2) has the ancestor CONST64 at level "
+    "CONST (itself when that is its own level; 0 when it is not that deep); clobbers r0-r5",
+    (
+        T(i.mov64_imm(R1, 0), imm="level"),
+        T(i.call(Helper.get_current_ancestor_cgroup_id)),
+        *_pair(i.ld_imm64(R1, 0), imm64="cgroup_id"),
+        T(i.jmp_reg(JNE, R0, R1, 0), off="out"),
+    ),
+)
+
 COMM_FILTER = Template(
     "comm_filter",
     "drops the event unless the current comm == CONST64 x2; the "
@@ -966,6 +988,8 @@ BY_COOKIE_RETURN = {**BY_COOKIE, HEADER.name: _header(True, "return_probe")}
 ALL = (
     PROLOGUE,
     PID_FILTER,
+    UID_FILTER,
+    CGROUP_FILTER,
     COMM_FILTER,
     LOAD_ARG,
     COPY_ARG,

@@ -164,6 +164,7 @@ class Helper(enum.IntEnum):
     probe_read_str = 45
     get_stack = 67
     get_current_cgroup_id = 80
+    get_current_ancestor_cgroup_id = 123
     probe_read_user = 112
     probe_read_kernel = 113
     probe_read_user_str = 114

@@ -249,6 +249,26 @@ def trace(
         Optional[str],
         typer.Option("--comm", metavar="NAME", help="Only tasks with this command name (15 bytes at most)."),
     ] = None,
+    uid: Annotated[
+        Optional[int],
+        typer.Option(
+            "--uid", "-u", click_type=WholeNumber(0, 0xFFFFFFFF, metavar="UID"), help="Only tasks of this user."
+        ),
+    ] = None,
+    cgroup: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cgroup",
+            metavar="PATH",
+            help="Only tasks in this cgroup v2 directory or below it (a container, a systemd unit).",
+        ),
+    ] = None,
+    cgroup_id: Annotated[
+        Optional[int],
+        typer.Option(
+            "--cgroup-id", click_type=WholeNumber(1, metavar="ID"), help="The same as --cgroup, by the cgroup's id."
+        ),
+    ] = None,
     count: Annotated[
         Optional[int],
         typer.Option(
@@ -341,6 +361,9 @@ def trace(
         specs=tuple(specs),
         pid=pid,
         comm=comm,
+        uid=uid,
+        cgroup_path=cgroup,
+        cgroup_id=cgroup_id,
         count=count,
         duration_s=duration,
         pages=pages,

@@ -13,6 +13,9 @@ class RunOptions:
     specs: Tuple[str, ...]
     pid: Optional[int] = None
     comm: Optional[str] = None
+    uid: Optional[int] = None
+    cgroup_path: Optional[str] = None  # --cgroup: a cgroup v2 directory; its tasks and those below
+    cgroup_id: Optional[int] = None  # --cgroup-id: the same, by the cgroup's id
     count: Optional[int] = None  # stop after this many calls (records where no return is traced)
     duration_s: Optional[float] = None
     pages: int = 1024  # ringbuf size in pages; a power of two

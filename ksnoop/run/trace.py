@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import replace
-from typing import TextIO, Tuple
+from typing import Optional, TextIO, Tuple
 
 from bpf.codegen import Program, generate_all
-from bpf.plan import MAX_KSTACK_DEPTH, Filters
+from bpf.plan import MAX_KSTACK_DEPTH, CgroupFilter, Filters
 
 from ksnoop.errors import UsageError
 from ksnoop.run.backend import BACKENDS, choose_backend
+from ksnoop.run.cgroups import cgroup_by_id, cgroup_by_path
 from ksnoop.run.describe import write_notes
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import run_records
@@ -57,7 +58,12 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     specs = [parse_spec(text) for text in options.specs]
     kernel = KernelBTF.load(options.btf_path)
     backend = choose_backend(options.backend, specs, kernel)
-    filters = Filters(pid=options.pid, comm=options.comm.encode() if options.comm is not None else None)
+    filters = Filters(
+        pid=options.pid,
+        comm=options.comm.encode() if options.comm is not None else None,
+        uid=options.uid,
+        cgroup=_cgroup(options),
+    )
     if options.call_path:
         resolved = resolve_path(
             specs,
@@ -98,6 +104,16 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
             note = f"ksnoop: {globs}: one kprobe per function, since this kernel has {backend.no_multi}"
             resolved = replace(resolved, notes=resolved.notes + (note,))
     return resolved, programs
+
+
+def _cgroup(options: RunOptions) -> Optional[CgroupFilter]:
+    if options.cgroup_path is not None and options.cgroup_id is not None:
+        raise UsageError("--cgroup and --cgroup-id: give one")
+    if options.cgroup_path is not None:
+        return cgroup_by_path(options.cgroup_path)
+    if options.cgroup_id is not None:
+        return cgroup_by_id(options.cgroup_id)[1]
+    return None
 
 
 def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:

@@ -99,6 +99,8 @@ class VM:
         path_room: Optional[int] = None,
         user_memory: Mapping[int, bytes] = (),
         comm_pads: bool = True,
+        uid_gid: int = 0,
+        cgroup_ancestors: Sequence[int] = (1,),
         kstack: Sequence[int] = (),
         kstack_error: int = 0,
         ringbuf_backlog: int = 0,
@@ -108,6 +110,9 @@ class VM:
         self.pid_tgid, self.comm, self.cpu, self.ktime = pid_tgid, comm, cpu, ktime
         # bpf_get_current_comm pads with NULs, except on kernels 5.19 to 6.3 (strscpy, not strscpy_pad).
         self.comm_pads = comm_pads
+        # bpf_get_current_uid_gid: gid << 32 | uid. The task's cgroup v2 and its ancestors, as ids
+        # from the root (level 0) down to its own cgroup.
+        self.uid_gid, self.cgroup_ancestors = uid_gid, tuple(cgroup_ancestors)
         # What bpf_get_stack finds: these return addresses, innermost first, or this errno.
         self.kstack, self.kstack_error = tuple(kstack), kstack_error
         self.ringbuf_room = ringbuf_room  # records the ringbuf takes before it is full; None: unlimited
@@ -210,6 +215,10 @@ class VM:
             else:
                 raise VMError(f"{pc}: ld_imm64 with src {insn.src}")
             return pc + 2
+        if cls == uapi.BPF_JMP32:  # conditional jumps on the low 32 bits (no call, exit or ja)
+            a = self._reg(regs, insn.dst) & 0xFFFFFFFF
+            b = (self._reg(regs, insn.src) if code & uapi.BPF_X else insn.imm) & 0xFFFFFFFF
+            return self._target(insns, pc, insn) if _jump_taken(op, a, b, pc, bits=32) else pc + 1
         if cls != uapi.BPF_JMP:
             raise VMError(f"{pc}: instruction class {cls} not modelled")
         if code == uapi.BPF_JMP | uapi.BPF_EXIT:
@@ -317,6 +326,11 @@ class VM:
             return self._cookie
         if helper == Helper.get_smp_processor_id:
             return self.cpu
+        if helper == Helper.get_current_uid_gid:
+            return self.uid_gid
+        if helper == Helper.get_current_ancestor_cgroup_id:
+            level = a(1)
+            return self.cgroup_ancestors[level] if level < len(self.cgroup_ancestors) else 0
         if helper == Helper.get_current_comm:
             comm = self.comm[: a(2) - 1] + b"\0"
             self._write(a(1), comm.ljust(a(2), b"\0") if self.comm_pads else comm)
@@ -455,9 +469,10 @@ def _alu64(op: int, dst: int, src: int, pc: int) -> int:
     raise VMError(f"{pc}: ALU op {op:#x} not modelled")
 
 
-def _jump_taken(op: int, a: int, b: int, pc: int) -> bool:
-    a, b = a & MASK64, b & MASK64
-    sa, sb = s64(a), s64(b)
+def _jump_taken(op: int, a: int, b: int, pc: int, bits: int = 64) -> bool:
+    mask = (1 << bits) - 1
+    a, b = a & mask, b & mask
+    sa, sb = (a - (1 << bits) if a >> (bits - 1) else a), (b - (1 << bits) if b >> (bits - 1) else b)
     table = {
         uapi.BPF_JEQ: a == b,
         uapi.BPF_JNE: a != b,

@@ -28,6 +28,7 @@ from bpf.plan import (
     MAX_KSTACK_DEPTH,
     Bitfield,
     Capture,
+    CgroupFilter,
     CompareOp,
     Filters,
     Plan,
@@ -58,12 +59,18 @@ DESTRUCTOR, DATA = 0xFFFFFFFF81000000, 0xFFFF8880DEADBEEF
 
 
 def _trace(
-    *specs: str, pid: int | None = None, comm: bytes | None = None, with_comm: bool = True, kstack_depth: int = 0
+    *specs: str,
+    pid: int | None = None,
+    comm: bytes | None = None,
+    uid: int | None = None,
+    cgroup: CgroupFilter | None = None,
+    with_comm: bool = True,
+    kstack_depth: int = 0,
 ) -> ResolvedTrace:
     return resolve(
         [parse_spec(s) for s in specs],
         records.kernel(),
-        Filters(pid=pid, comm=comm),
+        Filters(pid=pid, comm=comm, uid=uid, cgroup=cgroup),
         with_comm=with_comm,
         kstack_depth=kstack_depth,
     )
@@ -262,7 +269,8 @@ def test_template_holes_sit_where_they_can_be_filled(template: tpl.Template) -> 
             if hole.field == "map":
                 assert MapRole(hole.name)
             if hole.name in labels:
-                assert hole.field == "off" and t.insn.code & 0x07 == uapi.BPF_JMP, (template.name, hole)
+                jumps = t.insn.code & 0x07 in (uapi.BPF_JMP, uapi.BPF_JMP32)
+                assert hole.field == "off" and jumps, (template.name, hole)
         if pc - 1 in starts:
             assert not t.holes, f"{template.name}: a hole on the second half of an ld_imm64"
     assert template.contract
@@ -655,6 +663,45 @@ def test_comm_filter_does_not_read_what_the_helper_left_past_the_nul(comm: bytes
     """Kernels 5.19 to 6.3 copy the comm with strscpy: the bytes after its NUL are not written."""
     t = _trace("tp:net_dev_queue(skb->len)", comm=b"curl")
     assert bool(_events(t, 0, [SKB], _vm(comm=comm, comm_pads=False))) == kept
+
+
+@pytest.mark.parametrize(
+    "uid_gid,kept",
+    [
+        (1000, True),
+        (7 << 32 | 1000, True),  # the gid is not looked at
+        (1001, False),
+        (1000 << 32, False),  # a gid of 1000 is not a uid of 1000
+        (0, False),
+    ],
+)
+def test_uid_filter_compares_the_uid_alone(uid_gid: int, kept: bool) -> None:
+    t = _trace("tp:net_dev_queue(skb->len)", uid=1000)
+    assert _sections(generate(t.plan, 0))[:2] == ["prologue", "uid_filter"]
+    assert bool(_events(t, 0, [SKB], _vm(uid_gid=uid_gid))) == kept
+
+
+def test_uid_filter_takes_the_largest_uids() -> None:
+    # 4294967294 (nobody on some systems) does not fit a signed 32-bit immediate: a 32-bit compare does.
+    t = _trace("tp:net_dev_queue(skb->len)", uid=0xFFFFFFFE)
+    assert bool(_events(t, 0, [SKB], _vm(uid_gid=0xFFFFFFFE)))
+    assert not _events(t, 0, [SKB], _vm(uid_gid=0xFFFFFFFF))
+
+
+@pytest.mark.parametrize(
+    "ancestors,kept",
+    [
+        ((1, 50, 70), True),  # the cgroup itself (level 2)
+        ((1, 50, 70, 90), True),  # below it
+        ((1, 50, 71), False),  # a sibling
+        ((1, 50), False),  # its parent: not that deep
+        ((1,), False),  # the root
+    ],
+)
+def test_cgroup_filter_keeps_the_cgroup_and_those_below_it(ancestors: tuple[int, ...], kept: bool) -> None:
+    t = _trace("tp:net_dev_queue(skb->len)", cgroup=CgroupFilter(id=70, level=2))
+    assert _sections(generate(t.plan, 0))[:2] == ["prologue", "cgroup_filter"]
+    assert bool(_events(t, 0, [SKB], _vm(cgroup_ancestors=ancestors))) == kept
 
 
 def test_comm_filter_words() -> None:
