@@ -314,6 +314,9 @@ def generate(plan: Plan, probe_index: int, branch: bool = False) -> Program:
             asm.emit(tpl.STASH_LOOKUP, stash_group=probe.stash_group)  # first, so every way out can delete the entry
         if probe.requires_entry:
             asm.emit(tpl.REQUIRE_ENTRY, out="out")
+        if probe.min_duration_ns:  # before the filters and tests: most calls are quick
+            asm.emit(tpl.ELAPSED)
+            asm.emit(tpl.SKIP_IF_QUICKER, min_duration=probe.min_duration_ns, out="out")
     _emit_filters(asm, plan)
     _emit_tests(asm, probe)
     if probe.count is not None:

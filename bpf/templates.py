@@ -738,6 +738,15 @@ SKIP_UNLESS_NEGATIVE = Template(
     (T(i.jmp_imm(uapi.BPF_JSGE, CURSOR, 0, 0), off="target"),),
 )
 
+SKIP_IF_QUICKER = Template(
+    "skip_if_quicker",
+    "jumps to `out` when r9 (the call's duration so far, from ELAPSED) < CONST64 ns; clobbers r1",
+    (
+        *_pair(i.ld_imm64(R1, 0), imm64="min_duration"),
+        T(i.jmp_reg(uapi.BPF_JLT, CURSOR, R1, 0), off="out"),
+    ),
+)
+
 ELAPSED = Template(
     "elapsed",
     "r9 = ktime now - STACK_ENTRY_TS (ns since the stashed entry); clobbers r0-r5",
@@ -1028,6 +1037,7 @@ ALL = (
     COUNT_ONE,
     SKIP_UNLESS_NEGATIVE,
     ELAPSED,
+    SKIP_IF_QUICKER,
     LOG2,
     COUNT_BUCKET,
     PATH_LOOKUP,

@@ -33,7 +33,7 @@ from ksnoop.errors import (
 from ksnoop.output.writer import OutputFailed, checked, silence_stdout, stdout_closed
 from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, MULTI_MAX_PROBES
 from ksnoop.sanitize import sanitize, sanitize_layout
-from ksnoop.usage import OneOf, Seconds, WholeNumber, usage_line
+from ksnoop.usage import Duration, OneOf, Seconds, WholeNumber, usage_line
 
 app = typer.Typer(
     add_completion=False,
@@ -282,6 +282,15 @@ def trace(
     duration: Annotated[
         Optional[float], typer.Option("--duration", click_type=Seconds(), help="Stop after SECONDS.")
     ] = None,
+    min_duration: Annotated[
+        Optional[int],
+        typer.Option(
+            "--min-duration",
+            click_type=Duration(),
+            help="Only calls at least this slow (10ms, 500us): each entry is held back and shown with its return; "
+            "with --summary, only those are counted.",
+        ),
+    ] = None,
     pages: Annotated[
         int,
         typer.Option("--pages", "-P", click_type=WholeNumber(1), help="Ring buffer size in pages (a power of two)."),
@@ -366,6 +375,7 @@ def trace(
         cgroup_id=cgroup_id,
         count=count,
         duration_s=duration,
+        min_duration_ns=min_duration or 0,
         pages=pages,
         output=output,
         color=output == "text" and _use_color(),

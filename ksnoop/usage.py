@@ -75,6 +75,34 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 
         return seconds
 
 
+_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 only
+    """A time with its unit (10ms, 500us, 1.5s, 200ns), as nanoseconds."""
+
+    name = "duration"
+
+    def get_metavar(self, param: Any, ctx: Any = None) -> str:
+        return "TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        number = text.rstrip("nsuµm")
+        unit = text[len(number) :]
+        if unit not in _UNITS_NS:
+            raise BadValue(value, "a time with its unit: 10ms, 500us, 2s or 200ns", param, ctx)
+        try:
+            nanoseconds = round(float(number) * _UNITS_NS[unit])
+        except ValueError:
+            raise BadValue(value, "a time with its unit: 10ms, 500us, 2s or 200ns", param, ctx) from None
+        if not 0 < nanoseconds < 1 << 63:
+            raise BadValue(value, "more than 0 and less than 292 years", param, ctx)
+        return nanoseconds
+
+
 class OneOf(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 only
     """One of a few words, in any case."""
 

@@ -18,6 +18,7 @@ class RunOptions:
     cgroup_id: Optional[int] = None  # --cgroup-id: the same, by the cgroup's id
     count: Optional[int] = None  # stop after this many calls (records where no return is traced)
     duration_s: Optional[float] = None
+    min_duration_ns: int = 0  # --min-duration: only calls at least this slow; 0 for all
     pages: int = 1024  # ringbuf size in pages; a power of two
     output: str = "text"  # "text" or "json"
     color: bool = False

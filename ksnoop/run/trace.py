@@ -20,6 +20,7 @@ from ksnoop.run.describe import write_notes
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import run_records
 from ksnoop.run.runner import require_privileges
+from ksnoop.run.slow_calls import only_slow_calls
 from ksnoop.run.summary import count_calls
 from ksnoop.run.summary_loop import run_summary
 from ksnoop.spec.language import parse_spec
@@ -90,6 +91,8 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     resolved = replace(resolved, notes=tuple(said) + resolved.notes)
     if options.summary:
         resolved = count_calls(resolved, calls_only=options.calls_only)
+    if options.min_duration_ns:
+        resolved = only_slow_calls(resolved, options.min_duration_ns)
     if backend.multi:  # grouped before generating: a glob's programs name the stash they share
         resolved = group_kprobes(resolved)
         if backend.session_is_return and resolved.plan.multi:

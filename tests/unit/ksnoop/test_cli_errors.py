@@ -32,6 +32,16 @@ OPTION_ERRORS = [
     (["trace", "--uid", "-1", "noargs"], "--uid -1: from 0 to 4294967295"),
     (["trace", "--cgroup-id", "0", "noargs"], "--cgroup-id 0: at least 1"),
     (["trace", "--cgroup", "/", "--cgroup-id", "1", "noargs"], "--cgroup and --cgroup-id: give one"),
+    (["trace", "--min-duration", "10", "noargs"], "--min-duration 10: a time with its unit: 10ms, 500us, 2s or 200ns"),
+    (
+        ["trace", "--min-duration", "fast", "noargs"],
+        "--min-duration fast: a time with its unit: 10ms, 500us, 2s or 200ns",
+    ),
+    (["trace", "--min-duration", "0ms", "noargs"], "--min-duration 0ms: more than 0 and less than 292 years"),
+    (
+        ["trace", "--min-duration", "1ms", "tp:net_dev_queue"],
+        "--min-duration: tp:net_dev_queue is a tracepoint, which has no duration",
+    ),
     (["trace", "--duration", "x", "noargs"], "--duration x: not a number of seconds (such as 5 or 0.5)"),
     (["trace", "--duration", "-1", "noargs"], "--duration -1: 0 seconds or more"),
     (["trace", "--pages", "abc", "noargs"], "--pages abc: not a whole number (at least 1)"),
@@ -45,7 +55,7 @@ OPTION_ERRORS = [
     (["trace", "--backend", "kprob", "noargs"], "--backend kprob: one of auto, fentry, kprobe; did you mean 'kprobe'?"),
     (
         ["trace", "--durationn", "1", "noargs"],
-        "no option --durationn; did you mean '--duration'? (see ksnoop trace --help)",
+        "no option --durationn; did you mean '--duration', '--min-duration'? (see ksnoop trace --help)",
     ),
     (
         ["trace", "--summary", "-n", "2", "noargs"],
