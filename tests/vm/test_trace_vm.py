@@ -42,6 +42,12 @@ EINVAL = -errno.EINVAL
 SENDERS = [
     {"name": "a", "comm": "ksnoop-snd-a", "sends": [{"size": 200}, {"size": 50}, {"size": 77, "port": 0}]},
     {"name": "b", "comm": "ksnoop-snd-b", "sends": [{"size": 300}, {"size": 60}]},
+    # Sleeps under and over --min-duration's 100 ms (a TCG guest overshoots a 1 ms sleep by far less).
+    {
+        "name": "c",
+        "comm": "ksnoop-sleeper",
+        "sends": [{"sleep": 0.001}, {"sleep": 0.3}, {"sleep": 0.001}, {"sleep": 0.4}],
+    },
 ]
 JQ = ["jq", "-c", '.args["skb->len"]']
 
@@ -63,6 +69,7 @@ INSTANCES = [
     _instance("comm_b", 1, "term", "-o", "json", "--comm", "{b_comm}", "ip_send_skb(skb->len)"),
     _instance("count3_jq", 1, "self", "-o", "json", "-n", "3", "ip_send_skb(skb->len)", pipe=JQ),
     _instance("count2_calls", 2, "self", "-o", "json", "-n", "2", "udp_sendmsg(len, return)"),
+    _instance("slow", 2, "int", "-o", "json", "--min-duration", "100ms", "-p", "{c_pid}", "hrtimer_nanosleep(rqtp)"),
     _instance("text", 1, "int", "-o", "text", "ip_send_skb(skb->len > 100)"),
     _instance("failed_text", 2, "term", "-o", "text", "udp_sendmsg(return < 0, sk)"),
 ]
@@ -156,6 +163,7 @@ def scenario(vm: harness.VM, request: pytest.FixtureRequest) -> Scenario:
         Datagram(sender["name"], sender["comm"], sender["pid"], sender["sport"], send["size"], send["error"])
         for sender in manifest["senders"]
         for send in sender["sends"]
+        if "size" in send
     ]
     # The ground truth itself: the port-0 datagram failed in udp_sendmsg, the rest went out.
     sizes = [(d.size, d.error) for d in datagrams]
@@ -320,6 +328,16 @@ def test_with_returns_traced_count_stops_after_n_calls_each_with_its_return(scen
     for n in returns:
         entries = [r for r in records[:n] if r["probe"] == "entry" and r["tid"] == records[n]["tid"]]
         assert entries, f"a return with no entry before it{scenario.explain('count2_calls')}"
+
+
+def test_min_duration_shows_only_slow_calls_each_entry_with_its_return(scenario: Scenario) -> None:
+    # The sleeper's two 1 ms sleeps are quicker than --min-duration 100ms; its 300 and 400 ms ones not.
+    records = scenario.records("slow")
+    pid = scenario.sender("c")["pid"]
+    assert [(r["probe"], r["pid"]) for r in records] == [("entry", pid), ("return", pid)] * 2, scenario.explain("slow")
+    assert [int(r["args"]["rqtp"]) for r in records[::2]] == [300_000_000, 400_000_000]
+    assert [r["duration_ns"] >= ms * 1_000_000 for r, ms in zip(records[1::2], (300, 400))] == [True, True]
+    assert all("duration_ns" not in r for r in records[::2])
 
 
 def test_the_ready_line_says_what_is_attached_and_how(scenario: Scenario) -> None:

@@ -234,7 +234,11 @@ def _fork_sender(spec: dict) -> dict:
 def _send(send: dict, sock: socket.socket, receiver: socket.socket, dport: int) -> dict:
     """One step of a sender: a datagram (to its receiver, to port 0, or to a port nobody listens on,
     which draws an ICMP reply sent from inside the send), an ICMP echo on a raw socket (IP output
-    without udp_sendmsg), or `exits` children that exit at once with status 7."""
+    without udp_sendmsg), `exits` children that exit at once with status 7, or a `sleep` of so many
+    seconds (clock_nanosleep: hrtimer_nanosleep takes that long)."""
+    if "sleep" in send:
+        time.sleep(send["sleep"])
+        return {"slept": send["sleep"]}
     if send.get("icmp"):
         raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         raw.sendto(bytes([8, 0, 0xF7, 0xFF, 0, 0, 0, 0]), ("127.0.0.1", 0))  # type 8, checksum 0xf7ff
