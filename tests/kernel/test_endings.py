@@ -18,7 +18,7 @@ from typing import List
 import pytest
 
 from tests.kernel.test_trace_cli import nothing_left_loaded  # noqa: F401  (a fixture)
-from tests.support.ready import READY, split_ready
+from tests.support.ready import READY, split_ready, wait_ready
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel", "nothing_left_loaded")]
 
@@ -39,19 +39,8 @@ def _start(*args: str, stdout: object = subprocess.DEVNULL) -> subprocess.Popen:
 
 
 def _ready(proc: subprocess.Popen) -> str:
-    """The ready line, read from stderr as it comes (the lines before it kept in `proc.said`)."""
     assert proc.stderr is not None
-    said: List[str] = []
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            raise AssertionError(f"ksnoop ended before it was ready: {''.join(said)}")
-        if READY.fullmatch(line.rstrip("\n")):
-            proc.said = said  # type: ignore[attr-defined]
-            return line.rstrip("\n")
-        said.append(line)
-    raise AssertionError("no ready line in time")
+    return wait_ready(proc.stderr)[0]
 
 
 def _no_traceback(stderr: str) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from ksnoop.run.cgroups import cgroup2_mounts
 from tests.kernel.test_trace_cli import nothing_left_loaded  # noqa: F401  (a fixture)
-from tests.support.ready import READY
+from tests.support.ready import wait_ready
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel", "nothing_left_loaded")]
 
@@ -73,14 +73,8 @@ def _trace(*args: str) -> subprocess.Popen:
         text=True,
     )
     assert proc.stderr is not None
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            raise AssertionError(f"ksnoop ended before it was ready ({proc.wait()}): {proc.stderr.read()}")
-        if READY.fullmatch(line.rstrip("\n")):
-            return proc
-    raise AssertionError("no ready line in time")
+    wait_ready(proc.stderr)
+    return proc
 
 
 def _execs(proc: subprocess.Popen) -> List[int]:
