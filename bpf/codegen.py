@@ -691,6 +691,10 @@ def _emit_path_return(
     if not innermost:
         asm.emit(tpl.PATH_REQUIRE_SHOWN, bit=1 << level, target="popped")
     _emit_tests(asm, probe, fail="popped")
+    if innermost and probe.min_duration_ns:  # the path's total so far: since its outermost entry
+        asm.emit(tpl.PATH_ENTRY_TS, slot_offset=state.slot_offsets[0])
+        asm.emit(tpl.ELAPSED)
+        asm.emit(tpl.SKIP_IF_QUICKER, min_duration=probe.min_duration_ns, out="popped")
     if innermost:
         for outer in range(level):
             asm.emit(tpl.PATH_SKIP_SHOWN, bit=1 << outer, target=f"shown{outer}")

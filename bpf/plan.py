@@ -173,7 +173,8 @@ class Probe:
     # stash), rather than testing arguments again when what they point to may be gone.
     requires_entry: bool = False
     # A return probe that requires its entry: only calls that took at least this long (ns since
-    # the stashed entry time) emit or count; 0 for every call.
+    # the stashed entry time) emit or count; a call path's innermost return: only paths that took
+    # that long so far (ns since the outermost entry) are shown. 0 for every call.
     min_duration_ns: int = 0
     # Frames of the kernel stack (bpf_get_stack) each record carries; 0 for none.
     kstack_depth: int = 0
@@ -391,8 +392,12 @@ def _check_plan(plan: Plan) -> None:
             raise PlanError(f"{what} has a {probe.stash.value} stash but no {other} to pair with")
         if probe.requires_entry and not (probe.kind.is_return and probe.stash is not Stash.NONE):
             raise PlanError(f"{what} requires its entry, which only a return probe with a stash can")
-        if probe.min_duration_ns and not probe.requires_entry:
-            raise PlanError(f"{what} has a minimum duration, which needs the entry's time: it must require its entry")
+        innermost_return = probe.path is not None and probe.kind.is_return and probe.path.level == probe.path.length - 1
+        if probe.min_duration_ns and not (probe.requires_entry or innermost_return):
+            raise PlanError(
+                f"{what} has a minimum duration, which needs an entry's time: it must require its entry, "
+                "or be a call path's innermost return"
+            )
         if not 0 <= probe.min_duration_ns < 1 << 63:
             raise PlanError(f"{what}: a minimum duration of {probe.min_duration_ns} ns")
         if not probe.emits and not (

@@ -5,7 +5,8 @@
 return probes require their entry and skip, first thing, a call quicker than the minimum; an
 entry record is held back in the stash and emitted with its return, as for a return predicate,
 since whether a call is slow is known only when it returns. A function traced at entry alone
-gains a return probe that shows nothing but the call's duration.
+gains a return probe that shows nothing but the call's duration. With -s, a path is shown when
+its total so far (since its outermost entry) is at least the minimum as its innermost returns.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ def only_slow_calls(resolved: ResolvedTrace, min_duration_ns: int) -> ResolvedTr
     """The same trace, showing (or counting) only calls of at least `min_duration_ns`."""
     plan = resolved.plan
     probes, targets, sources = plan.probes, resolved.targets, resolved.sources
+    if any(p.path is not None for p in probes):  # -s: the innermost return decides for the path
+        innermost = [p.path is not None and p.kind.is_return and p.path.level == p.path.length - 1 for p in probes]
+        slow = tuple(replace(p, min_duration_ns=min_duration_ns) if last else p for p, last in zip(probes, innermost))
+        return replace(resolved, plan=replace(plan, probes=slow))
     out_probes: List[Probe] = []
     out_targets: List[Target] = []
     out_sources: List[int] = []
@@ -35,8 +40,6 @@ def only_slow_calls(resolved: ResolvedTrace, min_duration_ns: int) -> ResolvedTr
             continue
         if target.kind is TargetKind.TRACEPOINT:
             raise UsageError(f"--min-duration: {target.label} is a tracepoint, which has no duration")
-        if probe.path is not None or probe.forgets_path:
-            raise UsageError("--min-duration does not combine with -s yet: a path's records are shown together")
         partner = plan.partner(n)
         if partner is None and probe.count is not None:
             raise UsageError("--min-duration counts calls by their return: drop --calls-only")

@@ -57,6 +57,8 @@ SENDERS = [
         "sends": [{"size": 200}, {"size": 50, "port": "closed"}, {"icmp": True}, {"size": 70}],
     },
     {"name": "b", "comm": "ksnoop-path-b", "sends": [{"size": 300}, {"exits": CHILDREN}]},
+    # Sleeps under and over --min-duration's 100 ms.
+    {"name": "c", "comm": "ksnoop-path-c", "sends": [{"sleep": 0.001}, {"sleep": 0.3}, {"sleep": 0.001}]},
 ]
 INSTANCES = [
     {
@@ -77,6 +79,22 @@ INSTANCES = [
         "links": PATH_LINKS,
         "stop": "self",
         "args": ["-s", "-o", "json", "-n", "1", "udp_sendmsg(len == 300, return)", "ip_send_skb(skb->len, return)"],
+    },
+    {
+        "name": "slow",
+        "links": PATH_LINKS,
+        "stop": "int",
+        "args": [
+            "-s",
+            "-o",
+            "json",
+            "--min-duration",
+            "100ms",
+            "-p",
+            "{c_pid}",
+            "__x64_sys_clock_nanosleep",
+            "hrtimer_nanosleep(return)",
+        ],
     },
     {
         "name": "exits",
@@ -179,6 +197,17 @@ def test_count_stops_after_one_whole_path(run: Run) -> None:
     records = run.records("count1")
     assert _outline(records) == ONE_PATH, run.explain("count1")
     assert records[0]["args"] == {"len": "300"} and records[3]["args"] == {"return": 300}
+
+
+def test_min_duration_shows_only_the_slow_path(run: Run) -> None:
+    # Of the sleeper's three clock_nanosleep calls only the 300 ms one took 100 ms by the time
+    # hrtimer_nanosleep returned: its whole path, nothing of the 1 ms ones.
+    records = run.records("slow")
+    outline = [("__x64_sys_clock_nanosleep", "entry"), ("hrtimer_nanosleep", "entry")]
+    outline += [("hrtimer_nanosleep", "return"), ("__x64_sys_clock_nanosleep", "return")]
+    assert _outline(records) == outline, run.explain("slow")
+    assert {r["pid"] for r in records} == {run.sender("c")["pid"]}
+    assert records[2]["args"] == {"return": 0} and records[3]["duration_ns"] >= 300_000_000
 
 
 def test_text_shows_the_paths_with_durations(run: Run) -> None:

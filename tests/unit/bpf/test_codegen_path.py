@@ -300,3 +300,26 @@ def test_a_path_probe_without_its_path_is_refused_by_the_generator() -> None:
     index = next(i for i, p in enumerate(probes) if p.path is not None)
     with pytest.raises(CodegenError, match="no complete call path"):
         generate(plan, index)
+
+
+def test_min_duration_shows_a_path_only_when_its_total_so_far_is_long_enough() -> None:
+    from ksnoop.run.slow_calls import only_slow_calls
+
+    slow = only_slow_calls(_path("ip_send_skb(skb->len)", "noargs"), 5_000_000)
+    innermost = [p for p in slow.plan.probes if p.path is not None and p.kind is ProbeKind.FEXIT and p.path.level == 1]
+    assert [p.min_duration_ns for p in innermost] == [5_000_000]
+    d = Driver(slow)
+    d.enter("ip_send_skb", NET, SKB).enter("noargs").leave("noargs", 0).leave("ip_send_skb", NET, SKB, 0)
+    assert d.events() == [] and d.vm.path_states() == {}  # quick: nothing, and nothing left behind
+    d.enter("ip_send_skb", NET, SKB)
+    d.vm.ktime += 6_000_000  # the outer call has run 6 ms when the innermost is entered
+    d.enter("noargs").leave("noargs", 0)
+    d.leave("ip_send_skb", NET, SKB, 0)
+    events = d.events()
+    assert _outline(events) == [
+        ("ip_send_skb", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+        ("ip_send_skb", "return"),
+    ]
+    assert events[3][3] >= 6_000_000
