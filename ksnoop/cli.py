@@ -392,13 +392,8 @@ def trace(
         backend=backend,
     )
     with _reported_errors(verbose):
-        summary = run_trace(options, _stdout(), sys.stderr)
-        if summary.calls is not None:
-            print(f"ksnoop: {summary.calls} call{'' if summary.calls == 1 else 's'} counted", file=sys.stderr)
-            return
-        lost = f", {summary.lost} lost (ring buffer full)" if summary.lost else ""
-        noun = "record" if summary.records == 1 else "records"
-        print(f"ksnoop: {summary.records} {noun}{lost}", file=sys.stderr)
+        # Its summary line is the run's own last word, said while a signal still only stops it.
+        run_trace(options, _stdout(), sys.stderr)
 
 
 @app.command(

@@ -12,6 +12,7 @@ from bpf.listing import format_insns
 from bpf.plan import ProbeKind
 
 from ksnoop.sanitize import sanitize
+from ksnoop.run.options import Summary
 from ksnoop.spec.resolve import ResolvedTrace
 from ksnoop.spec.targets import TRACEPOINT_PREFIX
 
@@ -115,3 +116,13 @@ def _function_probes(resolved: ResolvedTrace) -> str:
 
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def say_summary(summary: Summary, err: TextIO) -> None:
+    """The last line of a trace: how many records (and lost ones), or calls counted."""
+    if summary.calls is not None:
+        err.write(f"ksnoop: {_plural(summary.calls, 'call')} counted\n")
+    else:
+        lost = f", {summary.lost} lost (ring buffer full)" if summary.lost else ""
+        err.write(f"ksnoop: {_plural(summary.records, 'record')}{lost}\n")
+    err.flush()

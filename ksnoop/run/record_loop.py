@@ -18,7 +18,7 @@ from ksnoop.output.decode import build_decoder, by_probe, probe_of, record_field
 from ksnoop.output.formatter import Formatter
 from ksnoop.output.writer import LineWriter
 from ksnoop.run.options import RunOptions, Summary
-from ksnoop.run.describe import ready_line
+from ksnoop.run.describe import ready_line, say_summary
 from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, raise_open_files_limit, say_detaching
 from ksnoop.run.stopping import StopFlag
 from ksnoop.spec.resolve import ResolvedTrace
@@ -52,9 +52,24 @@ def run_records(
     formatter = formatter_for(options, resolved, err)
     lines = record_lines(formatter, resolved)
     stop = StopFlag()
+    # Its handlers stay till the end: a signal while detaching does not cut the summary line.
+    with stop.installed(armed=False):
+        summary = _attach_and_read(resolved, programs, options, out, err, formatter, lines, stop)
+        say_summary(summary, err)
+        return summary
+
+
+def _attach_and_read(
+    resolved: ResolvedTrace,
+    programs: Tuple[Program, ...],
+    options: RunOptions,
+    out: TextIO,
+    err: TextIO,
+    formatter: Formatter,
+    lines: List[Callable[[Any], str]],
+    stop: StopFlag,
+) -> Summary:
     with contextlib.ExitStack() as stack:
-        # Its handlers go last on the way out: a signal while detaching does not cut the summary.
-        stack.enter_context(stop.installed(armed=False))
         btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
         maps = create_maps(stack, programs)
         events, drops = maps.shared(MapRole.EVENTS), maps.shared(MapRole.DROPS)

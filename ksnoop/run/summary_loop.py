@@ -11,7 +11,7 @@ from typing import Dict, List, Protocol, TextIO, Tuple
 
 from bpf.codegen import MapRole, Program
 
-from ksnoop.run.describe import ready_line
+from ksnoop.run.describe import ready_line, say_summary
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
 from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, say_detaching
@@ -46,7 +46,9 @@ def run_summary(
                 err.write(ready_line(resolved, attached.labels, options.duration_s, summary=True) + "\n")
                 err.flush()
             totals = count_until_stopped(resolved, counts, options, stop)
-        return report(totals, options, out)
+        summary = report(totals, options, out)
+        say_summary(summary, err)
+        return summary
 
 
 def count_until_stopped(
