@@ -18,6 +18,8 @@ from . import templates as tpl
 from . import uapi
 from .insn import Insn, Insns
 from .plan import (
+    AGGREGATE_DROPS_SIZE,
+    DURATION,
     CALLS_OFFSET,
     COMM_OFFSET,
     COMM_SIZE,
@@ -29,6 +31,8 @@ from .plan import (
     MAX_KSTACK_DEPTH,
     MAX_STRING_PREDICATE,
     MAX_PATH_LENGTH,
+    Aggregate,
+    Builtin,
     Capture,
     CompareOp,
     Count,
@@ -51,12 +55,15 @@ class MapRole(enum.Enum):
     COUNTS = "counts"  # summary mode: a PERCPU_ARRAY of COUNTERS per counted function
     PATH = "path"  # call-path mode: a HASH pid_tgid -> the task's path state (PathLayout)
     PATH_ZERO = "path_zero"  # call-path mode: a one-entry ARRAY holding a zeroed path state to copy
+    AGGREGATE = "aggregate"  # aggregation mode: a PERCPU_HASH key (AggregateLayout) -> u64 count
+    AGGREGATE_DROPS = "aggregate_drops"  # a PERCPU_ARRAY of one value: calls and keys a full hash dropped
+    AGGREGATE_OVERFLOW = "aggregate_overflow"  # a HASH of the keys a full hash dropped, to count them once
 
 
 class Sharing(enum.Enum):
     """Which programs of a plan use one map of a role."""
 
-    PLAN = "plan"  # all of them: the ring buffer, the drop counter, summary counters, call-path state
+    PLAN = "plan"  # all of them: the ring buffer, the drop counter, summary counters, call-path state, aggregates
     PAIR = "pair"  # one fentry/fexit pair (their Probe.stash_group): the stash, the entry's scratch record
     MULTI = "multi"  # the kprobe_multi programs of one MultiAttach.share (a glob's): stash and scratch
     PROGRAM = "program"  # this program alone (an iterator's scratch record)
@@ -283,7 +290,8 @@ def _branch_shape(plan: Plan, index: int) -> Tuple[object, ...]:
 
 def _unnamed(probe: Probe) -> Probe:
     count = replace(probe.count, key=0) if probe.count is not None else None
-    return replace(probe, target="", attach_btf_id=0, stash_group=0, count=count)
+    aggregate = replace(probe.aggregate, key=0) if probe.aggregate is not None else None
+    return replace(probe, target="", attach_btf_id=0, stash_group=0, count=count, aggregate=aggregate)
 
 
 def generate(plan: Plan, probe_index: int, branch: bool = False) -> Program:
@@ -321,6 +329,8 @@ def generate(plan: Plan, probe_index: int, branch: bool = False) -> Program:
     _emit_tests(asm, probe)
     if probe.count is not None:
         _emit_count(asm, probe, probe.count)
+    elif probe.aggregate is not None:
+        _emit_aggregate(asm, plan, probe, probe.aggregate)
     elif probe.kind.is_entry and not probe.emits:
         asm.emit(tpl.STASH_TIME_ONLY, stash_group=probe.stash_group)
         asm.emit(tpl.STASH_PUT)
@@ -487,6 +497,7 @@ def _cookie(plan: Plan, entry: int, *, entry_branch: int, return_branch: int) ->
     numbers = {"probe": entry, "return_probe": partner if partner is not None else 0}
     sides = [probe] if partner is None else [probe, plan.probes[partner]]
     counted = {p.count.key for p in sides if p.count is not None}
+    counted |= {p.aggregate.key for p in sides if p.aggregate is not None}
     stashed = {p.stash_group for p in sides if p.stash is not Stash.NONE}
     if len(counted | stashed) > 1:
         raise CodegenError(f"{probe.target}: its counters' key and its stash group differ; a cookie holds one")
@@ -557,6 +568,27 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
     if role is MapRole.COUNTS:
         slots = plan.counter_slots
         return MapSpec(role, uapi.MapType.PERCPU_ARRAY, 4, COUNTERS_SIZE, slots, Sharing.PLAN, name="ksnoop_counts")
+    if role is MapRole.AGGREGATE:  # preallocated: a full hash fails an insert rather than allocate
+        key_size = plan.aggregate_layout.size
+        entries = plan.aggregate_entries
+        return MapSpec(role, uapi.MapType.PERCPU_HASH, key_size, 8, entries, Sharing.PLAN, name="ksnoop_aggr")
+    if role is MapRole.AGGREGATE_DROPS:
+        return MapSpec(
+            role, uapi.MapType.PERCPU_ARRAY, 4, AGGREGATE_DROPS_SIZE, 1, Sharing.PLAN, name="ksnoop_aggr_drop"
+        )
+    if role is MapRole.AGGREGATE_OVERFLOW:  # allocated as keys are dropped: most runs drop none
+        key_size = plan.aggregate_layout.size
+        entries = plan.aggregate_entries
+        return MapSpec(
+            role,
+            uapi.MapType.HASH,
+            key_size,
+            8,
+            entries,
+            Sharing.PLAN,
+            flags=uapi.BPF_F_NO_PREALLOC,
+            name="ksnoop_aggr_over",
+        )
     if role in (MapRole.PATH, MapRole.PATH_ZERO):
         size = PathLayout.of(plan).size
         if role is MapRole.PATH:  # allocated as tasks enter a path, not all up front
@@ -765,6 +797,60 @@ def _emit_count(asm: _Assembler, probe: Probe, count: Count) -> None:
         asm.emit(tpl.COUNT_BUCKET)
 
 
+def _emit_aggregate(asm: _Assembler, plan: Plan, probe: Probe, aggregate: Aggregate) -> None:
+    """Aggregation mode: the key built on the stack (the function, each part, the bucket), then one
+    added to its count; a full hash counts the call as dropped."""
+    if aggregate.hist == DURATION and not (probe.kind.is_return and probe.stash is Stash.TIME):
+        raise CodegenError(f"{probe.target}: a duration needs a return probe with its entry's stashed time")
+    layout = plan.aggregate_layout
+    asm.emit(tpl.AGGREGATE_KEY, key=aggregate.key)
+    for offset in range(8, layout.size, 8):
+        asm.emit(tpl.ZERO_STACK_WORD, stack_off=tpl.STACK_KEY + offset)
+    for n, (part, offset) in enumerate(zip(aggregate.parts, layout.part_offsets)):
+        if part is Builtin.COMM:
+            asm.emit(tpl.HEADER_COMM, rec_offset=offset)
+        elif part in (Builtin.PID, Builtin.TID):
+            asm.emit(tpl.KEY_PID_TGID, shift=32 if part is Builtin.PID else 0, rec_offset=offset)
+        elif part is Builtin.UID:
+            asm.emit(tpl.KEY_UID, rec_offset=offset)
+        elif part is Builtin.CPU:
+            asm.emit(tpl.KEY_CPU, rec_offset=offset)
+        elif part.bitfield is not None:  # its value, not the bits around it, tells keys apart
+            _emit_load_number(asm, probe, part, False, f"fail{n}")
+            asm.emit(tpl.STORE_REGISTER, size=8, rec_offset=offset)
+            if asm.jumps_to(f"fail{n}"):  # the verifier refuses code nothing reaches
+                asm.emit(tpl.GOTO, target=f"done{n}")
+                asm.label(f"fail{n}")
+                asm.emit(tpl.MARK_FAILED, bit=1 << n)
+                asm.label(f"done{n}")
+        else:
+            _emit_capture(asm, probe, part, offset, n)
+    if aggregate.hist is not None:
+        if aggregate.hist == DURATION:
+            asm.emit(tpl.ELAPSED)
+        else:
+            assert isinstance(aggregate.hist, Capture)
+            _emit_load_number(asm, probe, aggregate.hist, aggregate.hist_signed, "hist_unreadable")
+            if aggregate.hist_signed:
+                asm.emit(tpl.HIST_IF_NEGATIVE, bucketed="bucketed")
+        asm.emit(tpl.HIST_IF_ZERO, bucketed="bucketed")
+        asm.emit(tpl.LOG2)
+        asm.emit(tpl.HIST_ABOVE_ZERO)
+        if asm.jumps_to("hist_unreadable"):
+            asm.emit(tpl.GOTO, target="bucketed")
+            asm.label("hist_unreadable")
+            asm.emit(tpl.HIST_UNREADABLE_BUCKET)
+        asm.label("bucketed")
+        asm.emit(tpl.STORE_BUCKET)
+    asm.emit(tpl.STORE_KEY_FAILED)
+    asm.emit(tpl.AGGREGATE_ADD, out="out")
+    asm.emit(tpl.AGGREGATE_INSERT, out="out", raced="raced")
+    asm.emit(tpl.AGGREGATE_DROP, out="out")
+    asm.emit(tpl.GOTO, target="out")
+    asm.label("raced")
+    asm.emit(tpl.AGGREGATE_ADD, out="out")
+
+
 def _emit_locate(asm: _Assembler, probe: Probe, capture: Capture, fail: str) -> None:
     """r9 = the slot's value, then each hop's pointer followed; a NULL argument goes to `fail`."""
     slot_offset = probe.context_offset(capture.slot)
@@ -790,13 +876,28 @@ def _emit_test(
     asm: _Assembler, probe: Probe, capture: Capture, predicate: Predicate, name: str, fail: str = "out"
 ) -> None:
     """Leave for `fail` unless the predicate holds; a value that cannot be read fails the test."""
-    _emit_locate(asm, probe, capture, fail)
     if isinstance(predicate.constant, bytes):
+        _emit_locate(asm, probe, capture, fail)
         _emit_string_test(asm, capture, predicate, name, fail)
         return
+    if capture.size not in _SIZE_CODES:
+        raise CodegenError(f"{capture.label}: cannot compare a {capture.size}-byte value with a number")
+    _emit_load_number(asm, probe, capture, predicate.signed, fail)
+    constant = predicate.constant
+    jmp_op = _FAIL_JUMP[(predicate.op, predicate.signed)]
+    if -(1 << 31) <= constant < (1 << 31) and (predicate.signed or constant >= 0):
+        asm.emit(tpl.COMPARE_IMM, jmp_op=jmp_op, constant=constant, out=fail)
+    else:
+        asm.emit(tpl.COMPARE_IMM64, jmp_op=jmp_op, constant=constant, out=fail)
+
+
+def _emit_load_number(asm: _Assembler, probe: Probe, capture: Capture, signed: bool, fail: str) -> None:
+    """r9 = the integer value of `capture` (a bitfield cut out, sign-extended if `signed`); a value
+    that cannot be read goes to `fail`."""
+    _emit_locate(asm, probe, capture, fail)
     size = capture.size
     if size not in _SIZE_CODES:
-        raise CodegenError(f"{capture.label}: cannot compare a {size}-byte value with a number")
+        raise CodegenError(f"{capture.label}: a {size}-byte value is no number")
     if capture.in_memory:
         asm.emit(tpl.READ_VALUE, size=size, offset=capture.offset, fail=fail)
     bits = 8 * size
@@ -808,14 +909,8 @@ def _emit_test(
     else:
         left = right = 64 - bits  # an argument's upper bits are not defined: drop them
     if right:
-        shift_op = uapi.BPF_ARSH if predicate.signed else uapi.BPF_RSH
+        shift_op = uapi.BPF_ARSH if signed else uapi.BPF_RSH
         asm.emit(tpl.EXTRACT_BITS, left=left, right=right, shift_op=shift_op)
-    constant = predicate.constant
-    jmp_op = _FAIL_JUMP[(predicate.op, predicate.signed)]
-    if -(1 << 31) <= constant < (1 << 31) and (predicate.signed or constant >= 0):
-        asm.emit(tpl.COMPARE_IMM, jmp_op=jmp_op, constant=constant, out=fail)
-    else:
-        asm.emit(tpl.COMPARE_IMM64, jmp_op=jmp_op, constant=constant, out=fail)
 
 
 def _emit_string_test(asm: _Assembler, capture: Capture, predicate: Predicate, name: str, fail: str) -> None:

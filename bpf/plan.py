@@ -12,7 +12,7 @@ import enum
 import struct
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 # A whole struct copied into a record is cut at this size, and the cut is flagged.
 MAX_CAPTURE_SIZE = 4096
@@ -149,6 +149,40 @@ class Count:
     latency: bool = False  # bucket the time since the stashed entry (an fexit with Stash.TIME)
 
 
+class Builtin(enum.Enum):
+    """A value of the running task, not of the function: what an aggregation key can hold besides
+    the function's own values (the helper that gives it is the generator's business)."""
+
+    COMM = "comm"  # char[COMM_SIZE], bpf_get_current_comm
+    PID = "pid"  # the process (tgid), a u32
+    TID = "tid"  # the thread, a u32
+    UID = "uid"  # the real uid, a u32
+    CPU = "cpu"  # a u32
+
+    @property
+    def size(self) -> int:
+        return COMM_SIZE if self is Builtin.COMM else 4
+
+
+# What a log2 histogram counts when it is not a value of the function: the call's duration in ns.
+DURATION = "duration"
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Aggregation mode: the probe adds one to the count of the key it builds, in a PERCPU_HASH
+    laid out by AggregateLayout, instead of writing a record.
+
+    The key is this function's number `key`, each of `parts` (a value of the function read as a
+    record's capture is, or a Builtin) at its offset, and, with a `hist`, the log2 bucket of that
+    value (a Capture holding an integer, or DURATION: the ns since the stashed entry time)."""
+
+    key: int
+    parts: Tuple[Union[Capture, Builtin], ...] = ()
+    hist: Union[Capture, str, None] = None
+    hist_signed: bool = False  # the hist value is a signed integer: a negative one has its own bucket
+
+
 @dataclass(frozen=True)
 class PathStep:
     """Call-path mode: this function is step `level` (0 outermost) of a path of `length` functions,
@@ -179,6 +213,7 @@ class Probe:
     # Frames of the kernel stack (bpf_get_stack) each record carries; 0 for none.
     kstack_depth: int = 0
     count: Optional[Count] = None  # summary mode: count, emit nothing
+    aggregate: Optional[Aggregate] = None  # aggregation mode: count by key, emit nothing
     # Call-path mode: the fentry holds its record in the task's path state, the fexit pops it.
     path: Optional[PathStep] = None
     # Call-path mode: a program on the sched_process_exit tracepoint that drops the exiting
@@ -272,6 +307,8 @@ class Plan:
     # Where the kernel takes kprobe session links (v6.10): the BTF id of the kfunc
     # bpf_session_is_return in vmlinux, and a glob's entries and returns go by one link; else 0.
     session_is_return: int = 0
+    # Aggregation mode: the distinct keys the hash holds; the calls of any more are counted as dropped.
+    aggregate_entries: int = 10240
 
     def __post_init__(self) -> None:
         _check_plan(self)
@@ -316,6 +353,11 @@ class Plan:
     def counter_slots(self) -> int:
         """Summary mode: the slots of the counters map, one past the largest Count.key."""
         return 1 + max((p.count.key for p in self.probes if p.count is not None), default=0)
+
+    @cached_property
+    def aggregate_layout(self) -> "AggregateLayout":
+        """Aggregation mode: the key every probe that aggregates builds (PlanError if none does)."""
+        return AggregateLayout.of(self)
 
     # Looked up for every probe's program: worked out once per plan (hundreds of probes in a glob).
     @cached_property
@@ -401,11 +443,22 @@ def _check_plan(plan: Plan) -> None:
         if not 0 <= probe.min_duration_ns < 1 << 63:
             raise PlanError(f"{what}: a minimum duration of {probe.min_duration_ns} ns")
         if not probe.emits and not (
-            probe.count is not None or probe.forgets_path or (probe.kind.is_entry and probe.stash is Stash.TIME)
+            probe.count is not None
+            or probe.aggregate is not None
+            or probe.forgets_path
+            or (probe.kind.is_entry and probe.stash is Stash.TIME)
         ):
             raise PlanError(f"{what} emits nothing and neither counts, stashes its time nor forgets paths")
         if probe.count is not None and (probe.captures or probe.kstack_depth or probe.path is not None):
             raise PlanError(f"{what} counts, so it captures nothing, takes no stack and is on no call path")
+        if probe.aggregate is not None and (
+            probe.captures or probe.kstack_depth or probe.path is not None or probe.count is not None or probe.emits
+        ):
+            raise PlanError(
+                f"{what} aggregates, so it emits nothing, captures nothing, counts no summary, takes no stack"
+            )
+        if probe.aggregate is not None and probe.aggregate.hist == DURATION and not probe.requires_entry:
+            raise PlanError(f"{what} takes a duration, which needs a return probe that requires its entry's time")
         if probe.path is not None and (
             not (probe.kind.is_entry or probe.kind.is_return)
             or probe.stash is not Stash.NONE
@@ -424,6 +477,76 @@ def _check_plan(plan: Plan) -> None:
             or probe.kstack_depth
         ):
             raise PlanError(f"{what}: an iterator program only tests and captures")
+    if any(p.aggregate is not None for p in probes):
+        AggregateLayout.of(plan)  # every key fits, and all have the same parts
+
+
+# ---- aggregation keys ---------------------------------------------------------------------------
+# A PERCPU_HASH from a key to a u64 count. The key: u32 the function's number (Aggregate.key), u16
+# a mask of the parts that could not be read (bit i = part i, its bytes left zero), u16 the log2
+# bucket (0 without a histogram), then each part at its offset, zeros between.
+AGGREGATE_FUNCTION_OFFSET, AGGREGATE_FAILED_OFFSET, AGGREGATE_BUCKET_OFFSET = 0, 4, 6
+AGGREGATE_HEADER_SIZE = 8
+MAX_KEY_VALUES_SIZE = 64  # the parts' bytes, as bpftrace's map keys are kept small
+MAX_KEY_PARTS = 16  # bits of the failed mask
+# Buckets: 0 holds the value 0, k in 1..64 holds [2**(k-1), 2**k); and two of their own.
+HIST_NEGATIVE = 0xFFFF  # a negative value of a signed integer
+HIST_UNREADABLE = 0xFFFE  # the value could not be read
+# Where a full hash's calls are counted: a PERCPU_ARRAY of one value, u64 calls not counted and
+# u64 distinct keys among them (a key is new when the overflow HASH takes it).
+DROPPED_CALLS_OFFSET, DROPPED_KEYS_OFFSET = 0, 8
+AGGREGATE_DROPS_SIZE = 16
+
+
+@dataclass(frozen=True)
+class AggregateLayout:
+    """Byte offsets of the aggregation key: where each part goes (as large as its largest over the
+    plan's functions, aligned to its size up to 8) and the key's size, a multiple of 8."""
+
+    part_offsets: Tuple[int, ...]
+    part_sizes: Tuple[int, ...]
+    size: int
+
+    @classmethod
+    def of(cls, plan: "Plan") -> "AggregateLayout":
+        aggregates = [p.aggregate for p in plan.probes if p.aggregate is not None]
+        if not aggregates:
+            raise PlanError("no probe of the plan aggregates")
+        counts = {len(a.parts) for a in aggregates}
+        if len(counts) != 1:
+            raise PlanError("the probes that aggregate build keys of different parts")
+        sizes = [max(key_part_size(a.parts[n]) for a in aggregates) for n in range(counts.pop())]
+        if len(sizes) > MAX_KEY_PARTS:
+            raise PlanError(f"a key of {len(sizes)} values; at most {MAX_KEY_PARTS}")
+        offsets = _key_offsets(sizes)
+        end = offsets[-1] + sizes[-1] if sizes else AGGREGATE_HEADER_SIZE
+        if end - AGGREGATE_HEADER_SIZE > MAX_KEY_VALUES_SIZE:
+            raise PlanError(f"a key of {end - AGGREGATE_HEADER_SIZE} bytes of values; at most {MAX_KEY_VALUES_SIZE}")
+        return cls(tuple(offsets), tuple(sizes), _align8(end))
+
+
+def key_values_size(parts: Tuple[Union[Capture, "Builtin"], ...]) -> int:
+    """The bytes `parts` take in a key after its header, padding between them included."""
+    sizes = [key_part_size(part) for part in parts]
+    return _key_offsets(sizes)[-1] + sizes[-1] - AGGREGATE_HEADER_SIZE if sizes else 0
+
+
+def _key_offsets(sizes: List[int]) -> List[int]:
+    offsets = []
+    offset = AGGREGATE_HEADER_SIZE
+    for size in sizes:
+        align = size if size in (1, 2, 4) else 8
+        offset = (offset + align - 1) & ~(align - 1)
+        offsets.append(offset)
+        offset += size
+    return offsets
+
+
+def key_part_size(part: Union[Capture, Builtin]) -> int:
+    """The bytes a part takes in a key."""
+    if isinstance(part, Builtin):
+        return part.size
+    return 8 if part.bitfield is not None else part.record_size  # a bitfield's value is cut out into a u64
 
 
 # ---- summary counters -------------------------------------------------------------------------

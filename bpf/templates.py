@@ -22,7 +22,16 @@ from typing import Tuple
 from . import insn as i
 from . import uapi
 from .plan import (
+    AGGREGATE_BUCKET_OFFSET,
+    AGGREGATE_FAILED_OFFSET,
+    AGGREGATE_FUNCTION_OFFSET,
+    AGGREGATE_HEADER_SIZE,
     BUCKETS_OFFSET,
+    DROPPED_CALLS_OFFSET,
+    DROPPED_KEYS_OFFSET,
+    HIST_NEGATIVE,
+    HIST_UNREADABLE,
+    MAX_KEY_VALUES_SIZE,
     COMM_SIZE,
     CPU_OFFSET,
     ENTRY_TS_OFFSET,
@@ -49,6 +58,8 @@ STACK_ENTRY_TS = STACK_STRING - 8  # fexit: the stashed entry time, 0 if none
 STACK_STASH_KEY = STACK_ENTRY_TS - 8  # fexit: this task's pid_tgid, the stash key
 STACK_PATH_KEY = STACK_STASH_KEY  # call-path programs (which have no stash): the path state's key
 STACK_COOKIE = STACK_STASH_KEY - 8  # kprobe_multi programs: the link's cookie for the function that fired
+# Aggregation mode: the key being built (AggregateLayout), r7 pointing at it while it is.
+STACK_KEY = STACK_COOKIE - AGGREGATE_HEADER_SIZE - MAX_KEY_VALUES_SIZE
 
 # A kprobe_multi program has one branch for all the functions whose programs are the same but
 # for the numbers that name the function: the link gives each function a cookie holding them,
@@ -801,6 +812,169 @@ COUNT_BUCKET = Template(
     ),
 )
 
+# ---- aggregation mode: a count per key in the PERCPU_HASH `aggregate`; r7 = the key on the stack ----
+# A key's parts are written as a record's captures are (COPY_TO_RECORD, STORE_REGISTER, HEADER_COMM,
+# MARK_FAILED at r7), so the key is built by the same code with r7 pointing at STACK_KEY.
+
+# EEXIST, as the kernel's map_update_elem returns it negated: another CPU made the key first.
+EEXIST = 17
+
+
+def _aggregate_key(by_cookie: bool) -> Template:
+    if by_cookie:
+        function: Tuple[TInsn, ...] = (
+            *_function_value(R1, "key", True),
+            T(i.stx_mem(4, RECORD, R1, AGGREGATE_FUNCTION_OFFSET)),
+        )
+    else:
+        function = (T(i.st_mem(4, RECORD, AGGREGATE_FUNCTION_OFFSET, 0), imm="key"),)
+    return Template(
+        "aggregate_key" + _BY_COOKIE * by_cookie,
+        "r7 = STACK_KEY, the key's first word this function's number `key` (bucket 0, nothing "
+        "failed); the rest is zeroed by ZERO_STACK_WORD; clobbers r1",
+        (
+            T(i.mov64_reg(RECORD, R10)),
+            T(i.alu64_imm(ADD, RECORD, STACK_KEY)),
+            T(i.st_mem(8, RECORD, 0, 0)),
+            *function,
+        ),
+    )
+
+
+AGGREGATE_KEY = _aggregate_key(False)
+
+KEY_PID_TGID = Template(
+    "key_pid_tgid",
+    "*(u32 *)(r7 + rec_offset) = pid_tgid >> `shift` (32: the process, 0: the thread); clobbers r0-r5",
+    (
+        T(i.call(Helper.get_current_pid_tgid)),
+        T(i.alu64_imm(RSH, R0, 0), imm="shift"),
+        T(i.stx_mem(4, RECORD, R0, 0), off="rec_offset"),
+    ),
+)
+
+KEY_UID = Template(
+    "key_uid",
+    "*(u32 *)(r7 + rec_offset) = the real uid (the low half of bpf_get_current_uid_gid); clobbers r0-r5",
+    (
+        T(i.call(Helper.get_current_uid_gid)),
+        T(i.stx_mem(4, RECORD, R0, 0), off="rec_offset"),
+    ),
+)
+
+KEY_CPU = Template(
+    "key_cpu",
+    "*(u32 *)(r7 + rec_offset) = this CPU; clobbers r0-r5",
+    (
+        T(i.call(Helper.get_smp_processor_id)),
+        T(i.stx_mem(4, RECORD, R0, 0), off="rec_offset"),
+    ),
+)
+
+HIST_IF_NEGATIVE = Template(
+    "hist_if_negative",
+    "r1 = HIST_NEGATIVE and jumps to `bucketed` when r9 < 0 (signed)",
+    (
+        T(i.mov64_imm(R1, HIST_NEGATIVE)),
+        T(i.jmp_imm(uapi.BPF_JSLT, CURSOR, 0, 0), off="bucketed"),
+    ),
+)
+
+HIST_IF_ZERO = Template(
+    "hist_if_zero",
+    "r1 = 0 (the bucket of 0) and jumps to `bucketed` when r9 == 0",
+    (
+        T(i.mov64_imm(R1, 0)),
+        T(i.jmp_imm(JEQ, CURSOR, 0, 0), off="bucketed"),
+    ),
+)
+
+HIST_ABOVE_ZERO = Template(
+    "hist_above_zero",
+    "r1 += 1 after LOG2: [2**(k-1), 2**k) is bucket k, so 1 is bucket 1 and 0 keeps its own",
+    (T(i.alu64_imm(ADD, R1, 1)),),
+)
+
+HIST_UNREADABLE_BUCKET = Template(
+    "hist_unreadable_bucket",
+    "r1 = HIST_UNREADABLE: the value to bucket could not be read",
+    (T(i.mov64_imm(R1, HIST_UNREADABLE)),),
+)
+
+STORE_BUCKET = Template(
+    "store_bucket",
+    "the key's bucket = r1",
+    (T(i.stx_mem(2, RECORD, R1, AGGREGATE_BUCKET_OFFSET)),),
+)
+
+STORE_KEY_FAILED = Template(
+    "store_key_failed",
+    "the key's failed mask = r8 (bit i: part i could not be read)",
+    (T(i.stx_mem(2, RECORD, FAILED, AGGREGATE_FAILED_OFFSET)),),
+)
+
+# A per-CPU value: only this CPU's programs touch it (see COUNT_ONE), so a plain add.
+AGGREGATE_ADD = Template(
+    "aggregate_add",
+    "adds one to this CPU's count of the key at STACK_KEY and jumps to `out`; falls through when "
+    "the hash has no such key yet; clobbers r0-r5",
+    (
+        *_keyed_call(Helper.map_lookup_elem, "aggregate", STACK_KEY),
+        T(i.jmp_imm(JEQ, R0, 0, 4)),
+        T(i.ldx_mem(8, R1, R0, 0)),
+        T(i.alu64_imm(ADD, R1, 1)),
+        T(i.stx_mem(8, R0, R1, 0)),
+        T(i.ja(0), off="out"),
+    ),
+)
+
+AGGREGATE_INSERT = Template(
+    "aggregate_insert",
+    "makes the key at STACK_KEY with a count of one on this CPU (BPF_NOEXIST; the other CPUs' "
+    "start at 0) and jumps to `out`; to `raced` when another CPU made it first; falls through "
+    "when the hash is full; uses STACK_VALUE; clobbers r0-r5",
+    (
+        T(i.st_mem(8, R10, STACK_VALUE, 1)),
+        *_pair(i.ld_map_fd(R1, 0), map="aggregate"),
+        T(i.mov64_reg(R2, R10)),
+        T(i.alu64_imm(ADD, R2, STACK_KEY)),
+        T(i.mov64_reg(R3, R10)),
+        T(i.alu64_imm(ADD, R3, STACK_VALUE)),
+        T(i.mov64_imm(R4, uapi.BPF_NOEXIST)),
+        T(i.call(Helper.map_update_elem)),
+        T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+        T(i.jmp_imm(JEQ, R0, -EEXIST, 0), off="raced"),
+    ),
+)
+
+AGGREGATE_DROP = Template(
+    "aggregate_drop",
+    "the hash is full: adds one to this CPU's dropped calls (PERCPU_ARRAY `aggregate_drops`, key "
+    "0) and, if the HASH `aggregate_overflow` takes the key as new (BPF_NOEXIST), one to its "
+    "dropped keys; uses STACK_PTR and STACK_VALUE; clobbers r0-r5, r9",
+    (
+        T(i.st_mem(4, R10, STACK_PTR, 0)),
+        *_keyed_call(Helper.map_lookup_elem, "aggregate_drops", STACK_PTR),
+        T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+        T(i.mov64_reg(CURSOR, R0)),
+        T(i.ldx_mem(8, R1, CURSOR, DROPPED_CALLS_OFFSET)),
+        T(i.alu64_imm(ADD, R1, 1)),
+        T(i.stx_mem(8, CURSOR, R1, DROPPED_CALLS_OFFSET)),
+        T(i.st_mem(8, R10, STACK_VALUE, 1)),
+        *_pair(i.ld_map_fd(R1, 0), map="aggregate_overflow"),
+        T(i.mov64_reg(R2, R10)),
+        T(i.alu64_imm(ADD, R2, STACK_KEY)),
+        T(i.mov64_reg(R3, R10)),
+        T(i.alu64_imm(ADD, R3, STACK_VALUE)),
+        T(i.mov64_imm(R4, uapi.BPF_NOEXIST)),
+        T(i.call(Helper.map_update_elem)),
+        T(i.jmp_imm(JNE, R0, 0, 3)),
+        T(i.ldx_mem(8, R1, CURSOR, DROPPED_KEYS_OFFSET)),
+        T(i.alu64_imm(ADD, R1, 1)),
+        T(i.stx_mem(8, CURSOR, R1, DROPPED_KEYS_OFFSET)),
+    ),
+)
+
 # ---- call-path mode: per-task state in the HASH `path` (see PathLayout); r7 = the state ----
 
 PATH_LOOKUP = Template(
@@ -990,6 +1164,7 @@ BY_COOKIE = {
         (STASH_LOOKUP, _stash_read(False, True)),
         (STASH_TAKE, _stash_read(True, True)),
         (COUNTERS, _counters(True)),
+        (AGGREGATE_KEY, _aggregate_key(True)),
     )
 }
 BY_COOKIE_RETURN = {**BY_COOKIE, HEADER.name: _header(True, "return_probe")}
@@ -1040,6 +1215,19 @@ ALL = (
     SKIP_IF_QUICKER,
     LOG2,
     COUNT_BUCKET,
+    AGGREGATE_KEY,
+    KEY_PID_TGID,
+    KEY_UID,
+    KEY_CPU,
+    HIST_IF_NEGATIVE,
+    HIST_IF_ZERO,
+    HIST_ABOVE_ZERO,
+    HIST_UNREADABLE_BUCKET,
+    STORE_BUCKET,
+    STORE_KEY_FAILED,
+    AGGREGATE_ADD,
+    AGGREGATE_INSERT,
+    AGGREGATE_DROP,
     PATH_LOOKUP,
     JUMP_IF_NO_STATE,
     JUMP_IF_STATE,
