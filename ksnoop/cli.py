@@ -225,7 +225,9 @@ TRACE_HELP = (
     "Examples:\n\n"
     "ksnoop trace 'ip_send_skb(skb->len > 100)'  # sends of more than 100 bytes\n"
     "ksnoop trace -o json 'tcp_v4_connect(sk, return != 0)' | jq .  # failed connects, as JSON\n"
-    "ksnoop trace --summary --duration 10 'tcp_*'  # calls, errors and latency of tcp_* for 10 s"
+    "ksnoop trace --summary --duration 10 'tcp_*'  # calls, errors and latency of tcp_* for 10 s\n"
+    "ksnoop trace --count-by comm,skb->dev->name ip_send_skb  # sends counted per task name and device\n"
+    "ksnoop trace --hist duration --interval 1 close_fd  # a latency histogram every second"
 )
 
 
@@ -340,6 +342,50 @@ def trace(
             "return probe: the cheapest count).",
         ),
     ] = False,
+    count_by: Annotated[
+        Optional[str],
+        typer.Option(
+            "--count-by",
+            metavar="EXPR[,EXPR...]",
+            help="Instead of a record per call, count calls in the kernel per distinct key and print the counts "
+            "at exit (and every --interval): the key is these values of each call, an argument or a path from "
+            "one (skb->dev->name), 'return', or the task's comm, pid, tid, uid or cpu (up to 64 bytes of values).",
+        ),
+    ] = None,
+    hist: Annotated[
+        Optional[str],
+        typer.Option(
+            "--hist",
+            metavar="EXPR",
+            help="Count a log2 histogram of an integer value (skb->len, return) or 'duration' (ns), in the "
+            "kernel; per key with --count-by.",
+        ),
+    ] = None,
+    top: Annotated[
+        Optional[int],
+        typer.Option(
+            "--top",
+            click_type=WholeNumber(1),
+            help="With --count-by: each function's N most counted keys, and a count of the rest.",
+        ),
+    ] = None,
+    interval: Annotated[
+        Optional[float],
+        typer.Option(
+            "--interval",
+            click_type=Seconds(positive=True),
+            help="With --count-by/--hist: print the counts of each SECONDS, not only at exit.",
+        ),
+    ] = None,
+    max_keys: Annotated[
+        int,
+        typer.Option(
+            "--max-keys",
+            click_type=WholeNumber(1, 1 << 24),
+            help="With --count-by/--hist: the distinct keys the kernel keeps; the calls of any more are counted "
+            "as dropped, and said.",
+        ),
+    ] = 10240,
     call_path: Annotated[
         bool,
         typer.Option(
@@ -387,6 +433,11 @@ def trace(
         summary=summary_view,
         call_path=call_path,
         calls_only=calls_only,
+        count_by=count_by or "",
+        hist=hist or "",
+        top=top,
+        interval_s=interval,
+        max_keys=max_keys,
         zeros=zeros,
         compact=compact,
         backend=backend,

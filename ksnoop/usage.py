@@ -56,9 +56,12 @@ class WholeNumber(click.ParamType):  # type: ignore[type-arg]  # generic from cl
 
 
 class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 only
-    """A number of seconds, 0 or more."""
+    """A number of seconds, 0 or more (more than 0 if `positive`)."""
 
     name = "seconds"
+
+    def __init__(self, positive: bool = False) -> None:
+        self.positive = positive
 
     def get_metavar(self, param: Any, ctx: Any = None) -> str:
         return "SECONDS"
@@ -71,7 +74,9 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 
         except ValueError:
             raise BadValue(value, "not a number of seconds (such as 5 or 0.5)", param, ctx) from None
         if not 0 <= seconds < float("inf"):
-            raise BadValue(value, "0 seconds or more", param, ctx)
+            raise BadValue(value, "more than 0 seconds" if self.positive else "0 seconds or more", param, ctx)
+        if self.positive and not seconds:
+            raise BadValue(value, "more than 0 seconds", param, ctx)
         return seconds
 
 

@@ -13,7 +13,21 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
-from bpf.plan import COMM_SIZE, HEADER, HEADER_SIZE, PROBE_OFFSET, Capture, Plan, RecordLayout
+from bpf.plan import (
+    AGGREGATE_BUCKET_OFFSET,
+    AGGREGATE_FAILED_OFFSET,
+    AGGREGATE_FUNCTION_OFFSET,
+    COMM_SIZE,
+    HEADER,
+    HEADER_SIZE,
+    PROBE_OFFSET,
+    Aggregate,
+    AggregateLayout,
+    Builtin,
+    Capture,
+    Plan,
+    RecordLayout,
+)
 from btf import BTF, Array, Enum, Enum64, Float, Int, Ptr, Struct, Union
 from btf.compiled import compile_bitfield, enum_names
 from btf.pysource import PySource
@@ -212,6 +226,59 @@ def build_decoder(plan: Plan, probe_index: int, btf: BTF) -> Decoder:
 
     new_tuple = tuple.__new__
     return decode
+
+
+class AggregateKey(NamedTuple):
+    """An aggregation key read back: the function's number, the log2 bucket and the parts' values
+    (int, str, bool, RawValue, or READ_FAILED, as a record's)."""
+
+    function: int
+    bucket: int
+    values: Tuple[Any, ...]
+
+
+_KEY_HEAD = struct.Struct("=IHH")
+
+
+def key_capture(capture: Capture) -> Capture:
+    """The capture as the key holds it: a bitfield's value cut out by the program, as a u64."""
+    if capture.bitfield is None:
+        return capture
+    return Capture(label=capture.label, slot=capture.slot, size=8, type_id=capture.type_id)
+
+
+def build_key_decoder(layout: AggregateLayout, aggregate: Aggregate, btf: BTF) -> Callable[[bytes], AggregateKey]:
+    """A function from one key of `aggregate`'s probe (its bytes, laid out by `layout`) to an
+    AggregateKey; its parts' values read by the rules records' captures are read by."""
+    readers: List[Callable[[bytes], Any]] = []
+    for part, size in zip(aggregate.parts, layout.part_sizes):
+        if part is Builtin.COMM:
+            readers.append(text_from)
+        elif isinstance(part, Builtin):
+            readers.append(lambda raw: int.from_bytes(raw[:4], sys.byteorder))
+        else:
+            readers.append(value_reader(btf, key_capture(part)))
+    spans = [(offset, offset + size) for offset, size in zip(layout.part_offsets, layout.part_sizes)]
+    parts = tuple(zip(readers, spans))
+
+    def decode(key: bytes) -> AggregateKey:
+        function, failed, bucket = _KEY_HEAD.unpack_from(key, AGGREGATE_FUNCTION_OFFSET)
+        values = tuple(
+            READ_FAILED if failed >> n & 1 else read(key[start:end]) for n, (read, (start, end)) in enumerate(parts)
+        )
+        return AggregateKey(function, bucket, values)
+
+    assert (AGGREGATE_FAILED_OFFSET, AGGREGATE_BUCKET_OFFSET) == (4, 6), "_KEY_HEAD reads the header in order"
+    return decode
+
+
+def value_reader(btf: BTF, capture: Capture) -> Callable[[bytes], Any]:
+    """A function from a capture's bytes (at least its record_size) to its value, as in an Event."""
+    code, convert = _field(btf, capture)
+    unpack = struct.Struct("=" + code).unpack_from
+    if convert is None:
+        return lambda raw: unpack(raw)[0]
+    return lambda raw: convert(unpack(raw)[0])
 
 
 def _field(btf: BTF, capture: Capture) -> Tuple[str, Optional[Callable[[Any], Any]]]:

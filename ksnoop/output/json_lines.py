@@ -232,6 +232,11 @@ class JsonFormatter:
 # ---- per-capture choice ---------------------------------------------------------------------------
 
 
+def value_json(btf: BTF, capture: Capture) -> Converter:
+    """A decoded value of `capture` (READ_FAILED too) as JSON text, as in records: an aggregation key's value."""
+    return _capture_format(btf, capture)[1]
+
+
 def _capture_format(btf: BTF, capture: Capture) -> Tuple[Optional[str], Converter]:
     """(the %-code that takes the decoded value as is, or None; the converter for any value)."""
     generic = _generic_converter(btf)

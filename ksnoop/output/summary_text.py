@@ -22,8 +22,8 @@ def bucket_bounds(k: int) -> Tuple[int, int]:
     return (0 if k == 0 else 1 << k), 1 << (k + 1)
 
 
-def _power_label(value: int) -> str:
-    # Powers of two as bpftrace prints them: 512, 1K, 2K ... 1M; 0 stays 0.
+def power_label(value: int) -> str:
+    """A power of two as bpftrace prints it: 512, 1K, 2K ... 1M; 0 stays 0."""
     for n, suffix in reversed(list(enumerate(_SUFFIXES))):
         if value >= 1 << (10 * n) and value % (1 << (10 * n)) == 0:
             return f"{value >> (10 * n)}{suffix}"
@@ -35,11 +35,18 @@ def histogram_lines(buckets: Sequence[int]) -> List[str]:
     used = [k for k, n in enumerate(buckets) if n]
     if not used:
         return []
-    top = max(buckets)
     rows = []
     for k in range(used[0], used[-1] + 1):
         low, high = bucket_bounds(k)
-        rows.append((f"[{_power_label(low)}, {_power_label(high)})", buckets[k]))
+        rows.append((f"[{power_label(low)}, {power_label(high)})", buckets[k]))
+    return histogram_rows(rows)
+
+
+def histogram_rows(rows: Sequence[Tuple[str, int]]) -> List[str]:
+    """`label  count |@@@@   |` per (label, count), the bars scaled to the largest count."""
+    if not rows:
+        return []
+    top = max(1, max(n for _, n in rows))
     label_width = max(len(label) for label, _ in rows)
     count_width = max(len(str(n)) for _, n in rows)
     lines = []

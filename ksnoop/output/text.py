@@ -295,10 +295,19 @@ def _pct(text: str) -> str:
 # ---- per-capture choice ---------------------------------------------------------------------------
 
 
-def _capture_format(btf: BTF, capture: Capture, m: _Markup, is_return: bool = False) -> Tuple[Optional[str], Converter]:
+def value_text(btf: BTF, capture: Capture, is_return: bool = False) -> Converter:
+    """A decoded value of `capture` (READ_FAILED too) as records show it, on one line, without
+    colour and without its `(type)`: an aggregation key's value."""
+    return _capture_format(btf, capture, _Markup(False, None, TextLayout(compact=True)), is_return, labelled=False)[1]
+
+
+def _capture_format(
+    btf: BTF, capture: Capture, m: _Markup, is_return: bool = False, labelled: bool = True
+) -> Tuple[Optional[str], Converter]:
     """(the %-code taking the decoded value as is, or None; the converter for any value), each
-    including the `(type)` prefix. `is_return`: the capture is a function's return value."""
-    type_label = m.styled(STYLE_TYPE, "(" + btf.type_name(capture.type_id) + ")")
+    including the `(type)` prefix unless not `labelled`. `is_return`: the capture is a function's
+    return value."""
+    type_label = m.styled(STYLE_TYPE, "(" + btf.type_name(capture.type_id) + ")") if labelled else ""
     typ = btf.skip_modifiers(capture.type_id) if capture.type_id else None
     untyped = _generic_converter(btf, m)
 

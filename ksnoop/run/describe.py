@@ -9,7 +9,7 @@ from typing import Dict, Iterable, List, Optional, TextIO, Tuple
 from bpf.codegen import Program
 from bpf.insn import Insn
 from bpf.listing import format_insns
-from bpf.plan import ProbeKind
+from bpf.plan import Capture, ProbeKind
 
 from ksnoop.sanitize import sanitize
 from ksnoop.run.options import Summary
@@ -50,6 +50,19 @@ def describe_plan(resolved: ResolvedTrace, programs: Tuple[Program, ...]) -> Lis
         if probe.count is not None:  # --summary: counters, no record
             errors = f"errors of a {probe.count.errors.size}-byte return" if probe.count.errors else "no errors"
             lines.append(f"  count: key {probe.count.key}, calls, {errors}{', latency' if probe.count.latency else ''}")
+        if probe.aggregate is not None:  # --count-by / --hist: a count per key, no record
+            aggregate = probe.aggregate
+            layout = resolved.plan.aggregate_layout
+            parts = ", ".join(
+                (part.value if not isinstance(part, Capture) else f"{part.label} size {part.size}")
+                + f" -> key +{offset}"
+                for part, offset in zip(aggregate.parts, layout.part_offsets)
+            )
+            hist = aggregate.hist if isinstance(aggregate.hist, str) or aggregate.hist is None else aggregate.hist.label
+            lines.append(
+                f"  aggregate: function {aggregate.key}, key of {layout.size} bytes ({parts or 'no values'})"
+                f"{', log2 of ' + hist if hist else ''}"
+            )
         if program.branch and program.insns in listed:
             lines.append(f"  kprobe_multi branch: {len(program.insns)} instructions, {listed[program.insns]}'s")
             continue

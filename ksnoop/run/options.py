@@ -32,9 +32,19 @@ class RunOptions:
     summary: bool = False  # count calls, errors and latency in the kernel; print totals at exit
     call_path: bool = False  # -s: the specs are a call path, outermost first
     calls_only: bool = False  # --summary counting calls alone, at entry (no fexit)
+    count_by: str = ""  # --count-by: the values a call is counted by, as given ("comm,skb->len")
+    hist: str = ""  # --hist: the value whose log2 histogram is counted, as given ("skb->len", "duration")
+    top: Optional[int] = None  # --top: each function's N most counted keys shown, the rest counted
+    interval_s: Optional[float] = None  # --interval: a report every SECONDS, of the calls since the last
+    max_keys: int = 10240  # --max-keys: distinct keys the kernel's hash holds
     zeros: bool = False  # text: show struct members that are all zero
     compact: bool = False  # text: one line per record
     backend: str = "auto"  # functions by "fentry", "kprobe", or "auto": fentry where the kernel takes it
+
+    @property
+    def aggregates(self) -> bool:
+        """--count-by or --hist: count per key in the kernel."""
+        return bool(self.count_by or self.hist)
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,12 @@ def only_slow_calls(resolved: ResolvedTrace, min_duration_ns: int) -> ResolvedTr
         if target.kind is TargetKind.TRACEPOINT:
             raise UsageError(f"--min-duration: {target.label} is a tracepoint, which has no duration")
         partner = plan.partner(n)
-        if partner is None and probe.count is not None:
+        if partner is None and (probe.count is not None or probe.aggregate is not None):
             raise UsageError("--min-duration counts calls by their return: drop --calls-only")
         if partner is not None:
             done.add(partner)
             entry, exit_ = (probe, probes[partner]) if probe.kind.is_entry else (probes[partner], probe)
-            if probe.count is None:  # records: the entry held back, emitted with its return
+            if probe.count is None and exit_.aggregate is None:  # records: the entry held back, emitted with its return
                 entry = replace(entry, stash=Stash.RECORD, emits=True)
                 exit_ = replace(exit_, stash=Stash.RECORD)
         else:

@@ -14,6 +14,8 @@ from bpf.codegen import Program, generate_all
 from bpf.plan import MAX_KSTACK_DEPTH, CgroupFilter, Filters
 
 from ksnoop.errors import UsageError
+from ksnoop.run.aggregate import AggregateRequest, aggregate_calls
+from ksnoop.run.aggregate_loop import run_aggregate
 from ksnoop.run.backend import BACKENDS, choose_backend
 from ksnoop.run.cgroups import cgroup_by_id, cgroup_by_path
 from ksnoop.run.describe import write_notes
@@ -54,6 +56,7 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
         raise UsageError("-s shows the calls of one path, and --summary counts every call: use one")
     if options.calls_only and not options.summary:
         raise UsageError("--calls-only is a kind of --summary: add --summary")
+    _check_aggregation(options)
     if options.backend not in BACKENDS:
         raise UsageError(f"--backend {options.backend}: one of {', '.join(BACKENDS)}")
     specs = [parse_spec(text) for text in options.specs]
@@ -83,7 +86,7 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
             kstack_depth=options.kstack_depth,
             max_probes=options.max_probes or (MULTI_MAX_PROBES if backend.multi else DEFAULT_MAX_PROBES),
             function_kind=backend.kind,
-            defaults=not options.summary,
+            defaults=not (options.summary or options.aggregates),
         )
     said = [f"ksnoop: backend: {backend.why}"] if options.verbose and backend.why else []
     if backend.note and not options.verbose:
@@ -91,6 +94,9 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     resolved = replace(resolved, notes=tuple(said) + resolved.notes)
     if options.summary:
         resolved = count_calls(resolved, calls_only=options.calls_only)
+    if options.aggregates:
+        request = AggregateRequest(options.count_by, options.hist)
+        resolved = aggregate_calls(resolved, request, at_return=options.min_duration_ns > 0, max_keys=options.max_keys)
     if options.min_duration_ns:
         resolved = only_slow_calls(resolved, options.min_duration_ns)
     if backend.multi:  # grouped before generating: a glob's programs name the stash they share
@@ -107,6 +113,27 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
             note = f"ksnoop: {globs}: one kprobe per function, since this kernel has {backend.no_multi}"
             resolved = replace(resolved, notes=resolved.notes + (note,))
     return resolved, programs
+
+
+def _check_aggregation(options: RunOptions) -> None:
+    """UsageError for options that do not go with --count-by / --hist, or need them."""
+    if not options.aggregates:
+        for given, option in (
+            (options.top is not None, "--top"),
+            (options.interval_s is not None, "--interval"),
+        ):
+            if given:
+                raise UsageError(f"{option} is for counts by key: add --count-by or --hist")
+        return
+    what = "--count-by" if options.count_by else "--hist"
+    for given, option, why in (
+        (options.summary, "--summary", "counts per function; use one"),
+        (options.call_path, "-s", "shows the calls of one path; use one"),
+        (options.count is not None, "--count", "stops after N calls printed, and counts print none: use --duration"),
+        (options.kstack_depth > 0, "--kstack", "shows a stack per record, and counts print none"),
+    ):
+        if given:
+            raise UsageError(f"{option} {why} ({what} counts calls by key)")
 
 
 def _cgroup(options: RunOptions) -> Optional[CgroupFilter]:
@@ -126,4 +153,6 @@ def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
     require_privileges("tracing")
     if options.summary:
         return run_summary(resolved, programs, options, out, err)
+    if options.aggregates:
+        return run_aggregate(resolved, programs, options, out, err)
     return run_records(resolved, programs, options, out, err)

@@ -142,6 +142,11 @@ def parse_spec(text: str) -> TraceSpec:
     return _Parser(text).spec()
 
 
+def parse_values(text: str) -> Tuple[ValueExpr, ...]:
+    """`VALUE { "," VALUE }`, as --count-by takes them; SpecError pointing into `text`."""
+    return _Parser(text).values()
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text = text
@@ -194,6 +199,17 @@ class _Parser:
             if extra is not None:
                 raise self.fail(f"unexpected '{extra.text}' after ')'", extra)
         return TraceSpec(self.text, tok.text, tok.position, tuple(items))
+
+    def values(self) -> Tuple[ValueExpr, ...]:
+        if not self.text.strip():
+            raise SpecError("empty: expected a value, such as an argument name, 'return' or 'comm'", self.text, 0)
+        out = [self.value()]
+        while self.peek() is not None:
+            sep = self.next("','")
+            if sep.text != ",":
+                raise self.fail(f"expected ',' between values, found '{sep.text}'", sep)
+            out.append(self.value())
+        return tuple(out)
 
     def item(self) -> Item:
         value = self.value()

@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The aggregation loop (`trace --count-by`, `--hist`): the programs count calls per key in a
+per-CPU hash (no ring buffer); every --interval and at the end the counts are read back in one
+batch, summed over CPUs and printed. The kernel's counts only grow: an interval's are the
+difference from the last read, so nothing counted between a read and a reset is lost."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Dict, List, Optional, Protocol, TextIO
+
+from bpf.codegen import MapRole, Program
+
+from ksnoop.output.aggregate_text import AggregateFormatter, Report
+from ksnoop.run.aggregate import AggregateRequest, Dropped, counts_by_key, dropped, key_decoders, key_totals
+from ksnoop.run.describe import ready_line, say_summary
+from ksnoop.run.options import RunOptions, Summary
+from ksnoop.run.record_loop import POLL_INTERVAL_S
+from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, say_detaching
+from ksnoop.run.stopping import StopFlag
+from ksnoop.spec.resolve import ResolvedTrace
+
+
+class AllPerCPUValues(Protocol):
+    """A per-CPU map read back whole (bpf.maps.Map): key -> one value per possible CPU."""
+
+    def lookup_all_percpu(self) -> Dict[bytes, List[bytes]]: ...
+
+
+class Counts:
+    """The aggregation maps while the programs are attached: what they counted since the last read."""
+
+    def __init__(self, resolved: ResolvedTrace, counts: AllPerCPUValues, drops: AllPerCPUValues, hist: bool):
+        self._decoders = key_decoders(resolved)
+        self._counts, self._drops, self._hist = counts, drops, hist
+        self._before: Dict[bytes, int] = {}
+        self._dropped_before = Dropped()
+
+    def since_last(self, interval: Optional[int], elapsed_s: float) -> Report:
+        now = counts_by_key(self._counts.lookup_all_percpu())
+        before = self._before
+        delta = {key: n - before.get(key, 0) for key, n in now.items()}
+        self._before = now
+        drops = dropped(self._drops.lookup_all_percpu().get(bytes(4), []))
+        new_drops = Dropped(drops.calls - self._dropped_before.calls, drops.keys - self._dropped_before.keys)
+        self._dropped_before = drops
+        return Report(key_totals(self._decoders, delta, self._hist), new_drops, interval, elapsed_s)
+
+
+def run_aggregate(
+    resolved: ResolvedTrace, programs: tuple[Program, ...], options: RunOptions, out: TextIO, err: TextIO
+) -> Summary:
+    """--count-by / --hist: count into the hash until the time limit or a stop signal, printing a
+    report every --interval seconds (if given) and one for what is left at the end."""
+    request = AggregateRequest(options.count_by, options.hist)
+    hist = request.hist_value()
+    formatter = AggregateFormatter(
+        resolved,
+        [key.text for key in request.keys()],
+        hist.text if hist is not None else None,
+        top=options.top,
+        output=options.output,
+    )
+    stop = StopFlag()
+    calls = 0
+    dropped_keys = 0
+    # Its handlers stay till the end: a signal while detaching does not cut the last report.
+    with stop.installed(armed=False):
+        with contextlib.ExitStack() as stack:
+            btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
+            maps = create_maps(stack, programs)
+            counts = Counts(
+                resolved,
+                maps.shared(MapRole.AGGREGATE),
+                maps.shared(MapRole.AGGREGATE_DROPS),
+                hist=bool(options.hist),
+            )
+            attached = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
+            stack.callback(say_detaching, attached.links, err)
+            # Until here a signal ends ksnoop at once (stopping.exit_on_signals); from here it reports.
+            stop.arm()
+            if not options.quiet:
+                err.write(ready_line(resolved, attached.labels, options.duration_s, summary=True) + "\n")
+                err.flush()
+            start = time.monotonic()
+            deadline = None if options.duration_s is None else start + options.duration_s
+            next_report = None if options.interval_s is None else start + options.interval_s
+            interval = 1 if options.interval_s is not None else None
+            while True:
+                now = time.monotonic()
+                ending = bool(stop) or (deadline is not None and now >= deadline)
+                if ending or (next_report is not None and now >= next_report):
+                    report = counts.since_last(interval, now - start)
+                    calls += sum(t.count for t in report.totals)
+                    dropped_keys += report.dropped.keys
+                    _write(formatter, report, out, err)
+                    if ending:
+                        break
+                    assert next_report is not None and options.interval_s is not None and interval is not None
+                    interval += 1
+                    while next_report <= now:
+                        next_report += options.interval_s
+                    continue
+                wake = min(t for t in (deadline, next_report, now + POLL_INTERVAL_S) if t is not None)
+                time.sleep(max(0.0, wake - now))
+        summary = Summary(0, 0, calls=calls)
+        say_summary(summary, err)
+        return summary
+
+
+def _write(formatter: AggregateFormatter, report: Report, out: TextIO, err: TextIO) -> None:
+    out.write(formatter.format(report) + "\n")
+    out.flush()
+    if report.dropped.calls:
+        keys = report.dropped.keys
+        err.write(
+            f"ksnoop: warning: {keys} distinct key{'' if keys == 1 else 's'} dropped ({report.dropped.calls} "
+            "calls not counted): the hash was full; --max-keys raises its size\n"
+        )
+        err.flush()
