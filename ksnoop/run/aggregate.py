@@ -38,7 +38,7 @@ from ksnoop.errors import UsageError, did_you_mean
 from ksnoop.output.decode import AggregateKey, build_key_decoder
 from ksnoop.spec.calling import NoConvention
 from ksnoop.spec.language import RETURN, SpecError, TraceSpec, ValueExpr, parse_values
-from ksnoop.spec.resolve import STRING_SIZE, ResolvedTrace, _capture, _locate, _Located, _value, context_offsets
+from ksnoop.spec.resolve import STRING_SIZE, ResolvedTrace, context_offsets, resolve_value
 from ksnoop.spec.targets import Target, TargetKind
 
 BUILTINS = {b.value: b for b in Builtin}
@@ -252,7 +252,10 @@ def _unknown(option: str, spec: TraceSpec, expr: ValueExpr, target: Target, extr
     )
 
 
-def _located(option: str, spec: TraceSpec, expr: ValueExpr, target: Target, kind: ProbeKind) -> _Located:
+def _resolved(
+    option: str, spec: TraceSpec, expr: ValueExpr, target: Target, kind: ProbeKind, own: bool = False
+) -> Capture:
+    """resolve_value for `kind`'s probe, its SpecError naming `option`."""
     if expr.base == RETURN and target.kind is TargetKind.TRACEPOINT:
         raise SpecError(
             f"{option}: {target.label} is a tracepoint, which has no return value", spec.text, expr.position
@@ -264,8 +267,9 @@ def _located(option: str, spec: TraceSpec, expr: ValueExpr, target: Target, kind
             spec.text,
             expr.position,
         )
+    entry_kind = ProbeKind.KPROBE if kind is ProbeKind.KPROBE else ProbeKind.FENTRY
     try:
-        return _locate(spec, target, expr, ProbeKind.KPROBE if kind is ProbeKind.KPROBE else ProbeKind.FENTRY)
+        return resolve_value(spec, target, expr, entry_kind, own=own)
     except SpecError as err:
         raise SpecError(f"{option}: {err.reason}", err.text, err.position) from None
 
@@ -289,13 +293,9 @@ def _part(spec: TraceSpec, expr: ValueExpr, target: Target, kind: ProbeKind) -> 
                 expr.steps[0].position,
             )
         return builtin
-    located = _located(option, spec, expr, target, kind)
-    try:
-        capture = _capture(spec, expr, located)
-        if capture.address:  # a struct pointer: keyed by the pointer, not the struct's bytes
-            capture = _value(spec, expr, located)
-    except SpecError as err:
-        raise SpecError(f"{option}: {err.reason}", err.text, err.position) from None
+    capture = _resolved(option, spec, expr, target, kind)
+    if capture.address:  # a struct pointer: keyed by the pointer, not the struct's bytes
+        capture = _resolved(option, spec, expr, target, kind, own=True)
     size = capture.full_size or key_part_size(capture)
     if not capture.string and size > MAX_KEY_VALUES_SIZE:
         raise SpecError(
@@ -355,9 +355,9 @@ def _hist(spec: TraceSpec, expr: ValueExpr, target: Target, kind: ProbeKind) -> 
                 expr.position,
             )
         raise _unknown(option, spec, expr, target, [DURATION])
-    located = _located(option, spec, expr, target, kind)
-    btf = located.btf
-    type_id = located.path.type_id
+    value = _resolved(option, spec, expr, target, kind, own=True)
+    btf = target.btf
+    type_id = value.type_id
     final = btf.skip_modifiers(type_id)
     what = ""
     if isinstance(final, Ptr):
@@ -374,10 +374,6 @@ def _hist(spec: TraceSpec, expr: ValueExpr, target: Target, kind: ProbeKind) -> 
             spec.text,
             expr.position,
         )
-    try:
-        value = _value(spec, expr, located)
-    except SpecError as err:
-        raise SpecError(f"{option}: {err.reason}", err.text, err.position) from None
     if value.bitfield is None and btf.value_byteorder(type_id) != btf.byteorder:
         raise SpecError(
             f"{option}: '{expr.text}' ({btf.type_name(type_id)}) is in network byte order; its log2 would mean nothing",

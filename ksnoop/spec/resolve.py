@@ -742,6 +742,16 @@ def _describe(literal: Literal) -> str:
     return {LiteralKind.INTEGER: "a number", LiteralKind.STRING: "a string", LiteralKind.NAME: "a name"}[literal.kind]
 
 
+def resolve_value(
+    spec: TraceSpec, target: Target, expr: ValueExpr, function_kind: ProbeKind = ProbeKind.FENTRY, own: bool = False
+) -> Capture:
+    """One value of `target` as a record's capture reads it (a struct pointer followed to the
+    struct, a char pointer to its text) or, with `own`, the value's own bytes (the pointer itself);
+    its type is the capture's type_id in target.btf. SpecError, pointing into `spec`, as from resolve()."""
+    located = _locate(spec, target, expr, function_kind)
+    return _value(spec, expr, located) if own else _capture(spec, expr, located)
+
+
 def resolve_items(
     spec: TraceSpec, target: Target, items: Sequence[Item]
 ) -> Tuple[Tuple[Test, ...], Tuple[Capture, ...]]:
