@@ -115,11 +115,16 @@ def _reported_errors(verbose: int = 0) -> Iterator[None]:
 
 
 def _fail(message: str, status: int) -> None:
-    # A spec error adds the spec and a caret under the fault: lines of their own, each sanitised.
+    _say_error(message)
+    raise typer.Exit(status)
+
+
+def _say_error(message: str) -> None:
+    """`ksnoop: error: ...` on stderr; a spec error adds the spec and a caret under the fault:
+    lines of their own, each sanitised."""
     first, *rest = message.split("\n")
     lines = [f"ksnoop: error: {sanitize(first)}"] + [sanitize(line) for line in rest]
     print("\n".join(lines), file=sys.stderr, flush=True)
-    raise typer.Exit(status)
 
 
 def _stdout() -> TextIO:
@@ -569,30 +574,24 @@ def run(args: Optional[List[str]] = None) -> None:
             # Output still buffered when the app returns would otherwise meet the closed pipe only
             # at interpreter exit, outside any handler.
             if sys.stdout is not None:
-                sys.stdout.flush()
+                checked(sys.stdout).flush()
     except BrokenPipeError:
         # Python would complain again when it flushes stdout at exit; point it at /dev/null first.
         silence_stdout()
         status = 1
     except OutputFailed as err:
         if not stdout_closed():
-            silence_stdout()
-        print(f"ksnoop: error: {err}", file=sys.stderr)
+            silence_stdout()  # what the failed write left buffered must not fail again at exit
+        _say_error(str(err))
         status = err.exit_status
     except KsnoopError as err:
-        print(f"ksnoop: error: {sanitize(str(err))}", file=sys.stderr)
+        _say_error(str(err))
         status = err.exit_status
     except click.ClickException as err:
-        print(f"ksnoop: error: {sanitize(usage_line(err))}", file=sys.stderr)
+        _say_error(usage_line(err))
         status = err.exit_code
     except click.exceptions.Exit as err:
         status = err.exit_code
     except click.Abort:
-        status = 1
-    except OSError as err:
-        if err.errno != errno.ENOSPC and err.errno != errno.EIO:
-            raise
-        silence_stdout()  # the last flush, in the finally above, failed
-        print(f"ksnoop: error: {OutputFailed(err)}", file=sys.stderr)
         status = 1
     sys.exit(status)

@@ -7,8 +7,9 @@ that went away (EPIPE, `| head`) stays BrokenPipeError, which the CLI ends quiet
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, List, TextIO, cast
+from typing import Any, Iterator, List, TextIO, cast
 
 from ksnoop.errors import RuntimeFailure
 
@@ -30,23 +31,25 @@ class _CheckedStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        try:
+        with _output_errors():
             return self._stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as error:
-            raise OutputFailed(error) from None
 
     def flush(self) -> None:
-        try:
+        with _output_errors():
             self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as error:
-            raise OutputFailed(error) from None
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...
         return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _output_errors() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OutputFailed(error) from None
 
 
 def checked(stream: TextIO) -> TextIO:
