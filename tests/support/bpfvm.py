@@ -6,6 +6,11 @@ It knows the instructions and helpers the templates use and checks what the veri
 written, a jump out of the program, memory outside every region), so a wrong offset, shift or
 jump shows up as a wrong record or a VMError rather than only on a live kernel. Helpers act as
 the kernel's do, including the zero fill of a failed probe-read's destination.
+
+One VM is one CPU: its per-CPU maps hold this CPU's values (tests/support/memring.PerCPUArray
+reads several VMs back as one map's CPUs). The aggregation maps take their key size, value size
+and capacity from the MapSpecs of the programs run (bpf.codegen.Program.maps), as the kernel's
+maps would be created from them.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bpf import uapi
-from bpf.codegen import MapRole, Program
+from bpf.codegen import MapRole, MapSpec, Program
 from bpf.insn import Insn
 from bpf.plan import COUNTERS, COUNTERS_SIZE
 from bpf.uapi import Helper
@@ -36,10 +41,17 @@ _FDS = {
     MapRole.COUNTS: 5,
     MapRole.PATH: 6,
     MapRole.PATH_ZERO: 7,
+    MapRole.AGGREGATE: 8,
+    MapRole.AGGREGATE_DROPS: 9,
+    MapRole.AGGREGATE_OVERFLOW: 10,
 }
 # Maps keyed by a u64 (pid_tgid); the others are arrays, keyed by a u32 index.
 _U64_KEYS = (MapRole.STASH, MapRole.PATH)
 _ARRAYS = (MapRole.DROPS, MapRole.SCRATCH, MapRole.COUNTS, MapRole.PATH_ZERO)
+# Maps made as a program's MapSpec says (key and value size, capacity, array or hash) when a
+# program that uses one first runs; the other roles' sizes are the VM's arguments.
+_FROM_SPEC = (MapRole.AGGREGATE, MapRole.AGGREGATE_DROPS, MapRole.AGGREGATE_OVERFLOW)
+_ARRAY_TYPES = (uapi.MapType.ARRAY, uapi.MapType.PERCPU_ARRAY)
 
 
 class VMError(AssertionError):
@@ -68,6 +80,9 @@ class _MapState:
     role: MapRole
     value_size: int
     values: Dict[bytes, int] = field(default_factory=dict)  # key -> address of the value region
+    # From a MapSpec (_FROM_SPEC): the key size, the entries it holds (an insert beyond them fails
+    # with -E2BIG; an array's index must be below it), whether it is an array; else None.
+    spec: Optional[MapSpec] = None
 
 
 @dataclass
@@ -128,12 +143,40 @@ class VM:
             _FDS[MapRole.PATH_ZERO]: _MapState(MapRole.PATH_ZERO, path_value_size),
         }
         self.path_room = path_room  # tasks the path map takes before it is full; None: unlimited
+        # Aggregation mode: this many of the next lookups in the aggregate hash that miss find
+        # another CPU making the key just then (it exists, this CPU's count 0, when the program
+        # tries to insert it): the race AGGREGATE_INSERT's `raced` path is for.
+        self.aggregate_races = 0
         self.map_regions: List[_Region] = []
         self.records: List[bytes] = []
 
     def path_states(self) -> Dict[bytes, bytes]:
         """Call-path mode: pid_tgid (8 bytes) -> the task's path state, for every task that has one."""
         m = self.maps[_FDS[MapRole.PATH]]
+        return {k: self._read(a, m.value_size) for k, a in m.values.items()}
+
+    def aggregate_counts(self) -> Dict[bytes, int]:
+        """Aggregation mode: key bytes -> this CPU's count, for every key in the aggregate hash."""
+        return {key: int.from_bytes(value, "little") for key, value in self._values(MapRole.AGGREGATE).items()}
+
+    def aggregate_drops(self) -> Tuple[int, int]:
+        """Aggregation mode: (calls, distinct keys) this CPU counted as dropped by a full hash."""
+        value = self._values(MapRole.AGGREGATE_DROPS).get(bytes(4), bytes(16))
+        return int.from_bytes(value[:8], "little"), int.from_bytes(value[8:16], "little")
+
+    def overflow_keys(self) -> List[bytes]:
+        """Aggregation mode: the keys the overflow hash took (those a full hash dropped), in order."""
+        return list(self._values(MapRole.AGGREGATE_OVERFLOW))
+
+    def map_spec(self, role: MapRole) -> Optional[MapSpec]:
+        """The MapSpec a map of `role` was made from (None: not made yet, or not from a spec)."""
+        m = self.maps.get(_FDS[role])
+        return m.spec if m is not None else None
+
+    def _values(self, role: MapRole) -> Dict[bytes, bytes]:
+        m = self.maps.get(_FDS[role])
+        if m is None:
+            return {}
         return {k: self._read(a, m.value_size) for k, a in m.values.items()}
 
     def counters(self, key: int) -> Tuple[int, ...]:
@@ -150,6 +193,7 @@ class VM:
         the kfunc bpf_session_is_return `returning`."""
         self._cookie = cookie
         self._returning = returning
+        self._make_maps(program)
         insns = program.bind_maps(_FDS)
         self._ctx = _Region(CTX_BASE, bytearray(b"".join((v & MASK64).to_bytes(8, "little") for v in ctx)), False)
         self._stack = _Region(STACK_BASE, bytearray(STACK_SIZE), True, bytearray(STACK_SIZE))
@@ -174,6 +218,19 @@ class VM:
                     raise VMError("exit with a reserved record neither submitted nor discarded")
                 return Run(list(self.records), count, stash, regs[0] or 0, self._helpers)
         raise VMError(f"no exit after {MAX_STEPS} steps: a loop")
+
+    def _make_maps(self, program: Program) -> None:
+        """The maps of _FROM_SPEC roles that `program` uses, made from its MapSpecs at its first
+        run; a later program's spec of the same map must agree, as one map serves the plan."""
+        for spec in program.maps:
+            if spec.role not in _FROM_SPEC:
+                continue
+            fd = _FDS[spec.role]
+            made = self.maps.get(fd)
+            if made is None:
+                self.maps[fd] = _MapState(spec.role, spec.value_size, spec=spec)
+            elif made.spec != spec:
+                raise VMError(f"{program.name}: map {spec.role.value} is {made.spec}, but this program wants {spec}")
 
     def _reg(self, regs: List[Optional[int]], n: int) -> int:
         value = regs[n]
@@ -394,8 +451,14 @@ class VM:
         if helper == Helper.map_lookup_elem:
             m = self._map(args[0], pc)
             key = self._key(m, a(2))
-            if m.role in _ARRAYS and key not in m.values:
+            if self._is_array(m) and key not in m.values:
+                if m.spec is not None and int.from_bytes(key, "little") >= m.spec.max_entries:
+                    return 0  # an index past the array's end
                 m.values[key] = self._new_value(m)  # an array: every index exists
+            if m.role is MapRole.AGGREGATE and key not in m.values and self.aggregate_races > 0:
+                self.aggregate_races -= 1
+                m.values[key] = self._new_value(m)  # another CPU makes it; this CPU's count is 0
+                return 0  # ... but only after this lookup missed
             return m.values.get(key, 0)
         if helper == Helper.map_update_elem:
             m = self._map(args[0], pc)
@@ -409,6 +472,11 @@ class VM:
             if key not in m.values:
                 if m.role is MapRole.PATH and self.path_room is not None and len(m.values) >= self.path_room:
                     return -E2BIG
+                if m.spec is not None and self._is_array(m):
+                    if int.from_bytes(key, "little") >= m.spec.max_entries:
+                        return -E2BIG  # an index past the array's end
+                elif m.spec is not None and len(m.values) >= m.spec.max_entries:
+                    return -E2BIG  # a full hash: preallocated or not, the kernel says E2BIG
                 m.values[key] = self._new_value(m)
             self._write(m.values[key], value)
             return 0
@@ -426,7 +494,13 @@ class VM:
         return True
 
     def _key(self, m: _MapState, addr: int) -> bytes:
+        if m.spec is not None:
+            return self._read(addr, m.spec.key_size)
         return self._read(addr, 8 if m.role in _U64_KEYS else 4)
+
+    @staticmethod
+    def _is_array(m: _MapState) -> bool:
+        return m.spec.map_type in _ARRAY_TYPES if m.spec is not None else m.role in _ARRAYS
 
     def _new_value(self, m: _MapState) -> int:
         region = _Region(MAP_VALUE_BASE + 0x10000 * (len(self.map_regions) + 1), bytearray(m.value_size), True)

@@ -260,7 +260,7 @@ def test_a_label_nobody_places_is_refused() -> None:
 def test_template_holes_sit_where_they_can_be_filled(template: tpl.Template) -> None:
     insns = [t.insn for t in template.insns]
     starts = _pair_starts(tuple(insns))
-    labels = {"out", "fail", "dropped", "differ", "target"}
+    labels = {"out", "fail", "dropped", "differ", "target", "bucketed", "raced"}
     for pc, t in enumerate(template.insns):
         for hole in t.holes:
             assert hole.field in ("off", "imm", "imm64", "map", "code"), (template.name, hole)
