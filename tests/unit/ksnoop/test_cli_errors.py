@@ -67,6 +67,43 @@ OPTION_ERRORS = [
         "-s shows the calls of one path, and --summary counts every call: use one",
     ),
     (["trace", "--summary", "--kstack", "noargs"], "--kstack shows a stack per record, and --summary prints none"),
+    (["trace", "--interval", "0", "--count-by", "comm", "noargs"], "--interval 0: more than 0 seconds"),
+    (["trace", "--interval", "-1", "--count-by", "comm", "noargs"], "--interval -1: more than 0 seconds"),
+    (
+        ["trace", "--interval", "soon", "--count-by", "comm", "noargs"],
+        "--interval soon: not a number of seconds (such as 5 or 0.5)",
+    ),
+    (["trace", "--top", "0", "--count-by", "comm", "noargs"], "--top 0: at least 1"),
+    (["trace", "--top", "x", "--count-by", "comm", "noargs"], "--top x: not a whole number (at least 1)"),
+    (["trace", "--max-keys", "0", "--count-by", "comm", "noargs"], "--max-keys 0: from 1 to 16777216"),
+    (["trace", "--max-keys", "16777217", "--count-by", "comm", "noargs"], "--max-keys 16777217: from 1 to 16777216"),
+    (["trace", "--top", "3", "noargs"], "--top is for counts by key: add --count-by or --hist"),
+    (["trace", "--interval", "1", "noargs"], "--interval is for counts by key: add --count-by or --hist"),
+    (
+        ["trace", "--count-by", "comm", "--summary", "noargs"],
+        "--summary counts per function; use one (--count-by counts calls by key)",
+    ),
+    (
+        ["trace", "--hist", "duration", "--summary", "noargs"],
+        "--summary counts per function; use one (--hist counts calls by key)",
+    ),
+    (
+        ["trace", "--count-by", "comm", "-s", "noargs"],
+        "-s shows the calls of one path; use one (--count-by counts calls by key)",
+    ),
+    (
+        ["trace", "--count-by", "comm", "-n", "3", "noargs"],
+        "--count stops after N calls printed, and counts print none: use --duration (--count-by counts calls by key)",
+    ),
+    (
+        ["trace", "--count-by", "comm", "--kstack", "noargs"],
+        "--kstack shows a stack per record, and counts print none (--count-by counts calls by key)",
+    ),
+    (["trace", "--count-by", "comm", "--calls-only", "noargs"], "--calls-only is a kind of --summary: add --summary"),
+    (
+        ["trace", "--count-by", "comm", "--min-duration", "1ms", "tp:net_dev_queue"],
+        "--min-duration: tp:net_dev_queue is a tracepoint, which has no duration",
+    ),
     (["dump", "--pid", "x", "task"], "--pid x: not a whole number (at least 1)"),
     (["dump", "--tid", "0", "task"], "--tid 0: at least 1"),
     (["dump", "--map-id", "x", "bpf_map_elem"], "--map-id x: not a whole number (at least 1)"),
@@ -110,6 +147,94 @@ SPEC_ERRORS = [
 ]
 
 
+# (trace's options and spec, the message, the option's text shown, the caret's column in it)
+AGGREGATE_ERRORS = [
+    (
+        ["--count-by", "comm,bogus", "ip_send_skb"],
+        "--count-by: ip_send_skb has no argument 'bogus'; the values it can take: net, skb, return, comm, pid, tid, "
+        "uid, cpu",
+        "comm,bogus",
+        5,
+    ),
+    (
+        ["--count-by", "comn", "tp:net_dev_queue"],
+        "--count-by: tp:net_dev_queue has no argument 'comn'; did you mean 'comm'? the values it can take: skb, "
+        "comm, pid, tid, uid, cpu",
+        "comn",
+        0,
+    ),
+    (["--count-by", "comm->x", "noargs"], "--count-by: 'comm' is the task's name; it has no members", "comm->x", 4),
+    (
+        ["--count-by", "duration", "ip_send_skb"],
+        "--count-by: 'duration' is not a key; --hist duration makes a histogram of it",
+        "duration",
+        0,
+    ),
+    (
+        ["--count-by", "comm,return", "tp:net_dev_queue"],
+        "--count-by: tp:net_dev_queue is a tracepoint, which has no return value",
+        "comm,return",
+        5,
+    ),
+    (
+        ["--hist", "duration", "tp:net_dev_queue"],
+        "--hist: tp:net_dev_queue is a tracepoint, which has no duration",
+        "duration",
+        0,
+    ),
+    (
+        ["--hist", "skb", "ip_send_skb"],
+        "--hist: 'skb' is a pointer (struct sk_buff *); a histogram is of an integer",
+        "skb",
+        0,
+    ),
+    (
+        ["--count-by", "comm", "--hist", "skb->dev->name", "ip_send_skb"],
+        "--hist: 'skb->dev->name' is a string (char[16]); a histogram is of an integer",
+        "skb->dev->name",
+        0,
+    ),
+    (
+        ["--hist", "skb->len,skb->len", "ip_send_skb"],
+        "--hist: one value, an integer or 'duration'",
+        "skb->len,skb->len",
+        9,
+    ),
+    (
+        ["--count-by", "skb->cb,skb->dev->name,comm", "ip_send_skb"],
+        "--count-by: a key of 80 bytes of values (skb->cb 48, skb->dev->name 16, comm 16); at most 64",
+        "skb->cb,skb->dev->name,comm",
+        0,
+    ),
+    (
+        ["--count-by", ",".join(["a"] * 17), "seven_args"],
+        "--count-by: 17 values; at most 16",
+        ",".join(["a"] * 17),
+        32,
+    ),
+    (
+        ["--count-by", "skb->lenn", "ip_send_skb"],
+        "--count-by: struct sk_buff has no member 'lenn'; did you mean 'len'?",
+        "skb->lenn",
+        3,
+    ),
+    (["--count-by", "return", "noargs"], "--count-by: noargs returns void", "return", 0),
+    (
+        ["--count-by", "skb,", "ip_send_skb"],
+        "--count-by: expected an argument name or 'return', found the end of the spec",
+        "skb,",
+        4,
+    ),
+    (
+        ["--count-by", "zz", "s*"],
+        "--count-by: seven_args has no argument 'zz'; the values it can take: a, b, c, d, e, f, g, return, comm, "
+        "pid, tid, uid, cpu",
+        "zz",
+        0,
+    ),
+]
+
+
 @pytest.fixture
 def btfs(mini_btf, write_btf) -> dict[str, str]:
     return {"btf": mini_btf, "iter": write_btf(miniiter.blob(), "miniiter.btf")}
@@ -139,3 +264,12 @@ def test_a_spec_error_is_one_line_and_a_caret(cli, mini_btf, spec: str, says: st
     shown, caret = rest
     assert shown == "  " + spec
     assert caret.index("^") - 2 == (spec.index(at) if at else len(spec)), caret
+
+
+@pytest.mark.parametrize("args, says, shown, column", AGGREGATE_ERRORS, ids=[" ".join(a) for a, *_ in AGGREGATE_ERRORS])
+def test_a_count_by_or_hist_error_is_one_line_and_a_caret_in_the_option(
+    cli, mini_btf, args: list[str], says: str, shown: str, column: int
+) -> None:
+    first, rest = _line(cli("trace", "--btf", mini_btf, *args))
+    assert first == "ksnoop: error: " + says
+    assert rest == ["  " + shown, "  " + " " * column + "^"]
