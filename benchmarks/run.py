@@ -28,6 +28,7 @@ BENCHMARKS = {
     "dump": 5,
     "dump_struct": 5,
     "endings": 200,
+    "aggregate": 7,
 }
 
 
