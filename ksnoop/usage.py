@@ -55,8 +55,21 @@ class WholeNumber(click.ParamType):  # type: ignore[type-arg]  # generic from cl
         return number
 
 
+_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def _time_ns(text: str, bare_unit: str = "") -> float:
+    """`10ms`, `1.5s`, `200ns` in ns; a bare number in `bare_unit` (none: ValueError)."""
+    text = text.strip().lower()
+    number = text.rstrip("nsuµm")
+    unit = text[len(number) :] or bare_unit
+    if unit not in _UNITS_NS:
+        raise ValueError(text)
+    return float(number) * _UNITS_NS[unit]
+
+
 class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 only
-    """A number of seconds, 0 or more (more than 0 if `positive`)."""
+    """A number of seconds (or a time with its unit, 500ms), 0 or more (more than 0 if `positive`)."""
 
     name = "seconds"
 
@@ -70,17 +83,12 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 
         if isinstance(value, float):
             return value
         try:
-            seconds = float(str(value).strip())
+            seconds = _time_ns(str(value), "s") / _UNITS_NS["s"]
         except ValueError:
             raise BadValue(value, "not a number of seconds (such as 5 or 0.5)", param, ctx) from None
-        if not 0 <= seconds < float("inf"):
+        if not 0 <= seconds < float("inf") or (self.positive and not seconds):
             raise BadValue(value, "more than 0 seconds" if self.positive else "0 seconds or more", param, ctx)
-        if self.positive and not seconds:
-            raise BadValue(value, "more than 0 seconds", param, ctx)
         return seconds
-
-
-_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 only
@@ -94,14 +102,9 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click
     def convert(self, value: Any, param: Any, ctx: Any) -> int:
         if isinstance(value, int):
             return value
-        text = str(value).strip().lower()
-        number = text.rstrip("nsuµm")
-        unit = text[len(number) :]
-        if unit not in _UNITS_NS:
-            raise BadValue(value, "a time with its unit: 10ms, 500us, 2s or 200ns", param, ctx)
         try:
-            nanoseconds = round(float(number) * _UNITS_NS[unit])
-        except ValueError:
+            nanoseconds = round(_time_ns(str(value)))
+        except (ValueError, OverflowError):
             raise BadValue(value, "a time with its unit: 10ms, 500us, 2s or 200ns", param, ctx) from None
         if not 0 < nanoseconds < 1 << 63:
             raise BadValue(value, "more than 0 and less than 292 years", param, ctx)

@@ -43,9 +43,7 @@ for size in map(int, sys.argv[3:]):
 
 def _send(name: str, sizes: Sequence[int], pause: float = 0.0) -> None:
     """A child named `name` sends datagrams of `sizes` (a negative size: a pause) and exits."""
-    subprocess.run(
-        [sys.executable, "-c", SENDER, name, str(pause), *map(str, sizes)], check=True, timeout=TIMEOUT
-    )
+    subprocess.run([sys.executable, "-c", SENDER, name, str(pause), *map(str, sizes)], check=True, timeout=TIMEOUT)
 
 
 def _start(*args: str) -> subprocess.Popen:
@@ -99,14 +97,16 @@ def test_counts_by_comm_and_device_name_are_the_datagrams_sent() -> None:
 
 
 def test_text_is_a_table_of_counts_by_key() -> None:
-    trace = _start("--count-by", "comm,skb->len", "tp:net_dev_queue(skb->dev->name == \"lo\")")
+    trace = _start("--count-by", "comm,skb->len", 'tp:net_dev_queue(skb->dev->name == "lo")')
     _send("ksnoop-agg-t", [100, 100, 7])
     out, err = _stop(trace)
     lines = out.splitlines()
     header = next(n for n, line in enumerate(lines) if line.startswith("tp:net_dev_queue: "))
     assert lines[header + 1].split() == ["COUNT", "comm", "skb->len"]
     rows = [line.split() for line in lines[header + 2 :] if '"ksnoop-agg-t"' in line]
-    assert sorted(rows) == sorted([["2", '"ksnoop-agg-t"', str(100 + HEADERS)], ["1", '"ksnoop-agg-t"', str(7 + HEADERS)]])
+    assert sorted(rows) == sorted(
+        [["2", '"ksnoop-agg-t"', str(100 + HEADERS)], ["1", '"ksnoop-agg-t"', str(7 + HEADERS)]]
+    )
     assert not split_ready(err)[1].count("error")
 
 
@@ -161,7 +161,9 @@ def test_a_full_hash_counts_what_it_drops() -> None:
 
 
 def test_each_interval_reports_the_calls_since_the_last() -> None:
-    trace = _start("-o", "json", "--interval", "0.5", "--count-by", "comm", "--comm", "ksnoop-agg-i", "tp:net_dev_queue")
+    trace = _start(
+        "-o", "json", "--interval", "0.5", "--count-by", "comm", "--comm", "ksnoop-agg-i", "tp:net_dev_queue"
+    )
     _send("ksnoop-agg-i", [10, 10, -1, 10, -1, 10, 10, 10], pause=0.7)  # across at least three intervals
     out, _ = _stop(trace)
     reports = _reports(out)
