@@ -574,11 +574,11 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
         return MapSpec(role, uapi.MapType.PERCPU_HASH, key_size, 8, entries, Sharing.PLAN, name="ksnoop_aggr")
     if role is MapRole.AGGREGATE_DROPS:
         return MapSpec(
-            role, uapi.MapType.PERCPU_ARRAY, 4, AGGREGATE_DROPS_SIZE, 1, Sharing.PLAN, name="ksnoop_aggr_drop"
+            role, uapi.MapType.PERCPU_ARRAY, 4, AGGREGATE_DROPS_SIZE, 1, Sharing.PLAN, name="ksnoop_aggr_drp"
         )
     if role is MapRole.AGGREGATE_OVERFLOW:  # allocated as keys are dropped: most runs drop none
         key_size = plan.aggregate_layout.size
-        entries = plan.aggregate_entries
+        entries = plan.aggregate_entries + 1  # one more than the hash: when full, more were dropped
         return MapSpec(
             role,
             uapi.MapType.HASH,
@@ -587,7 +587,7 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
             entries,
             Sharing.PLAN,
             flags=uapi.BPF_F_NO_PREALLOC,
-            name="ksnoop_aggr_over",
+            name="ksnoop_aggr_ovf",
         )
     if role in (MapRole.PATH, MapRole.PATH_ZERO):
         size = PathLayout.of(plan).size

@@ -105,7 +105,10 @@ class AggregateFormatter:
             elif self._labels:
                 lines.extend(self._table(kept))
             if more_keys:
-                lines.append(f"  ... {more_keys} more key{'' if more_keys == 1 else 's'}: {more_calls} calls")
+                lines.append(
+                    f"  ... {more_keys} more key{'' if more_keys == 1 else 's'}: "
+                    f"{more_calls} call{'' if more_calls == 1 else 's'}"
+                )
             blocks.append("\n".join(lines))
         text = "\n\n".join(blocks)
         if report.interval is None:

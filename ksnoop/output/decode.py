@@ -23,6 +23,7 @@ from bpf.plan import (
     PROBE_OFFSET,
     Aggregate,
     AggregateLayout,
+    Bitfield,
     Builtin,
     Capture,
     Plan,
@@ -241,10 +242,16 @@ _KEY_HEAD = struct.Struct("=IHH")
 
 
 def key_capture(capture: Capture) -> Capture:
-    """The capture as the key holds it: a bitfield's value cut out by the program, as a u64."""
+    """The capture as the key holds it: a bitfield's value cut out by the program into the low
+    bits of a u64 in host order, read back as a bitfield of those bits (sign and enum names as
+    a record's)."""
     if capture.bitfield is None:
         return capture
-    return Capture(label=capture.label, slot=capture.slot, size=8, type_id=capture.type_id)
+    bits = capture.bitfield.bit_size
+    low = 0 if sys.byteorder == "little" else 64 - bits  # big-endian compilers number bits from the top
+    return Capture(
+        label=capture.label, slot=capture.slot, size=8, type_id=capture.type_id, bitfield=Bitfield(low, bits)
+    )
 
 
 def build_key_decoder(layout: AggregateLayout, aggregate: Aggregate, btf: BTF) -> Callable[[bytes], AggregateKey]:

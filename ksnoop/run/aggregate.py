@@ -201,6 +201,14 @@ def aggregate_calls(
     for source, names in left_out.items():
         glob = resolved.globs[source] or ""
         noun = "tracepoint" if glob.startswith("tp:") else "function"
+        kept = len({t.label for t, s in zip(out_targets, out_sources) if s == source})
+        said = f" matching '{glob}'"
+        notes = [  # the resolver's count of what the glob traces, less what is left out here
+            f"ksnoop: tracing {kept} {noun}{'' if kept == 1 else 's'}{said}"
+            if note.startswith("ksnoop: tracing ") and note.endswith(said)
+            else note
+            for note in notes
+        ]
         notes.append(
             f"ksnoop: warning: left out {len(names)} {noun}{'' if len(names) == 1 else 's'} matching '{glob}' "
             f"whose values cannot be counted as asked (the first: {first_error[source].reason}): {', '.join(names)}"
@@ -230,7 +238,7 @@ def _aggregate(
             f"--count-by: {len(keys)} values; at most {MAX_KEY_PARTS}", spec.text, keys[MAX_KEY_PARTS].position
         )
     parts = [_part(spec, expr, target, kind) for expr in keys]
-    parts = _fit_strings(spec, keys, parts)
+    parts = [_as_text(part, target) for part in _fit_strings(spec, keys, parts)]
     if hist is None:
         return Aggregate(0, tuple(parts))
     value, signed = _hist(TraceSpec(request.hist, target.name, 0, ()), hist, target, kind)
@@ -307,6 +315,17 @@ def _part(spec: TraceSpec, expr: ValueExpr, target: Target, kind: ProbeKind) -> 
     return capture
 
 
+def _as_text(part: Union[Capture, Builtin], target: Target) -> Union[Capture, Builtin]:
+    """A char array in memory read up to its NUL (the _str helper zeroes nothing past it, but the
+    key was zeroed first), so what follows the text, left over from an older name, splits no key."""
+    if not isinstance(part, Capture) or part.string or not part.in_memory or part.bitfield is not None:
+        return part
+    final = target.btf.skip_modifiers(part.type_id)
+    if isinstance(final, Array) and is_char(target.btf.skip_modifiers(final.type_id)):
+        return replace(part, string=True)
+    return part
+
+
 def _fit_strings(
     spec: TraceSpec, keys: Sequence[ValueExpr], parts: List[Union[Capture, Builtin]]
 ) -> List[Union[Capture, Builtin]]:
@@ -343,7 +362,11 @@ def _hist(spec: TraceSpec, expr: ValueExpr, target: Target, kind: ProbeKind) -> 
     """The value to bucket (a Capture of an integer, or DURATION) and whether it is signed."""
     option = "--hist"
     if not _is_argument(expr, target):
-        if expr.base == DURATION and not expr.steps:
+        if expr.base == DURATION and expr.steps:
+            raise SpecError(
+                f"{option}: 'duration' is the call's time in ns; it has no members", spec.text, expr.steps[0].position
+            )
+        if expr.base == DURATION:
             if target.kind is TargetKind.TRACEPOINT:
                 raise SpecError(f"{option}: {target.label} is a tracepoint, which has no duration", spec.text, 0)
             return DURATION, False

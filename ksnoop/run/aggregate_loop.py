@@ -94,7 +94,7 @@ def run_aggregate(
                     report = counts.since_last(interval, now - start)
                     calls += sum(t.count for t in report.totals)
                     dropped_keys += report.dropped.keys
-                    _write(formatter, report, out, err)
+                    _write(formatter, report, out, err, options.max_keys)
                     if ending:
                         break
                     assert next_report is not None and options.interval_s is not None and interval is not None
@@ -109,13 +109,15 @@ def run_aggregate(
         return summary
 
 
-def _write(formatter: AggregateFormatter, report: Report, out: TextIO, err: TextIO) -> None:
+def _write(formatter: AggregateFormatter, report: Report, out: TextIO, err: TextIO, max_keys: int) -> None:
     out.write(formatter.format(report) + "\n")
     out.flush()
     if report.dropped.calls:
         keys = report.dropped.keys
+        # The overflow hash that tells dropped keys apart holds one more than the full one.
+        least = "at least " if keys > max_keys else ""
         err.write(
-            f"ksnoop: warning: {keys} distinct key{'' if keys == 1 else 's'} dropped ({report.dropped.calls} "
-            "calls not counted): the hash was full; --max-keys raises its size\n"
+            f"ksnoop: warning: {least}{keys} distinct key{'' if keys == 1 else 's'} dropped "
+            f"({report.dropped.calls} calls not counted): the hash was full; --max-keys raises its size\n"
         )
         err.flush()

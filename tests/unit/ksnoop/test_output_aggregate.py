@@ -80,11 +80,6 @@ def test_top_keeps_each_functions_most_counted_and_counts_the_rest() -> None:
     assert "more key" not in _formatter(SEND, "comm,return,skb->len", top=4).format(Report(SEND_TOTALS, Dropped()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ksnoop/output/aggregate_text.py _format_text writes '... 1 more key: 1 calls': the calls of "
-    "the --top line are always plural (the head line says '1 call')",
-)
 def test_top_says_one_call_in_the_singular() -> None:
     text = _formatter(SEND, "comm,return,skb->len", top=3).format(Report(SEND_TOTALS, Dropped()))
     assert text.split("\n")[-1] == "  ... 1 more key: 1 call"
