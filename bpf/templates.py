@@ -843,6 +843,22 @@ def _aggregate_key(by_cookie: bool) -> Template:
 
 AGGREGATE_KEY = _aggregate_key(False)
 
+
+def _insert_key(role: str) -> Tuple[TInsn, ...]:
+    """map `role`[the key at STACK_KEY] = 1 (a u64 at STACK_VALUE) if it has no such key
+    (BPF_NOEXIST); r0 = 0, -EEXIST, or -E2BIG when full; clobbers r0-r5."""
+    return (
+        T(i.st_mem(8, R10, STACK_VALUE, 1)),
+        *_pair(i.ld_map_fd(R1, 0), map=role),
+        T(i.mov64_reg(R2, R10)),
+        T(i.alu64_imm(ADD, R2, STACK_KEY)),
+        T(i.mov64_reg(R3, R10)),
+        T(i.alu64_imm(ADD, R3, STACK_VALUE)),
+        T(i.mov64_imm(R4, uapi.BPF_NOEXIST)),
+        T(i.call(Helper.map_update_elem)),
+    )
+
+
 KEY_PID_TGID = Template(
     "key_pid_tgid",
     "*(u32 *)(r7 + rec_offset) = pid_tgid >> `shift` (32: the process, 0: the thread); clobbers r0-r5",
@@ -934,14 +950,7 @@ AGGREGATE_INSERT = Template(
     "start at 0) and jumps to `out`; to `raced` when another CPU made it first; falls through "
     "when the hash is full; uses STACK_VALUE; clobbers r0-r5",
     (
-        T(i.st_mem(8, R10, STACK_VALUE, 1)),
-        *_pair(i.ld_map_fd(R1, 0), map="aggregate"),
-        T(i.mov64_reg(R2, R10)),
-        T(i.alu64_imm(ADD, R2, STACK_KEY)),
-        T(i.mov64_reg(R3, R10)),
-        T(i.alu64_imm(ADD, R3, STACK_VALUE)),
-        T(i.mov64_imm(R4, uapi.BPF_NOEXIST)),
-        T(i.call(Helper.map_update_elem)),
+        *_insert_key("aggregate"),
         T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
         T(i.jmp_imm(JEQ, R0, -EEXIST, 0), off="raced"),
     ),
@@ -960,14 +969,7 @@ AGGREGATE_DROP = Template(
         T(i.ldx_mem(8, R1, CURSOR, DROPPED_CALLS_OFFSET)),
         T(i.alu64_imm(ADD, R1, 1)),
         T(i.stx_mem(8, CURSOR, R1, DROPPED_CALLS_OFFSET)),
-        T(i.st_mem(8, R10, STACK_VALUE, 1)),
-        *_pair(i.ld_map_fd(R1, 0), map="aggregate_overflow"),
-        T(i.mov64_reg(R2, R10)),
-        T(i.alu64_imm(ADD, R2, STACK_KEY)),
-        T(i.mov64_reg(R3, R10)),
-        T(i.alu64_imm(ADD, R3, STACK_VALUE)),
-        T(i.mov64_imm(R4, uapi.BPF_NOEXIST)),
-        T(i.call(Helper.map_update_elem)),
+        *_insert_key("aggregate_overflow"),
         T(i.jmp_imm(JNE, R0, 0, 3)),
         T(i.ldx_mem(8, R1, CURSOR, DROPPED_KEYS_OFFSET)),
         T(i.alu64_imm(ADD, R1, 1)),

@@ -14,10 +14,10 @@ from bpf.codegen import MapRole, Program
 
 from ksnoop.output.aggregate_text import AggregateFormatter, Report
 from ksnoop.run.aggregate import AggregateRequest, Dropped, counts_by_key, dropped, key_decoders, key_totals
-from ksnoop.run.describe import ready_line, say_summary
+from ksnoop.run.describe import say_summary
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
-from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, say_detaching
+from ksnoop.run.runner import attach_counting
 from ksnoop.run.stopping import StopFlag
 from ksnoop.spec.resolve import ResolvedTrace
 
@@ -68,21 +68,9 @@ def run_aggregate(
     # Its handlers stay till the end: a signal while detaching does not cut the last report.
     with stop.installed(armed=False):
         with contextlib.ExitStack() as stack:
-            btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
-            maps = create_maps(stack, programs)
-            counts = Counts(
-                resolved,
-                maps.shared(MapRole.AGGREGATE),
-                maps.shared(MapRole.AGGREGATE_DROPS),
-                hist=bool(options.hist),
-            )
-            attached = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
-            stack.callback(say_detaching, attached.links, err)
-            # Until here a signal ends ksnoop at once (stopping.exit_on_signals); from here it reports.
-            stop.arm()
-            if not options.quiet:
-                err.write(ready_line(resolved, attached.labels, options.duration_s, summary=True) + "\n")
-                err.flush()
+            maps = attach_counting(stack, resolved, programs, stop, options.duration_s, options.quiet, err)
+            aggregates, drops = maps.shared(MapRole.AGGREGATE), maps.shared(MapRole.AGGREGATE_DROPS)
+            counts = Counts(resolved, aggregates, drops, hist=bool(options.hist))
             start = time.monotonic()
             deadline = None if options.duration_s is None else start + options.duration_s
             next_report = None if options.interval_s is None else start + options.interval_s

@@ -471,3 +471,29 @@ def attach_all(
     # The call path's helper on sched_process_exit is no target of the user's.
     labels = frozenset(t.label for t, p in zip(resolved.targets, probes) if not p.forgets_path)
     return Attached(links, labels - left_out)
+
+
+def attach_counting(
+    stack: contextlib.ExitStack,
+    resolved: ResolvedTrace,
+    programs: Tuple[Program, ...],
+    stop: Any,
+    duration_s: Optional[float],
+    quiet: bool,
+    err: TextIO,
+) -> ProgramMaps:
+    """For the loops that count in the kernel (--summary, --count-by): the maps made, every probe
+    attached and detached by `stack` (saying so), `stop` (a StopFlag) armed, and the ready line
+    said unless `quiet`. Until `stop` is armed a signal ends ksnoop at once
+    (stopping.exit_on_signals); from then on the loop drains and reports."""
+    from ksnoop.run.describe import ready_line
+
+    btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
+    maps = create_maps(stack, programs)
+    attached = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
+    stack.callback(say_detaching, attached.links, err)
+    stop.arm()
+    if not quiet:
+        err.write(ready_line(resolved, attached.labels, duration_s, summary=True) + "\n")
+        err.flush()
+    return maps

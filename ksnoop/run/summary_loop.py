@@ -11,10 +11,10 @@ from typing import Dict, List, Protocol, TextIO, Tuple
 
 from bpf.codegen import MapRole, Program
 
-from ksnoop.run.describe import ready_line, say_summary
+from ksnoop.run.describe import say_summary
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
-from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, say_detaching
+from ksnoop.run.runner import attach_counting
 from ksnoop.run.stopping import StopFlag
 from ksnoop.run.summary import FunctionCounts, counted, sum_counters
 from ksnoop.spec.resolve import ResolvedTrace
@@ -35,16 +35,8 @@ def run_summary(
     # Its handlers stay till the end: a signal while detaching does not cut the summary.
     with stop.installed(armed=False):
         with contextlib.ExitStack() as stack:
-            btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
-            maps = create_maps(stack, programs)
+            maps = attach_counting(stack, resolved, programs, stop, options.duration_s, options.quiet, err)
             counts = maps.shared(MapRole.COUNTS)
-            attached = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
-            stack.callback(say_detaching, attached.links, err)
-            # Until here a signal ends ksnoop at once (stopping.exit_on_signals); from here it summarises.
-            stop.arm()
-            if not options.quiet:
-                err.write(ready_line(resolved, attached.labels, options.duration_s, summary=True) + "\n")
-                err.flush()
             totals = count_until_stopped(resolved, counts, options, stop)
         summary = report(totals, options, out)
         say_summary(summary, err)
