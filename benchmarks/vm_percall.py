@@ -9,6 +9,9 @@ per iteration) untraced and under each tracer below, one after another in an ord
 
   ksnoop trace --summary close_fd        vs  bpftrace 'kfunc:close_fd { @c = count(); }'
                                          and a bpftrace script counting what --summary counts
+  ksnoop trace --count-by comm           vs  bpftrace 'kfunc:close_fd { @s[tid] = nsecs; }
+    --hist duration close_fd                 kretfunc:close_fd /@s[tid]/ { @[comm] = hist(nsecs - @s[tid]);
+                                             delete(@s[tid]); }'
   ksnoop trace -o json 'close_fd(fd)'    vs  bpftrace 'kfunc:close_fd { printf("%d\\n", args->fd); }'
                                          and a bpftrace printf of the fields a ksnoop record holds
 
@@ -94,6 +97,11 @@ def tracers() -> List[Tracer]:
             f"@ns = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
         )
 
+    # What ksnoop --count-by comm --hist duration counts, as bpftrace users write it.
+    per_comm_hist = (
+        f"kfunc:{FUNC} {{ @s[tid] = nsecs; }} "
+        f"kretfunc:{FUNC} /@s[tid]/ {{ @[comm] = hist(nsecs - @s[tid]); delete(@s[tid]); }}"
+    )
     big = tuple(BIG_PERF_BUFFER.items())
     return [
         Tracer("untraced", "", (), 0, "nothing"),
@@ -120,6 +128,20 @@ def tracers() -> List[Tracer]:
             ("bpftrace", "-e", counters("kfunc", "kretfunc")),
             2,
             "calls, errors, log2 latency histogram (fentry + fexit, as ksnoop --summary)",
+        ),
+        Tracer(
+            "ksnoop_count_by_hist",
+            "ksnoop",
+            (*ksnoop, "--count-by", "comm", "--hist", "duration", FUNC),
+            2,
+            "a log2 latency histogram per comm (fentry + fexit, a per-CPU hash)",
+        ),
+        Tracer(
+            "bpftrace_count_by_hist",
+            "bpftrace",
+            ("bpftrace", "-e", per_comm_hist),
+            2,
+            "a log2 latency histogram per comm (fentry + fexit, as ksnoop --count-by comm --hist duration)",
         ),
         Tracer(
             "ksnoop_kprobe_summary",
@@ -196,6 +218,7 @@ PAIRS = [
     ("ksnoop_calls", "bpftrace_count", "--summary --calls-only vs count(): calls alone, each"),
     ("ksnoop_summary", "bpftrace_count", "--summary vs count(): ksnoop also counts errors and latency"),
     ("ksnoop_summary", "bpftrace_summary", "--summary vs bpftrace counting the same (calls, errors, latency)"),
+    ("ksnoop_count_by_hist", "bpftrace_count_by_hist", "--count-by comm --hist duration vs @[comm] = hist(latency)"),
     ("ksnoop_records", "bpftrace_printf", "a JSON record vs printf of the argument"),
     ("ksnoop_records", "bpftrace_printf_fields", "a JSON record vs printf of the same fields"),
     ("ksnoop_records_saturated", "bpftrace_printf_saturated", "flat out, readers behind, records lost"),
@@ -313,6 +336,9 @@ def tool_account(tracer: Tracer, out: str, err: str) -> Dict[str, Optional[int]]
         counted = re.search(r"^@(?:c|calls): (\d+)$", out, re.M)
         if counted:  # count() maps; bpftrace tells no losses for them (there are none: no buffer)
             return {"events": int(counted.group(1)), "lost": None}
+        buckets = re.findall(r"^\[[^])]*[])]\s+(\d+)\s+\|", out, re.M)
+        if buckets:  # hist() maps alone: every bucket of every key ("[256, 512)   1234 |@@@@|")
+            return {"events": sum(int(n) for n in buckets), "lost": None}
         lost = sum(int(n) for n in re.findall(r"^Lost (\d+) events$", out, re.M))
         lines = sum(1 for line in out.splitlines() if line and line[0] in "-0123456789")
         return {"events": lines, "lost": lost}
