@@ -793,6 +793,7 @@ def _emit_count(asm: _Assembler, probe: Probe, count: Count) -> None:
         asm.label("counted_error")
     if count.latency:
         asm.emit(tpl.ELAPSED)
+        asm.emit(tpl.ADD_DURATION)
         asm.emit(tpl.LOG2)
         asm.emit(tpl.COUNT_BUCKET)
 

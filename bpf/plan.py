@@ -550,10 +550,12 @@ def key_part_size(part: Union[Capture, Builtin]) -> int:
 
 
 # ---- summary counters -------------------------------------------------------------------------
-# One PERCPU_ARRAY value per counted function: u64 calls, u64 errors, then LATENCY_BUCKETS u64s.
+# One PERCPU_ARRAY value per counted function: u64 calls, u64 errors, LATENCY_BUCKETS u64s, then
+# the u64 sum of the durations in ns (a Prometheus histogram's _sum: mean latency = sum / calls).
 LATENCY_BUCKETS = 64
 CALLS_OFFSET, ERRORS_OFFSET, BUCKETS_OFFSET = 0, 8, 16
-COUNTERS = struct.Struct(f"=QQ{LATENCY_BUCKETS}Q")
+DURATION_SUM_OFFSET = BUCKETS_OFFSET + 8 * LATENCY_BUCKETS
+COUNTERS = struct.Struct(f"=QQ{LATENCY_BUCKETS}QQ")
 COUNTERS_SIZE = COUNTERS.size
 
 

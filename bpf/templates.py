@@ -36,6 +36,7 @@ from .plan import (
     CPU_OFFSET,
     ENTRY_TS_OFFSET,
     FAILED_OFFSET,
+    DURATION_SUM_OFFSET,
     LATENCY_BUCKETS,
     MAX_STRING_PREDICATE,
     PATH_DEPTH_OFFSET,
@@ -770,6 +771,17 @@ ELAPSED = Template(
 )
 
 
+ADD_DURATION = Template(
+    "add_duration",
+    "adds r9 (the call's duration in ns, from ELAPSED) to the u64 at r7 + DURATION_SUM_OFFSET; clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, RECORD, DURATION_SUM_OFFSET)),
+        T(i.alu64_reg(ADD, R1, CURSOR)),
+        T(i.stx_mem(8, RECORD, R1, DURATION_SUM_OFFSET)),
+    ),
+)
+
+
 def _log2_step(shift: int) -> Tuple[TInsn, ...]:
     # If r9 has a set bit at `shift` or above, drop the low `shift` bits and count them.
     return (
@@ -1217,6 +1229,7 @@ ALL = (
     SKIP_IF_QUICKER,
     LOG2,
     COUNT_BUCKET,
+    ADD_DURATION,
     AGGREGATE_KEY,
     KEY_PID_TGID,
     KEY_UID,

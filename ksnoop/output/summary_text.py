@@ -76,12 +76,19 @@ def _latency(buckets: Optional[Sequence[int]]) -> Optional[Dict[str, int]]:
 
 
 def format_json(counts: Sequence[FunctionCounts]) -> str:
-    """One JSON object; `errors` and `latency_ns_log2` (bucket low bound -> count) are null where
-    they do not apply (a tracepoint, or a return value that is not a signed integer for errors)."""
+    """One JSON object; `errors`, `latency_ns_log2` (bucket low bound -> count) and `total_ns` (the
+    durations summed) are null where they do not apply (a tracepoint, or a return value that is not
+    a signed integer for errors)."""
     return json.dumps(
         {
             "summary": [
-                {"func": c.label, "calls": c.calls, "errors": c.errors, "latency_ns_log2": _latency(c.buckets)}
+                {
+                    "func": c.label,
+                    "calls": c.calls,
+                    "errors": c.errors,
+                    "latency_ns_log2": _latency(c.buckets),
+                    "total_ns": c.duration_ns,
+                }
                 for c in counts
             ]
         }

@@ -28,6 +28,7 @@ class FunctionCounts:
     errors: Optional[int]  # None: the return value is not a signed integer (or a tracepoint)
     # Latency: bucket k counts durations in [2**k, 2**(k+1)) ns, bucket 0 also 0 ns; None for a tracepoint.
     buckets: Optional[Tuple[int, ...]]
+    duration_ns: Optional[int] = None  # the calls' durations summed (mean = duration_ns / calls); None as buckets
 
 
 def count_calls(resolved: ResolvedTrace, calls_only: bool = False) -> ResolvedTrace:
@@ -115,14 +116,18 @@ def sum_counters(resolved: ResolvedTrace, per_cpu: Dict[int, Sequence[bytes]]) -
     for key, probe, target in counted(resolved):
         # Column sums of the CPUs' counters, in C: hundreds of functions times 66 counters a CPU.
         values = [COUNTERS.unpack_from(value) for value in per_cpu.get(key, ())]
-        totals = [sum(column) for column in zip(*values)] if values else [0] * (2 + LATENCY_BUCKETS)
+        totals = (
+            [sum(column) for column in zip(*values)] if values else [0] * len(COUNTERS.unpack(bytes(COUNTERS.size)))
+        )
         assert probe.count is not None
+        latency = probe.count.latency
         out.append(
             FunctionCounts(
                 label=target.label,
                 calls=totals[0],
                 errors=totals[1] if probe.count.errors is not None else None,
-                buckets=tuple(totals[2:]) if probe.count.latency else None,
+                buckets=tuple(totals[2 : 2 + LATENCY_BUCKETS]) if latency else None,
+                duration_ns=totals[2 + LATENCY_BUCKETS] if latency else None,
             )
         )
     return out

@@ -40,7 +40,9 @@ def test_summary_json_counts_exactly_what_was_sent(udp: Loopback) -> None:  # no
     lines = t.stdout.splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0]) == {
-        "summary": [{"func": "tp:net_dev_queue", "calls": sent, "errors": None, "latency_ns_log2": None}]
+        "summary": [
+            {"func": "tp:net_dev_queue", "calls": sent, "errors": None, "latency_ns_log2": None, "total_ns": None}
+        ]
     }
     assert t.stderr.endswith(f"ksnoop: {sent} calls counted\n")
     assert "Traceback" not in t.stderr

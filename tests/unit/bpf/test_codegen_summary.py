@@ -40,7 +40,11 @@ def _call(vm: VM, resolved: ResolvedTrace, entry: int, ctx: list[int], ret: int,
 
 
 def _buckets(vm: VM, key: int = 0) -> dict[int, int]:
-    return {k: n for k, n in enumerate(vm.counters(key)[2:]) if n}
+    return {k: n for k, n in enumerate(vm.counters(key)[2 : 2 + LATENCY_BUCKETS]) if n}
+
+
+def _duration_sum(vm: VM, key: int = 0) -> int:
+    return vm.counters(key)[2 + LATENCY_BUCKETS]
 
 
 def test_count_calls_pairs_each_function_and_keys_them_in_order() -> None:
@@ -115,6 +119,15 @@ def test_latency_bucket_boundaries(elapsed: int) -> None:
     _call(vm, r, 0, [NET, SKB], 0, elapsed)
     assert _buckets(vm) == {max(0, elapsed.bit_length() - 1): 1}
     assert vm.counters(0)[:2] == (1, 0)
+    assert _duration_sum(vm) == elapsed
+
+
+def test_durations_add_up_over_calls() -> None:
+    r = _summary("ip_send_skb")
+    vm = _vm()
+    for elapsed in (1000, 2500, 7):
+        _call(vm, r, 0, [NET, SKB], 0, elapsed)
+    assert _duration_sum(vm) == 3507 and vm.counters(0)[0] == 3
 
 
 def test_every_bucket_is_reachable_and_in_bounds() -> None:
@@ -175,7 +188,7 @@ def test_a_return_without_its_entry_is_not_counted() -> None:
     r = _summary("ip_send_skb")
     vm = _vm()
     vm.run(generate(r.plan, 1), [NET, SKB, (-1) & MASK64])  # attached mid-call: no stashed entry
-    assert vm.counters(0) == (0,) * (2 + LATENCY_BUCKETS)
+    assert vm.counters(0) == (0,) * (2 + LATENCY_BUCKETS + 1)
 
 
 def test_the_entry_is_consumed_by_its_return() -> None:
@@ -284,7 +297,7 @@ def test_calls_only_is_one_fentry_counting_calls_after_its_tests() -> None:
     for length, kept in ((242, 1), (50, 0), (101, 1)):
         vm = _vm(memory=_memory(skb=_sk_buff(length=length)))
         vm.run(program, [NET, SKB])
-        assert vm.counters(0)[:2] == (kept, 0) and sum(vm.counters(0)[2:]) == 0
+        assert vm.counters(0)[:2] == (kept, 0) and sum(vm.counters(0)[2:]) == 0  # no buckets, no duration
 
 
 def test_calls_only_refuses_a_test_on_the_return_value() -> None:

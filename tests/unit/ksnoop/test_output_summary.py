@@ -13,8 +13,8 @@ from ksnoop.run.summary import FunctionCounts, count_calls, sum_counters
 from tests.support import records
 
 
-def _counters(calls: int, errors: int, buckets: dict[int, int]) -> bytes:
-    return COUNTERS.pack(calls, errors, *[buckets.get(k, 0) for k in range(LATENCY_BUCKETS)])
+def _counters(calls: int, errors: int, buckets: dict[int, int], duration_ns: int = 0) -> bytes:
+    return COUNTERS.pack(calls, errors, *[buckets.get(k, 0) for k in range(LATENCY_BUCKETS)], duration_ns)
 
 
 def test_sum_counters_adds_every_cpu_and_knows_what_applies() -> None:
@@ -22,14 +22,14 @@ def test_sum_counters_adds_every_cpu_and_knows_what_applies() -> None:
         resolve([parse_spec(s) for s in ("ip_send_skb", "tp:net_dev_queue", "noargs")], records.kernel())
     )
     per_cpu = {
-        0: [_counters(2, 1, {10: 2}), _counters(3, 0, {10: 1, 12: 2})],
+        0: [_counters(2, 1, {10: 2}, 2100), _counters(3, 0, {10: 1, 12: 2}, 9000)],
         1: [_counters(4, 0, {}), _counters(1, 0, {})],
         # key 2 absent: nothing counted
     }
     assert sum_counters(resolved, per_cpu) == [
-        FunctionCounts("ip_send_skb", 5, 1, tuple({10: 3, 12: 2}.get(k, 0) for k in range(LATENCY_BUCKETS))),
+        FunctionCounts("ip_send_skb", 5, 1, tuple({10: 3, 12: 2}.get(k, 0) for k in range(LATENCY_BUCKETS)), 11100),
         FunctionCounts("tp:net_dev_queue", 5, None, None),
-        FunctionCounts("noargs", 0, None, (0,) * LATENCY_BUCKETS),
+        FunctionCounts("noargs", 0, None, (0,) * LATENCY_BUCKETS, 0),
     ]
 
 
@@ -80,15 +80,15 @@ def test_format_text() -> None:
 def test_format_json_is_one_object() -> None:
     text = format_json(
         [
-            FunctionCounts("ip_send_skb", 3, 1, _buckets(b0=1, b10=2)),
+            FunctionCounts("ip_send_skb", 3, 1, _buckets(b0=1, b10=2), 2100),
             FunctionCounts("tp:net_dev_queue", 7, None, None),
         ]
     )
     assert "\n" not in text
     assert json.loads(text) == {
         "summary": [
-            {"func": "ip_send_skb", "calls": 3, "errors": 1, "latency_ns_log2": {"0": 1, "1024": 2}},
-            {"func": "tp:net_dev_queue", "calls": 7, "errors": None, "latency_ns_log2": None},
+            {"func": "ip_send_skb", "calls": 3, "errors": 1, "latency_ns_log2": {"0": 1, "1024": 2}, "total_ns": 2100},
+            {"func": "tp:net_dev_queue", "calls": 7, "errors": None, "latency_ns_log2": None, "total_ns": None},
         ]
     }
 

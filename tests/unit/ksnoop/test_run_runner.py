@@ -66,7 +66,7 @@ def test_a_refused_call_path_state_says_its_size(monkeypatch: pytest.MonkeyPatch
 def test_any_other_refused_map_says_its_role_type_and_value_size(monkeypatch: pytest.MonkeyPatch) -> None:
     programs = _programs(count_calls(records.trace("ip_send_skb")))
     assert _refused(monkeypatch, programs, MapRole.COUNTS, errno.EPERM) == (
-        "cannot create the counts map (PERCPU_ARRAY, 528-byte values): Operation not permitted"
+        "cannot create the counts map (PERCPU_ARRAY, 536-byte values): Operation not permitted"
     )
     programs = _programs(records.trace("ip_send_skb"))
     assert _refused(monkeypatch, programs, MapRole.DROPS, errno.EINVAL) == (

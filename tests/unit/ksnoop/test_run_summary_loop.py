@@ -60,9 +60,9 @@ def test_the_counters_of_every_cpu_are_summed() -> None:
     totals, err = _count(_cpus(), duration_s=0.01)
     assert totals == [
         # 5000 and 5000 ns in [4K, 8K), 3000 in [2K, 4K), 1000 in [512, 1K)
-        FunctionCounts("ip_send_skb", 4, 2, tuple({9: 1, 11: 1, 12: 2}.get(k, 0) for k in range(64))),
+        FunctionCounts("ip_send_skb", 4, 2, tuple({9: 1, 11: 1, 12: 2}.get(k, 0) for k in range(64)), 14000),
         FunctionCounts("tp:net_dev_queue", 2, None, None),
-        FunctionCounts("noargs", 1, None, tuple(int(k == 6) for k in range(64))),  # 100 ns: [64, 128)
+        FunctionCounts("noargs", 1, None, tuple(int(k == 6) for k in range(64)), 100),  # 100 ns: [64, 128)
     ]
     assert err == (
         "ksnoop: counting calls of 2 functions (fentry/fexit), 1 tracepoint; the summary comes at the time limit "
@@ -98,9 +98,15 @@ def test_the_totals_as_json() -> None:
     assert out.getvalue().endswith("}\n") and out.getvalue().count("\n") == 1
     assert json.loads(out.getvalue()) == {
         "summary": [
-            {"func": "ip_send_skb", "calls": 4, "errors": 2, "latency_ns_log2": {"512": 1, "2048": 1, "4096": 2}},
-            {"func": "tp:net_dev_queue", "calls": 2, "errors": None, "latency_ns_log2": None},
-            {"func": "noargs", "calls": 1, "errors": None, "latency_ns_log2": {"64": 1}},
+            {
+                "func": "ip_send_skb",
+                "calls": 4,
+                "errors": 2,
+                "latency_ns_log2": {"512": 1, "2048": 1, "4096": 2},
+                "total_ns": 14000,
+            },
+            {"func": "tp:net_dev_queue", "calls": 2, "errors": None, "latency_ns_log2": None, "total_ns": None},
+            {"func": "noargs", "calls": 1, "errors": None, "latency_ns_log2": {"64": 1}, "total_ns": 100},
         ]
     }
 
