@@ -33,7 +33,8 @@ from ksnoop.errors import (
 from ksnoop.output.writer import OutputFailed, checked, silence_stdout, stdout_closed
 from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, MULTI_MAX_PROBES
 from ksnoop.sanitize import sanitize, sanitize_layout
-from ksnoop.usage import Duration, OneOf, Seconds, WholeNumber, usage_line
+from ksnoop.run.options import ListenAt
+from ksnoop.usage import Duration, ListenAddress, OneOf, Seconds, WholeNumber, usage_line
 
 app = typer.Typer(
     add_completion=False,
@@ -391,6 +392,16 @@ def trace(
             "as dropped, and said.",
         ),
     ] = 10240,
+    metrics: Annotated[
+        Optional[ListenAt],
+        typer.Option(
+            "--metrics",
+            click_type=ListenAddress(),
+            help="Serve the counts as Prometheus metrics on HOST:PORT/metrics (:PORT for every address, port 0 "
+            "for any free one) until Ctrl-C or SIGTERM, instead of printing them: --summary's (the default) or "
+            "--count-by/--hist's, read from the kernel at each scrape. Needs pip install 'ksnoop[metrics]'.",
+        ),
+    ] = None,
     call_path: Annotated[
         bool,
         typer.Option(
@@ -443,6 +454,7 @@ def trace(
         top=top,
         interval_s=interval,
         max_keys=max_keys,
+        metrics=metrics,
         zeros=zeros,
         compact=compact,
         backend=backend,

@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from ksnoop.errors import did_you_mean
+from ksnoop.run.options import ListenAt
 
 
 class BadValue(click.BadParameter):
@@ -109,6 +110,33 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click
         if not 0 < nanoseconds < 1 << 63:
             raise BadValue(value, "more than 0 and less than 292 years", param, ctx)
         return nanoseconds
+
+
+class ListenAddress(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 only
+    """Where a server listens: HOST:PORT (an IPv6 address in brackets), or :PORT for every
+    address; port 0 takes any free port."""
+
+    name = "address"
+    _SAY = "HOST:PORT, as 127.0.0.1:9435, [::1]:9435, or :9435 for every address"
+
+    def get_metavar(self, param: Any, ctx: Any = None) -> str:
+        return "HOST:PORT"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> ListenAt:
+        if isinstance(value, ListenAt):
+            return value
+        text = str(value).strip()
+        host, colon, port_text = text.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            raise BadValue(value, f"an IPv6 address goes in brackets: {self._SAY}", param, ctx)
+        if not colon or not port_text.isdigit() or any(c.isspace() or c in "[]/" for c in host):
+            raise BadValue(value, self._SAY, param, ctx)
+        port = int(port_text)
+        if port > 65535:
+            raise BadValue(value, "a port is at most 65535", param, ctx)
+        return ListenAt(host or "0.0.0.0", port)
 
 
 class OneOf(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 only

@@ -57,15 +57,7 @@ class AggregateFormatter:
         self._hist_label = hist_label
         self._top = top
         self._json = output == "json"
-        self._renders: Dict[int, Tuple[Render, ...]] = {}
-        for probe, target in zip(resolved.plan.probes, resolved.targets):
-            aggregate = probe.aggregate
-            if aggregate is None:
-                continue
-            self._renders[aggregate.key] = tuple(
-                _part_render(part, target.btf, self._json, label == RETURN)
-                for part, label in zip(aggregate.parts, self._labels)
-            )
+        self._renders = key_renders(resolved, self._labels, "json" if self._json else "text")
 
     def format(self, report: Report) -> str:
         return self._format_json(report) if self._json else self._format_text(report)
@@ -161,13 +153,30 @@ class AggregateFormatter:
         return '{"counts": [' + ", ".join(counts) + "], " + json.dumps(head)[1:]
 
 
-def _part_render(part: object, btf: Any, as_json: bool, is_return: bool) -> Render:
+def key_renders(resolved: ResolvedTrace, key_labels: Sequence[str], style: str) -> Dict[int, Tuple[Render, ...]]:
+    """Per function number (Aggregate.key), how each of its key values renders: `style` "text"
+    (as records show it), "json" (a JSON value), or "label" (a metric's label value: text, with
+    strings sanitised and unquoted)."""
+    renders = {}
+    for probe, target in zip(resolved.plan.probes, resolved.targets):
+        if probe.aggregate is not None:
+            renders[probe.aggregate.key] = tuple(
+                _part_render(part, target.btf, style, label == RETURN)
+                for part, label in zip(probe.aggregate.parts, key_labels)
+            )
+    return renders
+
+
+def _part_render(part: object, btf: Any, style: str, is_return: bool) -> Render:
     """How one key value renders; READ_FAILED as records show it."""
+    if style == "label":
+        text = _part_render(part, btf, "text", is_return)
+        return lambda v: sanitize(v) if type(v) is str else text(v)
     if isinstance(part, Capture):
         capture = key_capture(part)
-        return value_json(btf, capture) if as_json else value_text(btf, capture, is_return)
+        return value_json(btf, capture) if style == "json" else value_text(btf, capture, is_return)
     if part is Builtin.COMM:
-        if as_json:
+        if style == "json":
             return lambda v: "null" if v is READ_FAILED else json_string(v)
         return lambda v: READ_FAILED_TEXT if v is READ_FAILED else '"' + sanitize(v).replace('"', '\\"') + '"'
     return str

@@ -2,24 +2,31 @@
 """The aggregation loop (`trace --count-by`, `--hist`): the programs count calls per key in a
 per-CPU hash (no ring buffer); every --interval and at the end the counts are read back in one
 batch, summed over CPUs and printed. The kernel's counts only grow: an interval's are the
-difference from the last read, so nothing counted between a read and a reset is lost."""
+difference from the last read, so nothing counted between a read and a reset is lost. With
+--metrics the counts are served, read at each scrape (ksnoop.run.exporter), and printed only
+every --interval if one is given."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Dict, List, Optional, Protocol, TextIO
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, TextIO
 
 from bpf.codegen import MapRole, Program
 
 from ksnoop.output.aggregate_text import AggregateFormatter, Report
 from ksnoop.run.aggregate import AggregateRequest, Dropped, counts_by_key, dropped, key_decoders, key_totals
 from ksnoop.run.describe import say_summary
+from ksnoop.run.exporter import open_exporter
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
 from ksnoop.run.runner import attach_counting
 from ksnoop.run.stopping import StopFlag
 from ksnoop.spec.resolve import ResolvedTrace
+
+if TYPE_CHECKING:  # prometheus_client, which ksnoop.output.metrics imports, is an optional extra
+    from ksnoop.output.metrics import Health
 
 
 class AllPerCPUValues(Protocol):
@@ -42,10 +49,47 @@ class Counts:
         before = self._before
         delta = {key: n - before.get(key, 0) for key, n in now.items()}
         self._before = now
-        drops = dropped(self._drops.lookup_all_percpu().get(bytes(4), []))
+        drops = dropped_so_far(self._drops)
         new_drops = Dropped(drops.calls - self._dropped_before.calls, drops.keys - self._dropped_before.keys)
         self._dropped_before = drops
         return Report(key_totals(self._decoders, delta, self._hist), new_drops, interval, elapsed_s)
+
+
+def dropped_so_far(drops: AllPerCPUValues) -> Dropped:
+    """What the full hash could not count, since the start (`drops`: the AGGREGATE_DROPS map)."""
+    return dropped(drops.lookup_all_percpu().get(bytes(4), []))
+
+
+class MetricsReader:
+    """--metrics: the aggregation maps as metric families, at each scrape: the kernel's counts
+    since the start, per key, and ksnoop's health (`health`, what the maps say filled in)."""
+
+    def __init__(
+        self,
+        resolved: ResolvedTrace,
+        request: AggregateRequest,
+        aggregates: AllPerCPUValues,
+        drops: AllPerCPUValues,
+        health: "Health",
+    ):
+        from ksnoop.output.aggregate_text import key_renders
+        from ksnoop.output.metrics import AggregateMetrics
+
+        hist = request.hist_value()
+        labels = [key.text for key in request.keys()]
+        renders = key_renders(resolved, labels, "label")
+        self._metrics = AggregateMetrics.of(labels, hist.text if hist is not None else None, renders)
+        self._decoders = key_decoders(resolved)
+        self._aggregates, self._drops, self._health = aggregates, drops, health
+        self._hist = hist is not None
+
+    def families(self) -> List[Any]:
+        from ksnoop.output.metrics import health_families
+
+        per_key = counts_by_key(self._aggregates.lookup_all_percpu())
+        totals = key_totals(self._decoders, per_key, self._hist)
+        health = replace(self._health, dropped=dropped_so_far(self._drops), keys=len(per_key))
+        return self._metrics.families(totals) + health_families(health)
 
 
 def run_aggregate(
@@ -65,12 +109,31 @@ def run_aggregate(
     stop = StopFlag()
     calls = 0
     dropped_keys = 0
+    # With --metrics the scrapes show the counts; reports are printed only every --interval.
+    printing = options.metrics is None or options.interval_s is not None
     # Its handlers stay till the end: a signal while detaching does not cut the last report.
     with stop.installed(armed=False):
         with contextlib.ExitStack() as stack:
-            maps = attach_counting(stack, resolved, programs, stop, options.duration_s, options.quiet, err)
+            exporter = open_exporter(stack, options.metrics)
+            maps, attached = attach_counting(
+                stack,
+                resolved,
+                programs,
+                stop,
+                options.duration_s,
+                options.quiet,
+                err,
+                exporter.url if exporter else None,
+            )
             aggregates, drops = maps.shared(MapRole.AGGREGATE), maps.shared(MapRole.AGGREGATE_DROPS)
             counts = Counts(resolved, aggregates, drops, hist=bool(options.hist))
+            if exporter is not None:
+                from ksnoop.output.metrics import Health
+
+                health = Health(len(attached.labels), max_keys=options.max_keys)
+                reader = MetricsReader(resolved, request, aggregates, drops, health)
+                exporter.collector.serve(reader.families)
+                stack.callback(exporter.collector.close)
             start = time.monotonic()
             deadline = None if options.duration_s is None else start + options.duration_s
             next_report = None if options.interval_s is None else start + options.interval_s
@@ -82,7 +145,8 @@ def run_aggregate(
                     report = counts.since_last(interval, now - start)
                     calls += sum(t.count for t in report.totals)
                     dropped_keys += report.dropped.keys
-                    _write(formatter, report, out, err, options.max_keys)
+                    if printing:
+                        _write(formatter, report, out, err, options.max_keys)
                     if ending:
                         break
                     assert next_report is not None and options.interval_s is not None and interval is not None

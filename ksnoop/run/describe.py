@@ -96,9 +96,16 @@ def write_notes(resolved: ResolvedTrace, programs: Tuple[Program, ...], verbose:
             err.write(sanitize(line) + "\n")
 
 
-def ready_line(resolved: ResolvedTrace, labels: Iterable[str], duration_s: Optional[float], summary: bool) -> str:
+def ready_line(
+    resolved: ResolvedTrace,
+    labels: Iterable[str],
+    duration_s: Optional[float],
+    summary: bool,
+    serving: Optional[str] = None,
+) -> str:
     """The line that says every probe is attached (`labels`: the targets attached), so that a
-    script can wait for it before it starts its workload, as for bcc's "Tracing... Hit Ctrl-C"."""
+    script can wait for it before it starts its workload, as for bcc's "Tracing... Hit Ctrl-C";
+    `serving`: the URL of the metrics (--metrics), which then say the counts."""
     labels = set(labels)
     tracepoints = sum(1 for label in labels if label.startswith(TRACEPOINT_PREFIX))
     functions = len(labels) - tracepoints
@@ -108,6 +115,9 @@ def ready_line(resolved: ResolvedTrace, labels: Iterable[str], duration_s: Optio
     if tracepoints:
         parts.append(_plural(tracepoints, "tracepoint"))
     what = ", ".join(parts)
+    if serving is not None:
+        until = f"for {duration_s:g} s or until Ctrl-C" if duration_s is not None else "until Ctrl-C or SIGTERM"
+        return f"ksnoop: counting calls of {what}; metrics at {serving} {until}"
     if summary:
         when = "at the time limit or Ctrl-C" if duration_s is not None else "at Ctrl-C"
         return f"ksnoop: counting calls of {what}; the summary comes {when}"

@@ -9,6 +9,17 @@ from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
+class ListenAt:
+    """Where a server listens (--metrics): a host ("0.0.0.0" for every IPv4 address) and a port (0: any free one)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class RunOptions:
     specs: Tuple[str, ...]
     pid: Optional[int] = None
@@ -37,6 +48,7 @@ class RunOptions:
     top: Optional[int] = None  # --top: each function's N most counted keys shown, the rest counted
     interval_s: Optional[float] = None  # --interval: a report every SECONDS, of the calls since the last
     max_keys: int = 10240  # --max-keys: distinct keys the kernel's hash holds
+    metrics: Optional[ListenAt] = None  # --metrics: where to serve Prometheus metrics
     zeros: bool = False  # text: show struct members that are all zero
     compact: bool = False  # text: one line per record
     backend: str = "auto"  # functions by "fentry", "kprobe", or "auto": fentry where the kernel takes it

@@ -481,11 +481,12 @@ def attach_counting(
     duration_s: Optional[float],
     quiet: bool,
     err: TextIO,
-) -> ProgramMaps:
+    serving: Optional[str] = None,
+) -> Tuple[ProgramMaps, Attached]:
     """For the loops that count in the kernel (--summary, --count-by): the maps made, every probe
     attached and detached by `stack` (saying so), `stop` (a StopFlag) armed, and the ready line
-    said unless `quiet`. Until `stop` is armed a signal ends ksnoop at once
-    (stopping.exit_on_signals); from then on the loop drains and reports."""
+    said unless `quiet` (with where metrics are `serving`, if they are). Until `stop` is armed a
+    signal ends ksnoop at once (stopping.exit_on_signals); from then on the loop drains and reports."""
     from ksnoop.run.describe import ready_line
 
     btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
@@ -494,6 +495,6 @@ def attach_counting(
     stack.callback(say_detaching, attached.links, err)
     stop.arm()
     if not quiet:
-        err.write(ready_line(resolved, attached.labels, duration_s, summary=True) + "\n")
+        err.write(ready_line(resolved, attached.labels, duration_s, summary=True, serving=serving) + "\n")
         err.flush()
-    return maps
+    return maps, attached

@@ -1,17 +1,20 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The summary loop: the programs count calls, errors and latency into per-CPU counters (no ring
-buffer); at the time limit, a stop signal the counters are summed over CPUs and printed."""
+buffer); at the time limit, a stop signal the counters are summed over CPUs and printed. With
+--metrics they are served instead, read at each scrape (ksnoop.run.exporter), and nothing is
+printed."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 import time
-from typing import Dict, List, Protocol, TextIO, Tuple
+from typing import Any, Dict, List, Protocol, TextIO, Tuple
 
 from bpf.codegen import MapRole, Program
 
 from ksnoop.run.describe import say_summary
+from ksnoop.run.exporter import open_exporter
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
 from ksnoop.run.runner import attach_counting
@@ -35,12 +38,43 @@ def run_summary(
     # Its handlers stay till the end: a signal while detaching does not cut the summary.
     with stop.installed(armed=False):
         with contextlib.ExitStack() as stack:
-            maps = attach_counting(stack, resolved, programs, stop, options.duration_s, options.quiet, err)
+            exporter = open_exporter(stack, options.metrics)
+            maps, attached = attach_counting(
+                stack,
+                resolved,
+                programs,
+                stop,
+                options.duration_s,
+                options.quiet,
+                err,
+                exporter.url if exporter else None,
+            )
             counts = maps.shared(MapRole.COUNTS)
+            if exporter is not None:
+                probes = len(attached.labels)
+                exporter.collector.serve(lambda: metric_families(resolved, counts, probes))
+                stack.callback(exporter.collector.close)
             totals = count_until_stopped(resolved, counts, options, stop)
-        summary = report(totals, options, out)
+        if options.metrics is not None:
+            summary = Summary(0, 0, calls=sum(c.calls for c in totals))
+        else:
+            summary = report(totals, options, out)
         say_summary(summary, err)
         return summary
+
+
+def read_totals(resolved: ResolvedTrace, counts: AllPerCPUValues) -> List[FunctionCounts]:
+    """Each counted function's counters, summed over CPUs, as they are now."""
+    every = counts.lookup_all_percpu()  # one system call for a glob's hundreds of keys
+    keys = len(counted(resolved))
+    return sum_counters(resolved, {key: every.get(key.to_bytes(4, sys.byteorder), []) for key in range(keys)})
+
+
+def metric_families(resolved: ResolvedTrace, counts: AllPerCPUValues, probes: int) -> List[Any]:
+    """--metrics: the counters as they are now, and ksnoop's health."""
+    from ksnoop.output.metrics import Health, health_families, summary_families
+
+    return summary_families(read_totals(resolved, counts)) + health_families(Health(probes))
 
 
 def count_until_stopped(
@@ -48,13 +82,11 @@ def count_until_stopped(
 ) -> List[FunctionCounts]:
     """Wait for the time limit or `stop`, then sum each key's per-CPU counters (`counts`: the
     COUNTS map while the programs are attached)."""
-    keys = len(counted(resolved))
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
     while not stop and (deadline is None or time.monotonic() < deadline):
         remaining = POLL_INTERVAL_S if deadline is None else deadline - time.monotonic()
         time.sleep(max(0.0, min(POLL_INTERVAL_S, remaining)))
-    every = counts.lookup_all_percpu()  # one system call for a glob's hundreds of keys
-    return sum_counters(resolved, {key: every.get(key.to_bytes(4, sys.byteorder), []) for key in range(keys)})
+    return read_totals(resolved, counts)
 
 
 def report(totals: List[FunctionCounts], options: RunOptions, out: TextIO) -> Summary:

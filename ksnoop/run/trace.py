@@ -19,6 +19,7 @@ from ksnoop.run.aggregate_loop import run_aggregate
 from ksnoop.run.backend import BACKENDS, choose_backend
 from ksnoop.run.cgroups import cgroup_by_id, cgroup_by_path
 from ksnoop.run.describe import write_notes
+from ksnoop.run.exporter import require_prometheus_client
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import run_records
 from ksnoop.run.runner import require_privileges
@@ -36,8 +37,18 @@ __all__ = ["RunOptions", "Summary", "prepare", "run"]
 MAX_RINGBUF_SIZE = 1 << 31
 
 
+def implied(options: RunOptions) -> RunOptions:
+    """The options as they run: --metrics alone counts as --summary does."""
+    if options.metrics is not None and not options.aggregates and not options.summary:
+        return replace(options, summary=True)
+    return options
+
+
 def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     """Parse, resolve and generate: everything short of touching the kernel. Usage errors raise here."""
+    options = implied(options)
+    if options.metrics is not None:
+        _check_metrics(options)
     if options.pages <= 0 or options.pages & (options.pages - 1):
         raise UsageError(f"--pages {options.pages}: the ring buffer size must be a power of two pages")
     if options.pages * mmap.PAGESIZE > MAX_RINGBUF_SIZE:  # the map's max_entries is a u32
@@ -115,6 +126,18 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     return resolved, programs
 
 
+def _check_metrics(options: RunOptions) -> None:
+    """UsageError for options that do not go with --metrics; prometheus_client must be there."""
+    for given, option, why in (
+        (options.call_path, "-s", "shows the calls of one path"),
+        (options.count is not None, "--count", "stops after N records, and metrics are counts: use --duration"),
+        (options.kstack_depth > 0, "--kstack", "shows a stack per record, and metrics are counts"),
+    ):
+        if given:
+            raise UsageError(f"{option} {why} (--metrics serves counts of calls)")
+    require_prometheus_client()
+
+
 def _check_aggregation(options: RunOptions) -> None:
     """UsageError for options that do not go with --count-by / --hist, or need them."""
     if not options.aggregates:
@@ -148,6 +171,7 @@ def _cgroup(options: RunOptions) -> Optional[CgroupFilter]:
 
 def run(options: RunOptions, out: TextIO, err: TextIO) -> Summary:
     """Trace until the count, the time limit, SIGINT or SIGTERM; RuntimeFailure on kernel trouble."""
+    options = implied(options)
     resolved, programs = prepare(options)
     write_notes(resolved, programs, options.verbose, err)
     require_privileges("tracing")
