@@ -193,7 +193,7 @@ def _bounds(used: Iterable[Mapping[int, int]], seconds: bool) -> List[Tuple[int,
                 numbered.add(k)
     out: List[Tuple[int, str]] = []
     if negative:
-        out.append((HIST_NEGATIVE, "-1"))
+        out.append((HIST_NEGATIVE, _le(-1)))
     if numbered:
         for k in range(min(numbered), max(numbered) + 1):
             top = (1 << k) - 1  # the largest integer bucket k holds
