@@ -29,6 +29,7 @@ BENCHMARKS = {
     "dump_struct": 5,
     "endings": 200,
     "aggregate": 7,
+    "metrics": 21,
 }
 
 

@@ -9,6 +9,7 @@ every --interval if one is given."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, TextIO
@@ -79,7 +80,11 @@ class MetricsReader:
         labels = [key.text for key in request.keys()]
         renders = key_renders(resolved, labels, "label")
         self._metrics = AggregateMetrics.of(labels, hist.text if hist is not None else None, renders)
-        self._decoders = key_decoders(resolved)
+        # Keys stay in the hash till ksnoop exits: each is decoded at its first scrape, then remembered.
+        self._decoders = {
+            function: (label, functools.lru_cache(maxsize=health.max_keys)(decode))
+            for function, (label, decode) in key_decoders(resolved).items()
+        }
         self._aggregates, self._drops, self._health = aggregates, drops, health
         self._hist = hist is not None
 
