@@ -5,6 +5,7 @@ the tracer a whole process tracing every task (no pid filter), side by side:
   untraced
   ksnoop trace --summary --calls-only tp:sys_enter    ksnoop's cheapest count: one per-CPU counter
   ksnoop trace --count-by comm tp:sys_enter           a count per comm in a PERCPU_HASH
+  ksnoop trace --metrics 127.0.0.1:0 --count-by comm tp:sys_enter    the same, served to Prometheus
   bpftrace -e 'tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }'
 
 Each tracer is started on the other CPU, waited for until it is attached (ksnoop: its ready line
@@ -78,6 +79,7 @@ def _tracers() -> Tuple[Dict[str, Optional[List[str]]], Dict[str, str], str]:
         "untraced": None,
         "ksnoop_summary_calls_only": _ksnoop("--summary", "--calls-only", SPEC),
         "ksnoop_count_by_comm": _ksnoop("--count-by", "comm", SPEC),
+        "ksnoop_count_by_comm_metrics": _ksnoop("--metrics", "127.0.0.1:0", "--count-by", "comm", SPEC),
         "bpftrace_count_by_comm": bpftrace,
     }
     shown = {
@@ -267,6 +269,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         **tracers,
         "count_by_over_summary_calls_only": round(count_by / added["ksnoop_summary_calls_only"], 2),
         "count_by_over_bpftrace": round(count_by / added["bpftrace_count_by_comm"], 2),
+        # --metrics reads the same maps from userspace: the programs, and so the per-call cost, are --count-by's.
+        "metrics_added_ns_over_count_by": round(added["ksnoop_count_by_comm_metrics"] / count_by, 2),
         # The program's maps as generated, and the maps the running process held: no ring either way.
         "count_by_ringbuf_maps_generated": ringbufs,
         "count_by_records_through_ringbuf": ringbufs + tracers["ksnoop_count_by_comm"]["ringbuf_maps_held"] > 0,
