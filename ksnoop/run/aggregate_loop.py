@@ -19,7 +19,6 @@ from bpf.codegen import MapRole, Program
 from ksnoop.output.aggregate_text import AggregateFormatter, Report
 from ksnoop.run.aggregate import AggregateRequest, Dropped, counts_by_key, dropped, key_decoders, key_totals
 from ksnoop.run.describe import say_summary
-from ksnoop.run.exporter import open_exporter
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
 from ksnoop.run.runner import attach_counting
@@ -119,17 +118,8 @@ def run_aggregate(
     # Its handlers stay till the end: a signal while detaching does not cut the last report.
     with stop.installed(armed=False):
         with contextlib.ExitStack() as stack:
-            exporter = open_exporter(stack, options.metrics)
-            maps, attached = attach_counting(
-                stack,
-                resolved,
-                programs,
-                stop,
-                options.duration_s,
-                options.quiet,
-                err,
-                exporter.url if exporter else None,
-            )
+            counting = attach_counting(stack, resolved, programs, stop, options, err)
+            maps, attached, exporter = counting.maps, counting.attached, counting.exporter
             aggregates, drops = maps.shared(MapRole.AGGREGATE), maps.shared(MapRole.AGGREGATE_DROPS)
             counts = Counts(resolved, aggregates, drops, hist=bool(options.hist))
             if exporter is not None:

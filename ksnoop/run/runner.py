@@ -42,6 +42,7 @@ from btf.sources import loaded_modules
 
 from ksnoop.errors import NotPermitted, NotTraceable, Refused, RuntimeFailure, VerifierRejected
 from ksnoop.sanitize import sanitize
+from ksnoop.run.options import RunOptions
 from ksnoop.spec.resolve import ResolvedTrace
 
 log = logging.getLogger(__name__)
@@ -473,28 +474,39 @@ def attach_all(
     return Attached(links, labels - left_out)
 
 
+@dataclass(frozen=True)
+class Counting:
+    """What attach_counting set up: the maps, what was attached, and the metrics server if any."""
+
+    maps: ProgramMaps
+    attached: Attached
+    exporter: Optional[Any]  # ksnoop.run.exporter.Exporter with --metrics
+
+
 def attach_counting(
     stack: contextlib.ExitStack,
     resolved: ResolvedTrace,
     programs: Tuple[Program, ...],
     stop: Any,
-    duration_s: Optional[float],
-    quiet: bool,
+    options: RunOptions,
     err: TextIO,
-    serving: Optional[str] = None,
-) -> Tuple[ProgramMaps, Attached]:
-    """For the loops that count in the kernel (--summary, --count-by): the maps made, every probe
-    attached and detached by `stack` (saying so), `stop` (a StopFlag) armed, and the ready line
-    said unless `quiet` (with where metrics are `serving`, if they are). Until `stop` is armed a
-    signal ends ksnoop at once (stopping.exit_on_signals); from then on the loop drains and reports."""
+) -> Counting:
+    """For the loops that count in the kernel (--summary, --count-by): with --metrics the server
+    listening first (an address it cannot have ends ksnoop with nothing attached), the maps made,
+    every probe attached and detached by `stack` (saying so), `stop` (a StopFlag) armed, and the
+    ready line said unless --quiet (with where metrics are served). Until `stop` is armed a signal
+    ends ksnoop at once (stopping.exit_on_signals); from then on the loop drains and reports."""
     from ksnoop.run.describe import ready_line
+    from ksnoop.run.exporter import open_exporter
 
+    exporter = open_exporter(stack, options.metrics)
     btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
     maps = create_maps(stack, programs)
     attached = attach_all(stack, resolved, programs, maps, btf_obj_fds, err)
     stack.callback(say_detaching, attached.links, err)
     stop.arm()
-    if not quiet:
-        err.write(ready_line(resolved, attached.labels, duration_s, summary=True, serving=serving) + "\n")
+    if not options.quiet:
+        serving = exporter.url if exporter is not None else None
+        err.write(ready_line(resolved, attached.labels, options.duration_s, summary=True, serving=serving) + "\n")
         err.flush()
-    return maps, attached
+    return Counting(maps, attached, exporter)

@@ -14,7 +14,6 @@ from typing import Any, Dict, List, Protocol, TextIO, Tuple
 from bpf.codegen import MapRole, Program
 
 from ksnoop.run.describe import say_summary
-from ksnoop.run.exporter import open_exporter
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
 from ksnoop.run.runner import attach_counting
@@ -38,17 +37,8 @@ def run_summary(
     # Its handlers stay till the end: a signal while detaching does not cut the summary.
     with stop.installed(armed=False):
         with contextlib.ExitStack() as stack:
-            exporter = open_exporter(stack, options.metrics)
-            maps, attached = attach_counting(
-                stack,
-                resolved,
-                programs,
-                stop,
-                options.duration_s,
-                options.quiet,
-                err,
-                exporter.url if exporter else None,
-            )
+            counting = attach_counting(stack, resolved, programs, stop, options, err)
+            maps, attached, exporter = counting.maps, counting.attached, counting.exporter
             counts = maps.shared(MapRole.COUNTS)
             if exporter is not None:
                 probes = len(attached.labels)
