@@ -399,7 +399,7 @@ def trace(
             click_type=ListenAddress(),
             help="Serve the counts as Prometheus metrics on HOST:PORT/metrics (:PORT for every address, port 0 "
             "for any free one) until Ctrl-C or SIGTERM, instead of printing them: --summary's (the default) or "
-            "--count-by/--hist's, read from the kernel at each scrape. Needs pip install 'ksnoop[metrics]'.",
+            "--count-by/--hist's, read from the kernel at each scrape. Needs pip install 'ksnoop\\[metrics]'.",
         ),
     ] = None,
     call_path: Annotated[
