@@ -131,6 +131,7 @@ def test_a_fentry_fexit_shaped_pair_counts_calls_and_latency(kernel: KernelBTF) 
                 tx.sendto(b"d" * 100, dead_end)
         time.sleep(0.05)  # the drop happens in softirq, maybe on another CPU
         links.close()
-        calls, errors, *buckets = _totals(counts, 0)
+        calls, errors, *buckets, duration_sum = _totals(counts, 0)
     assert calls >= 3 and errors == 0 and sum(buckets) == calls
     assert not any(buckets[30:])  # under a second between two programs on one tracepoint
+    assert duration_sum > 0 and duration_sum < (1 << 30) * calls  # the durations summed, each under a second
