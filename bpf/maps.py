@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import struct
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -130,23 +131,42 @@ class Map(FdOwner):
         BPF_MAP_LOOKUP_BATCH: one system call for an array's whole counters, where a glob's
         hundreds of keys one at a time cost a call each. (Batch lookup came in v5.6, before the
         ring buffer every trace needs.)"""
-        if not self.is_percpu:
-            raise TypeError("lookup_all_percpu() of a map that is not per-CPU")
         element = self._value_buffer_size()
+        found: dict[bytes, list[bytes]] = {}
+        for keys, values, got in self._batches():
+            for n in range(got):
+                found[keys[n]] = self._per_cpu(values[n * element : (n + 1) * element])
+        return found
+
+    def sum_all_percpu(self) -> dict[bytes, int]:
+        """Every element of a per-CPU map of one u64 each (a counter), key -> its sum over the
+        CPUs. As lookup_all_percpu, without a list of bytes per key: a --metrics scrape reads
+        10,000 keys."""
+        if self.value_size != 8:
+            raise TypeError(f"sum_all_percpu() of map {self.name!r}: its value is {self.value_size} bytes, not a u64")
+        per_element = struct.Struct(f"={self._value_buffer_size() // 8}Q")
+        found: dict[bytes, int] = {}
+        for keys, values, got in self._batches():
+            found.update(zip(keys, map(sum, per_element.iter_unpack(values[: got * per_element.size]))))
+        return found
+
+    def _batches(self) -> Iterator[tuple[list[bytes], bytes, int]]:
+        """The whole per-CPU map in BPF_MAP_LOOKUP_BATCH batches: each batch's keys, its values
+        (each element's per-CPU values, as lookup_percpu's buffer holds them) and how many."""
+        if not self.is_percpu:
+            raise TypeError("a whole-map lookup of a map that is not per-CPU")
         count = max(1, self.max_entries)
         keys = ctypes.create_string_buffer(self.key_size * count)
-        values = ctypes.create_string_buffer(element * count)
+        values = ctypes.create_string_buffer(self._value_buffer_size() * count)
         out_batch = ctypes.create_string_buffer(max(self.key_size, 8))
-        found: dict[bytes, list[bytes]] = {}
         in_batch: ctypes.Array[ctypes.c_char] | None = None
+        size = self.key_size
         while True:
             got, done = syscall.map_lookup_batch(self.fd, in_batch, out_batch, keys, values, count)
-            raw_keys, raw_values = keys.raw, values.raw
-            for n in range(got):
-                key = raw_keys[n * self.key_size : (n + 1) * self.key_size]
-                found[key] = self._per_cpu(raw_values[n * element : (n + 1) * element])
+            raw_keys = keys.raw
+            yield [raw_keys[n * size : (n + 1) * size] for n in range(got)], values.raw, got
             if done or got == 0:
-                return found
+                return
             in_batch = ctypes.create_string_buffer(out_batch.raw, len(out_batch))
 
     def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:

@@ -15,7 +15,7 @@ same buckets, from the lowest to the highest any of them has used (they only wid
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -126,6 +126,11 @@ class AggregateMetrics:
     labels: Tuple[str, ...]
     hist: Optional[str]  # the --hist expression as given ("skb->len", "duration")
     renders: Mapping[int, Tuple[Render, ...]]  # per function number: aggregate_text.key_renders(..., "label")
+    # Each series' label values, rendered at its first scrape: a key stays in the hash (so in every
+    # scrape) until ksnoop exits, and rendering 10,000 of them again would be most of a scrape.
+    _rendered: Dict[Tuple[int, Tuple[object, ...]], List[str]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def of(
@@ -152,7 +157,7 @@ class AggregateMetrics:
         for label, n in per_function.items():
             calls.add_metric([label], n)
         out: List[Metric] = [calls]
-        rows = [(t, [t.label, *self._values(t)]) for t in totals]
+        rows = [(t, self._label_values(t)) for t in totals]
         if self.labels:
             by_key = CounterMetricFamily(
                 self.counter_name(), f"Calls counted per {', '.join(self.labels)}.", labels=labels
@@ -170,8 +175,14 @@ class AggregateMetrics:
             out.append(histogram)
         return out
 
-    def _values(self, total: KeyTotal) -> List[str]:
-        return [render(v) for render, v in zip(self.renders[total.function], total.values)]
+    def _label_values(self, total: KeyTotal) -> List[str]:
+        """`func`'s value, then the key's."""
+        series = (total.function, total.values)
+        values = self._rendered.get(series)
+        if values is None:
+            renders = self.renders[total.function]
+            values = self._rendered[series] = [total.label, *(r(v) for r, v in zip(renders, total.values))]
+        return values
 
 
 # ---- buckets: --hist's numbering (bpf.plan): 0 holds 0, k >= 1 holds [2**(k-1), 2**k), HIST_NEGATIVE

@@ -54,7 +54,6 @@ DEFAULT_MAX_KEYS = 10240
 # A char pointer's text in a key takes what the other values leave of its bytes, shared by the
 # strings, but at least this much.
 MIN_KEY_STRING = 8
-_U64 = struct.Struct("=Q")
 _DROPS = struct.Struct("=QQ")
 _FUNCTION = struct.Struct("=I")
 
@@ -85,7 +84,7 @@ def _parsed(option: str, text: str) -> Tuple[ValueExpr, ...]:
         raise SpecError(f"{option}: {err.reason}", err.text, err.position) from None
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: a --metrics scrape makes one per key, 10,000 of them, and frozen takes 4x as long
 class KeyTotal:
     """One function's count for one key (all its buckets), over every CPU."""
 
@@ -409,11 +408,6 @@ def _hist(spec: TraceSpec, expr: ValueExpr, target: Target, kind: ProbeKind) -> 
 # ---- reading back ---------------------------------------------------------------------------------
 
 
-def counts_by_key(per_cpu: Mapping[bytes, Sequence[bytes]]) -> Dict[bytes, int]:
-    """Each key's count summed over CPUs (each CPU's value a u64)."""
-    return {key: sum(_U64.unpack_from(v)[0] for v in values) for key, values in per_cpu.items()}
-
-
 def dropped(per_cpu: Sequence[bytes]) -> Dropped:
     """The AGGREGATE_DROPS value summed over CPUs."""
     calls = keys = 0
@@ -439,22 +433,28 @@ def key_totals(
 ) -> List[KeyTotal]:
     """One KeyTotal per function and key (its buckets gathered), most counted first; keys counted 0
     (in an interval, say) are left out."""
-    grouped: Dict[Tuple[int, Tuple[object, ...]], Dict[int, int]] = {}
+    counted: Dict[Tuple[int, Tuple[object, ...]], int] = {}
+    bucketed: Dict[Tuple[int, Tuple[object, ...]], Dict[int, int]] = {}
     for raw, count in counts.items():
         if not count:
             continue
         key = decoders[_FUNCTION.unpack_from(raw, AGGREGATE_FUNCTION_OFFSET)[0]][1](raw)
-        buckets = grouped.setdefault((key.function, key.values), {})
-        buckets[key.bucket] = buckets.get(key.bucket, 0) + count
+        series = (key.function, key.values)
+        counted[series] = counted.get(series, 0) + count
+        if hist:
+            buckets = bucketed.get(series)
+            if buckets is None:
+                buckets = bucketed[series] = {}
+            buckets[key.bucket] = buckets.get(key.bucket, 0) + count
     out = [
         KeyTotal(
             function,
             decoders[function][0],
             values,
-            sum(buckets.values()),
-            dict(sorted(buckets.items())) if hist else None,
+            n,
+            dict(sorted(bucketed[function, values].items())) if hist else None,
         )
-        for (function, values), buckets in grouped.items()
+        for (function, values), n in counted.items()
     ]
     out.sort(key=lambda t: (-t.count, t.label))
     return out

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, TextIO
 from bpf.codegen import MapRole, Program
 
 from ksnoop.output.aggregate_text import AggregateFormatter, Report
-from ksnoop.run.aggregate import AggregateRequest, Dropped, counts_by_key, dropped, key_decoders, key_totals
+from ksnoop.run.aggregate import AggregateRequest, Dropped, dropped, key_decoders, key_totals
 from ksnoop.run.describe import say_summary
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.record_loop import POLL_INTERVAL_S
@@ -30,9 +30,12 @@ if TYPE_CHECKING:  # prometheus_client, which ksnoop.output.metrics imports, is 
 
 
 class AllPerCPUValues(Protocol):
-    """A per-CPU map read back whole (bpf.maps.Map): key -> one value per possible CPU."""
+    """A per-CPU map read back whole (bpf.maps.Map): key -> one value per possible CPU, or (of a
+    map of u64 counters) key -> their sum."""
 
     def lookup_all_percpu(self) -> Dict[bytes, List[bytes]]: ...
+
+    def sum_all_percpu(self) -> Dict[bytes, int]: ...
 
 
 class Counts:
@@ -45,7 +48,7 @@ class Counts:
         self._dropped_before = Dropped()
 
     def since_last(self, interval: Optional[int], elapsed_s: float) -> Report:
-        now = counts_by_key(self._counts.lookup_all_percpu())
+        now = self._counts.sum_all_percpu()
         before = self._before
         delta = {key: n - before.get(key, 0) for key, n in now.items()}
         self._before = now
@@ -90,7 +93,7 @@ class MetricsReader:
     def families(self) -> List[Any]:
         from ksnoop.output.metrics import health_families
 
-        per_key = counts_by_key(self._aggregates.lookup_all_percpu())
+        per_key = self._aggregates.sum_all_percpu()
         totals = key_totals(self._decoders, per_key, self._hist)
         health = replace(self._health, dropped=dropped_so_far(self._drops), keys=len(per_key))
         return self._metrics.families(totals) + health_families(health)

@@ -85,6 +85,26 @@ def test_lookup_all_percpu_reads_what_lookup_percpu_reads(map_type: uapi.MapType
         plain.lookup_all_percpu()
 
 
+@pytest.mark.parametrize("map_type", [uapi.MapType.PERCPU_ARRAY, uapi.MapType.PERCPU_HASH])
+def test_sum_all_percpu_adds_each_keys_cpus(map_type: uapi.MapType) -> None:
+    """A map of u64 counters summed over the CPUs, as a --metrics scrape reads the counts: what
+    lookup_percpu reads of each key, added up (an array's unwritten keys 0)."""
+    ncpus = len(possible_cpus())
+    entries = 10_000
+    with Map(map_type, 4, 8, entries) as m:
+        for key in range(0, entries, 7):
+            m.update(u32.pack(key), struct.pack("=Q", key * 7919 + 1))
+        sums = m.sum_all_percpu()
+        every_key = range(entries) if map_type is uapi.MapType.PERCPU_ARRAY else range(0, entries, 7)
+        assert sorted(sums) == sorted(u32.pack(k) for k in every_key)
+        assert sum(sums.values()) == ncpus * sum(k * 7919 + 1 for k in range(0, entries, 7))
+        for key in range(0, entries, 7):
+            each = m.lookup_percpu(u32.pack(key))
+            assert sums[u32.pack(key)] == sum(struct.unpack("=Q", v)[0] for v in each) == ncpus * (key * 7919 + 1)
+    with Map(uapi.MapType.PERCPU_ARRAY, 4, 12, 1) as wide, pytest.raises(TypeError):
+        wide.sum_all_percpu()
+
+
 def test_bad_map_is_refused_with_einval() -> None:
     with pytest.raises(OSError) as e:
         Map(uapi.MapType.RINGBUF, 0, 0, 1000)  # not a power of 2

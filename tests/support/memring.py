@@ -10,6 +10,7 @@ program submitting records, a signal) or, when none is left, sleeps the timeout.
 from __future__ import annotations
 
 import struct
+import sys
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -95,3 +96,10 @@ class PerCPUArray:
         """As Map.lookup_all_percpu, for the keys some program touched (the rest read as zeros)."""
         keys = {key for vm in self.vms for key in vm.maps[_FDS[self.role]].values}
         return {key: self.lookup_percpu(key) for key in sorted(keys)}
+
+    def sum_all_percpu(self) -> Dict[bytes, int]:
+        """As Map.sum_all_percpu: each key's u64 summed over the CPUs."""
+        return {
+            key: sum(int.from_bytes(v, sys.byteorder) for v in values)
+            for key, values in self.lookup_all_percpu().items()
+        }

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """ksnoop.run.aggregate over the mini kernel: aggregate_calls (where each function is counted, what
 its key holds, every SpecError with its message and the column its caret points at in the option's
-text), and the reading back (counts_by_key, dropped, key_totals, and aggregate_loop.Counts, whose
+text), and the reading back (dropped, key_totals, and aggregate_loop.Counts, whose
 reports are the counts since the last), from raw keys and from programs run in tests/support/bpfvm.py."""
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from ksnoop.run.aggregate import (
     Dropped,
     KeyTotal,
     aggregate_calls,
-    counts_by_key,
     dropped,
     key_decoders,
     key_totals,
@@ -529,12 +528,7 @@ def _key(resolved: ResolvedTrace, function: int, *values: bytes, failed: int = 0
     return bytes(key)
 
 
-def test_counts_by_key_and_dropped_sum_every_cpu() -> None:
-    assert counts_by_key({b"a": [U64.pack(1), U64.pack(0), U64.pack(5)], b"b": [U64.pack(0)] * 3}) == {
-        b"a": 6,
-        b"b": 0,
-    }
-    assert counts_by_key({}) == {}
+def test_dropped_sums_every_cpu() -> None:
     assert dropped([struct.pack("=QQ", 3, 1), struct.pack("=QQ", 4, 2)]) == Dropped(7, 3)
     assert dropped([]) == Dropped()
 
@@ -605,9 +599,10 @@ def test_each_cpus_counts_are_summed_as_the_loop_reads_them() -> None:
     _fire(cpu1, 3)
     cpu1.comm = b"ping"
     _fire(cpu1)
-    per_cpu = PerCPUArray([cpu0, cpu1], MapRole.AGGREGATE).lookup_all_percpu()
+    aggregates = PerCPUArray([cpu0, cpu1], MapRole.AGGREGATE)
+    per_cpu = aggregates.lookup_all_percpu()
     assert sorted(len(v) for v in per_cpu.values()) == [2, 2]  # a value per CPU, zeros where untouched
-    totals = key_totals(key_decoders(TRACE), counts_by_key(per_cpu), hist=False)
+    totals = key_totals(key_decoders(TRACE), aggregates.sum_all_percpu(), hist=False)
     assert [(t.values, t.count) for t in totals] == [(("curl",), 5), (("ping",), 1)]
 
 
