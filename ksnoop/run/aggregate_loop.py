@@ -130,8 +130,7 @@ def run_aggregate(
 
                 health = Health(len(attached.labels), max_keys=options.max_keys)
                 reader = MetricsReader(resolved, request, aggregates, drops, health)
-                exporter.collector.serve(reader.families)
-                stack.callback(exporter.collector.close)
+                exporter.serve(stack, reader.families)
             start = time.monotonic()
             deadline = None if options.duration_s is None else start + options.duration_s
             next_report = None if options.interval_s is None else start + options.interval_s

@@ -42,8 +42,7 @@ def run_summary(
             counts = maps.shared(MapRole.COUNTS)
             if exporter is not None:
                 probes = len(attached.labels)
-                exporter.collector.serve(lambda: metric_families(resolved, counts, probes))
-                stack.callback(exporter.collector.close)
+                exporter.serve(stack, lambda: metric_families(resolved, counts, probes))
             totals = count_until_stopped(resolved, counts, options, stop)
         if options.metrics is not None:
             summary = Summary(0, 0, calls=sum(c.calls for c in totals))
