@@ -402,6 +402,14 @@ def trace(
             "--count-by/--hist's, read from the kernel at each scrape. Needs pip install 'ksnoop\\[metrics]'.",
         ),
     ] = None,
+    records: Annotated[
+        bool,
+        typer.Option(
+            "--records",
+            help="With --metrics: trace and print each call as without --metrics, and serve the records "
+            "printed per function and the records lost (a full ring buffer) instead of counts.",
+        ),
+    ] = False,
     call_path: Annotated[
         bool,
         typer.Option(
@@ -455,6 +463,7 @@ def trace(
         interval_s=interval,
         max_keys=max_keys,
         metrics=metrics,
+        records=records,
         zeros=zeros,
         compact=compact,
         backend=backend,

@@ -28,6 +28,7 @@ from ksnoop.run.summary import FunctionCounts
 
 PREFIX = "ksnoop_"
 FUNC_LABEL = "func"  # every family's label naming the function or tracepoint (`tp:NAME`)
+CALLS_HELP = "Calls counted, per function or tracepoint."
 _NS_PER_S = 1e9
 _NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_]+")
 
@@ -64,6 +65,7 @@ class Health:
     dropped: Optional[Dropped] = None  # --count-by/--hist: what a full hash could not count
     keys: Optional[int] = None  # --count-by/--hist: the distinct keys the hash holds
     max_keys: Optional[int] = None  # --count-by/--hist: how many it can hold
+    records_lost: Optional[int] = None  # --records: records a full ring buffer could not take
 
 
 def health_families(health: Health) -> List[Metric]:
@@ -87,6 +89,14 @@ def health_families(health: Health) -> List[Metric]:
                 value=health.dropped.calls,
             )
         )
+    if health.records_lost is not None:
+        out.append(
+            CounterMetricFamily(
+                PREFIX + "records_lost",
+                "Records lost because the ring buffer was full (-P/--pages raises its size).",
+                value=health.records_lost,
+            )
+        )
     if health.keys is not None:
         out.append(GaugeMetricFamily(PREFIX + "keys", "Distinct keys in the kernel's hash.", value=health.keys))
     if health.max_keys is not None:
@@ -98,7 +108,7 @@ def health_families(health: Health) -> List[Metric]:
 
 def summary_families(totals: Sequence[FunctionCounts]) -> List[Metric]:
     """--summary: calls, errors (negative returns) and the latency histogram per function."""
-    calls = CounterMetricFamily(PREFIX + "calls", "Calls counted, per function or tracepoint.", labels=[FUNC_LABEL])
+    calls = CounterMetricFamily(PREFIX + "calls", CALLS_HELP, labels=[FUNC_LABEL])
     errors = CounterMetricFamily(
         PREFIX + "errors", "Calls that returned a negative value, per function.", labels=[FUNC_LABEL]
     )
@@ -116,6 +126,23 @@ def summary_families(totals: Sequence[FunctionCounts]) -> List[Metric]:
             buckets = {k + 1: n for k, n in enumerate(c.buckets) if n}
             durations.add_metric([c.label], _cumulative(buckets, bounds), (c.duration_ns or 0) / _NS_PER_S)
     return [family for family in (calls, errors, durations) if family.samples]
+
+
+def record_families(labels: Sequence[str], printed: Sequence[int]) -> List[Metric]:
+    """--records: the records printed per function or tracepoint (`labels` and `printed` per
+    probe: a call traced at entry and return has two records)."""
+    return [_per_function("records", "Records printed, per function or tracepoint.", zip(labels, printed))]
+
+
+def _per_function(name: str, documentation: str, counts: Iterable[Tuple[str, int]]) -> Metric:
+    """A counter labelled by function, of `counts` (function, n) summed by function."""
+    per_function: Dict[str, int] = {}
+    for label, n in counts:
+        per_function[label] = per_function.get(label, 0) + n
+    family = CounterMetricFamily(PREFIX + name, documentation, labels=[FUNC_LABEL])
+    for label, n in per_function.items():
+        family.add_metric([label], n)
+    return family
 
 
 @dataclass(frozen=True)
@@ -150,13 +177,7 @@ class AggregateMetrics:
         key) with --hist."""
         totals = list(totals)
         labels = [FUNC_LABEL, *self.labels]
-        per_function: Dict[str, int] = {}
-        for t in totals:
-            per_function[t.label] = per_function.get(t.label, 0) + t.count
-        calls = CounterMetricFamily(PREFIX + "calls", "Calls counted, per function or tracepoint.", labels=[FUNC_LABEL])
-        for label, n in per_function.items():
-            calls.add_metric([label], n)
-        out: List[Metric] = [calls]
+        out: List[Metric] = [_per_function("calls", CALLS_HELP, ((t.label, t.count) for t in totals))]
         rows = [(t, self._label_values(t)) for t in totals]
         if self.labels:
             by_key = CounterMetricFamily(
@@ -227,6 +248,6 @@ def _cumulative(
     for k, le in bounds:
         running += buckets.get(k, 0)
         out.append((le, running))
-    total = sum(n for k, n in buckets.items()) if count is None else count
+    total = sum(buckets.values()) if count is None else count
     out.append(("+Inf", total))
     return out

@@ -105,7 +105,7 @@ def ready_line(
 ) -> str:
     """The line that says every probe is attached (`labels`: the targets attached), so that a
     script can wait for it before it starts its workload, as for bcc's "Tracing... Hit Ctrl-C";
-    `serving`: the URL of the metrics (--metrics), which then say the counts."""
+    `serving`: the URL of the metrics (--metrics), which say the counts (`summary`) or the records' (--records)."""
     labels = set(labels)
     tracepoints = sum(1 for label in labels if label.startswith(TRACEPOINT_PREFIX))
     functions = len(labels) - tracepoints
@@ -115,14 +115,15 @@ def ready_line(
     if tracepoints:
         parts.append(_plural(tracepoints, "tracepoint"))
     what = ", ".join(parts)
-    if serving is not None:
+    if serving is not None and summary:
         until = f"for {duration_s:g} s or until Ctrl-C" if duration_s is not None else "until Ctrl-C or SIGTERM"
         return f"ksnoop: counting calls of {what}; metrics at {serving} {until}"
     if summary:
         when = "at the time limit or Ctrl-C" if duration_s is not None else "at Ctrl-C"
         return f"ksnoop: counting calls of {what}; the summary comes {when}"
     until = f"stops after {duration_s:g} s or at Ctrl-C" if duration_s is not None else "Ctrl-C to stop"
-    return f"ksnoop: tracing {what}; {until}"
+    metrics = f"; metrics at {serving}" if serving is not None else ""
+    return f"ksnoop: tracing {what}{metrics}; {until}"
 
 
 def _function_probes(resolved: ResolvedTrace) -> str:

@@ -49,6 +49,7 @@ class RunOptions:
     interval_s: Optional[float] = None  # --interval: a report every SECONDS, of the calls since the last
     max_keys: int = 10240  # --max-keys: distinct keys the kernel's hash holds
     metrics: Optional[ListenAt] = None  # --metrics: where to serve Prometheus metrics
+    records: bool = False  # --records: with --metrics, print records too (and serve records per function)
     zeros: bool = False  # text: show struct members that are all zero
     compact: bool = False  # text: one line per record
     backend: str = "auto"  # functions by "fentry", "kprobe", or "auto": fentry where the kernel takes it

@@ -19,6 +19,7 @@ from ksnoop.output.formatter import Formatter
 from ksnoop.output.writer import LineWriter
 from ksnoop.run.options import RunOptions, Summary
 from ksnoop.run.describe import ready_line, say_summary
+from ksnoop.run.exporter import open_exporter
 from ksnoop.run.runner import attach_all, create_maps, module_btf_objects, raise_open_files_limit, say_detaching
 from ksnoop.run.stopping import StopFlag
 from ksnoop.spec.resolve import ResolvedTrace
@@ -70,6 +71,7 @@ def _attach_and_read(
     stop: StopFlag,
 ) -> Summary:
     with contextlib.ExitStack() as stack:
+        exporter = open_exporter(stack, options.metrics)  # first: an address it cannot have ends ksnoop here
         btf_obj_fds = module_btf_objects(stack, resolved.plan.probes)
         maps = create_maps(stack, programs)
         events, drops = maps.shared(MapRole.EVENTS), maps.shared(MapRole.DROPS)
@@ -79,17 +81,38 @@ def _attach_and_read(
             ring = stack.enter_context(RingBuffer(events.fd, resolved.plan.ringbuf_size))
         except OSError as error:  # mmap or epoll: EMFILE, ENOMEM
             raise RuntimeFailure(f"cannot map the ring buffer: {error.strerror or error}") from None
+        printed: Optional[List[int]] = None  # --metrics --records: records printed, per probe
+        if exporter is not None:
+            printed = [0] * len(resolved.plan.probes)
+            exporter.serve(stack, _metrics_reader(resolved, printed, drops, len(attached.labels)))
         # Until here a signal ends ksnoop at once (stopping.exit_on_signals); from here it drains.
         stop.arm()
         if not options.quiet:
-            err.write(ready_line(resolved, attached.labels, options.duration_s, summary=False) + "\n")
+            serving = exporter.url if exporter is not None else None
+            err.write(ready_line(resolved, attached.labels, options.duration_s, summary=False, serving=serving) + "\n")
             err.flush()
         header = formatter.header()
         if header:
             out.write(header + "\n")
             out.flush()
-        return read_records(ring, drops, lines, options, stop, out, err, call_ends(resolved.plan))
+        return read_records(ring, drops, lines, options, stop, out, err, call_ends(resolved.plan), printed)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _metrics_reader(
+    resolved: ResolvedTrace, printed: List[int], drops: PerCPUValues, probes: int
+) -> Callable[[], List[Any]]:
+    """--metrics --records: at each scrape, the records printed so far per function (`printed`, which
+    read_records counts into) and the records lost, from the kernel's drop counter."""
+    from ksnoop.output.metrics import Health, health_families, record_families
+
+    labels = [target.label for target in resolved.targets]
+
+    def families() -> List[Any]:
+        health = Health(probes, records_lost=_lost(drops))
+        return record_families(labels, list(printed)) + health_families(health)
+
+    return families
 
 
 def call_ends(plan: Plan) -> List[bool]:
@@ -147,9 +170,11 @@ def read_records(
     out: TextIO,
     err: TextIO,
     ends: Optional[List[bool]] = None,
+    printed_by_probe: Optional[List[int]] = None,
 ) -> Summary:
     """Print each record's line (`lines`: one function per probe) until the count, the duration or a
-    signal ends the trace. -n counts the records `ends` marks (call_ends; every record if None)."""
+    signal ends the trace. -n counts the records `ends` marks (call_ends; every record if None).
+    `printed_by_probe` (--metrics), if given, counts the records printed of each probe."""
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
     count_limit = options.count
     printed = counted = 0
@@ -163,6 +188,8 @@ def read_records(
         nonlocal printed, counted
         writer.add(line(record))
         printed += 1
+        if printed_by_probe is not None:
+            printed_by_probe[probe_of(record)] += 1
         if count_limit is None:
             return False
         if every_record_counts or counts[probe_of(record)]:

@@ -39,7 +39,7 @@ MAX_RINGBUF_SIZE = 1 << 31
 
 def implied(options: RunOptions) -> RunOptions:
     """The options as they run: --metrics alone counts as --summary does."""
-    if options.metrics is not None and not options.aggregates and not options.summary:
+    if options.metrics is not None and not options.aggregates and not options.summary and not options.records:
         return replace(options, summary=True)
     return options
 
@@ -47,6 +47,8 @@ def implied(options: RunOptions) -> RunOptions:
 def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     """Parse, resolve and generate: everything short of touching the kernel. Usage errors raise here."""
     options = implied(options)
+    if options.records and options.metrics is None:
+        raise UsageError("--records goes with --metrics: without it, trace prints each record anyway")
     if options.metrics is not None:
         _check_metrics(options)
     if options.pages <= 0 or options.pages & (options.pages - 1):
@@ -128,13 +130,18 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
 
 def _check_metrics(options: RunOptions) -> None:
     """UsageError for options that do not go with --metrics; prometheus_client must be there."""
-    for given, option, why in (
-        (options.call_path, "-s", "shows the calls of one path"),
-        (options.count is not None, "--count", "stops after N records, and metrics are counts: use --duration"),
-        (options.kstack_depth > 0, "--kstack", "shows a stack per record, and metrics are counts"),
-    ):
-        if given:
-            raise UsageError(f"{option} {why} (--metrics serves counts of calls)")
+    if options.records:
+        counting = "--summary" if options.summary else "--count-by" if options.count_by else "--hist"
+        if options.summary or options.aggregates:
+            raise UsageError(f"--records prints each call, and {counting} counts them: one of them per ksnoop")
+    else:
+        for given, option, why in (
+            (options.call_path, "-s", "shows the calls of one path"),
+            (options.count is not None, "--count", "stops after N records"),
+            (options.kstack_depth > 0, "--kstack", "shows a stack per record"),
+        ):
+            if given:
+                raise UsageError(f"{option} {why}, and --metrics alone serves counts: add --records to print records")
     require_prometheus_client()
 
 

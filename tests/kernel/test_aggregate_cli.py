@@ -10,6 +10,7 @@ for those names must be exactly the datagrams sent, by name, by device and by si
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,11 @@ def _send(name: str, sizes: Sequence[int], pause: float = 0.0) -> None:
 
 
 def _start(*args: str) -> subprocess.Popen:
+    return _start_ready(*args)[0]
+
+
+def _start_ready(*args: str) -> tuple[subprocess.Popen, str]:
+    """ksnoop trace ARGS, once it says it is ready: the process and its ready line."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "ksnoop", "trace", *args],
         cwd=REPO,
@@ -56,12 +62,12 @@ def _start(*args: str) -> subprocess.Popen:
         text=True,
     )
     assert proc.stderr is not None
-    wait_ready(proc.stderr)
-    return proc
+    ready, _ = wait_ready(proc.stderr)
+    return proc, ready
 
 
-def _stop(proc: subprocess.Popen) -> tuple[str, str]:
-    proc.send_signal(2)
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> tuple[str, str]:
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, err
     return out, err

@@ -17,14 +17,13 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.kernel.test_aggregate_cli import HEADERS, REPO, TIMEOUT, _send
+from tests.kernel.test_aggregate_cli import HEADERS, REPO, TIMEOUT, _send, _start_ready, _stop
 from tests.kernel.test_trace_cli import nothing_left_loaded  # noqa: F401  (a fixture)
-from tests.support.ready import wait_ready
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel", "nothing_left_loaded")]
 
@@ -33,26 +32,10 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 def _serve(*args: str) -> Tuple[subprocess.Popen, str]:
     """ksnoop trace --metrics on a free port of 127.0.0.1: (the process, once ready; its URL)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ksnoop", "trace", "--metrics", "127.0.0.1:0", *args],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    ready, _ = wait_ready(proc.stderr)
-    url = ready.split("metrics at ")[1].split()[0]
+    proc, ready = _start_ready("--metrics", "127.0.0.1:0", *args)
+    url = ready.split("metrics at ")[1].split()[0].rstrip(";")
     assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics"), ready
     return proc, url
-
-
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> Tuple[str, str]:
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 0, err
-    return out, err
 
 
 def _scrape(url: str, accept: Optional[str] = None) -> str:
@@ -95,7 +78,7 @@ def test_count_by_and_hist_served_as_counters_and_histograms() -> None:
         assert samples[("ksnoop_keys_dropped_total", ())] == 0
         assert samples[("ksnoop_keys_max", ())] == 10240
     finally:
-        out, err = _stop(proc)
+        out, err = _stop(proc, signal.SIGTERM)
     assert out == ""  # with --metrics nothing is printed unless --interval asks
     assert "calls counted" in err
 
@@ -121,7 +104,74 @@ def test_a_full_hash_is_counted_in_the_health_metrics() -> None:
         lens = _ours(samples, "ksnoop_calls_by_skb_len_total")
         assert sorted(dict(k)["skb_len"] for k in lens) == [str(300 + HEADERS), str(301 + HEADERS)]
     finally:
-        _stop(proc)
+        _stop(proc, signal.SIGTERM)
+
+
+def _scraped_until(url: str, done: Callable[[Dict], bool]) -> Dict:
+    """The samples of the first scrape `done` accepts: records are counted as the loop reads them
+    from the ring buffer, a poll interval after the kernel wrote them. The last scrape on timeout."""
+    deadline = time.monotonic() + TIMEOUT
+    samples = _samples(url)
+    while not done(samples) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        samples = _samples(url)
+    return samples
+
+
+RECORDS = ("ksnoop_records_total", (("func", "tp:net_dev_queue"),))
+LOST = ("ksnoop_records_lost_total", ())
+
+
+def test_records_are_printed_and_served_per_function() -> None:
+    sizes = [10, 20, 30, 40]
+    proc, url = _serve("--records", "-o", "json", "--comm", "ksnoop-met-r", "tp:net_dev_queue")
+    try:
+        _send("ksnoop-met-r", sizes)
+        samples = _scraped_until(url, lambda s: s.get(RECORDS, 0) >= len(sizes))
+        assert (samples[RECORDS], samples[LOST], samples[("ksnoop_probes_attached", ())]) == (len(sizes), 0, 1)
+        assert not _ours(samples, "ksnoop_calls_total")  # records, not counts: nothing counted in the kernel
+    finally:
+        out, err = _stop(proc, signal.SIGTERM)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["args"]["skb"]["len"] for r in records] == [size + HEADERS for size in sizes]
+    assert "ksnoop: 4 records" in err
+
+
+def test_records_lost_to_a_full_ring_buffer_are_served() -> None:
+    """A one-page ring buffer and a reader stopped (SIGSTOP) while a child sends more datagrams
+    than it holds: each datagram is either a record printed or a record lost, and the served
+    counters say which, as the warning on stderr does."""
+    sent = 300
+    proc, url = _serve("--records", "-P", "1", "-o", "json", "--comm", "ksnoop-met-l", "tp:net_dev_queue")
+    try:
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            _send("ksnoop-met-l", [1] * sent)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        samples = _scraped_until(url, lambda s: s.get(RECORDS, 0) + s.get(LOST, 0) >= sent)
+    finally:
+        out, err = _stop(proc, signal.SIGTERM)
+    printed, lost = samples[RECORDS], samples[LOST]
+    assert printed + lost == sent and lost > 0, (printed, lost)
+    assert len(out.splitlines()) == printed
+    warned = sum(int(line.split()[2]) for line in err.splitlines() if line.startswith("ksnoop: lost "))
+    assert warned == lost, err
+
+
+def test_records_go_with_metrics_and_not_with_counting() -> None:
+    alone = _ksnoop("--records", "tp:net_dev_queue")
+    assert (alone.returncode, alone.stderr) == (
+        2,
+        "ksnoop: error: --records goes with --metrics: without it, trace prints each record anyway\n",
+    )
+    both = _ksnoop("--metrics", "127.0.0.1:0", "--records", "--count-by", "comm", "tp:net_dev_queue")
+    assert (both.returncode, both.stderr) == (
+        2,
+        "ksnoop: error: --records prints each call, and --count-by counts them: one of them per ksnoop\n",
+    )
+    count = _ksnoop("--metrics", "127.0.0.1:0", "-n", "3", "tp:net_dev_queue")
+    assert count.returncode == 2 and "add --records to print records" in count.stderr
 
 
 def test_a_scrape_while_stopping_gets_a_whole_page_or_none() -> None:
@@ -144,7 +194,7 @@ def test_a_scrape_while_stopping_gets_a_whole_page_or_none() -> None:
         t.start()
     time.sleep(1.0)
     try:
-        _stop(proc)
+        _stop(proc, signal.SIGTERM)
     finally:
         done.set()
         for t in threads:
@@ -270,4 +320,4 @@ def test_a_real_prometheus_scrapes_the_counts() -> None:
         finally:
             server.terminate()
             server.wait(TIMEOUT)
-            _stop(proc)
+            _stop(proc, signal.SIGTERM)

@@ -11,7 +11,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bpf.plan import HIST_NEGATIVE, HIST_UNREADABLE, LATENCY_BUCKETS
-from ksnoop.output.metrics import AggregateMetrics, Health, health_families, label_names, summary_families
+from ksnoop.output.metrics import (
+    AggregateMetrics,
+    Health,
+    health_families,
+    label_names,
+    record_families,
+    summary_families,
+)
 from ksnoop.run.aggregate import Dropped, KeyTotal
 from ksnoop.run.options import ListenAt
 from ksnoop.run.summary import FunctionCounts
@@ -75,6 +82,23 @@ def test_counts_by_key_are_a_counter_with_a_label_per_value() -> None:
     assert samples[("ksnoop_calls_total", (("func", "f"),))] == 7
 
 
+def test_each_scrape_counts_anew_with_the_labels_rendered_once() -> None:
+    rendered = []
+
+    def render(value: object) -> str:
+        rendered.append(value)
+        return f"<{value}>"
+
+    metrics = AggregateMetrics.of(["comm"], None, {0: (render,)})
+    first = _samples(metrics.families([KeyTotal(0, "f", ("a",), 1)]))
+    second = _samples(metrics.families([KeyTotal(0, "f", ("a",), 4), KeyTotal(0, "f", ("b",), 2)]))
+    series = "ksnoop_calls_by_comm_total"
+    assert first[(series, (("comm", "<a>"), ("func", "f")))] == 1
+    assert second[(series, (("comm", "<a>"), ("func", "f")))] == 4
+    assert second[(series, (("comm", "<b>"), ("func", "f")))] == 2
+    assert rendered == ["a", "b"]  # each key's values rendered at its first scrape only
+
+
 def test_a_value_histogram_has_the_same_buckets_in_every_series() -> None:
     # --hist numbering: 0 holds 0, k holds [2**(k-1), 2**k).
     totals = [
@@ -102,6 +126,17 @@ def test_health() -> None:
         ("ksnoop_calls_dropped_total", ()): 5,
         ("ksnoop_keys", ()): 10,
         ("ksnoop_keys_max", ()): 10,
+    }
+
+
+def test_records_per_function_and_records_lost() -> None:
+    # Per probe: a function's entry and return probes, and a tracepoint.
+    samples = _samples(record_families(["f", "f", "tp:t"], [3, 2, 7]) + health_families(Health(2, records_lost=4)))
+    assert samples == {
+        ("ksnoop_records_total", (("func", "f"),)): 5,
+        ("ksnoop_records_total", (("func", "tp:t"),)): 7,
+        ("ksnoop_probes_attached", ()): 2,
+        ("ksnoop_records_lost_total", ()): 4,
     }
 
 
