@@ -83,12 +83,15 @@ def test_count_by_and_hist_served_as_counters_and_histograms() -> None:
     assert "calls counted" in err
 
 
-def test_metrics_alone_count_as_summary_does() -> None:
-    proc, url = _serve("--comm", "ksnoop-met-s", "tp:net_dev_queue")
+def test_metrics_alone_count_as_summary_does_for_every_spec() -> None:
+    proc, url = _serve("--comm", "ksnoop-met-s", "tp:net_dev_queue", "tp:net_dev_xmit")
     try:
         _send("ksnoop-met-s", [10, 20, 30])
         samples = _samples(url)
+        # Each datagram is queued to loopback, then handed to its driver: once each.
         assert samples[("ksnoop_calls_total", (("func", "tp:net_dev_queue"),))] == 3
+        assert samples[("ksnoop_calls_total", (("func", "tp:net_dev_xmit"),))] == 3
+        assert samples[("ksnoop_probes_attached", ())] == 2
     finally:
         _stop(proc, signal.SIGINT)
 
