@@ -58,6 +58,7 @@ class MapRole(enum.Enum):
     AGGREGATE = "aggregate"  # aggregation mode: a PERCPU_HASH key (AggregateLayout) -> u64 count
     AGGREGATE_DROPS = "aggregate_drops"  # a PERCPU_ARRAY of one value: calls and keys a full hash dropped
     AGGREGATE_OVERFLOW = "aggregate_overflow"  # a HASH of the keys a full hash dropped, to count them once
+    TEXT = "text"  # the kernel text reader: an ARRAY of one TEXT_CHUNK, what the last read read
 
 
 class Sharing(enum.Enum):
@@ -1028,6 +1029,35 @@ def _words(data: bytes) -> List[int]:
 
 
 # ---- iterator programs (ksnoop dump) ----------------------------------------------------------
+
+
+# The most kernel text one run of the reader takes: a page, more than most functions.
+TEXT_CHUNK = 4096
+
+
+def generate_text_reader() -> Program:
+    """The kernel text reader: a raw tracepoint program that is never attached, run by
+    BPF_PROG_TEST_RUN with (address, size) as its context (templates.TEXT_ADDRESS_ARG and
+    TEXT_SIZE_ARG). It reads that many bytes of kernel memory (at most TEXT_CHUNK) into its map's
+    value and returns bpf_probe_read_kernel's result, or -EINVAL for a size over TEXT_CHUNK."""
+    asm = _Assembler()
+    asm.emit(tpl.PROLOGUE)
+    asm.emit(tpl.READ_KERNEL_TEXT, chunk=TEXT_CHUNK, out="out")
+    asm.label("out")
+    asm.emit(tpl.RETURN_EINVAL)
+    spec = MapSpec(MapRole.TEXT, uapi.MapType.ARRAY, 4, TEXT_CHUNK, 1, Sharing.PLAN, name="ksnoop_text")
+    return Program(
+        name="ksnoop_text",
+        insns=asm.assemble(),
+        map_slots=tuple(asm.map_slots),
+        maps=(spec,),
+        prog_type=ProgType.RAW_TRACEPOINT,
+        expected_attach_type=AttachType.UNSPEC,
+        attach_btf_id=0,
+        module="",
+        layout=RecordLayout((), 0, False),
+        sections=tuple(asm.sections),
+    )
 
 
 def _iter_program(plan: Plan, probe_index: int) -> Program:

@@ -129,6 +129,16 @@ class LoadedProgram(FdOwner):
         syscall.obj_get_info_by_fd(self.fd, info)
         return decode(buf.raw[: int(info.xlated_prog_len)])
 
+    def jited_image(self) -> bytes:
+        """The machine code the JIT made of the program (empty where the kernel hides it or interprets)."""
+        size = int(self.info().jited_prog_len)
+        buf = ctypes.create_string_buffer(size)
+        info = syscall.bpf_prog_info()
+        info.jited_prog_len = size
+        info.jited_prog_insns = ctypes.addressof(buf)
+        syscall.obj_get_info_by_fd(self.fd, info)
+        return buf.raw[: int(info.jited_prog_len)]
+
     def xlated_listing(self) -> list[str]:
         """xlated_insns() in bpftool notation (map loads shown as map[id:N])."""
         return format_insns(self.xlated_insns(), map_ref=MAP_REF_ID)

@@ -197,6 +197,27 @@ class enable_stats_attr(ctypes.Structure):
     _fields_ = [("type", _u32)]
 
 
+class test_run_attr(ctypes.Structure):
+    """bpf_attr.test for BPF_PROG_TEST_RUN."""
+
+    _fields_ = [
+        ("prog_fd", _u32),
+        ("retval", _u32),
+        ("data_size_in", _u32),
+        ("data_size_out", _u32),
+        ("data_in", _u64),
+        ("data_out", _u64),
+        ("repeat", _u32),
+        ("duration", _u32),
+        ("ctx_size_in", _u32),
+        ("ctx_size_out", _u32),
+        ("ctx_in", _u64),
+        ("ctx_out", _u64),
+        ("flags", _u32),
+        ("cpu", _u32),
+    ]
+
+
 class bpf_attr(ctypes.Union):
     """union bpf_attr, padded to BPF_ATTR_SIZE zeroed bytes."""
 
@@ -211,6 +232,7 @@ class bpf_attr(ctypes.Union):
         ("link_create", link_create_attr),
         ("iter_create", iter_create_attr),
         ("enable_stats", enable_stats_attr),
+        ("test", test_run_attr),
         ("_bytes", ctypes.c_uint8 * BPF_ATTR_SIZE),
     ]
 
@@ -648,6 +670,18 @@ def iter_create(link_fd: int) -> int:
     attr = bpf_attr()
     attr.iter_create.link_fd = link_fd
     return bpf(Cmd.ITER_CREATE, attr)
+
+
+def prog_test_run(prog_fd: int, ctx_in: bytes) -> int:
+    """BPF_PROG_TEST_RUN of a program that takes a context alone (a raw tracepoint's: its u64
+    arguments); returns the program's return value, as the u32 the kernel hands back."""
+    ctx = ctypes.create_string_buffer(ctx_in, len(ctx_in))
+    attr = bpf_attr()
+    attr.test.prog_fd = prog_fd
+    attr.test.ctx_size_in = len(ctx_in)
+    attr.test.ctx_in = _addr(ctx)
+    bpf(Cmd.PROG_TEST_RUN, attr)
+    return int(attr.test.retval)
 
 
 def enable_stats(stats_type: int) -> int:

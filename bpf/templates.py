@@ -1156,6 +1156,37 @@ PATH_FORGET = Template(
     (*_keyed_call(Helper.map_delete_elem, "path", STACK_PATH_KEY),),
 )
 
+# The kernel text reader (codegen.generate_text_reader) is a raw tracepoint program that is never
+# attached: BPF_PROG_TEST_RUN runs it with a context of these u64s.
+TEXT_ADDRESS_ARG, TEXT_SIZE_ARG = 0, 1
+
+READ_KERNEL_TEXT = Template(
+    "read_kernel_text",
+    "bpf_probe_read_kernel(the `text` map's value, ctx[TEXT_SIZE_ARG] bytes, from ctx[TEXT_ADDRESS_ARG]) "
+    "and returns its result (0, or a negative errno); to `out` when there is no value or the size "
+    "is over CONST `chunk` (the value's size, which bounds the read for the verifier); uses STACK_PTR",
+    (
+        T(i.st_mem(4, R10, STACK_PTR, 0)),
+        *_keyed_call(Helper.map_lookup_elem, "text", STACK_PTR),
+        T(i.jmp_imm(JEQ, R0, 0, 0), off="out"),
+        T(i.mov64_reg(R1, R0)),
+        T(i.ldx_mem(8, R2, CTX, 8 * TEXT_SIZE_ARG)),
+        T(i.jmp_imm(uapi.BPF_JGT, R2, 0, 0), imm="chunk", off="out"),
+        T(i.ldx_mem(8, R3, CTX, 8 * TEXT_ADDRESS_ARG)),
+        T(i.call(Helper.probe_read_kernel)),
+        T(i.exit_()),
+    ),
+)
+
+RETURN_EINVAL = Template(
+    "return_einval",
+    "returns -EINVAL",
+    (
+        T(i.mov64_imm(R0, -22)),
+        T(i.exit_()),
+    ),
+)
+
 EXIT = Template(
     "exit",
     "returns 0",

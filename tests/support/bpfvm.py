@@ -44,13 +44,14 @@ _FDS = {
     MapRole.AGGREGATE: 8,
     MapRole.AGGREGATE_DROPS: 9,
     MapRole.AGGREGATE_OVERFLOW: 10,
+    MapRole.TEXT: 11,
 }
 # Maps keyed by a u64 (pid_tgid); the others are arrays, keyed by a u32 index.
 _U64_KEYS = (MapRole.STASH, MapRole.PATH)
 _ARRAYS = (MapRole.DROPS, MapRole.SCRATCH, MapRole.COUNTS, MapRole.PATH_ZERO)
 # Maps made as a program's MapSpec says (key and value size, capacity, array or hash) when a
 # program that uses one first runs; the other roles' sizes are the VM's arguments.
-_FROM_SPEC = (MapRole.AGGREGATE, MapRole.AGGREGATE_DROPS, MapRole.AGGREGATE_OVERFLOW)
+_FROM_SPEC = (MapRole.AGGREGATE, MapRole.AGGREGATE_DROPS, MapRole.AGGREGATE_OVERFLOW, MapRole.TEXT)
 _ARRAY_TYPES = (uapi.MapType.ARRAY, uapi.MapType.PERCPU_ARRAY)
 
 
