@@ -30,6 +30,7 @@ BENCHMARKS = {
     "endings": 200,
     "aggregate": 7,
     "metrics": 21,
+    "graph": 11,
 }
 
 

@@ -148,6 +148,36 @@ def info(
     *,
     output: OutputOption = "text",
     as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph",
+            "-g",
+            help="The static call graph of each function instead: what it calls, read from the running "
+            "kernel's code, to --graph-depth calls; which callees can be traced, and how many calls go "
+            "through pointers (which code cannot show). Nothing is attached. Needs pip install 'ksnoop\\[graph]'.",
+        ),
+    ] = False,
+    graph_depth: Annotated[
+        Optional[int],
+        typer.Option(
+            "--graph-depth", metavar="N", help="With -g: how many calls below the function (1 to 10; default 3)."
+        ),
+    ] = None,
+    graph_include: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            "--graph-include", metavar="GLOB", help="With -g: add these functions (a name or glob; repeatable)."
+        ),
+    ] = None,
+    graph_exclude: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            "--graph-exclude",
+            metavar="GLOB",
+            help="With -g: leave out functions matching GLOB, and what only they call (repeatable).",
+        ),
+    ] = None,
     btf: BTFOption = None,
 ) -> None:
     from ksnoop.info import describe
@@ -156,8 +186,17 @@ def info(
     as_json = as_json or output == "json"
     out = _stdout()
     with _reported_errors():
+        if not graph and (graph_include or graph_exclude or graph_depth is not None):
+            raise UsageError("--graph-depth, --graph-include and --graph-exclude go with -g/--graph")
         kernel = KernelBTF.load(btf)
         for text in targets:
+            if graph:
+                from ksnoop.graph.build import static_graph
+                from ksnoop.output.graph_text import graph_json, graph_text
+
+                found = static_graph(kernel, text.strip(), graph_depth, graph_include or (), graph_exclude or ())
+                out.write((json.dumps(graph_json(found)) if as_json else graph_text(found)) + "\n")
+                continue
             result = describe(kernel, text.strip(), as_json)
             out.write((json.dumps(result) if as_json else sanitize_layout(result)) + "\n")
         out.flush()

@@ -39,6 +39,7 @@ class Kallsyms:
         ordered = sorted(symbols, key=_address)
         self._addresses = [s[0] for s in ordered]
         self._symbols = ordered
+        self._names: Optional[Dict[Tuple[str, str], Tuple[int, str, str]]] = None
         self.hidden = hidden
 
     def __len__(self) -> int:
@@ -58,6 +59,21 @@ class Kallsyms:
         """The symbol that starts exactly at `address` (a function pointer's target), or None."""
         symbol = self.find(address)
         return symbol if symbol is not None and symbol.address == address else None
+
+    def end_of(self, symbol: Symbol) -> Optional[int]:
+        """Where the next symbol above `symbol` starts (the end of its code), or None for the last."""
+        index = bisect.bisect_right(self._addresses, symbol.address)
+        return self._addresses[index] if index < len(self._addresses) else None
+
+    def by_name(self, name: str, module: str = "") -> Optional[Symbol]:
+        """The symbol called `name` in vmlinux (or `module`); of several (static functions of one
+        name in two files), the lowest. The index is built at the first call."""
+        if self._names is None:
+            self._names = {}
+            for symbol in reversed(self._symbols):  # the lowest last, so it stays
+                self._names[symbol[1], symbol[2]] = symbol
+        found = self._names.get((name, module))
+        return None if found is None else Symbol(*found)
 
     def describe(self, address: int) -> str:
         """`name+0xoffset`, `name+0xoffset [module]` for a module's symbol, or `0x...` when unknown."""

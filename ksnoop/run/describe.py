@@ -111,9 +111,9 @@ def ready_line(
     functions = len(labels) - tracepoints
     parts = []
     if functions:
-        parts.append(f"{_plural(functions, 'function')} ({_function_probes(resolved)})")
+        parts.append(f"{plural(functions, 'function')} ({_function_probes(resolved)})")
     if tracepoints:
-        parts.append(_plural(tracepoints, "tracepoint"))
+        parts.append(plural(tracepoints, "tracepoint"))
     what = ", ".join(parts)
     if serving is not None and summary:
         until = f"for {duration_s:g} s or until Ctrl-C" if duration_s is not None else "until Ctrl-C or SIGTERM"
@@ -138,15 +138,15 @@ def _function_probes(resolved: ResolvedTrace) -> str:
     return "kprobes" if ProbeKind.KRETPROBE in kinds else "kprobe"
 
 
-def _plural(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def say_summary(summary: Summary, err: TextIO) -> None:
     """The last line of a trace: how many records (and lost ones), or calls counted."""
     if summary.calls is not None:
-        err.write(f"ksnoop: {_plural(summary.calls, 'call')} counted\n")
+        err.write(f"ksnoop: {plural(summary.calls, 'call')} counted\n")
     else:
         lost = f", {summary.lost} lost (ring buffer full)" if summary.lost else ""
-        err.write(f"ksnoop: {_plural(summary.records, 'record')}{lost}\n")
+        err.write(f"ksnoop: {plural(summary.records, 'record')}{lost}\n")
     err.flush()

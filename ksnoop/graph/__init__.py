@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Function graphs: what a kernel function calls, found in the running kernel's machine code."""
