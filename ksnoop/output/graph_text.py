@@ -27,7 +27,8 @@ def graph_text(graph: StaticGraph) -> str:
         # Breadth first, each function's node is at its shallowest depth: its callees are shown
         # there, once.
         here = node.name not in expanded and level == node.depth
-        lines.append(prefix + branch + _node_text(node, None if here else node.depth))
+        # A function that calls nothing traceable is said in full wherever it is.
+        lines.append(prefix + branch + _node_text(node, None if here or not node.calls else node.depth))
         if not here or level >= graph.depth:
             return
         expanded.add(node.name)
