@@ -121,23 +121,21 @@ class LoadedProgram(FdOwner):
 
     def xlated_insns(self) -> list[Insn]:
         """The instructions as the kernel holds them after verification (map fds became map ids)."""
-        size = int(self.info().xlated_prog_len)
-        buf = ctypes.create_string_buffer(size)
-        info = syscall.bpf_prog_info()
-        info.xlated_prog_len = size
-        info.xlated_prog_insns = ctypes.addressof(buf)
-        syscall.obj_get_info_by_fd(self.fd, info)
-        return decode(buf.raw[: int(info.xlated_prog_len)])
+        return decode(self._image("xlated_prog_len", "xlated_prog_insns"))
 
     def jited_image(self) -> bytes:
         """The machine code the JIT made of the program (empty where the kernel hides it or interprets)."""
-        size = int(self.info().jited_prog_len)
+        return self._image("jited_prog_len", "jited_prog_insns")
+
+    def _image(self, length: str, pointer: str) -> bytes:
+        """One of the program's images bpf_prog_info hands out: its size asked first, then its bytes."""
+        size = int(getattr(self.info(), length))
         buf = ctypes.create_string_buffer(size)
         info = syscall.bpf_prog_info()
-        info.jited_prog_len = size
-        info.jited_prog_insns = ctypes.addressof(buf)
+        setattr(info, length, size)
+        setattr(info, pointer, ctypes.addressof(buf))
         syscall.obj_get_info_by_fd(self.fd, info)
-        return buf.raw[: int(info.jited_prog_len)]
+        return buf.raw[: int(getattr(info, length))]
 
     def xlated_listing(self) -> list[str]:
         """xlated_insns() in bpftool notation (map loads shown as map[id:N])."""
