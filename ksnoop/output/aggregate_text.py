@@ -19,7 +19,7 @@ from ksnoop.output.decode import READ_FAILED, key_capture
 from ksnoop.output.json_compiled import json_string
 from ksnoop.output.json_lines import value_json
 from ksnoop.output.summary_text import histogram_rows, power_label
-from ksnoop.output.text import READ_FAILED_TEXT, value_text
+from ksnoop.output.text import READ_FAILED_TEXT, errno_text, returns_errno, value_text
 from ksnoop.run.aggregate import Dropped, KeyTotal
 from ksnoop.sanitize import sanitize
 from ksnoop.spec.language import RETURN
@@ -171,6 +171,9 @@ def _part_render(part: object, btf: Any, style: str, is_return: bool) -> Render:
     """How one key value renders; READ_FAILED as records show it."""
     if style == "label":
         text = _part_render(part, btf, "text", is_return)
+        if is_return and isinstance(part, Capture) and returns_errno(btf, part):
+            # A label is a name to select by: `-EBADF`, not text's `-9 /* -EBADF */`.
+            return lambda v: (errno_text(v) or text(v)) if type(v) is int else text(v)
         return lambda v: sanitize(v) if type(v) is str else text(v)
     if isinstance(part, Capture):
         capture = key_capture(part)

@@ -427,8 +427,20 @@ def _number_text(btf: BTF, capture: Capture, typ: Int, is_return: bool) -> Optio
 
 
 def _with_errno_name(v: int) -> str:
+    name = errno_text(v)
+    return f"{v} /* {name} */" if name else str(v)
+
+
+def errno_text(v: int) -> Optional[str]:
+    """`-EBADF` for a negative return that is an errno, else None."""
     name = find_errno_name(-v) if -MAX_ERRNO <= v < 0 else None
-    return f"{v} /* -{name} */" if name else str(v)
+    return f"-{name}" if name else None
+
+
+def returns_errno(btf: BTF, capture: Capture) -> bool:
+    """Does a function's return of this capture's type read with its errno name (a signed integer)?"""
+    typ = btf.skip_modifiers(capture.type_id) if capture.type_id else None
+    return isinstance(typ, Int) and typ.signed and capture.bitfield is None
 
 
 _STRING_ESCAPES = {ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}

@@ -355,3 +355,15 @@ def test_keys_counted_by_the_programs_render_as_text_and_json() -> None:
             {"1024": 1},
         ),
     ]
+
+
+# ---- metric labels ---------------------------------------------------------------------------------
+
+
+def test_labels_name_a_returned_errno_and_leave_strings_unquoted() -> None:
+    from ksnoop.output.aggregate_text import key_renders
+
+    comm, ret, length = key_renders(SEND, ["comm", "return", "skb->len"], "label")[0]
+    assert [ret(-22), ret(0), ret(1), ret(-4096)] == ["-EINVAL", "0", "1", "-4096"]
+    assert comm("\x1b[31mred") == "\\x1b[31mred"  # sanitised, not quoted
+    assert length(84) == "84"
