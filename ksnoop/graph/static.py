@@ -84,9 +84,7 @@ def discover(
             for name in node.calls:
                 if name not in seen:
                     seen.add(name)
-                    callee = kallsyms.by_name(name, symbol.module) or kallsyms.by_name(name)
-                    if callee is not None:
-                        queue.append((callee, level + 1))
+                    queue.append((walker.called[name], level + 1))
     return StaticGraph(root.name, depth, tuple(nodes))
 
 
@@ -97,6 +95,8 @@ class _Walker:
         self._text, self._kallsyms, self._traceable, self._decoder = text, kallsyms, traceable, decoder
         self._exclude = tuple(exclude)
         self._sites: Dict[int, CallSites] = {}
+        # The code each name was called at: of two static functions of one name, the one called.
+        self.called: Dict[str, Symbol] = {}
 
     def node(self, symbol: Symbol, depth: int) -> GraphNode:
         calls: Dict[str, None] = {}
@@ -131,6 +131,7 @@ class _Walker:
                     continue
                 if self._traceable(callee.name, callee.module):
                     calls[callee.name] = None
+                    self.called.setdefault(callee.name, callee)
                 elif _is_clone(callee.name):
                     looked_through.add(callee.address)
                     pending.append(callee)
