@@ -30,6 +30,7 @@ from ksnoop.errors import (
     VerifierRejected,
     did_you_mean,
 )
+from ksnoop.graph import DEFAULT_DEPTH as DEFAULT_GRAPH_DEPTH, MAX_DEPTH as MAX_GRAPH_DEPTH
 from ksnoop.output.writer import OutputFailed, checked, silence_stdout, stdout_closed
 from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, MULTI_MAX_PROBES
 from ksnoop.sanitize import sanitize, sanitize_layout
@@ -161,7 +162,9 @@ def info(
     graph_depth: Annotated[
         Optional[int],
         typer.Option(
-            "--graph-depth", metavar="N", help="With -g: how many calls below the function (1 to 10; default 3)."
+            "--graph-depth",
+            click_type=WholeNumber(1, MAX_GRAPH_DEPTH),
+            help=f"With -g: how many calls below the function (default {DEFAULT_GRAPH_DEPTH}).",
         ),
     ] = None,
     graph_include: Annotated[

@@ -10,13 +10,12 @@ from btf import Kind
 
 from ksnoop.errors import RuntimeFailure, UsageError
 from ksnoop.graph.calls import decoder
-from ksnoop.graph.static import MAX_DEPTH, StaticGraph, Traceable, discover, included
+from ksnoop.graph import DEFAULT_DEPTH, MAX_DEPTH
+from ksnoop.graph.static import StaticGraph, Traceable, discover, included
 from ksnoop.graph.text import KernelText
 from ksnoop.output.kallsyms import Kallsyms
 from ksnoop.run.runner import ftrace_functions, require_privileges
 from ksnoop.spec.targets import KernelBTF
-
-DEFAULT_DEPTH = 3
 
 # The functions the kernel lets no BPF trampoline attach to, whatever else says they are traceable:
 # btf_id_deny in kernel/bpf/verifier.c (those a trampoline itself calls, or that run with
@@ -36,7 +35,7 @@ DENIED = frozenset(
 
 def check_depth(depth: int) -> None:
     if not 1 <= depth <= MAX_DEPTH:
-        raise UsageError(f"--graph-depth {depth}: from 1 to {MAX_DEPTH} calls below the root")
+        raise UsageError(f"--graph-depth {depth}: from 1 to {MAX_DEPTH}")  # as the option's own check says
 
 
 def traceable_in(kernel: KernelBTF) -> Traceable:

@@ -19,7 +19,6 @@ from ksnoop.graph.calls import CallSites, call_sites
 from ksnoop.graph.text import KernelText
 from ksnoop.output.kallsyms import Kallsyms, Symbol
 
-MAX_DEPTH = 10
 # The most code read of one function: the largest in a distribution kernel are some tens of KiB.
 MAX_FUNCTION_SIZE = 1 << 17
 INDIRECT_THUNKS = (

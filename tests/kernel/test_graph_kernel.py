@@ -130,10 +130,10 @@ def test_the_tree_shows_each_callee_under_its_caller() -> None:
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--graph-depth", "0", "ip_send_skb"], "ksnoop: error: --graph-depth 0: from 1 to 10 calls below the root\n"),
+        (["--graph-depth", "0", "ip_send_skb"], "ksnoop: error: --graph-depth 0: from 1 to 10\n"),
         (
             ["--graph-depth", "11", "ip_send_skb"],
-            "ksnoop: error: --graph-depth 11: from 1 to 10 calls below the root\n",
+            "ksnoop: error: --graph-depth 11: from 1 to 10\n",
         ),
         (["ip_send_skbb"], "ksnoop: error: no kernel function 'ip_send_skbb' in BTF; did you mean 'ip_send_skb'"),
         (["tp:net_dev_queue"], "ksnoop: error: no kernel function 'tp:net_dev_queue' in BTF"),
