@@ -102,6 +102,21 @@ def test_ip_send_skb_calls_what_its_source_calls() -> None:
                 assert nodes[callee]["depth"] <= node["depth"] + 1
 
 
+@pytest.mark.parametrize(
+    "root, called",
+    [
+        # open(2)'s core: a free fd, the file opened, the two joined (fs/open.c).
+        ("do_sys_openat2", {"get_unused_fd_flags", "do_filp_open", "fd_install"}),
+        # read(2)'s: the range checked before the file's read method (fs/read_write.c).
+        ("vfs_read", {"rw_verify_area"}),
+    ],
+)
+def test_well_known_functions_call_what_their_source_calls(root: str, called: set) -> None:
+    nodes = _graph(root, "--graph-depth", "1")
+    assert called <= set(nodes[root]["calls"]), nodes[root]
+    assert "ip_send_skb" not in nodes
+
+
 def test_depth_one_is_the_roots_callees_and_exclude_drops_some() -> None:
     nodes = _graph("ip_send_skb", "--graph-depth", "1")
     assert set(nodes) == {"ip_send_skb", *nodes["ip_send_skb"]["calls"]}
