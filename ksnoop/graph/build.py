@@ -73,6 +73,8 @@ def static_graph(
     traceable function or a depth out of range; RuntimeFailure when the kernel's code cannot be read."""
     depth = DEFAULT_DEPTH if depth is None else depth
     check_depth(depth)
+    if not kernel.running:
+        raise UsageError("-g reads the running kernel's code, and --btf names another kernel's types: leave --btf out")
     target = kernel.find_function(root)  # UnknownTarget, with the closest names
     traceable = traceable_in(kernel)
     module = "" if target.module == "vmlinux" else target.module

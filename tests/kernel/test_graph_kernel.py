@@ -153,6 +153,10 @@ def test_the_tree_shows_each_callee_under_its_caller() -> None:
         (["ip_send_skbb"], "ksnoop: error: no kernel function 'ip_send_skbb' in BTF; did you mean 'ip_send_skb'"),
         (["tp:net_dev_queue"], "ksnoop: error: no kernel function 'tp:net_dev_queue' in BTF"),
         (["__rcu_read_lock"], "ksnoop: error: '__rcu_read_lock' cannot be traced"),
+        (
+            ["--btf", "/sys/kernel/btf/vmlinux", "ip_send_skb"],
+            "ksnoop: error: -g reads the running kernel's code, and --btf names another kernel's types",
+        ),
     ],
 )
 def test_bad_roots_and_depths_are_usage_errors(args: List[str], says: str) -> None:
