@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 
+from bpf import templates as tpl
 from bpf.codegen import TEXT_CHUNK, MapRole, generate_text_reader
 from bpf.uapi import ProgType
 from tests.support.bpfvm import VM, s64
@@ -21,6 +22,7 @@ def _value(vm: VM) -> bytes:
 def test_it_reads_what_its_context_names() -> None:
     program = generate_text_reader()
     assert program.prog_type is ProgType.RAW_TRACEPOINT and [m.role for m in program.maps] == [MapRole.TEXT]
+    assert {name for _, name in program.sections} <= {t.name for t in tpl.ALL}  # listed, so their contracts are checked
     vm = VM({CODE: TEXT})
     run = vm.run(program, [CODE + 5, 100])
     assert run.r0 == 0 and _value(vm)[:100] == TEXT[5:105]
