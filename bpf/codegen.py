@@ -25,6 +25,7 @@ from .plan import (
     COMM_SIZE,
     COUNTERS_SIZE,
     PATH_TASKS,
+    GRAPH_STATE_SIZE,
     STASH_ENTRIES,
     ERRORS_OFFSET,
     MAX_CAPTURES,
@@ -310,8 +311,10 @@ def generate(plan: Plan, probe_index: int, branch: bool = False) -> Program:
     layout = RecordLayout.of(probe, plan.with_comm)
     if probe.path is not None or probe.forgets_path:
         return _program(_path_program(plan, probe_index, layout), plan, probe_index, layout)
-    fexit_stash = probe.kind.is_return and probe.stash is not Stash.NONE
     forms = (tpl.BY_COOKIE_RETURN if probe.kind.is_return else tpl.BY_COOKIE) if branch else None
+    if probe.graph is not None:
+        return _program(_graph_program(plan, probe_index, layout, forms), plan, probe_index, layout)
+    fexit_stash = probe.kind.is_return and probe.stash is not Stash.NONE
     asm = _Assembler(cookie_forms=forms)
     asm.emit(tpl.PROLOGUE)
     if fexit_stash:
@@ -591,7 +594,7 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
             name="ksnoop_aggr_ovf",
         )
     if role in (MapRole.PATH, MapRole.PATH_ZERO):
-        size = PathLayout.of(plan).size
+        size = GRAPH_STATE_SIZE if plan.is_graph else PathLayout.of(plan).size
         if role is MapRole.PATH:  # allocated as tasks enter a path, not all up front
             return MapSpec(
                 role,
@@ -668,6 +671,79 @@ def _path_program(plan: Plan, probe_index: int, layout: RecordLayout) -> _Assemb
         _place_dropped(asm, "popped")
     else:
         raise CodegenError(f"{probe.target}: a call path is made of fentry and fexit probes")
+    return asm
+
+
+# ---- function-graph mode ----------------------------------------------------------------------
+
+
+def _graph_program(
+    plan: Plan, probe_index: int, layout: RecordLayout, forms: Optional[Mapping[str, tpl.Template]]
+) -> _Assembler:
+    """A function-graph probe. The root's entry, when its task has no state and its filters and
+    tests pass, makes the state (templates.GRAPH_START) and emits; inside its own call it is one
+    more call. Every other entry and return does one lookup and, with no state (outside any root
+    call), exits: otherwise GRAPH_ENTER or GRAPH_RETURN says whether it is recorded. The root
+    call's own return tests its return value and duration (since the state's start), emits, and
+    deletes the state whatever the tests say: a root call that fails them has no return record,
+    and the reader drops its tree when the task's next root call begins (its entry record's
+    entry time set) or the trace ends."""
+    probe = plan.probes[probe_index]
+    step = probe.graph
+    assert step is not None
+    asm = _Assembler(cookie_forms=forms)
+    asm.emit(tpl.PROLOGUE)
+    asm.emit(tpl.PATH_LOOKUP)
+    root_entry = probe.kind.is_entry and step.root
+    if root_entry:
+        # A root call's entry record carries its start (the record's entry time), which tells the
+        # reader a new tree begins; the root's entries inside its own call carry 0.
+        asm.emit(tpl.JUMP_IF_STATE, target="again")
+        _emit_filters(asm, plan)
+        _emit_tests(asm, probe)
+        asm.emit(tpl.PATH_CREATE, out="out", dropped="dropped")
+        asm.emit(tpl.GRAPH_START)
+        asm.emit(tpl.GRAPH_ENTRY_TS)
+        asm.emit(tpl.GOTO, target="emit")
+        asm.label("again")
+        asm.emit(tpl.GRAPH_ROOT_AGAIN)
+    else:
+        asm.emit(tpl.JUMP_IF_NO_STATE, target="out")
+        if step.root:
+            asm.emit(tpl.GRAPH_ROOT_RETURN, target="root_returns")
+    if probe.kind.is_entry:
+        asm.emit(tpl.GRAPH_ENTER, max_nodes=plan.graph_max_nodes, out="out")
+        if root_entry:
+            asm.emit(tpl.ZERO_STACK_WORD, stack_off=tpl.STACK_ENTRY_TS)
+            asm.label("emit")
+    else:
+        asm.emit(tpl.GRAPH_RETURN, out="out")
+    asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped")
+    _emit_record_body(asm, plan, probe, probe_index, layout, entry_ts=root_entry)
+    _emit_submit(asm, plan, layout)
+    if step.root and probe.kind.is_return:
+        asm.emit(tpl.GOTO, target="out")
+        asm.label("root_returns")
+        _emit_tests(asm, probe, fail="forget")
+        asm.emit(tpl.GRAPH_ENTRY_TS)
+        if probe.min_duration_ns:
+            asm.emit(tpl.ELAPSED)
+            asm.emit(tpl.SKIP_IF_QUICKER, min_duration=probe.min_duration_ns, out="forget")
+        asm.emit(tpl.RESERVE, size=layout.size, dropped="dropped_forget")
+        # No entry time in the record: the reader times every call of the tree alike, from its
+        # entry and return records.
+        _emit_record_body(asm, plan, probe, probe_index, layout)
+        _emit_submit(asm, plan, layout)
+        asm.label("forget")
+        asm.emit(tpl.PATH_FORGET)
+        if asm.jumps_to("dropped_forget"):
+            asm.emit(tpl.GOTO, target="out")
+            asm.label("dropped_forget")
+            asm.emit(tpl.COUNT_DROP)
+            asm.emit(tpl.GOTO, target="forget")
+    asm.label("out")
+    asm.emit(tpl.EXIT)
+    _place_dropped(asm, "out")
     return asm
 
 

@@ -193,6 +193,29 @@ class PathStep:
 
 
 @dataclass(frozen=True)
+class GraphStep:
+    """Function-graph mode (`trace -g`): the root function's probe (its entry, after the spec's
+    tests, makes the task's graph state; its return ends it), or a callee's (recorded only while
+    its task's state exists, that is inside a root call)."""
+
+    root: bool
+
+
+# ---- function-graph state ---------------------------------------------------------------------
+# Per task, in the call-path state's map (a HASH keyed by pid_tgid, made when a root call passes
+# its tests, deleted when it returns or the task exits): u64 depth (calls open inside the root,
+# the root's own included), u64 recorded (the open calls whose entries were recorded: always the
+# outermost ones, so a return is recorded exactly when depth == recorded), u64 nodes (entries
+# recorded), u64 the root's open calls (recursion), u64 the root call's entry time.
+GRAPH_DEPTH_OFFSET = 0
+GRAPH_RECORDED_OFFSET, GRAPH_NODES_OFFSET, GRAPH_ROOTS_OFFSET, GRAPH_ENTRY_TS_OFFSET = 8, 16, 24, 32
+GRAPH_STATE_SIZE = 40
+# Calls recorded of one root call. The first call past the bound has its entry recorded (and not
+# its return): that extra entry tells the reader the tree was cut.
+GRAPH_MAX_NODES = 4096
+
+
+@dataclass(frozen=True)
 class Probe:
     kind: ProbeKind
     target: str  # function or tracepoint name, for messages and listings
@@ -218,7 +241,9 @@ class Probe:
     path: Optional[PathStep] = None
     # Call-path mode: a program on the sched_process_exit tracepoint that drops the exiting
     # task's path state, for paths left open by a function that never returns (do_exit...).
+    # Function-graph mode keeps its state in the same map, and has this probe too.
     forgets_path: bool = False
+    graph: Optional[GraphStep] = None  # function-graph mode: the root, or a callee
     # Where each context slot lies, in bytes from the start of the program's context: for a
     # kprobe, the pt_regs member holding argument i (or, for a kretprobe, the return value, at the
     # slot after the arguments); -1 where no register holds it. Empty: slot i is the u64 at 8 * i
@@ -309,6 +334,8 @@ class Plan:
     session_is_return: int = 0
     # Aggregation mode: the distinct keys the hash holds; the calls of any more are counted as dropped.
     aggregate_entries: int = 10240
+    # Function-graph mode: calls recorded of one root call (see GRAPH_MAX_NODES).
+    graph_max_nodes: int = GRAPH_MAX_NODES
 
     def __post_init__(self) -> None:
         _check_plan(self)
@@ -323,6 +350,11 @@ class Plan:
         if partner is None:
             raise PlanError(f"probe {index} ({self.probes[index].target}) is not half of a pair")
         return partner
+
+    @property
+    def is_graph(self) -> bool:
+        """Function-graph mode: the task state in the path map is a graph's (GRAPH_STATE_SIZE)."""
+        return any(p.graph is not None for p in self.probes)
 
     def multi_of(self, index: int) -> Optional[MultiAttach]:
         """The multi attachment probe `index` is a branch of, or None."""
@@ -435,10 +467,11 @@ def _check_plan(plan: Plan) -> None:
         if probe.requires_entry and not (probe.kind.is_return and probe.stash is not Stash.NONE):
             raise PlanError(f"{what} requires its entry, which only a return probe with a stash can")
         innermost_return = probe.path is not None and probe.kind.is_return and probe.path.level == probe.path.length - 1
-        if probe.min_duration_ns and not (probe.requires_entry or innermost_return):
+        root_return = probe.graph is not None and probe.graph.root and probe.kind.is_return
+        if probe.min_duration_ns and not (probe.requires_entry or innermost_return or root_return):
             raise PlanError(
                 f"{what} has a minimum duration, which needs an entry's time: it must require its entry, "
-                "or be a call path's innermost return"
+                "or be a call path's innermost return or a function graph's root return"
             )
         if not 0 <= probe.min_duration_ns < 1 << 63:
             raise PlanError(f"{what}: a minimum duration of {probe.min_duration_ns} ns")
@@ -465,6 +498,15 @@ def _check_plan(plan: Plan) -> None:
             or probe.count is not None
         ):
             raise PlanError(f"{what} is a call-path step: an entry or return probe with no stash and no count")
+        if probe.graph is not None and (
+            not (probe.kind.is_entry or probe.kind.is_return)
+            or probe.stash is not Stash.NONE
+            or probe.count is not None
+            or probe.aggregate is not None
+            or probe.path is not None
+            or not probe.emits
+        ):
+            raise PlanError(f"{what} is in a function graph: an entry or return probe that emits, no stash, no count")
         if probe.context_offsets and probe.kind not in (ProbeKind.KPROBE, ProbeKind.KRETPROBE):
             raise PlanError(f"{what}: only a kprobe's context is registers at their own offsets")
         if probe.forgets_path and (probe.kind is not ProbeKind.TP_BTF or probe.emits):
@@ -479,6 +521,11 @@ def _check_plan(plan: Plan) -> None:
             raise PlanError(f"{what}: an iterator program only tests and captures")
     if any(p.aggregate is not None for p in probes):
         AggregateLayout.of(plan)  # every key fits, and all have the same parts
+    graph = [p for p in probes if p.graph is not None]
+    if graph:
+        roots = sorted(p.kind.is_return for p in graph if p.graph is not None and p.graph.root)
+        if roots != [False, True] or any(p.path is not None for p in probes):
+            raise PlanError("a function graph has one root, with an entry and a return probe, and no call path")
 
 
 # ---- aggregation keys ---------------------------------------------------------------------------

@@ -36,6 +36,11 @@ from .plan import (
     CPU_OFFSET,
     ENTRY_TS_OFFSET,
     FAILED_OFFSET,
+    GRAPH_DEPTH_OFFSET,
+    GRAPH_ENTRY_TS_OFFSET,
+    GRAPH_NODES_OFFSET,
+    GRAPH_RECORDED_OFFSET,
+    GRAPH_ROOTS_OFFSET,
     DURATION_SUM_OFFSET,
     LATENCY_BUCKETS,
     MAX_STRING_PREDICATE,
@@ -1156,6 +1161,89 @@ PATH_FORGET = Template(
     (*_keyed_call(Helper.map_delete_elem, "path", STACK_PATH_KEY),),
 )
 
+# ---- function graphs (trace -g): the task's state in the `path` map, r7 pointing at it ----
+
+GRAPH_START = Template(
+    "graph_start",
+    "r7 (a new task state) becomes a root call's: depth, recorded calls, nodes and open root calls "
+    "1, the entry time now; clobbers r0-r5",
+    (
+        T(i.call(Helper.ktime_get_ns)),
+        T(i.stx_mem(8, RECORD, R0, GRAPH_ENTRY_TS_OFFSET)),
+        T(i.mov64_imm(R1, 1)),
+        T(i.stx_mem(8, RECORD, R1, GRAPH_DEPTH_OFFSET)),
+        T(i.stx_mem(8, RECORD, R1, GRAPH_RECORDED_OFFSET)),
+        T(i.stx_mem(8, RECORD, R1, GRAPH_NODES_OFFSET)),
+        T(i.stx_mem(8, RECORD, R1, GRAPH_ROOTS_OFFSET)),
+    ),
+)
+
+GRAPH_ROOT_AGAIN = Template(
+    "graph_root_again",
+    "the root called inside its own call: one more open root call; clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, RECORD, GRAPH_ROOTS_OFFSET)),
+        T(i.alu64_imm(ADD, R1, 1)),
+        T(i.stx_mem(8, RECORD, R1, GRAPH_ROOTS_OFFSET)),
+    ),
+)
+
+GRAPH_ENTER = Template(
+    "graph_enter",
+    "a call inside the root's: depth + 1; past CONST `max_nodes` recorded calls jumps to `out`; "
+    "else one more node, and the call is recorded (recorded = depth) unless it is the first past "
+    "the bound, whose entry alone goes out to say the tree was cut; clobbers r1, r2",
+    (
+        T(i.ldx_mem(8, R1, RECORD, GRAPH_DEPTH_OFFSET)),
+        T(i.alu64_imm(ADD, R1, 1)),
+        T(i.stx_mem(8, RECORD, R1, GRAPH_DEPTH_OFFSET)),
+        T(i.ldx_mem(8, R2, RECORD, GRAPH_NODES_OFFSET)),
+        T(i.jmp_imm(uapi.BPF_JGT, R2, 0, 0), imm="max_nodes", off="out"),
+        T(i.alu64_imm(ADD, R2, 1)),
+        T(i.stx_mem(8, RECORD, R2, GRAPH_NODES_OFFSET)),
+        T(i.jmp_imm(uapi.BPF_JGT, R2, 0, 1), imm="max_nodes"),
+        T(i.stx_mem(8, RECORD, R1, GRAPH_RECORDED_OFFSET)),
+    ),
+)
+
+GRAPH_RETURN = Template(
+    "graph_return",
+    "a call inside the root's returns: depth - 1; jumps to `out` unless its entry was recorded "
+    "(depth == recorded: the recorded calls are the outermost open ones), else recorded - 1; a "
+    "return at depth 0 (an entry missed) changes nothing and jumps to `out`; clobbers r1-r3",
+    (
+        T(i.ldx_mem(8, R1, RECORD, GRAPH_DEPTH_OFFSET)),
+        T(i.jmp_imm(JEQ, R1, 0, 0), off="out"),
+        T(i.ldx_mem(8, R2, RECORD, GRAPH_RECORDED_OFFSET)),
+        T(i.mov64_reg(R3, R1)),
+        T(i.alu64_imm(uapi.BPF_SUB, R3, 1)),
+        T(i.stx_mem(8, RECORD, R3, GRAPH_DEPTH_OFFSET)),
+        T(i.jmp_reg(JNE, R1, R2, 0), off="out"),
+        T(i.stx_mem(8, RECORD, R3, GRAPH_RECORDED_OFFSET)),
+    ),
+)
+
+GRAPH_ROOT_RETURN = Template(
+    "graph_root_return",
+    "a return of the root: one open root call fewer; jumps to `target` when none is left (the root "
+    "call the state was made for returns); clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, RECORD, GRAPH_ROOTS_OFFSET)),
+        T(i.alu64_imm(uapi.BPF_SUB, R1, 1)),
+        T(i.stx_mem(8, RECORD, R1, GRAPH_ROOTS_OFFSET)),
+        T(i.jmp_imm(JEQ, R1, 0, 0), off="target"),
+    ),
+)
+
+GRAPH_ENTRY_TS = Template(
+    "graph_entry_ts",
+    "STACK_ENTRY_TS = the root call's entry time (r7's state); clobbers r1",
+    (
+        T(i.ldx_mem(8, R1, RECORD, GRAPH_ENTRY_TS_OFFSET)),
+        T(i.stx_mem(8, R10, R1, STACK_ENTRY_TS)),
+    ),
+)
+
 # The kernel text reader (codegen.generate_text_reader) is a raw tracepoint program that is never
 # attached: BPF_PROG_TEST_RUN runs it with a context of these u64s.
 TEXT_ADDRESS_ARG, TEXT_SIZE_ARG = 0, 1
@@ -1289,6 +1377,12 @@ ALL = (
     PATH_ENTRY_TS,
     PATH_KEY,
     PATH_FORGET,
+    GRAPH_START,
+    GRAPH_ROOT_AGAIN,
+    GRAPH_ENTER,
+    GRAPH_RETURN,
+    GRAPH_ROOT_RETURN,
+    GRAPH_ENTRY_TS,
     READ_KERNEL_TEXT,
     RETURN_EINVAL,
     EXIT,

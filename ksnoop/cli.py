@@ -76,6 +76,30 @@ BTFOption = Annotated[
         help="Read BTF from this file (raw BTF or an ELF with .BTF) instead of /sys/kernel/btf/vmlinux.",
     ),
 ]
+GraphDepthOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--graph-depth",
+        click_type=WholeNumber(1, MAX_GRAPH_DEPTH),
+        help=f"With -g: how many calls below the function (default {DEFAULT_GRAPH_DEPTH}).",
+    ),
+]
+GraphIncludeOption = Annotated[
+    Optional[List[str]],
+    typer.Option(
+        "--graph-include",
+        metavar="GLOB",
+        help="With -g: add these functions, which its code calls through pointers (a name or glob; repeatable).",
+    ),
+]
+GraphExcludeOption = Annotated[
+    Optional[List[str]],
+    typer.Option(
+        "--graph-exclude",
+        metavar="GLOB",
+        help="With -g: leave out functions matching GLOB, and what only they call (repeatable).",
+    ),
+]
 COMMANDS = ("info", "list", "trace", "dump")
 
 
@@ -159,28 +183,9 @@ def info(
             "through pointers (which code cannot show). Nothing is attached. Needs pip install 'ksnoop\\[graph]'.",
         ),
     ] = False,
-    graph_depth: Annotated[
-        Optional[int],
-        typer.Option(
-            "--graph-depth",
-            click_type=WholeNumber(1, MAX_GRAPH_DEPTH),
-            help=f"With -g: how many calls below the function (default {DEFAULT_GRAPH_DEPTH}).",
-        ),
-    ] = None,
-    graph_include: Annotated[
-        Optional[List[str]],
-        typer.Option(
-            "--graph-include", metavar="GLOB", help="With -g: add these functions (a name or glob; repeatable)."
-        ),
-    ] = None,
-    graph_exclude: Annotated[
-        Optional[List[str]],
-        typer.Option(
-            "--graph-exclude",
-            metavar="GLOB",
-            help="With -g: leave out functions matching GLOB, and what only they call (repeatable).",
-        ),
-    ] = None,
+    graph_depth: GraphDepthOption = None,
+    graph_include: GraphIncludeOption = None,
+    graph_exclude: GraphExcludeOption = None,
     btf: BTFOption = None,
 ) -> None:
     from ksnoop.info import describe
@@ -452,6 +457,29 @@ def trace(
             "printed per function and the records lost (a full ring buffer) instead of counts.",
         ),
     ] = False,
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph",
+            "-g",
+            help="Function-graph mode: the one SPEC is a root function; trace what its code calls (the static "
+            "graph `info -g` shows, by kprobe_multi where the kernel has it) and print each root call that passes "
+            "the SPEC's tests as a tree of the calls its task made inside it, with their arguments, return values "
+            "and times (self and total); -n counts root calls. Needs pip install 'ksnoop\\[graph]'.",
+        ),
+    ] = False,
+    graph_depth: GraphDepthOption = None,
+    graph_include: GraphIncludeOption = None,
+    graph_exclude: GraphExcludeOption = None,
+    graph_args: Annotated[
+        str,
+        typer.Option(
+            "--graph-args",
+            click_type=OneOf(("scalars", "full")),
+            help="With -g: the callees' arguments as numbers, text and addresses (scalars, the default), or with "
+            "the structs they point to (full).",
+        ),
+    ] = "scalars",
     call_path: Annotated[
         bool,
         typer.Option(
@@ -506,6 +534,11 @@ def trace(
         max_keys=max_keys,
         metrics=metrics,
         records=records,
+        graph=graph,
+        graph_depth=graph_depth,
+        graph_include=tuple(graph_include or ()),
+        graph_exclude=tuple(graph_exclude or ()),
+        graph_args=graph_args,
         zeros=zeros,
         compact=compact,
         backend=backend,

@@ -80,6 +80,13 @@ _PROBE_INDEX = struct.Struct("=I").unpack_from
 T = TypeVar("T")
 
 
+def record_head(record: Any) -> Tuple[int, int, int, int]:
+    """(ts_ns, tid, probe, entry_ts_ns) from a record's header: what a function graph's reader
+    orders records by (an entry record's entry time is set only where a root call begins)."""
+    ts, pid_tgid, _cpu, probe, _failed, entry_ts = HEADER.unpack_from(record)
+    return ts, pid_tgid & 0xFFFFFFFF, probe, entry_ts
+
+
 def probe_of(record: Any, offset: int = 0) -> int:
     """Which of the plan's probes wrote the record at `offset` in `record`."""
     index: int = _PROBE_INDEX(record, offset + PROBE_OFFSET)[0]

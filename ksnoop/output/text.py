@@ -36,6 +36,7 @@ class TextLayout:
 
     zeros: bool = False
     compact: bool = False
+    tree: bool = False  # a function graph's lines: format() takes a prefix put before the function
 
     @property
     def newline(self) -> str:
@@ -143,7 +144,8 @@ class _ProbeFormat:
         # Without a comm in the records, the (empty) comm prints as nothing.
         comm = " " + m.style(STYLE_COMM, "/* %s */") if with_comm else "%.0s"
         name = _pct(m.styled(STYLE_FUNC, target.label))
-        first = m.style(STYLE_TIME, "%16d") + " %4d %8d " + name + "(" + comm
+        tree = "%s" if m.layout.tree else ""  # format()'s prefix: the call's place in its tree
+        first = m.style(STYLE_TIME, "%16d") + " %4d %8d " + tree + name + "(" + comm
         if probe.kind is ProbeKind.ITER:  # an object, not an event: no time, CPU or (the reader's) pid
             first = "%.0s%.0s%.0s" + name + "(" + comm
         direct_lines: List[str] = [first]
@@ -232,19 +234,19 @@ class TextFormatter:
         """The column header, upstream ksnoop's."""
         return self._markup.style(STYLE_HEADER, "%16s %4s %8s %s" % ("TIME", "CPU", "PID", "FUNCTION/ARGS"))
 
-    def format(self, event: Event, duration_ns: Optional[int] = None) -> str:
+    def format(self, event: Event, duration_ns: Optional[int] = None, prefix: str = "") -> str:
         """The event's lines joined by newlines, without a final newline. `duration_ns` defaults to
-        the event's own."""
+        the event's own; `prefix` (safe text) goes before the function's name with a tree layout."""
         ts, pid, _tid, cpu, probe, comm, values, event_duration_ns, kstack = event
         if kstack is not None:
-            return self.format(event._replace(kstack=None), duration_ns) + self._kstack(kstack)
+            return self.format(event._replace(kstack=None), duration_ns, prefix) + self._kstack(kstack)
         if duration_ns is None:
             duration_ns = event_duration_ns
         fmt = self._probes[probe]
         comm_text = self._comms.get(comm)
         if comm_text is None:
             comm_text = self._comm(comm)
-        head = (ts, cpu, pid, comm_text)
+        head = (ts, cpu, pid, prefix, comm_text) if self._markup.layout.tree else (ts, cpu, pid, comm_text)
         if fmt.direct:
             # Plain integers fill %d directly; anything else there (READ_FAILED, bytes of an
             # odd-sized int) raises TypeError and takes the converters below.
@@ -259,6 +261,10 @@ class TextFormatter:
         if duration_ns is None:
             return fmt.template % (head + texts)
         return fmt.duration_template % (head + texts + (int(duration_ns),))
+
+    def note(self, text: str) -> str:
+        """Safe text as a comment after a record (`/* duration ... */`'s style)."""
+        return self._markup.style(STYLE_NOTE, text)
 
     def _kstack(self, kstack: Tuple[int, ...]) -> str:
         """The frames' lines, each after a newline; kept per stack, since the same ones recur."""

@@ -45,10 +45,47 @@ def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> 
     function = _first_function(specs, kernel, vmlinux_only=True)
     if function is None:
         return backend
+    return _with_multi(backend, function, kernel, "a glob's functions")
+
+
+def choose_graph_backend(name: str, root: TraceSpec, kernel: KernelBTF) -> Backend:
+    """-g: the graph's functions by one kprobe_multi link (or kprobe session) where the kernel takes
+    them, since attaching and detaching a trampoline per function is slow, and fentry/fexit a
+    function each where it does not (--backend fentry, or no kprobe_multi), with a note saying so;
+    kprobes a function each where fentry is refused too."""
+    backend = _choose_kind(name, [root], kernel)
+    if name == "fentry" or not kernel.running or not check_privileges():
+        return backend
+    function = _first_function([root], kernel, vmlinux_only=True)
+    if function is None:
+        return backend
+    if backend.kind is ProbeKind.FENTRY:
+        kprobes = probe_kprobes()
+        if not kprobes:
+            return backend
+        multi = probe_kprobe_multi(function.name)
+        if not multi:
+            note = (
+                f"ksnoop: one fentry/fexit per graph function (this kernel has no kprobe_multi: {multi.reason}); "
+                "attaching and detaching take longer"
+            )
+            why = f"{backend.why}; one per graph function: no kprobe_multi ({multi.reason})"
+            return replace(backend, why=why, note=note, no_multi=multi.reason)
+        backend = Backend(ProbeKind.KPROBE, "kprobes/kretprobes: the graph's functions by kprobe_multi")
+    chosen = _with_multi(backend, function, kernel, "the graph's functions")
+    if not chosen.multi:
+        said = f"one kprobe per graph function (this kernel has no kprobe_multi: {chosen.no_multi})"
+        return replace(chosen, note=f"{chosen.note}; {said}" if chosen.note else f"ksnoop: {said}")
+    return chosen
+
+
+def _with_multi(backend: Backend, function: Target, kernel: KernelBTF, what: str) -> Backend:
+    """Kprobes `backend`, with whether the kernel takes kprobe_multi links (asked on `function`) and
+    kprobe sessions for `what` (a glob's functions, a graph's)."""
     multi = probe_kprobe_multi(function.name)
     if not multi:
         return replace(backend, why=f"{backend.why}; one kprobe per function: {multi.reason}", no_multi=multi.reason)
-    why = f"{backend.why}; a glob's functions by one kprobe_multi link"
+    why = f"{backend.why}; {what} by one kprobe_multi link"
     # The kfunc a session program asks which side it runs for: in the BTF of kernels from v6.10.
     is_return = kernel.vmlinux.find("bpf_session_is_return", Kind.FUNC)
     session = probe_kprobe_session() if is_return is not None else None

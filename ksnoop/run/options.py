@@ -50,6 +50,11 @@ class RunOptions:
     max_keys: int = 10240  # --max-keys: distinct keys the kernel's hash holds
     metrics: Optional[ListenAt] = None  # --metrics: where to serve Prometheus metrics
     records: bool = False  # --records: with --metrics, print records too (and serve records per function)
+    graph: bool = False  # -g: the spec is a root; trace its static call graph, a tree per root call
+    graph_depth: Optional[int] = None  # --graph-depth (None: ksnoop.graph.DEFAULT_DEPTH)
+    graph_include: Tuple[str, ...] = ()  # --graph-include globs
+    graph_exclude: Tuple[str, ...] = ()  # --graph-exclude globs
+    graph_args: str = "scalars"  # --graph-args: "scalars" (structs by address) or "full"
     zeros: bool = False  # text: show struct members that are all zero
     compact: bool = False  # text: one line per record
     backend: str = "auto"  # functions by "fentry", "kprobe", or "auto": fentry where the kernel takes it

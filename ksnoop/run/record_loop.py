@@ -51,11 +51,21 @@ def run_records(
     stop signal; then drain, report lost records and detach."""
     raise_open_files_limit(len(resolved.plan.probes))
     formatter = formatter_for(options, resolved, err)
-    lines = record_lines(formatter, resolved)
+    trees = None
+    if resolved.plan.is_graph:
+        from ksnoop.output.graph_tree import GraphTrees
+
+        trees = GraphTrees(resolved, formatter)
+        lines: List[Callable[[Any], Optional[str]]] = trees.lines()
+    else:
+        lines = record_lines(formatter, resolved)  # type: ignore[assignment]
     stop = StopFlag()
     # Its handlers stay till the end: a signal while detaching does not cut the summary line.
     with stop.installed(armed=False):
         summary = _attach_and_read(resolved, programs, options, out, err, formatter, lines, stop)
+        if trees is not None and trees.unfinished():
+            open_calls = trees.unfinished()
+            err.write(f"ksnoop: {open_calls} root call{'' if open_calls == 1 else 's'} had not returned: not shown\n")
         say_summary(summary, err)
         return summary
 
@@ -67,7 +77,7 @@ def _attach_and_read(
     out: TextIO,
     err: TextIO,
     formatter: Formatter,
-    lines: List[Callable[[Any], str]],
+    lines: List[Callable[[Any], Optional[str]]],
     stop: StopFlag,
 ) -> Summary:
     with contextlib.ExitStack() as stack:
@@ -118,7 +128,10 @@ def _metrics_reader(
 def call_ends(plan: Plan) -> List[bool]:
     """Per probe, whether its record ends what -n counts: a call's return record (its entry came
     before it), an entry or tracepoint with no return traced, or a call path's outermost return
-    (the outermost traced: a function that never returns has none)."""
+    (the outermost traced: a function that never returns has none). In a function graph what
+    counts is a tree written, whichever record finished it."""
+    if plan.is_graph:
+        return [True for _ in plan.probes]
     path_end = min((p.path.level for p in plan.probes if p.path is not None and p.kind.is_return), default=-1)
     ends = []
     for i, probe in enumerate(plan.probes):
@@ -144,11 +157,13 @@ def formatter_for(options: RunOptions, resolved: ResolvedTrace, err: TextIO) -> 
         return JsonFormatter(resolved, symbolizer=symbolizer)
     from ksnoop.output.text import TextFormatter, TextLayout
 
+    # A function graph's calls are a line each, indented in their tree.
+    graph = resolved.plan.is_graph
     return TextFormatter(
         resolved,
         color=options.color,
         symbolizer=symbolizer,
-        layout=TextLayout(zeros=options.zeros, compact=options.compact),
+        layout=TextLayout(zeros=options.zeros, compact=options.compact or graph, tree=graph),
     )
 
 
@@ -164,7 +179,7 @@ def record_lines(formatter: Formatter, resolved: ResolvedTrace) -> List[Callable
 def read_records(
     ring: RecordSource,
     drops: PerCPUValues,
-    lines: List[Callable[[Any], str]],
+    lines: List[Callable[[Any], Optional[str]]],
     options: RunOptions,
     stop: StopFlag,
     out: TextIO,
@@ -172,7 +187,8 @@ def read_records(
     ends: Optional[List[bool]] = None,
     printed_by_probe: Optional[List[int]] = None,
 ) -> Summary:
-    """Print each record's line (`lines`: one function per probe) until the count, the duration or a
+    """Print each record's line (`lines`: one function per probe; None: nothing to print yet, as a
+    function graph's records until their root call returns) until the count, the duration or a
     signal ends the trace. -n counts the records `ends` marks (call_ends; every record if None).
     `printed_by_probe` (--metrics), if given, counts the records printed of each probe."""
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
@@ -186,7 +202,10 @@ def read_records(
 
     def on_record(record: memoryview) -> bool:
         nonlocal printed, counted
-        writer.add(line(record))
+        text = line(record)
+        if text is None:
+            return False
+        writer.add(text)
         printed += 1
         if printed_by_probe is not None:
             printed_by_probe[probe_of(record)] += 1

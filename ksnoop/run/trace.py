@@ -16,7 +16,7 @@ from bpf.plan import MAX_KSTACK_DEPTH, CgroupFilter, Filters
 from ksnoop.errors import UsageError
 from ksnoop.run.aggregate import AggregateRequest, aggregate_calls
 from ksnoop.run.aggregate_loop import run_aggregate
-from ksnoop.run.backend import BACKENDS, choose_backend
+from ksnoop.run.backend import BACKENDS, Backend, choose_backend, choose_graph_backend
 from ksnoop.run.cgroups import cgroup_by_id, cgroup_by_path
 from ksnoop.run.describe import write_notes
 from ksnoop.run.exporter import require_prometheus_client
@@ -26,9 +26,16 @@ from ksnoop.run.runner import require_privileges
 from ksnoop.run.slow_calls import only_slow_calls
 from ksnoop.run.summary import count_calls
 from ksnoop.run.summary_loop import run_summary
-from ksnoop.spec.language import parse_spec
+from ksnoop.spec.language import TraceSpec, parse_spec
 from ksnoop.spec.multi import group_kprobes, multi_globs, split_multi
-from ksnoop.spec.resolve import DEFAULT_MAX_PROBES, MULTI_MAX_PROBES, ResolvedTrace, resolve, resolve_path
+from ksnoop.spec.resolve import (
+    DEFAULT_MAX_PROBES,
+    MULTI_MAX_PROBES,
+    ResolvedTrace,
+    resolve,
+    resolve_graph,
+    resolve_path,
+)
 from ksnoop.spec.targets import KernelBTF
 
 __all__ = ["RunOptions", "Summary", "prepare", "run"]
@@ -39,7 +46,8 @@ MAX_RINGBUF_SIZE = 1 << 31
 
 def implied(options: RunOptions) -> RunOptions:
     """The options as they run: --metrics alone counts as --summary does."""
-    if options.metrics is not None and not options.aggregates and not options.summary and not options.records:
+    mode_given = options.aggregates or options.summary or options.records or options.graph
+    if options.metrics is not None and not mode_given:
         return replace(options, summary=True)
     return options
 
@@ -70,18 +78,24 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     if options.calls_only and not options.summary:
         raise UsageError("--calls-only is a kind of --summary: add --summary")
     _check_aggregation(options)
+    _check_graph(options)
     if options.backend not in BACKENDS:
         raise UsageError(f"--backend {options.backend}: one of {', '.join(BACKENDS)}")
     specs = [parse_spec(text) for text in options.specs]
     kernel = KernelBTF.load(options.btf_path)
-    backend = choose_backend(options.backend, specs, kernel)
+    if options.graph:
+        backend = choose_graph_backend(options.backend, specs[0], kernel)
+    else:
+        backend = choose_backend(options.backend, specs, kernel)
     filters = Filters(
         pid=options.pid,
         comm=options.comm.encode() if options.comm is not None else None,
         uid=options.uid,
         cgroup=_cgroup(options),
     )
-    if options.call_path:
+    if options.graph:
+        resolved = _resolve_graph(options, specs[0], kernel, filters, backend)
+    elif options.call_path:
         resolved = resolve_path(
             specs,
             kernel,
@@ -110,7 +124,7 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     if options.aggregates:
         request = AggregateRequest(options.count_by, options.hist)
         resolved = aggregate_calls(resolved, request, at_return=options.min_duration_ns > 0, max_keys=options.max_keys)
-    if options.min_duration_ns:
+    if options.min_duration_ns and not options.graph:  # a graph's root return has it already
         resolved = only_slow_calls(resolved, options.min_duration_ns)
     if backend.multi:  # grouped before generating: a glob's programs name the stash they share
         resolved = group_kprobes(resolved)
@@ -120,12 +134,62 @@ def prepare(options: RunOptions) -> Tuple[ResolvedTrace, Tuple[Program, ...]]:
     programs = generate_all(plan)
     if plan.multi:
         resolved = split_multi(resolved, [p.insns for p in programs])
-    elif backend.no_multi:
+    elif backend.no_multi and not options.graph:  # the graph's backend note says so already
         globs = ", ".join(f"'{glob}'" for glob in multi_globs(resolved))
         if globs:
             note = f"ksnoop: {globs}: one kprobe per function, since this kernel has {backend.no_multi}"
             resolved = replace(resolved, notes=resolved.notes + (note,))
     return resolved, programs
+
+
+def _check_graph(options: RunOptions) -> None:
+    """UsageError for -g with what does not go with it, and for its options without it."""
+    if not options.graph:
+        if options.graph_depth is not None or options.graph_include or options.graph_exclude:
+            raise UsageError("--graph-depth, --graph-include and --graph-exclude go with -g")
+        if options.graph_args != "scalars":
+            raise UsageError("--graph-args goes with -g")
+        return
+    if len(options.specs) != 1:
+        raise UsageError(f"-g traces the graph of one root function, and {len(options.specs)} specs were given")
+    for given, option in (
+        (options.call_path, "-s"),
+        (options.summary, "--summary"),
+        (options.aggregates, "--count-by/--hist"),
+        (options.metrics is not None, "--metrics"),
+        (options.kstack_depth > 0, "--kstack"),
+    ):
+        if given:
+            raise UsageError(f"-g shows each root call's tree of calls, and {option} does not go with it")
+
+
+def _resolve_graph(
+    options: RunOptions, root: TraceSpec, kernel: KernelBTF, filters: Filters, backend: Backend
+) -> ResolvedTrace:
+    """-g: the root's static graph read from the kernel's code, then every function of it resolved."""
+    from ksnoop.graph.build import static_graph
+
+    graph = static_graph(kernel, root.target, options.graph_depth, options.graph_include, options.graph_exclude)
+    resolved = resolve_graph(
+        root,
+        graph.functions(),
+        kernel,
+        filters,
+        full_args=options.graph_args == "full",
+        min_duration_ns=options.min_duration_ns,
+        ringbuf_size=options.pages * mmap.PAGESIZE,
+        function_kind=backend.kind,
+        max_probes=options.max_probes or (MULTI_MAX_PROBES if backend.multi else DEFAULT_MAX_PROBES),
+    )
+    indirect = [(node.name, node.indirect) for node in graph.nodes if node.indirect]
+    if options.verbose and indirect:
+        counted = ", ".join(f"{name} {n}" for name, n in indirect)
+        note = (
+            f"ksnoop: the graph of {root.target} ({len(graph.functions())} functions within {graph.depth} calls) "
+            f"leaves out calls through pointers, which code does not show: {counted} (--graph-include adds functions)"
+        )
+        resolved = replace(resolved, notes=resolved.notes + (note,))
+    return resolved
 
 
 def _check_metrics(options: RunOptions) -> None:

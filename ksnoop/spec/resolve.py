@@ -23,6 +23,7 @@ from bpf.plan import (
     Capture,
     CompareOp,
     Filters,
+    GraphStep,
     PathStep,
     Plan,
     Predicate,
@@ -37,7 +38,17 @@ from btf import Const, TypeTag, Void, Volatile
 from btf.members import resolve as resolve_members
 from btf.values import is_char
 
-from ksnoop.spec.language import GLOB_CHARS, RETURN, Item, Literal, LiteralKind, SpecError, TraceSpec, ValueExpr
+from ksnoop.spec.language import (
+    GLOB_CHARS,
+    RETURN,
+    Item,
+    Literal,
+    LiteralKind,
+    SpecError,
+    TraceSpec,
+    ValueExpr,
+    parse_spec,
+)
 from ksnoop.errors import UnknownTarget, UsageError, did_you_mean
 from ksnoop.spec.calling import NoConvention, registers
 from ksnoop.spec.targets import TRACEPOINT_PREFIX, KernelBTF, Target, TargetKind
@@ -271,6 +282,154 @@ def resolve_path(
         probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size, pairs=tuple(pairs)
     )
     return ResolvedTrace(plan, tuple(targets), tuple(sources), tuple(None for _ in specs), tuple(notes))
+
+
+def resolve_graph(
+    root: TraceSpec,
+    callees: Sequence[str],
+    kernel: KernelBTF,
+    filters: Filters = Filters(),
+    *,
+    full_args: bool = False,
+    min_duration_ns: int = 0,
+    with_comm: bool = True,
+    ringbuf_size: int = 1 << 22,
+    function_kind: ProbeKind = ProbeKind.FENTRY,
+    max_probes: int = DEFAULT_MAX_PROBES,
+) -> ResolvedTrace:
+    """Function-graph mode (`-g`): the root spec's function, traced as `trace` traces it (its
+    tests say which calls are roots; `min_duration_ns` keeps only root calls that slow), and each
+    of `callees` (its static graph) at entry and return while its task is inside a root call:
+    its arguments (numbers, pointers as addresses, char pointers as text; whole structs with
+    `full_args`) and its return value. A sched_process_exit probe forgets the state of a task
+    that dies inside a root call. Sources: 0 for the root, 1 for the callees (as though they were
+    one glob, `globs[1]`: kprobe_multi groups them, and a callee the kernel refuses is left out
+    with a warning, as a glob's function is)."""
+    if root.is_glob:
+        raise SpecError("a function graph (-g) has one root: a function, not a glob", root.text, root.target_position)
+    try:
+        target = kernel.find_target(root.target)
+    except UnknownTarget as err:
+        raise SpecError(str(err), root.text, root.target_position) from None
+    if target.kind is not TargetKind.FUNCTION:
+        raise SpecError(
+            "a function graph (-g) is rooted at a function: a tracepoint calls nothing",
+            root.text,
+            root.target_position,
+        )
+    names = [name for name in dict.fromkeys(callees) if name != target.name]
+    if 1 + len(names) > max_probes:
+        raise UsageError(
+            f"the graph of {target.label} has {1 + len(names)} functions, more than --max-probes {max_probes}: "
+            "lower --graph-depth, leave some out with --graph-exclude, or raise --max-probes"
+        )
+    sides = _sides(root, target, function_kind)
+    notes = list(sides.notes)
+    # Attached in plan order: the state forgotten at exit first, the callees, the root last, so
+    # that no root call starts before its callees are traced.
+    task_exit = kernel.find_target(TRACEPOINT_PREFIX + TASK_EXIT_TRACEPOINT)
+    probes = [
+        Probe(
+            ProbeKind.TP_BTF, task_exit.name, task_exit.attach_btf_id, task_exit.module, emits=False, forgets_path=True
+        )
+    ]
+    targets = [task_exit]
+    sources = [-1]
+    callee_step = GraphStep(root=False)
+    left_out = 0
+    for name in names:
+        callee = kernel.find_function(name)
+        entry_captures, exit_captures, missing = _callee_captures(callee, function_kind, full_args)
+        left_out += missing
+        entry_offsets, return_offsets = _context_offsets(parse_spec(name), callee, function_kind)
+        probes.append(
+            Probe(
+                function_kind,
+                callee.name,
+                callee.attach_btf_id,
+                callee.module,
+                (),
+                entry_captures,
+                graph=callee_step,
+                context_offsets=entry_offsets,
+            )
+        )
+        probes.append(
+            Probe(
+                function_kind.return_kind,
+                callee.name,
+                callee.attach_btf_id,
+                callee.module,
+                (),
+                exit_captures,
+                graph=callee_step,
+                context_offsets=return_offsets,
+            )
+        )
+        targets.extend((callee, callee))
+        sources.extend((1, 1))
+    if left_out:
+        notes.append(f"ksnoop: {left_out} callee arguments {LEFT_OUT}: their registers or sizes cannot be copied")
+    entry_offsets, return_offsets = _context_offsets(root, target, function_kind)
+    root_step = GraphStep(root=True)
+    probes.append(
+        Probe(
+            function_kind,
+            target.name,
+            target.attach_btf_id,
+            target.module,
+            sides.entry_tests,
+            sides.entry_captures,
+            graph=root_step,
+            context_offsets=entry_offsets,
+        )
+    )
+    probes.append(
+        Probe(
+            function_kind.return_kind,
+            target.name,
+            target.attach_btf_id,
+            target.module,
+            sides.exit_tests,
+            sides.exit_captures,
+            min_duration_ns=min_duration_ns,
+            graph=root_step,
+            context_offsets=return_offsets,
+        )
+    )
+    targets.extend((target, target))
+    sources.extend((0, 0))
+    pairs = tuple(Pair(entry=i, exit=i + 1) for i in range(1, len(probes), 2))
+    plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size, pairs=pairs)
+    return ResolvedTrace(plan, tuple(targets), tuple(sources), (None, f"-g {target.label}"), tuple(notes))
+
+
+def _callee_captures(
+    target: Target, function_kind: ProbeKind, full_args: bool
+) -> Tuple[Tuple[Capture, ...], Tuple[Capture, ...], int]:
+    """A graph callee's captures at entry and return, and how many of its values were left out.
+    Every argument and the return value, as trace shows them with `full_args`; otherwise a struct
+    behind a pointer is the pointer alone (an address: most of a graph's calls pass the same few
+    structs along)."""
+    spec = parse_spec(target.name)
+    entry: List[Capture] = []
+    exit_: List[Capture] = []
+    missing = 0
+    for item in _default_items(spec, target):
+        try:
+            located = _locate(spec, target, item.value, function_kind)
+            capture = _capture(spec, item.value, located)
+            if capture.address and not full_args:
+                capture = _value(spec, item.value, located)
+        except SpecError:
+            missing += 1
+            continue
+        captures = exit_ if item.value.base == RETURN else entry
+        if len(captures) < MAX_CAPTURES:
+            captures.append(capture)
+        else:
+            missing += 1
+    return tuple(entry), tuple(exit_), missing
 
 
 def _too_many(total: int, counts: List[Tuple[str, int]], max_probes: int) -> str:

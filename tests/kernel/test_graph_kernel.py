@@ -188,3 +188,28 @@ def test_without_capstone_the_extra_is_named() -> None:
     assert (
         result.stderr == "ksnoop: error: function graphs need the capstone disassembler: pip install 'ksnoop[graph]'\n"
     )
+
+
+def test_trace_g_where_this_kernel_cannot_trace_functions_says_so() -> None:
+    """trace -g on this machine's kernel: where it refuses fentry and has no kprobes (asked here as
+    ksnoop asks), one line naming both and exit 1; where it can trace functions, the VM tests'
+    checks apply (tests/vm/test_graph_vm.py) and this one checks a root call's tree."""
+    from bpf.features import probe_fentry, probe_kprobes
+    from btf import BTF, Kind
+
+    func = BTF.vmlinux().find("ip_send_skb", Kind.FUNC)
+    assert func is not None
+    fentry, kprobes = probe_fentry(func.id), probe_kprobes()
+    result = subprocess.run(
+        [sys.executable, "-m", "ksnoop", "trace", "-g", "--duration", "1", "ip_send_skb"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    if fentry.refused and not kprobes:
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr.startswith("ksnoop: error: cannot trace ip_send_skb: this kernel has neither fentry/fexit")
+        assert result.stderr.count("\n") == 1
+    else:
+        assert result.returncode == 0, result.stderr

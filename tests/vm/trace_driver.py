@@ -4,7 +4,7 @@
 `python3 tests/vm/trace_driver.py PLAN.json` (cwd: the repo). The plan names the senders (each a
 forked child with its own comm that sends UDP datagrams on loopback to a receiver it bound) and the
 ksnoop instances (argv after `trace`, how many BPF links make it attached, or `"ready": "stdout"`
-for the text header, how it is stopped, and
+for the text header or `"ready": "stderr"` for the ready line, how it is stopped, and
 optionally a command its stdout is piped through). The driver forks the senders, starts every
 instance, waits until each holds its links (read from /proc/PID/fdinfo, so ksnoop needs no ready
 signal), lets the senders send one after another, stops the instances, and writes the ground truth
@@ -87,8 +87,9 @@ def main(plan_path: str) -> int:
                 if inst["spec"].get("ready") == "stdout":  # the text header: every program attached
                     ready = (out_dir / f"{inst['spec']['name']}.out").stat().st_size > 0
                     links = links_held(inst["proc"].pid) if ready else links
-                elif inst["spec"].get("ready") == "stderr":  # --summary says so once every program is attached
-                    ready = b"ksnoop: counting calls" in (out_dir / f"{inst['spec']['name']}.err").read_bytes()
+                elif inst["spec"].get("ready") == "stderr":  # the ready line: every program is attached
+                    said = (out_dir / f"{inst['spec']['name']}.err").read_bytes()
+                    ready = re.search(rb"^ksnoop: (counting calls|tracing) .*Ctrl-C", said, re.MULTILINE) is not None
                     links = links_held(inst["proc"].pid) if ready else links
                 else:
                     ready = links >= inst["spec"]["links"]

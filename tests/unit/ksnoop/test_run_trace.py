@@ -45,11 +45,26 @@ def btf_path(tmp_path_factory) -> str:
             "-s shows the calls of one path, and --summary counts every call: use one",
         ),
         (dict(calls_only=True), "--calls-only is a kind of --summary: add --summary"),
+        (dict(graph_depth=2), "--graph-depth, --graph-include and --graph-exclude go with -g"),
+        (dict(graph_exclude=("ip_*",)), "--graph-depth, --graph-include and --graph-exclude go with -g"),
+        (dict(graph_args="full"), "--graph-args goes with -g"),
+        (
+            dict(graph=True, specs=("noargs", "ip_send_skb")),
+            "-g traces the graph of one root function, and 2 specs were given",
+        ),
+        (dict(graph=True, call_path=True), "-g shows each root call's tree of calls, and -s does not go with it"),
+        (dict(graph=True, summary=True), "-g shows each root call's tree of calls, and --summary does not go with it"),
+        (
+            dict(graph=True, count_by="comm"),
+            "-g shows each root call's tree of calls, and --count-by/--hist does not go with it",
+        ),
+        (dict(graph=True, kstack_depth=4), "-g shows each root call's tree of calls, and --kstack does not go with it"),
     ],
 )
 def test_usage_errors(changes: dict, message: str) -> None:
     with pytest.raises(UsageError) as failure:
-        prepare(RunOptions(specs=("noargs",), btf_path="/nonexistent: checked before any BTF is read", **changes))
+        options = {"specs": ("noargs",), **changes}
+        prepare(RunOptions(btf_path="/nonexistent: checked before any BTF is read", **options))
     assert str(failure.value) == message
 
 

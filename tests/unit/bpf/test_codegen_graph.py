@@ -1,0 +1,209 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Function-graph mode (-g) programs run in the BPF interpreter: the root call makes its task's
+state, callees are recorded only inside it (one lookup outside), recursion of the root and of
+callees, the node bound's cut, the root's return tests and --min-duration, and the state gone when
+the root returns or the task dies inside it.
+
+The mini kernel's ip_send_skb is the root; strncpy_from_user and noargs are its callees.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Dict, List, Tuple
+
+from bpf.codegen import generate, generate_all
+from bpf.plan import HEADER, ProbeKind
+from bpf.uapi import Helper
+from ksnoop.spec.language import parse_spec
+from ksnoop.spec.resolve import ResolvedTrace, resolve_graph
+from tests.support import records
+from tests.support.bpfvm import VM
+
+SKB, NET, DST, SRC = 0xFFFF888000001000, 0xFFFF888000003000, 0xFFFF888000005000, 0x7FFE00001000
+TASK_A, TASK_B = (100 << 32) | 101, (200 << 32) | 202
+CALLEES = ("strncpy_from_user", "noargs")
+
+
+def _graph(root: str = "ip_send_skb", **options: object) -> ResolvedTrace:
+    return resolve_graph(parse_spec(root), CALLEES, records.path_kernel(), **options)  # type: ignore[arg-type]
+
+
+def _skb(length: int) -> bytes:
+    data = bytearray(104)
+    struct.pack_into("<I", data, 80, length)
+    return bytes(data)
+
+
+class Driver:
+    """Runs a graph's programs as the kernel would for calls and returns."""
+
+    def __init__(self, resolved: ResolvedTrace, **vm_options: object) -> None:
+        self.resolved = resolved
+        self.programs = {}
+        for index, probe in enumerate(resolved.plan.probes):
+            key = "exit_task" if probe.forgets_path else (probe.target, probe.kind)
+            self.programs[key] = generate(resolved.plan, index)
+        self.vm = VM(
+            memory={SKB: _skb(242), NET: bytes(8), DST: bytes(64)}, path_value_size=40, pid_tgid=TASK_A, **vm_options
+        )  # type: ignore[arg-type]
+        self.seen = 0
+        self.helpers: List[int] = []
+
+    def task(self, pid_tgid: int) -> "Driver":
+        self.vm.pid_tgid = pid_tgid
+        return self
+
+    def enter(self, function: str, *ctx: int) -> "Driver":
+        self.helpers = self.vm.run(self.programs[(function, ProbeKind.FENTRY)], list(ctx)).helpers
+        return self
+
+    def leave(self, function: str, *ctx: int) -> "Driver":
+        self.helpers = self.vm.run(self.programs[(function, ProbeKind.FEXIT)], list(ctx)).helpers
+        return self
+
+    def exit_task(self) -> "Driver":
+        self.vm.run(self.programs["exit_task"], [0, 0])
+        return self
+
+    def events(self) -> List[Tuple[str, str, tuple, object]]:
+        """(function, "entry"/"return", values, duration_ns) of each record since the last call."""
+        self.times = [HEADER.unpack_from(rec)[0] for rec in self.vm.records[self.seen :]]
+        out = []
+        for rec in self.vm.records[self.seen :]:
+            index = HEADER.unpack_from(rec)[3]
+            probe = self.resolved.plan.probes[index]
+            decode = records.build_decoder(self.resolved.plan, index, self.resolved.targets[index].btf)
+            event = decode(rec)
+            out.append((probe.target, "entry" if probe.kind.is_entry else "return", event.values, event.duration_ns))
+        self.seen = len(self.vm.records)
+        return out
+
+
+def _outline(events: list) -> List[Tuple[str, str]]:
+    return [(function, side) for function, side, _, _ in events]
+
+
+def _root_call(d: Driver) -> Driver:
+    d.enter("ip_send_skb", NET, SKB)
+    d.enter("strncpy_from_user", DST, SRC, 64).enter("noargs").leave("noargs", 0).leave(
+        "strncpy_from_user", DST, SRC, 64, 5
+    )
+    d.enter("noargs").leave("noargs", 0)
+    return d.leave("ip_send_skb", NET, SKB, 0)
+
+
+def test_a_root_call_records_its_calls_in_order_and_ends_the_state() -> None:
+    d = _root_call(Driver(_graph()))
+    events = d.events()
+    assert _outline(events) == [
+        ("ip_send_skb", "entry"),
+        ("strncpy_from_user", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+        ("strncpy_from_user", "return"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+        ("ip_send_skb", "return"),
+    ]
+    assert events[1][2][0] == "" and events[1][2][2] == 64  # a callee's arguments: char pointers as text
+    assert events[4][2] == (5,)  # and its return value
+    # No duration in the records: the reader times each call from its entry and return records.
+    assert all(duration is None for _, _, _, duration in events)
+    assert d.vm.path_states() == {}
+
+
+def test_callees_outside_a_root_call_do_one_lookup_and_nothing_else() -> None:
+    d = Driver(_graph())
+    d.enter("noargs")
+    assert d.helpers == [Helper.get_current_pid_tgid, Helper.map_lookup_elem]
+    d.leave("noargs", 0).enter("strncpy_from_user", DST, SRC, 64).leave("strncpy_from_user", DST, SRC, 64, 0)
+    assert d.events() == [] and d.vm.path_states() == {}
+    # Another task's root call does not let this task's callees in.
+    d.task(TASK_B).enter("ip_send_skb", NET, SKB)
+    d.task(TASK_A).enter("noargs").leave("noargs", 0)
+    d.task(TASK_B).leave("ip_send_skb", NET, SKB, 0)
+    assert _outline(d.events()) == [("ip_send_skb", "entry"), ("ip_send_skb", "return")]
+
+
+def test_the_roots_tests_choose_the_root_calls() -> None:
+    d = Driver(_graph("ip_send_skb(skb->len > 1000)"))
+    d.enter("ip_send_skb", NET, SKB).enter("noargs").leave("noargs", 0).leave("ip_send_skb", NET, SKB, 0)
+    assert d.events() == [] and d.vm.path_states() == {}
+
+
+def test_a_root_call_that_fails_its_return_test_or_is_quick_emits_no_return_and_ends() -> None:
+    d = _root_call(Driver(_graph("ip_send_skb(return != 0)")))
+    events = d.events()
+    assert ("ip_send_skb", "return") not in _outline(events) and ("noargs", "return") in _outline(events)
+    assert d.vm.path_states() == {}
+    timed = _root_call(Driver(_graph()))
+    timed.events()
+    took = timed.times[-1] - timed.times[0] + 1000  # from the state's start, a clock read before the entry record's
+    slow = _root_call(Driver(_graph(min_duration_ns=took + 1)))
+    assert _outline(slow.events())[-1] == ("noargs", "return") and slow.vm.path_states() == {}
+    quick_enough = _root_call(Driver(_graph(min_duration_ns=took)))
+    assert _outline(quick_enough.events())[-1] == ("ip_send_skb", "return")
+
+
+def test_recursion_of_the_root_and_of_a_callee() -> None:
+    d = Driver(_graph())
+    d.enter("ip_send_skb", NET, SKB).enter("ip_send_skb", NET, SKB).enter("noargs").enter("noargs")
+    d.leave("noargs", 0).leave("noargs", 0).leave("ip_send_skb", NET, SKB, 0)
+    assert d.vm.path_states() != {}  # the inner root call returned: the outer goes on
+    d.leave("ip_send_skb", NET, SKB, 0)
+    # Only the root call's own entry record carries its start: the reader begins a tree there.
+    starts = [HEADER.unpack_from(rec)[5] for rec in d.vm.records[:2]]
+    assert starts[0] > 0 and starts[1] == 0
+    assert _outline(d.events()) == [
+        ("ip_send_skb", "entry"),
+        ("ip_send_skb", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "return"),
+        ("noargs", "return"),
+        ("ip_send_skb", "return"),
+        ("ip_send_skb", "return"),
+    ]
+    assert d.vm.path_states() == {}
+
+
+def test_past_the_node_bound_one_entry_says_the_tree_was_cut() -> None:
+    from dataclasses import replace
+
+    resolved = _graph()
+    resolved = replace(resolved, plan=replace(resolved.plan, graph_max_nodes=3))
+    d = Driver(resolved)
+    d.enter("ip_send_skb", NET, SKB)  # node 1
+    d.enter("strncpy_from_user", DST, SRC, 64)  # node 2
+    d.enter("noargs")  # node 3
+    d.enter("noargs")  # the first past the bound: its entry alone
+    d.enter("noargs")  # past it: nothing
+    d.leave("noargs", 0).leave("noargs", 0).leave("noargs", 0)
+    d.leave("strncpy_from_user", DST, SRC, 64, 0).leave("ip_send_skb", NET, SKB, 0)
+    assert _outline(d.events()) == [
+        ("ip_send_skb", "entry"),
+        ("strncpy_from_user", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "entry"),
+        ("noargs", "return"),  # of node 3: the returns of the unrecorded two are not
+        ("strncpy_from_user", "return"),
+        ("ip_send_skb", "return"),
+    ]
+
+
+def test_a_task_dying_inside_a_root_call_leaves_no_state() -> None:
+    d = Driver(_graph())
+    d.enter("ip_send_skb", NET, SKB).enter("noargs").exit_task()
+    assert d.vm.path_states() == {}
+
+
+def test_every_program_generates_and_the_root_goes_in_last() -> None:
+    resolved = _graph()
+    plan = resolved.plan
+    assert len(generate_all(plan)) == len(plan.probes)
+    assert plan.probes[0].forgets_path and [p.graph.root for p in plan.probes[-2:]] == [True, True]  # type: ignore[union-attr]
+    kinds: Dict[str, List[str]] = {}
+    for probe in plan.probes[1:]:
+        kinds.setdefault(probe.target, []).append(probe.kind.value)
+    assert kinds == {name: ["fentry", "fexit"] for name in (*CALLEES, "ip_send_skb")}
