@@ -708,7 +708,10 @@ def _graph_program(
         asm.label("again")
         asm.emit(tpl.GRAPH_ROOT_AGAIN)
     else:
-        asm.emit(tpl.JUMP_IF_NO_STATE, target="out")
+        # A callee's entry outside any root call, as a kprobe_multi branch, returns 1: in a kprobe
+        # session that spares its return side the lookup too (a plain kprobe_multi ignores it).
+        skip_return = probe.kind.is_entry and forms is not None
+        asm.emit(tpl.JUMP_IF_NO_STATE, target="outside" if skip_return else "out")
         if step.root:
             asm.emit(tpl.GRAPH_ROOT_RETURN, target="root_returns")
     if probe.kind.is_entry:
@@ -743,6 +746,9 @@ def _graph_program(
             asm.emit(tpl.GOTO, target="forget")
     asm.label("out")
     asm.emit(tpl.EXIT)
+    if asm.jumps_to("outside"):
+        asm.label("outside")
+        asm.emit(tpl.RETURN_ONE)
     _place_dropped(asm, "out")
     return asm
 

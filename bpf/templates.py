@@ -1266,6 +1266,15 @@ READ_KERNEL_TEXT = Template(
     ),
 )
 
+RETURN_ONE = Template(
+    "return_one",
+    "returns 1: from a kprobe session's entry, its return side is not run",
+    (
+        T(i.mov64_imm(R0, 1)),
+        T(i.exit_()),
+    ),
+)
+
 RETURN_EINVAL = Template(
     "return_einval",
     "returns -EINVAL",
@@ -1384,6 +1393,7 @@ ALL = (
     GRAPH_ROOT_RETURN,
     GRAPH_ENTRY_TS,
     READ_KERNEL_TEXT,
+    RETURN_ONE,
     RETURN_EINVAL,
     EXIT,
     SEQ_WRITE,

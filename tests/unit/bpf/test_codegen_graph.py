@@ -207,3 +207,37 @@ def test_every_program_generates_and_the_root_goes_in_last() -> None:
     for probe in plan.probes[1:]:
         kinds.setdefault(probe.target, []).append(probe.kind.value)
     assert kinds == {name: ["fentry", "fexit"] for name in (*CALLEES, "ip_send_skb")}
+
+
+def test_in_a_kprobe_session_a_callee_outside_any_root_call_skips_its_return() -> None:
+    """The callees' kprobe_multi program: outside a root call an entry returns 1 (a kprobe session
+    then does not run its return side); inside one it returns 0 and records."""
+    from dataclasses import replace
+
+    from bpf.codegen import generate_multi
+    from bpf.plan import MultiAttach
+
+    from btf import BTF
+    from ksnoop.spec.targets import KernelBTF
+    from tests.support import minikernel
+    from tests.unit.bpf.test_codegen_multi import X86_REGS, _regs
+
+    builder, ids = minikernel.make_builder(task_exit=True)
+    u64 = builder.int_("unsigned long", 8)
+    builder.struct("pt_regs", 8 * 21, [(name, u64, 64 * n) for n, name in enumerate(X86_REGS)])
+    kernel = KernelBTF(BTF.from_bytes(builder.to_bytes()), [])
+    resolved = resolve_graph(parse_spec("ip_send_skb"), CALLEES, kernel, function_kind=ProbeKind.KPROBE)
+    plan = resolved.plan
+    entries = tuple(
+        i for i, p in enumerate(plan.probes) if p.graph is not None and not p.graph.root and p.kind.is_entry
+    )
+    plan = replace(plan, multi=(MultiAttach(entries, share=1),))
+    program = generate_multi(plan, 0)
+    root = next(i for i, p in enumerate(plan.probes) if p.graph is not None and p.graph.root and p.kind.is_entry)
+    vm = VM(memory={SKB: _skb(242), NET: bytes(8), DST: bytes(64)}, path_value_size=40, pid_tgid=TASK_A)
+    noargs = program.multi_functions.index("noargs")
+    outside = vm.run(program, _regs(), cookie=program.multi_cookies[noargs])
+    assert outside.r0 == 1 and vm.records == []
+    vm.run(generate(plan, root), _regs(di=NET, si=SKB))  # the root call begins (a kprobe: registers)
+    inside = vm.run(program, _regs(), cookie=program.multi_cookies[noargs])
+    assert inside.r0 == 0 and len(vm.records) == 2
