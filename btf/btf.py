@@ -398,14 +398,22 @@ class BTF:
         cached = self._names_by_kind.get(key)
         if cached is None:
             cached = list(self.base.names(kinds)) if self.base is not None else []
-            wanted = bytes(k in key for k in range(32))
-            kinds_here = self._index.kinds
-            starts, w, start_id = self._index.type_starts, self._index.words, self.start_id
-            for i, k in enumerate(kinds_here):
-                if wanted[k]:
-                    name = self.string_at(w[starts[i]])
-                    if name:
-                        cached.append((name, start_id + i))
+            ids, offsets = self._named_records(kinds)
+            first, strings = self._index.start_str_off, self._index.strings
+            names: Optional[List[str]] = None
+            if offsets and min(offsets) >= first:
+                # Cut and decoded by C-level iterators, not a string_at call a name: tens of
+                # thousands of names take seconds in Python under emulation.
+                starts = list(map(operator.sub, offsets, itertools.repeat(first))) if first else offsets
+                try:
+                    ends = list(map(strings.index, itertools.repeat(b"\0"), starts))
+                except ValueError:  # an offset past the section, or no NUL after it: string_at says which
+                    pass
+                else:
+                    names = list(map(_decode, map(strings.__getitem__, map(slice, starts, ends))))
+            if names is None:  # names in the base's strings (a module's types named by vmlinux's strings)
+                names = list(map(self.string_at, offsets))
+            cached.extend(filter(operator.itemgetter(0), zip(names, ids)))
             self._names_by_kind[key] = cached
         return cached
 
@@ -617,3 +625,6 @@ def _parse_type_name(name: str) -> Tuple[Sequence[Kind], str]:
     if len(parts) == 2 and parts[0] in _TAG_KINDS:
         return _TAG_KINDS[parts[0]], parts[1]
     return _PLAIN_NAME_ORDER, " ".join(parts)
+
+
+_decode = operator.methodcaller("decode", "utf-8", "backslashreplace")  # C-level, as map() wants

@@ -55,8 +55,9 @@ def traceable_in(kernel: KernelBTF) -> Traceable:
                 btf = kernel.module(module) if module else kernel.vmlinux
             except RuntimeFailure:  # a module without BTF
                 btf = None
-            found = btf.glob("*", [Kind.FUNC], inherited=False) if btf is not None else []
-            names = with_btf[module] = frozenset(n for n, _ in found)
+            own = btf.start_id if btf is not None else 0
+            found = btf.names([Kind.FUNC]) if btf is not None else []
+            names = with_btf[module] = frozenset(n for n, i in found if i >= own)
         return name in names
 
     return traceable

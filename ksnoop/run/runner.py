@@ -11,6 +11,7 @@ summary and the dump walk all run through here, so each refusal is worded once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import errno
 import logging
 import mmap
@@ -237,7 +238,7 @@ def _attach_multi(
     multi_indices: Sequence[int],
     maps: ProgramMaps,
     err: TextIO,
-    hookable: Optional["set[bytes]"],
+    hookable: Optional["frozenset[bytes]"],
 ) -> Optional[Tuple[Any, List[int]]]:
     """Load the program of plan.multi[i] (one index), or the kprobe session program of a glob's
     entries and returns (two: the entries' multi, then the returns'), and link it to its
@@ -307,9 +308,11 @@ _FTRACE_FUNCTIONS = (
 )
 
 
-def ftrace_functions() -> Optional["set[bytes]"]:
+@functools.lru_cache(maxsize=1)
+def ftrace_functions() -> Optional["frozenset[bytes]"]:
     """The functions ftrace can hook (so kprobe_multi can), from tracefs; None where it is not
-    mounted or not readable (lockdown)."""
+    mounted or not readable (lockdown). Read once a process: a function graph asks before it
+    attaches, and the attaching asks again (the kernel writes tens of thousands of lines)."""
     for path in _FTRACE_FUNCTIONS:
         try:
             with open(path, "rb") as f:
@@ -319,7 +322,7 @@ def ftrace_functions() -> Optional["set[bytes]"]:
         # Lines are `name` or `name [module]`: split() takes every word in one C-level pass, and a
         # `[module]` word names no function. Tens of thousands of lines, read before each glob's
         # link: split as bytes, not decoded (a glob asks about a few hundred names, encoded).
-        return set(text.split())
+        return frozenset(text.split())
     return None
 
 
