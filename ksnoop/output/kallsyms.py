@@ -71,9 +71,9 @@ class Kallsyms:
         """The symbol called `name` in vmlinux (or `module`); of several (static functions of one
         name in two files), the lowest. The index is built at the first call."""
         if self._names is None:
-            self._names = {}
-            for symbol in reversed(self._symbols):  # the lowest last, so it stays
-                self._names[symbol[1], symbol[2]] = symbol
+            last_first = self._symbols[::-1]  # the lowest address last, so that it stays
+            keys = zip(map(operator.itemgetter(1), last_first), map(operator.itemgetter(2), last_first))
+            self._names = dict(zip(keys, last_first))
         found = self._names.get((name, module))
         return None if found is None else Symbol(*found)
 
@@ -98,12 +98,24 @@ _ADDRESS = operator.itemgetter(0)  # C-level: a function graph parses 100,000 sy
 # Types of code: global and local text, and weak symbols; data symbols (D/d/B/b/R/r, listed only
 # with CONFIG_KALLSYMS_ALL) and absolute ones (A) are left out.
 _TEXT_LINE = re.compile(r"^([0-9a-fA-F]+) [TtWw] (\S+)(?:\t\[(\S+)\])?$", re.MULTILINE)
+_TEXT_TYPES = frozenset("TtWw")
 
 
 def parse_kallsyms(text: str) -> Kallsyms:
     """/proc/kallsyms text -> its text symbols; other lines (data symbols, anything odd) are skipped."""
-    found = _TEXT_LINE.findall(text)
-    # Built by C-level iterators, not a Python loop a line: 100,000 lines under emulation.
+    # Built by C-level iterators, not a Python step a line: 100,000 lines take seconds under
+    # emulation. vmlinux's lines come first, three words each (address, type, name); the first
+    # line with a `\t[module]` starts the rest, which the pattern reads.
+    modules = text.find("\t[")
+    head_end = len(text) if modules == -1 else text.rfind("\n", 0, modules) + 1
+    words = text[:head_end].split()
+    found: List[Tuple[str, str, str]] = []
+    if len(words) % 3 == 0:
+        is_text = map(_TEXT_TYPES.__contains__, words[1::3])
+        found.extend(itertools.compress(zip(words[0::3], words[2::3], itertools.repeat("")), is_text))
+    else:  # a line that is not three words: read it all line by line
+        head_end = 0
+    found.extend(_TEXT_LINE.findall(text, head_end))
     addresses = list(map(int, map(_ADDRESS, found), itertools.repeat(16)))
     symbols = list(zip(addresses, map(operator.itemgetter(1), found), map(operator.itemgetter(2), found)))
     hidden = bool(addresses) and not any(addresses)
