@@ -84,6 +84,8 @@ class BTF:
         self._cache: Dict[int, t.Type] = {}
         self._type_bytes: Optional[bytes] = None
         self._names_by_kind: Dict[Tuple[int, ...], List[Tuple[str, int]]] = {}
+        # name -> ids, per kind, once named_index() made one: then lookups by name use it.
+        self._kind_index: Dict[Kind, Dict[str, List[int]]] = {}
         self._glob_strings: Dict[str, Optional[Dict[int, str]]] = {}
         self._pointer_size: Optional[int] = None
         # What btf.compiled and btf.values build once per type: readers and renderers, by a key
@@ -375,7 +377,22 @@ class BTF:
 
     def find_all(self, name: str, kind: Optional[Kind] = None) -> List[t.Type]:
         """Every type with this bare name (and kind, if given)."""
+        index = self._kind_index.get(kind) if kind is not None else None
+        if index is not None:
+            return [self.type_by_id(i) for i in index.get(name, ())]
         return [self.type_by_id(i) for i in self._ids_named(name) if kind is None or self.kind_of(i) == kind]
+
+    def named_index(self, kind: Kind) -> Dict[str, List[int]]:
+        """name -> ids of the types of `kind` here and in the base, made once from names(); from
+        then on find_all of that kind looks names up in it. A lookup by name otherwise scans the
+        strings, which is right for a few and slow for the hundreds a function graph asks about."""
+        index = self._kind_index.get(kind)
+        if index is None:
+            index = {}
+            for name, type_id in self.names([kind]):
+                index.setdefault(name, []).append(type_id)
+            self._kind_index[kind] = index
+        return index
 
     def lookup(self, name: str, kind: Optional[Kind] = None) -> t.Type:
         """Like find, but raises BTFLookupError naming the closest real names."""

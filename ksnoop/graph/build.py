@@ -4,7 +4,7 @@ functions told apart, the kernel's code read and walked (graph.static)."""
 
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from btf import Kind
 
@@ -42,23 +42,23 @@ def traceable_in(kernel: KernelBTF) -> Traceable:
     """Whether ksnoop may attach to a function: it has BTF (vmlinux's, or its module's), ftrace
     lists it (where tracefs says; a notrace function is not listed) and the kernel does not deny it."""
     hookable = ftrace_functions()
-    # Every FUNC name of a blob, listed once when first asked: a graph asks of hundreds of names,
-    # and a lookup by name scans the blob's strings each time.
-    with_btf: Dict[str, FrozenSet[str]] = {}
+    # Each blob's FUNCs by name, indexed once when first asked: a graph asks of hundreds of
+    # names (and resolving its functions then finds them in the same index).
+    indexes: Dict[str, Tuple[int, Dict[str, List[int]]]] = {}
 
     def traceable(name: str, module: str) -> bool:
         if name in DENIED or (hookable is not None and name.encode() not in hookable):
             return False
-        names = with_btf.get(module)
-        if names is None:
+        found = indexes.get(module)
+        if found is None:
             try:
                 btf = kernel.module(module) if module else kernel.vmlinux
             except RuntimeFailure:  # a module without BTF
-                btf = None
-            own = btf.start_id if btf is not None else 0
-            found = btf.names([Kind.FUNC]) if btf is not None else []
-            names = with_btf[module] = frozenset(n for n, i in found if i >= own)
-        return name in names
+                found = indexes[module] = (0, {})
+            else:
+                found = indexes[module] = (btf.start_id, btf.named_index(Kind.FUNC))
+        own, index = found
+        return any(i >= own for i in index.get(name, ()))
 
     return traceable
 

@@ -16,6 +16,9 @@ from typing import Any, List, Tuple
 from ksnoop.errors import UsageError
 
 GRAPH_EXTRA = "pip install 'ksnoop[graph]'"
+# Mnemonics that may call or jump (x86: call, jmp, jcc; arm64: b, bl, br, blr, b.cond, cbz, tbz,
+# ret): a superset (bt, bsf...), which capstone's groups then sort out.
+_MAY_BRANCH = ("call", "j", "b", "cb", "tb", "ret")
 _U64 = (1 << 64) - 1
 
 
@@ -59,7 +62,12 @@ def call_sites(md: Any, code: bytes, address: int) -> CallSites:
     end = address + len(code)
     branches: List[Branch] = []
     indirect = 0
-    for insn in md.disasm(code, address):
+    for at, size, mnemonic, _operands in md.disasm_lite(code, address):
+        # Decoding with details costs several times as much: only what may branch gets it.
+        if not mnemonic.startswith(_MAY_BRANCH):
+            continue
+        start = at - address
+        insn = next(md.disasm(code[start : start + size], at, 1))
         if insn.group(capstone.CS_GRP_RET):  # arm64's ret is a branch through x30 too
             continue
         is_call = insn.group(capstone.CS_GRP_CALL)
