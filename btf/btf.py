@@ -388,9 +388,20 @@ class BTF:
         strings, which is right for a few and slow for the hundreds a function graph asks about."""
         index = self._kind_index.get(kind)
         if index is None:
-            index = {}
-            for name, type_id in self.names([kind]):
-                index.setdefault(name, []).append(type_id)
+            named = self.names([kind])
+            # One id a name, by C-level iterators (the first of each name); then the few names
+            # that more than one type has (static functions of one name in two files) get all.
+            firsts = dict(
+                zip(map(operator.itemgetter(0), reversed(named)), map(operator.itemgetter(1), reversed(named)))
+            )
+            index = dict(zip(firsts, map(list, zip(firsts.values()))))
+            if len(firsts) < len(named):
+                for name, type_id in named:
+                    ids = index[name]
+                    if type_id not in ids:
+                        ids.append(type_id)
+                for ids in index.values():
+                    ids.sort()
             self._kind_index[kind] = index
         return index
 

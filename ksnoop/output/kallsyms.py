@@ -41,7 +41,7 @@ class Kallsyms:
         ordered = sorted(symbols, key=_ADDRESS)
         self._addresses = list(map(_ADDRESS, ordered))
         self._symbols = ordered
-        self._names: Optional[Dict[Tuple[str, str], Tuple[int, str, str]]] = None
+        self._names: Optional[List[str]] = None
         self.hidden = hidden
 
     def __len__(self) -> int:
@@ -69,13 +69,18 @@ class Kallsyms:
 
     def by_name(self, name: str, module: str = "") -> Optional[Symbol]:
         """The symbol called `name` in vmlinux (or `module`); of several (static functions of one
-        name in two files), the lowest. The index is built at the first call."""
-        if self._names is None:
-            last_first = self._symbols[::-1]  # the lowest address last, so that it stays
-            keys = zip(map(operator.itemgetter(1), last_first), map(operator.itemgetter(2), last_first))
-            self._names = dict(zip(keys, last_first))
-        found = self._names.get((name, module))
-        return None if found is None else Symbol(*found)
+        name in two files), the lowest."""
+        if self._names is None:  # C-level: a list of the names, searched by list.index
+            self._names = list(map(operator.itemgetter(1), self._symbols))
+        start = 0
+        while True:
+            try:
+                at = self._names.index(name, start)
+            except ValueError:
+                return None
+            if self._symbols[at][2] == module:
+                return Symbol(*self._symbols[at])
+            start = at + 1
 
     def describe(self, address: int) -> str:
         """`name+0xoffset`, `name+0xoffset [module]` for a module's symbol, or `0x...` when unknown."""
