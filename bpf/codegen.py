@@ -60,6 +60,7 @@ class MapRole(enum.Enum):
     AGGREGATE_DROPS = "aggregate_drops"  # a PERCPU_ARRAY of one value: calls and keys a full hash dropped
     AGGREGATE_OVERFLOW = "aggregate_overflow"  # a HASH of the keys a full hash dropped, to count them once
     TEXT = "text"  # the kernel text reader: an ARRAY of one TEXT_CHUNK, what the last read read
+    GRAPH_ROOTS = "graph_roots"  # function-graph mode: an ARRAY of one u64, the tasks inside a root call
 
 
 class Sharing(enum.Enum):
@@ -593,6 +594,8 @@ def _map_spec(plan: Plan, probe_index: int, layout: RecordLayout, role: MapRole)
             flags=uapi.BPF_F_NO_PREALLOC,
             name="ksnoop_aggr_ovf",
         )
+    if role is MapRole.GRAPH_ROOTS:
+        return MapSpec(role, uapi.MapType.ARRAY, 4, 8, 1, Sharing.PLAN, name="ksnoop_graph_on")
     if role in (MapRole.PATH, MapRole.PATH_ZERO):
         size = GRAPH_STATE_SIZE if plan.is_graph else PathLayout.of(plan).size
         if role is MapRole.PATH:  # allocated as tasks enter a path, not all up front
@@ -639,6 +642,10 @@ def _path_program(plan: Plan, probe_index: int, layout: RecordLayout) -> _Assemb
     if probe.forgets_path:
         asm.emit(tpl.PATH_KEY)
         asm.emit(tpl.PATH_FORGET)
+        if plan.is_graph:  # a task dying inside a root call: one task fewer inside one
+            asm.emit(tpl.JUMP_IF_NONZERO_R0, target="out")
+            asm.emit(tpl.GRAPH_COUNT_ROOTS, delta=-1)
+            asm.label("out")
         asm.emit(tpl.EXIT)
         return asm
     step = probe.path
@@ -682,8 +689,9 @@ def _graph_program(
 ) -> _Assembler:
     """A function-graph probe. The root's entry, when its task has no state and its filters and
     tests pass, makes the state (templates.GRAPH_START) and emits; inside its own call it is one
-    more call. Every other entry and return does one lookup and, with no state (outside any root
-    call), exits: otherwise GRAPH_ENTER or GRAPH_RETURN says whether it is recorded. The root
+    more call. Every other entry and return exits at once while no task is inside a root call
+    (GRAPH_NO_ROOT_CALLS: an array the verifier inlines), else after one lookup when its own task
+    is not: otherwise GRAPH_ENTER or GRAPH_RETURN says whether it is recorded. The root
     call's own return tests its return value and duration (since the state's start), emits, and
     deletes the state whatever the tests say: a root call that fails them has no return record,
     and the reader drops its tree when the task's next root call begins (its entry record's
@@ -693,8 +701,13 @@ def _graph_program(
     assert step is not None
     asm = _Assembler(cookie_forms=forms)
     asm.emit(tpl.PROLOGUE)
-    asm.emit(tpl.PATH_LOOKUP)
     root_entry = probe.kind.is_entry and step.root
+    # A callee's entry outside any root call, as a kprobe_multi branch, returns 1: in a kprobe
+    # session that spares its return side (a plain kprobe_multi ignores the value).
+    outside = "outside" if probe.kind.is_entry and not step.root and forms is not None else "out"
+    if not step.root:  # first, before the task's own lookup: most calls are outside every root call
+        asm.emit(tpl.GRAPH_NO_ROOT_CALLS, target=outside)
+    asm.emit(tpl.PATH_LOOKUP)
     if root_entry:
         # A root call's entry record carries its start (the record's entry time), which tells the
         # reader a new tree begins; the root's entries inside its own call carry 0.
@@ -703,15 +716,13 @@ def _graph_program(
         _emit_tests(asm, probe)
         asm.emit(tpl.PATH_CREATE, out="out", dropped="dropped")
         asm.emit(tpl.GRAPH_START)
+        asm.emit(tpl.GRAPH_COUNT_ROOTS, delta=1)
         asm.emit(tpl.GRAPH_ENTRY_TS)
         asm.emit(tpl.GOTO, target="emit")
         asm.label("again")
         asm.emit(tpl.GRAPH_ROOT_AGAIN)
     else:
-        # A callee's entry outside any root call, as a kprobe_multi branch, returns 1: in a kprobe
-        # session that spares its return side the lookup too (a plain kprobe_multi ignores it).
-        skip_return = probe.kind.is_entry and forms is not None
-        asm.emit(tpl.JUMP_IF_NO_STATE, target="outside" if skip_return else "out")
+        asm.emit(tpl.JUMP_IF_NO_STATE, target=outside)
         if step.root:
             asm.emit(tpl.GRAPH_ROOT_RETURN, target="root_returns")
     if probe.kind.is_entry:
@@ -739,6 +750,7 @@ def _graph_program(
         _emit_submit(asm, plan, layout)
         asm.label("forget")
         asm.emit(tpl.PATH_FORGET)
+        asm.emit(tpl.GRAPH_COUNT_ROOTS, delta=-1)
         if asm.jumps_to("dropped_forget"):
             asm.emit(tpl.GOTO, target="out")
             asm.label("dropped_forget")

@@ -1163,6 +1163,39 @@ PATH_FORGET = Template(
 
 # ---- function graphs (trace -g): the task's state in the `path` map, r7 pointing at it ----
 
+GRAPH_NO_ROOT_CALLS = Template(
+    "graph_no_root_calls",
+    "jumps to `target` when no task is inside a root call (ARRAY `graph_roots`, key 0, is 0): "
+    "the verifier inlines the array's lookup, so a callee outside every root call costs a few "
+    "instructions, no helper call; uses STACK_PTR; clobbers r0-r5",
+    (
+        T(i.st_mem(4, R10, STACK_PTR, 0)),
+        *_keyed_call(Helper.map_lookup_elem, "graph_roots", STACK_PTR),
+        T(i.jmp_imm(JEQ, R0, 0, 0), off="target"),
+        T(i.ldx_mem(8, R1, R0, 0)),
+        T(i.jmp_imm(JEQ, R1, 0, 0), off="target"),
+    ),
+)
+
+GRAPH_COUNT_ROOTS = Template(
+    "graph_count_roots",
+    "adds CONST `delta` (1 or -1) to the tasks inside a root call (ARRAY `graph_roots`, key 0), "
+    "atomically: tasks on every CPU count there; uses STACK_PTR; clobbers r0-r5",
+    (
+        T(i.st_mem(4, R10, STACK_PTR, 0)),
+        *_keyed_call(Helper.map_lookup_elem, "graph_roots", STACK_PTR),
+        T(i.jmp_imm(JEQ, R0, 0, 2)),
+        T(i.mov64_imm(R1, 0), imm="delta"),
+        T(i.atomic_add(8, R0, R1, 0)),
+    ),
+)
+
+JUMP_IF_NONZERO_R0 = Template(
+    "jump_if_nonzero_r0",
+    "jumps to `target` when r0 (a helper's result) is not 0",
+    (T(i.jmp_imm(JNE, R0, 0, 0), off="target"),),
+)
+
 GRAPH_START = Template(
     "graph_start",
     "r7 (a new task state) becomes a root call's: depth, recorded calls, nodes and open root calls "
@@ -1386,6 +1419,9 @@ ALL = (
     PATH_ENTRY_TS,
     PATH_KEY,
     PATH_FORGET,
+    GRAPH_NO_ROOT_CALLS,
+    GRAPH_COUNT_ROOTS,
+    JUMP_IF_NONZERO_R0,
     GRAPH_START,
     GRAPH_ROOT_AGAIN,
     GRAPH_ENTER,

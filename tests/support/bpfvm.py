@@ -45,13 +45,14 @@ _FDS = {
     MapRole.AGGREGATE_DROPS: 9,
     MapRole.AGGREGATE_OVERFLOW: 10,
     MapRole.TEXT: 11,
+    MapRole.GRAPH_ROOTS: 12,
 }
 # Maps keyed by a u64 (pid_tgid); the others are arrays, keyed by a u32 index.
 _U64_KEYS = (MapRole.STASH, MapRole.PATH)
 _ARRAYS = (MapRole.DROPS, MapRole.SCRATCH, MapRole.COUNTS, MapRole.PATH_ZERO)
 # Maps made as a program's MapSpec says (key and value size, capacity, array or hash) when a
 # program that uses one first runs; the other roles' sizes are the VM's arguments.
-_FROM_SPEC = (MapRole.AGGREGATE, MapRole.AGGREGATE_DROPS, MapRole.AGGREGATE_OVERFLOW, MapRole.TEXT)
+_FROM_SPEC = (MapRole.AGGREGATE, MapRole.AGGREGATE_DROPS, MapRole.AGGREGATE_OVERFLOW, MapRole.TEXT, MapRole.GRAPH_ROOTS)
 _ARRAY_TYPES = (uapi.MapType.ARRAY, uapi.MapType.PERCPU_ARRAY)
 
 
@@ -254,6 +255,15 @@ class VM:
             size = _SIZES[code & 0x18]
             addr = (self._reg(regs, insn.src) + insn.off) & MASK64
             regs[insn.dst] = int.from_bytes(self._read(addr, size, direct=True), "little")
+            return pc + 1
+        if cls == uapi.BPF_STX and code & 0xE0 == uapi.BPF_ATOMIC:
+            if insn.imm != uapi.BPF_ADD:  # only the plain add (no fetch) is generated
+                raise VMError(f"{pc}: unknown atomic operation {insn.imm:#x}")
+            size = _SIZES[code & 0x18]
+            addr = (self._reg(regs, insn.dst) + insn.off) & MASK64
+            old = int.from_bytes(self._read(addr, size, direct=True), "little")
+            added = (old + self._reg(regs, insn.src)) & ((1 << 8 * size) - 1)
+            self._write(addr, added.to_bytes(size, "little"))
             return pc + 1
         if cls in (uapi.BPF_STX, uapi.BPF_ST):
             if code & 0xE0 != uapi.BPF_MEM:

@@ -13,6 +13,7 @@ import struct
 from typing import Dict, List, Tuple
 
 from bpf.codegen import generate, generate_all
+from bpf.codegen import MapRole
 from bpf.plan import HEADER, ProbeKind
 from bpf.uapi import Helper
 from ksnoop.spec.language import parse_spec
@@ -113,17 +114,27 @@ def test_a_root_call_records_its_calls_in_order_and_ends_the_state() -> None:
     assert d.vm.path_states() == {}
 
 
+def _roots_open(d: Driver) -> int:
+    """The graph_roots counter: tasks inside a root call."""
+    return int.from_bytes(d.vm._values(MapRole.GRAPH_ROOTS).get(bytes(4), bytes(8)), "little")
+
+
 def test_callees_outside_a_root_call_do_one_lookup_and_nothing_else() -> None:
     d = Driver(_graph())
     d.enter("noargs")
-    assert d.helpers == [Helper.get_current_pid_tgid, Helper.map_lookup_elem]
+    # While no task is in a root call: the one-entry array the verifier inlines, no helper run.
+    assert d.helpers == [Helper.map_lookup_elem]
     d.leave("noargs", 0).enter("strncpy_from_user", DST, SRC, 64).leave("strncpy_from_user", DST, SRC, 64, 0)
-    assert d.events() == [] and d.vm.path_states() == {}
-    # Another task's root call does not let this task's callees in.
+    assert d.events() == [] and d.vm.path_states() == {} and _roots_open(d) == 0
+    # Another task's root call does not let this task's callees in: they look their own task up.
     d.task(TASK_B).enter("ip_send_skb", NET, SKB)
-    d.task(TASK_A).enter("noargs").leave("noargs", 0)
+    assert _roots_open(d) == 1
+    d.task(TASK_A).enter("noargs")
+    assert d.helpers == [Helper.map_lookup_elem, Helper.get_current_pid_tgid, Helper.map_lookup_elem]
+    d.leave("noargs", 0)
     d.task(TASK_B).leave("ip_send_skb", NET, SKB, 0)
     assert _outline(d.events()) == [("ip_send_skb", "entry"), ("ip_send_skb", "return")]
+    assert _roots_open(d) == 0
 
 
 def test_the_roots_tests_choose_the_root_calls() -> None:
@@ -195,7 +206,9 @@ def test_past_the_node_bound_one_entry_says_the_tree_was_cut() -> None:
 def test_a_task_dying_inside_a_root_call_leaves_no_state() -> None:
     d = Driver(_graph())
     d.enter("ip_send_skb", NET, SKB).enter("noargs").exit_task()
-    assert d.vm.path_states() == {}
+    assert d.vm.path_states() == {} and _roots_open(d) == 0
+    d.exit_task()  # a task that was in no root call: the count stays
+    assert _roots_open(d) == 0
 
 
 def test_every_program_generates_and_the_root_goes_in_last() -> None:
