@@ -254,3 +254,16 @@ def test_in_a_kprobe_session_a_callee_outside_any_root_call_skips_its_return() -
     vm.run(generate(plan, root), _regs(di=NET, si=SKB))  # the root call begins (a kprobe: registers)
     inside = vm.run(program, _regs(), cookie=program.multi_cookies[noargs])
     assert inside.r0 == 0 and len(vm.records) == 2
+
+
+def test_a_graph_over_the_probe_limit_is_a_usage_error_naming_it() -> None:
+    import pytest
+
+    from ksnoop.errors import UsageError
+
+    with pytest.raises(UsageError) as failure:
+        _graph(max_probes=2)
+    assert str(failure.value) == (
+        "the graph of ip_send_skb has 3 functions, more than --max-probes 2: lower --graph-depth, "
+        "leave some out with --graph-exclude, or raise --max-probes"
+    )
