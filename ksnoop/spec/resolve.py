@@ -213,18 +213,12 @@ def resolve_path(
         raise UsageError(f"a call path of {len(specs)} functions; at most {MAX_PATH_LENGTH}")
     found: List[Target] = []
     for spec in specs:
-        if spec.is_glob:
-            raise SpecError("a call path (-s) names functions one by one, not a glob", spec.text, spec.target_position)
-        try:
-            target = kernel.find_target(spec.target)
-        except UnknownTarget as err:
-            raise SpecError(str(err), spec.text, spec.target_position) from None
-        if target.kind is not TargetKind.FUNCTION:
-            raise SpecError(
-                "a call path (-s) is made of functions: a tracepoint has no return to end a call",
-                spec.text,
-                spec.target_position,
-            )
+        target = _one_function(
+            spec,
+            kernel,
+            "a call path (-s) names functions one by one, not a glob",
+            "a call path (-s) is made of functions: a tracepoint has no return to end a call",
+        )
         if any(t.name == target.name and t.module == target.module for t in found):
             raise SpecError(
                 f"{target.label} is already in the call path: each function can be one step",
@@ -305,18 +299,12 @@ def resolve_graph(
     that dies inside a root call. Sources: 0 for the root, 1 for the callees (as though they were
     one glob, `globs[1]`: kprobe_multi groups them, and a callee the kernel refuses is left out
     with a warning, as a glob's function is)."""
-    if root.is_glob:
-        raise SpecError("a function graph (-g) has one root: a function, not a glob", root.text, root.target_position)
-    try:
-        target = kernel.find_target(root.target)
-    except UnknownTarget as err:
-        raise SpecError(str(err), root.text, root.target_position) from None
-    if target.kind is not TargetKind.FUNCTION:
-        raise SpecError(
-            "a function graph (-g) is rooted at a function: a tracepoint calls nothing",
-            root.text,
-            root.target_position,
-        )
+    target = _one_function(
+        root,
+        kernel,
+        "a function graph (-g) has one root: a function, not a glob",
+        "a function graph (-g) is rooted at a function: a tracepoint calls nothing",
+    )
     names = [name for name in dict.fromkeys(callees) if name != target.name]
     if 1 + len(names) > max_probes:
         raise UsageError(
@@ -402,6 +390,20 @@ def resolve_graph(
     pairs = tuple(Pair(entry=i, exit=i + 1) for i in range(1, len(probes), 2))
     plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size, pairs=pairs)
     return ResolvedTrace(plan, tuple(targets), tuple(sources), (None, f"-g {target.label}"), tuple(notes))
+
+
+def _one_function(spec: TraceSpec, kernel: KernelBTF, not_a_glob: str, not_a_tracepoint: str) -> Target:
+    """The one function a spec names; SpecError at the spec's target, saying `not_a_glob` or
+    `not_a_tracepoint` (why the mode wants one function), or what the BTF does not have."""
+    if spec.is_glob:
+        raise SpecError(not_a_glob, spec.text, spec.target_position)
+    try:
+        target = kernel.find_target(spec.target)
+    except UnknownTarget as err:
+        raise SpecError(str(err), spec.text, spec.target_position) from None
+    if target.kind is not TargetKind.FUNCTION:
+        raise SpecError(not_a_tracepoint, spec.text, spec.target_position)
+    return target
 
 
 def _callee_captures(

@@ -267,3 +267,17 @@ def test_a_graph_over_the_probe_limit_is_a_usage_error_naming_it() -> None:
         "the graph of ip_send_skb has 3 functions, more than --max-probes 2: lower --graph-depth, "
         "leave some out with --graph-exclude, or raise --max-probes"
     )
+
+
+def test_a_root_is_one_function() -> None:
+    import pytest
+
+    from ksnoop.spec.language import SpecError
+
+    for root, says in (
+        ("ip_*", "a function graph (-g) has one root: a function, not a glob"),
+        ("tp:net_dev_queue", "a function graph (-g) is rooted at a function: a tracepoint calls nothing"),
+    ):
+        with pytest.raises(SpecError) as failure:
+            _graph(root)
+        assert failure.value.reason == says
