@@ -256,12 +256,8 @@ def resolve_path(
             context_offsets=return_offsets,
         )
         levels.append((level, target, [exit_, entry]))
-    task_exit = kernel.find_target(TRACEPOINT_PREFIX + TASK_EXIT_TRACEPOINT)
-    probes = [
-        Probe(
-            ProbeKind.TP_BTF, task_exit.name, task_exit.attach_btf_id, task_exit.module, emits=False, forgets_path=True
-        )
-    ]
+    forget, task_exit = _task_exit_probe(kernel)
+    probes = [forget]
     targets = [task_exit]
     sources = [-1]
     # Attached in this order: the state forgotten at exit first, then the innermost function first,
@@ -315,12 +311,8 @@ def resolve_graph(
     notes = list(sides.notes)
     # Attached in plan order: the state forgotten at exit first, the callees, the root last, so
     # that no root call starts before its callees are traced.
-    task_exit = kernel.find_target(TRACEPOINT_PREFIX + TASK_EXIT_TRACEPOINT)
-    probes = [
-        Probe(
-            ProbeKind.TP_BTF, task_exit.name, task_exit.attach_btf_id, task_exit.module, emits=False, forgets_path=True
-        )
-    ]
+    forget, task_exit = _task_exit_probe(kernel)
+    probes = [forget]
     targets = [task_exit]
     sources = [-1]
     callee_step = GraphStep(root=False)
@@ -390,6 +382,16 @@ def resolve_graph(
     pairs = tuple(Pair(entry=i, exit=i + 1) for i in range(1, len(probes), 2))
     plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size, pairs=pairs)
     return ResolvedTrace(plan, tuple(targets), tuple(sources), (None, f"-g {target.label}"), tuple(notes))
+
+
+def _task_exit_probe(kernel: KernelBTF) -> Tuple[Probe, Target]:
+    """The probe on sched_process_exit that forgets the per-task state (-s, -g) of a task dying
+    inside a call path or a root call, and its target."""
+    task_exit = kernel.find_target(TRACEPOINT_PREFIX + TASK_EXIT_TRACEPOINT)
+    probe = Probe(
+        ProbeKind.TP_BTF, task_exit.name, task_exit.attach_btf_id, task_exit.module, emits=False, forgets_path=True
+    )
+    return probe, task_exit
 
 
 def _one_function(spec: TraceSpec, kernel: KernelBTF, not_a_glob: str, not_a_tracepoint: str) -> Target:

@@ -9,20 +9,19 @@ The mini kernel's ip_send_skb is the root; strncpy_from_user and noargs are its 
 
 from __future__ import annotations
 
-import struct
 from typing import Dict, List, Tuple
 
 from bpf.codegen import generate, generate_all
 from bpf.codegen import MapRole
-from bpf.plan import HEADER, ProbeKind
+from bpf.plan import GRAPH_STATE_SIZE, HEADER, ProbeKind
 from bpf.uapi import Helper
 from ksnoop.spec.language import parse_spec
 from ksnoop.spec.resolve import ResolvedTrace, resolve_graph
 from tests.support import records
 from tests.support.bpfvm import VM
+from tests.support.task_driver import DST, NET, SKB, SRC, TASK_A, TASK_B, TaskDriver
+from tests.support.task_driver import skb as _skb
 
-SKB, NET, DST, SRC = 0xFFFF888000001000, 0xFFFF888000003000, 0xFFFF888000005000, 0x7FFE00001000
-TASK_A, TASK_B = (100 << 32) | 101, (200 << 32) | 202
 CALLEES = ("strncpy_from_user", "noargs")
 
 
@@ -30,55 +29,8 @@ def _graph(root: str = "ip_send_skb", **options: object) -> ResolvedTrace:
     return resolve_graph(parse_spec(root), CALLEES, records.path_kernel(), **options)  # type: ignore[arg-type]
 
 
-def _skb(length: int) -> bytes:
-    data = bytearray(104)
-    struct.pack_into("<I", data, 80, length)
-    return bytes(data)
-
-
-class Driver:
-    """Runs a graph's programs as the kernel would for calls and returns."""
-
-    def __init__(self, resolved: ResolvedTrace, **vm_options: object) -> None:
-        self.resolved = resolved
-        self.programs = {}
-        for index, probe in enumerate(resolved.plan.probes):
-            key = "exit_task" if probe.forgets_path else (probe.target, probe.kind)
-            self.programs[key] = generate(resolved.plan, index)
-        self.vm = VM(
-            memory={SKB: _skb(242), NET: bytes(8), DST: bytes(64)}, path_value_size=40, pid_tgid=TASK_A, **vm_options
-        )  # type: ignore[arg-type]
-        self.seen = 0
-        self.helpers: List[int] = []
-
-    def task(self, pid_tgid: int) -> "Driver":
-        self.vm.pid_tgid = pid_tgid
-        return self
-
-    def enter(self, function: str, *ctx: int) -> "Driver":
-        self.helpers = self.vm.run(self.programs[(function, ProbeKind.FENTRY)], list(ctx)).helpers
-        return self
-
-    def leave(self, function: str, *ctx: int) -> "Driver":
-        self.helpers = self.vm.run(self.programs[(function, ProbeKind.FEXIT)], list(ctx)).helpers
-        return self
-
-    def exit_task(self) -> "Driver":
-        self.vm.run(self.programs["exit_task"], [0, 0])
-        return self
-
-    def events(self) -> List[Tuple[str, str, tuple, object]]:
-        """(function, "entry"/"return", values, duration_ns) of each record since the last call."""
-        self.times = [HEADER.unpack_from(rec)[0] for rec in self.vm.records[self.seen :]]
-        out = []
-        for rec in self.vm.records[self.seen :]:
-            index = HEADER.unpack_from(rec)[3]
-            probe = self.resolved.plan.probes[index]
-            decode = records.build_decoder(self.resolved.plan, index, self.resolved.targets[index].btf)
-            event = decode(rec)
-            out.append((probe.target, "entry" if probe.kind.is_entry else "return", event.values, event.duration_ns))
-        self.seen = len(self.vm.records)
-        return out
+def Driver(resolved: ResolvedTrace, **vm_options: object) -> TaskDriver:  # noqa: N802 - reads as the class
+    return TaskDriver(resolved, GRAPH_STATE_SIZE, **vm_options)
 
 
 def _outline(events: list) -> List[Tuple[str, str]]:

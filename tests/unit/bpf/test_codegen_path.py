@@ -19,10 +19,8 @@ from ksnoop.errors import UsageError
 from ksnoop.spec.resolve import ResolvedTrace, resolve_path
 from ksnoop.spec.language import SpecError, parse_spec
 from tests.support import records
-from tests.support.bpfvm import VM
+from tests.support.task_driver import DST, NET, SKB, SRC, TASK_A, TASK_B, TaskDriver
 
-SKB, NET, DST, SRC = 0xFFFF888000001000, 0xFFFF888000003000, 0xFFFF888000005000, 0x7FFE00001000
-TASK_A, TASK_B = (100 << 32) | 101, (200 << 32) | 202
 U64 = (1 << 64) - 1
 
 
@@ -30,55 +28,8 @@ def _path(*specs: str) -> ResolvedTrace:
     return resolve_path([parse_spec(s) for s in specs], records.path_kernel())
 
 
-def _skb(length: int) -> bytes:
-    data = bytearray(104)
-    struct.pack_into("<I", data, 80, length)
-    return bytes(data)
-
-
-class Driver:
-    """Runs a path's programs as the kernel would for calls and returns; collects decoded events."""
-
-    def __init__(self, resolved: ResolvedTrace, **vm_options: object) -> None:
-        self.resolved = resolved
-        self.programs = {}
-        for index, probe in enumerate(resolved.plan.probes):
-            key = "exit_task" if probe.forgets_path else (probe.target, probe.kind)
-            self.programs[key] = generate(resolved.plan, index)
-        size = PathLayout.of(resolved.plan).size
-        self.vm = VM(
-            memory={SKB: _skb(242), NET: bytes(8), DST: bytes(64)}, path_value_size=size, pid_tgid=TASK_A, **vm_options
-        )
-        self.seen = 0
-
-    def task(self, pid_tgid: int) -> Driver:
-        self.vm.pid_tgid = pid_tgid
-        return self
-
-    def enter(self, function: str, *ctx: int) -> Driver:
-        self.vm.run(self.programs[(function, ProbeKind.FENTRY)], list(ctx))
-        return self
-
-    def leave(self, function: str, *ctx: int) -> Driver:
-        self.vm.run(self.programs[(function, ProbeKind.FEXIT)], list(ctx))
-        return self
-
-    def exit_task(self) -> Driver:
-        self.vm.run(self.programs["exit_task"], [0, 0])
-        return self
-
-    def events(self) -> list[tuple[str, str, tuple, int | None]]:
-        """(function, "entry"/"return", values, duration_ns) of each record since the last call."""
-        out = []
-        for rec in self.vm.records[self.seen :]:
-            index = HEADER.unpack_from(rec)[3]
-            probe = self.resolved.plan.probes[index]
-            decode = records.build_decoder(self.resolved.plan, index, self.resolved.targets[index].btf)
-            event = decode(rec)
-            side = "entry" if probe.kind is ProbeKind.FENTRY else "return"
-            out.append((probe.target, side, event.values, event.duration_ns))
-        self.seen = len(self.vm.records)
-        return out
+def Driver(resolved: ResolvedTrace, **vm_options: object) -> TaskDriver:  # noqa: N802 - reads as the class
+    return TaskDriver(resolved, PathLayout.of(resolved.plan).size, **vm_options)
 
 
 def _outline(events: list) -> list[tuple[str, str]]:
