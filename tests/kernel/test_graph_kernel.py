@@ -26,8 +26,6 @@ from tests.kernel.test_aggregate_cli import REPO, TIMEOUT
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("bpf_kernel")]
 
-pytest.importorskip("capstone", reason="the graph extra (pip install 'ksnoop[graph]') is not installed")
-
 
 def _refusal() -> str:
     """'' where this kernel lets ksnoop read its code, else ksnoop's error for it."""
