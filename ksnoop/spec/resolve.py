@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bpf.codegen import copies_from_registers
 from bpf.plan import (
@@ -232,30 +232,8 @@ def resolve_path(
     for level, (spec, target) in enumerate(zip(specs, found)):
         sides = _sides(spec, target, function_kind)
         notes.extend(sides.notes)
-        step = PathStep(level, length)
-        entry_offsets, return_offsets = _context_offsets(spec, target, function_kind)
-        entry = Probe(
-            function_kind,
-            target.name,
-            target.attach_btf_id,
-            target.module,
-            sides.entry_tests,
-            sides.entry_captures,
-            kstack_depth=kstack_depth,
-            path=step,
-            context_offsets=entry_offsets,
-        )
-        exit_ = Probe(
-            function_kind.return_kind,
-            target.name,
-            target.attach_btf_id,
-            target.module,
-            sides.exit_tests,
-            sides.exit_captures,
-            path=step,
-            context_offsets=return_offsets,
-        )
-        levels.append((level, target, [exit_, entry]))
+        entry, exit_ = _entry_and_return(spec, target, function_kind, sides, path=PathStep(level, length))
+        levels.append((level, target, [exit_, replace(entry, kstack_depth=kstack_depth)]))
     forget, task_exit = _task_exit_probe(kernel)
     probes = [forget]
     targets = [task_exit]
@@ -321,67 +299,48 @@ def resolve_graph(
         callee = kernel.find_function(name)
         entry_captures, exit_captures, missing = _callee_captures(callee, function_kind, full_args)
         left_out += missing
-        entry_offsets, return_offsets = _context_offsets(parse_spec(name), callee, function_kind)
-        probes.append(
-            Probe(
-                function_kind,
-                callee.name,
-                callee.attach_btf_id,
-                callee.module,
-                (),
-                entry_captures,
-                graph=callee_step,
-                context_offsets=entry_offsets,
-            )
-        )
-        probes.append(
-            Probe(
-                function_kind.return_kind,
-                callee.name,
-                callee.attach_btf_id,
-                callee.module,
-                (),
-                exit_captures,
-                graph=callee_step,
-                context_offsets=return_offsets,
-            )
-        )
+        callee_sides = _Sides((), entry_captures, (), exit_captures)
+        probes.extend(_entry_and_return(parse_spec(name), callee, function_kind, callee_sides, graph=callee_step))
         targets.extend((callee, callee))
         sources.extend((1, 1))
     if left_out:
         notes.append(f"ksnoop: {left_out} callee arguments {LEFT_OUT}: their registers or sizes cannot be copied")
-    entry_offsets, return_offsets = _context_offsets(root, target, function_kind)
-    root_step = GraphStep(root=True)
-    probes.append(
-        Probe(
-            function_kind,
-            target.name,
-            target.attach_btf_id,
-            target.module,
-            sides.entry_tests,
-            sides.entry_captures,
-            graph=root_step,
-            context_offsets=entry_offsets,
-        )
-    )
-    probes.append(
-        Probe(
-            function_kind.return_kind,
-            target.name,
-            target.attach_btf_id,
-            target.module,
-            sides.exit_tests,
-            sides.exit_captures,
-            min_duration_ns=min_duration_ns,
-            graph=root_step,
-            context_offsets=return_offsets,
-        )
-    )
+    entry, exit_ = _entry_and_return(root, target, function_kind, sides, graph=GraphStep(root=True))
+    probes.extend((entry, replace(exit_, min_duration_ns=min_duration_ns)))
     targets.extend((target, target))
     sources.extend((0, 0))
     pairs = tuple(Pair(entry=i, exit=i + 1) for i in range(1, len(probes), 2))
     plan = Plan(probes=tuple(probes), filters=filters, with_comm=with_comm, ringbuf_size=ringbuf_size, pairs=pairs)
     return ResolvedTrace(plan, tuple(targets), tuple(sources), (None, f"-g {target.label}"), tuple(notes))
+
+
+def _entry_and_return(
+    spec: TraceSpec, target: Target, function_kind: ProbeKind, sides: _Sides, **both: Any
+) -> Tuple[Probe, Probe]:
+    """A function's entry and return probes for what `sides` asks at each (no stash: the modes
+    that keep per-task state, -s and -g, whose role `both` gives each)."""
+    entry_offsets, return_offsets = _context_offsets(spec, target, function_kind)
+    entry = Probe(
+        function_kind,
+        target.name,
+        target.attach_btf_id,
+        target.module,
+        sides.entry_tests,
+        sides.entry_captures,
+        context_offsets=entry_offsets,
+        **both,
+    )
+    exit_ = Probe(
+        function_kind.return_kind,
+        target.name,
+        target.attach_btf_id,
+        target.module,
+        sides.exit_tests,
+        sides.exit_captures,
+        context_offsets=return_offsets,
+        **both,
+    )
+    return entry, exit_
 
 
 def _task_exit_probe(kernel: KernelBTF) -> Tuple[Probe, Target]:
