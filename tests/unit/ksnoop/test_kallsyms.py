@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from ksnoop.output.kallsyms import Kallsyms, Symbol, Symbolizer, parse_kallsyms
 
-# As /proc/kallsyms writes it: out of order across vmlinux, modules and BPF programs; data and
-# absolute symbols mixed in; a module's name after a tab.
+# As /proc/kallsyms writes it: vmlinux's symbols by address (data among them), then modules and
+# BPF programs out of order, absolute symbols and odd lines mixed in; a module's name after a tab.
 SAMPLE = """\
 ffffffff81000000 T _stext
 ffffffff81000000 T _text
@@ -16,9 +18,10 @@ ffffffff81001000 t do_one_initcall
 ffffffff81001100 T ip_send_skb
 ffffffff81001180 W arch_weak_thing
 ffffffff81001200 T udp_sendmsg
+ffffffff81001300 d data_among_code
+ffffffff81001400 T _etext
 ffffffff82000000 D jiffies
 ffffffff82000100 d some_local_data
-ffffffff81001400 T _etext
 ffffffffc0201000 t ftrace_trampoline\t[__builtin__ftrace]
 ffffffffc0a00000 t e1000_xmit_frame\t[e1000]
 ffffffffc0a00200 T e1000_probe\t[e1000]
@@ -40,8 +43,11 @@ def syms() -> Kallsyms:
     return parse_kallsyms(SAMPLE)
 
 
+ADDRESSES = sorted({int(line.split()[0], 16) for line in SAMPLE.splitlines()[:-2]})
+
+
 def test_only_text_symbols_are_kept_in_address_order(syms: Kallsyms) -> None:
-    names = [syms.find(a).name for a in sorted(set(syms._addresses))]  # type: ignore[union-attr]
+    names = [syms.find(a).name for a in ADDRESSES if syms.function_at(a)]  # type: ignore[union-attr]
     assert names == [
         "_stext",
         "do_one_initcall",
@@ -73,6 +79,7 @@ def test_only_text_symbols_are_kept_in_address_order(syms: Kallsyms) -> None:
         (0xFFFFFFFFC0025C76, "bpf_prog_7661c9d641b0ddc7_ksnoop_sys_ente+0xce [bpf]"),
         (0xFFFFFFFFC0201001, "ftrace_trampoline+0x1 [__builtin__ftrace]"),
         (0xFFFFFFFF82000050, "_etext+0xffec50"),  # data symbols are not kept: the last code before
+        (0xFFFFFFFF81001310, "udp_sendmsg+0x110"),  # data among code too
     ],
 )
 def test_describe(syms: Kallsyms, address: int, text: str) -> None:
@@ -83,6 +90,73 @@ def test_find(syms: Kallsyms) -> None:
     assert syms.find(0xFFFFFFFFC0A00201) == Symbol(0xFFFFFFFFC0A00200, "e1000_probe", "e1000")
     assert syms.find(0) is None
     assert parse_kallsyms("").find(0xFFFFFFFF81000000) is None
+
+
+def test_end_of_is_where_the_next_code_starts(syms: Kallsyms) -> None:
+    def end(name: str, module: str = "") -> int | None:
+        symbol = syms.by_name(name, module)
+        assert symbol is not None
+        return syms.end_of(symbol)
+
+    assert end("_stext") == 0xFFFFFFFF81001000
+    assert end("udp_sendmsg") == 0xFFFFFFFF81001400  # data among code is no end
+    assert end("_etext") == 0xFFFFFFFFC0025BA8  # vmlinux's last: the lowest of the rest
+    assert end("e1000_probe", "e1000") is None
+
+
+def test_by_name(syms: Kallsyms) -> None:
+    assert syms.by_name("ip_send_skb") == Symbol(0xFFFFFFFF81001100, "ip_send_skb", "")
+    assert syms.by_name("arch_weak_thing") == Symbol(0xFFFFFFFF81001180, "arch_weak_thing", "")
+    assert syms.by_name("e1000_xmit_frame") is None  # a module's, asked of vmlinux
+    assert syms.by_name("e1000_xmit_frame", "e1000") == Symbol(0xFFFFFFFFC0A00000, "e1000_xmit_frame", "e1000")
+    assert syms.by_name("jiffies") is None  # data
+    assert syms.by_name("_s") is None and syms.by_name("text") is None  # whole names only
+    two = parse_kallsyms("ffffffff81000000 t twice\nffffffff81000100 T other\nffffffff81000200 t twice\n")
+    assert two.by_name("twice") == Symbol(0xFFFFFFFF81000000, "twice", "")  # of two statics, the lowest
+
+
+def test_a_module_below_vmlinux_is_found_too() -> None:
+    syms = parse_kallsyms("ffff800080010000 T _stext\nffff800080020000 T _etext\nffff800000100000 t low_fn\t[low]\n")
+    assert syms.describe(0xFFFF800000100010) == "low_fn+0x10 [low]"
+    assert syms.describe(0xFFFF800080010010) == "_stext+0x10"
+    assert syms.end_of(Symbol(0xFFFF800000100000, "low_fn", "low")) == 0xFFFF800080010000
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "ffffffff81000000 T _stext extra\nffffffff81000100 T ip_send_skb\n",  # a word more
+        "ffffffff81000000 T _stext\nffffffff81000100 T ip_send_skb",  # no last newline
+        "not-hex! T _stext\nffffffff81000100 T ip_send_skb\n",
+    ],
+)
+def test_a_listing_of_another_shape_is_parsed_line_by_line(head: str) -> None:
+    syms = parse_kallsyms(head)
+    assert syms.describe(0xFFFFFFFF81000104) == "ip_send_skb+0x4"
+    assert syms.by_name("ip_send_skb") == Symbol(0xFFFFFFFF81000100, "ip_send_skb", "")
+
+
+def test_the_listing_answers_as_the_parsed_symbols_do() -> None:
+    """vmlinux's lines are looked up where they lie; the same lines parsed and sorted are the
+    reference. Aliases, data among code, weak symbols and a rare type far from the code asked about."""
+    rng = random.Random(7)
+    lines, address = [], 0xFFFFFFFF81000000
+    for n in range(3000):
+        address += rng.choice((0, 0, 1, 16, 0x40, 0x1000))
+        kind = rng.choices("TtWwDdRb", weights=(30, 30, 1, 1, 3, 3, 1, 1))[0]
+        lines.append((address, kind, f"sym{n}"))
+    text = "".join(f"{a:016x} {k} {name}\n" for a, k, name in lines)
+    listed = parse_kallsyms(text)
+    parsed = Kallsyms([(a, name, "") for a, k, name in lines if k in "TtWw"])
+    asked = [a + d for a, _, _ in rng.sample(lines, 500) for d in (-1, 0, 1)] + [0, 1 << 64]
+    for address in asked:
+        found = listed.find(address)
+        assert found == parsed.find(address), hex(address)
+        if found is not None:
+            assert listed.end_of(found) == parsed.end_of(found)
+    for _, _, name in rng.sample(lines, 200):
+        assert listed.by_name(name) == parsed.by_name(name)
+    assert len(listed) == len(parsed)
 
 
 def test_all_zero_addresses_are_hidden() -> None:
