@@ -85,7 +85,7 @@ class BTF:
         self._type_bytes: Optional[bytes] = None
         self._names_by_kind: Dict[Tuple[int, ...], List[Tuple[str, int]]] = {}
         # name -> ids, per kind, once named_index() made one: then lookups by name use it.
-        self._kind_index: Dict[Kind, Dict[str, List[int]]] = {}
+        self._kind_index: Dict[Kind, NameIndex] = {}
         self._glob_strings: Dict[str, Optional[Dict[int, str]]] = {}
         self._pointer_size: Optional[int] = None
         # What btf.compiled and btf.values build once per type: readers and renderers, by a key
@@ -379,30 +379,18 @@ class BTF:
         """Every type with this bare name (and kind, if given)."""
         index = self._kind_index.get(kind) if kind is not None else None
         if index is not None:
-            return [self.type_by_id(i) for i in index.get(name, ())]
+            return [self.type_by_id(i) for i in index.get(name)]
         return [self.type_by_id(i) for i in self._ids_named(name) if kind is None or self.kind_of(i) == kind]
 
-    def named_index(self, kind: Kind) -> Dict[str, List[int]]:
-        """name -> ids of the types of `kind` here and in the base, made once from names(); from
-        then on find_all of that kind looks names up in it. A lookup by name otherwise scans the
-        strings, which is right for a few and slow for the hundreds a function graph asks about."""
+    def named_index(self, kind: Kind) -> "NameIndex":
+        """The ids of the types of `kind` here and in the base, by name, made once; from then on
+        find_all of that kind looks names up in it. A lookup by name otherwise scans the strings,
+        which is right for a few and slow for the hundreds a function graph asks about."""
         index = self._kind_index.get(kind)
         if index is None:
-            named = self.names([kind])
-            # One id a name, by C-level iterators (the first of each name); then the few names
-            # that more than one type has (static functions of one name in two files) get all.
-            firsts = dict(
-                zip(map(operator.itemgetter(0), reversed(named)), map(operator.itemgetter(1), reversed(named)))
-            )
-            index = dict(zip(firsts, map(list, zip(firsts.values()))))
-            if len(firsts) < len(named):
-                for name, type_id in named:
-                    ids = index[name]
-                    if type_id not in ids:
-                        ids.append(type_id)
-                for ids in index.values():
-                    ids.sort()
-            self._kind_index[kind] = index
+            ids, offsets = self._named_records([kind])
+            base = self.base.named_index(kind) if self.base is not None else None
+            index = self._kind_index[kind] = NameIndex(self._names_at(offsets), ids, base)
         return index
 
     def lookup(self, name: str, kind: Optional[Kind] = None) -> t.Type:
@@ -427,23 +415,26 @@ class BTF:
         if cached is None:
             cached = list(self.base.names(kinds)) if self.base is not None else []
             ids, offsets = self._named_records(kinds)
-            first, strings = self._index.start_str_off, self._index.strings
-            names: Optional[List[str]] = None
-            if offsets and min(offsets) >= first:
-                # Cut and decoded by C-level iterators, not a string_at call a name: tens of
-                # thousands of names take seconds in Python under emulation.
-                starts = list(map(operator.sub, offsets, itertools.repeat(first))) if first else offsets
-                try:
-                    ends = list(map(strings.index, itertools.repeat(b"\0"), starts))
-                except ValueError:  # an offset past the section, or no NUL after it: string_at says which
-                    pass
-                else:
-                    names = list(map(_decode, map(strings.__getitem__, map(slice, starts, ends))))
-            if names is None:  # names in the base's strings (a module's types named by vmlinux's strings)
-                names = list(map(self.string_at, offsets))
+            names = list(map(_decode, self._names_at(offsets)))
             cached.extend(filter(operator.itemgetter(0), zip(names, ids)))
             self._names_by_kind[key] = cached
         return cached
+
+    def _names_at(self, offsets: List[int]) -> List[bytes]:
+        """The strings at these offsets, undecoded."""
+        first, strings = self._index.start_str_off, self._index.strings
+        if offsets and min(offsets) >= first:
+            # Cut by C-level iterators, not a string_at call a name: tens of thousands of names
+            # take seconds in Python under emulation.
+            starts = list(map(operator.sub, offsets, itertools.repeat(first))) if first else offsets
+            try:
+                ends = list(map(strings.index, itertools.repeat(b"\0"), starts))
+            except ValueError:  # an offset past the section, or no NUL after it: string_at says which
+                pass
+            else:
+                return list(map(strings.__getitem__, map(slice, starts, ends)))
+        # Names in the base's strings (a module's types named by vmlinux's strings).
+        return [self.string_at(offset).encode() for offset in offsets]
 
     def closest_names(self, name: str, kinds: Sequence[Kind], n: int = 5) -> List[str]:
         """Up to n names of these kinds that look most like `name` (for 'did you mean')."""
@@ -653,6 +644,34 @@ def _parse_type_name(name: str) -> Tuple[Sequence[Kind], str]:
     if len(parts) == 2 and parts[0] in _TAG_KINDS:
         return _TAG_KINDS[parts[0]], parts[1]
     return _PLAIN_NAME_ORDER, " ".join(parts)
+
+
+class NameIndex:
+    """Names -> the ids of one kind's types, in id order (a split blob's: the base's first).
+
+    Built by C-level iterators from undecoded names: one id a name in a dict, and lists only for
+    the few names more than one type has (static functions of one name in two files). Tens of
+    thousands of names, each decoded and given a list, cost half a second under emulation.
+    """
+
+    def __init__(self, names: List[bytes], ids: List[int], base: Optional["NameIndex"] = None):
+        self._first = dict(zip(reversed(names), reversed(ids)))
+        self._more: Dict[bytes, List[int]] = {}
+        if len(self._first) < len(names):
+            last = dict(zip(names, ids))
+            shared = {name for name, _ in last.items() - self._first.items()}
+            is_shared = list(map(shared.__contains__, names))
+            for name, type_id in zip(itertools.compress(names, is_shared), itertools.compress(ids, is_shared)):
+                self._more.setdefault(name, []).append(type_id)
+        self._base = base
+
+    def get(self, name: str) -> List[int]:
+        key = name.encode()
+        own = self._more.get(key)
+        if own is None:
+            first = self._first.get(key)
+            own = [] if first is None else [first]
+        return self._base.get(name) + own if self._base is not None else list(own)
 
 
 _decode = operator.methodcaller("decode", "utf-8", "backslashreplace")  # C-level, as map() wants

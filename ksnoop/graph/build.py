@@ -4,9 +4,10 @@ functions told apart, the kernel's code read and walked (graph.static)."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from btf import Kind
+from btf.btf import NameIndex
 
 from ksnoop.errors import RuntimeFailure, UsageError
 from ksnoop.graph.calls import decoder
@@ -44,7 +45,7 @@ def traceable_in(kernel: KernelBTF) -> Traceable:
     hookable = ftrace_functions()
     # Each blob's FUNCs by name, indexed once when first asked: a graph asks of hundreds of
     # names (and resolving its functions then finds them in the same index).
-    indexes: Dict[str, Tuple[int, Dict[str, List[int]]]] = {}
+    indexes: Dict[str, Tuple[int, Optional[NameIndex]]] = {}
 
     def traceable(name: str, module: str) -> bool:
         if name in DENIED or (hookable is not None and name.encode() not in hookable):
@@ -54,11 +55,11 @@ def traceable_in(kernel: KernelBTF) -> Traceable:
             try:
                 btf = kernel.module(module) if module else kernel.vmlinux
             except RuntimeFailure:  # a module without BTF
-                found = indexes[module] = (0, {})
+                found = indexes[module] = (0, None)
             else:
                 found = indexes[module] = (btf.start_id, btf.named_index(Kind.FUNC))
         own, index = found
-        return any(i >= own for i in index.get(name, ()))
+        return index is not None and any(i >= own for i in index.get(name))
 
     return traceable
 

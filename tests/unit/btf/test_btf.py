@@ -358,6 +358,28 @@ def test_split_glob_finds_module_functions_named_by_either_blobs_strings(leading
     assert module.glob("*", [Kind.FUNC], inherited=False) == sorted((n, i) for n, i in own.items())
 
 
+@pytest.mark.parametrize("leading_nul", [False, True])
+def test_named_index_has_every_id_of_a_name_the_base_first(leading_nul):
+    """What find_all answers from the index is what it answers by scanning: static functions of one
+    name in several files, a name both blobs have, a module's name held by the base's strings."""
+    base_builder, base_ids = minikernel.make_builder()
+    proto = base_builder.func_proto(base_ids["int"], [])
+    statics = [base_builder.func("twice", proto) for _ in range(3)]
+    m = BTFBuilder(base=base_builder, split_leading_nul=leading_nul)
+    own = {name: m.func(name, m.func_proto(base_ids["int"], [])) for name in ("printk", "twice", "mod_only")}
+    base = BTF.from_bytes(base_builder.to_bytes())
+    module = BTF.from_bytes(m.to_bytes(), base=base, name="mod")
+    names = ("twice", "printk", "mod_only", "ip_send_skb", "nosuch", "")
+    scanned = {name: [t.id for t in module.find_all(name, Kind.FUNC)] for name in names}
+    index = module.named_index(Kind.FUNC)
+    assert {name: index.get(name) for name in names} == scanned
+    assert scanned["twice"] == statics + [own["twice"]]
+    assert scanned["printk"] == [base_ids["printk"], own["printk"]]
+    assert scanned["nosuch"] == []
+    assert {name: [t.id for t in module.find_all(name, Kind.FUNC)] for name in names} == scanned  # now by index
+    assert base.named_index(Kind.FUNC).get("twice") == statics
+
+
 def test_split_suggestions_come_from_both(split):
     _, module, _, _ = split
     with pytest.raises(BTFLookupError) as err:
