@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from ksnoop.graph.calls import CallSites, call_sites
+from ksnoop.graph.calls import CallSites, Decoder, call_sites
 from ksnoop.graph.text import KernelText
 from ksnoop.output.kallsyms import Kallsyms, Symbol
 
@@ -66,7 +66,7 @@ def discover(
     text: KernelText,
     kallsyms: Kallsyms,
     traceable: Traceable,
-    decoder: Any,
+    decoder: Decoder,
     exclude: Sequence[str] = (),
 ) -> StaticGraph:
     """The graph below `root` to `depth` calls; functions matching an `exclude` glob are left out
@@ -89,7 +89,7 @@ def discover(
 
 class _Walker:
     def __init__(
-        self, text: KernelText, kallsyms: Kallsyms, traceable: Traceable, decoder: Any, exclude: Sequence[str]
+        self, text: KernelText, kallsyms: Kallsyms, traceable: Traceable, decoder: Decoder, exclude: Sequence[str]
     ) -> None:
         self._text, self._kallsyms, self._traceable, self._decoder = text, kallsyms, traceable, decoder
         self._exclude = tuple(exclude)

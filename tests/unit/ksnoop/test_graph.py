@@ -64,11 +64,19 @@ def test_x86_calls_jumps_and_indirect_calls() -> None:
         + _rel32(b"\x0f\x84", at + 13, 0x3000)  # je 0x3000: out of the function
         + b"\xff\xe0"  # jmp *%rax
         + _rel32(b"\xe9", at + 21, 0x4000)  # jmp 0x4000: a tail call
+        + _rel32(b"\xe8", at + 26, at + 1)  # call into itself: a call all the same
+        + b"\xff\x15"
+        + struct.pack("<i", 0x100)  # call *0x100(%rip)
         + b"\xc3"  # ret
     )
     sites = call_sites(decoder("x86_64"), code, at)
-    assert sites.branches == (Branch(0x2000, True), Branch(0x3000, False), Branch(0x4000, False))
-    assert sites.indirect == 2
+    assert sites.branches == (
+        Branch(0x2000, True),
+        Branch(0x3000, False),
+        Branch(0x4000, False),
+        Branch(at + 1, True),
+    )
+    assert sites.indirect == 3
 
 
 def test_arm64_calls_and_returns() -> None:
@@ -81,11 +89,20 @@ def test_arm64_calls_and_returns() -> None:
         word(0x94000000 | (0x400 >> 2))  # bl at+0x400
         + word(0xD63F0100)  # blr x8
         + word(0x14000000 | (0x800 >> 2))  # b at+8+0x800: a tail call
+        + word(0xB4000000 | (0x10 >> 2) << 5)  # cbz x0, at+12+0x10: inside, not a branch out
+        + word(0x36180000 | (0x8 >> 2) << 5)  # tbz w0, #3, at+16+8: inside, its target the last operand
+        + word(0x54000001 | (0x4000 >> 2) << 5)  # b.ne at+20+0x4000: out, to a cold part
+        + word(0x8A220020)  # bic x0, x1, x2: a `b` that is no branch
+        + word(0xD61F0200)  # br x16
         + word(0xD65F03C0)  # ret: through x30, but not an indirect call
     )
     sites = call_sites(decoder("aarch64"), code, at)
-    assert sites.branches == (Branch(at + 0x400, True), Branch(at + 8 + 0x800, False))
-    assert sites.indirect == 1
+    assert sites.branches == (
+        Branch(at + 0x400, True),
+        Branch(at + 8 + 0x800, False),
+        Branch(at + 20 + 0x4000, False),
+    )
+    assert sites.indirect == 2
 
 
 def test_an_unknown_machine_is_named() -> None:
