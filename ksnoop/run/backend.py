@@ -35,17 +35,15 @@ class Backend:
 
 
 def choose_backend(name: str, specs: Sequence[TraceSpec], kernel: KernelBTF) -> Backend:
-    """As _choose_kind, and for kprobes of a glob whether the kernel takes kprobe_multi links
-    (asked by linking one to the first function the specs name)."""
+    """As _choose_kind, and for kprobes of a glob whether the kernel takes kprobe_multi links."""
     backend = _choose_kind(name, specs, kernel)
     if backend.kind is not ProbeKind.KPROBE or not kernel.running or not check_privileges():
         return backend
     if not any(spec.is_glob for spec in specs):
         return backend  # functions named one by one get a kprobe each: no link to ask about
-    function = _first_function(specs, kernel, vmlinux_only=True)
-    if function is None:
-        return backend
-    return _with_multi(backend, function, kernel, "a glob's functions")
+    if _first_function(specs, kernel, vmlinux_only=True) is None:
+        return backend  # a kprobe_multi link holds vmlinux's functions: none to hold
+    return _with_multi(backend, kernel, "a glob's functions")
 
 
 def choose_graph_backend(name: str, root: TraceSpec, kernel: KernelBTF) -> Backend:
@@ -53,17 +51,19 @@ def choose_graph_backend(name: str, root: TraceSpec, kernel: KernelBTF) -> Backe
     them, since attaching and detaching a trampoline per function is slow, and fentry/fexit a
     function each where it does not (--backend fentry, or no kprobe_multi), with a note saying so;
     kprobes a function each where fentry is refused too."""
+    # A graph asks BTF of hundreds of functions by name, through one index: made first, it answers
+    # the lookups here too (each a scan of the strings otherwise, a twentieth of a second under TCG).
+    kernel.vmlinux.named_index(Kind.FUNC)
     backend = _choose_kind(name, [root], kernel)
     if name == "fentry" or not kernel.running or not check_privileges():
         return backend
-    function = _first_function([root], kernel, vmlinux_only=True)
-    if function is None:
-        return backend
+    if _first_function([root], kernel, vmlinux_only=True) is None:
+        return backend  # a module's root: its graph is not grouped
     if backend.kind is ProbeKind.FENTRY:
         kprobes = probe_kprobes()
         if not kprobes:
             return backend
-        multi = probe_kprobe_multi(function.name)
+        multi = probe_kprobe_multi()
         if not multi:
             note = (
                 f"ksnoop: one fentry/fexit per graph function (this kernel has no kprobe_multi: {multi.reason}); "
@@ -72,17 +72,17 @@ def choose_graph_backend(name: str, root: TraceSpec, kernel: KernelBTF) -> Backe
             why = f"{backend.why}; one per graph function: no kprobe_multi ({multi.reason})"
             return replace(backend, why=why, note=note, no_multi=multi.reason)
         backend = Backend(ProbeKind.KPROBE, "kprobes/kretprobes: the graph's functions by kprobe_multi")
-    chosen = _with_multi(backend, function, kernel, "the graph's functions")
+    chosen = _with_multi(backend, kernel, "the graph's functions")
     if not chosen.multi:
         said = f"one kprobe per graph function (this kernel has no kprobe_multi: {chosen.no_multi})"
         return replace(chosen, note=f"{chosen.note}; {said}" if chosen.note else f"ksnoop: {said}")
     return chosen
 
 
-def _with_multi(backend: Backend, function: Target, kernel: KernelBTF, what: str) -> Backend:
-    """Kprobes `backend`, with whether the kernel takes kprobe_multi links (asked on `function`) and
-    kprobe sessions for `what` (a glob's functions, a graph's)."""
-    multi = probe_kprobe_multi(function.name)
+def _with_multi(backend: Backend, kernel: KernelBTF, what: str) -> Backend:
+    """Kprobes `backend`, with whether the kernel takes kprobe_multi links and kprobe sessions for
+    `what` (a glob's functions, a graph's)."""
+    multi = probe_kprobe_multi()
     if not multi:
         return replace(backend, why=f"{backend.why}; one kprobe per function: {multi.reason}", no_multi=multi.reason)
     why = f"{backend.why}; {what} by one kprobe_multi link"
