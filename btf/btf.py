@@ -368,6 +368,10 @@ class BTF:
         kinds, bare = _parse_type_name(name)
         if kind is not None:
             kinds = (kind,)
+            index = self._kind_index.get(kind)
+            if index is not None:  # made by named_index: a dict lookup, not a scan of the strings
+                ids = index.get(bare) if bare else []
+                return self.type_by_id(ids[0]) if ids else None
         ids = self._ids_named(bare)
         for k in kinds:
             for type_id in ids:

@@ -371,12 +371,14 @@ def test_named_index_has_every_id_of_a_name_the_base_first(leading_nul):
     module = BTF.from_bytes(m.to_bytes(), base=base, name="mod")
     names = ("twice", "printk", "mod_only", "ip_send_skb", "nosuch", "")
     scanned = {name: [t.id for t in module.find_all(name, Kind.FUNC)] for name in names}
+    found = {name: module.find(name, Kind.FUNC) for name in names}
     index = module.named_index(Kind.FUNC)
     assert {name: index.get(name) for name in names} == scanned
     assert scanned["twice"] == statics + [own["twice"]]
     assert scanned["printk"] == [base_ids["printk"], own["printk"]]
     assert scanned["nosuch"] == []
     assert {name: [t.id for t in module.find_all(name, Kind.FUNC)] for name in names} == scanned  # now by index
+    assert {name: module.find(name, Kind.FUNC) for name in names} == found
     assert base.named_index(Kind.FUNC).get("twice") == statics
 
 
