@@ -40,6 +40,8 @@ class Kallsyms:
     def __init__(self, symbols: Iterable[Tuple[int, str, str]], hidden: bool = False, listing: bytes = b""):
         self._parts: Tuple[_Part, ...] = (_Listing(listing), _Sorted(symbols))
         self.hidden = hidden
+        # Answers kept: records name the same few function pointers over and over.
+        self._found: Dict[int, Optional[Symbol]] = {}
 
     def __len__(self) -> int:
         return sum(map(len, self._parts))
@@ -48,8 +50,13 @@ class Kallsyms:
         """The symbol at or last below `address`; None below the first symbol or when hidden."""
         if self.hidden:
             return None
+        if address in self._found:
+            return self._found[address]
         found = [s for s in (part.at_or_below(address) for part in self._parts) if s is not None]
-        return max(found, key=_ADDRESS) if found else None  # of equal addresses, vmlinux's
+        if len(self._found) >= _CACHE_SIZE:
+            self._found.clear()
+        symbol = self._found[address] = max(found, key=_ADDRESS) if found else None  # of equal addresses, vmlinux's
+        return symbol
 
     def function_at(self, address: int) -> Optional[Symbol]:
         """The symbol that starts exactly at `address` (a function pointer's target), or None."""
