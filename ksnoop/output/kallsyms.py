@@ -92,10 +92,12 @@ class Kallsyms:
             return parse_kallsyms(f.read())
 
 
-_ADDRESS = operator.itemgetter(0)  # C-level: a function graph parses 100,000 symbols under emulation
-_TEXT_TYPES = frozenset("TtWw")
+_ADDRESS = operator.itemgetter(0)  # C-level, as sorted() and map() want it
+# Types of code: global and local text, and weak symbols; data symbols (D/d/B/b/R/r, listed only
+# with CONFIG_KALLSYMS_ALL) and absolute ones (A) are left out.
+_TEXT_TYPES = b"TtWw"
 # A line's type between two spaces: no name or address holds a space, so these are types alone.
-_TEXT_MARKS = (b" T ", b" t ", b" W ", b" w ")
+_TEXT_MARKS = tuple(b" %c " % kind for kind in _TEXT_TYPES)
 
 
 class _Part:
@@ -228,7 +230,7 @@ class _Listing(_Part):
             previous = self._line_start(line - 1)
             if self._address(previous) != symbol.address:
                 break
-            if self._text[self._text.index(b" ", previous) + 1] in b"TtWw":
+            if self._text[self._text.index(b" ", previous) + 1] in _TEXT_TYPES:
                 symbol = self._symbol(previous)
             line = previous
         return symbol
@@ -245,15 +247,13 @@ class _Listing(_Part):
         text, wanted = self._text, b" " + name.encode() + b"\n"
         at = text.find(wanted)
         while at >= 0:  # the lowest first: the listing is by address
-            if text[at - 2 : at - 1] == b" " and text[at - 1] in b"TtWw":
+            if text[at - 2 : at - 1] == b" " and text[at - 1] in _TEXT_TYPES:
                 return self._symbol(self._line_start(at))
             at = text.find(wanted, at + 1)
         return None
 
 
 # `ADDRESS TYPE NAME`, then `\t[MODULE]` for a module's (or a BPF program's, `[bpf]`) symbols.
-# Types of code: global and local text, and weak symbols; data symbols (D/d/B/b/R/r, listed only
-# with CONFIG_KALLSYMS_ALL) and absolute ones (A) are left out.
 _TEXT_LINE = re.compile(r"^([0-9a-fA-F]+) [TtWw] (\S+)(?:\t\[(\S+)\])?$", re.MULTILINE)
 
 
