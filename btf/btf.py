@@ -670,7 +670,7 @@ class NameIndex:
         self._base = base
 
     def get(self, name: str) -> List[int]:
-        key = name.encode()
+        key = name.encode("utf-8", "surrogatepass")  # a name from argv may hold any code point
         own = self._more.get(key)
         if own is None:
             first = self._first.get(key)
