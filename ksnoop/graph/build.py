@@ -70,8 +70,10 @@ def static_graph(
     depth: Optional[int] = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    leaves: bool = True,
 ) -> StaticGraph:
-    """The graph of `root` to `depth` (DEFAULT_DEPTH if None). UsageError for a root that is no
+    """The graph of `root` to `depth` (DEFAULT_DEPTH if None); without `leaves`, what the functions
+    at `depth` call is not read (graph.static.discover). UsageError for a root that is no
     traceable function or a depth out of range; RuntimeFailure when the kernel's code cannot be read."""
     depth = DEFAULT_DEPTH if depth is None else depth
     check_depth(depth)
@@ -94,6 +96,6 @@ def static_graph(
     if symbol is None:
         raise RuntimeFailure(f"'{root}' has BTF but no code in /proc/kallsyms (inlined everywhere?)")
     with KernelText() as text:
-        graph = discover(symbol, depth, text, kallsyms, traceable, md, exclude)
+        graph = discover(symbol, depth, text, kallsyms, traceable, md, exclude, leaves)
     extra = included(include, lambda pattern: [t.name for t in kernel.glob_targets(pattern)])
     return StaticGraph(graph.root, graph.depth, graph.nodes, tuple(n for n in extra if traceable(n, "")))

@@ -68,15 +68,20 @@ def discover(
     traceable: Traceable,
     decoder: Decoder,
     exclude: Sequence[str] = (),
+    leaves: bool = True,
 ) -> StaticGraph:
     """The graph below `root` to `depth` calls; functions matching an `exclude` glob are left out
-    (and not walked)."""
+    (and not walked). Without `leaves`, the functions at `depth` are not read: their nodes say
+    nothing of what they call (a trace attaches nothing there, and most of a graph is leaves)."""
     walker = _Walker(text, kallsyms, traceable, decoder, exclude)
     nodes: List[GraphNode] = []
     queue: List[Tuple[Symbol, int]] = [(root, 0)]
     seen = {root.name}
     while queue:
         symbol, level = queue.pop(0)
+        if level == depth and not leaves:
+            nodes.append(GraphNode(symbol.name, symbol.module, level, (), (), 0))
+            continue
         node = walker.node(symbol, level)
         nodes.append(node)
         if level < depth:

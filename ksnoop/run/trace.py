@@ -169,7 +169,9 @@ def _resolve_graph(
     """-g: the root's static graph read from the kernel's code, then every function of it resolved."""
     from ksnoop.graph.build import static_graph
 
-    graph = static_graph(kernel, root.target, options.graph_depth, options.graph_include, options.graph_exclude)
+    graph = static_graph(
+        kernel, root.target, options.graph_depth, options.graph_include, options.graph_exclude, leaves=False
+    )
     resolved = resolve_graph(
         root,
         graph.functions(),

@@ -165,6 +165,13 @@ def test_the_walk_looks_through_clones_and_cold_parts() -> None:
     )  # type: ignore[arg-type]
     assert excluded.node("root").calls == ("F", "B")
     assert "C" not in excluded.functions()
+    # Without leaves the same functions, those at the last depth unread: a trace attaches nothing below.
+    unread = discover(root, 1, code, kallsyms, lambda name, module: name in traceable, decoder("x86_64"), leaves=False)  # type: ignore[arg-type]
+    read = discover(root, 1, code, kallsyms, lambda name, module: name in traceable, decoder("x86_64"))  # type: ignore[arg-type]
+    assert unread.functions() == read.functions() == ("root", "A", "F", "B", "G", "E")
+    assert read.node("A").calls == ("C",)
+    assert unread.node("A") == GraphNode("A", "", 1, (), (), 0)
+    assert unread.node("root") == read.node("root")
 
 
 def test_the_tree_shows_callees_once_at_their_shallowest() -> None:
