@@ -136,6 +136,12 @@ def test_a_listing_of_another_shape_is_parsed_line_by_line(head: str) -> None:
     assert syms.by_name("ip_send_skb") == Symbol(0xFFFFFFFF81000100, "ip_send_skb", "")
 
 
+def test_a_listing_out_of_address_order_is_parsed_not_bisected() -> None:
+    lines = [(0xFFFFFFFF81000000 + 0x100 * n, f"fn{n}") for n in range(40)]
+    syms = parse_kallsyms("".join(f"{a:016x} T {name}\n" for a, name in reversed(lines)))
+    assert [syms.describe(a + 4) for a, _ in lines] == [f"{name}+0x4" for _, name in lines]
+
+
 def test_the_listing_answers_as_the_parsed_symbols_do() -> None:
     """vmlinux's lines are looked up where they lie; the same lines parsed and sorted are the
     reference. Aliases, data among code, weak symbols and a rare type far from the code asked about."""
