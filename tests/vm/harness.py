@@ -68,6 +68,10 @@ class VMError(Exception):
     """The guest failed to boot, died, or a command overran its timeout; the message ends with the console tail."""
 
 
+class _PanickedBooting(VMError):
+    """The guest's kernel panicked before the guest was ready."""
+
+
 @dataclasses.dataclass(frozen=True)
 class VMResult:
     returncode: int
@@ -574,6 +578,16 @@ class VM:
             return _tail(self._console.decode(errors="replace"), lines)
 
     def _boot(self) -> subprocess.Popen[bytes]:
+        """Boot the guest, once more if its kernel panics before it is ready: under TCG the kernel's
+        own code patching at boot (text_poke_bp's int3 across vCPUs) now and then oopses before
+        anything of ours runs in it. A panic after the guest is ready is never retried."""
+        try:
+            return self._boot_once()
+        except _PanickedBooting as panic:
+            sys.stderr.write(f"harness: the guest kernel panicked while booting; booting again\n{panic}\n")
+            return self._boot_once()
+
+    def _boot_once(self) -> subprocess.Popen[bytes]:
         self.stop()
         (self.shared_dir / "ready").unlink(missing_ok=True)
         shutil.rmtree(self.shared_dir / "jobs", ignore_errors=True)
@@ -608,7 +622,11 @@ class VM:
         threading.Thread(target=self._read_console, args=(qemu.stdout,), daemon=True).start()
         while not (self.shared_dir / "ready").exists():
             if qemu.poll() is not None:
-                self._fail(f"qemu exited with status {qemu.returncode} before the guest was ready")
+                message = f"qemu exited with status {qemu.returncode} before the guest was ready"
+                time.sleep(0.2)  # the console's last bytes
+                with self._console_lock:
+                    panicked = b"Kernel panic" in self._console
+                self._fail(message, _PanickedBooting if panicked else VMError)
             if time.monotonic() - started > self._boot_timeout:
                 self._fail(f"the guest was not ready within {self._boot_timeout:g} s")
             time.sleep(0.05)
@@ -641,12 +659,12 @@ class VM:
             self._qemu.wait()
             self._qemu = None
 
-    def _fail(self, message: str) -> NoReturn:
+    def _fail(self, message: str, error: type[VMError] = VMError) -> NoReturn:
         self.stop()
         # Give the reader thread a moment to collect the last console bytes.
         time.sleep(0.2)
         log = CACHE_DIR / "last-console.log"
-        raise VMError(f"{message}\n--- last console lines (full log: {log}) ---\n{self.console_tail()}")
+        raise error(f"{message}\n--- last console lines (full log: {log}) ---\n{self.console_tail()}")
 
 
 def _job_script(command: Command, env: dict[str, str] | None, cwd: str | None) -> str:

@@ -144,6 +144,18 @@ def test_boot_timeout_kills_qemu_and_shows_the_console(vm: harness.VM) -> None:
     assert impatient.qemu_pid is None
 
 
+@pytest.mark.vm
+def test_a_kernel_that_panics_booting_is_booted_once_more_then_shown(
+    vm: harness.VM, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No init anywhere: the kernel panics before the guest is ready, every time.
+    doomed = harness.VM(kernel=vm.kernel, kernel_args=("rdinit=/nonexistent", "init=/nonexistent"))
+    with doomed, pytest.raises(harness.VMError, match="(?s)before the guest was ready.*Kernel panic"):
+        doomed.run(["true"], TIMEOUT)
+    assert doomed.qemu_pid is None
+    assert capsys.readouterr().err.count("the guest kernel panicked while booting; booting again") == 1
+
+
 def test_missing_qemu_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(harness, "QEMU", "qemu-system-nonexistent")
     with pytest.raises(harness.VMUnavailable, match="apt-get install qemu-system-x86"):
