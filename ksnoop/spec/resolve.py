@@ -297,10 +297,11 @@ def resolve_graph(
     left_out = 0
     for name in names:
         callee = kernel.find_function(name)
-        entry_captures, exit_captures, missing = _callee_captures(callee, function_kind, full_args)
+        callee_spec = parse_spec(name)
+        entry_captures, exit_captures, missing = _callee_captures(callee_spec, callee, function_kind, full_args)
         left_out += missing
         callee_sides = _Sides((), entry_captures, (), exit_captures)
-        probes.extend(_entry_and_return(parse_spec(name), callee, function_kind, callee_sides, graph=callee_step))
+        probes.extend(_entry_and_return(callee_spec, callee, function_kind, callee_sides, graph=callee_step))
         targets.extend((callee, callee))
         sources.extend((1, 1))
     if left_out:
@@ -368,13 +369,12 @@ def _one_function(spec: TraceSpec, kernel: KernelBTF, not_a_glob: str, not_a_tra
 
 
 def _callee_captures(
-    target: Target, function_kind: ProbeKind, full_args: bool
+    spec: TraceSpec, target: Target, function_kind: ProbeKind, full_args: bool
 ) -> Tuple[Tuple[Capture, ...], Tuple[Capture, ...], int]:
-    """A graph callee's captures at entry and return, and how many of its values were left out.
-    Every argument and the return value, as trace shows them with `full_args`; otherwise a struct
-    behind a pointer is the pointer alone (an address: most of a graph's calls pass the same few
-    structs along)."""
-    spec = parse_spec(target.name)
+    """A graph callee's captures at entry and return (`spec` its bare name), and how many of its
+    values were left out. Every argument and the return value, as trace shows them with
+    `full_args`; otherwise a struct behind a pointer is the pointer alone (an address: most of a
+    graph's calls pass the same few structs along)."""
     entry: List[Capture] = []
     exit_: List[Capture] = []
     missing = 0
