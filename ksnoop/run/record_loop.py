@@ -63,8 +63,8 @@ def run_records(
     # Its handlers stay till the end: a signal while detaching does not cut the summary line.
     with stop.installed(armed=False):
         summary = _attach_and_read(resolved, programs, options, out, err, formatter, lines, stop)
-        if trees is not None and trees.unfinished():
-            open_calls = trees.unfinished()
+        open_calls = trees.unfinished() if trees is not None else 0
+        if open_calls:
             err.write(f"ksnoop: {open_calls} root call{'' if open_calls == 1 else 's'} had not returned: not shown\n")
         say_summary(summary, err)
         return summary
